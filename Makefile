@@ -1,0 +1,59 @@
+# callconnect: one command per job. The lab and the tests need root (chroot,
+# mount, tcpdump): run them with sudo, or as root as CI does.
+
+VENV := .venv
+PY := $(VENV)/bin/python
+LAB := sip-lab/lab
+CONFIG := sip-lab/callconnect.toml
+HOST_PACKAGES := sip-tester debootstrap espeak-ng sox tcpdump iproute2
+
+.PHONY: install demo test unit lint lab-up lab-down lab-status clean
+
+# Everything a fresh machine needs: host packages, the Python package with its
+# test tools in .venv, and the lab's Asterisk root (built once, ~1 minute).
+install: $(VENV)/.installed
+	@$(LAB) install
+
+$(VENV)/.installed: pyproject.toml
+	@missing=""; for p in $(HOST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "[install] apt packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@test -x $(PY) || python3 -m venv $(VENV) || { \
+	  echo "[install] python3 -m venv failed: apt-get install python3-venv"; exit 1; }
+	@echo "[install] Python package and test tools into $(VENV)"
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+# A real call connect on the lab: A answers, hears the whisper, B is dialed,
+# they talk for 8 seconds, the call is recorded and the result printed.
+demo: install lab-up
+	$(VENV)/bin/callconnect --config $(CONFIG) call \
+	  --leg-a +27115550101 --leg-b +27115550202 \
+	  --whisper "Connecting you to John Smith from the website form" \
+	  --time-limit 8 --wait
+
+test: install lint
+	@$(LAB) up
+	@$(PY) -m pytest -q -rfE; status=$$?; $(LAB) down; exit $$status
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest -q tests/unit
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check controller tests
+	$(VENV)/bin/mypy
+
+lab-up: install
+	@$(LAB) up
+
+lab-down:
+	@$(LAB) down
+
+lab-status:
+	@$(LAB) status
+
+clean: lab-down
+	rm -rf $(VENV) .lab .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,139 @@
+"""Core commands to AMI actions: pure encoders.
+
+AMI is line-based (``Key: value\\r\\n``), so a value holding CR or LF would
+start a header of its own: every value is checked here, before panoramisk
+writes it. Caller text (whispers, names) never gets this far; only ids, file
+paths and dial strings the controller built itself do.
+"""
+
+from __future__ import annotations
+
+import re
+
+from controller.calls.core import (
+    Command,
+    DialLegB,
+    HangupLegs,
+    Leg,
+    OriginateLegA,
+    PlayMessageThenHangup,
+    PlayWhisper,
+    StartRecording,
+)
+from controller.config import AsteriskConfig
+from controller.errors import SwitchActionFailed
+from controller.numbers import Target, TargetKind
+
+from .events import leg_a_channel_id
+
+Action = dict[str, str]
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+# What may stand in a dial string, a file path or a caller ID number.
+_DIAL_STRING = re.compile(r"[A-Za-z0-9_+./:@\[\]*#!~'-]+")
+_PATH = re.compile(r"/[A-Za-z0-9_./-]+")
+_CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
+
+CONTEXT_LEG_A = "callconnect-leg-a"
+CONTEXT_WHISPER = "callconnect-whisper"
+CONTEXT_DIAL = "callconnect-dial"
+CONTEXT_MESSAGE = "callconnect-message"
+
+
+def dial_string(target: Target, config: AsteriskConfig) -> str:
+    """PJSIP dial string: numbers through the longest matching route (or the
+    trunk), SIP URIs through the URI endpoint."""
+    if target.kind is TargetKind.SIP_URI:
+        return f"PJSIP/{config.uri_endpoint}/{target.value}"
+    endpoint = config.trunk_endpoint
+    best = -1
+    for route in config.routes:
+        if target.value.startswith(route.prefix) and len(route.prefix) > best:
+            endpoint, best = route.endpoint, len(route.prefix)
+    return f"PJSIP/{target.value}@{endpoint}"
+
+
+def target_of(value: str) -> Target:
+    kind = TargetKind.SIP_URI if value.startswith(("sip:", "sips:")) else TargetKind.NUMBER
+    return Target(kind, value)
+
+
+def encode(call_id: str, command: Command, config: AsteriskConfig,
+           b_channel: str | None = None) -> list[Action]:
+    """The AMI actions, in order, that carry out one command on one call."""
+    a_channel = leg_a_channel_id(call_id)
+    if isinstance(command, OriginateLegA):
+        action: Action = {
+            "Action": "Originate",
+            "ActionID": f"originate-{call_id}",
+            "Channel": _checked(dial_string(target_of(command.target), config), _DIAL_STRING,
+                                "dial string"),
+            "Context": CONTEXT_LEG_A,
+            "Exten": "s",
+            "Priority": "1",
+            "Timeout": str(command.ring_timeout * 1000),
+            "ChannelId": a_channel,
+            "Async": "true",
+            "Variable": f"CC_CALL_ID={_checked(call_id, _DIAL_STRING, 'call id')}",
+        }
+        if command.caller_id:
+            action["CallerID"] = f"<{_checked(command.caller_id, _CALLER_ID, 'caller ID')}>"
+        return [action]
+    if isinstance(command, PlayWhisper):
+        return _steer(a_channel, CONTEXT_WHISPER, {"CC_AUDIO": _audio(command.audio)})
+    if isinstance(command, PlayMessageThenHangup):
+        return _steer(a_channel, CONTEXT_MESSAGE, {"CC_AUDIO": _audio(command.audio)})
+    if isinstance(command, DialLegB):
+        variables = {
+            "CC_DIAL": _checked(dial_string(target_of(command.target), config), _DIAL_STRING,
+                                "dial string"),
+            "CC_RING_TIMEOUT": str(int(command.ring_timeout)),
+            # r: ringback to leg A while B rings; S(n): the switch ends the
+            # call n seconds after B answers, even if we are gone.
+            "CC_DIAL_OPTIONS": f"rS({int(command.time_limit)})",
+        }
+        if command.caller_id:
+            variables["CALLERID(num)"] = _checked(command.caller_id, _CALLER_ID, "caller ID")
+        return _steer(a_channel, CONTEXT_DIAL, variables)
+    if isinstance(command, StartRecording):
+        return [{
+            "Action": "MixMonitor",
+            "Channel": a_channel,
+            "File": _checked(command.file, _PATH, "recording path"),
+        }]
+    if isinstance(command, HangupLegs):
+        actions = []
+        for leg in command.legs:
+            channel = a_channel if leg is Leg.A else b_channel
+            if channel:
+                actions.append({"Action": "Hangup", "Channel": channel, "Cause": "16"})
+        return actions
+    raise SwitchActionFailed(f"the Asterisk backend cannot run {type(command).__name__}")
+
+
+def _steer(channel: str, context: str, variables: dict[str, str]) -> list[Action]:
+    """Set the step's inputs, then send the channel to the step's context.
+    One AMI session runs its actions in order, so the Setvars land first."""
+    actions: list[Action] = [
+        {"Action": "Setvar", "Channel": channel, "Variable": name, "Value": value}
+        for name, value in variables.items()
+    ]
+    actions.append({"Action": "Redirect", "Channel": channel, "Context": context,
+                    "Exten": "s", "Priority": "1"})
+    for action in actions:
+        for key, value in action.items():
+            if _UNSAFE.search(value):
+                raise SwitchActionFailed(f"refusing to send {key} with control characters to AMI")
+    return actions
+
+
+def _audio(path: str) -> str:
+    # Playback wants the path without its extension; it picks the format.
+    checked = _checked(path, _PATH, "audio path")
+    return checked.rsplit(".", 1)[0] if checked.endswith(".wav") else checked
+
+
+def _checked(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.fullmatch(value):
+        raise SwitchActionFailed(f"refusing to send {what} {value!r} to AMI: unexpected characters")
+    return value

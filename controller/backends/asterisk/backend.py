@@ -1,0 +1,146 @@
+"""The Asterisk backend: an adapter between the call core and AMI (panoramisk).
+
+Wire events go through :class:`AmiEventTranslator` to the call that owns the
+channel; core commands go through :func:`encode` to AMI actions. Every action
+waits for Asterisk's answer at most ``action_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import structlog
+from panoramisk import Manager
+from panoramisk.message import Message
+
+from controller.backends.base import EventSink
+from controller.calls.core import Command, HangupLegs, Leg
+from controller.config import AsteriskConfig
+from controller.errors import SwitchActionFailed, SwitchUnavailable
+
+from .actions import encode
+from .events import AmiEventTranslator
+
+log = structlog.get_logger(__name__)
+
+# Only the event classes the translator reads: Asterisk sends nothing else.
+EVENT_CLASSES = "call,user,system"
+
+
+class AsteriskBackend:
+    name = "asterisk"
+
+    def __init__(self, config: AsteriskConfig) -> None:
+        self._config = config
+        self._translator = AmiEventTranslator()
+        self._sinks: dict[str, EventSink] = {}
+        self._manager: Manager | None = None
+        self.connected = False
+
+    @property
+    def address(self) -> str:
+        return f"{self._config.host}:{self._config.port}"
+
+    async def connect(self) -> None:
+        manager = Manager(
+            loop=asyncio.get_running_loop(),
+            host=self._config.host,
+            port=self._config.port,
+            username=self._config.username,
+            secret=self._config.secret,
+            events=EVENT_CLASSES,
+            ping_delay=10,
+            ping_interval=10,
+            reconnect_timeout=2,
+            on_disconnect=self._on_disconnect,
+            on_login=self._on_login,
+            log=logging.getLogger("callconnect.ami.panoramisk"),
+        )
+        manager.register_event("*", self._on_event)
+        self._manager = manager
+        timeout = self._config.connect_timeout
+        try:
+            await asyncio.wait_for(manager.connect(), timeout)
+            login = manager.authenticated_future
+            response = await asyncio.wait_for(login, timeout) if login is not None else None
+        except (TimeoutError, OSError) as exc:
+            manager.close()
+            raise SwitchUnavailable(
+                f"cannot reach Asterisk AMI at {self.address} ({exc or 'timed out'}); "
+                "is Asterisk running and is manager.conf enabled on that address? "
+                "(lab: sudo make lab-up)",
+                address=self.address,
+            ) from exc
+        if response is None or not response.success:
+            manager.close()
+            raise SwitchUnavailable(
+                f"Asterisk AMI at {self.address} refused login for user "
+                f"{self._config.username!r}; check [asterisk] username and secret "
+                "(or CALLCONNECT_ASTERISK_SECRET) against manager.conf",
+                address=self.address,
+            )
+        self.connected = True
+        log.info("ami.connected", address=self.address, username=self._config.username)
+
+    async def close(self) -> None:
+        if self._manager is not None:
+            self._manager.close()
+        self.connected = False
+
+    def watch(self, call_id: str, sink: EventSink) -> None:
+        self._translator.watch(call_id)
+        self._sinks[call_id] = sink
+
+    def forget(self, call_id: str) -> None:
+        self._translator.forget(call_id)
+        self._sinks.pop(call_id, None)
+
+    async def execute(self, call_id: str, command: Command) -> None:
+        b_channel = self._translator.channel_of(call_id, Leg.B)
+        for action in encode(call_id, command, self._config, b_channel):
+            response = await self._send(action)
+            if response.success:
+                continue
+            message = response.get("Message", "") or "no reason given"
+            if isinstance(command, HangupLegs) and "No such channel" in message:
+                continue  # it hung up by itself meanwhile: that is what we wanted
+            raise SwitchActionFailed(
+                f"Asterisk refused {action['Action']}: {message}",
+                action=action["Action"], call_id=call_id,
+            )
+
+    async def active_channels(self) -> list[str]:
+        responses = await self._send({"Action": "CoreShowChannels"}, as_list=True)
+        if isinstance(responses, Message):
+            responses = [responses]
+        return [m["Channel"] for m in responses if m.get("Event") == "CoreShowChannel"]
+
+    async def _send(self, action: dict[str, str], as_list: bool = False) -> Any:
+        manager = self._manager
+        if manager is None or not self.connected:
+            raise SwitchUnavailable(f"not connected to Asterisk AMI at {self.address}",
+                                    address=self.address)
+        try:
+            return await asyncio.wait_for(manager.send_action(action, as_list=as_list),
+                                          self._config.action_timeout)
+        except TimeoutError as exc:
+            raise SwitchActionFailed(
+                f"Asterisk did not answer {action['Action']} within "
+                f"{self._config.action_timeout:g} s", action=action["Action"],
+            ) from exc
+
+    def _on_event(self, manager: Manager, message: Message) -> None:
+        for routed in self._translator.translate(message, time.time()):
+            sink = self._sinks.get(routed.call_id)
+            if sink is not None:
+                sink(routed.event)
+
+    def _on_login(self, manager: Manager) -> None:
+        self.connected = True
+
+    def _on_disconnect(self, manager: Manager, exc: Exception | None) -> None:
+        self.connected = False
+        log.warning("ami.disconnected", address=self.address, error=str(exc) if exc else None)

@@ -1,0 +1,194 @@
+"""AMI events to core events: a pure translation, tested on recorded wire text.
+
+panoramisk frames the stream (frames split across reads, stray bytes); this
+module decides what each parsed message means for our calls. Its only state is
+which channel belongs to which call: Leg A's Uniqueid is the ChannelId we chose
+before originating; Leg B's is learnt from the DialBegin that Leg A's Dial
+raises, which names both channels. Nothing is matched by timing or by parsing
+Uniqueid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from controller.calls.core import (
+    CommandFailed,
+    DialFinished,
+    Event,
+    Leg,
+    LegAnswered,
+    LegCreated,
+    LegEnded,
+    LegHungUp,
+    LegRinging,
+    MessageFinished,
+    OriginateFailed,
+    RecordingStarted,
+    WhisperFinished,
+)
+
+log = structlog.get_logger(__name__)
+
+USER_EVENT_NAME = "CallConnect"
+LEG_A_SUFFIX = "-a"
+
+# OriginateResponse Reason: the AST_CONTROL value the originate ended on.
+_ORIGINATE_REASONS = {
+    "0": "the switch could not create the channel (unknown endpoint or no route)",
+    "1": "the channel hung up",
+    "3": "no answer within the ring timeout",
+    "5": "busy",
+    "8": "congestion",
+}
+
+
+def leg_a_channel_id(call_id: str) -> str:
+    return call_id + LEG_A_SUFFIX
+
+
+@dataclass(frozen=True)
+class Routed:
+    call_id: str
+    event: Event
+
+
+class AmiEventTranslator:
+    def __init__(self) -> None:
+        self._legs: dict[str, tuple[str, Leg]] = {}
+
+    def watch(self, call_id: str) -> None:
+        self._legs[leg_a_channel_id(call_id)] = (call_id, Leg.A)
+
+    def forget(self, call_id: str) -> None:
+        for uniqueid in [u for u, (c, _) in self._legs.items() if c == call_id]:
+            del self._legs[uniqueid]
+
+    def channel_of(self, call_id: str, leg: Leg) -> str | None:
+        for uniqueid, owner in self._legs.items():
+            if owner == (call_id, leg):
+                return uniqueid
+        return None
+
+    def translate(self, message: Mapping[str, str], now: float) -> list[Routed]:
+        """The core events one AMI event means; [] for anything not ours.
+
+        ``now`` stands in for the event's time when Asterisk sent no
+        Timestamp header (manager.conf timestampevents=no).
+        """
+        name = message.get("Event", "")
+        handler = getattr(self, "_" + name, None)
+        if handler is None:
+            return []
+        at = _timestamp(message, now)
+        try:
+            routed: list[Routed] = handler(message, at)
+        except (KeyError, ValueError) as exc:
+            log.warning("ami.event.malformed", ami_event=name, error=str(exc))
+            return []
+        return routed
+
+    # ------------------------------------------------------------ events
+
+    def _leg_of(self, message: Mapping[str, str], key: str = "Uniqueid") -> tuple[str, Leg] | None:
+        return self._legs.get(message.get(key, ""))
+
+    def _Newchannel(self, m: Mapping[str, str], at: float) -> list[Routed]:
+        owner = self._leg_of(m)
+        if owner is None or owner[1] is not Leg.A:
+            return []
+        return [Routed(owner[0], LegCreated(at, Leg.A))]
+
+    def _Newstate(self, m: Mapping[str, str], at: float) -> list[Routed]:
+        owner = self._leg_of(m)
+        if owner is None or owner[1] is not Leg.A or m.get("ChannelStateDesc") != "Ringing":
+            return []
+        return [Routed(owner[0], LegRinging(at, Leg.A))]
+
+    def _DialBegin(self, m: Mapping[str, str], at: float) -> list[Routed]:
+        # Leg A's own Dial (Uniqueid = A) creates Leg B. An Originate also
+        # raises a DialBegin, with no Uniqueid and Leg A as the destination.
+        owner = self._leg_of(m)
+        dest = m.get("DestUniqueid", "")
+        if owner is None or owner[1] is not Leg.A or not dest:
+            return []
+        self._legs[dest] = (owner[0], Leg.B)
+        return [Routed(owner[0], LegCreated(at, Leg.B))]
+
+    def _DialState(self, m: Mapping[str, str], at: float) -> list[Routed]:
+        owner = self._leg_of(m)
+        if owner is None or owner[1] is not Leg.A or m.get("DialStatus") != "RINGING":
+            return []
+        if self._legs.get(m.get("DestUniqueid", "")) != (owner[0], Leg.B):
+            return []
+        return [Routed(owner[0], LegRinging(at, Leg.B))]
+
+    def _DialEnd(self, m: Mapping[str, str], at: float) -> list[Routed]:
+        owner = self._leg_of(m)
+        if owner is None or owner[1] is not Leg.A or m.get("DialStatus") != "ANSWER":
+            return []
+        if self._legs.get(m.get("DestUniqueid", "")) != (owner[0], Leg.B):
+            return []
+        return [Routed(owner[0], LegAnswered(at, Leg.B))]
+
+    def _UserEvent(self, m: Mapping[str, str], at: float) -> list[Routed]:
+        owner = self._leg_of(m)
+        if owner is None or m.get("UserEvent") != USER_EVENT_NAME:
+            return []
+        call_id = owner[0]
+        step = m.get("Step", "")
+        if step == "answered":
+            return [Routed(call_id, LegAnswered(at, Leg.A))]
+        if step == "whisper-done":
+            return [Routed(call_id, WhisperFinished(at, m.get("PlaybackStatus") == "SUCCESS"))]
+        if step == "dial-done":
+            return [Routed(call_id, DialFinished(at, m.get("DialStatus", "")))]
+        if step == "message-done":
+            return [Routed(call_id, MessageFinished(at))]
+        if step == "hold-timeout":
+            return [Routed(call_id, CommandFailed(
+                at, "dialplan", "leg A waited too long for the controller's next step"))]
+        log.warning("ami.userevent.unknown_step", step=step, call_id=call_id)
+        return []
+
+    def _OriginateResponse(self, m: Mapping[str, str], at: float) -> list[Routed]:
+        owner = self._leg_of(m)
+        if owner is None or m.get("Response") != "Failure":
+            return []
+        reason = _ORIGINATE_REASONS.get(m.get("Reason", ""), f"reason {m.get('Reason')}")
+        return [Routed(owner[0], OriginateFailed(at, reason))]
+
+    def _HangupRequest(self, m: Mapping[str, str], at: float) -> list[Routed]:
+        owner = self._leg_of(m)
+        if owner is None:
+            return []
+        return [Routed(owner[0], LegHungUp(at, owner[1], int(m.get("Cause") or 0)))]
+
+    def _Hangup(self, m: Mapping[str, str], at: float) -> list[Routed]:
+        uniqueid = m.get("Uniqueid", "")
+        owner = self._legs.get(uniqueid)
+        if owner is None:
+            return []
+        if owner[1] is Leg.B:
+            del self._legs[uniqueid]
+        cause = int(m.get("Cause") or 0)
+        return [Routed(owner[0], LegEnded(at, owner[1], cause, m.get("Cause-txt", "")))]
+
+    def _MixMonitorStart(self, m: Mapping[str, str], at: float) -> list[Routed]:
+        owner = self._leg_of(m)
+        if owner is None:
+            return []
+        return [Routed(owner[0], RecordingStarted(at))]
+
+
+def _timestamp(message: Mapping[str, str], now: float) -> float:
+    value = message.get("Timestamp")
+    if not value:
+        return now
+    try:
+        return float(value)
+    except ValueError:
+        return now

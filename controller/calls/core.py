@@ -1,0 +1,657 @@
+"""The call-connect state machine: events in, commands out.
+
+Pure: no sockets, no clock, no files. Every event carries the time it happened
+(the switch's timestamp where it has one); the backend adapters turn wire events
+into these events and these commands into switch actions. An event that cannot
+happen in the current state raises :class:`InvalidTransition`; an event that can
+happen but no longer matters (a late ringing, a duplicate) changes nothing.
+
+The flow: originate Leg A; when A answers, play the whisper to A only; when the
+whisper has finished, dial Leg B; when B answers, record; when either side hangs
+up, the call ends. Every failure path ends with every leg hung up and exactly one
+:class:`CallEnded` command carrying the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from controller.errors import InvalidTransition
+
+
+class Leg(StrEnum):
+    A = "a"
+    B = "b"
+
+
+class CallState(StrEnum):
+    NEW = "new"
+    DIALING_A = "dialing-a"
+    RINGING_A = "ringing-a"
+    WHISPERING = "whispering"
+    DIALING_B = "dialing-b"
+    RINGING_B = "ringing-b"
+    BRIDGED = "bridged"
+    ANNOUNCING = "announcing"  # A hears why B was not reached, then is hung up
+    ENDING = "ending"  # outcome decided; waiting for the last channels to go
+    ENDED = "ended"
+
+
+class CallStatus(StrEnum):
+    """A finished call's status, as hosted call-connect products report it."""
+
+    COMPLETED = "completed"
+    NO_ANSWER = "no-answer"
+    BUSY = "busy"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class LegStatus(StrEnum):
+    PENDING = "pending"  # not dialed yet
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    COMPLETED = "completed"  # answered, then hung up
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELED = "canceled"  # stopped by us before it was answered
+    NOT_DIALED = "not-dialed"
+
+
+class HangupBy(StrEnum):
+    LEG_A = "leg_a"
+    LEG_B = "leg_b"
+    TIME_LIMIT = "time_limit"
+    API = "api"
+    SWITCH = "switch"
+
+
+# Q.850 cause codes (the switch's hangup causes) that decide a leg's outcome.
+CAUSE_NORMAL_CLEARING = 16
+CAUSE_USER_BUSY = 17
+CAUSE_NO_USER_RESPONSE = 18
+CAUSE_NO_ANSWER = 19
+CAUSE_CALL_REJECTED = 21
+
+# The SIP response a Q.850 cause stands for (RFC 3398, section 8.2.6.1).
+Q850_TO_SIP = {
+    1: 404, 2: 404, 3: 404, 17: 486, 18: 408, 19: 480, 20: 480, 21: 603, 22: 410,
+    26: 404, 27: 502, 28: 484, 29: 501, 31: 480, 34: 503, 38: 503, 41: 503,
+    42: 503, 47: 503, 55: 403, 57: 403, 58: 503, 65: 488, 69: 501, 79: 501,
+    87: 403, 88: 503, 102: 504, 111: 500, 127: 500,
+}
+
+
+def leg_status_from_cause(cause: int, answered: bool) -> LegStatus:
+    """Classify how a leg ended from its hangup cause, not from a dial status:
+    a 603 Decline and a ring timeout both reach Asterisk's Dial as NOANSWER."""
+    if answered:
+        return LegStatus.COMPLETED
+    if cause == CAUSE_USER_BUSY:
+        return LegStatus.BUSY
+    if cause in (CAUSE_NO_USER_RESPONSE, CAUSE_NO_ANSWER):
+        return LegStatus.NO_ANSWER
+    if cause == CAUSE_CALL_REJECTED:
+        return LegStatus.REJECTED
+    return LegStatus.FAILED
+
+
+_CALL_STATUS_OF_UNANSWERED_LEG = {
+    LegStatus.BUSY: CallStatus.BUSY,
+    LegStatus.REJECTED: CallStatus.BUSY,
+    LegStatus.NO_ANSWER: CallStatus.NO_ANSWER,
+    LegStatus.CANCELED: CallStatus.CANCELED,
+}
+
+
+# ---------------------------------------------------------------- the plan
+
+@dataclass(frozen=True)
+class CallPlan:
+    """Everything the core needs to run one call, decided before it starts.
+
+    Targets are dial strings the adapter understands (already validated);
+    audio and recording paths are as the switch sees them.
+    """
+
+    call_id: str
+    leg_a: str
+    leg_b: str
+    ring_timeout: int
+    time_limit: int
+    whisper_audio: str | None = None
+    b_unreached_audio: str | None = None
+    recording_file: str | None = None
+    caller_id: str | None = None
+
+
+# ---------------------------------------------------------------- events
+
+@dataclass(frozen=True)
+class Event:
+    at: float  # seconds since the epoch, when it happened on the switch
+
+
+@dataclass(frozen=True)
+class LegCreated(Event):
+    leg: Leg
+
+
+@dataclass(frozen=True)
+class LegRinging(Event):
+    leg: Leg
+
+
+@dataclass(frozen=True)
+class LegAnswered(Event):
+    leg: Leg
+
+
+@dataclass(frozen=True)
+class LegHungUp(Event):
+    """The party on this leg hung up or refused (not the switch hanging it up).
+
+    Its cause is the party's own (busy, rejected): the channel's final hangup
+    cause can be less telling, e.g. 0 after the switch cancels a ringing leg.
+    """
+
+    leg: Leg
+    cause: int
+
+
+@dataclass(frozen=True)
+class LegEnded(Event):
+    leg: Leg
+    cause: int
+    cause_text: str = ""
+
+
+@dataclass(frozen=True)
+class OriginateFailed(Event):
+    """The switch could not place Leg A at all (no channel was created)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class WhisperFinished(Event):
+    played: bool
+
+
+@dataclass(frozen=True)
+class DialFinished(Event):
+    """The dial of Leg B ended without a bridge (no answer, busy, ...)."""
+
+    dial_status: str
+
+
+@dataclass(frozen=True)
+class MessageFinished(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class RecordingStarted(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class HangupRequested(Event):
+    """Somebody asked us to end the call (API, CLI, shutdown)."""
+
+    reason: str = "requested"
+
+
+@dataclass(frozen=True)
+class CommandFailed(Event):
+    """The backend could not carry out a command; the call cannot go on."""
+
+    command: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SwitchLost(Event):
+    """The switch can no longer tell us about this call (connection lost, or
+    the call outlived its longest possible length): end it with what we know."""
+
+    reason: str
+
+
+# ---------------------------------------------------------------- commands
+
+@dataclass(frozen=True)
+class Command:
+    pass
+
+
+@dataclass(frozen=True)
+class OriginateLegA(Command):
+    target: str
+    ring_timeout: int
+    caller_id: str | None
+
+
+@dataclass(frozen=True)
+class PlayWhisper(Command):
+    audio: str
+
+
+@dataclass(frozen=True)
+class DialLegB(Command):
+    target: str
+    ring_timeout: int
+    time_limit: int
+    caller_id: str | None
+
+
+@dataclass(frozen=True)
+class StartRecording(Command):
+    file: str
+
+
+@dataclass(frozen=True)
+class PlayMessageThenHangup(Command):
+    audio: str
+
+
+@dataclass(frozen=True)
+class HangupLegs(Command):
+    legs: tuple[Leg, ...]
+
+
+@dataclass(frozen=True)
+class CallEnded(Command):
+    result: dict[str, Any]
+
+
+# ---------------------------------------------------------------- state
+
+@dataclass
+class LegRecord:
+    target: str
+    status: LegStatus = LegStatus.PENDING
+    channel_up: bool = False  # a channel exists on the switch for this leg
+    dialed: bool = False  # a channel was ever created for this leg
+    # Asked of the switch, not yet created nor refused: the call cannot end
+    # while a channel may still appear.
+    awaiting_channel: bool = False
+    hung_up: bool = False  # the party hung up (its channel may not be gone yet)
+    answered_at: float | None = None
+    ended_at: float | None = None
+    cause: int | None = None
+    cause_text: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "status": str(self.status),
+            "dialed": self.dialed,
+            "hangup_cause": self.cause,
+            "hangup_cause_text": self.cause_text,
+            "sip_code": Q850_TO_SIP.get(self.cause) if self.cause is not None else None,
+            "answered_at": self.answered_at,
+            "ended_at": self.ended_at,
+        }
+
+
+@dataclass(frozen=True)
+class Transition:
+    at: float
+    from_state: CallState
+    to_state: CallState
+    reason: str
+
+
+# Leg statuses that a hangup can still change; all others are final.
+_OPEN_LEG_STATUSES = (LegStatus.INITIATED, LegStatus.RINGING, LegStatus.ANSWERED)
+_LIVE_A_STATES = (CallState.DIALING_A, CallState.RINGING_A)
+_DIALING_B_STATES = (CallState.DIALING_B, CallState.RINGING_B)
+
+
+@dataclass
+class CallConnect:
+    plan: CallPlan
+    created_at: float
+    state: CallState = CallState.NEW
+    status: CallStatus | None = None
+    reason: str | None = None
+    hangup_by: HangupBy | None = None
+    whisper_played: bool | None = None
+    recording_started: bool = False
+    recording_error: str | None = None
+    bridged_at: float | None = None
+    bridge_ended_at: float | None = None
+    ended_at: float | None = None
+    timeline: list[Transition] = field(default_factory=list)
+    legs: dict[Leg, LegRecord] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.legs = {Leg.A: LegRecord(self.plan.leg_a), Leg.B: LegRecord(self.plan.leg_b)}
+
+    # ------------------------------------------------------------ API
+
+    def start(self) -> list[Command]:
+        self._require(CallState.NEW, "start")
+        self.legs[Leg.A].status = LegStatus.INITIATED
+        self.legs[Leg.A].awaiting_channel = True
+        self._goto(self.created_at, CallState.DIALING_A, "originating leg A")
+        return [OriginateLegA(self.plan.leg_a, self.plan.ring_timeout, self.plan.caller_id)]
+
+    def initial_response(self) -> dict[str, Any]:
+        """The answer a caller gets at once, in the shape hosted products use."""
+        return {
+            "success": True,
+            "call_uuid": self.plan.call_id,
+            "state": str(self.state),
+            "leg_a_status": str(self.legs[Leg.A].status),
+            "leg_b_status": str(self.legs[Leg.B].status),
+            "recorded": self.plan.recording_file is not None,
+        }
+
+    def handle(self, event: Event) -> list[Command]:
+        if self.state in (CallState.NEW, CallState.ENDED):
+            raise InvalidTransition(str(self.state), type(event).__name__)
+        handler = getattr(self, "_on_" + type(event).__name__)
+        commands: list[Command] = handler(event)
+        return commands + self._maybe_end(event.at)
+
+    @property
+    def finished(self) -> bool:
+        return self.state is CallState.ENDED
+
+    # ------------------------------------------------------------ handlers
+
+    def _on_LegCreated(self, ev: LegCreated) -> list[Command]:
+        self.legs[ev.leg].channel_up = True
+        self.legs[ev.leg].dialed = True
+        self.legs[ev.leg].awaiting_channel = False
+        if self.state is CallState.ENDING:
+            # A channel that appears after we decided to end the call (a cancel
+            # raced the originate) is hung up at once.
+            return [HangupLegs((ev.leg,))]
+        return []
+
+    def _on_LegRinging(self, ev: LegRinging) -> list[Command]:
+        leg = self.legs[ev.leg]
+        if leg.status in (LegStatus.INITIATED, LegStatus.PENDING):
+            leg.status = LegStatus.RINGING
+        if ev.leg is Leg.A and self.state is CallState.DIALING_A:
+            self._goto(ev.at, CallState.RINGING_A, "leg A ringing")
+        elif ev.leg is Leg.B and self.state is CallState.DIALING_B:
+            self._goto(ev.at, CallState.RINGING_B, "leg B ringing")
+        return []
+
+    def _on_LegAnswered(self, ev: LegAnswered) -> list[Command]:
+        leg = self.legs[ev.leg]
+        if leg.answered_at is not None:
+            return []  # a duplicate
+        if ev.leg is Leg.A:
+            if self.state not in _LIVE_A_STATES:
+                if self.state is CallState.ENDING:
+                    return []
+                raise InvalidTransition(str(self.state), "LegAnswered(a)")
+            leg.status = LegStatus.ANSWERED
+            leg.answered_at = ev.at
+            if self.plan.whisper_audio:
+                self._goto(ev.at, CallState.WHISPERING, "leg A answered; whisper to leg A")
+                return [PlayWhisper(self.plan.whisper_audio)]
+            self._goto(ev.at, CallState.DIALING_B, "leg A answered; no whisper")
+            return [self._dial_b()]
+        if self.state not in _DIALING_B_STATES:
+            if self.state is CallState.ENDING:
+                return []
+            raise InvalidTransition(str(self.state), "LegAnswered(b)")
+        leg.status = LegStatus.ANSWERED
+        leg.answered_at = ev.at
+        self.bridged_at = ev.at
+        self._goto(ev.at, CallState.BRIDGED, "leg B answered; legs bridged")
+        if self.plan.recording_file:
+            return [StartRecording(self.plan.recording_file)]
+        return []
+
+    def _on_LegHungUp(self, ev: LegHungUp) -> list[Command]:
+        leg = self.legs[ev.leg]
+        leg.hung_up = True
+        if leg.answered_at is None:
+            leg.cause = ev.cause
+            if leg.status in _OPEN_LEG_STATUSES:
+                leg.status = leg_status_from_cause(ev.cause, answered=False)
+        elif self.hangup_by is None and self.state is not CallState.ANNOUNCING:
+            self.hangup_by = HangupBy.LEG_A if ev.leg is Leg.A else HangupBy.LEG_B
+        return []
+
+    def _on_LegEnded(self, ev: LegEnded) -> list[Command]:
+        leg = self.legs[ev.leg]
+        leg.channel_up = False
+        leg.ended_at = ev.at
+        if ev.cause or leg.cause is None:
+            leg.cause = ev.cause
+        leg.cause_text = ev.cause_text
+        if leg.status in _OPEN_LEG_STATUSES:
+            leg.status = leg_status_from_cause(leg.cause or 0, leg.answered_at is not None)
+
+        if ev.leg is Leg.A:
+            return self._on_leg_a_ended(ev, leg)
+        return self._on_leg_b_ended(ev, leg)
+
+    def _on_leg_a_ended(self, ev: LegEnded, leg: LegRecord) -> list[Command]:
+        if self.state in _LIVE_A_STATES:
+            self.legs[Leg.B].status = LegStatus.NOT_DIALED
+            self._decide(ev.at, _CALL_STATUS_OF_UNANSWERED_LEG.get(leg.status, CallStatus.FAILED),
+                         f"leg A {leg.status}: {ev.cause_text or ev.cause}")
+        elif self.state is CallState.WHISPERING:
+            self.legs[Leg.B].status = LegStatus.NOT_DIALED
+            self.hangup_by = self.hangup_by or HangupBy.LEG_A
+            self._decide(ev.at, CallStatus.CANCELED, "leg A hung up during the whisper")
+        elif self.state in _DIALING_B_STATES:
+            self.hangup_by = self.hangup_by or HangupBy.LEG_A
+            self._cancel_leg(Leg.B)
+            self._decide(ev.at, CallStatus.CANCELED, "leg A hung up while leg B was ringing")
+            # The switch cancels B's dial when A goes; if it is still up, end it.
+            if self.legs[Leg.B].channel_up:
+                return [HangupLegs((Leg.B,))]
+        elif self.state is CallState.BRIDGED:
+            self._end_bridged(ev.at)
+            if self.legs[Leg.B].channel_up:
+                return [HangupLegs((Leg.B,))]
+        elif self.state is CallState.ANNOUNCING:
+            self._decide(ev.at, self.status or CallStatus.FAILED, self.reason or "leg B not reached")
+        return []
+
+    def _on_leg_b_ended(self, ev: LegEnded, leg: LegRecord) -> list[Command]:
+        if self.state is CallState.BRIDGED:
+            self._end_bridged(ev.at)
+            if self.legs[Leg.A].channel_up:
+                return [HangupLegs((Leg.A,))]
+        # Before a bridge, B's end is reported with the dial's end (DialFinished).
+        return []
+
+    def _on_OriginateFailed(self, ev: OriginateFailed) -> list[Command]:
+        leg = self.legs[Leg.A]
+        leg.awaiting_channel = False
+        if self.state not in _LIVE_A_STATES:
+            return []
+        if leg.channel_up:
+            return []  # the channel's own hangup cause will tell what happened
+        leg.status = LegStatus.FAILED
+        leg.ended_at = ev.at
+        self.legs[Leg.B].status = LegStatus.NOT_DIALED
+        self._decide(ev.at, CallStatus.FAILED, f"leg A could not be placed: {ev.reason}")
+        return []
+
+    def _on_WhisperFinished(self, ev: WhisperFinished) -> list[Command]:
+        if self.state is CallState.ENDING:
+            return []
+        self._require(CallState.WHISPERING, "WhisperFinished")
+        self.whisper_played = ev.played
+        if self.legs[Leg.A].hung_up:
+            return []  # A is going: its LegEnded ends the call, B is not dialed
+        reason = "whisper played" if ev.played else "whisper could not be played"
+        self._goto(ev.at, CallState.DIALING_B, f"{reason}; dialing leg B")
+        return [self._dial_b()]
+
+    def _on_DialFinished(self, ev: DialFinished) -> list[Command]:
+        if self.state not in _DIALING_B_STATES:
+            return []  # after a bridge or a cancel the dial's end says nothing new
+        leg_b = self.legs[Leg.B]
+        if leg_b.status in _OPEN_LEG_STATUSES:
+            leg_b.status = _leg_status_from_dial_status(ev.dial_status)
+        outcome = leg_b.status
+        status = _CALL_STATUS_OF_UNANSWERED_LEG.get(outcome, CallStatus.FAILED)
+        self.status = status
+        self.reason = f"leg B {outcome} (dial status {ev.dial_status})"
+        if self.plan.b_unreached_audio and self.legs[Leg.A].channel_up:
+            self._goto(ev.at, CallState.ANNOUNCING, self.reason + "; telling leg A")
+            return [PlayMessageThenHangup(self.plan.b_unreached_audio)]
+        self._decide(ev.at, status, self.reason)
+        return [HangupLegs((Leg.A,))] if self.legs[Leg.A].channel_up else []
+
+    def _on_MessageFinished(self, ev: MessageFinished) -> list[Command]:
+        return []  # the dialplan hangs A up right after; LegEnded ends the call
+
+    def _on_RecordingStarted(self, ev: RecordingStarted) -> list[Command]:
+        self.recording_started = True
+        return []
+
+    def _on_HangupRequested(self, ev: HangupRequested) -> list[Command]:
+        if self.state is CallState.ENDING:
+            return []
+        self.hangup_by = self.hangup_by or HangupBy.API
+        live = tuple(leg for leg in (Leg.A, Leg.B) if self.legs[leg].channel_up)
+        if self.state is CallState.BRIDGED:
+            self._end_bridged(ev.at)
+        else:
+            for leg in (Leg.A, Leg.B):
+                if self.legs[leg].answered_at is None:
+                    self._cancel_leg(leg)
+            self._decide(ev.at, CallStatus.CANCELED, f"hangup requested: {ev.reason}")
+        # Leg A is hung up even if its channel is not reported yet: the
+        # originate may be in flight, and LegCreated will hang it up again.
+        return [HangupLegs(live or (Leg.A,))]
+
+    def _on_CommandFailed(self, ev: CommandFailed) -> list[Command]:
+        if self.state is CallState.ENDING:
+            return []
+        if self.state is CallState.BRIDGED and ev.command == "StartRecording":
+            # A recording that did not start must not cut a live conversation.
+            self.recording_error = ev.reason
+            return []
+        for record in self.legs.values():
+            record.awaiting_channel = False
+            if record.status is LegStatus.PENDING:
+                record.status = LegStatus.NOT_DIALED
+            elif record.status in (LegStatus.INITIATED, LegStatus.RINGING):
+                record.status = LegStatus.FAILED
+        self.hangup_by = self.hangup_by or HangupBy.SWITCH
+        self._decide(ev.at, CallStatus.FAILED, f"{ev.command} failed: {ev.reason}")
+        live = tuple(leg for leg in (Leg.A, Leg.B) if self.legs[leg].channel_up)
+        return [HangupLegs(live)] if live else []
+
+    def _on_SwitchLost(self, ev: SwitchLost) -> list[Command]:
+        live = tuple(leg for leg in (Leg.A, Leg.B) if self.legs[leg].channel_up)
+        for leg in (Leg.A, Leg.B):
+            self.legs[leg].channel_up = False
+            self.legs[leg].awaiting_channel = False
+        if self.state is CallState.ENDING:
+            return [HangupLegs(live)] if live else []
+        self.hangup_by = self.hangup_by or HangupBy.SWITCH
+        if self.state is CallState.BRIDGED:
+            self._decide(ev.at, CallStatus.COMPLETED, f"switch lost: {ev.reason}")
+        else:
+            for leg in (Leg.A, Leg.B):
+                self._cancel_leg(leg)
+            self._decide(ev.at, CallStatus.FAILED, f"switch lost: {ev.reason}")
+        # Ask the switch to hang up what may still be there, in case it can.
+        return [HangupLegs(live)] if live else []
+
+    # ------------------------------------------------------------ helpers
+
+    def _dial_b(self) -> DialLegB:
+        self.legs[Leg.B].status = LegStatus.INITIATED
+        return DialLegB(self.plan.leg_b, self.plan.ring_timeout, self.plan.time_limit,
+                        self.plan.caller_id)
+
+    def _cancel_leg(self, leg: Leg) -> None:
+        record = self.legs[leg]
+        if record.status in (LegStatus.INITIATED, LegStatus.RINGING):
+            record.status = LegStatus.CANCELED
+        elif record.status is LegStatus.PENDING:
+            record.status = LegStatus.NOT_DIALED
+
+    def _end_bridged(self, at: float) -> None:
+        self.bridge_ended_at = at
+        if self.hangup_by is None:
+            # No party hung up: the switch ended the call, by the time limit
+            # when the talk lasted that long.
+            talked = at - (self.bridged_at or at)
+            limit = self.plan.time_limit
+            self.hangup_by = HangupBy.TIME_LIMIT if limit and talked >= limit - 1 else HangupBy.SWITCH
+        self._decide(at, CallStatus.COMPLETED, f"call ended; hung up by {self.hangup_by}")
+
+    def _decide(self, at: float, status: CallStatus, reason: str) -> None:
+        """Fix the outcome; the call ends once no channel is left."""
+        self.status = status
+        self.reason = reason
+        if self.state is not CallState.ENDING:
+            self._goto(at, CallState.ENDING, reason)
+
+    def _maybe_end(self, at: float) -> list[Command]:
+        if self.state is not CallState.ENDING:
+            return []
+        if any(r.channel_up or r.awaiting_channel for r in self.legs.values()):
+            return []
+        self.ended_at = at
+        self._goto(at, CallState.ENDED, f"{self.status}: {self.reason}")
+        return [CallEnded(self.result())]
+
+    def _goto(self, at: float, state: CallState, reason: str) -> None:
+        self.timeline.append(Transition(at, self.state, state, reason))
+        self.state = state
+
+    def _require(self, state: CallState, event: str) -> None:
+        if self.state is not state:
+            raise InvalidTransition(str(self.state), event)
+
+    def result(self) -> dict[str, Any]:
+        a, b = self.legs[Leg.A], self.legs[Leg.B]
+        talk = 0.0
+        if self.bridged_at is not None and self.bridge_ended_at is not None:
+            talk = round(self.bridge_ended_at - self.bridged_at, 3)
+        return {
+            "call_uuid": self.plan.call_id,
+            "status": str(self.status) if self.status else None,
+            "reason": self.reason,
+            "success": self.status is CallStatus.COMPLETED,
+            "state": str(self.state),
+            "leg_a": a.as_dict(),
+            "leg_b": b.as_dict(),
+            "leg_a_status": str(a.status),
+            "leg_b_status": str(b.status),
+            "hangup_by": str(self.hangup_by) if self.hangup_by else None,
+            "whisper_played": self.whisper_played,
+            "created_at": self.created_at,
+            "leg_a_answered_at": a.answered_at,
+            "leg_b_answered_at": b.answered_at,
+            "ended_at": self.ended_at,
+            "talk_seconds": talk,
+            "recorded": self.recording_started,
+            "recording_error": self.recording_error,
+            "timeline": [
+                {"at": t.at, "from": str(t.from_state), "to": str(t.to_state), "reason": t.reason}
+                for t in self.timeline
+            ],
+        }
+
+
+def _leg_status_from_dial_status(dial_status: str) -> LegStatus:
+    return {
+        "BUSY": LegStatus.BUSY,
+        "NOANSWER": LegStatus.NO_ANSWER,
+        "CANCEL": LegStatus.CANCELED,
+    }.get(dial_status.upper(), LegStatus.FAILED)

@@ -1,0 +1,207 @@
+"""The ``callconnect`` command line.
+
+    callconnect call --leg-a +27115550101 --leg-b +27115550202 \\
+        --whisper "Connecting you to John Smith from the website form" --wait
+
+With ``--wait`` it prints each step on stderr as it happens and the result as
+JSON on stdout. Without it, it prints the call's id and initial state at once
+and a detached process follows the call to its end (and its webhook).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import select
+import signal
+import sys
+import time
+from typing import Any
+
+from controller import logs
+from controller.app import Controller
+from controller.calls.core import Transition
+from controller.calls.service import CallRequest
+from controller.config import Config, load_config
+from controller.errors import CallConnectError
+
+DEFAULT_CONFIG = "/etc/callconnect/callconnect.toml"
+# How long `call` without --wait waits for its follower to report the originate.
+START_TIMEOUT = 90.0
+
+EXIT_OK, EXIT_CALL_FAILED, EXIT_BAD_INPUT, EXIT_SWITCH = 0, 1, 2, 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.setup(args.log_level, json=args.json_logs)
+    try:
+        config = load_config(_config_path(args.config))
+    except CallConnectError as exc:
+        return _fail(exc)
+    if args.command == "call":
+        request = CallRequest(
+            leg_a=args.leg_a, leg_b=args.leg_b, whisper=args.whisper, record=args.record,
+            ring_timeout=args.ring_timeout, time_limit=args.time_limit,
+            caller_id=args.caller_id, webhook_url=args.webhook,
+        )
+        if args.wait:
+            return asyncio.run(_call_and_wait(config, request))
+        return _call_detached(config, request, args.log_file)
+    if args.command == "channels":
+        return asyncio.run(_channels(config))
+    return EXIT_BAD_INPUT
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callconnect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help=f"TOML config (default: $CALLCONNECT_CONFIG, "
+                        f"else {DEFAULT_CONFIG} if it exists, else built-in defaults)")
+    parser.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--json-logs", action="store_true", default=None,
+                        help="JSON log lines even on a terminal")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    call = sub.add_parser("call", help="connect leg A to leg B")
+    call.add_argument("--leg-a", required=True, help="agent: +E.164, local number or sip: URI")
+    call.add_argument("--leg-b", required=True, help="customer: +E.164, local number or sip: URI")
+    call.add_argument("--whisper", help="text spoken to leg A before leg B is dialed")
+    call.add_argument("--no-record", dest="record", action="store_false", default=None,
+                      help="do not record the call (recording is on by default)")
+    call.add_argument("--ring-timeout", type=int, help="seconds each leg may ring (1-600)")
+    call.add_argument("--time-limit", type=int, help="seconds the connected call may last")
+    call.add_argument("--caller-id", help="caller ID number shown to both legs")
+    call.add_argument("--webhook", help="URL that receives the result when the call ends")
+    call.add_argument("--wait", action="store_true",
+                      help="follow the call, print each step, end with the result")
+    call.add_argument("--log-file", help="without --wait: where the follower logs")
+
+    sub.add_parser("channels", help="list the channels the switch has now")
+    return parser
+
+
+def _config_path(given: str | None) -> str | None:
+    if given:
+        return given
+    if os.environ.get("CALLCONNECT_CONFIG"):
+        return os.environ["CALLCONNECT_CONFIG"]
+    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
+
+
+async def _place(config: Config, request: CallRequest, progress: bool) -> tuple[Controller, Any]:
+    started = time.monotonic()
+
+    def show(call_id: str, transition: Transition) -> None:
+        if progress:
+            print(f"[{time.monotonic() - started:6.2f}s] {transition.to_state:<11} "
+                  f"{transition.reason}", file=sys.stderr, flush=True)
+
+    controller = Controller(config, on_transition=show)
+    await controller.start()
+    try:
+        call = await controller.calls.place(request)
+    except BaseException:
+        await controller.stop()
+        raise
+    return controller, call
+
+
+async def _call_and_wait(config: Config, request: CallRequest) -> int:
+    try:
+        controller, call = await _place(config, request, progress=True)
+    except CallConnectError as exc:
+        return _fail(exc)
+    loop = asyncio.get_running_loop()
+    # Ctrl-C hangs the call up cleanly instead of leaving legs on the switch.
+    loop.add_signal_handler(signal.SIGINT, lambda: asyncio.ensure_future(
+        controller.calls.hangup(call.call_id, "interrupted")))
+    try:
+        result = await call.wait()
+    finally:
+        await controller.stop()
+    print(json.dumps(result, indent=2))
+    return EXIT_OK if result["success"] else EXIT_CALL_FAILED
+
+
+def _call_detached(config: Config, request: CallRequest, log_file: str | None) -> int:
+    read_end, write_end = os.pipe()
+    if os.fork() > 0:
+        os.close(write_end)
+        return _report_start(read_end)
+    os.close(read_end)
+    os.setsid()
+    _redirect_output(log_file)
+    with os.fdopen(write_end, "w") as report:
+        code = asyncio.run(_follow_detached(config, request, report))
+    os._exit(code)
+
+
+def _report_start(read_end: int) -> int:
+    """Parent side: print what the follower reports about the start, then go."""
+    chunks = []
+    deadline = time.monotonic() + START_TIMEOUT
+    with os.fdopen(read_end) as pipe:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([pipe], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            chunk = pipe.readline()
+            if not chunk:
+                break
+            chunks.append(chunk)
+    if not chunks:
+        print(json.dumps({"success": False, "error_id": "no-start-report",
+                          "message": f"the call's follower reported nothing within "
+                                     f"{START_TIMEOUT:g} s; run with --wait to see why"}))
+        return EXIT_SWITCH
+    response = json.loads(chunks[0])
+    print(json.dumps(response, indent=2))
+    if "error_id" in response:
+        return EXIT_BAD_INPUT if response["error_id"].startswith("invalid") else EXIT_SWITCH
+    return EXIT_OK if response.get("success") else EXIT_CALL_FAILED
+
+
+async def _follow_detached(config: Config, request: CallRequest, report: Any) -> int:
+    try:
+        controller, call = await _place(config, request, progress=False)
+    except CallConnectError as exc:
+        report.write(json.dumps({"success": False, **exc.as_dict()}) + "\n")
+        return EXIT_BAD_INPUT
+    report.write(json.dumps(call.initial_response()) + "\n")
+    report.close()
+    try:
+        result = await call.wait()
+    finally:
+        await controller.stop()
+    return EXIT_OK if result["success"] else EXIT_CALL_FAILED
+
+
+def _redirect_output(log_file: str | None) -> None:
+    target = os.open(log_file or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    os.dup2(target, 1)
+    os.dup2(target, 2)
+    os.close(target)
+    logs.setup("info", json=True, stream=sys.stderr)
+
+
+async def _channels(config: Config) -> int:
+    controller = Controller(config)
+    try:
+        await controller.start()
+        for name in await controller.backend.active_channels():
+            print(name)
+    except CallConnectError as exc:
+        return _fail(exc)
+    finally:
+        await controller.stop()
+    return EXIT_OK
+
+
+def _fail(exc: CallConnectError) -> int:
+    print(json.dumps({"success": False, **exc.as_dict()}, indent=2))
+    print(f"callconnect: {exc.message}", file=sys.stderr)
+    return EXIT_BAD_INPUT if exc.error_id.startswith(("invalid", "same")) else EXIT_SWITCH

@@ -1,0 +1,195 @@
+"""Configuration: typed defaults, then a TOML file, then environment variables.
+
+Every setting ``[section] key`` can be overridden by ``CALLCONNECT_SECTION_KEY``
+(for example ``CALLCONNECT_ASTERISK_SECRET``). Relative paths in a file are read
+relative to that file's folder. ``callconnect.example.toml`` documents them all.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from controller.errors import ConfigError
+
+ENV_PREFIX = "CALLCONNECT_"
+
+
+@dataclass
+class Route:
+    """Numbers starting with ``prefix`` are dialed through PJSIP ``endpoint``."""
+
+    prefix: str
+    endpoint: str
+
+
+@dataclass
+class AsteriskConfig:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "callconnect"
+    secret: str = field(default="", repr=False)
+    connect_timeout: float = 10.0
+    action_timeout: float = 5.0
+    # PJSIP endpoint that numbers are dialed through, unless a route says otherwise.
+    trunk_endpoint: str = "trunk"
+    # PJSIP endpoint used to dial sip: URIs (PJSIP/<endpoint>/<uri>).
+    uri_endpoint: str = "callconnect-uri"
+    routes: list[Route] = field(default_factory=list)
+
+
+@dataclass
+class CallDefaults:
+    default_region: str = "ZA"
+    ring_timeout: int = 30
+    time_limit: int = 3600
+    caller_id: str = ""
+    record: bool = True
+
+
+@dataclass
+class MediaConfig:
+    """Where whisper audio and recordings live, as the controller sees them, and
+    the same folders as the switch sees them (they differ when the switch runs
+    in a chroot or container; empty means the same path)."""
+
+    whisper_dir: str = "/var/lib/callconnect/whispers"
+    whisper_switch_dir: str = ""
+    recording_dir: str = "/var/spool/callconnect/recordings"
+    recording_switch_dir: str = ""
+
+
+@dataclass
+class WhisperConfig:
+    voice: str = "en"
+    rate: int = 160  # words per minute
+    max_seconds: float = 30.0
+    b_unreached_message: str = (
+        "Sorry, the other party could not be reached. Please try again later. Goodbye."
+    )
+
+
+@dataclass
+class WebhookConfig:
+    url: str = ""
+    timeout: float = 10.0
+    attempts: int = 3
+
+
+@dataclass
+class Config:
+    backend: str = "asterisk"
+    asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
+    calls: CallDefaults = field(default_factory=CallDefaults)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    whisper: WhisperConfig = field(default_factory=WhisperConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+
+    def whisper_path_on_switch(self, host_path: Path) -> str:
+        return _switch_path(host_path, self.media.whisper_dir, self.media.whisper_switch_dir)
+
+    def recording_path_on_switch(self, host_path: Path) -> str:
+        return _switch_path(host_path, self.media.recording_dir, self.media.recording_switch_dir)
+
+
+def _switch_path(host_path: Path, host_dir: str, switch_dir: str) -> str:
+    if not switch_dir:
+        return str(host_path)
+    return str(Path(switch_dir) / host_path.relative_to(host_dir))
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                environ: dict[str, str] | None = None) -> Config:
+    config = Config()
+    if path is not None:
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {file} does not exist", path=str(file)) from exc
+        except OSError as exc:
+            raise ConfigError(f"config file {file} cannot be read: {exc.strerror}",
+                              path=str(file)) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}", path=str(file)) from exc
+        _apply(config, data, "", file.resolve().parent)
+    _apply_env(config, os.environ if environ is None else environ)
+    _check(config)
+    return config
+
+
+def _apply(target: Any, data: dict[str, Any], where: str, base: Path) -> None:
+    hints = get_type_hints(type(target))
+    known = {f.name for f in fields(target)}
+    for key, value in data.items():
+        name = f"{where}{key}"
+        if key not in known:
+            raise ConfigError(f"unknown setting {name!r}", setting=name)
+        current = getattr(target, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name} must be a table", setting=name)
+            _apply(current, value, name + ".", base)
+        elif key == "routes":
+            setattr(target, key, [_route(item, name) for item in value])
+        else:
+            converted = _convert(value, hints[key], name)
+            if key.endswith("_dir") and converted and not Path(converted).is_absolute():
+                converted = str((base / converted).resolve())
+            setattr(target, key, converted)
+
+
+def _route(item: Any, name: str) -> Route:
+    if not isinstance(item, dict) or set(item) != {"prefix", "endpoint"}:
+        raise ConfigError(f"each of {name} needs exactly prefix and endpoint", setting=name)
+    return Route(str(item["prefix"]), str(item["endpoint"]))
+
+
+def _apply_env(config: Config, environ: Any) -> None:
+    for section in fields(config):
+        value = getattr(config, section.name)
+        if is_dataclass(value):
+            hints = get_type_hints(type(value))
+            for item in fields(value):
+                env = f"{ENV_PREFIX}{section.name}_{item.name}".upper()
+                if env in environ and item.name != "routes":
+                    setattr(value, item.name, _convert(environ[env], hints[item.name], env))
+        else:
+            env = f"{ENV_PREFIX}{section.name}".upper()
+            if env in environ:
+                setattr(config, section.name, environ[env])
+
+
+def _convert(value: Any, kind: Any, name: str) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind in (int, float):
+            if isinstance(value, bool) or (kind is int and isinstance(value, float)):
+                raise ValueError(value)
+            return kind(value)
+        if kind is str:
+            if not isinstance(value, (str, int, float)):
+                raise ValueError(value)
+            return str(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be {kind.__name__}, got {value!r}", setting=name) from exc
+    raise ConfigError(f"{name} cannot be set here", setting=name)
+
+
+def _check(config: Config) -> None:
+    if config.backend not in ("asterisk",):
+        raise ConfigError(f"backend must be 'asterisk', got {config.backend!r}", setting="backend")
+    if not 1 <= config.calls.ring_timeout <= 600:
+        raise ConfigError("calls.ring_timeout must be 1-600 seconds", setting="calls.ring_timeout")
+    if config.calls.time_limit < 1:
+        raise ConfigError("calls.time_limit must be at least 1 second", setting="calls.time_limit")

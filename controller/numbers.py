@@ -1,0 +1,111 @@
+"""Call targets: phone numbers (E.164 or local formats) and SIP URIs.
+
+Numbers are normalised to E.164 with phonenumbers against a default region.
+Anything phonenumbers would quietly reinterpret (letters as on a keypad,
+non-ASCII digits, a "+" in the middle) is refused first, so what gets dialed
+is exactly what the user typed, minus the formatting.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import phonenumbers
+from phonenumbers import NumberParseException, ValidationResult
+
+from controller.errors import InvalidNumber, SameLegs
+
+_NUMBER_CHARS = re.compile(r"\+?[0-9 ()./-]+")
+# sip:user@host[:port] on purpose without ;parameters or ?headers: they would
+# let a caller add SIP headers to the INVITE.
+_SIP_URI = re.compile(
+    r"(?i:sips?):(?P<user>[A-Za-z0-9_.!~*'+-]{1,64})@"
+    r"(?P<host>[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]{2,45}\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+
+_POSSIBLE_REASONS = {
+    ValidationResult.TOO_SHORT: "too short",
+    ValidationResult.TOO_LONG: "too long",
+    ValidationResult.INVALID_COUNTRY_CODE: "has an unknown country code",
+    ValidationResult.INVALID_LENGTH: "has the wrong number of digits",
+}
+
+
+class TargetKind(StrEnum):
+    NUMBER = "number"
+    SIP_URI = "sip-uri"
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: TargetKind
+    value: str  # E.164 for numbers, the URI for SIP URIs
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def parse_target(text: str, default_region: str, field: str = "target") -> Target:
+    """A phone number or SIP URI, normalised; InvalidNumber says what is wrong."""
+    stripped = text.strip()
+    if stripped.lower().startswith(("sip:", "sips:")):
+        return _parse_sip_uri(stripped, field)
+    return Target(TargetKind.NUMBER, normalize_number(stripped, default_region, field))
+
+
+def normalize_number(text: str, default_region: str, field: str = "number") -> str:
+    if not text:
+        raise InvalidNumber(f"{field} is empty", field=field)
+    if not _NUMBER_CHARS.fullmatch(text):
+        raise InvalidNumber(
+            f"{field} {text!r} is not a phone number: use digits, an optional leading +, "
+            "and spaces, dashes, dots or brackets only (or a sip: URI)",
+            field=field,
+        )
+    try:
+        parsed = phonenumbers.parse(text, default_region)
+    except NumberParseException as exc:
+        raise InvalidNumber(f"{field} {text!r} is not a phone number: {exc}", field=field) from exc
+    possible = phonenumbers.is_possible_number_with_reason(parsed)
+    if possible in _POSSIBLE_REASONS:
+        raise InvalidNumber(f"{field} {text!r} {_POSSIBLE_REASONS[possible]}", field=field)
+    if not phonenumbers.is_valid_number(parsed):
+        region = phonenumbers.region_code_for_number(parsed) or default_region
+        raise InvalidNumber(
+            f"{field} {text!r} is not a valid number in {region} "
+            f"(local numbers are read as {default_region}; give +country code otherwise)",
+            field=field,
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _parse_sip_uri(text: str, field: str) -> Target:
+    match = _SIP_URI.fullmatch(text)
+    if not match:
+        raise InvalidNumber(
+            f"{field} {text!r} is not a SIP URI this controller dials: "
+            "use sip:user@host or sip:user@host:port, without ;parameters or ?headers",
+            field=field,
+        )
+    port = match.group("port")
+    if port is not None and not 0 < int(port) < 65536:
+        raise InvalidNumber(f"{field} {text!r} has port {port}, outside 1-65535", field=field)
+    # Scheme and host are case-insensitive (RFC 3261 19.1.4); the user part is not.
+    scheme = text.split(":", 1)[0].lower()
+    host_port = match.group("host").lower() + (f":{port}" if port else "")
+    return Target(TargetKind.SIP_URI, f"{scheme}:{match.group('user')}@{host_port}")
+
+
+def parse_legs(leg_a: str, leg_b: str, default_region: str) -> tuple[Target, Target]:
+    a = parse_target(leg_a, default_region, "leg_a")
+    b = parse_target(leg_b, default_region, "leg_b")
+    if a.value == b.value:
+        raise SameLegs(
+            f"leg A and leg B are the same ({a.value}): a call connect joins two different parties",
+            leg_a=a.value,
+            leg_b=b.value,
+        )
+    return a, b

@@ -1,0 +1,116 @@
+"""Whisper text to speech: espeak-ng, converted by sox to what Asterisk plays
+natively (8 kHz mono 16-bit WAV), cached by a hash of everything that shapes
+the sound, so a repeated whisper costs nothing.
+
+Files are written under a temporary name and renamed into place: a crash
+never leaves half a file that a later call would play.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from controller.errors import InvalidField, WhisperError
+
+log = structlog.get_logger(__name__)
+
+SAMPLE_RATE = 8000
+RENDER_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class RenderedAudio:
+    path: Path
+    seconds: float
+    cached: bool
+
+
+class WhisperRenderer:
+    def __init__(self, directory: Path, voice: str = "en", rate: int = 160,
+                 max_seconds: float = 30.0) -> None:
+        self.directory = directory
+        self.voice = voice
+        self.rate = rate
+        self.max_seconds = max_seconds
+        self._engine_version: str | None = None
+
+    @staticmethod
+    def clean(text: str) -> str:
+        """The text as it is spoken: whitespace (CR, LF, tabs) folded."""
+        return " ".join(text.split())
+
+    async def render(self, text: str) -> RenderedAudio:
+        spoken = self.clean(text)
+        if not spoken:
+            raise InvalidField("whisper is empty", field="whisper")
+        version = await self.engine_version()
+        key = json.dumps([spoken, self.voice, self.rate, version, SAMPLE_RATE])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        path = self.directory / f"{digest}.wav"
+        if path.exists():
+            return RenderedAudio(path, _seconds(path), cached=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        raw = path.with_name(f".{digest}.{os.getpid()}.raw.wav")
+        converted = path.with_name(f".{digest}.{os.getpid()}.wav")
+        try:
+            await _run(["espeak-ng", "-v", self.voice, "-s", str(self.rate), "-w", str(raw),
+                        "--stdin"], stdin=spoken.encode())
+            await _run(["sox", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
+                        str(converted)])
+            seconds = _seconds(converted)
+            if seconds > self.max_seconds:
+                raise InvalidField(
+                    f"whisper takes {seconds:.1f} s to speak; the limit is "
+                    f"{self.max_seconds:g} s: shorten the text", field="whisper",
+                )
+            converted.chmod(0o644)
+            os.replace(converted, path)
+        finally:
+            raw.unlink(missing_ok=True)
+            converted.unlink(missing_ok=True)
+        log.info("whisper.rendered", file=path.name, seconds=round(seconds, 2))
+        return RenderedAudio(path, seconds, cached=False)
+
+    async def engine_version(self) -> str:
+        if self._engine_version is None:
+            for tool in ("espeak-ng", "sox"):
+                if shutil.which(tool) is None:
+                    raise WhisperError(
+                        f"{tool} is not installed; install it (apt-get install {tool}) "
+                        "or run make install", tool=tool)
+            out = await _run(["espeak-ng", "--version"])
+            self._engine_version = out.decode(errors="replace").strip()
+        return self._engine_version
+
+
+async def _run(argv: list[str], stdin: bytes | None = None) -> bytes:
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(stdin), RENDER_TIMEOUT)
+    except TimeoutError as exc:
+        process.kill()
+        await process.wait()
+        raise WhisperError(f"{argv[0]} took over {RENDER_TIMEOUT:g} s", tool=argv[0]) from exc
+    if process.returncode != 0:
+        raise WhisperError(
+            f"{argv[0]} failed (exit {process.returncode}): "
+            f"{err.decode(errors='replace').strip()[:300]}", tool=argv[0])
+    return out
+
+
+def _seconds(path: Path) -> float:
+    with wave.open(str(path)) as audio:
+        frames: int = audio.getnframes()
+        rate: int = audio.getframerate()
+        return frames / rate

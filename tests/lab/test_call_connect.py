@@ -1,0 +1,201 @@
+"""The happy path on the real lab, checked by its outcomes: what went over the
+wire (tcpdump on loopback), what was recorded, what a webhook receiver got."""
+
+from __future__ import annotations
+
+import asyncio
+import audioop
+import dataclasses
+import signal
+import subprocess
+import tempfile
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dpkt
+import pytest
+from aiohttp import web
+
+from controller.app import Controller
+from controller.calls.service import CallRequest
+from controller.config import Config
+
+WHISPER = "Connecting you to John Smith from the website form"
+LEG_A_SIP_PORT, LEG_A_MEDIA_PORT = 5071, 16010  # lab-answer-a (sip-lab/lab)
+LEG_B_SIP_PORT, LEG_B_MEDIA_PORT = 5072, 16020  # lab-answer-b
+# A 20 ms G.711 frame louder than this (16-bit RMS) is sound, not silence.
+SOUND_RMS = 300
+
+
+@dataclass
+class Packet:
+    at: float
+    sport: int
+    dport: int
+    payload: bytes
+
+
+class Capture:
+    """tcpdump on loopback for the length of one call."""
+
+    def __init__(self) -> None:
+        self.file = Path(tempfile.mkstemp(suffix=".pcap")[1])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def __aenter__(self) -> Capture:
+        self.process = subprocess.Popen(
+            ["tcpdump", "-i", "lo", "-U", "-n", "-s", "0", "-w", str(self.file), "udp"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert self.process.stderr is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.process.stderr.readline), 10)
+        assert b"listening" in line, f"tcpdump did not start: {line!r}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=10)
+
+    def packets(self) -> list[Packet]:
+        found = []
+        with self.file.open("rb") as handle:
+            for at, frame in dpkt.pcap.Reader(handle):
+                ip = dpkt.ethernet.Ethernet(frame).data
+                if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.udp.UDP):
+                    found.append(Packet(at, ip.data.sport, ip.data.dport, bytes(ip.data.data)))
+        self.file.unlink()
+        return found
+
+
+def rtp_rms(payload: bytes) -> int:
+    version, payload_type = payload[0] >> 6, payload[1] & 0x7F
+    if version != 2 or payload_type not in (0, 8):
+        return 0
+    audio = payload[12:]
+    linear = audioop.alaw2lin(audio, 2) if payload_type == 8 else audioop.ulaw2lin(audio, 2)
+    return audioop.rms(linear, 2)
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.json())
+        self.arrived.set()
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    hooks = Receiver()
+    app = web.Application()
+    app.router.add_post("/callconnect", hooks.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield hooks, f"http://127.0.0.1:{port}/callconnect"
+    await runner.cleanup()
+
+
+@pytest.mark.lab
+async def test_whisper_is_heard_for_its_length_before_leg_b_is_invited(
+        controller: Controller, receiver: tuple[Receiver, str]) -> None:
+    hooks, url = receiver
+    async with Capture() as capture:
+        call = await controller.calls.place(CallRequest(
+            leg_a="+27115550101", leg_b="+27115550202", whisper=WHISPER, time_limit=5,
+            webhook_url=url, metadata={"lead": "website-form"}))
+        result = await asyncio.wait_for(call.wait(), 60)
+    packets = capture.packets()
+    assert result["status"] == "completed", result["reason"]
+
+    invites_to_b = [p for p in packets if p.dport == LEG_B_SIP_PORT and p.payload.startswith(b"INVITE ")]
+    assert invites_to_b, "leg B was never invited"
+    b_invited = invites_to_b[0].at
+    a_answers = [p.at for p in packets if p.sport == LEG_A_SIP_PORT
+                 and p.payload.startswith(b"SIP/2.0 200") and b" INVITE\r\n" in p.payload]
+    assert a_answers, "leg A never answered"
+    a_answered = a_answers[0]
+
+    to_a_before_b = [p for p in packets if p.dport == LEG_A_MEDIA_PORT and p.at < b_invited]
+    sound = [p for p in to_a_before_b if rtp_rms(p.payload) > SOUND_RMS]
+    assert sound, "leg A heard nothing before leg B was invited"
+    heard = sound[-1].at - sound[0].at
+    whisper_seconds = result["whisper"]["seconds"]
+    # espeak pads the speech with a little silence at both ends.
+    assert heard >= whisper_seconds - 0.6, f"whisper heard {heard:.2f} s of {whisper_seconds:.2f} s"
+    assert sound[0].at > a_answered, "whisper audio before leg A answered"
+    assert b_invited - a_answered >= whisper_seconds - 0.1, "leg B invited before the whisper ended"
+    assert b_invited - sound[-1].at < 1.0, "leg B should be dialed right after the whisper"
+
+    print(f"whisper {whisper_seconds:.2f} s; heard by A {heard:.2f} s; B invited "
+          f"{b_invited - a_answered:.3f} s after A answered, "
+          f"{(b_invited - sound[-1].at) * 1000:.0f} ms after the last whisper frame")
+
+    # Leg B never hears the whisper: nothing reaches B's phone before its INVITE.
+    assert not [p for p in packets if p.dport == LEG_B_MEDIA_PORT and p.at < b_invited]
+
+    # The recording covers the conversation and has speech in it.
+    recording = Path(result["recording"]["path"])
+    with wave.open(str(recording)) as audio:
+        assert (audio.getframerate(), audio.getnchannels(), audio.getsampwidth()) == (8000, 1, 2)
+        seconds = audio.getnframes() / audio.getframerate()
+        level = audioop.rms(audio.readframes(audio.getnframes()), 2)
+    assert abs(seconds - result["talk_seconds"]) < 0.7, (seconds, result["talk_seconds"])
+    assert level > 1000, f"recording is near silence (RMS {level})"
+
+    # The webhook receiver got the result, once.
+    await asyncio.wait_for(hooks.arrived.wait(), 5)
+    [body] = hooks.bodies
+    assert body["type"] == "call.completed"
+    assert body["id"] == result["webhook"]["event_id"]
+    data = body["data"]
+    assert data["call_uuid"] == result["call_uuid"]
+    assert data["status"] == "completed" and data["hangup_by"] == "time_limit"
+    assert data["leg_a"]["status"] == data["leg_b"]["status"] == "completed"
+    assert data["leg_a"]["hangup_cause"] == 16
+    assert data["recording"]["path"] == str(recording)
+    assert data["talk_seconds"] == pytest.approx(5.0, abs=0.5)
+    assert data["created_at"] < data["leg_a_answered_at"] < data["leg_b_answered_at"] < data["ended_at"]
+    assert data["metadata"] == {"lead": "website-form"}
+
+
+@pytest.mark.lab
+async def test_recording_can_be_turned_off(controller: Controller) -> None:
+    call = await controller.calls.place(CallRequest(
+        leg_a="+27115550101", leg_b="+27115550202", time_limit=2, record=False))
+    assert call.initial_response()["recorded"] is False
+    result = await asyncio.wait_for(call.wait(), 30)
+    assert result["status"] == "completed"
+    assert result["recorded"] is False and result["recording"] is None
+    assert not list(Path(controller.config.media.recording_dir).glob(f"{result['call_uuid']}*"))
+
+
+@pytest.mark.lab
+async def test_a_number_the_switch_cannot_route_fails_with_the_reason(lab_config: Config) -> None:
+    config = dataclasses.replace(lab_config, asterisk=dataclasses.replace(
+        lab_config.asterisk, trunk_endpoint="no-such-endpoint"))
+    async with Controller(config) as controller:
+        call = await controller.calls.place(CallRequest(leg_a="+442079460018", leg_b="+27115550202"))
+        result = await asyncio.wait_for(call.wait(), 30)
+    assert result["status"] == "failed"
+    assert result["leg_a_status"] == "failed" and result["leg_b_status"] == "not-dialed"
+    assert "could not create the channel" in result["reason"]
+
+
+@pytest.mark.lab
+async def test_hangup_request_cancels_a_ringing_call(controller: Controller) -> None:
+    call = await controller.calls.place(CallRequest(leg_a="+27115550301", leg_b="+27115550202"))
+    await asyncio.sleep(1.0)
+    await controller.calls.hangup(call.call_id, "test")
+    result = await asyncio.wait_for(call.wait(), 15)
+    assert result["status"] == "canceled"
+    assert result["hangup_by"] == "api"
+    assert result["leg_a_status"] == "canceled" and result["leg_b_status"] == "not-dialed"

@@ -1,0 +1,92 @@
+"""Core commands encoded as AMI actions: right actions, right order, and no
+value that could smuggle an extra header into AMI."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.backends.asterisk.actions import dial_string, encode, target_of
+from controller.calls.core import (
+    DialLegB,
+    HangupLegs,
+    Leg,
+    OriginateLegA,
+    PlayMessageThenHangup,
+    PlayWhisper,
+    StartRecording,
+)
+from controller.config import AsteriskConfig, Route
+from controller.errors import SwitchActionFailed
+
+CONFIG = AsteriskConfig(trunk_endpoint="trunk", uri_endpoint="uri-out", routes=[
+    Route("+2711", "jhb"), Route("+271155501", "lab-a")])
+
+
+def test_numbers_take_the_longest_matching_route_else_the_trunk() -> None:
+    assert dial_string(target_of("+27115550101"), CONFIG) == "PJSIP/+27115550101@lab-a"
+    assert dial_string(target_of("+27115559999"), CONFIG) == "PJSIP/+27115559999@jhb"
+    assert dial_string(target_of("+442071234567"), CONFIG) == "PJSIP/+442071234567@trunk"
+
+
+def test_sip_uris_go_through_the_uri_endpoint() -> None:
+    assert dial_string(target_of("sip:agent@127.0.0.1:5090"), CONFIG) == \
+        "PJSIP/uri-out/sip:agent@127.0.0.1:5090"
+
+
+def test_originate_uses_our_channel_id_and_passes_no_text() -> None:
+    [action] = encode("c1", OriginateLegA("+27115550101", 30, "+27110000000"), CONFIG)
+    assert action["Action"] == "Originate"
+    assert action["ChannelId"] == "c1-a"
+    assert action["Channel"] == "PJSIP/+27115550101@lab-a"
+    assert action["Context"] == "callconnect-leg-a"
+    assert action["Timeout"] == "30000"
+    assert action["Async"] == "true"
+    assert action["Variable"] == "CC_CALL_ID=c1"
+    assert action["CallerID"] == "<+27110000000>"
+    assert action["ActionID"] == "originate-c1"
+
+
+def test_whisper_sets_the_audio_then_redirects_leg_a() -> None:
+    actions = encode("c1", PlayWhisper("/var/lib/callconnect/media/abc.wav"), CONFIG)
+    assert [a["Action"] for a in actions] == ["Setvar", "Redirect"]
+    assert actions[0] == {"Action": "Setvar", "Channel": "c1-a", "Variable": "CC_AUDIO",
+                          "Value": "/var/lib/callconnect/media/abc"}
+    assert actions[1]["Context"] == "callconnect-whisper"
+    message = encode("c1", PlayMessageThenHangup("/m/sorry.wav"), CONFIG)
+    assert message[-1]["Context"] == "callconnect-message"
+
+
+def test_dial_b_sets_dial_string_timeout_and_time_limit() -> None:
+    actions = encode("c1", DialLegB("+27115550202", 25, 600, None), CONFIG)
+    values = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
+    assert values == {"CC_DIAL": "PJSIP/+27115550202@jhb", "CC_RING_TIMEOUT": "25",
+                      "CC_DIAL_OPTIONS": "rS(600)"}
+    assert actions[-1] == {"Action": "Redirect", "Channel": "c1-a",
+                           "Context": "callconnect-dial", "Exten": "s", "Priority": "1"}
+
+
+def test_recording_and_hangup() -> None:
+    assert encode("c1", StartRecording("/r/c1.wav"), CONFIG) == [
+        {"Action": "MixMonitor", "Channel": "c1-a", "File": "/r/c1.wav"}]
+    hangups = encode("c1", HangupLegs((Leg.A, Leg.B)), CONFIG, b_channel="1795.12")
+    assert [a["Channel"] for a in hangups] == ["c1-a", "1795.12"]
+    assert encode("c1", HangupLegs((Leg.B,)), CONFIG, b_channel=None) == []
+
+
+@pytest.mark.parametrize("bad", [
+    "+2711\r\nAction: Originate", "+2711\nX", "+27,11", "+27 11", "${SHELL}", "$[1+1]",
+    "+27;user=phone", "+27\x00",
+])
+def test_control_and_dialplan_characters_never_reach_ami(bad: str) -> None:
+    with pytest.raises(SwitchActionFailed):
+        encode("c1", OriginateLegA(bad, 30, None), CONFIG)
+    with pytest.raises(SwitchActionFailed):
+        encode("c1", DialLegB(bad, 30, 60, None), CONFIG)
+    with pytest.raises(SwitchActionFailed):
+        encode("c1", OriginateLegA("+27115550101", 30, bad), CONFIG)
+
+
+@pytest.mark.parametrize("bad", ["/m/a b.wav", "/m/a,b.wav", "relative.wav", "/m/x\r\n.wav"])
+def test_audio_paths_are_checked(bad: str) -> None:
+    with pytest.raises(SwitchActionFailed):
+        encode("c1", PlayWhisper(bad), CONFIG)
