@@ -10,18 +10,16 @@ import signal
 import subprocess
 import tempfile
 import wave
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dpkt
 import pytest
-from aiohttp import web
 
 from controller.app import Controller
 from controller.calls.service import CallRequest
 from controller.config import Config
+from tests.conftest import StartReceiver
 
 WHISPER = "Connecting you to John Smith from the website form"
 LEG_A_SIP_PORT, LEG_A_MEDIA_PORT = 5071, 16010  # lab-answer-a (sip-lab/lab)
@@ -47,7 +45,7 @@ class Capture:
 
     async def __aenter__(self) -> Capture:
         self.process = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "-U", "-n", "-s", "0", "-w", str(self.file), "udp"],
+            ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-n", "-s", "0", "-w", str(self.file), "udp"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self.process.stderr is not None
         line = await asyncio.wait_for(asyncio.to_thread(self.process.stderr.readline), 10)
@@ -56,6 +54,8 @@ class Capture:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.process is not None
+        # Asterisk sends the last BYE just after it reports the hangup.
+        await asyncio.sleep(0.5)
         self.process.send_signal(signal.SIGINT)
         self.process.wait(timeout=10)
 
@@ -79,39 +79,14 @@ def rtp_rms(payload: bytes) -> int:
     return audioop.rms(linear, 2)
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.arrived = asyncio.Event()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.bodies.append(await request.json())
-        self.arrived.set()
-        return web.Response(status=204)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    hooks = Receiver()
-    app = web.Application()
-    app.router.add_post("/callconnect", hooks.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield hooks, f"http://127.0.0.1:{port}/callconnect"
-    await runner.cleanup()
-
-
 @pytest.mark.lab
 async def test_whisper_is_heard_for_its_length_before_leg_b_is_invited(
-        controller: Controller, receiver: tuple[Receiver, str]) -> None:
-    hooks, url = receiver
+        controller: Controller, webhook_receiver: StartReceiver) -> None:
+    hooks = await webhook_receiver()
     async with Capture() as capture:
         call = await controller.calls.place(CallRequest(
             leg_a="+27115550101", leg_b="+27115550202", whisper=WHISPER, time_limit=5,
-            webhook_url=url, metadata={"lead": "website-form"}))
+            webhook_url=hooks.url, metadata={"lead": "website-form"}))
         result = await asyncio.wait_for(call.wait(), 60)
     packets = capture.packets()
     assert result["status"] == "completed", result["reason"]
@@ -199,3 +174,22 @@ async def test_hangup_request_cancels_a_ringing_call(controller: Controller) -> 
     assert result["status"] == "canceled"
     assert result["hangup_by"] == "api"
     assert result["leg_a_status"] == "canceled" and result["leg_b_status"] == "not-dialed"
+
+
+@pytest.mark.lab
+async def test_leg_a_hears_why_when_leg_b_is_busy(controller: Controller) -> None:
+    async with Capture() as capture:
+        call = await controller.calls.place(CallRequest(
+            leg_a="+27115550101", leg_b="+27115550401", whisper="Connecting you"))
+        result = await asyncio.wait_for(call.wait(), 60)
+    packets = capture.packets()
+    assert (result["status"], result["leg_b_status"]) == ("busy", "busy")
+    busy = [p.at for p in packets if p.sport == 5074 and p.payload.startswith(b"SIP/2.0 486")]
+    assert busy, "leg B never answered busy"
+    after = [p for p in packets if p.dport == LEG_A_MEDIA_PORT and p.at > busy[0]]
+    sound = [p for p in after if rtp_rms(p.payload) > SOUND_RMS]
+    message = await controller.renderer.render(controller.config.whisper.b_unreached_message)
+    heard = sound[-1].at - sound[0].at if sound else 0.0
+    assert heard >= message.seconds - 0.6, f"message heard {heard:.2f} s of {message.seconds:.2f} s"
+    byes_to_a = [p.at for p in packets if p.dport == LEG_A_SIP_PORT and p.payload.startswith(b"BYE ")]
+    assert byes_to_a and byes_to_a[0] >= sound[-1].at, "leg A hung up before the message ended"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import tomllib
 from pathlib import Path
@@ -59,6 +60,8 @@ async def test_scenario(folder: Path, controller: Controller) -> None:
         "states": [step["to"] for step in result["timeline"]],
     }
     wanted = {key: observed[key] for key in expect}
-    assert wanted == expect, f"{folder.name}: {result['reason']}"
+    assert wanted == expect, (
+        f"{folder.name}: {result['reason']}\nlegs: {json.dumps([result['leg_a'], result['leg_b']])}"
+        f"\ntimeline: {json.dumps(result['timeline'])}")
     if expect.get("recorded"):
         assert Path(result["recording"]["path"]).stat().st_size > 1000
