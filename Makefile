@@ -7,7 +7,7 @@ LAB := sip-lab/lab
 CONFIG := sip-lab/callconnect.toml
 HOST_PACKAGES := sip-tester debootstrap espeak-ng sox tcpdump iproute2
 
-.PHONY: install demo test unit lint lab-up lab-down lab-status clean
+.PHONY: install demo test unit lint openapi daemon lab-up lab-down lab-status clean
 
 # Everything a fresh machine needs: host packages, the Python package with its
 # test tools in .venv, and the lab's Asterisk root (built once, ~1 minute).
@@ -45,6 +45,15 @@ unit: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check controller tests
 	$(VENV)/bin/mypy
+
+# The API's OpenAPI document, checked in; a lab test fails when it is stale.
+openapi: $(VENV)/.installed
+	$(PY) -m controller.api.openapi > docs/openapi.json
+
+# The daemon on the lab, in the foreground (API on 127.0.0.1:8080, token "lab").
+daemon: install lab-up
+	CALLCONNECT_API_TOKENS=lab CALLCONNECT_STORE_PATH=.lab/callconnect.sqlite3 \
+	  $(VENV)/bin/callconnect --config $(CONFIG) --log-level info daemon
 
 lab-up: install
 	@$(LAB) up

@@ -1,4 +1,4 @@
-"""The Controller: builds the backend, whisper renderer, webhook sender and call
+"""The Controller: builds the backend, the whisper renderer and the call
 service from the config at start-up, and takes them down in order."""
 
 from __future__ import annotations
@@ -8,31 +8,32 @@ from types import TracebackType
 
 from controller.backends.asterisk.backend import AsteriskBackend
 from controller.backends.base import Backend
-from controller.calls.service import CallService, TransitionListener
+from controller.calls.service import CallListener, CallService
 from controller.config import Config
+from controller.errors import ConfigError
 from controller.tts import WhisperRenderer
-from controller.webhooks import WebhookSender
 
 
 def make_backend(config: Config) -> Backend:
+    if config.backend == "freeswitch":
+        raise ConfigError("the FreeSWITCH backend is not built yet; use backend = \"asterisk\"",
+                          setting="backend")
     return AsteriskBackend(config.asterisk)
 
 
 class Controller:
-    def __init__(self, config: Config, on_transition: TransitionListener | None = None) -> None:
+    def __init__(self, config: Config, listener: CallListener) -> None:
         self.config = config
         self.backend = make_backend(config)
         self.renderer = WhisperRenderer(Path(config.media.whisper_dir), config.whisper.voice,
                                         config.whisper.rate, config.whisper.max_seconds)
-        self.webhooks = WebhookSender(config.webhook.timeout, config.webhook.attempts)
-        self.calls = CallService(config, self.backend, self.renderer, self.webhooks, on_transition)
+        self.calls = CallService(config, self.backend, self.renderer, listener)
 
     async def start(self) -> None:
         await self.backend.connect()
 
     async def stop(self) -> None:
         await self.backend.close()
-        await self.webhooks.close()
 
     async def __aenter__(self) -> Controller:
         await self.start()

@@ -23,9 +23,10 @@ from typing import Any
 from controller import logs
 from controller.app import Controller
 from controller.calls.core import Transition
-from controller.calls.service import CallRequest
+from controller.calls.service import ActiveCall, CallRequest
 from controller.config import Config, load_config
 from controller.errors import CallConnectError
+from controller.webhooks import WebhookSender
 
 DEFAULT_CONFIG = "/etc/callconnect/callconnect.toml"
 # How long `call` without --wait waits for its follower to report the originate.
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return _call_detached(config, request, args.log_file)
     if args.command == "channels":
         return asyncio.run(_channels(config))
+    if args.command == "daemon":
+        return _daemon(config)
     return EXIT_BAD_INPUT
 
 
@@ -81,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--log-file", help="without --wait: where the follower logs")
 
     sub.add_parser("channels", help="list the channels the switch has now")
+    sub.add_parser("daemon", help="run the daemon: REST API, store, webhooks (see README)")
     return parser
 
 
@@ -92,15 +96,39 @@ def _config_path(given: str | None) -> str | None:
     return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
 
 
+class ConsoleListener:
+    """The command line's view of a call: each step on stderr (if asked), and
+    the completion webhook sent directly, a few attempts (the daemon instead
+    keeps an outbox that retries for hours)."""
+
+    def __init__(self, config: Config, progress: bool) -> None:
+        self.config = config
+        self.progress = progress
+        self.started = time.monotonic()
+
+    async def call_created(self, call: ActiveCall) -> None:
+        self.started = time.monotonic()
+
+    async def call_changed(self, call: ActiveCall, transitions: list[Transition]) -> None:
+        if self.progress:
+            for transition in transitions:
+                print(f"[{time.monotonic() - self.started:6.2f}s] {transition.to_state:<11} "
+                      f"{transition.reason}", file=sys.stderr, flush=True)
+
+    async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None:
+        url = call.request.webhook_url or self.config.webhook.url
+        if not url:
+            return
+        sender = WebhookSender(self.config.webhook.timeout, self.config.webhook.attempts)
+        try:
+            delivery = await sender.deliver(url, "call.completed", dict(result))
+        finally:
+            await sender.close()
+        result["webhook"] = delivery.as_dict()
+
+
 async def _place(config: Config, request: CallRequest, progress: bool) -> tuple[Controller, Any]:
-    started = time.monotonic()
-
-    def show(call_id: str, transition: Transition) -> None:
-        if progress:
-            print(f"[{time.monotonic() - started:6.2f}s] {transition.to_state:<11} "
-                  f"{transition.reason}", file=sys.stderr, flush=True)
-
-    controller = Controller(config, on_transition=show)
+    controller = Controller(config, ConsoleListener(config, progress))
     await controller.start()
     try:
         call = await controller.calls.place(request)
@@ -189,7 +217,7 @@ def _redirect_output(log_file: str | None) -> None:
 
 
 async def _channels(config: Config) -> int:
-    controller = Controller(config)
+    controller = Controller(config, ConsoleListener(config, progress=False))
     try:
         await controller.start()
         for name in await controller.backend.active_channels():
@@ -198,6 +226,16 @@ async def _channels(config: Config) -> int:
         return _fail(exc)
     finally:
         await controller.stop()
+    return EXIT_OK
+
+
+def _daemon(config: Config) -> int:
+    from controller.daemon.service import run_daemon
+
+    try:
+        asyncio.run(run_daemon(config))
+    except CallConnectError as exc:
+        return _fail(exc)
     return EXIT_OK
 
 

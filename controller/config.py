@@ -16,6 +16,7 @@ from typing import Any, get_type_hints
 from controller.errors import ConfigError
 
 ENV_PREFIX = "CALLCONNECT_"
+BACKENDS = ("asterisk", "freeswitch")
 
 
 @dataclass
@@ -38,6 +39,20 @@ class AsteriskConfig:
     trunk_endpoint: str = "trunk"
     # PJSIP endpoint used to dial sip: URIs (PJSIP/<endpoint>/<uri>).
     uri_endpoint: str = "callconnect-uri"
+    routes: list[Route] = field(default_factory=list)
+
+
+@dataclass
+class FreeswitchConfig:
+    host: str = "127.0.0.1"
+    port: int = 8021
+    password: str = field(default="", repr=False)
+    connect_timeout: float = 10.0
+    action_timeout: float = 5.0
+    # Numbers are dialed as sofia/gateway/<gateway>/<number>, unless a route
+    # (prefix -> gateway) says otherwise; sip: URIs as sofia/<uri_profile>/<uri>.
+    gateway: str = "trunk"
+    uri_profile: str = "internal"
     routes: list[Route] = field(default_factory=list)
 
 
@@ -76,17 +91,39 @@ class WhisperConfig:
 class WebhookConfig:
     url: str = ""
     timeout: float = 10.0
-    attempts: int = 3
+    attempts: int = 3  # the command line's direct attempts
+    # Standard Webhooks signing secret ("whsec_" + base64); empty: unsigned.
+    signing_secret: str = field(default="", repr=False)
+    max_age_hours: float = 24.0  # how long the daemon keeps retrying a delivery
+    retry_base_seconds: float = 5.0  # first retry delay; doubles, with jitter
+
+
+@dataclass
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Bearer tokens that may use the API (CALLCONNECT_API_TOKENS: comma-separated).
+    tokens: list[str] = field(default_factory=list, repr=False)
+    # Public base URL of this API, for recording links in results ("" = none).
+    public_url: str = ""
+
+
+@dataclass
+class StoreConfig:
+    path: str = "/var/lib/callconnect/callconnect.sqlite3"
 
 
 @dataclass
 class Config:
     backend: str = "asterisk"
     asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
+    freeswitch: FreeswitchConfig = field(default_factory=FreeswitchConfig)
     calls: CallDefaults = field(default_factory=CallDefaults)
     media: MediaConfig = field(default_factory=MediaConfig)
     whisper: WhisperConfig = field(default_factory=WhisperConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def whisper_path_on_switch(self, host_path: Path) -> str:
         return _switch_path(host_path, self.media.whisper_dir, self.media.whisper_switch_dir)
@@ -137,7 +174,8 @@ def _apply(target: Any, data: dict[str, Any], where: str, base: Path) -> None:
             setattr(target, key, [_route(item, name) for item in value])
         else:
             converted = _convert(value, hints[key], name)
-            if key.endswith("_dir") and converted and not Path(converted).is_absolute():
+            if (key.endswith("_dir") or key == "path") and converted \
+                    and not Path(converted).is_absolute():
                 converted = str((base / converted).resolve())
             setattr(target, key, converted)
 
@@ -164,6 +202,11 @@ def _apply_env(config: Config, environ: Any) -> None:
 
 
 def _convert(value: Any, kind: Any, name: str) -> Any:
+    if kind == list[str]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{name} must be a list of strings", setting=name)
+        return [i.strip() for i in items if i.strip()]
     try:
         if kind is bool:
             if isinstance(value, bool):
@@ -187,8 +230,9 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
 
 
 def _check(config: Config) -> None:
-    if config.backend not in ("asterisk",):
-        raise ConfigError(f"backend must be 'asterisk', got {config.backend!r}", setting="backend")
+    if config.backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}",
+                          setting="backend")
     if not 1 <= config.calls.ring_timeout <= 600:
         raise ConfigError("calls.ring_timeout must be 1-600 seconds", setting="calls.ring_timeout")
     if config.calls.time_limit < 1:

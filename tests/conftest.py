@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -12,20 +13,28 @@ from aiohttp import web
 
 class WebhookReceiver:
     """A real HTTP server on loopback that records what it is sent and answers
-    with the given status codes in turn (then 200)."""
+    with the given status codes in turn (then 200), with a Retry-After header
+    on every answer when retry_after is given."""
 
-    def __init__(self, answers: list[int]) -> None:
+    def __init__(self, answers: list[int], retry_after: str | None = None) -> None:
         self.answers = list(answers)
+        self.retry_after = retry_after
         self.bodies: list[dict[str, Any]] = []
+        self.raw_bodies: list[bytes] = []  # as received, to verify signatures on
+        self.headers: list[dict[str, str]] = []  # names lower-cased
         self.webhook_ids: list[str] = []
         self.arrived = asyncio.Event()
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.bodies.append(await request.json())
+        raw = await request.read()
+        self.raw_bodies.append(raw)
+        self.bodies.append(json.loads(raw))
+        self.headers.append({name.lower(): value for name, value in request.headers.items()})
         self.webhook_ids.append(request.headers.get("webhook-id", ""))
         self.arrived.set()
-        return web.Response(status=self.answers.pop(0) if self.answers else 200)
+        headers = {"Retry-After": self.retry_after} if self.retry_after is not None else None
+        return web.Response(status=self.answers.pop(0) if self.answers else 200, headers=headers)
 
 
 StartReceiver = Callable[..., Awaitable[WebhookReceiver]]
@@ -35,8 +44,8 @@ StartReceiver = Callable[..., Awaitable[WebhookReceiver]]
 async def webhook_receiver() -> AsyncIterator[StartReceiver]:
     runners: list[web.AppRunner] = []
 
-    async def start(answers: list[int] | None = None) -> WebhookReceiver:
-        receiver = WebhookReceiver(answers or [])
+    async def start(answers: list[int] | None = None, retry_after: str | None = None) -> WebhookReceiver:
+        receiver = WebhookReceiver(answers or [], retry_after)
         app = web.Application()
         app.router.add_post("/hook", receiver.handle)
         runner = web.AppRunner(app)

@@ -22,7 +22,14 @@ class Backend(Protocol):
         """Deliver this call's events to ``sink`` from now on (call before
         the first command, so no event is missed)."""
 
-    def forget(self, call_id: str) -> None: ...
+    def forget(self, call_id: str) -> None:
+        """The call has ended and its end is recorded: drop what the backend
+        (and the switch) kept for it."""
+
+    async def reattach(self, call_id: str, state: str, sink: EventSink) -> list[Event]:
+        """Follow a call again after a restart, given the core state it was
+        last known in. Returns the events that happened while nobody was
+        listening, as far as the switch can tell (EndedWhileAway if it ended)."""
 
     async def execute(self, call_id: str, command: Command) -> None:
         """Carry out one command; SwitchActionFailed if the switch refuses

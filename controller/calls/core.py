@@ -14,7 +14,7 @@ up, the call ends. Every failure path ends with every leg hung up and exactly on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -221,6 +221,20 @@ class SwitchLost(Event):
     the call outlived its longest possible length): end it with what we know."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class EndedWhileAway(Event):
+    """The call ended while the controller was not following it (a restart).
+
+    Carries what the switch kept of the outcome: ``None`` where it kept
+    nothing. ``at`` is when it ended, as the switch recorded it.
+    """
+
+    a_cause: int | None
+    a_answered: bool
+    dial_status: str | None
+    talk_seconds: float | None
 
 
 # ---------------------------------------------------------------- commands
@@ -433,7 +447,11 @@ class CallConnect:
         if ev.cause or leg.cause is None:
             leg.cause = ev.cause
         leg.cause_text = ev.cause_text
-        if leg.status in _OPEN_LEG_STATUSES:
+        # Before a bridge, leg B's outcome comes with the end of its dial
+        # (DialFinished): its channel may go first, with cause 0 after the
+        # switch cancelled its ringing.
+        b_still_dialing = ev.leg is Leg.B and self.state in _DIALING_B_STATES
+        if leg.status in _OPEN_LEG_STATUSES and not b_still_dialing:
             leg.status = leg_status_from_cause(leg.cause or 0, leg.answered_at is not None)
 
         if ev.leg is Leg.A:
@@ -569,6 +587,83 @@ class CallConnect:
             self._decide(ev.at, CallStatus.FAILED, f"switch lost: {ev.reason}")
         # Ask the switch to hang up what may still be there, in case it can.
         return [HangupLegs(live)] if live else []
+
+    def _on_EndedWhileAway(self, ev: EndedWhileAway) -> list[Command]:
+        a, b = self.legs[Leg.A], self.legs[Leg.B]
+        for record in (a, b):
+            record.channel_up = False
+            record.awaiting_channel = False
+            record.ended_at = record.ended_at or ev.at
+        if ev.a_cause is not None:
+            a.cause = ev.a_cause
+        if self.state is CallState.ENDING:
+            return []
+        away = "ended while the controller was down"
+        if self.state is CallState.BRIDGED or ev.dial_status == "ANSWER":
+            talk = ev.talk_seconds or 0.0
+            self.bridged_at = self.bridged_at or ev.at - talk
+            self.bridge_ended_at = ev.at
+            a.status = b.status = LegStatus.COMPLETED
+            self._decide(ev.at, CallStatus.COMPLETED, away)
+        elif self.state in _LIVE_A_STATES and not ev.a_answered:
+            a.status = (leg_status_from_cause(ev.a_cause, answered=False)
+                        if ev.a_cause is not None else LegStatus.FAILED)
+            b.status = LegStatus.NOT_DIALED
+            self._decide(ev.at, _CALL_STATUS_OF_UNANSWERED_LEG.get(a.status, CallStatus.FAILED),
+                         f"leg A {a.status}; {away}")
+        elif ev.dial_status:
+            a.status = LegStatus.COMPLETED
+            if b.status in _OPEN_LEG_STATUSES:
+                b.status = _leg_status_from_dial_status(ev.dial_status)
+            self._decide(ev.at, _CALL_STATUS_OF_UNANSWERED_LEG.get(b.status, CallStatus.FAILED),
+                         f"leg B {b.status}; {away}")
+        else:
+            for leg in (Leg.A, Leg.B):
+                self._cancel_leg(leg)
+            if ev.a_answered:
+                a.status = LegStatus.COMPLETED
+            self._decide(ev.at, CallStatus.FAILED, f"{away}; the switch kept no outcome")
+        return []
+
+    # ------------------------------------------------------------ snapshots
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to pick the call up again after a restart."""
+        return {
+            "plan": asdict(self.plan),
+            "created_at": self.created_at,
+            "state": str(self.state),
+            "status": str(self.status) if self.status else None,
+            "reason": self.reason,
+            "hangup_by": str(self.hangup_by) if self.hangup_by else None,
+            "whisper_played": self.whisper_played,
+            "recording_started": self.recording_started,
+            "recording_error": self.recording_error,
+            "bridged_at": self.bridged_at,
+            "bridge_ended_at": self.bridge_ended_at,
+            "ended_at": self.ended_at,
+            "timeline": [[t.at, str(t.from_state), str(t.to_state), t.reason] for t in self.timeline],
+            "legs": {str(leg): {**asdict(r), "status": str(r.status)} for leg, r in self.legs.items()},
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any]) -> CallConnect:
+        call = cls(CallPlan(**data["plan"]), created_at=data["created_at"])
+        call.state = CallState(data["state"])
+        call.status = CallStatus(data["status"]) if data["status"] else None
+        call.reason = data["reason"]
+        call.hangup_by = HangupBy(data["hangup_by"]) if data["hangup_by"] else None
+        call.whisper_played = data["whisper_played"]
+        call.recording_started = data["recording_started"]
+        call.recording_error = data["recording_error"]
+        call.bridged_at = data["bridged_at"]
+        call.bridge_ended_at = data["bridge_ended_at"]
+        call.ended_at = data["ended_at"]
+        call.timeline = [Transition(at, CallState(a), CallState(b), why)
+                         for at, a, b, why in data["timeline"]]
+        for leg, record in data["legs"].items():
+            call.legs[Leg(leg)] = LegRecord(**{**record, "status": LegStatus(record["status"])})
+        return call
 
     # ------------------------------------------------------------ helpers
 

@@ -1,8 +1,9 @@
-"""Running calls: validation, whisper rendering, the core, the backend and the
-completion webhook, wired together for one call at a time or many.
+"""Running calls: validation, whisper rendering, the core and the backend,
+wired together for one call at a time or many.
 
-Each call has one task that feeds its core one event at a time, carries out
-the commands it returns in order, and logs every state transition.
+Each call has one task that feeds its core one event at a time, logs every
+state transition, tells the listener (which persists it, prints it, or sends
+webhooks for it), and then carries out the commands the core returned, in order.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -34,7 +34,7 @@ from controller.config import Config
 from controller.errors import InvalidField, InvalidTransition, SwitchError
 from controller.numbers import parse_legs
 from controller.tts import RenderedAudio, WhisperRenderer
-from controller.webhooks import WebhookSender, check_url
+from controller.webhooks import check_url
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +42,7 @@ _CALLER_ID = re.compile(r"\+?[0-9]{3,20}")
 # Margin on top of a call's longest possible length before the watchdog acts.
 WATCHDOG_MARGIN = 60.0
 
-TransitionListener = Callable[[str, Transition], None]
+WEBHOOK_EVENTS = ("initiated", "ringing", "answered", "bridged", "completed")
 
 
 @dataclass
@@ -55,7 +55,11 @@ class CallRequest:
     time_limit: int | None = None
     caller_id: str | None = None
     webhook_url: str | None = None
+    # Which status callbacks the webhook gets; "completed" is the result.
+    webhook_events: tuple[str, ...] = ("completed",)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # A retried request with the same key gets the first call, not a second one.
+    idempotency_key: str | None = None
 
 
 @dataclass
@@ -68,7 +72,7 @@ class ActiveCall:
     done: asyncio.Future[dict[str, Any]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
     task: asyncio.Task[None] | None = None
-    logged: int = 0
+    logged: int = 0  # how many timeline entries the listener has been told of
 
     @property
     def call_id(self) -> str:
@@ -85,14 +89,27 @@ class ActiveCall:
         return await asyncio.shield(self.done)
 
 
+class CallListener(Protocol):
+    """Told of every call's life: the daemon persists it and enqueues its
+    webhooks; the command line prints it."""
+
+    async def call_created(self, call: ActiveCall) -> None:
+        """Before anything is dialed; raising here stops the call."""
+
+    async def call_changed(self, call: ActiveCall, transitions: list[Transition]) -> None:
+        """After the core changed state, before its commands are carried out."""
+
+    async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None:
+        """Once, with the result; may add local fields (not part of the result)."""
+
+
 class CallService:
     def __init__(self, config: Config, backend: Backend, renderer: WhisperRenderer,
-                 webhooks: WebhookSender, on_transition: TransitionListener | None = None) -> None:
+                 listener: CallListener) -> None:
         self.config = config
         self.backend = backend
         self.renderer = renderer
-        self.webhooks = webhooks
-        self.on_transition = on_transition
+        self.listener = listener
         self.calls: dict[str, ActiveCall] = {}
 
     async def place(self, request: CallRequest) -> ActiveCall:
@@ -100,12 +117,37 @@ class CallService:
         (or refused). Bad input raises InvalidRequest before anything is dialed."""
         plan, whisper, recording = await self._prepare(request)
         call = ActiveCall(CallConnect(plan, created_at=time.time()), request, whisper, recording)
+        await self.listener.call_created(call)
         self.calls[plan.call_id] = call
         self.backend.watch(plan.call_id, call.events.put_nowait)
         log.info("call.placing", call_id=plan.call_id, leg_a=plan.leg_a, leg_b=plan.leg_b,
                  whisper_seconds=whisper and round(whisper.seconds, 2))
         await self._run_commands(call, call.core.start())
         call.task = asyncio.create_task(self._follow(call), name=f"call-{plan.call_id}")
+        return call
+
+    async def resume(self, core: CallConnect, request: CallRequest) -> ActiveCall:
+        """Follow a call again after a restart. The backend reconstructs what
+        happened while nobody was listening; those events come first."""
+        recording = None
+        if core.plan.recording_file:
+            recording = Path(self.config.media.recording_dir) / Path(core.plan.recording_file).name
+        call = ActiveCall(core, request, None, recording, logged=len(core.timeline))
+        self.calls[call.call_id] = call
+        try:
+            missed = await self.backend.reattach(call.call_id, str(core.state),
+                                                 lambda event: call.events.put_nowait(event))
+        except BaseException:
+            self.calls.pop(call.call_id, None)
+            raise
+        live = call.events
+        call.events = asyncio.Queue()
+        for event in missed:
+            call.events.put_nowait(event)
+        while not live.empty():
+            call.events.put_nowait(live.get_nowait())
+        log.info("call.resumed", call_id=call.call_id, state=str(core.state), missed=len(missed))
+        call.task = asyncio.create_task(self._follow(call), name=f"call-{call.call_id}")
         return call
 
     async def hangup(self, call_id: str, reason: str = "requested") -> None:
@@ -124,6 +166,10 @@ class CallService:
         webhook = request.webhook_url or self.config.webhook.url
         if webhook:
             check_url(webhook)
+        unknown = sorted(set(request.webhook_events) - set(WEBHOOK_EVENTS))
+        if unknown:
+            raise InvalidField(f"webhook_events {unknown} are not among {list(WEBHOOK_EVENTS)}",
+                               field="webhook_events")
         record = defaults.record if request.record is None else request.record
 
         whisper = await self.renderer.render(request.whisper) if request.whisper else None
@@ -179,7 +225,7 @@ class CallService:
         await self._run_commands(call, commands)
 
     async def _run_commands(self, call: ActiveCall, commands: list[Command]) -> None:
-        self._log_transitions(call)
+        await self._log_transitions(call)
         for command in commands:
             if isinstance(command, CallEnded):
                 await self._finish(call, command.result)
@@ -193,20 +239,22 @@ class CallService:
                                                        exc.message))
                 return
 
-    def _log_transitions(self, call: ActiveCall) -> None:
-        for transition in call.core.timeline[call.logged:]:
+    async def _log_transitions(self, call: ActiveCall) -> None:
+        new = call.core.timeline[call.logged:]
+        if not new:
+            return
+        for transition in new:
             log.info("call.transition", call_id=call.call_id, from_state=str(transition.from_state),
                      to_state=str(transition.to_state), reason=transition.reason)
-            if self.on_transition is not None:
-                self.on_transition(call.call_id, transition)
         call.logged = len(call.core.timeline)
+        await self.listener.call_changed(call, new)
 
     async def _finish(self, call: ActiveCall, result: dict[str, Any]) -> None:
         result = dict(result)
         result["whisper"] = None
-        if call.whisper is not None and call.request.whisper:
+        if call.request.whisper:
             result["whisper"] = {"text": self.renderer.clean(call.request.whisper),
-                                 "seconds": round(call.whisper.seconds, 3),
+                                 "seconds": round(call.whisper.seconds, 3) if call.whisper else None,
                                  "played": call.core.whisper_played}
         recording = call.recording_path
         result["recording"] = None
@@ -216,13 +264,10 @@ class CallService:
         log.info("call.ended", call_id=call.call_id, status=result["status"],
                  reason=result["reason"], hangup_by=result["hangup_by"],
                  talk_seconds=result["talk_seconds"])
-        url = call.request.webhook_url or self.config.webhook.url
-        local = dict(result)
-        if url:
-            delivery = await self.webhooks.deliver(url, "call.completed", result)
-            local["webhook"] = delivery.as_dict()
+        await self.listener.call_ended(call, result)
+        self.backend.forget(call.call_id)
         if not call.done.done():
-            call.done.set_result(local)
+            call.done.set_result(result)
 
 
 def _bounded(name: str, value: int | None, default: int, low: int, high: int) -> int:

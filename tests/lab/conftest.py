@@ -15,6 +15,7 @@ import pytest
 
 from controller.app import Controller
 from controller.backends.asterisk.backend import AsteriskBackend
+from controller.cli import ConsoleListener
 from controller.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ def lab_config(lab: None) -> Config:
 
 @pytest.fixture
 async def controller(lab_config: Config) -> AsyncIterator[Controller]:
-    async with Controller(lab_config) as running:
+    async with Controller(lab_config, ConsoleListener(lab_config, progress=False)) as running:
         yield running
 
 

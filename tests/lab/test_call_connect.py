@@ -18,6 +18,7 @@ import pytest
 
 from controller.app import Controller
 from controller.calls.service import CallRequest
+from controller.cli import ConsoleListener
 from controller.config import Config
 from tests.conftest import StartReceiver
 
@@ -157,7 +158,7 @@ async def test_recording_can_be_turned_off(controller: Controller) -> None:
 async def test_a_number_the_switch_cannot_route_fails_with_the_reason(lab_config: Config) -> None:
     config = dataclasses.replace(lab_config, asterisk=dataclasses.replace(
         lab_config.asterisk, trunk_endpoint="no-such-endpoint"))
-    async with Controller(config) as controller:
+    async with Controller(config, ConsoleListener(config, progress=False)) as controller:
         call = await controller.calls.place(CallRequest(leg_a="+442079460018", leg_b="+27115550202"))
         result = await asyncio.wait_for(call.wait(), 30)
     assert result["status"] == "failed"

@@ -269,8 +269,8 @@ def test_unknown_setting(tmp_path: Path) -> None:
 
 
 def test_unknown_section(tmp_path: Path) -> None:
-    error = config_error(write_toml(tmp_path, "[freeswitch]\nport = 8021\n"))
-    assert error.details == {"setting": "freeswitch"}
+    error = config_error(write_toml(tmp_path, "[kamailio]\nport = 5060\n"))
+    assert error.details == {"setting": "kamailio"}
 
 
 def test_section_must_be_a_table(tmp_path: Path) -> None:
@@ -337,11 +337,17 @@ def test_time_limit_must_be_positive(tmp_path: Path) -> None:
     assert error.details == {"setting": "calls.time_limit"}
 
 
-def test_backend_must_be_asterisk(tmp_path: Path) -> None:
-    error = config_error(write_toml(tmp_path, 'backend = "freeswitch"\n'))
+def test_backend_must_be_a_known_one(tmp_path: Path) -> None:
+    error = config_error(write_toml(tmp_path, 'backend = "yate"\n'))
     assert error.details == {"setting": "backend"}
-    error = config_error(environ={"CALLCONNECT_BACKEND": "freeswitch"})
+    assert "asterisk, freeswitch" in error.message
+    error = config_error(environ={"CALLCONNECT_BACKEND": "yate"})
     assert error.details == {"setting": "backend"}
+
+
+def test_freeswitch_is_a_backend(tmp_path: Path) -> None:
+    config = load_config(write_toml(tmp_path, 'backend = "freeswitch"\n[freeswitch]\nport = 8022\n'))
+    assert (config.backend, config.freeswitch.port) == ("freeswitch", 8022)
 
 
 # ---------------------------------------------------------------- secrets

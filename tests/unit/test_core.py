@@ -1009,3 +1009,15 @@ def test_duplicate_answer_of_a_changes_nothing() -> None:
     assert run.send(LegAnswered(at=A_ANSWERED + 0.01, leg=Leg.A)) == []
     assert run.state() is CallState.WHISPERING
     assert run.call.legs[Leg.A].answered_at == A_ANSWERED
+
+
+def test_b_channel_gone_before_the_dial_end_is_still_no_answer() -> None:
+    # Seen on the lab: B's Hangup (cause 0, ringing cancelled by the switch)
+    # can arrive before the dialplan reports the dial's end.
+    run = ringing_b()
+    assert run.send(LegEnded(at=B_RINGING + 3, leg=Leg.B, cause=0, cause_text="Unknown")) == []
+    assert run.send(DialFinished(at=B_RINGING + 3.01, dial_status="NOANSWER")) == [
+        PlayMessageThenHangup("/w/sorry")]
+    run.send(LegEnded(at=B_RINGING + 8, leg=Leg.A, cause=16))
+    result = run.result()
+    assert (result["status"], result["leg_b_status"]) == ("no-answer", "no-answer")

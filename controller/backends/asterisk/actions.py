@@ -35,6 +35,7 @@ _PATH = re.compile(r"/[A-Za-z0-9_./-]+")
 _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
 
 CONTEXT_LEG_A = "callconnect-leg-a"
+CONTEXT_HOLD = "callconnect-hold"
 CONTEXT_WHISPER = "callconnect-whisper"
 CONTEXT_DIAL = "callconnect-dial"
 CONTEXT_MESSAGE = "callconnect-message"

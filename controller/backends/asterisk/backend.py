@@ -17,17 +17,30 @@ from panoramisk import Manager
 from panoramisk.message import Message
 
 from controller.backends.base import EventSink
-from controller.calls.core import Command, HangupLegs, Leg
+from controller.calls.core import (
+    CallState,
+    Command,
+    DialFinished,
+    EndedWhileAway,
+    Event,
+    HangupLegs,
+    Leg,
+    LegAnswered,
+    LegCreated,
+    WhisperFinished,
+)
 from controller.config import AsteriskConfig
 from controller.errors import SwitchActionFailed, SwitchUnavailable
 
-from .actions import encode
-from .events import AmiEventTranslator
+from .actions import CONTEXT_HOLD, encode
+from .events import AmiEventTranslator, leg_a_channel_id
 
 log = structlog.get_logger(__name__)
 
 # Only the event classes the translator reads: Asterisk sends nothing else.
 EVENT_CLASSES = "call,user,system"
+# AstDB family where the dialplan keeps each call's outcome (callconnect-outcome).
+OUTCOME_FAMILY = "callconnect"
 
 
 class AsteriskBackend:
@@ -38,6 +51,7 @@ class AsteriskBackend:
         self._translator = AmiEventTranslator()
         self._sinks: dict[str, EventSink] = {}
         self._manager: Manager | None = None
+        self._cleanups: set[asyncio.Task[None]] = set()
         self.connected = False
 
     @property
@@ -97,6 +111,76 @@ class AsteriskBackend:
     def forget(self, call_id: str) -> None:
         self._translator.forget(call_id)
         self._sinks.pop(call_id, None)
+        if self.connected:
+            task = asyncio.ensure_future(self._forget_outcome(call_id))
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
+
+    async def _forget_outcome(self, call_id: str) -> None:
+        try:
+            await self._send({"Action": "DBDel", "Family": OUTCOME_FAMILY, "Key": call_id})
+        except (SwitchActionFailed, SwitchUnavailable) as exc:
+            log.warning("ami.outcome_not_deleted", call_id=call_id, error=exc.message)
+
+    async def reattach(self, call_id: str, state: str, sink: EventSink) -> list[Event]:
+        self.watch(call_id, sink)
+        now = time.time()
+        channels = await self._channels()
+        a_id = leg_a_channel_id(call_id)
+        leg_a = next((c for c in channels if c.get("Uniqueid") == a_id), None)
+        if leg_a is None:
+            return [await self._outcome_kept(call_id, now)]
+        events: list[Event] = []
+        core_state = CallState(state)
+        leg_b = next((c for c in channels
+                      if c.get("Linkedid") == a_id and c.get("Uniqueid") != a_id), None)
+        if leg_b is not None:
+            self._translator.adopt(call_id, Leg.B, leg_b["Uniqueid"])
+            if core_state is CallState.DIALING_B:
+                events.append(LegCreated(now, Leg.B))
+            if leg_b.get("ChannelStateDesc") == "Up" and core_state in (
+                    CallState.DIALING_B, CallState.RINGING_B):
+                events.append(LegAnswered(now, Leg.B))
+        if leg_a.get("Context") == CONTEXT_HOLD:
+            # A step ended while we were away and A now waits for the next.
+            if core_state in (CallState.DIALING_A, CallState.RINGING_A):
+                events.append(LegAnswered(now, Leg.A))
+            elif core_state is CallState.WHISPERING:
+                events.append(WhisperFinished(now, True))
+            elif core_state in (CallState.DIALING_B, CallState.RINGING_B) and leg_b is None:
+                status = await self._getvar(a_id, "DIALSTATUS")
+                events.append(DialFinished(now, status or "UNKNOWN"))
+        return events
+
+    async def _outcome_kept(self, call_id: str, now: float) -> EndedWhileAway:
+        """What the callconnect-outcome hangup handler kept in AstDB."""
+        responses = await self._send({"Action": "DBGet", "Family": OUTCOME_FAMILY, "Key": call_id},
+                                     as_list=True)
+        if isinstance(responses, Message):
+            responses = [responses]
+        value = next((m.get("Val", "") for m in responses if m.get("Event") == "DBGetResponse"), "")
+        parts = value.split(":") if value else []
+        if len(parts) != 4:
+            return EndedWhileAway(now, None, False, None, None)
+        ended, cause, dial_status, talked = parts
+        return EndedWhileAway(
+            at=float(ended) if ended.isdigit() else now,
+            a_cause=int(cause) if cause.isdigit() else None,
+            a_answered=True,  # the handler is set only once A answered
+            dial_status=dial_status or None,
+            talk_seconds=float(talked) if talked.isdigit() else None,
+        )
+
+    async def _getvar(self, channel: str, name: str) -> str | None:
+        response = await self._send({"Action": "Getvar", "Channel": channel, "Variable": name})
+        value = response.get("Value", "") if response.success else ""
+        return str(value) or None
+
+    async def _channels(self) -> list[Message]:
+        responses = await self._send({"Action": "CoreShowChannels"}, as_list=True)
+        if isinstance(responses, Message):
+            responses = [responses]
+        return [m for m in responses if m.get("Event") == "CoreShowChannel"]
 
     async def execute(self, call_id: str, command: Command) -> None:
         b_channel = self._translator.channel_of(call_id, Leg.B)
@@ -113,10 +197,7 @@ class AsteriskBackend:
             )
 
     async def active_channels(self) -> list[str]:
-        responses = await self._send({"Action": "CoreShowChannels"}, as_list=True)
-        if isinstance(responses, Message):
-            responses = [responses]
-        return [m["Channel"] for m in responses if m.get("Event") == "CoreShowChannel"]
+        return [m["Channel"] for m in await self._channels()]
 
     async def _send(self, action: dict[str, str], as_list: bool = False) -> Any:
         manager = self._manager

@@ -67,6 +67,10 @@ class AmiEventTranslator:
         for uniqueid in [u for u, (c, _) in self._legs.items() if c == call_id]:
             del self._legs[uniqueid]
 
+    def adopt(self, call_id: str, leg: Leg, uniqueid: str) -> None:
+        """A channel of ours found on the switch after a restart."""
+        self._legs[uniqueid] = (call_id, leg)
+
     def channel_of(self, call_id: str, leg: Leg) -> str | None:
         for uniqueid, owner in self._legs.items():
             if owner == (call_id, leg):

@@ -1,0 +1,270 @@
+"""The REST API: place, watch and end calls; fetch recordings; /status and
+/metrics. Every error is JSON with a stable ``error_id``, a message and details;
+a validation error names the field."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller import __version__
+from controller.calls.service import CallRequest
+from controller.daemon.listener import DuplicateRequest
+from controller.errors import InvalidRequest, SwitchError
+from controller.store import StoredCall, StoreError
+
+if TYPE_CHECKING:
+    from controller.daemon.service import Daemon
+
+WebhookEvent = Literal["initiated", "ringing", "answered", "bridged", "completed"]
+
+
+class CallCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    leg_a: str = Field(description="Agent: E.164, local number or sip: URI", max_length=128,
+                       examples=["+27115550101"])
+    leg_b: str = Field(description="Customer: E.164, local number or sip: URI", max_length=128,
+                       examples=["011 555 0202"])
+    whisper: str | None = Field(None, max_length=1000, description="Spoken to leg A before B is dialed")
+    record: bool | None = Field(None, description="Record the call (default: the config's, on)")
+    caller_id: str | None = Field(None, max_length=32)
+    ring_timeout: int | None = Field(None, ge=1, le=600, description="Seconds each leg may ring")
+    time_limit: int | None = Field(None, ge=1, le=86400, description="Seconds the call may last")
+    webhook_url: str | None = Field(None, max_length=2048)
+    webhook_events: list[WebhookEvent] = Field(
+        default=["completed"], description="Status callbacks to send")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Echoed back in webhooks")
+
+
+class CallAccepted(BaseModel):
+    success: bool
+    call_uuid: str
+    state: str
+    leg_a_status: str
+    leg_b_status: str
+    recorded: bool
+
+
+class TimelineItem(BaseModel):
+    at: float
+    kind: str
+    data: dict[str, Any]
+
+
+class Call(BaseModel):
+    call_uuid: str
+    state: str
+    status: str | None
+    created_at: float
+    updated_at: float
+    request: dict[str, Any]
+    result: dict[str, Any] | None
+    timeline: list[TimelineItem] = []
+
+
+class CallList(BaseModel):
+    calls: list[Call]
+    next_cursor: str | None
+
+
+class ErrorBody(BaseModel):
+    error_id: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ComponentStatus(BaseModel):
+    status: Literal["ok", "fail"]
+    reason: str | None = None
+
+
+class Status(BaseModel):
+    status: Literal["ok", "fail"]
+    version: str
+    draining: bool
+    active_calls: int
+    components: dict[str, ComponentStatus]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 503)}
+
+
+def error(http_status: int, error_id: str, message: str, **details: Any) -> JSONResponse:
+    return JSONResponse({"error_id": error_id, "message": message, "details": details},
+                        status_code=http_status)
+
+
+def call_view(stored: StoredCall, timeline: list[TimelineItem] | None = None) -> Call:
+    return Call(call_uuid=stored.call_id, state=stored.state, status=stored.status,
+                created_at=stored.created_at, updated_at=stored.updated_at,
+                request=stored.request, result=stored.result, timeline=timeline or [])
+
+
+class Unauthorized(Exception):
+    pass
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+
+
+def create_app(daemon: Daemon) -> FastAPI:
+    app = FastAPI(title="callconnect", version=__version__,
+                  description="Self-hosted call connect: leg A, whisper, leg B, bridge, "
+                              "record, report.")
+
+    def openapi() -> dict[str, Any]:
+        # Validation errors are answered 400 with an error_id, not FastAPI's 422.
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            for path in schema["paths"].values():
+                for operation in path.values():
+                    operation["responses"].pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    def authorized(credentials: Credentials) -> None:
+        token = credentials.credentials if credentials else ""
+        if not any(hmac.compare_digest(token.encode(), known.encode())
+                   for known in daemon.config.api.tokens):
+            raise Unauthorized
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
+        response = error(401, "unauthorized", "a valid bearer token is required")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = exc.errors()
+        first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "header"))
+        return error(400, "invalid-field", f"{field or 'request'}: {first['msg']}",
+                     field=field, errors=[{"field": ".".join(str(p) for p in e["loc"][1:]),
+                                           "message": e["msg"]} for e in problems])
+
+    @app.exception_handler(StoreError)
+    async def store_failed(request: Request, exc: StoreError) -> JSONResponse:
+        return error(503, exc.error_id, exc.message, **exc.details)
+
+    auth = [Depends(authorized)]
+
+    @app.post("/v1/calls", status_code=202, response_model=CallAccepted, dependencies=auth,
+              responses=ERRORS, summary="Place a call connect")
+    async def place_call(body: CallCreate, response: Response,
+                         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+                         ) -> Any:
+        if idempotency_key:
+            existing = await daemon.store_call_by_key(idempotency_key)
+            if existing is not None:
+                response.headers["Idempotency-Replayed"] = "true"
+                return initial_of(existing)
+        if daemon.draining:
+            return error(503, "draining", "the daemon is shutting down; retry on another one")
+        if not daemon.switch_connected:
+            return error(503, "switch-unavailable",
+                         f"the switch is not reachable ({daemon.switch_reason}); retry later")
+        request = CallRequest(
+            leg_a=body.leg_a, leg_b=body.leg_b, whisper=body.whisper, record=body.record,
+            ring_timeout=body.ring_timeout, time_limit=body.time_limit, caller_id=body.caller_id,
+            webhook_url=body.webhook_url, webhook_events=tuple(body.webhook_events),
+            metadata=body.metadata, idempotency_key=idempotency_key)
+        try:
+            call = await daemon.controller.calls.place(request)
+        except DuplicateRequest as duplicate:
+            response.headers["Idempotency-Replayed"] = "true"
+            return initial_of(duplicate.existing)
+        except InvalidRequest as exc:
+            return error(400, exc.error_id, exc.message, **exc.details)
+        except SwitchError as exc:
+            return error(503, exc.error_id, exc.message)
+        return call.initial_response()
+
+    @app.get("/v1/calls", response_model=CallList, dependencies=auth, responses=ERRORS,
+             summary="List calls, newest first")
+    async def list_calls(
+            status: Annotated[Literal["active", "completed", "no-answer", "busy", "failed",
+                                      "canceled"] | None, Query()] = None,
+            created_after: Annotated[float | None, Query(description="Unix time")] = None,
+            created_before: Annotated[float | None, Query(description="Unix time")] = None,
+            limit: Annotated[int, Query(ge=1, le=500)] = 50,
+            cursor: Annotated[str | None, Query(max_length=200)] = None) -> Any:
+        try:
+            page = await daemon.store.list_calls(status=status, created_after=created_after,
+                                                 created_before=created_before, limit=limit,
+                                                 cursor=cursor)
+        except ValueError:
+            return error(400, "invalid-field", "cursor: not a cursor this API gave out",
+                         field="cursor")
+        return CallList(calls=[call_view(c) for c in page.calls], next_cursor=page.next_cursor)
+
+    @app.get("/v1/calls/{call_id}", response_model=Call, dependencies=auth, responses=ERRORS,
+             summary="A call's full state and timeline")
+    async def get_call(call_id: str) -> Any:
+        stored = await daemon.store.get_call(call_id)
+        if stored is None:
+            return error(404, "call-not-found", f"no call {call_id}", call_id=call_id)
+        timeline = [TimelineItem(at=t.at, kind=t.kind, data=t.data)
+                    for t in await daemon.store.timeline(call_id)]
+        return call_view(stored, timeline)
+
+    @app.post("/v1/calls/{call_id}/hangup", status_code=202, response_model=Call,
+              dependencies=auth, responses=ERRORS, summary="Cancel or end a call")
+    async def hangup(call_id: str) -> Any:
+        stored = await daemon.store.get_call(call_id)
+        if stored is None:
+            return error(404, "call-not-found", f"no call {call_id}", call_id=call_id)
+        if call_id not in daemon.controller.calls.calls:
+            return error(409, "call-ended", f"call {call_id} has already ended",
+                         call_id=call_id, status=stored.status)
+        await daemon.controller.calls.hangup(call_id, "api")
+        return call_view(stored)
+
+    @app.get("/v1/calls/{call_id}/recording", dependencies=auth, response_class=FileResponse,
+             responses={200: {"content": {"audio/wav": {}}}, **ERRORS},
+             summary="The call's recording (WAV; Range requests supported)")
+    async def recording(call_id: str) -> Any:
+        stored = await daemon.store.get_call(call_id)
+        if stored is None:
+            return error(404, "call-not-found", f"no call {call_id}", call_id=call_id)
+        path = ((stored.result or {}).get("recording") or {}).get("path")
+        if not path or not Path(path).is_file():
+            return error(404, "recording-not-found", f"call {call_id} has no recording",
+                         call_id=call_id)
+        return FileResponse(path, media_type="audio/wav", filename=f"{call_id}.wav")
+
+    @app.get("/status", response_model=Status, responses={503: {"model": Status}},
+             summary="Health of each component (no token needed)")
+    async def status() -> Any:
+        report = await daemon.status()
+        return JSONResponse(report.model_dump(), status_code=200 if report.status == "ok" else 503)
+
+    @app.get("/metrics", response_class=Response, summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(daemon.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    def initial_of(stored: StoredCall) -> dict[str, Any]:
+        legs = stored.snapshot.get("legs", {})
+        return {"success": stored.status in (None, "completed"), "call_uuid": stored.call_id,
+                "state": stored.state,
+                "leg_a_status": legs.get("a", {}).get("status", "initiated"),
+                "leg_b_status": legs.get("b", {}).get("status", "pending"),
+                "recorded": bool(stored.snapshot.get("plan", {}).get("recording_file"))}
+
+    return app
+

@@ -1,0 +1,138 @@
+"""The daemon's view of a call's life: every transition persisted with its
+timeline entries and the webhook deliveries it causes, in one transaction,
+before the switch is asked to do anything next."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from typing import Any
+
+import structlog
+
+from controller.calls.core import CallState, Leg, Transition
+from controller.calls.service import ActiveCall, CallRequest
+from controller.config import Config
+from controller.daemon.metrics import Metrics
+from controller.store import Store, StoredCall, TimelineEntry, WebhookDelivery
+from controller.webhooks_outbox import Outbox
+
+log = structlog.get_logger(__name__)
+
+
+class DuplicateRequest(Exception):
+    """The Idempotency-Key was seen before: here is the call it placed."""
+
+    def __init__(self, existing: StoredCall) -> None:
+        super().__init__(existing.call_id)
+        self.existing = existing
+
+
+def request_as_dict(request: CallRequest) -> dict[str, Any]:
+    data = dataclasses.asdict(request)
+    data["webhook_events"] = list(request.webhook_events)
+    return data
+
+
+def request_from_dict(data: dict[str, Any]) -> CallRequest:
+    return CallRequest(**{**data, "webhook_events": tuple(data.get("webhook_events", ()))})
+
+
+def status_events(transition: Transition) -> list[tuple[str, str]]:
+    """(webhook event, leg) pairs that one transition stands for."""
+    to, came_from = transition.to_state, transition.from_state
+    if to is CallState.DIALING_A:
+        return [("initiated", "a")]
+    if to is CallState.RINGING_A:
+        return [("ringing", "a")]
+    if to is CallState.RINGING_B:
+        return [("ringing", "b")]
+    if came_from in (CallState.DIALING_A, CallState.RINGING_A) and to in (
+            CallState.WHISPERING, CallState.DIALING_B):
+        return [("answered", "a")]
+    if to is CallState.BRIDGED:
+        return [("answered", "b"), ("bridged", "b")]
+    return []
+
+
+class StoreListener:
+    def __init__(self, config: Config, store: Store, outbox: Outbox, metrics: Metrics) -> None:
+        self.config = config
+        self.store = store
+        self.outbox = outbox
+        self.metrics = metrics
+        # The end of a call is saved with its result, in one transaction.
+        self._ending: dict[str, tuple[list[TimelineEntry], list[WebhookDelivery]]] = {}
+
+    def record_of(self, call: ActiveCall, result: dict[str, Any] | None = None) -> StoredCall:
+        core = call.core
+        return StoredCall(
+            call_id=call.call_id,
+            created_at=core.created_at,
+            updated_at=time.time(),
+            state=str(core.state),
+            status=str(core.status) if core.status else None,
+            request=request_as_dict(call.request),
+            snapshot=core.snapshot(),
+            result=result,
+            idempotency_key=call.request.idempotency_key,
+        )
+
+    async def call_created(self, call: ActiveCall) -> None:
+        stored, created = await self.store.create_call(self.record_of(call))
+        if not created:
+            raise DuplicateRequest(stored)
+        self.metrics.active_calls.inc()
+
+    async def call_changed(self, call: ActiveCall, transitions: list[Transition]) -> None:
+        timeline = [TimelineEntry(call.call_id, t.at, "transition",
+                                  {"from": str(t.from_state), "to": str(t.to_state),
+                                   "reason": t.reason}) for t in transitions]
+        deliveries = []
+        for transition in transitions:
+            for event, leg in status_events(transition):
+                if event in call.request.webhook_events:
+                    deliveries += self._deliveries(call, f"call.{event}", {
+                        "call_uuid": call.call_id, "leg": leg, "state": str(transition.to_state),
+                        "at": transition.at, "metadata": call.request.metadata})
+            self._observe_setup(call, transition)
+        if call.core.finished:
+            self._ending[call.call_id] = (timeline, deliveries)
+            return
+        await self.store.save_call(self.record_of(call), timeline, deliveries)
+        if deliveries:
+            self.outbox.wake()
+
+    async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None:
+        public = self.config.api.public_url.rstrip("/")
+        if result.get("recording") and public:
+            result["recording"]["url"] = f"{public}/v1/calls/{call.call_id}/recording"
+        timeline, deliveries = self._ending.pop(call.call_id, ([], []))
+        deliveries += self._deliveries(call, "call.completed", result)
+        await self.store.save_call(self.record_of(call, result), timeline, deliveries)
+        if deliveries:
+            self.outbox.wake()
+        self.metrics.calls.labels(result["status"]).inc()
+        self.metrics.active_calls.dec()
+
+    def _deliveries(self, call: ActiveCall, event_type: str,
+                    data: dict[str, Any]) -> list[WebhookDelivery]:
+        url = call.request.webhook_url or self.config.webhook.url
+        if not url:
+            return []
+        now = time.time()
+        event_id = f"evt_{uuid.uuid4().hex}"
+        body = {"type": event_type, "timestamp": now, "data": data}
+        return [WebhookDelivery(event_id=event_id, call_id=call.call_id, url=url,
+                                event_type=event_type, payload=body, created_at=now,
+                                next_attempt_at=now)]
+
+    def _observe_setup(self, call: ActiveCall, transition: Transition) -> None:
+        for leg, dialed_state in ((Leg.A, CallState.DIALING_A), (Leg.B, CallState.DIALING_B)):
+            answered_at = call.core.legs[leg].answered_at
+            if answered_at != transition.at:
+                continue
+            dialed = next((t.at for t in call.core.timeline if t.to_state is dialed_state), None)
+            if dialed is not None:
+                self.metrics.leg_setup.labels(str(leg)).observe(answered_at - dialed)

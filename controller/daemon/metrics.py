@@ -1,0 +1,38 @@
+"""Prometheus metrics of one daemon (served at /metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from controller.store import WebhookDelivery
+
+SETUP_BUCKETS = (0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter("callconnect_calls", "Calls ended, by final status", ["status"],
+                             registry=self.registry)
+        self.active_calls = Gauge("callconnect_active_calls", "Calls in progress",
+                                  registry=self.registry)
+        self.leg_setup = Histogram(
+            "callconnect_leg_setup_seconds", "From dialing a leg to its answer", ["leg"],
+            buckets=SETUP_BUCKETS, registry=self.registry)
+        self.webhooks = Counter("callconnect_webhook_deliveries",
+                                "Webhook delivery attempts, by outcome", ["outcome"],
+                                registry=self.registry)
+        self.switch_reconnects = Gauge("callconnect_switch_reconnects",
+                                       "Times the switch connection was re-established",
+                                       registry=self.registry)
+
+    def count_reconnects(self, read: Callable[[], int]) -> None:
+        self.switch_reconnects.set_function(lambda: float(read()))
+
+    def webhook_attempted(self, delivery: WebhookDelivery) -> None:
+        self.webhooks.labels(str(delivery.state)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,180 @@
+"""The daemon: one asyncio process holding the switch connection, the HTTP API,
+the webhook outbox and the store.
+
+Start-up: open the store, serve the API (it answers 503 until the switch is
+reachable), connect to the switch with backoff, pick up the calls a previous
+run left open, then tell systemd it is ready. SIGTERM drains: new calls are
+refused with 503, calls in progress run to their end, then it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+
+import sdnotify
+import structlog
+import uvicorn
+
+from controller.api.app import ComponentStatus, Status, create_app
+from controller.app import Controller
+from controller.calls.core import CallConnect
+from controller.config import Config
+from controller.daemon.listener import StoreListener, request_from_dict
+from controller.daemon.metrics import Metrics
+from controller.errors import ConfigError, SwitchError
+from controller.store import StoredCall, StoreError
+from controller.store.sqlite import SqliteStore
+from controller.webhooks_outbox import Outbox
+
+log = structlog.get_logger(__name__)
+
+RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+# How often the switch connection is checked (panoramisk reconnects by itself).
+WATCH_INTERVAL = 1.0
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn, minus its own signal handling: the daemon decides when the API
+    stops (after draining), not the first SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        if not config.api.tokens:
+            raise ConfigError("api.tokens is empty: set at least one API token "
+                              "(or CALLCONNECT_API_TOKENS) before starting the daemon",
+                              setting="api.tokens")
+        self.config = config
+        self.metrics = Metrics()
+        self.store = SqliteStore(config.store.path)
+        self.outbox = Outbox(self.store, config.webhook.signing_secret or None,
+                             timeout=config.webhook.timeout,
+                             max_age=config.webhook.max_age_hours * 3600,
+                             base_delay=config.webhook.retry_base_seconds,
+                             on_result=self.metrics.webhook_attempted)
+        self.listener = StoreListener(config, self.store, self.outbox, self.metrics)
+        self.controller = Controller(config, self.listener)
+        self.draining = False
+        self.switch_reason = "not connected yet"
+        self.reconnects = 0
+        self._stop = asyncio.Event()
+        self._notifier = sdnotify.SystemdNotifier()
+        self.metrics.count_reconnects(lambda: self.reconnects)
+
+    @property
+    def switch_connected(self) -> bool:
+        return bool(getattr(self.controller.backend, "connected", False))
+
+    async def store_call_by_key(self, key: str) -> StoredCall | None:
+        return await self.store.get_call_by_idempotency_key(key)
+
+    async def run(self) -> None:
+        await self.store.open()
+        server = ApiServer(uvicorn.Config(
+            create_app(self), host=self.config.api.host, port=self.config.api.port,
+            log_config=None, access_log=False, lifespan="off"))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        tasks = [asyncio.create_task(server.serve(), name="api"),
+                 asyncio.create_task(self.outbox.run(), name="outbox"),
+                 asyncio.create_task(self._follow_switch(), name="switch")]
+        log.info("daemon.starting", api=f"{self.config.api.host}:{self.config.api.port}",
+                 store=self.config.store.path, backend=self.config.backend)
+        await self._stop.wait()
+        await self._drain()
+        server.should_exit = True
+        await self.outbox.stop()
+        for task in tasks[2:]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.controller.stop()
+        await self.store.close()
+        log.info("daemon.stopped")
+
+    async def _drain(self) -> None:
+        self.draining = True
+        self._notifier.notify("STOPPING=1")
+        calls = list(self.controller.calls.calls.values())
+        log.info("daemon.draining", active_calls=len(calls))
+        if calls:
+            await asyncio.gather(*(call.wait() for call in calls), return_exceptions=True)
+
+    async def _follow_switch(self) -> None:
+        """Connect with backoff; once connected, pick up open calls and tell
+        systemd we are ready; afterwards count reconnects."""
+        attempt = 0
+        while True:
+            try:
+                await self.controller.start()
+                break
+            except SwitchError as exc:
+                self.switch_reason = exc.message
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                log.warning("daemon.switch_unreachable", error=exc.message, retry_in=delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+        self.switch_reason = ""
+        await self._reconcile()
+        self._notifier.notify("READY=1")
+        log.info("daemon.ready")
+        was_connected = True
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            connected = self.switch_connected
+            if connected and not was_connected:
+                self.reconnects += 1
+                self.switch_reason = ""
+                log.info("daemon.switch_reconnected")
+            elif not connected:
+                self.switch_reason = "connection to the switch lost; reconnecting"
+            was_connected = connected
+
+    async def _reconcile(self) -> None:
+        """Calls a previous run left open: follow the live ones again, close
+        the ones that ended meanwhile with what the switch kept."""
+        for stored in await self.store.open_calls():
+            core = CallConnect.from_snapshot(stored.snapshot)
+            try:
+                await self.controller.calls.resume(core, request_from_dict(stored.request))
+            except SwitchError as exc:
+                log.error("daemon.reconcile_failed", call_id=stored.call_id, error=exc.message)
+                continue
+            self.metrics.active_calls.inc()
+
+    async def status(self) -> Status:
+        components = {
+            "switch": ComponentStatus(status="ok") if self.switch_connected
+            else ComponentStatus(status="fail", reason=self.switch_reason or "not connected"),
+        }
+        try:
+            await self.store.ping()
+            components["store"] = ComponentStatus(status="ok")
+        except StoreError as exc:
+            components["store"] = ComponentStatus(status="fail", reason=exc.message)
+        components["webhooks"] = (ComponentStatus(status="ok") if self.outbox.running
+                                  else ComponentStatus(status="fail", reason="outbox not running"))
+        ok = all(c.status == "ok" for c in components.values())
+        return Status(status="ok" if ok else "fail", version=_version(), draining=self.draining,
+                      active_calls=len(self.controller.calls.calls), components=components)
+
+
+def _version() -> str:
+    from controller import __version__
+
+    return __version__
+
+
+async def run_daemon(config: Config) -> None:
+    daemon = Daemon(config)
+    started = time.monotonic()
+    await daemon.run()
+    log.info("daemon.exit", ran_seconds=round(time.monotonic() - started))

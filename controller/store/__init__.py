@@ -1,0 +1,123 @@
+"""Durable state: calls, their timelines and their webhook deliveries.
+
+The daemon writes through this interface only, so another database can serve
+several controllers later; :mod:`controller.store.sqlite` is the default (one
+file, WAL, nothing to install).
+
+A call's state change, the timeline entries it adds and the webhook deliveries
+it causes are saved in one transaction (:meth:`Store.save_call`): a webhook is
+always written before it is sent, so a crash loses none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from controller.errors import CallConnectError
+
+
+class StoreError(CallConnectError):
+    """The store cannot be read or written (disk full, file unwritable, ...)."""
+
+    error_id = "store-unavailable"
+
+
+@dataclass
+class StoredCall:
+    call_id: str
+    created_at: float
+    updated_at: float
+    state: str  # a core CallState value; "ended" once finished
+    status: str | None  # a core CallStatus value once decided
+    request: dict[str, Any]  # the call request as accepted (legs, whisper, webhook, metadata, ...)
+    snapshot: dict[str, Any]  # the core's state, to pick the call up again after a restart
+    result: dict[str, Any] | None = None  # the final result, once ended
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    call_id: str
+    at: float
+    kind: str  # "transition", "command", "event", ...
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # not yet delivered; next_attempt_at says when
+    DELIVERED = "delivered"
+    FAILED = "failed"  # final: a 4xx, or retried for longer than allowed
+    DISABLED = "disabled"  # final: the URL answered 410 Gone at some point
+
+
+@dataclass
+class WebhookDelivery:
+    event_id: str  # the same across every retry (webhook-id header)
+    call_id: str
+    url: str
+    event_type: str  # "call.initiated", "call.ringing", ..., "call.completed"
+    payload: dict[str, Any]  # the whole JSON body sent
+    created_at: float
+    next_attempt_at: float
+    state: DeliveryState = DeliveryState.PENDING
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+@dataclass(frozen=True)
+class CallPage:
+    calls: list[StoredCall]
+    next_cursor: str | None  # pass back to get the next page; None on the last
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Create or migrate the schema; StoreError if the file is unusable."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Prove the store can be written now (for /status); StoreError if not."""
+
+    async def create_call(self, call: StoredCall) -> tuple[StoredCall, bool]:
+        """Insert a new call. If its idempotency_key is already taken, insert
+        nothing and return (the existing call, False); else (call, True)."""
+
+    async def get_call(self, call_id: str) -> StoredCall | None: ...
+
+    async def get_call_by_idempotency_key(self, key: str) -> StoredCall | None: ...
+
+    async def list_calls(self, *, status: str | None = None, created_after: float | None = None,
+                         created_before: float | None = None, limit: int = 50,
+                         cursor: str | None = None) -> CallPage:
+        """Newest first; status filters on the final status ("completed", ...)
+        or, for calls still running, "active"."""
+
+    async def open_calls(self) -> list[StoredCall]:
+        """Calls not ended: the ones to reconcile after a restart."""
+
+    async def save_call(self, call: StoredCall, timeline: list[TimelineEntry],
+                        deliveries: list[WebhookDelivery]) -> None:
+        """Update the call, append its new timeline entries and enqueue its new
+        deliveries, all in one transaction."""
+
+    async def timeline(self, call_id: str) -> list[TimelineEntry]: ...
+
+    async def deliveries(self, call_id: str) -> list[WebhookDelivery]: ...
+
+    async def due_deliveries(self, now: float, limit: int) -> list[WebhookDelivery]:
+        """Pending deliveries whose next_attempt_at has come, oldest first."""
+
+    async def next_due_at(self) -> float | None:
+        """When the earliest pending delivery is due; None if there is none."""
+
+    async def update_delivery(self, delivery: WebhookDelivery) -> None: ...
+
+    async def disable_url(self, url: str, at: float) -> None:
+        """Stop delivering to url (it answered 410 Gone)."""
+
+    async def url_disabled(self, url: str) -> bool: ...

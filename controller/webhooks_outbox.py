@@ -1,0 +1,254 @@
+"""The webhook outbox: delivers the store's pending webhook deliveries at least once.
+
+A delivery is written to the store with its call's state change
+(:meth:`Store.save_call`) before it is sent, and every attempt's outcome is
+saved before the next one, so a crash loses no webhook; at worst one is sent
+twice, with the same ``webhook-id`` so the receiver can drop the repeat.
+
+Requests follow Standard Webhooks (https://www.standardwebhooks.com/): a JSON
+body and ``webhook-id``, ``webhook-timestamp`` and, with a signing secret,
+``webhook-signature`` headers. Outcomes:
+
+* 2xx: delivered;
+* 410 Gone: the URL is disabled, for this delivery and every later one;
+* 408, 429, 5xx, timeouts and network errors: retried after ``Retry-After``
+  or an exponential backoff with full jitter, until ``max_age`` has passed;
+* any other answer: failed, final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import email.utils
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import httpx
+import structlog
+from standardwebhooks import Webhook
+
+from controller.errors import ConfigError
+from controller.store import DeliveryState, Store, StoreError, WebhookDelivery
+from controller.webhooks import redact
+
+log = structlog.get_logger(__name__)
+
+RETRYABLE_STATUS = {408, 429}
+MIN_RETRY_DELAY = 1.0
+# The longest the loop sleeps without looking at the store, in case a wake() was missed.
+MAX_IDLE_SECONDS = 60.0
+# The pause after the store failed, before the loop tries it again.
+STORE_RETRY_SECONDS = 5.0
+# 2**32 times any sane base_delay is far past max_delay; a larger power would overflow a float.
+MAX_BACKOFF_EXPONENT = 32
+
+
+def _signer(signing_secret: str | None) -> Webhook | None:
+    if signing_secret is None:
+        return None
+    encoded = signing_secret.removeprefix("whsec_")
+    # Strict base64: the package's own decoding skips stray characters, so a typo
+    # would sign with a different key than the receiver holds.
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        key = b""
+    if not key:
+        # The secret itself never goes into the message.
+        raise ConfigError("the webhook signing secret must be 'whsec_' followed by base64",
+                          field="webhook.signing_secret")
+    return Webhook(key)
+
+
+def parse_retry_after(value: str, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date);
+    None if it is neither."""
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # HTTP-dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+def _describe(exc: BaseException, url: str) -> str:
+    text = str(exc).replace(url, redact(url))  # an error may quote the URL, and its query holds tokens
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Outbox:
+    def __init__(self, store: Store, signing_secret: str | None, timeout: float = 10.0,
+                 max_age: float = 24 * 3600, base_delay: float = 5.0, max_delay: float = 3600.0,
+                 concurrency: int = 8, on_result: Callable[[WebhookDelivery], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._signer = _signer(signing_secret)
+        self._timeout = timeout
+        self._max_age = max_age
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._batch_size = max(1, concurrency)
+        self._on_result = on_result
+        self._clock = clock
+        # Redirects are not followed: a 3xx is a final answer, as the README promises.
+        self._client = httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False,
+            limits=httpx.Limits(max_connections=self._batch_size))
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._run_task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether run() is looping now (for /status)."""
+        return self._run_task is not None and not self._run_task.done()
+
+    def wake(self) -> None:
+        """Look at the store now: new deliveries were enqueued."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Send due deliveries until stop(). Store failures are logged and
+        retried; they never end the loop."""
+        self._run_task = asyncio.current_task()
+        log.info("outbox.started")
+        while not self._stopping:
+            try:
+                await self._send_due()
+                next_due = await self._store.next_due_at()
+            except StoreError as exc:
+                log.error("outbox.store_failed", error_id=exc.error_id, error=exc.message)
+                next_due = self._clock() + STORE_RETRY_SECONDS
+            except Exception:
+                # A bug in one delivery must not stop every later webhook.
+                log.exception("outbox.unexpected_error")
+                next_due = self._clock() + STORE_RETRY_SECONDS
+            await self._sleep_until(next_due)
+        log.info("outbox.stopped")
+
+    async def _send_due(self) -> None:
+        due = await self._store.due_deliveries(self._clock(), self._batch_size)
+        results = await asyncio.gather(*(self.attempt(delivery) for delivery in due),
+                                       return_exceptions=True)
+        # Every attempt has run to its end; only now may the first failure end the batch.
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _sleep_until(self, due: float | None) -> None:
+        if self._stopping:
+            return
+        delay = MAX_IDLE_SECONDS if due is None else min(MAX_IDLE_SECONDS, max(0.0, due - self._clock()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+        # Cleared before the next look at the store, so a wake() during that look is not lost.
+        self._wake.clear()
+
+    async def stop(self) -> None:
+        """End run() once its current batch is done (cancel it if that takes
+        longer than one request may), then close the HTTP client."""
+        self._stopping = True
+        self._wake.set()
+        task = self._run_task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            _, pending = await asyncio.wait({task}, timeout=self._timeout + 1.0)
+            if pending:
+                task.cancel()
+                await asyncio.wait({task})
+        await self._client.aclose()
+
+    async def attempt(self, delivery: WebhookDelivery) -> WebhookDelivery:
+        """Send the delivery once (unless its URL is disabled), save the
+        outcome and return the delivery as saved."""
+        if await self._store.url_disabled(delivery.url):
+            outcome = replace(delivery, state=DeliveryState.DISABLED,
+                              last_error="not sent: the URL answered 410 Gone before")
+            log.warning("webhook.disabled_url", url=redact(delivery.url), event_id=delivery.event_id)
+        else:
+            outcome = await self._send(delivery)
+        await self._store.update_delivery(outcome)
+        if self._on_result is not None:
+            self._on_result(outcome)
+        return outcome
+
+    def _request(self, delivery: WebhookDelivery, now: float) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(delivery.payload, separators=(",", ":"))
+        timestamp = int(now)
+        headers = {"content-type": "application/json", "webhook-id": delivery.event_id,
+                   "webhook-timestamp": str(timestamp)}
+        if self._signer is not None:
+            headers["webhook-signature"] = self._signer.sign(
+                delivery.event_id, datetime.fromtimestamp(timestamp, tz=UTC), body)
+        # The bytes sent are exactly the string signed.
+        return body.encode(), headers
+
+    async def _send(self, delivery: WebhookDelivery) -> WebhookDelivery:
+        now = self._clock()
+        body, headers = self._request(delivery, now)
+        attempts = delivery.attempts + 1
+        url = redact(delivery.url)
+        try:
+            # httpx's timeout bounds each read; this bounds the whole exchange.
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.post(delivery.url, content=body, headers=headers)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+            error = f"timed out after {self._timeout:g} s" if timed_out else _describe(exc, delivery.url)
+            return self._retry_or_fail(delivery, now, attempts, None, error, None)
+        except httpx.InvalidURL as exc:
+            error = _describe(exc, delivery.url)
+            log.error("webhook.failed", url=url, event_id=delivery.event_id, error=error)
+            return replace(delivery, state=DeliveryState.FAILED, attempts=attempts,
+                           last_status_code=None, last_error=error)
+        status = response.status_code
+        if 200 <= status < 300:
+            log.info("webhook.delivered", url=url, event_id=delivery.event_id, status=status,
+                     attempt=attempts)
+            return replace(delivery, state=DeliveryState.DELIVERED, attempts=attempts,
+                           last_status_code=status, last_error=None, delivered_at=now)
+        error = f"HTTP {status}"
+        if status == 410:
+            await self._store.disable_url(delivery.url, now)
+            log.error("webhook.url_gone", url=url, event_id=delivery.event_id, attempt=attempts)
+            return replace(delivery, state=DeliveryState.DISABLED, attempts=attempts,
+                           last_status_code=status, last_error=error)
+        if status >= 500 or status in RETRYABLE_STATUS:
+            return self._retry_or_fail(delivery, now, attempts, status, error,
+                                       response.headers.get("retry-after"))
+        log.error("webhook.failed", url=url, event_id=delivery.event_id, status=status, attempt=attempts)
+        return replace(delivery, state=DeliveryState.FAILED, attempts=attempts,
+                       last_status_code=status, last_error=error)
+
+    def _retry_or_fail(self, delivery: WebhookDelivery, now: float, attempts: int,
+                       status: int | None, error: str, retry_after: str | None) -> WebhookDelivery:
+        url = redact(delivery.url)
+        if now - delivery.created_at > self._max_age:
+            log.error("webhook.gave_up", url=url, event_id=delivery.event_id, attempt=attempts,
+                      error=error, max_age=self._max_age)
+            return replace(delivery, state=DeliveryState.FAILED, attempts=attempts,
+                           last_status_code=status,
+                           last_error=f"{error}; retried for longer than {self._max_age:g} s")
+        delay = self._retry_delay(attempts, retry_after, now)
+        log.warning("webhook.retry_scheduled", url=url, event_id=delivery.event_id, attempt=attempts,
+                    error=error, delay=round(delay, 3))
+        return replace(delivery, state=DeliveryState.PENDING, attempts=attempts,
+                       last_status_code=status, last_error=error, next_attempt_at=now + delay)
+
+    def _retry_delay(self, attempts: int, retry_after: str | None, now: float) -> float:
+        asked = None if retry_after is None else parse_retry_after(retry_after, now)
+        if asked is not None:
+            return max(MIN_RETRY_DELAY, min(self._max_delay, asked))
+        ceiling = self._base_delay * 2.0 ** min(attempts - 1, MAX_BACKOFF_EXPONENT)
+        # Full jitter spreads the retries of many deliveries that failed together.
+        return max(MIN_RETRY_DELAY, random.uniform(0, min(self._max_delay, ceiling)))

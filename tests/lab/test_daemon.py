@@ -1,0 +1,445 @@
+"""The daemon as a workflow uses it: a real process on the real lab, driven
+over HTTP, with real webhook receivers on loopback; killed and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+from standardwebhooks import Webhook
+
+from controller.store.sqlite import SqliteStore
+from tests.conftest import StartReceiver, WebhookReceiver
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_CONFIG = REPO / "sip-lab" / "callconnect.toml"
+OPENAPI = REPO / "docs" / "openapi.json"
+TOKEN = "lab-token-1"
+SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+CALL_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class DaemonProcess:
+    def __init__(self, store: Path, log: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.log = log
+        self.env = {**os.environ, "CALLCONNECT_API_PORT": str(self.port),
+                    "CALLCONNECT_API_TOKENS": TOKEN, "CALLCONNECT_STORE_PATH": str(store),
+                    "CALLCONNECT_WEBHOOK_SIGNING_SECRET": SIGNING_SECRET,
+                    "CALLCONNECT_WEBHOOK_RETRY_BASE_SECONDS": "0.2", **env}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "controller", "--config", str(LAB_CONFIG),
+                 "--log-level", "info", "--json-logs", "daemon"],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+
+    async def ready(self, want: int = 200, timeout: float = 30) -> dict[str, Any]:
+        """Wait on /status, as a supervisor would."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
+            while time.monotonic() < deadline:
+                assert self.process is not None and self.process.poll() is None, \
+                    f"daemon exited: {self.log.read_text()[-2000:]}"
+                try:
+                    response = await client.get("/status")
+                    last = response.json()
+                    if response.status_code == want:
+                        return dict(last)
+                except httpx.HTTPError as exc:
+                    last = repr(exc)
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"/status never answered {want}: {last}")
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+async def start_daemon(lab: None, tmp_path: Path) -> AsyncIterator[Callable[..., DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def start(**env: str) -> DaemonProcess:
+        daemon = DaemonProcess(tmp_path / "callconnect.sqlite3", tmp_path / "daemon.log", env)
+        daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+async def daemon(start_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
+    running = start_daemon()
+    await running.ready()
+    return running
+
+
+def api(daemon: DaemonProcess, token: str | None = TOKEN) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(base_url=daemon.url, headers=headers, timeout=10)
+
+
+async def wait_for_state(client: httpx.AsyncClient, call_id: str, *states: str,
+                         timeout: float = CALL_TIMEOUT) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = await client.get(f"/v1/calls/{call_id}")
+        if response.status_code == 200:
+            body = response.json()
+            if body["state"] in states:
+                return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"call {call_id} never reached {states}: {body.get('state')}")
+
+
+class OpenApi:
+    """Checks real responses against the checked-in OpenAPI document."""
+
+    def __init__(self) -> None:
+        self.spec = json.loads(OPENAPI.read_text())
+        self.registry: Registry[Any] = Registry().with_resource(
+            "urn:callconnect", DRAFT202012.create_resource(self.spec))
+
+    def check(self, method: str, path: str, response: httpx.Response) -> None:
+        operation = self.spec["paths"][path][method]
+        documented = operation["responses"].get(str(response.status_code))
+        assert documented is not None, f"{method} {path} answered undocumented {response.status_code}"
+        content = documented.get("content", {}).get("application/json")
+        if content is None:
+            return
+        schema = {"$ref": "urn:callconnect#" + content["schema"]["$ref"][1:]} \
+            if "$ref" in content["schema"] else content["schema"]
+        jsonschema.Draft202012Validator(schema, registry=self.registry).validate(response.json())
+
+
+@pytest.mark.lab
+async def test_openapi_document_is_the_one_served(daemon: DaemonProcess) -> None:
+    async with api(daemon) as client:
+        served = (await client.get("/openapi.json")).json()
+    assert served == json.loads(OPENAPI.read_text()), \
+        "docs/openapi.json is stale: run `make openapi` and commit it"
+
+
+@pytest.mark.lab
+async def test_place_watch_list_and_fetch_the_recording(daemon: DaemonProcess) -> None:
+    spec = OpenApi()
+    async with api(daemon) as client:
+        started = time.time()
+        response = await client.post("/v1/calls", json={
+            "leg_a": "+27115550101", "leg_b": "011 555 0202", "time_limit": 3,
+            "whisper": "Connecting you to John Smith from the website form",
+            "metadata": {"crm_id": 42}})
+        assert response.status_code == 202, response.text
+        spec.check("post", "/v1/calls", response)
+        accepted = response.json()
+        assert accepted["success"] is True and accepted["leg_a_status"] == "initiated"
+        assert accepted["leg_b_status"] == "pending" and accepted["recorded"] is True
+        call_id = accepted["call_uuid"]
+
+        live = await wait_for_state(client, call_id, "bridged")
+        assert live["status"] is None and live["result"] is None
+
+        ended = await wait_for_state(client, call_id, "ended")
+        spec.check("get", "/v1/calls/{call_id}", await client.get(f"/v1/calls/{call_id}"))
+        result = ended["result"]
+        assert ended["status"] == "completed" and result["hangup_by"] == "time_limit"
+        assert result["metadata"] == {"crm_id": 42}
+        states = [item["data"]["to"] for item in ended["timeline"] if item["kind"] == "transition"]
+        assert states == ["dialing-a", "ringing-a", "whispering", "dialing-b", "ringing-b",
+                          "bridged", "ending", "ended"]
+
+        listed = await client.get("/v1/calls", params={"created_after": started,
+                                                       "status": "completed"})
+        spec.check("get", "/v1/calls", listed)
+        assert [c["call_uuid"] for c in listed.json()["calls"]] == [call_id]
+
+        whole = await client.get(f"/v1/calls/{call_id}/recording")
+        assert whole.status_code == 200 and whole.headers["content-type"] == "audio/wav"
+        assert whole.content[:4] == b"RIFF" and len(whole.content) > 16000
+        part = await client.get(f"/v1/calls/{call_id}/recording", headers={"Range": "bytes=0-99"})
+        assert part.status_code == 206
+        assert part.content == whole.content[:100]
+        assert part.headers["content-range"] == f"bytes 0-99/{len(whole.content)}"
+
+        metrics = (await client.get("/metrics")).text
+        assert 'callconnect_calls_total{status="completed"} 1.0' in metrics
+        assert 'callconnect_leg_setup_seconds_count{leg="b"} 1.0' in metrics
+
+
+@pytest.mark.lab
+async def test_a_missing_or_wrong_token_learns_nothing(daemon: DaemonProcess) -> None:
+    spec = OpenApi()
+    for token in (None, "wrong-token"):
+        async with api(daemon, token) as client:
+            for method, path in (("post", "/v1/calls"), ("get", "/v1/calls"),
+                                 ("get", "/v1/calls/x"), ("get", "/v1/calls/x/recording")):
+                response = await client.request(method.upper(), path, json={})
+                assert response.status_code == 401
+                assert response.json() == {"error_id": "unauthorized",
+                                           "message": "a valid bearer token is required",
+                                           "details": {}}
+                spec.check(method, path.replace("/x", "/{call_id}"), response)
+    async with api(daemon, None) as client:
+        status = await client.get("/status")
+    assert status.status_code == 200 and status.json()["components"]["switch"]["status"] == "ok"
+
+
+@pytest.mark.lab
+async def test_idempotency_key_returns_the_first_call(daemon: DaemonProcess) -> None:
+    async with api(daemon) as client:
+        started = time.time()
+        body = {"leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 1}
+        first = await client.post("/v1/calls", json=body, headers={"Idempotency-Key": "order-77"})
+        second = await client.post("/v1/calls", json=body, headers={"Idempotency-Key": "order-77"})
+        assert first.status_code == second.status_code == 202
+        assert second.headers["Idempotency-Replayed"] == "true"
+        assert first.json()["call_uuid"] == second.json()["call_uuid"]
+        await wait_for_state(client, first.json()["call_uuid"], "ended")
+        listed = await client.get("/v1/calls", params={"created_after": started})
+        assert len(listed.json()["calls"]) == 1
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("body", "error_id", "field"), [
+    ({"leg_a": "0800FLOWERS", "leg_b": "+27115550202"}, "invalid-number", "leg_a"),
+    ({"leg_a": "+27115550101", "leg_b": "011 555 0101"}, "same-legs", None),
+    ({"leg_a": "+27115550101", "leg_b": "+27115550202", "ring_timeout": 0},
+     "invalid-field", "ring_timeout"),
+    ({"leg_a": "+27115550101", "leg_b": "+27115550202", "colour": "red"}, "invalid-field", "colour"),
+    ({"leg_b": "+27115550202"}, "invalid-field", "leg_a"),
+    ({"leg_a": "+27115550101", "leg_b": "+27115550202", "webhook_events": ["hung-up"]},
+     "invalid-field", "webhook_events.0"),
+])
+async def test_bad_requests_name_the_field_and_dial_nothing(
+        daemon: DaemonProcess, body: dict[str, Any], error_id: str, field: str | None) -> None:
+    spec = OpenApi()
+    async with api(daemon) as client:
+        response = await client.post("/v1/calls", json=body)
+        assert response.status_code == 400, response.text
+        spec.check("post", "/v1/calls", response)
+        error = response.json()
+        assert error["error_id"] == error_id
+        if field:
+            assert error["details"]["field"] == field and field in error["message"]
+        assert (await client.get("/v1/calls")).json()["calls"] == []
+
+
+@pytest.mark.lab
+async def test_hangup_cancels_a_ringing_call(daemon: DaemonProcess) -> None:
+    async with api(daemon) as client:
+        call_id = (await client.post("/v1/calls", json={
+            "leg_a": "+27115550301", "leg_b": "+27115550202"})).json()["call_uuid"]
+        await wait_for_state(client, call_id, "ringing-a")
+        assert (await client.post(f"/v1/calls/{call_id}/hangup")).status_code == 202
+        ended = await wait_for_state(client, call_id, "ended")
+        assert ended["status"] == "canceled" and ended["result"]["hangup_by"] == "api"
+        again = await client.post(f"/v1/calls/{call_id}/hangup")
+        assert again.status_code == 409 and again.json()["error_id"] == "call-ended"
+        missing = await client.get("/v1/calls/no-such-call")
+        assert missing.status_code == 404 and missing.json()["error_id"] == "call-not-found"
+
+
+async def deliveries(receiver: WebhookReceiver, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while len(receiver.bodies) < count:
+        assert time.monotonic() < deadline, f"got {len(receiver.bodies)} of {count} webhooks"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.lab
+async def test_status_callbacks_and_a_retried_signed_completion(
+        daemon: DaemonProcess, webhook_receiver: StartReceiver) -> None:
+    statuses = await webhook_receiver()
+    flaky = await webhook_receiver([503, 503, 503])
+    async with api(daemon) as client:
+        call_id = (await client.post("/v1/calls", json={
+            "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 1,
+            "webhook_url": statuses.url,
+            "webhook_events": ["initiated", "ringing", "answered", "bridged", "completed"]},
+        )).json()["call_uuid"]
+        await deliveries(statuses, 7)
+        second = (await client.post("/v1/calls", json={
+            "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 1,
+            "webhook_url": flaky.url})).json()["call_uuid"]
+        await deliveries(flaky, 4)
+    types = [(b["type"], b["data"].get("leg")) for b in statuses.bodies]
+    assert types == [("call.initiated", "a"), ("call.ringing", "a"), ("call.answered", "a"),
+                     ("call.ringing", "b"), ("call.answered", "b"), ("call.bridged", "b"),
+                     ("call.completed", None)]
+    assert all(b["data"]["call_uuid"] == call_id for b in statuses.bodies)
+    # Three failures, then one delivery: the same event id every time, signed.
+    assert len({h["webhook-id"] for h in flaky.headers}) == 1
+    assert flaky.bodies[-1]["data"]["call_uuid"] == second
+    verified = Webhook(SIGNING_SECRET).verify(flaky.raw_bodies[-1], flaky.headers[-1])
+    assert verified["data"]["status"] == "completed"
+    await asyncio.sleep(1.0)
+    assert len(flaky.bodies) == 4, "a delivered webhook is not sent again"
+
+
+@pytest.mark.lab
+async def test_a_410_disables_the_url(daemon: DaemonProcess, webhook_receiver: StartReceiver) -> None:
+    gone = await webhook_receiver([410])
+    async with api(daemon) as client:
+        for _ in range(2):
+            call_id = (await client.post("/v1/calls", json={
+                "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 1,
+                "webhook_url": gone.url})).json()["call_uuid"]
+            await wait_for_state(client, call_id, "ended")
+        deadline = time.monotonic() + 10
+        metrics = ""
+        while 'callconnect_webhook_deliveries_total{outcome="disabled"} 2.0' not in metrics:
+            assert time.monotonic() < deadline, metrics
+            await asyncio.sleep(0.1)
+            metrics = (await client.get("/metrics")).text
+    assert len(gone.bodies) == 1, "nothing is sent to a URL after it answered 410"
+
+
+@pytest.mark.lab
+async def test_sigkill_mid_call_then_restart_follows_the_call(
+        start_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
+    receiver = await webhook_receiver()
+    first = start_daemon()
+    await first.ready()
+    async with api(first) as client:
+        call_id = (await client.post("/v1/calls", json={
+            "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 6,
+            "webhook_url": receiver.url})).json()["call_uuid"]
+        await wait_for_state(client, call_id, "bridged")
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    second = start_daemon()
+    await second.ready()
+    async with api(second) as client:
+        ended = await wait_for_state(client, call_id, "ended")
+    assert ended["status"] == "completed"
+    assert ended["result"]["hangup_by"] == "time_limit"
+    assert ended["result"]["talk_seconds"] == pytest.approx(6, abs=1)
+    await deliveries(receiver, 1)
+    await asyncio.sleep(0.5)
+    assert [b["type"] for b in receiver.bodies] == ["call.completed"]
+
+
+@pytest.mark.lab
+async def test_a_call_that_ended_while_the_daemon_was_down_is_closed_right(
+        start_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
+    receiver = await webhook_receiver()
+    first = start_daemon()
+    await first.ready()
+    async with api(first) as client:
+        call_id = (await client.post("/v1/calls", json={
+            "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 2,
+            "webhook_url": receiver.url})).json()["call_uuid"]
+        await wait_for_state(client, call_id, "bridged")
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    await asyncio.sleep(4)  # the time limit ends the call while nobody listens
+    second = start_daemon()
+    await second.ready()
+    async with api(second) as client:
+        ended = await wait_for_state(client, call_id, "ended")
+    assert ended["status"] == "completed"
+    assert "ended while the controller was down" in ended["result"]["reason"]
+    assert ended["result"]["talk_seconds"] == pytest.approx(2, abs=1)
+    await deliveries(receiver, 1)
+    assert receiver.bodies[0]["data"]["call_uuid"] == call_id
+
+
+@pytest.mark.lab
+async def test_a_webhook_not_yet_delivered_survives_a_crash(
+        start_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
+    failing = await webhook_receiver([503] * 1000)
+    first = start_daemon()
+    await first.ready()
+    async with api(first) as client:
+        call_id = (await client.post("/v1/calls", json={
+            "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 1,
+            "webhook_url": failing.url})).json()["call_uuid"]
+        await wait_for_state(client, call_id, "ended")
+        await deliveries(failing, 1)
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    event_id = failing.headers[0]["webhook-id"]
+    tried = len(failing.bodies)
+    failing.answers.clear()  # the receiver recovers while the daemon is down
+    second = start_daemon()
+    await second.ready()
+    await deliveries(failing, tried + 1)
+    assert failing.headers[-1]["webhook-id"] == event_id
+    assert Webhook(SIGNING_SECRET).verify(failing.raw_bodies[-1], failing.headers[-1])
+
+
+@pytest.mark.lab
+async def test_sigterm_drains_a_live_call(start_daemon: Callable[..., DaemonProcess],
+                                          tmp_path: Path) -> None:
+    daemon = start_daemon()
+    await daemon.ready()
+    async with api(daemon) as client:
+        call_id = (await client.post("/v1/calls", json={
+            "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 3})).json()["call_uuid"]
+        await wait_for_state(client, call_id, "bridged")
+        daemon.signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        refused = await client.post("/v1/calls", json={"leg_a": "+27115550101",
+                                                       "leg_b": "+27115550202"})
+        assert refused.status_code == 503 and refused.json()["error_id"] == "draining"
+        status = await client.get("/status")
+        assert status.json()["draining"] is True
+    assert await asyncio.to_thread(daemon.wait, 30) == 0
+    store = SqliteStore(str(tmp_path / "callconnect.sqlite3"))
+    await store.open()
+    stored = await store.get_call(call_id)
+    await store.close()
+    assert stored is not None and stored.status == "completed"
+    assert stored.result is not None and stored.result["talk_seconds"] == pytest.approx(3, abs=1)
+
+
+@pytest.mark.lab
+async def test_switch_unreachable_reports_fail_and_refuses_calls(
+        start_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = start_daemon(CALLCONNECT_ASTERISK_PORT="5999", CALLCONNECT_ASTERISK_CONNECT_TIMEOUT="1")
+    status = await daemon.ready(want=503)
+    assert status["components"]["switch"]["status"] == "fail"
+    assert "5999" in status["components"]["switch"]["reason"]
+    assert status["components"]["store"]["status"] == "ok"
+    async with api(daemon) as client:
+        refused = await client.post("/v1/calls", json={"leg_a": "+27115550101",
+                                                       "leg_b": "+27115550202"})
+    assert refused.status_code == 503 and refused.json()["error_id"] == "switch-unavailable"
