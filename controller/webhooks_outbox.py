@@ -174,7 +174,8 @@ class Outbox:
         if await self._store.url_disabled(delivery.url):
             outcome = replace(delivery, state=DeliveryState.DISABLED,
                               last_error="not sent: the URL answered 410 Gone before")
-            log.warning("webhook.disabled_url", url=redact(delivery.url), event_id=delivery.event_id)
+            log.warning("webhook.disabled_url", url=redact(delivery.url), event_id=delivery.event_id,
+                        call_id=delivery.call_id)
         else:
             outcome = await self._send(delivery)
         await self._store.update_delivery(outcome)
@@ -208,12 +209,14 @@ class Outbox:
             return self._retry_or_fail(delivery, now, attempts, None, error, None)
         except httpx.InvalidURL as exc:
             error = _describe(exc, delivery.url)
-            log.error("webhook.failed", url=url, event_id=delivery.event_id, error=error)
+            log.error("webhook.failed", url=url, event_id=delivery.event_id, call_id=delivery.call_id,
+                  error=error)
             return replace(delivery, state=DeliveryState.FAILED, attempts=attempts,
                            last_status_code=None, last_error=error)
         status = response.status_code
         if 200 <= status < 300:
-            log.info("webhook.delivered", url=url, event_id=delivery.event_id, status=status,
+            log.info("webhook.delivered", url=url, event_id=delivery.event_id, call_id=delivery.call_id,
+                     status=status,
                      attempt=attempts)
             return replace(delivery, state=DeliveryState.DELIVERED, attempts=attempts,
                            last_status_code=status, last_error=None, delivered_at=now)

@@ -194,6 +194,8 @@ class CallService:
         return plan, whisper, recording
 
     async def _follow(self, call: ActiveCall) -> None:
+        # Every log line of this task, in any module, carries the call's id.
+        structlog.contextvars.bind_contextvars(call_id=call.call_id)
         plan = call.core.plan
         whisper_seconds = call.whisper.seconds if call.whisper else 0.0
         deadline = 2 * plan.ring_timeout + whisper_seconds + plan.time_limit + WATCHDOG_MARGIN
