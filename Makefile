@@ -7,7 +7,7 @@ LAB := sip-lab/lab
 CONFIG := sip-lab/callconnect.toml
 HOST_PACKAGES := sip-tester debootstrap espeak-ng sox tcpdump iproute2
 
-.PHONY: install demo test unit lint openapi daemon lab-up lab-down lab-status clean
+.PHONY: install demo test unit lint openapi daemon bench lab-up lab-down lab-status clean
 
 # Everything a fresh machine needs: host packages, the Python package with its
 # test tools in .venv, and the lab's Asterisk root (built once, ~1 minute).
@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	  echo "[install] python3 -m venv failed: apt-get install python3-venv"; exit 1; }
 	@echo "[install] Python package and test tools into $(VENV)"
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q -e '.[test,bench]'
 	@touch $@
 
 # A real call connect on the lab: A answers, hears the whisper, B is dialed,
@@ -39,12 +39,20 @@ test: install lint
 	@$(LAB) up
 	@$(PY) -m pytest -q -rfE; status=$$?; $(LAB) down; exit $$status
 
+# What runs without root or the lab: unit tests and the FreeSWITCH backend
+# against its Event Socket peer.
 unit: $(VENV)/.installed
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q tests/unit tests/esl
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check controller tests
+	$(VENV)/bin/ruff check controller tests bench
 	$(VENV)/bin/mypy
+
+# Load benchmark on the lab: the controller next to a bare-AMI control lane,
+# every figure with its goal; writes docs/bench/latest.{json,png}. ~15 minutes.
+bench: install lab-up
+	$(PY) -m bench.run
+	$(PY) -m bench.micro
 
 # The API's OpenAPI document, checked in; a lab test fails when it is stale.
 openapi: $(VENV)/.installed

@@ -10,14 +10,15 @@ from controller.backends.asterisk.backend import AsteriskBackend
 from controller.backends.base import Backend
 from controller.calls.service import CallListener, CallService
 from controller.config import Config
-from controller.errors import ConfigError
 from controller.tts import WhisperRenderer
 
 
 def make_backend(config: Config) -> Backend:
     if config.backend == "freeswitch":
-        raise ConfigError("the FreeSWITCH backend is not built yet; use backend = \"asterisk\"",
-                          setting="backend")
+        # Imported only when chosen: it brings gevent, which stays inside it.
+        from controller.backends.freeswitch.backend import FreeswitchBackend
+
+        return FreeswitchBackend(config.freeswitch)
     return AsteriskBackend(config.asterisk)
 
 

@@ -106,6 +106,9 @@ class ApiConfig:
     tokens: list[str] = field(default_factory=list, repr=False)
     # Public base URL of this API, for recording links in results ("" = none).
     public_url: str = ""
+    # Over these, POST /v1/calls answers 429 with Retry-After (0 = no limit).
+    max_calls_per_second: float = 0.0
+    max_active_calls: int = 0
 
 
 @dataclass

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,10 @@ class WhisperRenderer:
         if path.exists():
             return RenderedAudio(path, _seconds(path), cached=True)
         self.directory.mkdir(parents=True, exist_ok=True)
-        raw = path.with_name(f".{digest}.{os.getpid()}.raw.wav")
-        converted = path.with_name(f".{digest}.{os.getpid()}.wav")
+        # Unique names: concurrent calls may render the same text at once.
+        unique = uuid.uuid4().hex
+        raw = path.with_name(f".{digest}.{unique}.raw.wav")
+        converted = path.with_name(f".{digest}.{unique}.wav")
         try:
             await _run(["espeak-ng", "-v", self.voice, "-s", str(self.rate), "-w", str(raw),
                         "--stdin"], stdin=spoken.encode())

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller import __version__
 from controller.calls.service import CallRequest
+from controller.daemon.admission import retry_after_header
 from controller.daemon.listener import DuplicateRequest
 from controller.errors import InvalidRequest, SwitchError
 from controller.store import StoredCall, StoreError
@@ -96,7 +97,7 @@ class Status(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 503)}
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 429, 503)}
 
 
 def error(http_status: int, error_id: str, message: str, **details: Any) -> JSONResponse:
@@ -176,6 +177,12 @@ def create_app(daemon: Daemon) -> FastAPI:
                 return initial_of(existing)
         if daemon.draining:
             return error(503, "draining", "the daemon is shutting down; retry on another one")
+        wait = daemon.admission.admit(len(daemon.controller.calls.calls))
+        if wait is not None:
+            refused = error(429, "rate-limited", "too many calls right now; retry after "
+                            "Retry-After seconds", retry_after=round(wait, 3))
+            refused.headers["Retry-After"] = retry_after_header(wait)
+            return refused
         if not daemon.switch_connected:
             return error(503, "switch-unavailable",
                          f"the switch is not reachable ({daemon.switch_reason}); retry later")

@@ -12,6 +12,9 @@ EventSink = Callable[[Event], None]
 
 class Backend(Protocol):
     name: str
+    connected: bool
+    # Told how late each switch event is handled, in seconds (for metrics).
+    observe_event_lag: Callable[[float], None] | None
 
     async def connect(self) -> None:
         """Connect and authenticate; SwitchUnavailable says why not."""

@@ -257,7 +257,9 @@ class CallService:
         if call.request.whisper:
             result["whisper"] = {"text": self.renderer.clean(call.request.whisper),
                                  "seconds": round(call.whisper.seconds, 3) if call.whisper else None,
-                                 "played": call.core.whisper_played}
+                                 "played": call.core.whisper_played,
+                                 # Rendered before leg A was dialed: ready by the call's start.
+                                 "ready_at": call.core.created_at if call.whisper else None}
         recording = call.recording_path
         result["recording"] = None
         if recording is not None and call.core.recording_started:

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from controller.store import WebhookDelivery
 
 SETUP_BUCKETS = (0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 120)
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
 
 
 class Metrics:
@@ -24,6 +25,10 @@ class Metrics:
         self.webhooks = Counter("callconnect_webhook_deliveries",
                                 "Webhook delivery attempts, by outcome", ["outcome"],
                                 registry=self.registry)
+        self.event_lag = Histogram(
+            "callconnect_switch_event_lag_seconds",
+            "From the switch's event timestamp to the controller handling it",
+            buckets=LAG_BUCKETS, registry=self.registry)
         self.switch_reconnects = Gauge("callconnect_switch_reconnects",
                                        "Times the switch connection was re-established",
                                        registry=self.registry)

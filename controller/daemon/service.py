@@ -23,6 +23,7 @@ from controller.api.app import ComponentStatus, Status, create_app
 from controller.app import Controller
 from controller.calls.core import CallConnect
 from controller.config import Config
+from controller.daemon.admission import Admission
 from controller.daemon.listener import StoreListener, request_from_dict
 from controller.daemon.metrics import Metrics
 from controller.errors import ConfigError, SwitchError
@@ -62,6 +63,8 @@ class Daemon:
                              on_result=self.metrics.webhook_attempted)
         self.listener = StoreListener(config, self.store, self.outbox, self.metrics)
         self.controller = Controller(config, self.listener)
+        self.controller.backend.observe_event_lag = self.metrics.event_lag.observe
+        self.admission = Admission(config.api.max_calls_per_second, config.api.max_active_calls)
         self.draining = False
         self.switch_reason = "not connected yet"
         self.reconnects = 0

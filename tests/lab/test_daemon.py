@@ -443,3 +443,23 @@ async def test_switch_unreachable_reports_fail_and_refuses_calls(
         refused = await client.post("/v1/calls", json={"leg_a": "+27115550101",
                                                        "leg_b": "+27115550202"})
     assert refused.status_code == 503 and refused.json()["error_id"] == "switch-unavailable"
+
+
+@pytest.mark.lab
+async def test_calls_over_the_rate_limit_are_refused_with_429(
+        start_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = start_daemon(CALLCONNECT_API_MAX_CALLS_PER_SECOND="1")
+    await daemon.ready()
+    spec = OpenApi()
+    body = {"leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 1}
+    async with api(daemon) as client:
+        first = await client.post("/v1/calls", json=body)
+        second = await client.post("/v1/calls", json=body)
+        assert first.status_code == 202
+        assert second.status_code == 429, second.text
+        spec.check("post", "/v1/calls", second)
+        assert second.json()["error_id"] == "rate-limited"
+        assert second.headers["Retry-After"] == "1"
+        ended = await wait_for_state(client, first.json()["call_uuid"], "ended")
+        assert ended["status"] == "completed"
+        assert len((await client.get("/v1/calls")).json()["calls"]) == 1

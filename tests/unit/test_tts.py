@@ -3,6 +3,7 @@ wants, and a cache keyed by everything that shapes the sound."""
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from pathlib import Path
 
@@ -57,3 +58,10 @@ async def test_text_too_long_to_speak_in_the_limit_is_refused(tmp_path: Path) ->
 async def test_empty_whisper_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidField):
         await WhisperRenderer(tmp_path).render(" \r\n ")
+
+
+async def test_concurrent_renders_of_the_same_text_all_succeed(tmp_path: Path) -> None:
+    renderer = WhisperRenderer(tmp_path)
+    results = await asyncio.gather(*(renderer.render(TEXT) for _ in range(6)))
+    assert len({r.path for r in results}) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [results[0].path.name]

@@ -8,8 +8,10 @@ waits for Asterisk's answer at most ``action_timeout`` seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -39,6 +41,11 @@ log = structlog.get_logger(__name__)
 
 # Only the event classes the translator reads: Asterisk sends nothing else.
 EVENT_CLASSES = "call,user,system"
+# And of those, only the events it reads: Asterisk formats and sends no others
+# (AMI event filter, a regex over the event text; re-applied on every login).
+EVENT_FILTER = ("Event: (Newchannel|Newstate|DialBegin|DialState|DialEnd|UserEvent|"
+                "OriginateResponse|HangupRequest|Hangup|MixMonitorStart|FullyBooted|Shutdown)"
+                "[[:space:]]")
 # AstDB family where the dialplan keeps each call's outcome (callconnect-outcome).
 OUTCOME_FAMILY = "callconnect"
 
@@ -53,6 +60,7 @@ class AsteriskBackend:
         self._manager: Manager | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
         self.connected = False
+        self.observe_event_lag: Callable[[float], None] | None = None
 
     @property
     def address(self) -> str:
@@ -214,13 +222,26 @@ class AsteriskBackend:
             ) from exc
 
     def _on_event(self, manager: Manager, message: Message) -> None:
-        for routed in self._translator.translate(message, time.time()):
+        now = time.time()
+        if self.observe_event_lag is not None and "Timestamp" in message:
+            with contextlib.suppress(ValueError):  # the translator logs malformed events
+                self.observe_event_lag(now - float(message["Timestamp"]))
+        for routed in self._translator.translate(message, now):
             sink = self._sinks.get(routed.call_id)
             if sink is not None:
                 sink(routed.event)
 
     def _on_login(self, manager: Manager) -> None:
         self.connected = True
+        task = asyncio.ensure_future(self._filter_events())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _filter_events(self) -> None:
+        try:
+            await self._send({"Action": "Filter", "Operation": "Add", "Filter": EVENT_FILTER})
+        except (SwitchActionFailed, SwitchUnavailable) as exc:
+            log.warning("ami.filter_not_set", error=exc.message)
 
     def _on_disconnect(self, manager: Manager, exc: Exception | None) -> None:
         self.connected = False

@@ -1,0 +1,1273 @@
+"""An Event Socket peer: FreeSWITCH as the controller sees it, on loopback.
+
+FreeSWITCH cannot be installed where callconnect is built, so the FreeSWITCH
+backend is tested against this peer. It is an asyncio TCP server on
+127.0.0.1 (a random port) that speaks mod_event_socket's inbound protocol and
+simulates the channels behind it, with the real event names and headers, and
+phones chosen by the dialed number (the lab's number plan,
+``sip-lab/callconnect.toml``):
+
+========  ==================================================================
+``01xx``  180, answers after 0.5 s, stays until hung up
+``02xx``  the same
+``03xx``  180, never answers (the originate/bridge timeout ends it)
+``04xx``  486 Busy Here at once (USER_BUSY, no 180)
+``05xx``  180, 603 Decline after 0.3 s (CALL_REJECTED)
+``06xx``  180, answers after 0.5 s, hangs up (BYE) 4 s after answering
+========  ==================================================================
+
+and for a SIP URI, its user part: ``hangup-after-<ms>``, ``answer``, ``busy``,
+``no-answer``, ``reject``, as the lab's SIPp phones do.
+
+Where each shape comes from (FreeSWITCH 1.10 source and documentation):
+
+* Framing, mod_event_socket.c: ``Content-Type: auth/request`` on connect;
+  ``auth`` answered ``+OK accepted`` or ``-ERR invalid`` and then a
+  ``text/disconnect-notice`` and close; ``command/reply`` with
+  ``Reply-Text``; ``api/response`` with ``Content-Length``; ``bgapi`` answered
+  ``Reply-Text: +OK Job-UUID: <id>`` plus a ``Job-UUID`` header (a client's own
+  ``Job-UUID`` header is kept, up to 36 characters) and, when the job is done,
+  a ``BACKGROUND_JOB`` event whose body is the result; events framed as
+  ``Content-Length: N`` then ``Content-Type: text/event-plain`` (or
+  ``-json``); ``filter <header> <value>`` lets through only events matching
+  any filter (header names and values compared case-insensitively),
+  ``filter delete``; ``event plain|json <names>``; ``sendmsg <uuid>`` with
+  ``call-command: execute``; unknown commands ``-ERR command not found``;
+  ``text/rude-rejection`` for a host the ACL refuses.
+* Plain event text, switch_event.c switch_event_serialize(): ``Name: value``
+  lines with the value URL-encoded (switch_url_encode: control characters,
+  non-ASCII and `` #%&+:;<=>?@[\\]^`{|}"`` as %XX), an empty value written
+  ``_undef_``, and an event body as ``Content-Length`` + blank line + body.
+* Channel headers, switch_channel.c switch_channel_event_set_basic_data()
+  (Channel-State, Channel-Call-State, Unique-ID, Answer-State, Hangup-Cause,
+  Caller-*/Other-Leg-* profile fields) and the list of events that carry
+  ``variable_*`` headers (CHANNEL_CREATE, _PROGRESS, _ANSWER, _PARK, _BRIDGE,
+  _HANGUP, _HANGUP_COMPLETE, _EXECUTE(_COMPLETE), PLAYBACK_*, RECORD_*, ...);
+  compared with a CHANNEL_CREATE dump from a real FreeSWITCH
+  (github.com/Datchuthanh98/VoIP_CallCenter, esl-event/check.js).
+* Hangups, switch_channel_perform_hangup(): CHANNEL_HANGUP carries
+  ``Hangup-Cause`` but not yet ``variable_hangup_cause_q850`` (set in the
+  hangup state handler, switch_core_state_machine.c, as
+  switch_channel_cause_q850(): the cause if <= 127, else 16);
+  CHANNEL_HANGUP_COMPLETE carries both. ``sip_hangup_disposition``: mod_sofia
+  sets ``recv_bye``/``recv_refuse`` before hanging up (so CHANNEL_HANGUP has
+  it), ``send_bye``/``send_cancel`` in its on_hangup handler (only
+  CHANNEL_HANGUP_COMPLETE has it); the values as in the
+  "sip_hangup_disposition" channel variable page.
+* Applications, mod_dptools and switch_ivr: CHANNEL_EXECUTE and
+  CHANNEL_EXECUTE_COMPLETE around every application (Application,
+  Application-Data, Application-Response); ``park`` raises CHANNEL_PARK and
+  honours ``park_timeout=<s>[:<cause>]`` (Channel Variables Catalog);
+  ``playback`` raises PLAYBACK_START/PLAYBACK_STOP with Playback-File-Path and
+  Playback-Status (done/break), lasting the WAV file's real length, and answers
+  FILE PLAYED or FILE NOT FOUND; ``bridge`` dials with the ``{var=value}``
+  list (origination_uuid, originate_timeout, execute_on_answer), raises
+  CHANNEL_BRIDGE/UNBRIDGE, sets originate_disposition and DIALSTATUS when it
+  fails, hangs the caller up unless continue_on_fail=true, and hangs it up
+  after a bridge when hangup_after_bridge=true; ``sched_hangup +N <cause>``.
+* API commands, mod_commands: ``originate <dial string> &app(args)``
+  (``+OK <uuid>`` or ``-ERR <CAUSE>``: NO_ANSWER at originate_timeout,
+  USER_BUSY, CALL_REJECTED, INVALID_GATEWAY for an unknown gateway, with no
+  channel), ``uuid_broadcast <uuid> <path>|<app>[!<cause>]::<args> aleg``
+  (the scheduler API page documents ``playback!normal_clearing::<path>``),
+  ``uuid_kill`` (``-ERR No such channel!``), ``uuid_record <uuid> start
+  <path>`` (RECORD_START/RECORD_STOP, and a real WAV file is written),
+  ``uuid_setvar``, ``show channels [as json]``.
+
+The peer can also split its writes into random small TCP writes, inject raw
+bytes (malformed frames), hold the reply to a command (as a FreeSWITCH busy
+with it would: one command at a time per connection), refuse a command, refuse
+the connection by ACL, and drop every connection at once.
+
+``python -m tests.esl.peer record tests/fixtures/esl`` runs every lab scenario
+against a peer through the real controller and writes what the controller
+received, byte for byte, as the translator's fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import random
+import re
+import struct
+import sys
+import time
+import tomllib
+import uuid
+import wave
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from controller.app import Controller
+    from controller.calls.core import Transition
+    from controller.calls.service import ActiveCall
+    from controller.config import Config
+
+CORE_UUID = "8a3f1c52-6d0e-4b7a-9c21-f5e6d7c8b9a0"
+HOSTNAME = "esl-peer"
+VERSION = "1.10.12-release (esl-peer)"
+
+# Q.850 numbers of the causes the peer uses (switch_types.h).
+CAUSES = {
+    "NORMAL_CLEARING": 16, "USER_BUSY": 17, "NO_USER_RESPONSE": 18, "NO_ANSWER": 19,
+    "CALL_REJECTED": 21, "UNALLOCATED_NUMBER": 1, "NORMAL_TEMPORARY_FAILURE": 41,
+    "RECOVERY_ON_TIMER_EXPIRE": 102, "ORIGINATOR_CANCEL": 487, "ALLOTTED_TIMEOUT": 602,
+    "INVALID_GATEWAY": 608, "INVALID_PROFILE": 611, "CHAN_NOT_IMPLEMENTED": 66,
+    "MANAGER_REQUEST": 503,
+}
+DIALSTATUS = {"USER_BUSY": "BUSY", "NO_ANSWER": "NOANSWER", "ORIGINATOR_CANCEL": "CANCEL",
+              "CALL_REJECTED": "DONTCALL"}
+
+# Events that carry the channel's variables (switch_channel_event_set_extended_data).
+VARIABLE_EVENTS = {
+    "CHANNEL_CREATE", "CHANNEL_ORIGINATE", "CHANNEL_ANSWER", "CHANNEL_PARK",
+    "CHANNEL_UNPARK", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_PROGRESS",
+    "CHANNEL_PROGRESS_MEDIA", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE",
+    "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_DESTROY", "RECORD_START",
+    "RECORD_STOP", "PLAYBACK_START", "PLAYBACK_STOP",
+}
+# Where FreeSWITCH raises each event (Event-Calling-File / -Function).
+CALLING = {
+    "CHANNEL_CREATE": ("switch_core_state_machine.c", "switch_core_session_run", 626),
+    "CHANNEL_PROGRESS": ("switch_channel.c", "switch_channel_perform_mark_ring_ready_value", 3881),
+    "CHANNEL_ANSWER": ("switch_channel.c", "switch_channel_perform_mark_answered", 4213),
+    "CHANNEL_HANGUP": ("switch_channel.c", "switch_channel_perform_hangup", 3513),
+    "CHANNEL_HANGUP_COMPLETE": ("switch_core_state_machine.c",
+                                "switch_core_session_reporting_state", 951),
+    "CHANNEL_DESTROY": ("switch_core_session.c", "switch_core_session_perform_destroy", 1713),
+    "CHANNEL_EXECUTE": ("switch_core_session.c", "switch_core_session_exec", 2928),
+    "CHANNEL_EXECUTE_COMPLETE": ("switch_core_session.c", "switch_core_session_exec", 2968),
+    "CHANNEL_PARK": ("switch_ivr.c", "switch_ivr_park", 1020),
+    "CHANNEL_BRIDGE": ("switch_ivr_bridge.c", "switch_ivr_multi_threaded_bridge", 1657),
+    "CHANNEL_UNBRIDGE": ("switch_ivr_bridge.c", "switch_ivr_multi_threaded_bridge", 1834),
+    "PLAYBACK_START": ("switch_ivr_play_say.c", "switch_ivr_play_file", 1517),
+    "PLAYBACK_STOP": ("switch_ivr_play_say.c", "switch_ivr_play_file", 2063),
+    "RECORD_START": ("switch_ivr_async.c", "record_callback", 1258),
+    "RECORD_STOP": ("switch_ivr_async.c", "record_callback", 1385),
+    "BACKGROUND_JOB": ("mod_event_socket.c", "api_exec", 1572),
+    "HEARTBEAT": ("switch_core.c", "send_heartbeat", 92),
+}
+STATE_NUMBERS = {"CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 3,
+                 "CS_EXECUTE": 4, "CS_EXCHANGE_MEDIA": 5, "CS_PARK": 6, "CS_CONSUME_MEDIA": 7,
+                 "CS_HIBERNATE": 8, "CS_RESET": 9, "CS_HANGUP": 10, "CS_REPORTING": 11,
+                 "CS_DESTROY": 12}
+DISCONNECT_TEXT = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
+_URL_UNSAFE = set('\r\n #%&+:;<=>?@[\\]^`{|}"')
+
+
+def now_us() -> int:
+    return int(time.time() * 1_000_000)
+
+
+def url_encode(value: str) -> str:
+    """switch_url_encode(): what an event-plain value looks like on the wire."""
+    out = []
+    for ch in value:
+        if ch in _URL_UNSAFE or not " " <= ch <= "~":
+            out.append("".join(f"%{b:02X}" for b in ch.encode()))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def serialize_plain(headers: Iterable[tuple[str, str]], body: str | None) -> str:
+    text = "".join(f"{name}: {url_encode(value) or '_undef_'}\n" for name, value in headers)
+    if body:
+        return text + f"Content-Length: {len(body.encode())}\n\n{body}"
+    return text + "\n"
+
+
+def serialize_json(headers: Iterable[tuple[str, str]], body: str | None) -> str:
+    data: dict[str, str] = dict(headers)
+    if body:
+        data["_body"] = body
+    return json.dumps(data, indent="\t")
+
+
+def event_frame(headers: list[tuple[str, str]], body: str | None, fmt: str) -> bytes:
+    text = serialize_json(headers, body) if fmt == "json" else serialize_plain(headers, body)
+    data = text.encode()
+    return f"Content-Length: {len(data)}\nContent-Type: text/event-{fmt}\n\n".encode() + data
+
+
+def split_args(text: str) -> list[str]:
+    """switch_separate_string(' '): spaces split, '...' quotes do not (and go)."""
+    args: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in text:
+        if ch == "'":
+            quoted = not quoted
+        elif ch == " " and not quoted:
+            if current:
+                args.append("".join(current))
+                current = []
+        else:
+            current.append(ch)
+    if current:
+        args.append("".join(current))
+    return args
+
+
+def parse_variables(text: str) -> dict[str, str]:
+    """``a=b,c='d, e'`` from a ``{...}`` or ``[...]`` list."""
+    variables: dict[str, str] = {}
+    current: list[str] = []
+    quoted = False
+    parts: list[str] = []
+    for ch in text:
+        if ch == "'":
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    for part in parts:
+        name, eq, value = part.partition("=")
+        if eq and name:
+            variables[name.strip()] = value
+    return variables
+
+
+def parse_dial_string(text: str) -> tuple[dict[str, str], str]:
+    variables: dict[str, str] = {}
+    rest = text.strip()
+    while rest[:1] in ("{", "["):
+        close = "}" if rest[0] == "{" else "]"
+        end = rest.find(close)
+        if end < 0:
+            break
+        variables.update(parse_variables(rest[1:end]))
+        rest = rest[end + 1:]
+    return variables, rest
+
+
+def wav_seconds(path: str) -> float | None:
+    try:
+        with wave.open(path, "rb") as audio:
+            return audio.getnframes() / audio.getframerate()
+    except (OSError, wave.Error, EOFError):
+        return None
+
+
+def write_recording(path: str, seconds: float) -> None:
+    """What uuid_record leaves behind: 8 kHz mono 16-bit WAV, a quiet 400 Hz tone."""
+    period = b"".join(struct.pack("<h", int(3000 * math.sin(2 * math.pi * i / 20)))
+                      for i in range(20))
+    frames = max(int(seconds * 8000), 1)
+    data = (period * (frames // 20 + 1))[:frames * 2]
+    with contextlib.suppress(OSError), wave.open(path, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(data)
+
+
+# ---------------------------------------------------------------- phones
+
+@dataclass(frozen=True)
+class Phone:
+    """What the far end does with the INVITE (the lab's SIPp phones)."""
+
+    ring: bool = True  # 180 Ringing first
+    answer_after: float | None = 0.5
+    hangup_after: float | None = None  # BYE this long after answering
+    refuse_after: float | None = None
+    refuse_code: int = 0
+    refuse_cause: str = ""
+
+
+def phone_for(destination: str, answer_delay: float, reject_delay: float,
+              hangup_after: float) -> Phone:
+    busy = Phone(ring=False, answer_after=None, refuse_after=0.0, refuse_code=486,
+                 refuse_cause="USER_BUSY")
+    reject = Phone(answer_after=None, refuse_after=reject_delay, refuse_code=603,
+                   refuse_cause="CALL_REJECTED")
+    if destination.startswith(("sip:", "sips:")):
+        user = destination.split(":", 1)[1].split("@", 1)[0]
+        match = re.fullmatch(r"hangup-after-([0-9]+)", user)
+        if match:
+            return Phone(answer_after=answer_delay, hangup_after=int(match.group(1)) / 1000)
+        return {"busy": busy, "reject": reject,
+                "no-answer": Phone(answer_after=None)}.get(user, Phone(answer_after=answer_delay))
+    block = destination[-4:-2]
+    if block == "03":
+        return Phone(answer_after=None)
+    if block == "04":
+        return busy
+    if block == "05":
+        return reject
+    if block == "06":
+        return Phone(answer_after=answer_delay, hangup_after=hangup_after)
+    return Phone(answer_after=answer_delay)
+
+
+# ---------------------------------------------------------------- channels
+
+@dataclass
+class Channel:
+    uuid: str
+    name: str
+    destination: str
+    variables: dict[str, str]
+    caller_number: str
+    originator: Channel | None = None
+    created: int = field(default_factory=now_us)
+    progress: int = 0
+    answered_at: int = 0
+    hungup_at: int = 0
+    bridged_at: int = 0
+    state: str = "CS_INIT"
+    state_number: int = 2
+    call_state: str = "DOWN"
+    hangup_cause: str | None = None
+    bridged_with: Channel | None = None
+    recording: tuple[str, float] | None = None
+    destroyed: bool = False
+    apps: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    phone_task: asyncio.Task[Any] | None = None
+
+    def basic_data(self) -> list[tuple[str, str]]:
+        if self.hangup_cause:
+            answer_state = "hangup"
+        elif self.answered.is_set():
+            answer_state = "answered"
+        else:
+            answer_state = "ringing"
+        headers = [
+            ("Channel-State", self.state), ("Channel-Call-State", self.call_state),
+            ("Channel-State-Number", str(self.state_number)), ("Channel-Name", self.name),
+            ("Unique-ID", self.uuid), ("Call-Direction", "outbound"),
+            ("Presence-Call-Direction", "outbound"), ("Channel-HIT-Dialplan", "false"),
+            ("Channel-Call-UUID", self.originator.uuid if self.originator else self.uuid),
+            ("Answer-State", answer_state),
+        ]
+        if self.hangup_cause:
+            headers.append(("Hangup-Cause", self.hangup_cause))
+        if self.answered.is_set():
+            headers += [("Channel-Read-Codec-Name", "PCMU"), ("Channel-Read-Codec-Rate", "8000"),
+                        ("Channel-Read-Codec-Bit-Rate", "64000"),
+                        ("Channel-Write-Codec-Name", "PCMU"),
+                        ("Channel-Write-Codec-Rate", "8000"),
+                        ("Channel-Write-Codec-Bit-Rate", "64000")]
+        headers += self._profile("Caller", self)
+        if self.originator is not None:
+            headers.append(("Other-Type", "originator"))
+            headers += self._profile("Other-Leg", self.originator)
+        elif self.bridged_with is not None:
+            headers.append(("Other-Type", "originatee"))
+            headers += self._profile("Other-Leg", self.bridged_with)
+        return headers
+
+    @staticmethod
+    def _profile(prefix: str, ch: Channel) -> list[tuple[str, str]]:
+        number = ch.destination.split("@", 1)[0].removeprefix("sip:")
+        return [
+            (f"{prefix}-Direction", "outbound"), (f"{prefix}-Logical-Direction", "outbound"),
+            (f"{prefix}-Username", ch.caller_number), (f"{prefix}-Dialplan", "XML"),
+            (f"{prefix}-Caller-ID-Name", ch.caller_number),
+            (f"{prefix}-Caller-ID-Number", ch.caller_number),
+            (f"{prefix}-Orig-Caller-ID-Name", ch.caller_number),
+            (f"{prefix}-Orig-Caller-ID-Number", ch.caller_number),
+            (f"{prefix}-Callee-ID-Name", "Outbound Call"), (f"{prefix}-Callee-ID-Number", number),
+            (f"{prefix}-Network-Addr", "127.0.0.1"), (f"{prefix}-ANI", ch.caller_number),
+            (f"{prefix}-Destination-Number", number), (f"{prefix}-Unique-ID", ch.uuid),
+            (f"{prefix}-Source", "mod_sofia"), (f"{prefix}-Context", "default"),
+            (f"{prefix}-Channel-Name", ch.name), (f"{prefix}-Profile-Index", "1"),
+            (f"{prefix}-Profile-Created-Time", str(ch.created)),
+            (f"{prefix}-Channel-Created-Time", str(ch.created)),
+            (f"{prefix}-Channel-Answered-Time", str(ch.answered_at)),
+            (f"{prefix}-Channel-Progress-Time", str(ch.progress)),
+            (f"{prefix}-Channel-Progress-Media-Time", "0"),
+            (f"{prefix}-Channel-Hangup-Time", str(ch.hungup_at)),
+            (f"{prefix}-Channel-Transfer-Time", "0"), (f"{prefix}-Channel-Resurrect-Time", "0"),
+            (f"{prefix}-Channel-Bridged-Time", str(ch.bridged_at)),
+            (f"{prefix}-Channel-Last-Hold", "0"), (f"{prefix}-Channel-Hold-Accum", "0"),
+            (f"{prefix}-Screen-Bit", "true"), (f"{prefix}-Privacy-Hide-Name", "false"),
+            (f"{prefix}-Privacy-Hide-Number", "false"),
+        ]
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        self.state_number = STATE_NUMBERS[state]
+
+
+# ---------------------------------------------------------------- connections
+
+class PeerConnection:
+    """One Event Socket client, served as mod_event_socket's listener_run does."""
+
+    def __init__(self, peer: EslPeer, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.peer = peer
+        self.reader = reader
+        self.writer = writer
+        self.authed = False
+        self.format = "plain"
+        self.events: set[str] = set()
+        self.filters: list[tuple[str, str]] = []
+        self.commands: list[str] = []
+        self.wire = bytearray()  # every byte sent, for recording fixtures
+        self.sent: list[tuple[str, str]] = []  # (Event-Name, Unique-ID) of every event sent
+        self._out: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._closed = False
+
+    # ------------------------------------------------------------ writing
+
+    def send_raw(self, data: bytes) -> None:
+        if not self._closed:
+            self._out.put_nowait(data)
+
+    def reply(self, text: str) -> None:
+        self.send_raw(f"Content-Type: command/reply\nReply-Text: {text}\n\n".encode())
+
+    def api_response(self, text: str) -> None:
+        data = (text or "-ERR no reply\n").encode()
+        self.send_raw(f"Content-Type: api/response\nContent-Length: {len(data)}\n\n".encode()
+                      + data)
+
+    def offer(self, name: str, headers: list[tuple[str, str]], body: str | None) -> None:
+        if not self.authed or not ("ALL" in self.events or name in self.events):
+            return
+        if self.filters and not self._passes(headers):
+            return
+        self.sent.append((name, dict(headers).get("Unique-ID", "")))
+        self.send_raw(event_frame(headers, body, self.format))
+
+    def _passes(self, headers: list[tuple[str, str]]) -> bool:
+        values = {name.lower(): value for name, value in headers}
+        return any(values.get(name.lower(), "").lower() == value.lower()
+                   for name, value in self.filters)
+
+    async def _write_loop(self) -> None:
+        rng = random.Random(len(self.peer.connections))
+        while True:
+            data = await self._out.get()
+            if data is None:
+                break
+            self.wire += data
+            try:
+                if self.peer.split_writes:
+                    i = 0
+                    while i < len(data):
+                        size = rng.randint(1, 48)
+                        self.writer.write(data[i:i + size])
+                        await self.writer.drain()
+                        await asyncio.sleep(0)
+                        i += size
+                else:
+                    self.writer.write(data)
+                    await self.writer.drain()
+            except (ConnectionError, RuntimeError):
+                break
+
+    # ------------------------------------------------------------ reading
+
+    async def _read_packet(self) -> tuple[str, dict[str, str], str] | None:
+        lines: list[str] = []
+        while True:
+            raw = await self.reader.readline()
+            if not raw:
+                return None
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if not line:
+                if lines:
+                    break
+                continue
+            lines.append(line)
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = ""
+        if headers.get("content-length", "").isdigit():
+            body = (await self.reader.readexactly(int(headers["content-length"]))).decode()
+        return lines[0], headers, body
+
+    async def run(self) -> None:
+        writer_task = asyncio.create_task(self._write_loop())
+        aborted = False
+        try:
+            if self.peer.acl_reject:
+                message = "Access Denied, go away.\n"
+                self.send_raw(f"Content-Type: text/rude-rejection\nContent-Length: "
+                              f"{len(message)}\n\n{message}".encode())
+                return
+            self.send_raw(b"Content-Type: auth/request\n\n")
+            while True:
+                packet = await self._read_packet()
+                if packet is None:
+                    aborted = True
+                    break
+                command, headers, body = packet
+                self.commands.append(command)
+                if not await self._handle(command, headers, body):
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            aborted = True
+        finally:
+            if not aborted and not self.peer.acl_reject:
+                self.send_raw(f"Content-Type: text/disconnect-notice\nContent-Length: "
+                              f"{len(DISCONNECT_TEXT)}\n\n{DISCONNECT_TEXT}".encode())
+            self._out.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer_task, 2)
+            self._closed = True
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        self.writer.transport.abort()
+
+    # ------------------------------------------------------------ commands
+
+    async def _handle(self, command: str, headers: dict[str, str], body: str) -> bool:
+        lower = command.lower()
+        if lower.startswith(("exit", "...")):
+            self.reply("+OK bye")
+            return False
+        if not self.authed:
+            if lower.startswith("auth "):
+                if command[5:] == self.peer.password:
+                    self.authed = True
+                    self.reply("+OK accepted")
+                    return True
+                self.reply("-ERR invalid")
+                return False
+            self.reply("-ERR command not found")
+            return True
+        if lower.startswith("filter "):
+            self._filter(command[7:].strip())
+        elif lower.startswith("sendmsg"):
+            self.reply(self.peer.sendmsg(command[7:].strip() or headers.get("session-id", ""),
+                                         headers))
+        elif lower.startswith("api "):
+            await self._api(command[4:].strip())
+        elif lower.startswith("bgapi "):
+            self._bgapi(command[6:].strip(), headers.get("job-uuid"))
+        elif lower.startswith("nixevent"):
+            for name in command.split()[1:]:
+                self.events.discard(name.upper())
+            self.reply("+OK events nixed")
+        elif lower.startswith("noevents"):
+            self.events.clear()
+            self.reply("+OK no longer listening for events")
+        elif lower.startswith("event"):
+            self._event(command.split()[1:])
+        else:
+            self.reply("-ERR command not found")
+        return True
+
+    def _event(self, words: list[str]) -> None:
+        names = 0
+        for i, word in enumerate(words):
+            if i == 0 and word.lower() in ("plain", "json", "xml"):
+                self.format = word.lower()
+                continue
+            self.events.add(word.upper())
+            names += 1
+        if not names:
+            self.reply("-ERR no keywords supplied")
+            return
+        self.reply(f"+OK event listener enabled {self.format}")
+
+    def _filter(self, text: str) -> None:
+        name, _, value = text.partition(" ")
+        if name.lower() == "delete" and value:
+            name, _, value = value.partition(" ")
+            if name.lower() == "all":
+                self.filters.clear()
+            else:
+                self.filters = [(n, v) for n, v in self.filters
+                                if not (n.lower() == name.lower() and (not value or v == value))]
+            self.reply(f"+OK filter deleted. [{name}][{value}]")
+        elif value:
+            self.filters.append((name, value))
+            self.reply(f"+OK filter added. [{name}]=[{value}]")
+        else:
+            self.reply("-ERR invalid syntax")
+
+    async def _api(self, text: str) -> None:
+        name, _, args = text.partition(" ")
+        if name in self.peer.stall:
+            await asyncio.sleep(self.peer.stall[name])  # the listener is busy with it
+        if name in self.peer.refuse:
+            self.api_response(self.peer.refuse[name])
+            return
+        self.api_response(await self.peer.run_api(name, args))
+
+    def _bgapi(self, text: str, job_uuid: str | None) -> None:
+        job = (job_uuid or str(uuid.uuid4()))[:36]
+        name, _, args = text.partition(" ")
+        if f"bgapi {name}" in self.peer.refuse:
+            self.reply(self.peer.refuse[f"bgapi {name}"])
+            return
+        self.send_raw(f"Content-Type: command/reply\nReply-Text: +OK Job-UUID: {job}\n"
+                      f"Job-UUID: {job}\n\n".encode())
+        self.peer.spawn(self.peer.background_job(job, name, args))
+
+
+# ---------------------------------------------------------------- the switch
+
+class EslPeer:
+    def __init__(self, password: str = "ClueCon", *, gateways: Iterable[str] | None = ("lab",),
+                 profiles: Iterable[str] = ("internal", "external"),
+                 answer_delay: float = 0.5, reject_delay: float = 0.3,
+                 hangup_after: float = 4.0) -> None:
+        self.password = password
+        self.gateways = set(gateways) if gateways is not None else None
+        self.profiles = set(profiles)
+        self.answer_delay = answer_delay
+        self.reject_delay = reject_delay
+        self.hangup_after = hangup_after
+        self.acl_reject = False
+        self.split_writes = False
+        self.stall: dict[str, float] = {}  # api command -> seconds before it answers
+        self.refuse: dict[str, str] = {}  # api command (or "bgapi <cmd>") -> reply
+        self.connections: list[PeerConnection] = []
+        self.channels: dict[str, Channel] = {}
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._sequence = itertools.count(1000)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------ control
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in self.connections:
+            conn.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        for channel in self.channels.values():
+            for task in channel.tasks:
+                task.cancel()
+        await asyncio.sleep(0)
+
+    def spawn(self, coroutine: Any, channel: Channel | None = None) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coroutine)
+        holder = channel.tasks if channel is not None else self._tasks
+        holder.add(task)
+        task.add_done_callback(holder.discard)
+        return task
+
+    def live_connections(self) -> list[PeerConnection]:
+        return [c for c in self.connections if c.authed and not c._closed]
+
+    def drop_connections(self) -> None:
+        """The network between controller and switch fails: no goodbye."""
+        for conn in self.connections:
+            conn.abort()
+
+    def inject(self, data: bytes) -> None:
+        """Raw bytes into every logged-in connection, in order with the events."""
+        for conn in self.live_connections():
+            conn.send_raw(data)
+
+    def channel_ids(self) -> list[str]:
+        return sorted(self.channels)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = PeerConnection(self, reader, writer)
+        self.connections.append(conn)
+        await conn.run()
+
+    # ------------------------------------------------------------ events
+
+    def emit(self, name: str, channel: Channel | None = None, *,
+             before: Iterable[tuple[str, str]] = (), after: Iterable[tuple[str, str]] = (),
+             body: str | None = None) -> None:
+        stamp = now_us()
+        seconds = stamp / 1_000_000
+        file, function, line = CALLING.get(name, ("switch_event.c", "switch_event_fire", 1))
+        headers = [
+            ("Event-Name", name), ("Core-UUID", CORE_UUID), ("FreeSWITCH-Hostname", HOSTNAME),
+            ("FreeSWITCH-Switchname", HOSTNAME), ("FreeSWITCH-IPv4", "127.0.0.1"),
+            ("FreeSWITCH-IPv6", "::1"),
+            ("Event-Date-Local", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))),
+            ("Event-Date-GMT", formatdate(seconds, usegmt=True)),
+            ("Event-Date-Timestamp", str(stamp)), ("Event-Calling-File", file),
+            ("Event-Calling-Function", function), ("Event-Calling-Line-Number", str(line)),
+            ("Event-Sequence", str(next(self._sequence))),
+        ]
+        headers += before
+        if channel is not None:
+            headers += channel.basic_data()
+            if name in VARIABLE_EVENTS:
+                headers += [(f"variable_{k}", v) for k, v in channel.variables.items()]
+        headers += after
+        for conn in list(self.connections):
+            conn.offer(name, headers, body)
+
+    def heartbeat(self) -> None:
+        self.emit("HEARTBEAT", after=[
+            ("Event-Info", "System Ready"), ("FreeSWITCH-Version", VERSION),
+            ("Up-Time", "0 years, 0 days, 0 hours, 1 minute, 0 seconds, 0 milliseconds, "
+                        "0 microseconds"),
+            ("Session-Count", str(len(self.channels))), ("Max-Sessions", "1000")])
+
+    def _execute_event(self, name: str, ch: Channel, app: str, data: str,
+                       response: str | None = None) -> None:
+        after = [("Application", app), ("Application-Data", data),
+                 ("Application-UUID", str(uuid.uuid4()))]
+        if response is not None:
+            after.insert(2, ("Application-Response", response))
+        self.emit(name, ch, after=after)
+
+    # ------------------------------------------------------------ API commands
+
+    async def run_api(self, name: str, args: str) -> str:
+        handler = getattr(self, "_api_" + name, None)
+        if handler is None:
+            return f"-ERR {name} Command not found!\n"
+        result: str = await handler(args)
+        return result
+
+    async def background_job(self, job: str, name: str, args: str) -> None:
+        result = await self.run_api(name, args)
+        headers = [("Job-UUID", job), ("Job-Command", name)]
+        if args:
+            headers.append(("Job-Command-Arg", args))
+        self.emit("BACKGROUND_JOB", after=headers, body=result)
+
+    async def _api_originate(self, args: str) -> str:
+        argv = split_args(args)
+        if len(argv) < 2:
+            return ("-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] "
+                    "[<context>] [<cid_name>] [<cid_num>] [<timeout_sec>]\n")
+        channel, outcome = await self.dial(argv[0])
+        if channel is None or outcome != "SUCCESS":
+            return f"-ERR {outcome}\n"
+        match = re.fullmatch(r"&([a-z_]+)\((.*)\)", argv[1])
+        app, data = (match.group(1), match.group(2)) if match else ("park", "")
+        self.spawn(self._run_app_then_hangup(channel, app, data), channel)
+        return f"+OK {channel.uuid}\n"
+
+    async def _api_uuid_broadcast(self, args: str) -> str:
+        argv = split_args(args)
+        if len(argv) < 2:
+            return "-USAGE: <uuid> <path> [aleg|bleg|holdb|both]\n"
+        channel = self._live(argv[0])
+        if channel is None:
+            return "-ERR No such channel!\n"
+        path = argv[1]
+        cause: str | None = None
+        if "::" in path:
+            app, data = path.split("::", 1)
+            if "!" in app:
+                app, cause = app.split("!", 1)
+                cause = (cause or "normal_clearing").upper()
+        else:
+            app, data = "playback", path
+        channel.apps.put_nowait((app, data))
+        if cause:
+            channel.apps.put_nowait(("hangup", cause))
+        return "+OK Message sent\n"
+
+    async def _api_uuid_kill(self, args: str) -> str:
+        argv = split_args(args)
+        channel = self._live(argv[0]) if argv else None
+        if channel is None:
+            return "-ERR No such channel!\n"
+        self.hangup(channel, (argv[1] if len(argv) > 1 else "NORMAL_CLEARING").upper())
+        return "+OK\n"
+
+    async def _api_uuid_record(self, args: str) -> str:
+        argv = split_args(args)
+        if len(argv) < 3:
+            return "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n"
+        channel = self._live(argv[0])
+        if channel is None:
+            return "-ERR Cannot locate session!\n"
+        if argv[1] == "start":
+            channel.recording = (argv[2], time.monotonic())
+            self.emit("RECORD_START", channel, after=[("Record-File-Path", argv[2])])
+        elif argv[1] == "stop":
+            self._stop_recording(channel)
+        return "+OK Success\n"
+
+    async def _api_uuid_setvar(self, args: str) -> str:
+        argv = args.split(" ", 2)
+        channel = self._live(argv[0]) if argv else None
+        if channel is None or len(argv) < 2:
+            return "-ERR No such channel!\n"
+        if len(argv) == 3:
+            channel.variables[argv[1]] = argv[2]
+        else:
+            channel.variables.pop(argv[1], None)
+        return "+OK\n"
+
+    async def _api_uuid_dump(self, args: str) -> str:
+        argv = split_args(args)
+        channel = self._live(argv[0]) if argv else None
+        if channel is None:
+            return "-ERR No such channel!\n"
+        headers = channel.basic_data() + [(f"variable_{k}", v)
+                                          for k, v in channel.variables.items()]
+        if len(argv) > 1 and argv[1] == "json":
+            return json.dumps(dict(headers))
+        return "".join(f"{name}: {url_encode(value)}\n" for name, value in headers)
+
+    async def _api_show(self, args: str) -> str:
+        if not args.startswith("channels"):
+            return "-USAGE: show channels [as json]\n"
+        rows = [{"uuid": ch.uuid, "direction": "outbound", "created": "",
+                 "created_epoch": str(ch.created // 1_000_000), "name": ch.name,
+                 "state": ch.state, "cid_name": ch.caller_number, "cid_num": ch.caller_number,
+                 "dest": ch.destination, "callstate": ch.call_state,
+                 "call_uuid": ch.originator.uuid if ch.originator else ch.uuid}
+                for ch in self.channels.values() if not ch.destroyed]
+        if args.endswith("as json"):
+            data: dict[str, Any] = {"row_count": len(rows)}
+            if rows:
+                data["rows"] = rows
+            return json.dumps(data) + "\n"
+        lines = ["uuid,direction,created,created_epoch,name,state,cid_name,cid_num,dest,"
+                 "callstate,call_uuid"]
+        lines += [",".join(row.values()) for row in rows]
+        return "\n".join(lines) + f"\n\n{len(rows)} total.\n"
+
+    async def _api_status(self, args: str) -> str:
+        return (f"UP 0 years, 0 days, 0 hours, 1 minute, 0 seconds\nFreeSWITCH ({VERSION}) is "
+                f"ready\n{len(self.channels)} session(s) - peak 0, last 5min 0\n")
+
+    def _live(self, channel_uuid: str) -> Channel | None:
+        channel = self.channels.get(channel_uuid)
+        if channel is None or channel.hangup_cause:
+            return None
+        return channel
+
+    def sendmsg(self, channel_uuid: str, headers: dict[str, str]) -> str:
+        channel = self._live(channel_uuid)
+        if channel is None:
+            return f"-ERR invalid session id [{channel_uuid}]"
+        command = headers.get("call-command", "")
+        if command == "execute":
+            channel.apps.put_nowait((headers.get("execute-app-name", ""),
+                                     headers.get("execute-app-arg", "")))
+        elif command == "hangup":
+            self.hangup(channel, headers.get("hangup-cause", "NORMAL_CLEARING").upper())
+        return "+OK"
+
+    # ------------------------------------------------------------ calls
+
+    async def dial(self, dial_string: str,
+                   originator: Channel | None = None) -> tuple[Channel | None, str]:
+        """switch_ivr_originate() for one target: (channel, SUCCESS) once it
+        answers, else the cause (and the channel if one was created)."""
+        variables, target = parse_dial_string(dial_string)
+        if any(c in target for c in ",|{}"):
+            return None, "CHAN_NOT_IMPLEMENTED"
+        gateway = re.fullmatch(r"sofia/gateway/([^/]+)/(.+)", target)
+        profile = re.fullmatch(r"sofia/([^/]+)/(.+)", target)
+        if gateway:
+            if self.gateways is not None and gateway.group(1) not in self.gateways:
+                return None, "INVALID_GATEWAY"
+            destination = gateway.group(2)
+            name = f"sofia/external/{destination}"
+        elif profile:
+            if profile.group(1) not in self.profiles:
+                return None, "INVALID_PROFILE"
+            destination = profile.group(2)
+            name = f"sofia/{profile.group(1)}/{destination.removeprefix('sip:')}"
+        else:
+            return None, "CHAN_NOT_IMPLEMENTED"
+        channel_uuid = variables.pop("origination_uuid", "") or str(uuid.uuid4())
+        if channel_uuid in self.channels:
+            return None, "INVALID_CALL_REFERENCE"
+        caller = variables.get("origination_caller_id_number", "0000000000")
+        channel = Channel(channel_uuid, name, destination, {}, caller, originator=originator)
+        channel.variables.update({
+            "direction": "outbound", "is_outbound": "true", "uuid": channel_uuid,
+            "session_id": str(next(self._sequence)), "channel_name": name,
+            "sip_destination_url": destination if destination.startswith("sip")
+            else f"sip:{destination}@127.0.0.1",
+        })
+        if gateway:
+            channel.variables["sip_gateway_name"] = gateway.group(1)
+            channel.variables["sip_profile_name"] = "external"
+        if originator is not None:
+            channel.variables.update({"originator": originator.uuid,
+                                      "originating_leg_uuid": originator.uuid,
+                                      "call_uuid": originator.uuid})
+        channel.variables.update(variables)
+        self.channels[channel_uuid] = channel
+        self.emit("CHANNEL_CREATE", channel)
+        phone = phone_for(destination, self.answer_delay, self.reject_delay, self.hangup_after)
+        timeout = float(variables.get("originate_timeout") or 60)
+        channel.phone_task = self.spawn(self._phone(channel, phone), channel)
+        waits = [asyncio.ensure_future(channel.answered.wait()),
+                 asyncio.ensure_future(channel.gone.wait())]
+        if originator is not None:
+            waits.append(asyncio.ensure_future(originator.gone.wait()))
+        _, pending = await asyncio.wait(waits, timeout=timeout,
+                                        return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+        if channel.answered.is_set() and not channel.hangup_cause:
+            return channel, "SUCCESS"
+        if channel.hangup_cause:
+            return channel, channel.hangup_cause
+        cause = "ORIGINATOR_CANCEL" if originator is not None and originator.gone.is_set() \
+            else "NO_ANSWER"
+        self.hangup(channel, cause)
+        return channel, cause
+
+    async def _phone(self, ch: Channel, phone: Phone) -> None:
+        await asyncio.sleep(0.01)  # the INVITE's way there
+        if phone.ring and not ch.hangup_cause:
+            ch.progress = now_us()
+            ch.call_state = "RINGING"
+            ch.set_state("CS_CONSUME_MEDIA")
+            self.emit("CHANNEL_PROGRESS", ch)
+        if phone.refuse_after is not None:
+            await asyncio.sleep(phone.refuse_after)
+            ch.variables["sip_term_status"] = str(phone.refuse_code)
+            self.hangup(ch, phone.refuse_cause, "recv_refuse")
+            return
+        if phone.answer_after is None:
+            return  # rings until the originate gives up
+        await asyncio.sleep(phone.answer_after)
+        if ch.hangup_cause:
+            return
+        self._answer(ch)
+        if phone.hangup_after is not None:
+            await asyncio.sleep(phone.hangup_after)
+            if not ch.hangup_cause:
+                self.hangup(ch, "NORMAL_CLEARING", "recv_bye")
+
+    def _answer(self, ch: Channel) -> None:
+        ch.answered_at = now_us()
+        ch.call_state = "ACTIVE"
+        ch.set_state("CS_CONSUME_MEDIA")
+        ch.answered.set()
+        self.emit("CHANNEL_ANSWER", ch)
+        on_answer = ch.variables.get("execute_on_answer", "")
+        match = re.fullmatch(r"sched_hangup \+([0-9]+)(?: ([A-Za-z_]+))?", on_answer.strip())
+        if match:
+            self.spawn(self._sched_hangup(ch, int(match.group(1)),
+                                          (match.group(2) or "ALLOTTED_TIMEOUT").upper()), ch)
+
+    async def _sched_hangup(self, ch: Channel, seconds: int, cause: str) -> None:
+        await asyncio.sleep(seconds)
+        self.hangup(ch, cause)
+
+    def hangup(self, ch: Channel, cause: str, disposition: str | None = None) -> None:
+        """switch_channel_perform_hangup(), then the hangup state handlers."""
+        if ch.hangup_cause:
+            return
+        if disposition:  # the party's: mod_sofia sets it before hanging up
+            ch.variables["sip_hangup_disposition"] = disposition
+        ch.hangup_cause = cause
+        ch.hungup_at = now_us()
+        ch.state_number = STATE_NUMBERS["CS_HANGUP"]
+        self.emit("CHANNEL_HANGUP", ch, before=[("Hangup-Cause", cause)])
+        ch.variables["hangup_cause"] = cause
+        code = CAUSES.get(cause, 16)
+        ch.variables["hangup_cause_q850"] = str(code if code <= 127 else 16)
+        if not disposition:  # ours: mod_sofia's on_hangup handler
+            ch.variables["sip_hangup_disposition"] = (
+                "send_bye" if ch.answered.is_set() else "send_cancel")
+        ch.call_state = "HANGUP"
+        self._stop_recording(ch)
+        ch.gone.set()
+        phone = ch.phone_task
+        if phone is not None and phone is not asyncio.current_task():
+            phone.cancel()
+        asyncio.get_running_loop().call_later(0.02, self._complete, ch)
+
+    def _complete(self, ch: Channel) -> None:
+        ch.set_state("CS_REPORTING")
+        if ch.answered_at:
+            billsec = max((ch.hungup_at - ch.answered_at) // 1_000_000, 0)
+            ch.variables["billsec"] = str(billsec)
+        self.emit("CHANNEL_HANGUP_COMPLETE", ch)
+        ch.set_state("CS_DESTROY")
+        self.emit("CHANNEL_DESTROY", ch)
+        ch.destroyed = True
+        self.channels.pop(ch.uuid, None)
+        for task in list(ch.tasks):
+            task.cancel()
+
+    def _stop_recording(self, ch: Channel) -> None:
+        if ch.recording is None:
+            return
+        path, started = ch.recording
+        ch.recording = None
+        write_recording(path, time.monotonic() - started)
+        self.emit("RECORD_STOP", ch, after=[("Record-File-Path", path),
+                                            ("Record-Completion-Cause", "success")])
+
+    # ------------------------------------------------------------ applications
+
+    async def _run_app_then_hangup(self, ch: Channel, app: str, data: str) -> None:
+        await self._execute(ch, app, data)
+        if not ch.hangup_cause:
+            self.hangup(ch, "NORMAL_CLEARING")
+
+    async def _execute(self, ch: Channel, app: str, data: str) -> None:
+        ch.variables["current_application"] = app
+        ch.variables["current_application_data"] = data
+        ch.variables.pop("current_application_response", None)
+        ch.set_state("CS_EXECUTE")
+        self._execute_event("CHANNEL_EXECUTE", ch, app, data)
+        handler = getattr(self, "_app_" + app, None)
+        response = "_none_"
+        if handler is not None:
+            response = await handler(ch, data)
+        ch.variables["current_application_response"] = response
+        self._execute_event("CHANNEL_EXECUTE_COMPLETE", ch, app, data, response)
+
+    async def _until(self, ch: Channel, seconds: float | None) -> bool:
+        """Wait ``seconds`` (None: for ever) unless the channel hangs up first;
+        True if the time ran out with the channel still up."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ch.gone.wait(), seconds)
+        return not ch.hangup_cause
+
+    async def _app_park(self, ch: Channel, data: str) -> str:
+        self.emit("CHANNEL_PARK", ch)
+        timeout = ch.variables.pop("park_timeout", "")
+        seconds, _, cause = timeout.partition(":")
+        loop = asyncio.get_running_loop()
+        expires = loop.time() + int(seconds) if seconds.isdigit() and int(seconds) > 0 else None
+        while not ch.hangup_cause:
+            if expires is not None and loop.time() >= expires:
+                self.hangup(ch, (cause or "NORMAL_CLEARING").upper())
+                break
+            getter = asyncio.ensure_future(ch.apps.get())
+            gone = asyncio.ensure_future(ch.gone.wait())
+            wait = None if expires is None else max(expires - loop.time(), 0)
+            done, _ = await asyncio.wait({getter, gone}, timeout=wait,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            gone.cancel()
+            if getter in done:
+                app, app_data = getter.result()
+                await self._execute(ch, app, app_data)
+            else:
+                getter.cancel()
+        return "_none_"
+
+    async def _app_playback(self, ch: Channel, path: str) -> str:
+        seconds = wav_seconds(path)
+        if seconds is None:
+            return "FILE NOT FOUND"
+        self.emit("PLAYBACK_START", ch, after=[("Playback-File-Path", path)])
+        finished = await self._until(ch, seconds)
+        self.emit("PLAYBACK_STOP", ch, after=[("Playback-File-Path", path),
+                                              ("Playback-Status", "done" if finished else "break")])
+        return "FILE PLAYED"
+
+    async def _app_hangup(self, ch: Channel, cause: str) -> str:
+        self.hangup(ch, (cause or "NORMAL_CLEARING").upper())
+        return "_none_"
+
+    async def _app_set(self, ch: Channel, data: str) -> str:
+        name, _, value = data.partition("=")
+        ch.variables[name] = value
+        return "_none_"
+
+    async def _app_sleep(self, ch: Channel, data: str) -> str:
+        await self._until(ch, int(data or "0") / 1000)
+        return "_none_"
+
+    async def _app_bridge(self, a: Channel, data: str) -> str:
+        b, outcome = await self.dial(data, originator=a)
+        if b is None or outcome != "SUCCESS" or a.hangup_cause:
+            a.variables["originate_disposition"] = outcome
+            a.variables["DIALSTATUS"] = DIALSTATUS.get(outcome, outcome)
+            if b is not None and outcome == "SUCCESS":
+                self.hangup(b, "NORMAL_CLEARING")  # A went while B answered
+            if not a.hangup_cause and a.variables.get("continue_on_fail") != "true":
+                self.hangup(a, outcome if outcome in CAUSES else "NORMAL_TEMPORARY_FAILURE")
+            return "_none_"
+        a.bridged_with, b.bridged_with = b, a
+        a.bridged_at = b.bridged_at = now_us()
+        a.variables["bridge_uuid"] = b.uuid
+        a.variables["originate_disposition"] = "SUCCESS"
+        a.set_state("CS_EXCHANGE_MEDIA")
+        self.emit("CHANNEL_BRIDGE", a, after=[("Bridge-A-Unique-ID", a.uuid),
+                                              ("Bridge-B-Unique-ID", b.uuid)])
+        waits = [asyncio.ensure_future(a.gone.wait()), asyncio.ensure_future(b.gone.wait())]
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+        self.emit("CHANNEL_UNBRIDGE", a, after=[("Bridge-A-Unique-ID", a.uuid),
+                                                ("Bridge-B-Unique-ID", b.uuid)])
+        if b.hangup_cause:
+            a.variables["bridge_hangup_cause"] = b.hangup_cause
+        else:
+            self.hangup(b, "NORMAL_CLEARING")
+        if not a.hangup_cause and a.variables.get("hangup_after_bridge") == "true":
+            self.hangup(a, "NORMAL_CLEARING")
+        return "_none_"
+
+    async def foreign_call(self, destination: str = "+27115550199") -> str:
+        """Another application's call on the same switch: its events must not
+        reach a controller that filters on its own calls."""
+        channel, outcome = await self.dial(f"sofia/gateway/{next(iter(self.gateways or {'lab'}))}"
+                                           f"/{destination}")
+        if channel is not None and outcome == "SUCCESS":
+            await asyncio.sleep(0.1)
+            self.hangup(channel, "NORMAL_CLEARING", "recv_bye")
+        await asyncio.sleep(0.05)
+        return channel.uuid if channel is not None else ""
+
+
+# ---------------------------------------------------------------- lab scenarios
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "sip-lab" / "scenarios"
+_PHONE_USERS = {"answer.xml": "answer", "busy.xml": "busy", "no-answer.xml": "no-answer",
+                "reject.xml": "reject"}
+
+
+def scenario_folders() -> list[Path]:
+    return sorted(p for p in SCENARIOS.iterdir() if (p / "scenario.toml").exists())
+
+
+def scenario_call(folder: Path) -> dict[str, Any]:
+    """The scenario's [call], with a [phone] of its own (a SIPp phone in the
+    lab) mapped to the peer's phone of the same behaviour, named by the SIP
+    URI's user part."""
+    spec = tomllib.loads((folder / "scenario.toml").read_text())
+    call = dict(spec["call"])
+    phone = spec.get("phone")
+    if phone is not None:
+        script = Path(phone["scenario"]).name
+        args = phone.get("args", [])
+        user = _PHONE_USERS.get(script)
+        if script == "hangup-after.xml":
+            values = dict(zip(args[1::3], args[2::3], strict=False))
+            user = f"hangup-after-{values.get('hangup_after', '4000')}"
+        if user is None:
+            raise ValueError(f"{folder.name}: no peer phone for {script}")
+        for leg in ("leg_a", "leg_b"):
+            target = str(call[leg])
+            if target.startswith("sip:") and f":{phone['port']}" in target:
+                call[leg] = re.sub(r"^sip:[^@]+@", f"sip:{user}@", target)
+    return call
+
+
+def scenario_expect(folder: Path) -> dict[str, Any]:
+    expect: dict[str, Any] = tomllib.loads((folder / "scenario.toml").read_text())["expect"]
+    return expect
+
+
+def observed(result: dict[str, Any]) -> dict[str, Any]:
+    """The fields a scenario's [expect] may name (as tests/lab/test_scenarios.py)."""
+    return {
+        "status": result["status"],
+        "leg_a_status": result["leg_a_status"],
+        "leg_b_status": result["leg_b_status"],
+        "hangup_by": result["hangup_by"],
+        "whisper_played": result["whisper_played"],
+        "recorded": result["recorded"],
+        "leg_a_cause": result["leg_a"]["hangup_cause"],
+        "leg_b_cause": result["leg_b"]["hangup_cause"],
+        "b_dialed": result["leg_b"]["dialed"],
+        "states": [step["to"] for step in result["timeline"]],
+    }
+
+
+class Listener:
+    """A CallListener that only keeps what it is told (no store, no webhooks)."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self.transitions: dict[str, list[str]] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+
+    async def call_created(self, call: ActiveCall) -> None:
+        self.created.append(call.call_id)
+
+    async def call_changed(self, call: ActiveCall, transitions: list[Transition]) -> None:
+        self.transitions.setdefault(call.call_id, []).extend(str(t.to_state) for t in transitions)
+
+    async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None:
+        self.results[call.call_id] = result
+
+
+def freeswitch_controller(config: Config, listener: Listener | None = None,
+                          event_format: str = "plain") -> Controller:
+    """The real Controller with ``backend = "freeswitch"`` (controller.app's
+    make_backend builds the FreeSWITCH backend). For ``event_format="json"``,
+    which no setting chooses, it is built around a backend asked for JSON."""
+    import controller.app as app_module
+    from controller.app import Controller
+    from controller.backends.base import Backend
+    from controller.backends.freeswitch.backend import FreeswitchBackend
+
+    assert config.backend == "freeswitch"
+    listener = listener or Listener()
+    if event_format == "plain":
+        controller = Controller(config, listener)
+        assert isinstance(controller.backend, FreeswitchBackend)
+        return controller
+
+    def make_backend(config: Config) -> Backend:
+        return FreeswitchBackend(config.freeswitch, event_format=event_format)
+
+    original = app_module.make_backend
+    app_module.make_backend = make_backend
+    try:
+        return Controller(config, listener)
+    finally:
+        app_module.make_backend = original
+
+
+async def _record(out_dir: Path) -> None:
+    """Run each scenario on its own peer and controller; keep the wire."""
+    import tempfile
+
+    from controller.calls.service import CallRequest
+    from controller.config import Config, FreeswitchConfig, MediaConfig
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[tuple[str, dict[str, Any], str]] = [
+        (folder.name, scenario_call(folder), "plain") for folder in scenario_folders()]
+    runs.append(("a-bad-gateway", {"leg_a": "+27115550101", "leg_b": "+27115550202",
+                                   "whisper": "You will not hear this"}, "plain"))
+    runs.append(("happy-path.json", scenario_call(SCENARIOS / "happy-path"), "json"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, call, fmt in runs:
+            peer = EslPeer(password="fixture")
+            await peer.start()
+            config = Config(backend="freeswitch")
+            gateway = "no-such-gateway" if name == "a-bad-gateway" else "lab"
+            config.freeswitch = FreeswitchConfig(port=peer.port, password="fixture",
+                                                 gateway=gateway)
+            config.media = MediaConfig(whisper_dir=f"{tmp}/media",
+                                       recording_dir=f"{tmp}/recordings")
+            async with freeswitch_controller(config, event_format=fmt) as controller:
+                active = await controller.calls.place(CallRequest(**call))
+                result = await asyncio.wait_for(active.wait(), 60)
+                await asyncio.sleep(0.2)
+            await peer.stop()
+            wire = bytes(peer.connections[0].wire)
+            (out_dir / f"{name}.esl").write_bytes(wire)
+            print(f"{name}: {result['status']} ({len(wire)} bytes)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "record":
+        sys.exit("usage: python -m tests.esl.peer record <fixture folder>")
+    asyncio.run(_record(Path(sys.argv[2])))
