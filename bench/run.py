@@ -556,7 +556,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", type=float, nargs="+",
-                        default=[1, 2, 3, 4, 6, 8, 10, 12, 15, 20, 25, 30])
+                        default=[1, 2, 4, 6, 8, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100])
     parser.add_argument("--step-seconds", type=float, default=15.0)
     parser.add_argument("--talk", type=int, default=4, help="seconds each call talks")
     args = parser.parse_args()

@@ -252,16 +252,21 @@ class OriginateLegA(Command):
 
 
 @dataclass(frozen=True)
-class PlayWhisper(Command):
-    audio: str
-
-
-@dataclass(frozen=True)
 class DialLegB(Command):
     target: str
     ring_timeout: int
     time_limit: int
     caller_id: str | None
+
+
+@dataclass(frozen=True)
+class PlayWhisper(Command):
+    """Play the whisper to leg A, then dial leg B (``then_dial``) with no
+    round trip through the controller: B is dialed only once the whisper has
+    finished, and even if the controller is gone by then."""
+
+    audio: str
+    then_dial: DialLegB
 
 
 @dataclass(frozen=True)
@@ -414,7 +419,7 @@ class CallConnect:
             leg.answered_at = ev.at
             if self.plan.whisper_audio:
                 self._goto(ev.at, CallState.WHISPERING, "leg A answered; whisper to leg A")
-                return [PlayWhisper(self.plan.whisper_audio)]
+                return [PlayWhisper(self.plan.whisper_audio, self._dial_b_command())]
             self._goto(ev.at, CallState.DIALING_B, "leg A answered; no whisper")
             return [self._dial_b()]
         if self.state not in _DIALING_B_STATES:
@@ -511,8 +516,10 @@ class CallConnect:
         if self.legs[Leg.A].hung_up:
             return []  # A is going: its LegEnded ends the call, B is not dialed
         reason = "whisper played" if ev.played else "whisper could not be played"
+        # The switch dials B itself now, as PlayWhisper asked it to.
+        self.legs[Leg.B].status = LegStatus.INITIATED
         self._goto(ev.at, CallState.DIALING_B, f"{reason}; dialing leg B")
-        return [self._dial_b()]
+        return []
 
     def _on_DialFinished(self, ev: DialFinished) -> list[Command]:
         if self.state not in _DIALING_B_STATES:
@@ -669,6 +676,9 @@ class CallConnect:
 
     def _dial_b(self) -> DialLegB:
         self.legs[Leg.B].status = LegStatus.INITIATED
+        return self._dial_b_command()
+
+    def _dial_b_command(self) -> DialLegB:
         return DialLegB(self.plan.leg_b, self.plan.ring_timeout, self.plan.time_limit,
                         self.plan.caller_id)
 

@@ -31,6 +31,7 @@ from controller.errors import SwitchActionFailed
 CONFIG = FreeswitchConfig(gateway="trunk", uri_profile="internal", routes=[
     Route("+2711", "jhb"), Route("+271155501", "lab-a")])
 CALL = "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
+DIAL_B = DialLegB("+27115550202", 30, 60, None)
 
 
 def test_numbers_take_the_longest_matching_route_else_the_gateway() -> None:
@@ -66,7 +67,7 @@ def test_originate_sets_our_ids_and_filters_first() -> None:
 
 
 def test_whisper_and_message_are_broadcast_to_leg_a() -> None:
-    [whisper] = encode(CALL, PlayWhisper("/var/lib/callconnect/media/abc.wav"), CONFIG)
+    [whisper] = encode(CALL, PlayWhisper("/var/lib/callconnect/media/abc.wav", DIAL_B), CONFIG)
     assert whisper.wire == f"api uuid_broadcast {CALL}-a /var/lib/callconnect/media/abc.wav aleg"
     [message] = encode(CALL, PlayMessageThenHangup("/m/sorry.wav"), CONFIG)
     assert message.wire == \
@@ -123,7 +124,7 @@ BAD_PATHS = [
 
 @pytest.mark.parametrize("bad", BAD_PATHS)
 def test_paths_with_syntax_never_reach_freeswitch(bad: str) -> None:
-    commands: list[Command] = [PlayWhisper(bad), PlayMessageThenHangup(bad), StartRecording(bad)]
+    commands: list[Command] = [PlayWhisper(bad, DIAL_B), PlayMessageThenHangup(bad), StartRecording(bad)]
     for command in commands:
         with pytest.raises(SwitchActionFailed, match="refusing"):
             encode(CALL, command, CONFIG)

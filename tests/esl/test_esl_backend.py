@@ -20,6 +20,7 @@ from controller.app import Controller
 from controller.backends.freeswitch.backend import THREAD_NAME, FreeswitchBackend
 from controller.backends.freeswitch.events import leg_uuid
 from controller.calls.core import (
+    DialLegB,
     EndedWhileAway,
     Event,
     HangupLegs,
@@ -311,7 +312,8 @@ async def test_reattach_while_the_whisper_plays(make_config: MakeConfig, peer: E
     first.watch(call_id, seen.append)
     await first.execute(call_id, OriginateLegA("+27115550101", 30, None))
     await wait_until(lambda: any(isinstance(e, LegAnswered) for e in seen))
-    await first.execute(call_id, PlayWhisper(str(whisper.path)))
+    await first.execute(call_id, PlayWhisper(str(whisper.path),
+                                             DialLegB("+27115550202", 30, 60, None)))
     await asyncio.sleep(0.2)
     await first.close()  # the controller goes away mid-whisper; the call stays up
 

@@ -46,12 +46,17 @@ def test_originate_uses_our_channel_id_and_passes_no_text() -> None:
     assert action["ActionID"] == "originate-c1"
 
 
-def test_whisper_sets_the_audio_then_redirects_leg_a() -> None:
-    actions = encode("c1", PlayWhisper("/var/lib/callconnect/media/abc.wav"), CONFIG)
-    assert [a["Action"] for a in actions] == ["Setvar", "Redirect"]
-    assert actions[0] == {"Action": "Setvar", "Channel": "c1-a", "Variable": "CC_AUDIO",
-                          "Value": "/var/lib/callconnect/media/abc"}
-    assert actions[1]["Context"] == "callconnect-whisper"
+def test_whisper_arms_leg_bs_dial_then_redirects_leg_a() -> None:
+    # The dialplan dials B itself when the whisper ends: no round trip.
+    command = PlayWhisper("/var/lib/callconnect/media/abc.wav",
+                          DialLegB("+27115550202", 25, 600, None))
+    actions = encode("c1", command, CONFIG)
+    assert [a["Action"] for a in actions] == ["Setvar"] * 4 + ["Redirect"]
+    values = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
+    assert values == {"CC_AUDIO": "/var/lib/callconnect/media/abc",
+                      "CC_DIAL": "PJSIP/+27115550202@jhb", "CC_RING_TIMEOUT": "25",
+                      "CC_DIAL_OPTIONS": "rS(600)"}
+    assert actions[-1]["Context"] == "callconnect-whisper"
     message = encode("c1", PlayMessageThenHangup("/m/sorry.wav"), CONFIG)
     assert message[-1]["Context"] == "callconnect-message"
 
@@ -89,4 +94,4 @@ def test_control_and_dialplan_characters_never_reach_ami(bad: str) -> None:
 @pytest.mark.parametrize("bad", ["/m/a b.wav", "/m/a,b.wav", "relative.wav", "/m/x\r\n.wav"])
 def test_audio_paths_are_checked(bad: str) -> None:
     with pytest.raises(SwitchActionFailed):
-        encode("c1", PlayWhisper(bad), CONFIG)
+        encode("c1", PlayWhisper(bad, DialLegB("+27115550202", 25, 600, None)), CONFIG)

@@ -246,14 +246,13 @@ def test_happy_path_step_by_step() -> None:
     assert run.state() is CallState.RINGING_A
     assert run.call.legs[Leg.A].status is LegStatus.RINGING
 
-    assert run.send(LegAnswered(at=A_ANSWERED, leg=Leg.A)) == [PlayWhisper("/w/whisper")]
+    assert run.send(LegAnswered(at=A_ANSWERED, leg=Leg.A)) == [WHISPER_THEN_B]
     assert run.state() is CallState.WHISPERING
     assert run.call.legs[Leg.A].status is LegStatus.ANSWERED
     assert run.call.legs[Leg.B].status is LegStatus.PENDING
 
-    assert run.send(WhisperFinished(at=WHISPER_DONE, played=True)) == [
-        DialLegB(target="PJSIP/b", ring_timeout=30, time_limit=60, caller_id=None)
-    ]
+    # The switch dials B itself once the whisper ends (PlayWhisper.then_dial).
+    assert run.send(WhisperFinished(at=WHISPER_DONE, played=True)) == []
     assert run.state() is CallState.DIALING_B
     assert run.call.legs[Leg.B].status is LegStatus.INITIATED
 
@@ -362,9 +361,11 @@ def test_happy_path_timeline_records_every_transition_in_order() -> None:
 
 def test_dial_leg_b_carries_caller_id() -> None:
     run = whispering(make_plan(caller_id="+27110000000"))
-    assert run.send(WhisperFinished(at=WHISPER_DONE, played=True)) == [
-        DialLegB("PJSIP/b", 30, 60, "+27110000000")
-    ]
+    [whisper] = run.of_type(PlayWhisper)
+    assert whisper.then_dial == DialLegB("PJSIP/b", 30, 60, "+27110000000")
+    # The switch dials B itself when the whisper ends: no command then.
+    assert run.send(WhisperFinished(at=WHISPER_DONE, played=True)) == []
+    assert run.call.legs[Leg.B].status is LegStatus.INITIATED
 
 
 def test_no_whisper_dials_b_when_a_answers() -> None:
@@ -385,15 +386,19 @@ def test_no_whisper_dials_b_when_a_answers() -> None:
 
 def test_whisper_that_could_not_play_still_dials_b() -> None:
     run = whispering()
-    assert run.send(WhisperFinished(at=WHISPER_DONE, played=False)) == [DialLegB("PJSIP/b", 30, 60, None)]
+    assert run.send(WhisperFinished(at=WHISPER_DONE, played=False)) == []
+    assert run.state() is CallState.DIALING_B
     assert run.call.whisper_played is False
     assert "could not be played" in run.call.timeline[-1].reason
+
+
+WHISPER_THEN_B = PlayWhisper("/w/whisper", DialLegB("PJSIP/b", 30, 60, None))
 
 
 def test_a_answers_without_ringing_first() -> None:
     run = started()
     run.send(LegCreated(at=A_CREATED, leg=Leg.A))
-    assert run.send(LegAnswered(at=A_ANSWERED, leg=Leg.A)) == [PlayWhisper("/w/whisper")]
+    assert run.send(LegAnswered(at=A_ANSWERED, leg=Leg.A)) == [WHISPER_THEN_B]
     assert run.state() is CallState.WHISPERING
 
 

@@ -81,21 +81,12 @@ def encode(call_id: str, command: Command, config: AsteriskConfig,
             action["CallerID"] = f"<{_checked(command.caller_id, _CALLER_ID, 'caller ID')}>"
         return [action]
     if isinstance(command, PlayWhisper):
-        return _steer(a_channel, CONTEXT_WHISPER, {"CC_AUDIO": _audio(command.audio)})
+        return _steer(a_channel, CONTEXT_WHISPER, {"CC_AUDIO": _audio(command.audio),
+                                                   **_dial_variables(command.then_dial, config)})
     if isinstance(command, PlayMessageThenHangup):
         return _steer(a_channel, CONTEXT_MESSAGE, {"CC_AUDIO": _audio(command.audio)})
     if isinstance(command, DialLegB):
-        variables = {
-            "CC_DIAL": _checked(dial_string(target_of(command.target), config), _DIAL_STRING,
-                                "dial string"),
-            "CC_RING_TIMEOUT": str(int(command.ring_timeout)),
-            # r: ringback to leg A while B rings; S(n): the switch ends the
-            # call n seconds after B answers, even if we are gone.
-            "CC_DIAL_OPTIONS": f"rS({int(command.time_limit)})",
-        }
-        if command.caller_id:
-            variables["CALLERID(num)"] = _checked(command.caller_id, _CALLER_ID, "caller ID")
-        return _steer(a_channel, CONTEXT_DIAL, variables)
+        return _steer(a_channel, CONTEXT_DIAL, _dial_variables(command, config))
     if isinstance(command, StartRecording):
         return [{
             "Action": "MixMonitor",
@@ -110,6 +101,20 @@ def encode(call_id: str, command: Command, config: AsteriskConfig,
                 actions.append({"Action": "Hangup", "Channel": channel, "Cause": "16"})
         return actions
     raise SwitchActionFailed(f"the Asterisk backend cannot run {type(command).__name__}")
+
+
+def _dial_variables(command: DialLegB, config: AsteriskConfig) -> dict[str, str]:
+    variables = {
+        "CC_DIAL": _checked(dial_string(target_of(command.target), config), _DIAL_STRING,
+                            "dial string"),
+        "CC_RING_TIMEOUT": str(int(command.ring_timeout)),
+        # r: ringback to leg A while B rings; S(n): the switch ends the call n
+        # seconds after B answers, even if we are gone.
+        "CC_DIAL_OPTIONS": f"rS({int(command.time_limit)})",
+    }
+    if command.caller_id:
+        variables["CALLERID(num)"] = _checked(command.caller_id, _CALLER_ID, "caller ID")
+    return variables
 
 
 def _steer(channel: str, context: str, variables: dict[str, str]) -> list[Action]:

@@ -34,7 +34,7 @@ from controller.calls.core import (
 from controller.config import AsteriskConfig
 from controller.errors import SwitchActionFailed, SwitchUnavailable
 
-from .actions import CONTEXT_HOLD, encode
+from .actions import CONTEXT_DIAL, CONTEXT_HOLD, encode
 from .events import AmiEventTranslator, leg_a_channel_id
 
 log = structlog.get_logger(__name__)
@@ -142,6 +142,11 @@ class AsteriskBackend:
         core_state = CallState(state)
         leg_b = next((c for c in channels
                       if c.get("Linkedid") == a_id and c.get("Uniqueid") != a_id), None)
+        if core_state is CallState.WHISPERING and (
+                leg_b is not None or leg_a.get("Context") in (CONTEXT_DIAL, CONTEXT_HOLD)):
+            # The whisper ended meanwhile and the switch went on to dial B.
+            events.append(WhisperFinished(now, True))
+            core_state = CallState.DIALING_B
         if leg_b is not None:
             self._translator.adopt(call_id, Leg.B, leg_b["Uniqueid"])
             if core_state is CallState.DIALING_B:
@@ -153,8 +158,6 @@ class AsteriskBackend:
             # A step ended while we were away and A now waits for the next.
             if core_state in (CallState.DIALING_A, CallState.RINGING_A):
                 events.append(LegAnswered(now, Leg.A))
-            elif core_state is CallState.WHISPERING:
-                events.append(WhisperFinished(now, True))
             elif core_state in (CallState.DIALING_B, CallState.RINGING_B) and leg_b is None:
                 status = await self._getvar(a_id, "DIALSTATUS")
                 events.append(DialFinished(now, status or "UNKNOWN"))

@@ -56,13 +56,16 @@ from controller.backends.base import EventSink
 from controller.calls.core import (
     CallState,
     Command,
+    CommandFailed,
     DialFinished,
+    DialLegB,
     EndedWhileAway,
     Event,
     HangupLegs,
     Leg,
     LegAnswered,
     LegCreated,
+    LegEnded,
     PlayMessageThenHangup,
     PlayWhisper,
     SwitchLost,
@@ -328,6 +331,8 @@ class FreeswitchBackend:
         self._format = event_format
         self._translator = FsEventTranslator()
         self._sinks: dict[str, EventSink] = {}
+        # Leg B's dial to start when the call's whisper ends (PlayWhisper.then_dial).
+        self._then_dial: dict[str, DialLegB] = {}
         self._thread: _GeventThread | None = None
         self._conn: _Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -396,6 +401,7 @@ class FreeswitchBackend:
 
     def forget(self, call_id: str) -> None:
         followed = self._sinks.pop(call_id, None) is not None
+        self._then_dial.pop(call_id, None)
         self._translator.forget(call_id)
         if followed and self.connected:
             self._spawn(self._send_quietly(unwatch_filters(call_id)))
@@ -454,6 +460,7 @@ class FreeswitchBackend:
             return
         if isinstance(command, PlayWhisper):
             self._translator.expect_playback(call_id, command.audio, PlaybackKind.WHISPER)
+            self._then_dial[call_id] = command.then_dial
         elif isinstance(command, PlayMessageThenHangup):
             self._translator.expect_playback(call_id, command.audio, PlaybackKind.MESSAGE)
         for esl in commands:
@@ -464,6 +471,18 @@ class FreeswitchBackend:
                 continue  # it hung up by itself meanwhile: that is what we wanted
             raise SwitchActionFailed(f"FreeSWITCH refused {esl.name}: {reply.text}",
                                      action=esl.name, call_id=call_id)
+
+    def _dial_after_whisper(self, call_id: str, then_dial: DialLegB) -> None:
+        """FreeSWITCH has no dialplan step to chain here: the adapter starts
+        the bridge itself the moment the whisper's PLAYBACK_STOP arrives."""
+        async def dial() -> None:
+            try:
+                await self.execute(call_id, then_dial)
+            except (SwitchActionFailed, SwitchUnavailable) as exc:
+                sink = self._sinks.get(call_id)
+                if sink is not None:
+                    sink(CommandFailed(time.time(), "DialLegB", exc.message))
+        self._spawn(dial())
 
     async def active_channels(self) -> list[str]:
         reply = await self._send(EslCommand(Verb.API, "show channels as json"))
@@ -698,6 +717,10 @@ class FreeswitchBackend:
         if self.observe_event_lag is not None and stamp.isdigit():
             self.observe_event_lag(now - int(stamp) / 1_000_000)
         for routed in self._translator.translate(event, now):
+            then_dial = self._then_dial.pop(routed.call_id, None) \
+                if isinstance(routed.event, (WhisperFinished, LegEnded)) else None
+            if then_dial is not None and isinstance(routed.event, WhisperFinished):
+                self._dial_after_whisper(routed.call_id, then_dial)
             sink = self._sinks.get(routed.call_id)
             if sink is not None:
                 sink(routed.event)
