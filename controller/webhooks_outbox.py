@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import email.utils
 import json
 import random
@@ -119,45 +118,68 @@ class Outbox:
         self._wake.set()
 
     async def run(self) -> None:
-        """Send due deliveries until stop(). Store failures are logged and
-        retried; they never end the loop."""
+        """Send due deliveries until stop(), up to ``concurrency`` at a time:
+        a slot freed by one delivery is filled at once, so a slow receiver
+        holds up only its own delivery. Store failures are logged and retried;
+        they never end the loop."""
         self._run_task = asyncio.current_task()
         log.info("outbox.started")
-        while not self._stopping:
-            try:
-                await self._send_due()
-                next_due = await self._store.next_due_at()
-            except StoreError as exc:
-                log.error("outbox.store_failed", error_id=exc.error_id, error=exc.message)
-                next_due = self._clock() + STORE_RETRY_SECONDS
-            except Exception:
-                # A bug in one delivery must not stop every later webhook.
-                log.exception("outbox.unexpected_error")
-                next_due = self._clock() + STORE_RETRY_SECONDS
-            await self._sleep_until(next_due)
+        in_flight: dict[str, asyncio.Task[WebhookDelivery]] = {}
+        try:
+            while not self._stopping:
+                try:
+                    self._start_due(in_flight, await self._store.due_deliveries(
+                        self._clock(), self._batch_size + len(in_flight)))
+                    next_due = await self._store.next_due_at()
+                except StoreError as exc:
+                    log.error("outbox.store_failed", error_id=exc.error_id, error=exc.message)
+                    next_due = self._clock() + STORE_RETRY_SECONDS
+                await self._wait(in_flight, next_due)
+                self._reap(in_flight)
+        finally:
+            if in_flight:
+                await asyncio.wait(in_flight.values(), timeout=self._timeout + 1.0)
+                for task in in_flight.values():
+                    task.cancel()
         log.info("outbox.stopped")
 
-    async def _send_due(self) -> None:
-        due = await self._store.due_deliveries(self._clock(), self._batch_size)
-        results = await asyncio.gather(*(self.attempt(delivery) for delivery in due),
-                                       return_exceptions=True)
-        # Every attempt has run to its end; only now may the first failure end the batch.
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+    def _start_due(self, in_flight: dict[str, asyncio.Task[WebhookDelivery]],
+                   due: list[WebhookDelivery]) -> None:
+        for delivery in due:
+            if len(in_flight) >= self._batch_size:
+                return
+            if delivery.event_id not in in_flight:
+                in_flight[delivery.event_id] = asyncio.create_task(self.attempt(delivery))
 
-    async def _sleep_until(self, due: float | None) -> None:
+    async def _wait(self, in_flight: dict[str, asyncio.Task[WebhookDelivery]],
+                    due: float | None) -> None:
+        """Until a delivery ends, wake() is called, or the next one is due."""
         if self._stopping:
             return
         delay = MAX_IDLE_SECONDS if due is None else min(MAX_IDLE_SECONDS, max(0.0, due - self._clock()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+        if delay == 0.0 and in_flight:
+            delay = MAX_IDLE_SECONDS  # what is due is being sent: wait for a slot
+        woken = asyncio.ensure_future(self._wake.wait())
+        await asyncio.wait({woken, *in_flight.values()}, timeout=delay,
+                           return_when=asyncio.FIRST_COMPLETED)
+        woken.cancel()
         # Cleared before the next look at the store, so a wake() during that look is not lost.
         self._wake.clear()
 
+    @staticmethod
+    def _reap(in_flight: dict[str, asyncio.Task[WebhookDelivery]]) -> None:
+        for event_id, task in list(in_flight.items()):
+            if not task.done():
+                continue
+            del in_flight[event_id]
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                # A bug in one delivery must not stop every later webhook.
+                log.error("outbox.delivery_failed", event_id=event_id, error=repr(error))
+
     async def stop(self) -> None:
-        """End run() once its current batch is done (cancel it if that takes
-        longer than one request may), then close the HTTP client."""
+        """End run() once the deliveries in flight are done (cancelled if they
+        take longer than one request may), then close the HTTP client."""
         self._stopping = True
         self._wake.set()
         task = self._run_task
