@@ -23,6 +23,11 @@ log = structlog.get_logger(__name__)
 RETRYABLE = {408, 429}
 
 
+def is_retryable(status: int) -> bool:
+    """Whether an HTTP answer to a webhook is worth another attempt."""
+    return status >= 500 or status in RETRYABLE
+
+
 @dataclass(frozen=True)
 class Delivery:
     event_id: str
@@ -76,7 +81,7 @@ class WebhookSender:
                              status=status, attempt=attempt)
                     return Delivery(event_id, True, status, attempt)
                 error = f"HTTP {status}"
-                if status < 500 and status not in RETRYABLE:
+                if not is_retryable(status):
                     break
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -35,11 +35,10 @@ from standardwebhooks import Webhook
 
 from controller.errors import ConfigError
 from controller.store import DeliveryState, Store, StoreError, WebhookDelivery
-from controller.webhooks import redact
+from controller.webhooks import is_retryable, redact
 
 log = structlog.get_logger(__name__)
 
-RETRYABLE_STATUS = {408, 429}
 MIN_RETRY_DELAY = 1.0
 # The longest the loop sleeps without looking at the store, in case a wake() was missed.
 MAX_IDLE_SECONDS = 60.0
@@ -248,7 +247,7 @@ class Outbox:
             log.error("webhook.url_gone", url=url, event_id=delivery.event_id, attempt=attempts)
             return replace(delivery, state=DeliveryState.DISABLED, attempts=attempts,
                            last_status_code=status, last_error=error)
-        if status >= 500 or status in RETRYABLE_STATUS:
+        if is_retryable(status):
             return self._retry_or_fail(delivery, now, attempts, status, error,
                                        response.headers.get("retry-after"))
         log.error("webhook.failed", url=url, event_id=delivery.event_id, status=status, attempt=attempts)

@@ -171,7 +171,7 @@ def create_app(daemon: Daemon) -> FastAPI:
                          idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
                          ) -> Any:
         if idempotency_key:
-            existing = await daemon.store_call_by_key(idempotency_key)
+            existing = await daemon.store.get_call_by_idempotency_key(idempotency_key)
             if existing is not None:
                 response.headers["Idempotency-Replayed"] = "true"
                 return initial_of(existing)

@@ -269,7 +269,6 @@ class CallService:
                  reason=result["reason"], hangup_by=result["hangup_by"],
                  talk_seconds=result["talk_seconds"])
         await self.listener.call_ended(call, result)
-        self.backend.forget(call.call_id)
         if not call.done.done():
             call.done.set_result(result)
 

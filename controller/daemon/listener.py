@@ -100,9 +100,7 @@ class StoreListener:
         if call.core.finished:
             self._ending[call.call_id] = (timeline, deliveries)
             return
-        await self.store.save_call(self.record_of(call), timeline, deliveries)
-        if deliveries:
-            self.outbox.wake()
+        await self._save(self.record_of(call), timeline, deliveries)
 
     async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None:
         public = self.config.api.public_url.rstrip("/")
@@ -110,11 +108,15 @@ class StoreListener:
             result["recording"]["url"] = f"{public}/v1/calls/{call.call_id}/recording"
         timeline, deliveries = self._ending.pop(call.call_id, ([], []))
         deliveries += self._deliveries(call, "call.completed", result)
-        await self.store.save_call(self.record_of(call, result), timeline, deliveries)
-        if deliveries:
-            self.outbox.wake()
+        await self._save(self.record_of(call, result), timeline, deliveries)
         self.metrics.calls.labels(result["status"]).inc()
         self.metrics.active_calls.dec()
+
+    async def _save(self, record: StoredCall, timeline: list[TimelineEntry],
+                    deliveries: list[WebhookDelivery]) -> None:
+        await self.store.save_call(record, timeline, deliveries)
+        if deliveries:
+            self.outbox.wake()  # written first, sent now
 
     def _deliveries(self, call: ActiveCall, event_type: str,
                     data: dict[str, Any]) -> list[WebhookDelivery]:

@@ -19,6 +19,7 @@ import sdnotify
 import structlog
 import uvicorn
 
+from controller import __version__
 from controller.api.app import ComponentStatus, Status, create_app
 from controller.app import Controller
 from controller.calls.core import CallConnect
@@ -27,7 +28,7 @@ from controller.daemon.admission import Admission
 from controller.daemon.listener import StoreListener, request_from_dict
 from controller.daemon.metrics import Metrics
 from controller.errors import ConfigError, SwitchError
-from controller.store import StoredCall, StoreError
+from controller.store import StoreError
 from controller.store.sqlite import SqliteStore
 from controller.webhooks_outbox import Outbox
 
@@ -74,10 +75,7 @@ class Daemon:
 
     @property
     def switch_connected(self) -> bool:
-        return bool(getattr(self.controller.backend, "connected", False))
-
-    async def store_call_by_key(self, key: str) -> StoredCall | None:
-        return await self.store.get_call_by_idempotency_key(key)
+        return self.controller.backend.connected
 
     async def run(self) -> None:
         await self.store.open()
@@ -166,14 +164,8 @@ class Daemon:
         components["webhooks"] = (ComponentStatus(status="ok") if self.outbox.running
                                   else ComponentStatus(status="fail", reason="outbox not running"))
         ok = all(c.status == "ok" for c in components.values())
-        return Status(status="ok" if ok else "fail", version=_version(), draining=self.draining,
+        return Status(status="ok" if ok else "fail", version=__version__, draining=self.draining,
                       active_calls=len(self.controller.calls.calls), components=components)
-
-
-def _version() -> str:
-    from controller import __version__
-
-    return __version__
 
 
 async def run_daemon(config: Config) -> None:

@@ -96,7 +96,6 @@ import re
 import struct
 import sys
 import time
-import tomllib
 import uuid
 import wave
 from collections.abc import Iterable
@@ -104,6 +103,8 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tests.scenarios import SCENARIOS, scenario_folders, scenario_spec
 
 if TYPE_CHECKING:
     from controller.app import Controller
@@ -1135,20 +1136,15 @@ class EslPeer:
 
 # ---------------------------------------------------------------- lab scenarios
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "sip-lab" / "scenarios"
 _PHONE_USERS = {"answer.xml": "answer", "busy.xml": "busy", "no-answer.xml": "no-answer",
                 "reject.xml": "reject"}
-
-
-def scenario_folders() -> list[Path]:
-    return sorted(p for p in SCENARIOS.iterdir() if (p / "scenario.toml").exists())
 
 
 def scenario_call(folder: Path) -> dict[str, Any]:
     """The scenario's [call], with a [phone] of its own (a SIPp phone in the
     lab) mapped to the peer's phone of the same behaviour, named by the SIP
     URI's user part."""
-    spec = tomllib.loads((folder / "scenario.toml").read_text())
+    spec = scenario_spec(folder)
     call = dict(spec["call"])
     phone = spec.get("phone")
     if phone is not None:
@@ -1165,27 +1161,6 @@ def scenario_call(folder: Path) -> dict[str, Any]:
             if target.startswith("sip:") and f":{phone['port']}" in target:
                 call[leg] = re.sub(r"^sip:[^@]+@", f"sip:{user}@", target)
     return call
-
-
-def scenario_expect(folder: Path) -> dict[str, Any]:
-    expect: dict[str, Any] = tomllib.loads((folder / "scenario.toml").read_text())["expect"]
-    return expect
-
-
-def observed(result: dict[str, Any]) -> dict[str, Any]:
-    """The fields a scenario's [expect] may name (as tests/lab/test_scenarios.py)."""
-    return {
-        "status": result["status"],
-        "leg_a_status": result["leg_a_status"],
-        "leg_b_status": result["leg_b_status"],
-        "hangup_by": result["hangup_by"],
-        "whisper_played": result["whisper_played"],
-        "recorded": result["recorded"],
-        "leg_a_cause": result["leg_a"]["hangup_cause"],
-        "leg_b_cause": result["leg_b"]["hangup_cause"],
-        "b_dialed": result["leg_b"]["dialed"],
-        "states": [step["to"] for step in result["timeline"]],
-    }
 
 
 class Listener:

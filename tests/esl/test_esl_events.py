@@ -42,6 +42,7 @@ from controller.calls.core import (
     RecordingStarted,
     WhisperFinished,
 )
+from tests.wire import chunked
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "esl"
 
@@ -113,18 +114,6 @@ def replay(events: list[dict[str, str]], call_id: str, whisper: bool) -> CallCon
             assert routed.call_id == call_id
             core.handle(routed.event)
     return core
-
-
-def chunked(data: bytes, sizes: list[int]) -> list[bytes]:
-    chunks, i = [], 0
-    for size in sizes:
-        if i >= len(data):
-            break
-        chunks.append(data[i:i + size])
-        i += size
-    if i < len(data):
-        chunks.append(data[i:])
-    return chunks
 
 
 @pytest.mark.parametrize("name", sorted(OUTCOMES))

@@ -11,7 +11,6 @@ the peer has none of that call's channels left.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,10 @@ import pytest
 
 from controller.app import Controller
 from controller.calls.service import CallRequest
+from tests.scenarios import assert_expected, scenario_folders
 
 from .conftest import PASSWORD, channels_gone, esl_config, freeswitch_controller
-from .peer import EslPeer, observed, scenario_call, scenario_expect, scenario_folders
+from .peer import EslPeer, scenario_call
 
 CALL_TIMEOUT = 60.0
 
@@ -73,12 +73,5 @@ async def test_scenario(folder: Path, outcomes: dict[str, Outcome | BaseExceptio
     outcome = outcomes[folder.name]
     if isinstance(outcome, BaseException):
         raise outcome
-    result = outcome.result
-    expect = scenario_expect(folder)
-    wanted = {key: observed(result)[key] for key in expect}
-    assert wanted == expect, (
-        f"{folder.name}: {result['reason']}\nlegs: {json.dumps([result['leg_a'], result['leg_b']])}"
-        f"\ntimeline: {json.dumps(result['timeline'])}")
-    if expect.get("recorded"):
-        assert Path(result["recording"]["path"]).stat().st_size > 1000
+    assert_expected(folder, outcome.result)
     assert outcome.channels_left == [], f"{folder.name}: channels left on the peer"

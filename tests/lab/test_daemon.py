@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +284,23 @@ async def deliveries(receiver: WebhookReceiver, count: int, timeout: float = 30)
         await asyncio.sleep(0.05)
 
 
+async def place_then_kill(start_daemon: Callable[..., DaemonProcess], body: dict[str, Any],
+                          state: str, before_kill: Callable[[], Awaitable[None]] | None = None,
+                          ) -> str:
+    """Place a call on a fresh daemon, wait until it reaches ``state`` (and
+    ``before_kill``), then SIGKILL the daemon. Returns the call's id."""
+    daemon = start_daemon()
+    await daemon.ready()
+    async with api(daemon) as client:
+        call_id: str = (await client.post("/v1/calls", json=body)).json()["call_uuid"]
+        await wait_for_state(client, call_id, state)
+    if before_kill is not None:
+        await before_kill()
+    daemon.signal(signal.SIGKILL)
+    daemon.wait(10)
+    return call_id
+
+
 @pytest.mark.lab
 async def test_status_callbacks_and_a_retried_signed_completion(
         daemon: DaemonProcess, webhook_receiver: StartReceiver) -> None:
@@ -336,15 +353,9 @@ async def test_a_410_disables_the_url(daemon: DaemonProcess, webhook_receiver: S
 async def test_sigkill_mid_call_then_restart_follows_the_call(
         start_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver()
-    first = start_daemon()
-    await first.ready()
-    async with api(first) as client:
-        call_id = (await client.post("/v1/calls", json={
-            "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 6,
-            "webhook_url": receiver.url})).json()["call_uuid"]
-        await wait_for_state(client, call_id, "bridged")
-    first.signal(signal.SIGKILL)
-    first.wait(10)
+    call_id = await place_then_kill(start_daemon, {
+        "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 6,
+        "webhook_url": receiver.url}, "bridged")
     second = start_daemon()
     await second.ready()
     async with api(second) as client:
@@ -361,15 +372,9 @@ async def test_sigkill_mid_call_then_restart_follows_the_call(
 async def test_a_call_that_ended_while_the_daemon_was_down_is_closed_right(
         start_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver()
-    first = start_daemon()
-    await first.ready()
-    async with api(first) as client:
-        call_id = (await client.post("/v1/calls", json={
-            "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 2,
-            "webhook_url": receiver.url})).json()["call_uuid"]
-        await wait_for_state(client, call_id, "bridged")
-    first.signal(signal.SIGKILL)
-    first.wait(10)
+    call_id = await place_then_kill(start_daemon, {
+        "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 2,
+        "webhook_url": receiver.url}, "bridged")
     await asyncio.sleep(4)  # the time limit ends the call while nobody listens
     second = start_daemon()
     await second.ready()
@@ -386,16 +391,9 @@ async def test_a_call_that_ended_while_the_daemon_was_down_is_closed_right(
 async def test_a_webhook_not_yet_delivered_survives_a_crash(
         start_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
     failing = await webhook_receiver([503] * 1000)
-    first = start_daemon()
-    await first.ready()
-    async with api(first) as client:
-        call_id = (await client.post("/v1/calls", json={
-            "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 1,
-            "webhook_url": failing.url})).json()["call_uuid"]
-        await wait_for_state(client, call_id, "ended")
-        await deliveries(failing, 1)
-    first.signal(signal.SIGKILL)
-    first.wait(10)
+    await place_then_kill(start_daemon, {
+        "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 1,
+        "webhook_url": failing.url}, "ended", before_kill=lambda: deliveries(failing, 1))
     event_id = failing.headers[0]["webhook-id"]
     tried = len(failing.bodies)
     failing.answers.clear()  # the receiver recovers while the daemon is down

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +11,9 @@ import pytest
 
 from controller.app import Controller
 from controller.calls.service import CallRequest
+from tests.scenarios import assert_expected, scenario_folders, scenario_spec
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "sip-lab" / "scenarios"
 CALL_TIMEOUT = 60.0
-
-
-def scenarios() -> list[Path]:
-    return sorted(p for p in SCENARIOS.iterdir() if (p / "scenario.toml").exists())
 
 
 def start_phone(folder: Path, phone: dict[str, Any]) -> subprocess.Popen[bytes]:
@@ -31,9 +25,9 @@ def start_phone(folder: Path, phone: dict[str, Any]) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("folder", scenarios(), ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", scenario_folders(), ids=lambda p: p.name)
 async def test_scenario(folder: Path, controller: Controller) -> None:
-    spec = tomllib.loads((folder / "scenario.toml").read_text())
+    spec = scenario_spec(folder)
     phone = start_phone(folder, spec["phone"]) if "phone" in spec else None
     try:
         if phone is not None:
@@ -46,22 +40,4 @@ async def test_scenario(folder: Path, controller: Controller) -> None:
                 phone.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 phone.kill()
-    expect = spec["expect"]
-    observed = {
-        "status": result["status"],
-        "leg_a_status": result["leg_a_status"],
-        "leg_b_status": result["leg_b_status"],
-        "hangup_by": result["hangup_by"],
-        "whisper_played": result["whisper_played"],
-        "recorded": result["recorded"],
-        "leg_a_cause": result["leg_a"]["hangup_cause"],
-        "leg_b_cause": result["leg_b"]["hangup_cause"],
-        "b_dialed": result["leg_b"]["dialed"],
-        "states": [step["to"] for step in result["timeline"]],
-    }
-    wanted = {key: observed[key] for key in expect}
-    assert wanted == expect, (
-        f"{folder.name}: {result['reason']}\nlegs: {json.dumps([result['leg_a'], result['leg_b']])}"
-        f"\ntimeline: {json.dumps(result['timeline'])}")
-    if expect.get("recorded"):
-        assert Path(result["recording"]["path"]).stat().st_size > 1000
+    assert_expected(folder, result)

@@ -15,6 +15,7 @@ from panoramisk.message import Message
 
 from controller.backends.asterisk.events import AmiEventTranslator
 from controller.calls.core import CallConnect, CallPlan, Event, Leg, LegCreated, LegHungUp
+from tests.wire import chunked
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"
 
@@ -73,18 +74,6 @@ def replay(messages: list[Message], call_id: str) -> CallConnect:
             assert routed.call_id == call_id
             core.handle(routed.event)
     return core
-
-
-def chunked(data: bytes, sizes: list[int]) -> list[bytes]:
-    chunks, i = [], 0
-    for size in sizes:
-        if i >= len(data):
-            break
-        chunks.append(data[i:i + size])
-        i += size
-    if i < len(data):
-        chunks.append(data[i:])
-    return chunks
 
 
 @pytest.mark.parametrize("name", sorted(OUTCOMES))

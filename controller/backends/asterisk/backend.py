@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -58,7 +58,7 @@ class AsteriskBackend:
         self._translator = AmiEventTranslator()
         self._sinks: dict[str, EventSink] = {}
         self._manager: Manager | None = None
-        self._cleanups: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self.connected = False
         self.observe_event_lag: Callable[[float], None] | None = None
 
@@ -120,9 +120,7 @@ class AsteriskBackend:
         self._translator.forget(call_id)
         self._sinks.pop(call_id, None)
         if self.connected:
-            task = asyncio.ensure_future(self._forget_outcome(call_id))
-            self._cleanups.add(task)
-            task.add_done_callback(self._cleanups.discard)
+            self._spawn(self._forget_outcome(call_id))
 
     async def _forget_outcome(self, call_id: str) -> None:
         try:
@@ -165,10 +163,8 @@ class AsteriskBackend:
 
     async def _outcome_kept(self, call_id: str, now: float) -> EndedWhileAway:
         """What the callconnect-outcome hangup handler kept in AstDB."""
-        responses = await self._send({"Action": "DBGet", "Family": OUTCOME_FAMILY, "Key": call_id},
-                                     as_list=True)
-        if isinstance(responses, Message):
-            responses = [responses]
+        responses = await self._send_list({"Action": "DBGet", "Family": OUTCOME_FAMILY,
+                                           "Key": call_id})
         value = next((m.get("Val", "") for m in responses if m.get("Event") == "DBGetResponse"), "")
         parts = value.split(":") if value else []
         if len(parts) != 4:
@@ -188,10 +184,20 @@ class AsteriskBackend:
         return str(value) or None
 
     async def _channels(self) -> list[Message]:
-        responses = await self._send({"Action": "CoreShowChannels"}, as_list=True)
-        if isinstance(responses, Message):
-            responses = [responses]
+        responses = await self._send_list({"Action": "CoreShowChannels"})
         return [m for m in responses if m.get("Event") == "CoreShowChannel"]
+
+    async def _send_list(self, action: dict[str, str]) -> list[Message]:
+        """An action answered by an event list (panoramisk gives a lone
+        message when Asterisk answers with an error instead)."""
+        responses = await self._send(action, as_list=True)
+        return [responses] if isinstance(responses, Message) else list(responses)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run in the background, holding a reference so it is not collected."""
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def execute(self, call_id: str, command: Command) -> None:
         b_channel = self._translator.channel_of(call_id, Leg.B)
@@ -236,9 +242,7 @@ class AsteriskBackend:
 
     def _on_login(self, manager: Manager) -> None:
         self.connected = True
-        task = asyncio.ensure_future(self._filter_events())
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
+        self._spawn(self._filter_events())
 
     async def _filter_events(self) -> None:
         try:
