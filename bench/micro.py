@@ -12,7 +12,14 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from controller.backends.asterisk.events import AmiEventTranslator
-from controller.calls.core import CallConnect, CallPlan
+from controller.calls.core import (
+    Attempt,
+    CallConnect,
+    CallPlan,
+    CallStatus,
+    ChooseTargets,
+    RouteExhausted,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ami"
 ROUNDS = 300
@@ -58,15 +65,22 @@ def full_path(recorded: list[tuple[str, bytes]]) -> tuple[int, float]:
         for call_id, wire in recorded:
             translator = AmiEventTranslator()
             translator.watch(call_id)
-            core = CallConnect(CallPlan(call_id, "+27115550101", "+27115550202", 30, 60,
-                                        "/m/w", "/m/s", "/r/x.wav"), created_at=0.0)
+            plan = CallPlan(call_id, "+27115550101", "+27115550202", ring_timeout=30, time_limit=60,
+                            whisper_audio="/m/w", recording_file="/r/x.wav",
+                            first_attempt=Attempt(("+27115550202",), 30))
+            core = CallConnect(plan, created_at=0.0)
             core.start()
 
             def handle(message: Message, translator: AmiEventTranslator = translator,
                        core: CallConnect = core) -> None:
                 for routed in translator.translate(message, 0.0):
                     if not core.finished:
-                        core.handle(routed.event)
+                        for command in core.handle(routed.event):
+                            if isinstance(command, ChooseTargets):
+                                # One number: the route has run out (the router's I/O
+                                # is not on this path).
+                                core.handle(RouteExhausted(routed.event.at, CallStatus.FAILED,
+                                                           "nobody more to ring", "/m/s"))
 
             sink = Sink(handle)
             protocol = AMIProtocol()

@@ -10,6 +10,7 @@ from controller.backends.asterisk.backend import AsteriskBackend
 from controller.backends.base import Backend
 from controller.calls.service import CallListener, CallService
 from controller.config import Config
+from controller.routing.agents import AgentBook
 from controller.tts import WhisperRenderer
 
 
@@ -23,12 +24,13 @@ def make_backend(config: Config) -> Backend:
 
 
 class Controller:
-    def __init__(self, config: Config, listener: CallListener) -> None:
+    def __init__(self, config: Config, listener: CallListener,
+                 agents: AgentBook | None = None) -> None:
         self.config = config
         self.backend = make_backend(config)
         self.renderer = WhisperRenderer(Path(config.media.whisper_dir), config.whisper.voice,
                                         config.whisper.rate, config.whisper.max_seconds)
-        self.calls = CallService(config, self.backend, self.renderer, listener)
+        self.calls = CallService(config, self.backend, self.renderer, listener, agents)
 
     async def start(self) -> None:
         await self.backend.connect()

@@ -44,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc)
     if args.command == "call":
         request = CallRequest(
-            leg_a=args.leg_a, leg_b=args.leg_b, whisper=args.whisper, record=args.record,
+            leg_a=args.leg_a, leg_b=args.leg_b[0] if len(args.leg_b) == 1 else args.leg_b,
+            whisper=args.whisper, record=args.record,
             ring_timeout=args.ring_timeout, time_limit=args.time_limit,
-            caller_id=args.caller_id, webhook_url=args.webhook,
+            caller_id=args.caller_id, webhook_url=args.webhook, strategy=args.strategy,
+            whisper_timing=args.whisper_timing, confirm_key=args.confirm_key,
         )
         if args.wait:
             return asyncio.run(_call_and_wait(config, request))
@@ -71,7 +73,15 @@ def _parser() -> argparse.ArgumentParser:
 
     call = sub.add_parser("call", help="connect leg A to leg B")
     call.add_argument("--leg-a", required=True, help="agent: +E.164, local number or sip: URI")
-    call.add_argument("--leg-b", required=True, help="customer: +E.164, local number or sip: URI")
+    call.add_argument("--leg-b", required=True, action="append",
+                      help="customer: +E.164, local number, sip: URI, endpoint:NAME, "
+                           "group:NAME or a dial-whom URL; repeat to ring several")
+    call.add_argument("--strategy", choices=["simultaneous", "sequential"],
+                      default="simultaneous", help="with several --leg-b: at once or in turn")
+    call.add_argument("--whisper-timing", choices=["before_dial", "on_answer"],
+                      default="before_dial", help="who hears the whisper: leg A before leg B "
+                      "is dialed, or leg B when it answers")
+    call.add_argument("--confirm-key", help="leg B must press this key to take the call")
     call.add_argument("--whisper", help="text spoken to leg A before leg B is dialed")
     call.add_argument("--no-record", dest="record", action="store_false", default=None,
                       help="do not record the call (recording is on by default)")

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from controller.errors import ConfigError
+from controller.errors import ConfigError, InvalidRequest
+from controller.routing.spec import Group, parse_group
 
 ENV_PREFIX = "CALLCONNECT_"
 BACKENDS = ("asterisk", "freeswitch")
@@ -62,7 +63,15 @@ class CallDefaults:
     ring_timeout: int = 30
     time_limit: int = 3600
     caller_id: str = ""
+    # Caller IDs a request may ask for (empty: any); caller_id is always allowed.
+    caller_ids: list[str] = field(default_factory=list)
     record: bool = True
+
+
+@dataclass
+class RoutingConfig:
+    # How long a dial-whom URL may take to answer before its fallback is asked.
+    dial_whom_timeout: float = 10.0
 
 
 @dataclass
@@ -127,6 +136,22 @@ class Config:
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    # Agent groups: [groups.NAME] strategy, agents, ring_timeout, fallbacks ...
+    groups: dict[str, Any] = field(default_factory=dict)
+
+    def agent_groups(self) -> dict[str, Group]:
+        groups: dict[str, Group] = {}
+        for name, table in self.groups.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"groups.{name} must be a table", setting=f"groups.{name}")
+            try:
+                groups[name] = parse_group(name, table, self.calls.default_region,
+                                           lambda other: other in self.groups, source="config")
+            except InvalidRequest as exc:
+                raise ConfigError(f"groups.{name}: {exc.message}",
+                                  setting=f"groups.{name}") from exc
+        return groups
 
     def whisper_path_on_switch(self, host_path: Path) -> str:
         return _switch_path(host_path, self.media.whisper_dir, self.media.whisper_switch_dir)
@@ -175,6 +200,10 @@ def _apply(target: Any, data: dict[str, Any], where: str, base: Path) -> None:
             _apply(current, value, name + ".", base)
         elif key == "routes":
             setattr(target, key, [_route(item, name) for item in value])
+        elif key == "groups":
+            if not isinstance(value, dict):
+                raise ConfigError("groups must be a table of groups", setting=name)
+            setattr(target, key, value)
         else:
             converted = _convert(value, hints[key], name)
             if (key.endswith("_dir") or key == "path") and converted \
@@ -198,7 +227,7 @@ def _apply_env(config: Config, environ: Any) -> None:
                 env = f"{ENV_PREFIX}{section.name}_{item.name}".upper()
                 if env in environ and item.name != "routes":
                     setattr(value, item.name, _convert(environ[env], hints[item.name], env))
-        else:
+        elif section.name != "groups":  # groups are tables: from the file only
             env = f"{ENV_PREFIX}{section.name}".upper()
             if env in environ:
                 setattr(config, section.name, environ[env])
@@ -238,5 +267,6 @@ def _check(config: Config) -> None:
                           setting="backend")
     if not 1 <= config.calls.ring_timeout <= 600:
         raise ConfigError("calls.ring_timeout must be 1-600 seconds", setting="calls.ring_timeout")
+    config.agent_groups()  # a bad group fails at start, not on the first call
     if config.calls.time_limit < 1:
         raise ConfigError("calls.time_limit must be at least 1 second", setting="calls.time_limit")

@@ -6,7 +6,8 @@ logs and tests can rely on, and a message a user can act on.
     ├── InvalidRequest              a call request is refused before anything is dialed
     │   ├── InvalidNumber
     │   ├── SameLegs
-    │   └── InvalidField
+    │   ├── InvalidField
+    │   └── GroupFromConfig         an agent group from the config cannot change over the API
     ├── SwitchError                 the switch (Asterisk, FreeSWITCH) failed us
     │   ├── SwitchUnavailable       not connected or not authenticated
     │   └── SwitchActionFailed      an action was refused or timed out
@@ -49,6 +50,10 @@ class SameLegs(InvalidRequest):
 
 class InvalidField(InvalidRequest):
     error_id = "invalid-field"
+
+
+class GroupFromConfig(InvalidRequest):
+    error_id = "group-from-config"
 
 
 class SwitchError(CallConnectError):

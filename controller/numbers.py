@@ -37,6 +37,11 @@ _POSSIBLE_REASONS = {
 class TargetKind(StrEnum):
     NUMBER = "number"
     SIP_URI = "sip-uri"
+    ENDPOINT = "endpoint"  # a device on the switch itself: endpoint:NAME
+
+
+ENDPOINT_PREFIX = "endpoint:"
+_ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,27 @@ class Target:
 
 
 def parse_target(text: str, default_region: str, field: str = "target") -> Target:
-    """A phone number or SIP URI, normalised; InvalidNumber says what is wrong."""
+    """A phone number, SIP URI or switch endpoint, normalised; InvalidNumber
+    says what is wrong."""
     stripped = text.strip()
     if stripped.lower().startswith(("sip:", "sips:")):
         return _parse_sip_uri(stripped, field)
+    if stripped.startswith(ENDPOINT_PREFIX):
+        name = stripped[len(ENDPOINT_PREFIX):]
+        if not _ENDPOINT_NAME.fullmatch(name):
+            raise InvalidNumber(f"{field} {text!r} is not an endpoint name: use endpoint:NAME "
+                                "with letters, digits, '.', '_' or '-' (at most 64)", field=field)
+        return Target(TargetKind.ENDPOINT, stripped)
     return Target(TargetKind.NUMBER, normalize_number(stripped, default_region, field))
+
+
+def target_of(value: str) -> Target:
+    """The kind of a target the controller already normalised."""
+    if value.startswith(("sip:", "sips:")):
+        return Target(TargetKind.SIP_URI, value)
+    if value.startswith(ENDPOINT_PREFIX):
+        return Target(TargetKind.ENDPOINT, value)
+    return Target(TargetKind.NUMBER, value)
 
 
 def normalize_number(text: str, default_region: str, field: str = "number") -> str:
@@ -99,13 +120,9 @@ def _parse_sip_uri(text: str, field: str) -> Target:
     return Target(TargetKind.SIP_URI, f"{scheme}:{match.group('user')}@{host_port}")
 
 
-def parse_legs(leg_a: str, leg_b: str, default_region: str) -> tuple[Target, Target]:
-    a = parse_target(leg_a, default_region, "leg_a")
-    b = parse_target(leg_b, default_region, "leg_b")
-    if a.value == b.value:
+def refuse_same_legs(leg_a: Target, leg_b: list[str]) -> None:
+    """SameLegs if leg A is among leg B's (normalised) targets."""
+    if leg_a.value in leg_b:
         raise SameLegs(
-            f"leg A and leg B are the same ({a.value}): a call connect joins two different parties",
-            leg_a=a.value,
-            leg_b=b.value,
-        )
-    return a, b
+            f"leg A and leg B are the same ({leg_a.value}): a call connect joins two different "
+            "parties", leg_a=leg_a.value, leg_b=leg_a.value)

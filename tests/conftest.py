@@ -38,23 +38,34 @@ class WebhookReceiver:
 
 
 StartReceiver = Callable[..., Awaitable[WebhookReceiver]]
+Serve = Callable[[web.Application], Awaitable[str]]
 
 
 @pytest.fixture
-async def webhook_receiver() -> AsyncIterator[StartReceiver]:
+async def serve() -> AsyncIterator[Serve]:
+    """Serve an aiohttp app on a free loopback port until the test ends;
+    returns its base URL."""
     runners: list[web.AppRunner] = []
 
-    async def start(answers: list[int] | None = None, retry_after: str | None = None) -> WebhookReceiver:
-        receiver = WebhookReceiver(answers or [], retry_after)
-        app = web.Application()
-        app.router.add_post("/hook", receiver.handle)
+    async def start(app: web.Application) -> str:
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         runners.append(runner)
-        receiver.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook?token=s3cret"
-        return receiver
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture
+def webhook_receiver(serve: Serve) -> StartReceiver:
+    async def start(answers: list[int] | None = None, retry_after: str | None = None) -> WebhookReceiver:
+        receiver = WebhookReceiver(answers or [], retry_after)
+        app = web.Application()
+        app.router.add_post("/hook", receiver.handle)
+        receiver.url = f"{await serve(app)}/hook?token=s3cret"
+        return receiver
+
+    return start

@@ -5,6 +5,7 @@ a validation error names the field."""
 from __future__ import annotations
 
 import hmac
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -19,7 +20,8 @@ from controller import __version__
 from controller.calls.service import CallRequest
 from controller.daemon.admission import retry_after_header
 from controller.daemon.listener import DuplicateRequest
-from controller.errors import InvalidRequest, SwitchError
+from controller.errors import GroupFromConfig, InvalidRequest, SwitchError
+from controller.routing.spec import Group
 from controller.store import StoredCall, StoreError
 
 if TYPE_CHECKING:
@@ -28,14 +30,69 @@ if TYPE_CHECKING:
 WebhookEvent = Literal["initiated", "ringing", "answered", "bridged", "completed"]
 
 
+TARGET_HELP = ("E.164 or local number, sip: URI, endpoint:NAME (a device on the switch), "
+               "group:NAME (an agent group) or an http(s) dial-whom URL")
+Outcome = Literal["no_answer", "busy", "failed", "all_busy"]
+
+
+class TargetOption(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(max_length=2048, description=TARGET_HELP)
+    ring_timeout: int | None = Field(None, ge=1, le=600, description="Seconds this target rings")
+
+
+Target = Annotated[str, Field(max_length=2048)] | TargetOption
+
+
+class QueueOption(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(max_length=64, description="The agent group the caller waits for")
+    max_wait: int = Field(120, ge=5, le=3600, description="Seconds before giving up")
+    max_size: int = Field(10, ge=1, le=1000, description="Callers already waiting that make it full")
+    announce_every: int = Field(30, ge=10, le=600, description="Seconds between position news")
+    message: str = Field("", max_length=1000, description="Said when leaving the queue unserved")
+
+
+class FallbackOption(BaseModel):
+    """Exactly one of dial, message, queue or hangup."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dial: list[Target] | None = Field(None, max_length=10, description="Ring these next")
+    message: str | None = Field(None, max_length=1000, description="Say this to leg A, hang up")
+    queue: QueueOption | None = Field(
+        None, description="Hold leg A, with music and its position, until an agent is free")
+    hangup: bool | None = Field(None, description="Hang up at once")
+
+
 class CallCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    leg_a: str = Field(description="Agent: E.164, local number or sip: URI", max_length=128,
-                       examples=["+27115550101"])
-    leg_b: str = Field(description="Customer: E.164, local number or sip: URI", max_length=128,
-                       examples=["011 555 0202"])
-    whisper: str | None = Field(None, max_length=1000, description="Spoken to leg A before B is dialed")
+    leg_a: str = Field(description="Who is called first: E.164, local number, sip: URI or "
+                       "endpoint:NAME", max_length=128, examples=["+27115550101"])
+    leg_b: Target | list[Target] = Field(
+        description=f"Whom to connect leg A to: one target or up to 10. A target is {TARGET_HELP}",
+        examples=["011 555 0202", ["+27115550202", "sip:desk@pbx.example.com"], "group:sales"])
+    strategy: Literal["simultaneous", "sequential"] = Field(
+        "simultaneous", description="Ring leg B's targets at once (first answer wins) or in turn")
+    max_attempts: int | None = Field(None, ge=1, le=50, description="Most rounds of ringing leg B")
+    fallbacks: dict[Outcome, FallbackOption] | None = Field(
+        None, description="What happens when leg B's route runs out, by how it ran out")
+    dial_whom_fallback_url: str | None = Field(
+        None, max_length=2048, description="Asked when a dial-whom URL fails or takes over 10 s")
+    dial_whom_ask_again: bool = Field(
+        True, description="Ask the dial-whom URL again after every failed attempt")
+    whisper: str | None = Field(None, max_length=1000, description="Spoken to the agent")
+    whisper_timing: Literal["before_dial", "on_answer"] = Field(
+        "before_dial", description="before_dial: leg A hears it, then B is dialed; on_answer: "
+        "leg B hears it the moment it answers, before the bridge")
+    confirm_key: str | None = Field(None, pattern=r"^[0-9*#]$",
+                                    description="Leg B must press this key to take the call")
+    confirm_timeout: int = Field(5, ge=1, le=60, description="Seconds to press the confirm key")
+    while_ringing: Literal["ringback", "music"] = Field(
+        "ringback", description="What leg A hears while leg B is chosen and rung")
     record: bool | None = Field(None, description="Record the call (default: the config's, on)")
     caller_id: str | None = Field(None, max_length=32)
     ring_timeout: int | None = Field(None, ge=1, le=600, description="Seconds each leg may ring")
@@ -44,6 +101,42 @@ class CallCreate(BaseModel):
     webhook_events: list[WebhookEvent] = Field(
         default=["completed"], description="Status callbacks to send")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Echoed back in webhooks")
+
+
+class GroupBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Literal["round-robin", "simultaneous", "sequential", "longest-idle",
+                      "least-calls"] = "round-robin"
+    agents: list[Annotated[str, Field(max_length=128)]] = Field(
+        min_length=1, max_length=100, description="Numbers, sip: URIs or endpoint:NAMEs, "
+        "in priority order")
+    ring_timeout: int | None = Field(None, ge=1, le=600)
+    calls_period_hours: float = Field(24.0, gt=0, le=8760,
+                                      description="least-calls counts calls over this period")
+    fallbacks: dict[Outcome, FallbackOption] | None = None
+
+
+class AgentView(BaseModel):
+    target: str
+    on_call: str | None
+    last_ended_at: float | None
+    calls_in_period: int
+
+
+class GroupView(BaseModel):
+    name: str
+    strategy: str
+    agents: list[str]
+    ring_timeout: int | None
+    calls_period_hours: float
+    fallbacks: dict[str, Any]
+    source: Literal["config", "api"]
+    agent_states: list[AgentView] = []
+
+
+class GroupList(BaseModel):
+    groups: list[GroupView]
 
 
 class CallAccepted(BaseModel):
@@ -186,11 +279,17 @@ def create_app(daemon: Daemon) -> FastAPI:
         if not daemon.switch_connected:
             return error(503, "switch-unavailable",
                          f"the switch is not reachable ({daemon.switch_reason}); retry later")
+        routing = body.model_dump(include={"leg_b", "fallbacks"}, exclude_none=True)
         request = CallRequest(
-            leg_a=body.leg_a, leg_b=body.leg_b, whisper=body.whisper, record=body.record,
+            leg_a=body.leg_a, leg_b=routing["leg_b"], whisper=body.whisper, record=body.record,
             ring_timeout=body.ring_timeout, time_limit=body.time_limit, caller_id=body.caller_id,
             webhook_url=body.webhook_url, webhook_events=tuple(body.webhook_events),
-            metadata=body.metadata, idempotency_key=idempotency_key)
+            metadata=body.metadata, idempotency_key=idempotency_key, strategy=body.strategy,
+            max_attempts=body.max_attempts, fallbacks=routing.get("fallbacks"),
+            dial_whom_fallback_url=body.dial_whom_fallback_url,
+            dial_whom_ask_again=body.dial_whom_ask_again, whisper_timing=body.whisper_timing,
+            confirm_key=body.confirm_key, confirm_timeout=body.confirm_timeout,
+            while_ringing=body.while_ringing)
         try:
             call = await daemon.controller.calls.place(request)
         except DuplicateRequest as duplicate:
@@ -254,6 +353,50 @@ def create_app(daemon: Daemon) -> FastAPI:
             return error(404, "recording-not-found", f"call {call_id} has no recording",
                          call_id=call_id)
         return FileResponse(path, media_type="audio/wav", filename=f"{call_id}.wav")
+
+    async def group_view(group: Group) -> GroupView:
+        states = await daemon.store.agent_states(group.agents)
+        since = time.time() - group.calls_period_hours * 3600
+        return GroupView(**group.as_dict(), agent_states=[
+            AgentView(target=s.target, on_call=s.on_call, last_ended_at=s.last_ended_at,
+                      calls_in_period=s.calls_since(since)) for s in states.values()])
+
+    @app.get("/v1/groups", response_model=GroupList, dependencies=auth, responses=ERRORS,
+             summary="Agent groups, from the config and the API")
+    async def list_groups() -> Any:
+        groups = daemon.controller.calls.groups
+        return GroupList(groups=[await group_view(groups[name]) for name in sorted(groups)])
+
+    @app.get("/v1/groups/{name}", response_model=GroupView, dependencies=auth, responses=ERRORS,
+             summary="An agent group with its agents' state")
+    async def get_group(name: str) -> Any:
+        group = daemon.controller.calls.groups.get(name)
+        if group is None:
+            return error(404, "group-not-found", f"no agent group {name}", group=name)
+        return await group_view(group)
+
+    @app.put("/v1/groups/{name}", response_model=GroupView, dependencies=auth, responses=ERRORS,
+             summary="Create or replace an agent group")
+    async def put_group(name: str, body: GroupBody) -> Any:
+        try:
+            group = await daemon.put_group(name, body.model_dump(exclude_none=True))
+        except GroupFromConfig as exc:
+            return error(409, exc.error_id, exc.message, **exc.details)
+        except InvalidRequest as exc:
+            return error(400, exc.error_id, exc.message, **exc.details)
+        return await group_view(group)
+
+    @app.delete("/v1/groups/{name}", status_code=204, response_class=Response,
+                response_model=None, dependencies=auth, responses=ERRORS,
+                summary="Delete an agent group made over the API")
+    async def delete_group(name: str) -> Any:
+        try:
+            deleted = await daemon.delete_group(name)
+        except GroupFromConfig as exc:
+            return error(409, exc.error_id, exc.message, **exc.details)
+        if not deleted:
+            return error(404, "group-not-found", f"no agent group {name}", group=name)
+        return Response(status_code=204)
 
     @app.get("/status", response_model=Status, responses={503: {"model": Status}},
              summary="Health of each component (no token needed)")

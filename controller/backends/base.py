@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from controller.calls.core import Command, Event
@@ -37,6 +37,10 @@ class Backend(Protocol):
     async def execute(self, call_id: str, command: Command) -> None:
         """Carry out one command; SwitchActionFailed if the switch refuses
         it or does not answer in time."""
+
+    async def busy_targets(self, targets: Sequence[str]) -> set[str]:
+        """Those of ``targets`` the switch itself reports busy (on a call
+        placed by any means); targets it cannot tell about are left out."""
 
     async def active_channels(self) -> list[str]:
         """Names of every channel on the switch (not only ours)."""

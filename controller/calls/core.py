@@ -10,6 +10,13 @@ The flow: originate Leg A; when A answers, play the whisper to A only; when the
 whisper has finished, dial Leg B; when B answers, record; when either side hangs
 up, the call ends. Every failure path ends with every leg hung up and exactly one
 :class:`CallEnded` command carrying the result.
+
+Leg B is dialed in attempts: each :class:`Attempt` rings one or more targets at
+once and the first to answer wins. Whom to ring next is not decided here: the
+core asks with :class:`ChooseTargets` and is told with :class:`TargetsChosen`
+or :class:`RouteExhausted` (groups, dial-whom URLs and fallbacks need I/O).
+With an on-answer whisper or a confirm key, Leg B hears the whisper the moment
+it answers and may decline; only then are the legs bridged.
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ class CallState(StrEnum):
     NEW = "new"
     DIALING_A = "dialing-a"
     RINGING_A = "ringing-a"
+    ROUTING = "routing"  # choosing whom to ring for leg B; A holds
     WHISPERING = "whispering"
     DIALING_B = "dialing-b"
     RINGING_B = "ringing-b"
+    CONFIRMING = "confirming"  # B answered; hears the whisper, may press the confirm key
     BRIDGED = "bridged"
     ANNOUNCING = "announcing"  # A hears why B was not reached, then is hung up
     ENDING = "ending"  # outcome decided; waiting for the last channels to go
@@ -60,6 +69,7 @@ class LegStatus(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     CANCELED = "canceled"  # stopped by us before it was answered
+    DECLINED = "declined"  # answered, then did not press the confirm key
     NOT_DIALED = "not-dialed"
 
 
@@ -106,17 +116,33 @@ _CALL_STATUS_OF_UNANSWERED_LEG = {
     LegStatus.REJECTED: CallStatus.BUSY,
     LegStatus.NO_ANSWER: CallStatus.NO_ANSWER,
     LegStatus.CANCELED: CallStatus.CANCELED,
+    LegStatus.DECLINED: CallStatus.NO_ANSWER,
 }
 
 
 # ---------------------------------------------------------------- the plan
 
 @dataclass(frozen=True)
+class Attempt:
+    """One round of dialing leg B: every target rung at once, first answer wins.
+
+    Targets are normalised (E.164, sip: URI, endpoint:NAME); ``source`` says
+    what chose them (the request, a group, a dial-whom URL, a fallback).
+    """
+
+    targets: tuple[str, ...]
+    ring_timeout: int
+    source: str = "request"
+
+
+@dataclass(frozen=True)
 class CallPlan:
     """Everything the core needs to run one call, decided before it starts.
 
-    Targets are dial strings the adapter understands (already validated);
-    audio and recording paths are as the switch sees them.
+    Targets are already validated; audio and recording paths are as the switch
+    sees them. ``leg_b`` describes whom leg B is (a number, a list, a group, a
+    URL); ``first_attempt`` is set when that is known before the call starts,
+    otherwise the core asks once leg A has answered.
     """
 
     call_id: str
@@ -125,9 +151,21 @@ class CallPlan:
     ring_timeout: int
     time_limit: int
     whisper_audio: str | None = None
-    b_unreached_audio: str | None = None
     recording_file: str | None = None
     caller_id: str | None = None
+    first_attempt: Attempt | None = None
+    # Leg B hears the whisper on answer (not leg A before the dial).
+    whisper_on_answer: bool = False
+    # Leg B must press this key after answering, within confirm_timeout seconds.
+    confirm_key: str | None = None
+    confirm_timeout: int = 5
+    # Leg A hears music (not ringback) while leg B is chosen and rung.
+    hold_music: bool = False
+
+    @property
+    def answer_steps(self) -> bool:
+        """Leg B has something to do between answering and the bridge."""
+        return bool(self.confirm_key or (self.whisper_on_answer and self.whisper_audio))
 
 
 # ---------------------------------------------------------------- events
@@ -140,6 +178,7 @@ class Event:
 @dataclass(frozen=True)
 class LegCreated(Event):
     leg: Leg
+    channel: str = ""  # the switch's id of the channel: leg B may have several
 
 
 @dataclass(frozen=True)
@@ -150,6 +189,8 @@ class LegRinging(Event):
 @dataclass(frozen=True)
 class LegAnswered(Event):
     leg: Leg
+    channel: str = ""
+    target: str = ""  # for leg B: which of the attempt's targets answered
 
 
 @dataclass(frozen=True)
@@ -162,6 +203,7 @@ class LegHungUp(Event):
 
     leg: Leg
     cause: int
+    channel: str = ""
 
 
 @dataclass(frozen=True)
@@ -169,6 +211,7 @@ class LegEnded(Event):
     leg: Leg
     cause: int
     cause_text: str = ""
+    channel: str = ""
 
 
 @dataclass(frozen=True)
@@ -188,6 +231,46 @@ class DialFinished(Event):
     """The dial of Leg B ended without a bridge (no answer, busy, ...)."""
 
     dial_status: str
+
+
+@dataclass(frozen=True)
+class TargetsChosen(Event):
+    """The answer to ChooseTargets: ring these next. ``route_state`` is the
+    router's own memory, kept with the call so it survives a restart."""
+
+    attempt: Attempt
+    route_state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RouteExhausted(Event):
+    """The answer to ChooseTargets: nobody (more) to ring. The call ends with
+    ``status``; leg A hears ``message_audio`` first if there is one."""
+
+    status: CallStatus
+    reason: str
+    message_audio: str | None = None
+
+
+@dataclass(frozen=True)
+class Announcement(Event):
+    """While leg B is chosen (a queue): tell leg A this, then let it hold,
+    with music, for up to ``hold_for`` seconds more."""
+
+    audio: str
+    hold_for: int
+
+
+@dataclass(frozen=True)
+class AnswerAccepted(Event):
+    """Leg B heard the whisper (and pressed the confirm key): bridge."""
+
+
+@dataclass(frozen=True)
+class AnswerDeclined(Event):
+    """Leg B answered but pressed no key, or a wrong one, in time."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -249,14 +332,29 @@ class OriginateLegA(Command):
     target: str
     ring_timeout: int
     caller_id: str | None
+    hold_music: bool = False  # leg A hears music while leg B is chosen
+
+
+@dataclass(frozen=True)
+class ChooseTargets(Command):
+    """Whom to ring next for leg B: answered with TargetsChosen or
+    RouteExhausted. ``previous`` is how the last attempt ended, if any."""
+
+    previous: str | None
+    route_state: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class DialLegB(Command):
-    target: str
+    targets: tuple[str, ...]
     ring_timeout: int
     time_limit: int
     caller_id: str | None
+    # On answer: play this to leg B, then wait for confirm_key (if any).
+    answer_audio: str | None = None
+    confirm_key: str | None = None
+    confirm_timeout: int = 5
+    hold_music: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,6 +365,12 @@ class PlayWhisper(Command):
 
     audio: str
     then_dial: DialLegB
+
+
+@dataclass(frozen=True)
+class AnnounceToLegA(Command):
+    audio: str
+    hold_for: int
 
 
 @dataclass(frozen=True)
@@ -295,7 +399,8 @@ class CallEnded(Command):
 class LegRecord:
     target: str
     status: LegStatus = LegStatus.PENDING
-    channel_up: bool = False  # a channel exists on the switch for this leg
+    # The switch's channels for this leg (leg B rings several targets at once).
+    channels: list[str] = field(default_factory=list)
     dialed: bool = False  # a channel was ever created for this leg
     # Asked of the switch, not yet created nor refused: the call cannot end
     # while a channel may still appear.
@@ -305,6 +410,10 @@ class LegRecord:
     ended_at: float | None = None
     cause: int | None = None
     cause_text: str | None = None
+
+    @property
+    def channel_up(self) -> bool:
+        return bool(self.channels)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -330,7 +439,7 @@ class Transition:
 # Leg statuses that a hangup can still change; all others are final.
 _OPEN_LEG_STATUSES = (LegStatus.INITIATED, LegStatus.RINGING, LegStatus.ANSWERED)
 _LIVE_A_STATES = (CallState.DIALING_A, CallState.RINGING_A)
-_DIALING_B_STATES = (CallState.DIALING_B, CallState.RINGING_B)
+_DIALING_B_STATES = (CallState.DIALING_B, CallState.RINGING_B, CallState.CONFIRMING)
 
 
 @dataclass
@@ -349,6 +458,10 @@ class CallConnect:
     ended_at: float | None = None
     timeline: list[Transition] = field(default_factory=list)
     legs: dict[Leg, LegRecord] = field(init=False)
+    # Every attempt at leg B: its targets, how it ended, who answered.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    route_state: dict[str, Any] = field(default_factory=dict)
+    b_channel: str | None = None  # the leg B channel that answered
 
     def __post_init__(self) -> None:
         self.legs = {Leg.A: LegRecord(self.plan.leg_a), Leg.B: LegRecord(self.plan.leg_b)}
@@ -360,7 +473,8 @@ class CallConnect:
         self.legs[Leg.A].status = LegStatus.INITIATED
         self.legs[Leg.A].awaiting_channel = True
         self._goto(self.created_at, CallState.DIALING_A, "originating leg A")
-        return [OriginateLegA(self.plan.leg_a, self.plan.ring_timeout, self.plan.caller_id)]
+        return [OriginateLegA(self.plan.leg_a, self.plan.ring_timeout, self.plan.caller_id,
+                              self.plan.hold_music)]
 
     def initial_response(self) -> dict[str, Any]:
         """The answer a caller gets at once, in the shape hosted products use."""
@@ -387,9 +501,10 @@ class CallConnect:
     # ------------------------------------------------------------ handlers
 
     def _on_LegCreated(self, ev: LegCreated) -> list[Command]:
-        self.legs[ev.leg].channel_up = True
-        self.legs[ev.leg].dialed = True
-        self.legs[ev.leg].awaiting_channel = False
+        record = self.legs[ev.leg]
+        record.channels.append(ev.channel)
+        record.dialed = True
+        record.awaiting_channel = False
         if self.state is CallState.ENDING:
             # A channel that appears after we decided to end the call (a cancel
             # raced the originate) is hung up at once.
@@ -417,37 +532,76 @@ class CallConnect:
                 raise InvalidTransition(str(self.state), "LegAnswered(a)")
             leg.status = LegStatus.ANSWERED
             leg.answered_at = ev.at
-            if self.plan.whisper_audio:
-                self._goto(ev.at, CallState.WHISPERING, "leg A answered; whisper to leg A")
-                return [PlayWhisper(self.plan.whisper_audio, self._dial_b_command())]
-            self._goto(ev.at, CallState.DIALING_B, "leg A answered; no whisper")
-            return [self._dial_b()]
-        if self.state not in _DIALING_B_STATES:
+            if self.plan.first_attempt is None:
+                self._goto(ev.at, CallState.ROUTING, "leg A answered; choosing whom to ring")
+                return [ChooseTargets(None, self.route_state)]
+            return self._start_attempt(ev.at, self.plan.first_attempt, "leg A answered")
+        if self.state not in _DIALING_B_STATES or self.state is CallState.CONFIRMING:
             if self.state is CallState.ENDING:
                 return []
             raise InvalidTransition(str(self.state), "LegAnswered(b)")
         leg.status = LegStatus.ANSWERED
         leg.answered_at = ev.at
-        self.bridged_at = ev.at
-        self._goto(ev.at, CallState.BRIDGED, "leg B answered; legs bridged")
-        if self.plan.recording_file:
-            return [StartRecording(self.plan.recording_file)]
+        self.b_channel = ev.channel
+        attempt = self.attempts[-1]
+        attempt["answered_by"] = ev.target or (
+            attempt["targets"][0] if len(attempt["targets"]) == 1 else None)
+        leg.target = attempt["answered_by"] or leg.target
+        if self.plan.answer_steps:
+            self._goto(ev.at, CallState.CONFIRMING,
+                       f"leg B answered ({leg.target}); whisper and confirm to leg B")
+            return []
+        return self._bridge(ev.at, f"leg B answered ({leg.target}); legs bridged")
+
+    def _on_AnswerAccepted(self, ev: AnswerAccepted) -> list[Command]:
+        if self.state is CallState.ENDING:
+            return []
+        self._require(CallState.CONFIRMING, "AnswerAccepted")
+        if self.plan.whisper_on_answer and self.plan.whisper_audio:
+            self.whisper_played = True  # the switch plays it to B before accepting
+        return self._bridge(ev.at, "leg B accepted the call; legs bridged")
+
+    def _on_AnswerDeclined(self, ev: AnswerDeclined) -> list[Command]:
+        if self.state is CallState.ENDING:
+            return []
+        self._require(CallState.CONFIRMING, "AnswerDeclined")
+        # The switch hangs B up and ends the dial: DialFinished moves on.
+        self.legs[Leg.B].status = LegStatus.DECLINED
+        self.attempts[-1]["declined"] = ev.reason
         return []
 
     def _on_LegHungUp(self, ev: LegHungUp) -> list[Command]:
         leg = self.legs[ev.leg]
+        if ev.leg is Leg.B:
+            if ev.channel not in leg.channels:
+                return []  # a channel of an earlier attempt at leg B: says nothing of this one
+            if self.b_channel is not None and ev.channel != self.b_channel:
+                return []  # a losing target of a simultaneous ring
+            if self.b_channel is None and len(leg.channels) > 1:
+                # One target of several refused while the others still ring: the
+                # attempt is not busy (nor rejected) for that; the dial's end says.
+                return []
         leg.hung_up = True
         if leg.answered_at is None:
             leg.cause = ev.cause
             if leg.status in _OPEN_LEG_STATUSES:
                 leg.status = leg_status_from_cause(ev.cause, answered=False)
-        elif self.hangup_by is None and self.state is not CallState.ANNOUNCING:
+        elif self.hangup_by is None and (
+                # Leg B ends the call only once bridged: before that it declined.
+                self.state is CallState.BRIDGED if ev.leg is Leg.B
+                else self.state not in (CallState.ANNOUNCING, CallState.CONFIRMING)):
             self.hangup_by = HangupBy.LEG_A if ev.leg is Leg.A else HangupBy.LEG_B
         return []
 
     def _on_LegEnded(self, ev: LegEnded) -> list[Command]:
         leg = self.legs[ev.leg]
-        leg.channel_up = False
+        if ev.channel not in leg.channels:
+            return []  # a channel of an earlier attempt at leg B, already closed
+        leg.channels.remove(ev.channel)
+        if ev.leg is Leg.B and self.b_channel is not None and ev.channel != self.b_channel:
+            return []  # a losing target of a simultaneous ring, cancelled by the switch
+        if ev.leg is Leg.B and self.b_channel is None and leg.channel_up:
+            return []  # other targets of this attempt still ring
         leg.ended_at = ev.at
         if ev.cause or leg.cause is None:
             leg.cause = ev.cause
@@ -468,13 +622,16 @@ class CallConnect:
             self.legs[Leg.B].status = LegStatus.NOT_DIALED
             self._decide(ev.at, _CALL_STATUS_OF_UNANSWERED_LEG.get(leg.status, CallStatus.FAILED),
                          f"leg A {leg.status}: {ev.cause_text or ev.cause}")
-        elif self.state is CallState.WHISPERING:
-            self.legs[Leg.B].status = LegStatus.NOT_DIALED
+        elif self.state in (CallState.WHISPERING, CallState.ROUTING):
+            self._cancel_leg(Leg.B)
             self.hangup_by = self.hangup_by or HangupBy.LEG_A
-            self._decide(ev.at, CallStatus.CANCELED, "leg A hung up during the whisper")
+            why = "during the whisper" if self.state is CallState.WHISPERING else (
+                "while leg B was being chosen")
+            self._decide(ev.at, CallStatus.CANCELED, f"leg A hung up {why}")
         elif self.state in _DIALING_B_STATES:
             self.hangup_by = self.hangup_by or HangupBy.LEG_A
             self._cancel_leg(Leg.B)
+            self._close_attempt(ev.at, "canceled")
             self._decide(ev.at, CallStatus.CANCELED, "leg A hung up while leg B was ringing")
             # The switch cancels B's dial when A goes; if it is still up, end it.
             if self.legs[Leg.B].channel_up:
@@ -508,6 +665,36 @@ class CallConnect:
         self._decide(ev.at, CallStatus.FAILED, f"leg A could not be placed: {ev.reason}")
         return []
 
+    def _on_TargetsChosen(self, ev: TargetsChosen) -> list[Command]:
+        if self.state is CallState.ENDING:
+            return []
+        self._require(CallState.ROUTING, "TargetsChosen")
+        self.route_state = ev.route_state
+        if self.legs[Leg.A].hung_up:
+            return []  # A is going: its LegEnded ends the call, B is not dialed
+        return self._start_attempt(ev.at, ev.attempt, "targets chosen")
+
+    def _on_RouteExhausted(self, ev: RouteExhausted) -> list[Command]:
+        if self.state is CallState.ENDING:
+            return []
+        self._require(CallState.ROUTING, "RouteExhausted")
+        if self.legs[Leg.A].hung_up:
+            return []  # A is going: its LegEnded ends the call (canceled)
+        if not self.attempts:
+            self.legs[Leg.B].status = LegStatus.NOT_DIALED
+        self.status = ev.status
+        self.reason = ev.reason
+        if ev.message_audio and self.legs[Leg.A].channel_up:
+            self._goto(ev.at, CallState.ANNOUNCING, ev.reason + "; telling leg A")
+            return [PlayMessageThenHangup(ev.message_audio)]
+        self._decide(ev.at, ev.status, ev.reason)
+        return [HangupLegs((Leg.A,))] if self.legs[Leg.A].channel_up else []
+
+    def _on_Announcement(self, ev: Announcement) -> list[Command]:
+        if self.state is not CallState.ROUTING or self.legs[Leg.A].hung_up:
+            return []  # B is being dialed already, or the call is ending
+        return [AnnounceToLegA(ev.audio, ev.hold_for)]
+
     def _on_WhisperFinished(self, ev: WhisperFinished) -> list[Command]:
         if self.state is CallState.ENDING:
             return []
@@ -525,18 +712,19 @@ class CallConnect:
         if self.state not in _DIALING_B_STATES:
             return []  # after a bridge or a cancel the dial's end says nothing new
         leg_b = self.legs[Leg.B]
+        if self.state is CallState.CONFIRMING and leg_b.status is not LegStatus.DECLINED:
+            # Answered but never accepted: hung up during the whisper.
+            leg_b.status = LegStatus.DECLINED
+            self.attempts[-1]["declined"] = "hung up before accepting"
         if leg_b.status in _OPEN_LEG_STATUSES:
             leg_b.status = _leg_status_from_dial_status(ev.dial_status)
         outcome = leg_b.status
-        status = _CALL_STATUS_OF_UNANSWERED_LEG.get(outcome, CallStatus.FAILED)
-        self.status = status
-        self.reason = f"leg B {outcome} (dial status {ev.dial_status})"
-        if self.plan.b_unreached_audio and self.legs[Leg.A].channel_up:
-            self._goto(ev.at, CallState.ANNOUNCING, self.reason + "; telling leg A")
-            return [PlayMessageThenHangup(self.plan.b_unreached_audio)]
-        self._decide(ev.at, status, self.reason)
-        return [HangupLegs((Leg.A,))] if self.legs[Leg.A].channel_up else []
-
+        self._close_attempt(ev.at, str(outcome), ev.dial_status)
+        if self.legs[Leg.A].hung_up or not self.legs[Leg.A].channel_up:
+            return []  # A is going: its LegEnded ends the call
+        self._goto(ev.at, CallState.ROUTING,
+                   f"leg B {outcome} (dial status {ev.dial_status}); choosing whom to ring next")
+        return [ChooseTargets(str(outcome), self.route_state)]
     def _on_MessageFinished(self, ev: MessageFinished) -> list[Command]:
         return []  # the dialplan hangs A up right after; LegEnded ends the call
 
@@ -581,7 +769,7 @@ class CallConnect:
     def _on_SwitchLost(self, ev: SwitchLost) -> list[Command]:
         live = tuple(leg for leg in (Leg.A, Leg.B) if self.legs[leg].channel_up)
         for leg in (Leg.A, Leg.B):
-            self.legs[leg].channel_up = False
+            self.legs[leg].channels.clear()
             self.legs[leg].awaiting_channel = False
         if self.state is CallState.ENDING:
             return [HangupLegs(live)] if live else []
@@ -598,7 +786,7 @@ class CallConnect:
     def _on_EndedWhileAway(self, ev: EndedWhileAway) -> list[Command]:
         a, b = self.legs[Leg.A], self.legs[Leg.B]
         for record in (a, b):
-            record.channel_up = False
+            record.channels.clear()
             record.awaiting_channel = False
             record.ended_at = record.ended_at or ev.at
         if ev.a_cause is not None:
@@ -651,11 +839,19 @@ class CallConnect:
             "ended_at": self.ended_at,
             "timeline": [[t.at, str(t.from_state), str(t.to_state), t.reason] for t in self.timeline],
             "legs": {str(leg): {**asdict(r), "status": str(r.status)} for leg, r in self.legs.items()},
+            "attempts": self.attempts,
+            "route_state": self.route_state,
+            "b_channel": self.b_channel,
         }
 
     @classmethod
     def from_snapshot(cls, data: dict[str, Any]) -> CallConnect:
-        call = cls(CallPlan(**data["plan"]), created_at=data["created_at"])
+        plan = dict(data["plan"])
+        if plan.get("first_attempt"):
+            first = plan["first_attempt"]
+            plan["first_attempt"] = Attempt(tuple(first["targets"]), first["ring_timeout"],
+                                            first["source"])
+        call = cls(CallPlan(**plan), created_at=data["created_at"])
         call.state = CallState(data["state"])
         call.status = CallStatus(data["status"]) if data["status"] else None
         call.reason = data["reason"]
@@ -670,17 +866,43 @@ class CallConnect:
                          for at, a, b, why in data["timeline"]]
         for leg, record in data["legs"].items():
             call.legs[Leg(leg)] = LegRecord(**{**record, "status": LegStatus(record["status"])})
+        call.attempts = data["attempts"]
+        call.route_state = data["route_state"]
+        call.b_channel = data["b_channel"]
         return call
 
     # ------------------------------------------------------------ helpers
 
-    def _dial_b(self) -> DialLegB:
+    def _start_attempt(self, at: float, attempt: Attempt, why: str) -> list[Command]:
+        self.attempts.append({"targets": list(attempt.targets), "ring_timeout": attempt.ring_timeout,
+                              "source": attempt.source, "started_at": at, "ended_at": None,
+                              "outcome": None, "dial_status": None, "answered_by": None})
+        self.legs[Leg.B] = LegRecord(", ".join(attempt.targets))
+        self.b_channel = None  # an earlier attempt's answer (declined) is not this one's
+        dial = DialLegB(attempt.targets, attempt.ring_timeout, self.plan.time_limit,
+                        self.plan.caller_id,
+                        answer_audio=self.plan.whisper_audio if self.plan.whisper_on_answer else None,
+                        confirm_key=self.plan.confirm_key,
+                        confirm_timeout=self.plan.confirm_timeout,
+                        hold_music=self.plan.hold_music)
+        if (self.plan.whisper_audio and not self.plan.whisper_on_answer
+                and self.whisper_played is None):
+            self._goto(at, CallState.WHISPERING, f"{why}; whisper to leg A")
+            return [PlayWhisper(self.plan.whisper_audio, dial)]
         self.legs[Leg.B].status = LegStatus.INITIATED
-        return self._dial_b_command()
+        self._goto(at, CallState.DIALING_B, f"{why}; dialing leg B")
+        return [dial]
 
-    def _dial_b_command(self) -> DialLegB:
-        return DialLegB(self.plan.leg_b, self.plan.ring_timeout, self.plan.time_limit,
-                        self.plan.caller_id)
+    def _close_attempt(self, at: float, outcome: str, dial_status: str | None = None) -> None:
+        if self.attempts and self.attempts[-1]["ended_at"] is None:
+            self.attempts[-1].update(ended_at=at, outcome=outcome, dial_status=dial_status)
+
+    def _bridge(self, at: float, why: str) -> list[Command]:
+        self.bridged_at = at
+        self._goto(at, CallState.BRIDGED, why)
+        if self.plan.recording_file:
+            return [StartRecording(self.plan.recording_file)]
+        return []
 
     def _cancel_leg(self, leg: Leg) -> None:
         record = self.legs[leg]
@@ -691,10 +913,11 @@ class CallConnect:
 
     def _end_bridged(self, at: float) -> None:
         self.bridge_ended_at = at
+        self._close_attempt(at, "answered", "ANSWER")
         if self.hangup_by is None:
             # No party hung up: the switch ended the call, by the time limit
             # when the talk lasted that long.
-            talked = at - (self.bridged_at or at)
+            talked = at - (self.legs[Leg.B].answered_at or self.bridged_at or at)
             limit = self.plan.time_limit
             self.hangup_by = HangupBy.TIME_LIMIT if limit and talked >= limit - 1 else HangupBy.SWITCH
         self._decide(at, CallStatus.COMPLETED, f"call ended; hung up by {self.hangup_by}")
@@ -747,6 +970,8 @@ class CallConnect:
             "talk_seconds": talk,
             "recorded": self.recording_started,
             "recording_error": self.recording_error,
+            "answered_by": b.target if self.bridged_at is not None else None,
+            "attempts": self.attempts,
             "timeline": [
                 {"at": t.at, "from": str(t.from_state), "to": str(t.to_state), "reason": t.reason}
                 for t in self.timeline

@@ -12,7 +12,7 @@ import asyncio
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,25 +20,46 @@ import structlog
 
 from controller.backends.base import Backend
 from controller.calls.core import (
+    Announcement,
     CallConnect,
     CallEnded,
     CallPlan,
+    CallState,
+    ChooseTargets,
     Command,
     CommandFailed,
     Event,
     HangupRequested,
+    Leg,
     SwitchLost,
+    TargetsChosen,
     Transition,
 )
 from controller.config import Config
 from controller.errors import InvalidField, InvalidTransition, SwitchError
-from controller.numbers import parse_legs
+from controller.numbers import parse_target, refuse_same_legs
+from controller.routing.agents import AgentBook, MemoryAgentBook
+from controller.routing.dial_whom import DialWhomClient
+from controller.routing.router import CallContext, CallQueues, Router
+from controller.routing.spec import (
+    MAX_SIMULTANEOUS,
+    ROUTE_STRATEGIES,
+    Group,
+    RouteSpec,
+    Strategy,
+    parse_fallbacks,
+    parse_item,
+    ring_timeout_of,
+)
 from controller.tts import RenderedAudio, WhisperRenderer
 from controller.webhooks import check_url
 
 log = structlog.get_logger(__name__)
 
 _CALLER_ID = re.compile(r"\+?[0-9]{3,20}")
+_CONFIRM_KEY = re.compile(r"[0-9*#]")
+WHISPER_TIMINGS = ("before_dial", "on_answer")
+WHILE_RINGING = ("ringback", "music")
 # Margin on top of a call's longest possible length before the watchdog acts.
 WATCHDOG_MARGIN = 60.0
 
@@ -48,7 +69,9 @@ WEBHOOK_EVENTS = ("initiated", "ringing", "answered", "bridged", "completed")
 @dataclass
 class CallRequest:
     leg_a: str
-    leg_b: str
+    # Whom leg B is: one target, or a list (each a string or {"to", "ring_timeout"});
+    # a target is a number, sip: URI, endpoint:NAME, group:NAME or dial-whom URL.
+    leg_b: str | list[Any]
     whisper: str | None = None
     record: bool | None = None
     ring_timeout: int | None = None
@@ -60,6 +83,17 @@ class CallRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     # A retried request with the same key gets the first call, not a second one.
     idempotency_key: str | None = None
+    # Routing of leg B.
+    strategy: str = "simultaneous"  # or "sequential"
+    max_attempts: int | None = None
+    fallbacks: dict[str, Any] | None = None  # {"no_answer": {"dial": [...]}, ...}
+    dial_whom_fallback_url: str | None = None
+    dial_whom_ask_again: bool = True
+    # Leg options.
+    whisper_timing: str = "before_dial"  # or "on_answer" (leg B hears it)
+    confirm_key: str | None = None
+    confirm_timeout: int = 5
+    while_ringing: str = "ringback"  # or "music"
 
 
 @dataclass
@@ -73,6 +107,9 @@ class ActiveCall:
         default_factory=lambda: asyncio.get_running_loop().create_future())
     task: asyncio.Task[None] | None = None
     logged: int = 0  # how many timeline entries the listener has been told of
+    router: Router | None = None
+    routing: asyncio.Task[None] | None = None
+    agent: str | None = None  # the leg B target on this call, once it answered
 
     @property
     def call_id(self) -> str:
@@ -105,18 +142,35 @@ class CallListener(Protocol):
 
 class CallService:
     def __init__(self, config: Config, backend: Backend, renderer: WhisperRenderer,
-                 listener: CallListener) -> None:
+                 listener: CallListener, agents: AgentBook | None = None) -> None:
         self.config = config
         self.backend = backend
         self.renderer = renderer
         self.listener = listener
+        self.agents: AgentBook = agents or MemoryAgentBook()
+        # Agent groups by name: the config's, then the API's (the daemon's store).
+        self.groups: dict[str, Group] = dict(config.agent_groups())
+        self.dial_whom = DialWhomClient(config.calls.default_region,
+                                        config.routing.dial_whom_timeout)
+        self.queues = CallQueues()
         self.calls: dict[str, ActiveCall] = {}
 
     async def place(self, request: CallRequest) -> ActiveCall:
         """Validate, prepare and start a call; returns once Leg A is originated
         (or refused). Bad input raises InvalidRequest before anything is dialed."""
-        plan, whisper, recording = await self._prepare(request)
-        call = ActiveCall(CallConnect(plan, created_at=time.time()), request, whisper, recording)
+        plan, whisper, recording, spec = await self._prepare(request)
+        router = self._router(plan.call_id, plan.leg_a, request, spec)
+        route_state: dict[str, Any] = {}
+        if not any(item.is_group or item.is_url for item in spec.items):
+            # Plain targets: the first attempt is known now, so B is dialed the
+            # moment the whisper ends, with no round trip through the router.
+            first = await router.next(None, {})
+            assert isinstance(first, TargetsChosen)  # plain targets always give one
+            plan = replace(plan, first_attempt=first.attempt)
+            route_state = first.route_state
+        core = CallConnect(plan, created_at=time.time())
+        core.route_state = route_state
+        call = ActiveCall(core, request, whisper, recording, router=router)
         await self.listener.call_created(call)
         self.calls[plan.call_id] = call
         self.backend.watch(plan.call_id, call.events.put_nowait)
@@ -133,6 +187,10 @@ class CallService:
         if core.plan.recording_file:
             recording = Path(self.config.media.recording_dir) / Path(core.plan.recording_file).name
         call = ActiveCall(core, request, None, recording, logged=len(core.timeline))
+        call.router = self._router(call.call_id, core.plan.leg_a, request,
+                                   self._route_spec(request))
+        if core.bridged_at is not None:
+            call.agent = core.legs[Leg.B].target
         self.calls[call.call_id] = call
         try:
             missed = await self.backend.reattach(call.call_id, str(core.state),
@@ -146,6 +204,10 @@ class CallService:
             call.events.put_nowait(event)
         while not live.empty():
             call.events.put_nowait(live.get_nowait())
+        if core.state is CallState.ROUTING:
+            # It was choosing whom to ring when we stopped: choose again.
+            self._spawn_routing(call, ChooseTargets(
+                core.attempts[-1]["outcome"] if core.attempts else None, core.route_state))
         log.info("call.resumed", call_id=call.call_id, state=str(core.state), missed=len(missed))
         call.task = asyncio.create_task(self._follow(call), name=f"call-{call.call_id}")
         return call
@@ -154,15 +216,21 @@ class CallService:
         call = self.calls[call_id]
         call.events.put_nowait(HangupRequested(time.time(), reason))
 
-    async def _prepare(self, request: CallRequest) -> tuple[CallPlan, RenderedAudio | None, Path | None]:
+    async def _prepare(self, request: CallRequest
+                       ) -> tuple[CallPlan, RenderedAudio | None, Path | None, RouteSpec]:
         defaults = self.config.calls
-        leg_a, leg_b = parse_legs(request.leg_a, request.leg_b, defaults.default_region)
+        leg_a = parse_target(request.leg_a, defaults.default_region, "leg_a")
+        spec = self._route_spec(request)
+        refuse_same_legs(leg_a, [item.to for item in spec.items])
         ring_timeout = _bounded("ring_timeout", request.ring_timeout, defaults.ring_timeout, 1, 600)
         time_limit = _bounded("time_limit", request.time_limit, defaults.time_limit, 1, 86400)
         caller_id = request.caller_id if request.caller_id is not None else defaults.caller_id
         if caller_id and not _CALLER_ID.fullmatch(caller_id):
             raise InvalidField(f"caller_id {caller_id!r} must be digits with an optional leading +",
                                field="caller_id")
+        if request.caller_id and defaults.caller_ids and request.caller_id not in defaults.caller_ids:
+            raise InvalidField(f"caller_id {request.caller_id!r} is not one this controller may "
+                               "present: it is not in [calls] caller_ids", field="caller_id")
         webhook = request.webhook_url or self.config.webhook.url
         if webhook:
             check_url(webhook)
@@ -170,10 +238,14 @@ class CallService:
         if unknown:
             raise InvalidField(f"webhook_events {unknown} are not among {list(WEBHOOK_EVENTS)}",
                                field="webhook_events")
+        _one_of("whisper_timing", request.whisper_timing, WHISPER_TIMINGS)
+        _one_of("while_ringing", request.while_ringing, WHILE_RINGING)
+        if request.confirm_key is not None and not _CONFIRM_KEY.fullmatch(request.confirm_key):
+            raise InvalidField("confirm_key must be one key: 0-9, * or #", field="confirm_key")
+        confirm_timeout = _bounded("confirm_timeout", request.confirm_timeout, 5, 1, 60)
         record = defaults.record if request.record is None else request.record
 
         whisper = await self.renderer.render(request.whisper) if request.whisper else None
-        unreached = await self.renderer.render(self.config.whisper.b_unreached_message)
         call_id = str(uuid.uuid4())
         recording: Path | None = None
         if record:
@@ -183,15 +255,72 @@ class CallService:
         plan = CallPlan(
             call_id=call_id,
             leg_a=leg_a.value,
-            leg_b=leg_b.value,
+            leg_b=spec.describe(),
             ring_timeout=ring_timeout,
             time_limit=time_limit,
             whisper_audio=self.config.whisper_path_on_switch(whisper.path) if whisper else None,
-            b_unreached_audio=self.config.whisper_path_on_switch(unreached.path),
             recording_file=self.config.recording_path_on_switch(recording) if recording else None,
             caller_id=caller_id or None,
+            whisper_on_answer=request.whisper_timing == "on_answer",
+            confirm_key=request.confirm_key,
+            confirm_timeout=confirm_timeout,
+            hold_music=request.while_ringing == "music",
         )
-        return plan, whisper, recording
+        return plan, whisper, recording, spec
+
+    def _route_spec(self, request: CallRequest) -> RouteSpec:
+        region = self.config.calls.default_region
+        targets = request.leg_b if isinstance(request.leg_b, list) else [request.leg_b]
+        if not 1 <= len(targets) <= MAX_SIMULTANEOUS:
+            raise InvalidField(f"leg_b must name 1-{MAX_SIMULTANEOUS} targets", field="leg_b")
+        items = tuple(parse_item(t, region, "leg_b" if len(targets) == 1 else f"leg_b[{i}]",
+                                 self.groups.__contains__)
+                      for i, t in enumerate(targets))
+        strategy = _one_of("strategy", request.strategy, ROUTE_STRATEGIES)
+        max_attempts = request.max_attempts if request.max_attempts is not None else 10
+        if not 1 <= max_attempts <= 50:
+            raise InvalidField("max_attempts must be 1-50", field="max_attempts")
+        fallback_url = request.dial_whom_fallback_url
+        if fallback_url:
+            check_url(fallback_url)
+        ring_timeout = ring_timeout_of(request.ring_timeout, "ring_timeout")
+        return RouteSpec(items, Strategy(strategy),
+                         ring_timeout or self.config.calls.ring_timeout, max_attempts,
+                         parse_fallbacks(request.fallbacks, region, "fallbacks",
+                                         self.groups.__contains__),
+                         fallback_url or None, request.dial_whom_ask_again)
+
+    def _router(self, call_id: str, leg_a: str, request: CallRequest, spec: RouteSpec) -> Router:
+        async def speak(text: str) -> str:
+            audio = await self.renderer.render(text)
+            return self.config.whisper_path_on_switch(audio.path)
+
+        async def announce(text: str, hold_for: int) -> None:
+            call = self.calls.get(call_id)
+            if call is not None:
+                call.events.put_nowait(Announcement(time.time(), await speak(text), hold_for))
+
+        custom = request.metadata.get("custom_field", "")
+        return Router(spec, CallContext(call_id, leg_a, spec.describe(), str(custom)[:256]),
+                      groups=self.groups.get, agents=self.agents,
+                      busy_targets=self.backend.busy_targets, dial_whom=self.dial_whom,
+                      speak=speak, unreached_message=self.config.whisper.b_unreached_message,
+                      queues=self.queues, announce=announce)
+
+    def _spawn_routing(self, call: ActiveCall, command: ChooseTargets) -> None:
+        """Ask the router in the background: a dial-whom URL may take seconds,
+        and the call's other events (A hanging up) must still be handled."""
+        async def choose() -> None:
+            assert call.router is not None
+            try:
+                event: Event = await call.router.next(command.previous, command.route_state)
+            except Exception as exc:  # a router bug must not leave A on hold
+                log.exception("route.failed", call_id=call.call_id)
+                event = CommandFailed(time.time(), "ChooseTargets", str(exc))
+            call.events.put_nowait(event)
+
+        task = asyncio.create_task(choose(), name=f"route-{call.call_id}")
+        call.routing = task
 
     async def _follow(self, call: ActiveCall) -> None:
         # Every log line of this task, in any module, carries the call's id.
@@ -208,12 +337,21 @@ class CallService:
                 except TimeoutError:
                     log.error("call.watchdog", call_id=call.call_id, after_seconds=round(deadline))
                     event = SwitchLost(time.time(), f"no end after {deadline:.0f} s")
+                if isinstance(event, TargetsChosen):
+                    # Each attempt at leg B gets the whole budget again.
+                    deadline = (event.attempt.ring_timeout + whisper_seconds + plan.time_limit
+                                + WATCHDOG_MARGIN)
+                    give_up_at = max(give_up_at, loop.time() + deadline)
+                elif isinstance(event, Announcement):  # waiting in a queue
+                    give_up_at = max(give_up_at, loop.time() + event.hold_for + deadline)
                 await self._handle(call, event)
         except Exception as exc:  # a bug must not leave the call unreported
             log.exception("call.follow_failed", call_id=call.call_id)
             if not call.done.done():
                 call.done.set_exception(exc)
         finally:
+            if call.routing is not None:
+                call.routing.cancel()
             self.backend.forget(call.call_id)
             self.calls.pop(call.call_id, None)
 
@@ -232,6 +370,9 @@ class CallService:
             if isinstance(command, CallEnded):
                 await self._finish(call, command.result)
                 continue
+            if isinstance(command, ChooseTargets):
+                self._spawn_routing(call, command)
+                continue
             try:
                 await self.backend.execute(call.call_id, command)
             except SwitchError as exc:
@@ -242,6 +383,12 @@ class CallService:
                 return
 
     async def _log_transitions(self, call: ActiveCall) -> None:
+        b = call.core.legs[Leg.B]
+        if call.agent is None and call.core.bridged_at is not None:
+            # The target that took the call (one that answered and declined did not).
+            call.agent = b.target
+            await self.agents.agent_call_started(b.target, call.call_id,
+                                                 b.answered_at or call.core.bridged_at)
         new = call.core.timeline[call.logged:]
         if not new:
             return
@@ -252,6 +399,9 @@ class CallService:
         await self.listener.call_changed(call, new)
 
     async def _finish(self, call: ActiveCall, result: dict[str, Any]) -> None:
+        if call.agent is not None:
+            await self.agents.agent_call_ended(call.agent, call.call_id,
+                                               call.core.ended_at or time.time())
         result = dict(result)
         result["whisper"] = None
         if call.request.whisper:
@@ -271,6 +421,12 @@ class CallService:
         await self.listener.call_ended(call, result)
         if not call.done.done():
             call.done.set_result(result)
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InvalidField(f"{name} must be one of {list(allowed)}, got {value!r}", field=name)
+    return value
 
 
 def _bounded(name: str, value: int | None, default: int, low: int, high: int) -> int:

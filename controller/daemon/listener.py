@@ -49,10 +49,13 @@ def status_events(transition: Transition) -> list[tuple[str, str]]:
     if to is CallState.RINGING_B:
         return [("ringing", "b")]
     if came_from in (CallState.DIALING_A, CallState.RINGING_A) and to in (
-            CallState.WHISPERING, CallState.DIALING_B):
+            CallState.WHISPERING, CallState.DIALING_B, CallState.ROUTING):
         return [("answered", "a")]
+    if to is CallState.CONFIRMING:
+        return [("answered", "b")]
     if to is CallState.BRIDGED:
-        return [("answered", "b"), ("bridged", "b")]
+        answered = [] if came_from is CallState.CONFIRMING else [("answered", "b")]
+        return [*answered, ("bridged", "b")]
     return []
 
 

@@ -14,6 +14,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import sdnotify
 import structlog
@@ -27,7 +28,8 @@ from controller.config import Config
 from controller.daemon.admission import Admission
 from controller.daemon.listener import StoreListener, request_from_dict
 from controller.daemon.metrics import Metrics
-from controller.errors import ConfigError, SwitchError
+from controller.errors import ConfigError, GroupFromConfig, InvalidRequest, SwitchError
+from controller.routing.spec import Group, parse_group
 from controller.store import StoreError
 from controller.store.sqlite import SqliteStore
 from controller.webhooks_outbox import Outbox
@@ -63,7 +65,7 @@ class Daemon:
                              base_delay=config.webhook.retry_base_seconds,
                              on_result=self.metrics.webhook_attempted)
         self.listener = StoreListener(config, self.store, self.outbox, self.metrics)
-        self.controller = Controller(config, self.listener)
+        self.controller = Controller(config, self.listener, agents=self.store)
         self.controller.backend.observe_event_lag = self.metrics.event_lag.observe
         self.admission = Admission(config.api.max_calls_per_second, config.api.max_active_calls)
         self.draining = False
@@ -79,6 +81,7 @@ class Daemon:
 
     async def run(self) -> None:
         await self.store.open()
+        await self._load_groups()
         server = ApiServer(uvicorn.Config(
             create_app(self), host=self.config.api.host, port=self.config.api.port,
             log_config=None, access_log=False, lifespan="off"))
@@ -100,6 +103,43 @@ class Daemon:
         await self.controller.stop()
         await self.store.close()
         log.info("daemon.stopped")
+
+    async def _load_groups(self) -> None:
+        groups = self.controller.calls.groups
+        for name, data in (await self.store.list_groups()).items():
+            try:
+                groups[name] = self._parse_group(name, data)
+            except InvalidRequest as exc:
+                log.error("group.invalid_in_store", group=name, error=exc.message)
+
+    def _parse_group(self, name: str, data: dict[str, Any]) -> Group:
+        groups = self.controller.calls.groups
+        return parse_group(name, data, self.config.calls.default_region,
+                           lambda other: other in groups or other == name)
+
+    async def put_group(self, name: str, data: dict[str, Any]) -> Group:
+        """Create or replace a group made over the API; InvalidRequest if bad."""
+        existing = self.controller.calls.groups.get(name)
+        if existing is not None and existing.source == "config":
+            raise GroupFromConfig(f"group {name} comes from the config file; change it there",
+                                  group=name)
+        group = self._parse_group(name, data)
+        await self.store.put_group(name, data)
+        self.controller.calls.groups[name] = group
+        log.info("group.saved", group=name, strategy=str(group.strategy), agents=len(group.agents))
+        return group
+
+    async def delete_group(self, name: str) -> bool:
+        existing = self.controller.calls.groups.get(name)
+        if existing is None:
+            return False
+        if existing.source == "config":
+            raise GroupFromConfig(f"group {name} comes from the config file; remove it there",
+                                  group=name)
+        await self.store.delete_group(name)
+        del self.controller.calls.groups[name]
+        log.info("group.deleted", group=name)
+        return True
 
     async def _drain(self) -> None:
         self.draining = True

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from controller.errors import CallConnectError
+from controller.routing.agents import AgentBook
 
 
 class StoreError(CallConnectError):
@@ -74,7 +75,10 @@ class CallPage:
     next_cursor: str | None  # pass back to get the next page; None on the last
 
 
-class Store(Protocol):
+class Store(AgentBook, Protocol):
+    """Calls, webhook deliveries, agent groups made over the API and agent
+    state (the :class:`AgentBook` the routing strategies read)."""
+
     async def open(self) -> None:
         """Create or migrate the schema; StoreError if the file is unusable."""
 
@@ -121,3 +125,11 @@ class Store(Protocol):
         """Stop delivering to url (it answered 410 Gone)."""
 
     async def url_disabled(self, url: str) -> bool: ...
+
+    async def list_groups(self) -> dict[str, dict[str, Any]]:
+        """Agent groups made over the API: name -> the group as given."""
+
+    async def put_group(self, name: str, data: dict[str, Any]) -> None: ...
+
+    async def delete_group(self, name: str) -> bool:
+        """False if there was no such group."""

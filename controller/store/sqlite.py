@@ -18,7 +18,7 @@ import binascii
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import aiosqlite
 import structlog
 
 from controller.errors import InvalidField
+from controller.routing.agents import AgentState
 from controller.store import (
     CallPage,
     DeliveryState,
@@ -91,9 +92,35 @@ async def _create_schema_v1(db: aiosqlite.Connection) -> None:
         await db.execute(statement)
 
 
+async def _add_routing_v2(db: aiosqlite.Connection) -> None:
+    """Agent groups made over the API, and the agent state their strategies use."""
+    for statement in (
+        """CREATE TABLE agent_groups (
+             name TEXT PRIMARY KEY,
+             data TEXT NOT NULL CHECK (json_valid(data)))""",
+        """CREATE TABLE agents (
+             target TEXT PRIMARY KEY,
+             on_call TEXT,
+             last_ended_at REAL)""",
+        """CREATE TABLE agent_calls (
+             target TEXT NOT NULL,
+             call_id TEXT NOT NULL,
+             at REAL NOT NULL,
+             PRIMARY KEY (target, call_id))""",
+        "CREATE INDEX agent_calls_by_time ON agent_calls (target, at)",
+        """CREATE TABLE group_cursors (
+             name TEXT PRIMARY KEY,
+             position INTEGER NOT NULL)""",
+    ):
+        await db.execute(statement)
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append a step for
 # every schema change; never edit one that has been released.
-MIGRATIONS: tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...] = (_create_schema_v1,)
+MIGRATIONS: tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...] = (
+    _create_schema_v1, _add_routing_v2)
+# Agent call history older than this is dropped (least-calls periods are shorter).
+AGENT_HISTORY_SECONDS = 31 * 86400
 SCHEMA_VERSION = len(MIGRATIONS)
 
 CALL_COLUMNS = "call_id, created_at, updated_at, state, status, request, snapshot, result, idempotency_key"
@@ -409,3 +436,70 @@ class SqliteStore:
         async with self._use("reading disabled webhook URLs", write=False) as db:
             rows = await db.execute_fetchall("SELECT 1 FROM disabled_urls WHERE url = ?", (url,))
         return bool(list(rows))
+
+    # ------------------------------------------------------------ agent groups
+
+    async def list_groups(self) -> dict[str, dict[str, Any]]:
+        async with self._use("reading agent groups", write=False) as db:
+            rows = await db.execute_fetchall("SELECT name, data FROM agent_groups ORDER BY name")
+        return {row["name"]: json.loads(row["data"]) for row in rows}
+
+    async def put_group(self, name: str, data: dict[str, Any]) -> None:
+        async with self._use("saving an agent group", write=True) as db:
+            await db.execute("INSERT INTO agent_groups (name, data) VALUES (?, ?) "
+                             "ON CONFLICT (name) DO UPDATE SET data = excluded.data",
+                             (name, _dump(data)))
+
+    async def delete_group(self, name: str) -> bool:
+        async with self._use("deleting an agent group", write=True) as db:
+            cursor = await db.execute("DELETE FROM agent_groups WHERE name = ?", (name,))
+            await db.execute("DELETE FROM group_cursors WHERE name = ?", (name,))
+        return cursor.rowcount > 0
+
+    # ------------------------------------------------------------ agents (AgentBook)
+
+    async def agent_states(self, targets: Sequence[str]) -> dict[str, AgentState]:
+        states = {t: AgentState(t) for t in targets}
+        if not states:
+            return states
+        marks = ",".join("?" * len(states))
+        async with self._use("reading agent state", write=False) as db:
+            for row in await db.execute_fetchall(
+                    f"SELECT target, on_call, last_ended_at FROM agents WHERE target IN ({marks})",
+                    tuple(states)):
+                states[row["target"]].on_call = row["on_call"]
+                states[row["target"]].last_ended_at = row["last_ended_at"]
+            for row in await db.execute_fetchall(
+                    f"SELECT target, at FROM agent_calls WHERE target IN ({marks})", tuple(states)):
+                states[row["target"]].calls.append(row["at"])
+        return states
+
+    async def agent_call_started(self, target: str, call_id: str, at: float) -> None:
+        async with self._use("saving agent state", write=True) as db:
+            await db.execute("INSERT INTO agents (target, on_call) VALUES (?, ?) "
+                             "ON CONFLICT (target) DO UPDATE SET on_call = excluded.on_call",
+                             (target, call_id))
+            await db.execute("INSERT OR IGNORE INTO agent_calls (target, call_id, at) "
+                             "VALUES (?, ?, ?)", (target, call_id, at))
+            await db.execute("DELETE FROM agent_calls WHERE at < ?",
+                             (at - AGENT_HISTORY_SECONDS,))
+
+    async def agent_call_ended(self, target: str, call_id: str, at: float) -> None:
+        async with self._use("saving agent state", write=True) as db:
+            await db.execute(
+                "INSERT INTO agents (target, last_ended_at) VALUES (?, ?) "
+                "ON CONFLICT (target) DO UPDATE SET last_ended_at = excluded.last_ended_at, "
+                "on_call = CASE WHEN on_call = ? THEN NULL ELSE on_call END",
+                (target, at, call_id))
+
+    async def group_cursor(self, group: str) -> int:
+        async with self._use("reading a group's position", write=False) as db:
+            rows = list(await db.execute_fetchall(
+                "SELECT position FROM group_cursors WHERE name = ?", (group,)))
+        return int(rows[0]["position"]) if rows else -1
+
+    async def set_group_cursor(self, group: str, index: int) -> None:
+        async with self._use("saving a group's position", write=True) as db:
+            await db.execute("INSERT INTO group_cursors (name, position) VALUES (?, ?) "
+                             "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                             (group, index))

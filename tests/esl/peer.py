@@ -16,8 +16,12 @@ phones chosen by the dialed number (the lab's number plan,
 ``06xx``  180, answers after 0.5 s, hangs up (BYE) 4 s after answering
 ========  ==================================================================
 
-and for a SIP URI, its user part: ``hangup-after-<ms>``, ``answer``, ``busy``,
-``no-answer``, ``reject``, as the lab's SIPp phones do.
+and for a SIP URI's user part or a directory user's name (``user/NAME``):
+``busy``, ``reject``, ``no-answer``, ``answer``, as the lab's SIPp phones do,
+or any of ``answer-after-<ms>``, ``hangup-after-<ms>`` and ``press-<key>``
+(``0``-``9``, ``star``, ``hash``: the key it sends, once, 0.1 s after a
+confirm prompt ends). ``user/NAME`` is a directory user (every name, unless
+``directory`` lists them) registered unless named ``offline-*``.
 
 Where each shape comes from (FreeSWITCH 1.10 source and documentation):
 
@@ -64,7 +68,50 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   list (origination_uuid, originate_timeout, execute_on_answer), raises
   CHANNEL_BRIDGE/UNBRIDGE, sets originate_disposition and DIALSTATUS when it
   fails, hangs the caller up unless continue_on_fail=true, and hangs it up
-  after a bridge when hangup_after_bridge=true; ``sched_hangup +N <cause>``.
+  after a bridge when hangup_after_bridge=true; ``sched_hangup +N <cause>``;
+  applications sent with ``sendmsg`` while the channel is parked run one after
+  the other.
+* Dialing, switch_ivr_originate.c switch_ivr_originate(): ``{vars}`` for
+  every leg, then targets, ``|`` one after the other (a timeout stops the
+  list unless originate_continue_on_timeout), ``,`` all at once, each with
+  ``[vars]`` of its own over the ``{...}`` ones (origination_uuid per leg);
+  group_confirm_* are also taken from the caller's variables. The first leg to
+  answer wins; the others are hung up with LOSE_RACE (and
+  ``group_dial_status=loser``) when there were several, with NO_ANSWER at
+  originate_timeout, ORIGINATOR_CANCEL if the caller goes; a leg's
+  ``leg_timeout`` hangs it up with ALLOTTED_TIMEOUT (check_per_channel_timeouts)
+  unless group_confirm_cancel_timeout stopped those timers. A dial that fails
+  takes the first leg's cause (dial order), or the last creation failure if
+  no leg was created; on success ``originate_disposition`` is ``call
+  accepted``; DIALSTATUS as that function sets it. With group_confirm_key
+  (collect_thread_run()), a leg that answers is tagged and must confirm: with
+  the key ``exec``, group_confirm_file is ``<app> <args>`` run on the leg,
+  which wins if still up after it; otherwise group_confirm_file is played
+  (PLAYBACK_START/STOP on the leg) and one key read for
+  group_confirm_read_timeout ms (default 5000): the key wins, a wrong key or
+  none plays the file and reads again for as long as the leg is up. The DTMF
+  event comes when the digit is read (switch_channel_dequeue_dtmf: DTMF-Digit,
+  DTMF-Duration; DTMF-Source in newer releases), with no ``variable_*``.
+* Directory users, mod_dptools user_outgoing_channel(): an unknown user fails
+  with SUBSCRIBER_ABSENT, an unregistered one with USER_NOT_REGISTERED (its
+  contact is ``error/user_not_registered``), both with no channel; the
+  channel carries dialed_user, dialed_domain and ``presence_id`` =
+  ``<user>@<domain>`` (the default domain: vars.xml's $${domain}).
+* ``execute_on_answer`` and ``execute_on_pre_bridge``,
+  switch_channel_execute_on(): every variable whose name starts with it is
+  ``<app> <args>`` run at once (CHANNEL_EXECUTE/_COMPLETE as any
+  application), on answer, or by each side's bridge thread when media flows
+  (switch_ivr_bridge.c).
+* The scheduler, switch_ivr_async.c and mod_commands: ``sched_hangup``
+  (application ``+N [cause]``, API ``+N <uuid> [cause]``, ``-ERR No such
+  channel!``) adds a task to the group named after the channel, which keeps
+  the channel id in a 37-byte buffer (struct hangup_helper): a longer id is
+  cut to 36 characters and the hangup then finds no channel; ``sched_del
+  <group>`` answers ``+OK Deleted: <n>``.
+* Hold music, mod_commands ``uuid_displace <uuid> start|stop <file> [limit]
+  [mux]`` (``+OK Success``, ``-ERR Cannot locate session!``, ``-ERR Cannot
+  stop displace session!``) and mod_dptools ``displace_session <file>
+  [flags]``: a media bug, no audio is simulated.
 * API commands, mod_commands: ``originate <dial string> &app(args)``
   (``+OK <uuid>`` or ``-ERR <CAUSE>``: NO_ANSWER at originate_timeout,
   USER_BUSY, CALL_REJECTED, INVALID_GATEWAY for an unknown gateway, with no
@@ -72,7 +119,7 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   (the scheduler API page documents ``playback!normal_clearing::<path>``),
   ``uuid_kill`` (``-ERR No such channel!``), ``uuid_record <uuid> start
   <path>`` (RECORD_START/RECORD_STOP, and a real WAV file is written),
-  ``uuid_setvar``, ``show channels [as json]``.
+  ``uuid_setvar``, ``show channels [as json]`` (with presence_id).
 
 The peer can also split its writes into random small TCP writes, inject raw
 bytes (malformed frames), hold the reply to a command (as a FreeSWITCH busy
@@ -124,8 +171,10 @@ CAUSES = {
     "INVALID_GATEWAY": 608, "INVALID_PROFILE": 611, "CHAN_NOT_IMPLEMENTED": 66,
     "MANAGER_REQUEST": 503,
 }
+# switch_ivr_originate(): DIALSTATUS for the cause of a dial that failed.
 DIALSTATUS = {"USER_BUSY": "BUSY", "NO_ANSWER": "NOANSWER", "ORIGINATOR_CANCEL": "CANCEL",
-              "CALL_REJECTED": "DONTCALL"}
+              "CALL_REJECTED": "DONTCALL", "DESTINATION_OUT_OF_ORDER": "INVALIDARGS",
+              "INVALID_PROFILE": "INVALIDARGS"}
 
 # Events that carry the channel's variables (switch_channel_event_set_extended_data).
 VARIABLE_EVENTS = {
@@ -241,16 +290,53 @@ def parse_variables(text: str) -> dict[str, str]:
 
 
 def parse_dial_string(text: str) -> tuple[dict[str, str], str]:
+    """Leading ``{...}`` (or ``[...]``) lists and what follows them."""
     variables: dict[str, str] = {}
     rest = text.strip()
-    while rest[:1] in ("{", "["):
-        close = "}" if rest[0] == "{" else "]"
-        end = rest.find(close)
+    while rest[:1] in ("{", "[", "<"):
+        close = {"{": "}", "[": "]", "<": ">"}[rest[0]]
+        end = find_end(rest, rest[0], close)
         if end < 0:
             break
         variables.update(parse_variables(rest[1:end]))
-        rest = rest[end + 1:]
+        rest = rest[end + 1:].lstrip(" ")
     return variables, rest
+
+
+def find_end(text: str, open_: str, close: str) -> int:
+    """switch_find_end_paren(): the bracket closing the one at text[0]."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch == open_:
+            depth += 1
+        elif ch == close:
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def split_top(text: str, separator: str) -> list[str]:
+    """``,`` (ring at once) or ``|`` (one after the other) outside ``[...]``
+    lists and ``'...'`` quotes, as switch_ivr_originate() splits the targets."""
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
+    quoted = False
+    for ch in text:
+        if ch == "'":
+            quoted = not quoted
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == separator and not quoted and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return [p for p in (part.strip() for part in parts) if p]
 
 
 def wav_seconds(path: str) -> float | None:
@@ -286,31 +372,49 @@ class Phone:
     refuse_after: float | None = None
     refuse_code: int = 0
     refuse_cause: str = ""
+    press: str | None = None  # the key it sends (RFC 2833) when asked for one
+    press_after: float = 0.1  # after the prompt has ended
+
+
+_KEYS = {"star": "*", "hash": "#"}
 
 
 def phone_for(destination: str, answer_delay: float, reject_delay: float,
               hangup_after: float) -> Phone:
-    busy = Phone(ring=False, answer_after=None, refuse_after=0.0, refuse_code=486,
-                 refuse_cause="USER_BUSY")
-    reject = Phone(answer_after=None, refuse_after=reject_delay, refuse_code=603,
-                   refuse_cause="CALL_REJECTED")
     if destination.startswith(("sip:", "sips:")):
-        user = destination.split(":", 1)[1].split("@", 1)[0]
-        match = re.fullmatch(r"hangup-after-([0-9]+)", user)
-        if match:
-            return Phone(answer_after=answer_delay, hangup_after=int(match.group(1)) / 1000)
-        return {"busy": busy, "reject": reject,
-                "no-answer": Phone(answer_after=None)}.get(user, Phone(answer_after=answer_delay))
+        return phone_named(destination.split(":", 1)[1].split("@", 1)[0], answer_delay,
+                           reject_delay)
     block = destination[-4:-2]
     if block == "03":
         return Phone(answer_after=None)
     if block == "04":
-        return busy
+        return phone_named("busy", answer_delay, reject_delay)
     if block == "05":
-        return reject
+        return phone_named("reject", answer_delay, reject_delay)
     if block == "06":
         return Phone(answer_after=answer_delay, hangup_after=hangup_after)
     return Phone(answer_after=answer_delay)
+
+
+def phone_named(user: str, answer_delay: float, reject_delay: float) -> Phone:
+    """A phone by its name (a SIP URI's user part, a directory user):
+    ``busy``, ``reject``, ``no-answer``, ``answer``, or any of
+    ``answer-after-<ms>``, ``hangup-after-<ms>``, ``press-<key>`` (0-9,
+    ``star``, ``hash``: the key it presses when a confirm prompt asks)."""
+    if user == "busy":
+        return Phone(ring=False, answer_after=None, refuse_after=0.0, refuse_code=486,
+                     refuse_cause="USER_BUSY")
+    if user == "reject":
+        return Phone(answer_after=None, refuse_after=reject_delay, refuse_code=603,
+                     refuse_cause="CALL_REJECTED")
+    if user.startswith("no-answer"):
+        return Phone(answer_after=None)
+    answer = re.search(r"answer-after-([0-9]+)", user)
+    hangup = re.search(r"hangup-after-([0-9]+)", user)
+    press = re.search(r"press-([0-9]|star|hash)", user)
+    return Phone(answer_after=int(answer.group(1)) / 1000 if answer else answer_delay,
+                 hangup_after=int(hangup.group(1)) / 1000 if hangup else None,
+                 press=_KEYS.get(press.group(1), press.group(1)) if press else None)
 
 
 # ---------------------------------------------------------------- channels
@@ -340,6 +444,11 @@ class Channel:
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     phone_task: asyncio.Task[Any] | None = None
+    phone: Phone | None = None
+    dtmf: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    winner: bool = False  # group_confirm: it confirmed (CF_WINNER)
+    tagged: bool = False  # group_confirm: answered, confirming (CF_TAGGED)
+    displacing: set[str] = field(default_factory=set)  # uuid_displace / displace_session files
 
     def basic_data(self) -> list[tuple[str, str]]:
         if self.hangup_cause:
@@ -639,6 +748,17 @@ class EslPeer:
         self.split_writes = False
         self.stall: dict[str, float] = {}  # api command -> seconds before it answers
         self.refuse: dict[str, str] = {}  # api command (or "bgapi <cmd>") -> reply
+        # The directory's users for user/NAME (None: any name is a user);
+        # a user named offline-* is not registered.
+        self.directory: set[str] | None = None
+        self.domain = "127.0.0.1"  # vanilla vars.xml: $${domain} = $${local_ip_v4}
+        # The scheduler's tasks by group (sched_hangup: the channel id).
+        self.scheduled: dict[str, list[asyncio.TimerHandle]] = {}
+        self.hangups: list[tuple[str, str]] = []  # (channel, cause) of every hangup
+        self.dial_strings: list[str] = []  # every originate's and bridge's, as given
+        # (what, channel) for hold limits and music: "schedule", "unschedule",
+        # "music on", "music off".
+        self.log: list[tuple[str, str]] = []
         self.connections: list[PeerConnection] = []
         self.channels: dict[str, Channel] = {}
         self.port = 0
@@ -662,6 +782,10 @@ class EslPeer:
         for channel in self.channels.values():
             for task in channel.tasks:
                 task.cancel()
+        for tasks in self.scheduled.values():
+            for handle in tasks:
+                handle.cancel()
+        self.scheduled.clear()
         await asyncio.sleep(0)
 
     def spawn(self, coroutine: Any, channel: Channel | None = None) -> asyncio.Task[Any]:
@@ -817,6 +941,64 @@ class EslPeer:
             channel.variables.pop(argv[1], None)
         return "+OK\n"
 
+    async def _api_sched_hangup(self, args: str) -> str:
+        """mod_commands sched_hangup: ``[+]<time> <uuid> [<cause>]``."""
+        argv = split_args(args)
+        if len(argv) < 2 or not argv[0].lstrip("+").isdigit():
+            return "-USAGE: [+]<time> <uuid> [<cause>]\n"
+        if self._live(argv[1]) is None:
+            return "-ERR No such channel!\n"
+        cause = argv[2].upper() if len(argv) > 2 else "ALLOTTED_TIMEOUT"
+        self.schedule_hangup(int(argv[0].lstrip("+")), argv[1], cause)
+        return "+OK\n"
+
+    async def _api_sched_del(self, args: str) -> str:
+        """mod_commands sched_del: a task id or a group; always ``+OK Deleted: N``."""
+        tasks = self.scheduled.pop(args.strip(), [])
+        for handle in tasks:
+            handle.cancel()
+        if tasks:
+            self.log.append(("unschedule", args.strip()))
+        return f"+OK Deleted: {len(tasks)}\n"
+
+    async def _api_uuid_displace(self, args: str) -> str:
+        """mod_commands uuid_displace: ``<uuid> [start|stop] <path> [<limit>] [mux]``."""
+        argv = split_args(args)
+        if len(argv) < 3:
+            return "-USAGE: <uuid> [start|stop] <path> [<limit>] [mux]\n"
+        channel = self._live(argv[0])
+        if channel is None:
+            return "-ERR Cannot locate session!\n"
+        if argv[1] == "start":
+            channel.displacing.add(argv[2])
+            self.log.append(("music on", channel.uuid))
+        elif argv[1] == "stop":
+            if argv[2] not in channel.displacing:
+                return "-ERR Cannot stop displace session!\n"
+            channel.displacing.discard(argv[2])
+            self.log.append(("music off", channel.uuid))
+        else:
+            return "-USAGE: <uuid> [start|stop] <path> [<limit>] [mux]\n"
+        return "+OK Success\n"
+
+    def schedule_hangup(self, seconds: int, channel_uuid: str, cause: str) -> None:
+        """switch_ivr_schedule_hangup(): a scheduler task in the group named
+        after the channel, that keeps the channel id in a 37-byte buffer
+        (struct hangup_helper): a longer id is cut, and then names no channel."""
+        kept = channel_uuid[:36]
+
+        def fire() -> None:
+            tasks = self.scheduled.get(channel_uuid, [])
+            if handle in tasks:
+                tasks.remove(handle)
+            channel = self._live(kept)
+            if channel is not None:
+                self.hangup(channel, cause)
+
+        handle = asyncio.get_running_loop().call_later(seconds, fire)
+        self.scheduled.setdefault(channel_uuid, []).append(handle)
+        self.log.append(("schedule", channel_uuid))
+
     async def _api_uuid_dump(self, args: str) -> str:
         argv = split_args(args)
         channel = self._live(argv[0]) if argv else None
@@ -834,7 +1016,11 @@ class EslPeer:
         rows = [{"uuid": ch.uuid, "direction": "outbound", "created": "",
                  "created_epoch": str(ch.created // 1_000_000), "name": ch.name,
                  "state": ch.state, "cid_name": ch.caller_number, "cid_num": ch.caller_number,
-                 "dest": ch.destination, "callstate": ch.call_state,
+                 "ip_addr": "", "dest": ch.destination,
+                 "application": ch.variables.get("current_application", ""),
+                 "application_data": ch.variables.get("current_application_data", ""),
+                 "presence_id": ch.variables.get("presence_id", ""), "presence_data": "",
+                 "callstate": ch.call_state,
                  "call_uuid": ch.originator.uuid if ch.originator else ch.uuid}
                 for ch in self.channels.values() if not ch.destroyed]
         if args.endswith("as json"):
@@ -873,23 +1059,127 @@ class EslPeer:
 
     async def dial(self, dial_string: str,
                    originator: Channel | None = None) -> tuple[Channel | None, str]:
-        """switch_ivr_originate() for one target: (channel, SUCCESS) once it
-        answers, else the cause (and the channel if one was created)."""
-        variables, target = parse_dial_string(dial_string)
-        if any(c in target for c in ",|{}"):
-            return None, "CHAN_NOT_IMPLEMENTED"
+        """switch_ivr_originate(): ``{global vars}`` then targets, ``|`` one
+        after the other, ``,`` all at once, each with its own ``[vars]``.
+        (channel, SUCCESS) once one wins, else the cause (and the channel that
+        gave it, if one was created)."""
+        self.dial_strings.append(dial_string)
+        variables, rest = parse_dial_string(dial_string)
+        if originator is not None:
+            # Copied from the caller when the dial string does not set them.
+            for name in ("group_confirm_key", "group_confirm_file", "group_confirm_read_timeout",
+                         "group_confirm_cancel_timeout", "originate_continue_on_timeout"):
+                if name in originator.variables and name not in variables:
+                    variables[name] = originator.variables[name]
+        channel: Channel | None = None
+        outcome = "DESTINATION_OUT_OF_ORDER"
+        for group in split_top(rest, "|"):
+            channel, outcome, timed_out = await self._dial_group(variables, group, originator)
+            if outcome == "SUCCESS" or (originator is not None and originator.gone.is_set()):
+                break
+            if timed_out and variables.get("originate_continue_on_timeout") != "true":
+                break
+        return channel, outcome
+
+    async def _dial_group(self, variables: dict[str, str], group: str, originator: Channel | None
+                          ) -> tuple[Channel | None, str, bool]:
+        """One ``,`` list: every leg at once; the first to answer (or, with
+        group_confirm_key, to confirm) wins and the others are hung up with
+        LOSE_RACE; NO_ANSWER for all at originate_timeout; ORIGINATOR_CANCEL
+        if the caller goes. (channel, outcome, timed out)."""
+        legs: list[Channel] = []
+        failure = "DESTINATION_OUT_OF_ORDER"
+        for spec in split_top(group, ","):
+            local, target = parse_dial_string(spec)
+            channel, cause = self._create_channel({**variables, **local}, target, originator)
+            if channel is None:
+                failure = cause
+            else:
+                legs.append(channel)
+        if not legs:
+            return None, failure, False
+        loop = asyncio.get_running_loop()
+        timeout = float(variables.get("originate_timeout") or 60)
+        key = variables.get("group_confirm_key", "")
+        # group_confirm_cancel_timeout: once a leg confirms, leg_timeout stops counting.
+        cancel_timeout = -1 if variables.get("group_confirm_cancel_timeout") in ("true", "1") else 0
+        start = loop.time()
+        while True:
+            winner = next((ch for ch in legs if ch.winner and not ch.hangup_cause), None)
+            if winner is None:
+                for ch in legs:
+                    if not ch.answered.is_set() or ch.hangup_cause or ch.tagged:
+                        continue
+                    if not key:
+                        winner = ch
+                        break
+                    ch.tagged = True
+                    cancel_timeout = 1 if cancel_timeout < 0 else cancel_timeout
+                    self.spawn(self._confirm(ch, key, variables), ch)
+            if winner is not None:
+                for ch in legs:
+                    if ch is not winner and not ch.hangup_cause:
+                        if len(legs) > 1:
+                            ch.variables["group_dial_status"] = "loser"
+                        self.hangup(ch, "LOSE_RACE" if len(legs) > 1 else "NO_ANSWER")
+                return winner, "SUCCESS", False
+            elapsed = loop.time() - start
+            ended: str | None = None
+            if originator is not None and originator.gone.is_set():
+                ended = "ORIGINATOR_CANCEL"
+            elif elapsed >= timeout:
+                ended = "NO_ANSWER"
+            elif all(ch.hangup_cause for ch in legs):
+                first = legs[0]
+                return first, first.hangup_cause or "NORMAL_CLEARING", False
+            if ended is not None:
+                for ch in legs:
+                    self.hangup(ch, ended)
+                return legs[0], ended, ended == "NO_ANSWER"
+            if cancel_timeout <= 0:
+                for ch in legs:
+                    limit = ch.variables.get("leg_timeout", "")
+                    if limit.isdigit() and int(limit) > 0 and elapsed > int(limit) \
+                            and not ch.hangup_cause:
+                        self.hangup(ch, "ALLOTTED_TIMEOUT")  # check_per_channel_timeouts
+            await asyncio.sleep(0.01)
+
+    def _create_channel(self, variables: dict[str, str], target: str,
+                        originator: Channel | None) -> tuple[Channel | None, str]:
+        """switch_core_session_outgoing_channel(): the channel, ringing its
+        phone, or the cause of not creating one."""
+        variables = dict(variables)
+        extra: dict[str, str] = {}
         gateway = re.fullmatch(r"sofia/gateway/([^/]+)/(.+)", target)
         profile = re.fullmatch(r"sofia/([^/]+)/(.+)", target)
+        user = re.fullmatch(r"user/([^@/]+)(?:@(.+))?", target)
+        if any(c in target for c in "{}[]|,") and not profile:
+            return None, "CHAN_NOT_IMPLEMENTED"
         if gateway:
             if self.gateways is not None and gateway.group(1) not in self.gateways:
                 return None, "INVALID_GATEWAY"
             destination = gateway.group(2)
             name = f"sofia/external/{destination}"
+            extra = {"sip_gateway_name": gateway.group(1), "sip_profile_name": "external"}
+            phone = phone_for(destination, self.answer_delay, self.reject_delay, self.hangup_after)
+        elif user:
+            # mod_dptools user_outgoing_channel: the directory user's contact.
+            username, domain = user.group(1), user.group(2) or self.domain
+            if self.directory is not None and username not in self.directory:
+                return None, "SUBSCRIBER_ABSENT"
+            if username.startswith("offline"):
+                return None, "USER_NOT_REGISTERED"  # sofia_contact: error/user_not_registered
+            destination = f"sip:{username}@127.0.0.1:5070"
+            name = f"sofia/internal/{username}@127.0.0.1:5070"
+            extra = {"dialed_user": username, "dialed_domain": domain,
+                     "presence_id": f"{username}@{domain}", "sip_profile_name": "internal"}
+            phone = phone_named(username, self.answer_delay, self.reject_delay)
         elif profile:
             if profile.group(1) not in self.profiles:
                 return None, "INVALID_PROFILE"
             destination = profile.group(2)
             name = f"sofia/{profile.group(1)}/{destination.removeprefix('sip:')}"
+            phone = phone_for(destination, self.answer_delay, self.reject_delay, self.hangup_after)
         else:
             return None, "CHAN_NOT_IMPLEMENTED"
         channel_uuid = variables.pop("origination_uuid", "") or str(uuid.uuid4())
@@ -901,37 +1191,74 @@ class EslPeer:
             "direction": "outbound", "is_outbound": "true", "uuid": channel_uuid,
             "session_id": str(next(self._sequence)), "channel_name": name,
             "sip_destination_url": destination if destination.startswith("sip")
-            else f"sip:{destination}@127.0.0.1",
+            else f"sip:{destination}@127.0.0.1", **extra,
         })
-        if gateway:
-            channel.variables["sip_gateway_name"] = gateway.group(1)
-            channel.variables["sip_profile_name"] = "external"
         if originator is not None:
             channel.variables.update({"originator": originator.uuid,
                                       "originating_leg_uuid": originator.uuid,
                                       "call_uuid": originator.uuid})
         channel.variables.update(variables)
+        channel.phone = phone
         self.channels[channel_uuid] = channel
         self.emit("CHANNEL_CREATE", channel)
-        phone = phone_for(destination, self.answer_delay, self.reject_delay, self.hangup_after)
-        timeout = float(variables.get("originate_timeout") or 60)
         channel.phone_task = self.spawn(self._phone(channel, phone), channel)
-        waits = [asyncio.ensure_future(channel.answered.wait()),
-                 asyncio.ensure_future(channel.gone.wait())]
-        if originator is not None:
-            waits.append(asyncio.ensure_future(originator.gone.wait()))
-        _, pending = await asyncio.wait(waits, timeout=timeout,
-                                        return_when=asyncio.FIRST_COMPLETED)
-        for waiter in pending:
-            waiter.cancel()
-        if channel.answered.is_set() and not channel.hangup_cause:
-            return channel, "SUCCESS"
-        if channel.hangup_cause:
-            return channel, channel.hangup_cause
-        cause = "ORIGINATOR_CANCEL" if originator is not None and originator.gone.is_set() \
-            else "NO_ANSWER"
-        self.hangup(channel, cause)
-        return channel, cause
+        return channel, "SUCCESS"
+
+    async def _confirm(self, ch: Channel, key: str, variables: dict[str, str]) -> None:
+        """switch_ivr_originate.c collect_thread_run() on a leg that answered:
+        with the key ``exec``, run group_confirm_file as ``<app> <args>`` and
+        win if still up after it; else play group_confirm_file and read the
+        key (group_confirm_read_timeout ms, default 5000): the key wins, a
+        wrong key or none plays the file and reads again, for as long as the
+        leg is up."""
+        file = variables.get("group_confirm_file", "")
+        if key == "exec":
+            app, _, data = file.partition(" ")
+            await self._execute(ch, app, data)
+            if not ch.hangup_cause:
+                ch.winner = True
+                ch.variables["group_dial_status"] = "winner"
+            return
+        read_timeout = variables.get("group_confirm_read_timeout", "")
+        seconds = int(read_timeout) / 1000 if read_timeout.isdigit() else 5.0
+        pressed = False
+        while not ch.hangup_cause:
+            if file:
+                await self._app_playback(ch, file)
+            if ch.hangup_cause:
+                return
+            phone = ch.phone
+            if phone is not None and phone.press is not None and not pressed:
+                pressed = True  # a person presses once; the prompt again gets nothing
+                self.spawn(self._press(ch, phone.press, phone.press_after), ch)
+            digit = await self._read_digit(ch, seconds)
+            if digit is None:
+                continue
+            if digit == key:
+                ch.winner = True
+                ch.variables["group_dial_status"] = "winner"
+                return
+
+    async def _press(self, ch: Channel, key: str, after: float) -> None:
+        await asyncio.sleep(after)
+        if not ch.hangup_cause:
+            ch.dtmf.put_nowait(key)
+
+    async def _read_digit(self, ch: Channel, seconds: float) -> str | None:
+        """switch_ivr_read() for one digit; the DTMF event is fired when the
+        digit is taken (switch_channel_dequeue_dtmf)."""
+        getter = asyncio.ensure_future(ch.dtmf.get())
+        gone = asyncio.ensure_future(ch.gone.wait())
+        done, _ = await asyncio.wait({getter, gone}, timeout=seconds,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if getter not in done:
+            getter.cancel()
+            return None
+        digit: str = getter.result()
+        self.emit("DTMF", ch, after=[("DTMF-Digit", digit), ("DTMF-Duration", "2000"),
+                                     ("DTMF-Source", "RTP")])
+        return digit
 
     async def _phone(self, ch: Channel, phone: Phone) -> None:
         await asyncio.sleep(0.01)  # the INVITE's way there
@@ -962,15 +1289,23 @@ class EslPeer:
         ch.set_state("CS_CONSUME_MEDIA")
         ch.answered.set()
         self.emit("CHANNEL_ANSWER", ch)
-        on_answer = ch.variables.get("execute_on_answer", "")
-        match = re.fullmatch(r"sched_hangup \+([0-9]+)(?: ([A-Za-z_]+))?", on_answer.strip())
-        if match:
-            self.spawn(self._sched_hangup(ch, int(match.group(1)),
-                                          (match.group(2) or "ALLOTTED_TIMEOUT").upper()), ch)
+        self._execute_on(ch, "execute_on_answer")
 
-    async def _sched_hangup(self, ch: Channel, seconds: int, cause: str) -> None:
-        await asyncio.sleep(seconds)
-        self.hangup(ch, cause)
+    def _execute_on(self, ch: Channel, prefix: str) -> None:
+        """switch_channel_execute_on(): every variable whose name starts with
+        ``prefix`` names an application and its arguments, run at once (only
+        the ones that return at once are simulated)."""
+        for name, value in list(ch.variables.items()):
+            if not name.startswith(prefix):
+                continue
+            app, _, data = value.strip().partition(" ")
+            # switch_core_session_exec(): the same events as any application.
+            self._execute_event("CHANNEL_EXECUTE", ch, app, data)
+            if app == "sched_hangup":
+                self._sched_hangup_app(ch, data)
+            elif app == "displace_session":
+                self._displace_app(ch, data)
+            self._execute_event("CHANNEL_EXECUTE_COMPLETE", ch, app, data, "_none_")
 
     def hangup(self, ch: Channel, cause: str, disposition: str | None = None) -> None:
         """switch_channel_perform_hangup(), then the hangup state handlers."""
@@ -979,6 +1314,7 @@ class EslPeer:
         if disposition:  # the party's: mod_sofia sets it before hanging up
             ch.variables["sip_hangup_disposition"] = disposition
         ch.hangup_cause = cause
+        self.hangups.append((ch.uuid, cause))
         ch.hungup_at = now_us()
         ch.state_number = STATE_NUMBERS["CS_HANGUP"]
         self.emit("CHANNEL_HANGUP", ch, before=[("Hangup-Cause", cause)])
@@ -1091,9 +1427,34 @@ class EslPeer:
         await self._until(ch, int(data or "0") / 1000)
         return "_none_"
 
+    async def _app_sched_hangup(self, ch: Channel, data: str) -> str:
+        self._sched_hangup_app(ch, data)
+        return "_none_"
+
+    def _sched_hangup_app(self, ch: Channel, data: str) -> None:
+        """mod_dptools sched_hangup: ``[+]<time> [<cause>]``."""
+        argv = split_args(data)
+        if argv and argv[0].lstrip("+").isdigit():
+            cause = argv[1].upper() if len(argv) > 1 else "ALLOTTED_TIMEOUT"
+            self.schedule_hangup(int(argv[0].lstrip("+")), ch.uuid, cause)
+
+    async def _app_displace_session(self, ch: Channel, data: str) -> str:
+        self._displace_app(ch, data)
+        return "_none_"
+
+    def _displace_app(self, ch: Channel, data: str) -> None:
+        """mod_dptools displace_session: ``<path> [<flags>] [+time_limit_ms]``,
+        a media bug that plays the file to the channel (no audio here)."""
+        argv = split_args(data)
+        if argv:
+            ch.displacing.add(argv[0])
+            self.log.append(("music on", ch.uuid))
+
     async def _app_bridge(self, a: Channel, data: str) -> str:
         b, outcome = await self.dial(data, originator=a)
         if b is None or outcome != "SUCCESS" or a.hangup_cause:
+            if a.hangup_cause:
+                outcome = "ORIGINATOR_CANCEL"
             a.variables["originate_disposition"] = outcome
             a.variables["DIALSTATUS"] = DIALSTATUS.get(outcome, outcome)
             if b is not None and outcome == "SUCCESS":
@@ -1104,10 +1465,12 @@ class EslPeer:
         a.bridged_with, b.bridged_with = b, a
         a.bridged_at = b.bridged_at = now_us()
         a.variables["bridge_uuid"] = b.uuid
-        a.variables["originate_disposition"] = "SUCCESS"
+        a.variables["originate_disposition"] = "call accepted"
         a.set_state("CS_EXCHANGE_MEDIA")
         self.emit("CHANNEL_BRIDGE", a, after=[("Bridge-A-Unique-ID", a.uuid),
                                               ("Bridge-B-Unique-ID", b.uuid)])
+        for side in (a, b):  # each side's bridge thread, once media flows
+            self._execute_on(side, "execute_on_pre_bridge")
         waits = [asyncio.ensure_future(a.gone.wait()), asyncio.ensure_future(b.gone.wait())]
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for waiter in pending:
@@ -1122,13 +1485,15 @@ class EslPeer:
             self.hangup(a, "NORMAL_CLEARING")
         return "_none_"
 
-    async def foreign_call(self, destination: str = "+27115550199") -> str:
+    async def foreign_call(self, destination: str = "+27115550199", *, dial_string: str = "",
+                           hold: float = 0.1) -> str:
         """Another application's call on the same switch: its events must not
-        reach a controller that filters on its own calls."""
-        channel, outcome = await self.dial(f"sofia/gateway/{next(iter(self.gateways or {'lab'}))}"
-                                           f"/{destination}")
+        reach a controller that filters on its own calls. It stays up ``hold``
+        seconds once answered (a directory user's call makes the user busy)."""
+        gateway = next(iter(self.gateways or {"lab"}))
+        channel, outcome = await self.dial(dial_string or f"sofia/gateway/{gateway}/{destination}")
         if channel is not None and outcome == "SUCCESS":
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(hold)
             self.hangup(channel, "NORMAL_CLEARING", "recv_bye")
         await asyncio.sleep(0.05)
         return channel.uuid if channel is not None else ""

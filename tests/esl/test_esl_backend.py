@@ -313,7 +313,7 @@ async def test_reattach_while_the_whisper_plays(make_config: MakeConfig, peer: E
     await first.execute(call_id, OriginateLegA("+27115550101", 30, None))
     await wait_until(lambda: any(isinstance(e, LegAnswered) for e in seen))
     await first.execute(call_id, PlayWhisper(str(whisper.path),
-                                             DialLegB("+27115550202", 30, 60, None)))
+                                             DialLegB(("+27115550202",), 30, 60, None)))
     await asyncio.sleep(0.2)
     await first.close()  # the controller goes away mid-whisper; the call stays up
 

@@ -1,7 +1,8 @@
 """Event Socket wire text (tests/fixtures/esl, see its README) replayed through
 the backend's framer, the event decoder, the translator and the core: each call
 must end with the outcome it really had, however the bytes are split, with
-malformed frames mixed in."""
+malformed frames mixed in. Then the translation rules one by one: several
+Leg B channels at once, the winner, the confirm step."""
 
 from __future__ import annotations
 
@@ -15,13 +16,17 @@ from greenswitch.esl import ESLEvent
 
 from controller.backends.freeswitch.events import (
     BODY_KEY,
+    AnswerSteps,
     EslFramer,
     Frame,
     FsEventTranslator,
     PlaybackKind,
     Routed,
+    WaitForKey,
     channel_names,
+    channel_rows,
     decode_event,
+    dial_status,
     leg_uuid,
     originate_failure,
     originate_job_uuid,
@@ -29,17 +34,24 @@ from controller.backends.freeswitch.events import (
     q850_cause,
 )
 from controller.calls.core import (
+    AnswerAccepted,
+    AnswerDeclined,
+    Attempt,
     CallConnect,
     CallPlan,
+    CallStatus,
+    ChooseTargets,
     DialFinished,
     Leg,
     LegAnswered,
     LegCreated,
     LegEnded,
     LegHungUp,
+    LegRinging,
     MessageFinished,
     OriginateFailed,
     RecordingStarted,
+    RouteExhausted,
     WhisperFinished,
 )
 from tests.wire import chunked
@@ -75,19 +87,22 @@ def events_of(frames: list[Frame]) -> list[dict[str, str]]:
     return [e for e in (decode_event(f) for f in frames) if e is not None]
 
 
-def call_id_of(wire: bytes) -> str:
-    """From the controller's own filter on leg A (every fixture has it)."""
-    match = re.search(rb"filter added\. \[Unique-ID\]=\[([0-9a-f-]{36})-a\]", wire)
-    assert match, "fixture has no leg A filter"
-    return match.group(1).decode()
+def channels_of(wire: bytes) -> tuple[str, list[str]]:
+    """Leg A's and Leg B's channel ids, from the controller's own filters
+    (the fixtures hold every reply it got). Older wire text has
+    ``<call id>-a`` and ``-b``; newer ``<32 hex>-a`` and ``-b<nn>``."""
+    ids = [m.decode() for m in re.findall(rb"filter added\. \[Unique-ID\]=\[([0-9a-z-]+)\]", wire)]
+    a = [i for i in ids if i.endswith("-a")]
+    assert len(a) == 1, "fixture has no leg A filter"
+    return a[0], [i for i in ids if i != a[0]]
 
 
-def playback_paths(events: list[dict[str, str]], call_id: str) -> list[str]:
+def playback_paths(events: list[dict[str, str]], a: str) -> list[str]:
     """Leg A's files in the order it played them (what the backend registers
     when it sends PlayWhisper and PlayMessageThenHangup)."""
     paths: list[str] = []
     for e in events:
-        if e.get("Unique-ID") != leg_uuid(call_id, Leg.A):
+        if e.get("Unique-ID") != a:
             continue
         path = e.get("Playback-File-Path") or (
             e.get("Application-Data") if e.get("Application") == "playback" else None)
@@ -96,23 +111,48 @@ def playback_paths(events: list[dict[str, str]], call_id: str) -> list[str]:
     return paths
 
 
-def replay(events: list[dict[str, str]], call_id: str, whisper: bool) -> CallConnect:
-    paths = playback_paths(events, call_id)
+# How the router answers once leg B's only target was not reached.
+_EXHAUSTED = {"busy": CallStatus.BUSY, "rejected": CallStatus.BUSY,
+              "no-answer": CallStatus.NO_ANSWER}
+
+
+def replay(events: list[dict[str, str]], wire: bytes, whisper: bool) -> CallConnect:
+    # The call id as the controller gave it to the switch (the originate's
+    # Job-UUID is derived from it): on the channels, or in the originate.
+    a, b_legs = channels_of(wire)
+    call_id = next((e["variable_callconnect_call_id"] for e in events
+                    if "variable_callconnect_call_id" in e), None)
+    if call_id is None:
+        [arg] = [e["Job-Command-Arg"] for e in events if e.get("Job-Command") == "originate"]
+        match = re.search(r"callconnect_call_id=([^,}]+)", arg)
+        assert match, "no call id in the originate"
+        call_id = match.group(1)
+    paths = playback_paths(events, a)
     plan = CallPlan(call_id=call_id, leg_a="+27115550101", leg_b="+27115550202",
                     ring_timeout=8, time_limit=4,
                     whisper_audio=paths[0] if whisper and paths else ("/m/w.wav" if whisper else None),
-                    b_unreached_audio="/m/sorry.wav", recording_file="/r/x.wav")
+                    recording_file="/r/x.wav",
+                    first_attempt=Attempt(("+27115550202",), 8))
     translator = FsEventTranslator()
     translator.watch(call_id)
+    translator.adopt(call_id, Leg.A, a)
+    for channel in b_legs:
+        translator.adopt(call_id, Leg.B, channel, "+27115550202")
     for i, path in enumerate(paths):
         kind = PlaybackKind.WHISPER if whisper and i == 0 else PlaybackKind.MESSAGE
         translator.expect_playback(call_id, path, kind)
+    message = paths[-1] if len(paths) > (1 if whisper else 0) else "/m/sorry.wav"
     core = CallConnect(plan, created_at=0.0)
     core.start()
     for event in events:
         for routed in translator.translate(event, now=0.0):
             assert routed.call_id == call_id
-            core.handle(routed.event)
+            commands = core.handle(routed.event)
+            for command in commands:
+                if isinstance(command, ChooseTargets):  # the router: nobody else to ring
+                    status = _EXHAUSTED.get(command.previous or "", CallStatus.FAILED)
+                    core.handle(RouteExhausted(routed.event.at, status, "leg B not reached",
+                                               message))
     return core
 
 
@@ -120,7 +160,7 @@ def replay(events: list[dict[str, str]], call_id: str, whisper: bool) -> CallCon
 def test_recorded_call_ends_with_its_outcome(name: str) -> None:
     wire = (FIXTURES / f"{name}.esl").read_bytes()
     status, a_status, b_status, hangup_by, whisper = OUTCOMES[name]
-    core = replay(events_of(frames_of([wire])), call_id_of(wire), whisper)
+    core = replay(events_of(frames_of([wire])), wire, whisper)
     result = core.result()
     assert core.finished, f"{name}: call did not end, state {core.state}"
     assert (result["status"], result["leg_a_status"], result["leg_b_status"],
@@ -155,8 +195,7 @@ MALFORMED = [
 
 def test_malformed_and_unknown_frames_are_skipped_not_fatal() -> None:
     wire = (FIXTURES / "b-hangs-up.esl").read_bytes()
-    call_id = call_id_of(wire)
-    a = leg_uuid(call_id, Leg.A).encode()
+    a = channels_of(wire)[0].encode()
     unknown = (b"Event-Name: CHANNEL_SOMETHING_NEW\nUnique-ID: " + a + b"\n\n")
     foreign = (b"Event-Name: CHANNEL_HANGUP_COMPLETE\nUnique-ID: someone-else\n"
                b"Hangup-Cause: USER_BUSY\n\n")
@@ -170,7 +209,7 @@ def test_malformed_and_unknown_frames_are_skipped_not_fatal() -> None:
         frames += framer.feed(garbage)
     frames += framer.feed(wire[cut:])
     assert framer.skipped == 4
-    core = replay(events_of(frames), call_id, whisper=True)
+    core = replay(events_of(frames), wire, whisper=True)
     assert core.finished
     assert (core.result()["status"], core.result()["hangup_by"]) == ("completed", "leg_b")
 
@@ -213,12 +252,19 @@ def test_greenswitch_reads_the_same_headers_but_glues_the_job_result() -> None:
 
 CALL = "c0ffee00-0000-4000-8000-000000000001"
 A, B = leg_uuid(CALL, Leg.A), leg_uuid(CALL, Leg.B)
+B1, B2 = leg_uuid(CALL, Leg.B, 1), leg_uuid(CALL, Leg.B, 2)
+TARGET = "+27115550202"
 
 
-def translated(*events: dict[str, str], setup: Any = None) -> list[object]:
-    translator = FsEventTranslator()
-    translator.watch(CALL)
-    if setup is not None:
+def one_target(translator: FsEventTranslator) -> None:
+    translator.expect_dial(CALL, [(B, TARGET)], None)
+
+
+def translated(*events: dict[str, str], setup: Any = one_target,
+               translator: FsEventTranslator | None = None) -> list[object]:
+    if translator is None:
+        translator = FsEventTranslator()
+        translator.watch(CALL)
         setup(translator)
     out: list[object] = []
     for event in events:
@@ -226,12 +272,24 @@ def translated(*events: dict[str, str], setup: Any = None) -> list[object]:
     return out
 
 
+def ev(name: str, channel: str, **headers: str) -> dict[str, str]:
+    """An event as the decoder gives it: ``Hangup_Cause`` for ``Hangup-Cause``."""
+    return {"Event-Name": name, "Unique-ID": channel,
+            **{k.replace("__", "_").replace("_", "-") if not k.startswith("variable_") else k: v
+               for k, v in headers.items()}}
+
+
 def test_event_time_is_the_switch_timestamp() -> None:
     [event] = translated({"Event-Name": "CHANNEL_ANSWER", "Unique-ID": A,
                           "Event-Date-Timestamp": "1795260166633697"})
-    assert event == LegAnswered(1795260166.633697, Leg.A)
+    assert event == LegAnswered(1795260166.633697, Leg.A, A)
     [event] = translated({"Event-Name": "CHANNEL_CREATE", "Unique-ID": B})
-    assert event == LegCreated(5.0, Leg.B)
+    assert event == LegCreated(5.0, Leg.B, B)
+
+
+def test_channels_we_did_not_dial_are_not_ours() -> None:
+    assert translated(ev("CHANNEL_CREATE", B1), ev("CHANNEL_ANSWER", leg_uuid("other", Leg.A)),
+                      ev("CHANNEL_HANGUP_COMPLETE", "someone-else")) == []
 
 
 def test_party_hangups_give_leghungup_with_the_cause_by_name_before_q850_is_set() -> None:
@@ -242,7 +300,7 @@ def test_party_hangups_give_leghungup_with_the_cause_by_name_before_q850_is_set(
          "variable_sip_hangup_disposition": "recv_refuse"},
         {"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Unique-ID": B, "Hangup-Cause": "USER_BUSY",
          "variable_hangup_cause_q850": "17", "variable_sip_hangup_disposition": "recv_refuse"})
-    assert events == [LegHungUp(5.0, Leg.B, 17), LegEnded(5.0, Leg.B, 17, "USER_BUSY")]
+    assert events == [LegHungUp(5.0, Leg.B, 17, B), LegEnded(5.0, Leg.B, 17, "USER_BUSY", B)]
 
 
 def test_switch_hangups_are_not_the_party_hanging_up() -> None:
@@ -250,7 +308,7 @@ def test_switch_hangups_are_not_the_party_hanging_up() -> None:
         {"Event-Name": "CHANNEL_HANGUP", "Unique-ID": B, "Hangup-Cause": "NO_ANSWER"},
         {"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Unique-ID": B, "Hangup-Cause": "NO_ANSWER",
          "variable_hangup_cause_q850": "19", "variable_sip_hangup_disposition": "send_cancel"})
-    assert events == [LegEnded(5.0, Leg.B, 19, "NO_ANSWER")]
+    assert events == [LegEnded(5.0, Leg.B, 19, "NO_ANSWER", B)]
 
 
 def test_a_recv_disposition_seen_only_at_hangup_complete_still_counts() -> None:
@@ -259,7 +317,7 @@ def test_a_recv_disposition_seen_only_at_hangup_complete_still_counts() -> None:
         {"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Unique-ID": A,
          "Hangup-Cause": "NORMAL_CLEARING", "variable_sip_hangup_disposition": "recv_bye"},
         {"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Unique-ID": A})
-    assert events == [LegHungUp(5.0, Leg.A, 16), LegEnded(5.0, Leg.A, 16, "NORMAL_CLEARING")]
+    assert events == [LegHungUp(5.0, Leg.A, 16, A), LegEnded(5.0, Leg.A, 16, "NORMAL_CLEARING", A)]
 
 
 @pytest.mark.parametrize(("event", "cause"), [
@@ -307,7 +365,7 @@ def test_no_whisper_end_once_leg_a_is_hanging_up() -> None:
         {"Event-Name": "PLAYBACK_STOP", "Unique-ID": A, "Playback-File-Path": "/m/w.wav",
          "Playback-Status": "break"},
         setup=expect)
-    assert events == [LegHungUp(5.0, Leg.A, 16)]
+    assert events == [LegHungUp(5.0, Leg.A, 16, A)]
 
 
 @pytest.mark.parametrize(("variables", "status"), [
@@ -315,6 +373,8 @@ def test_no_whisper_end_once_leg_a_is_hanging_up() -> None:
     ({"variable_originate_disposition": "NO_ANSWER"}, "NOANSWER"),
     ({"variable_originate_disposition": "CALL_REJECTED"}, "CALL_REJECTED"),
     ({"variable_DIALSTATUS": "NOANSWER"}, "NOANSWER"),
+    ({"variable_originate_disposition": "ALLOTTED_TIMEOUT"}, "NOANSWER"),  # leg_timeout
+    ({"variable_originate_disposition": "SUBSCRIBER_ABSENT"}, "SUBSCRIBER_ABSENT"),
     ({}, "FAILED"),
 ])
 def test_bridge_that_ends_without_b_answering_is_dial_finished(variables: dict[str, str],
@@ -333,16 +393,177 @@ def test_a_refusal_reported_by_the_bridge_before_bs_hangup_still_counts() -> Non
          "variable_sip_hangup_disposition": "recv_refuse"},
         {"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Unique-ID": B,
          "Hangup-Cause": "CALL_REJECTED", "variable_hangup_cause_q850": "21"})
-    assert events == [LegCreated(5.0, Leg.B), LegHungUp(5.0, Leg.B, 21),
+    assert events == [LegCreated(5.0, Leg.B, B), LegHungUp(5.0, Leg.B, 21, B),
                       DialFinished(5.0, "CALL_REJECTED"),
-                      LegEnded(5.0, Leg.B, 21, "CALL_REJECTED")]
+                      LegEnded(5.0, Leg.B, 21, "CALL_REJECTED", B)]
 
 
-def test_bridge_end_after_b_answered_says_nothing() -> None:
+def test_leg_b_answered_is_the_channel_freeswitch_bridges() -> None:
     assert translated(
-        {"Event-Name": "CHANNEL_ANSWER", "Unique-ID": B},
+        ev("CHANNEL_ANSWER", B, variable_callconnect_target=TARGET,
+           Event_Date_Timestamp="4000000"),
+        {"Event-Name": "CHANNEL_BRIDGE", "Unique-ID": A, "Bridge-A-Unique-ID": A,
+         "Bridge-B-Unique-ID": B},
         {"Event-Name": "CHANNEL_EXECUTE_COMPLETE", "Unique-ID": A, "Application": "bridge",
-         "variable_originate_disposition": "SUCCESS"}) == [LegAnswered(5.0, Leg.B)]
+         "variable_originate_disposition": "call accepted"}) == [
+        LegAnswered(4.0, Leg.B, B, TARGET)]  # at B's answer; the bridge's end says nothing
+
+
+def test_simultaneous_ring_the_winner_and_the_losers() -> None:
+    """Three targets at once: one refuses, two answer almost together; the
+    one FreeSWITCH bridges wins, the other is hung up with LOSE_RACE."""
+    def dial(t: FsEventTranslator) -> None:
+        t.expect_dial(CALL, [(B, "+27115550202"), (B1, "sip:ann@x.org"),
+                             (B2, "endpoint:agent-7")], None)
+
+    translator = FsEventTranslator()
+    translator.watch(CALL)
+    dial(translator)
+    assert translator.b_channels(CALL) == [B, B1, B2]
+    events = translated(
+        ev("CHANNEL_CREATE", B), ev("CHANNEL_CREATE", B1), ev("CHANNEL_CREATE", B2),
+        ev("CHANNEL_PROGRESS", B), ev("CHANNEL_PROGRESS", B1),
+        ev("CHANNEL_HANGUP", B, Hangup_Cause="USER_BUSY",
+           variable_sip_hangup_disposition="recv_refuse"),
+        ev("CHANNEL_ANSWER", B1), ev("CHANNEL_ANSWER", B2),
+        ev("CHANNEL_HANGUP", B1, Hangup_Cause="LOSE_RACE"),
+        {"Event-Name": "CHANNEL_BRIDGE", "Unique-ID": A, "Bridge-B-Unique-ID": B2},
+        ev("CHANNEL_HANGUP_COMPLETE", B, Hangup_Cause="USER_BUSY",
+           variable_hangup_cause_q850="17", variable_sip_hangup_disposition="recv_refuse"),
+        ev("CHANNEL_HANGUP_COMPLETE", B1, Hangup_Cause="LOSE_RACE",
+           variable_hangup_cause_q850="16", variable_sip_hangup_disposition="send_bye"),
+        translator=translator)
+    assert events == [
+        LegCreated(5.0, Leg.B, B), LegCreated(5.0, Leg.B, B1), LegCreated(5.0, Leg.B, B2),
+        LegRinging(5.0, Leg.B), LegRinging(5.0, Leg.B),
+        LegHungUp(5.0, Leg.B, 17, B),
+        LegAnswered(5.0, Leg.B, B2, "endpoint:agent-7"),
+        LegEnded(5.0, Leg.B, 17, "USER_BUSY", B),
+        LegEnded(5.0, Leg.B, 16, "LOSE_RACE", B1),  # its own channel: the core ignores it
+    ]
+    assert translator.b_channels(CALL) == [B2]
+
+
+def test_a_second_attempt_gets_new_channels_and_the_first_ones_stay_known() -> None:
+    translator = FsEventTranslator()
+    translator.watch(CALL)
+    one_target(translator)
+    assert translator.next_b_index(CALL) == 1
+    first = translated(
+        ev("CHANNEL_CREATE", B),
+        ev("CHANNEL_EXECUTE_COMPLETE", A, Application="bridge",
+           variable_originate_disposition="NO_ANSWER"), translator=translator)
+    translator.expect_dial(CALL, [(B1, "+27115550203")], None)
+    second = translated(
+        ev("CHANNEL_HANGUP_COMPLETE", B, Hangup_Cause="NO_ANSWER"),  # late: the first attempt's
+        ev("CHANNEL_CREATE", B1, variable_callconnect_target="+27115550203"),
+        ev("CHANNEL_EXECUTE_COMPLETE", A, Application="bridge",
+           variable_originate_disposition="USER_BUSY"), translator=translator)
+    assert first == [LegCreated(5.0, Leg.B, B), DialFinished(5.0, "NOANSWER")]
+    assert second == [LegEnded(5.0, Leg.B, 19, "NO_ANSWER", B), LegCreated(5.0, Leg.B, B1),
+                      LegHungUp(5.0, Leg.B, 17, B1), DialFinished(5.0, "BUSY")]
+    assert translator.channels(CALL) == [A, B, B1]
+    assert translator.next_b_index(CALL) == 2
+
+
+KEYED = AnswerSteps("1", "/m/w.wav", 5)
+
+
+def confirm(steps: AnswerSteps | None = KEYED) -> FsEventTranslator:
+    translator = FsEventTranslator()
+    translator.watch(CALL)
+    translator.expect_dial(CALL, [(B, TARGET), (B1, "+27115550203")], steps)
+    return translator
+
+
+def test_answer_steps_the_first_answer_wins_and_hears_the_prompt() -> None:
+    translator = confirm()
+    events = translated(
+        ev("CHANNEL_ANSWER", B1), ev("CHANNEL_ANSWER", B),  # B answers too late
+        ev("PLAYBACK_START", B1, Playback_File_Path="/m/w.wav"),
+        ev("PLAYBACK_STOP", B1, Playback_File_Path="/m/w.wav", Playback_Status="done"),
+        ev("DTMF", B1, DTMF_Digit="1"),
+        {"Event-Name": "CHANNEL_BRIDGE", "Unique-ID": A, "Bridge-B-Unique-ID": B1},
+        translator=translator)
+    assert events == [LegAnswered(5.0, Leg.B, B1, "+27115550203"),
+                      WaitForKey(5.0, B1, 5), AnswerAccepted(5.0)]
+    assert translator.siblings(CALL, B1) == [B]
+    assert translator.confirm_expired(CALL, B1, 9.0) == []  # decided already
+
+
+@pytest.mark.parametrize(("events", "reason"), [
+    ([ev("DTMF", B, DTMF_Digit="2")], "pressed 2, not the confirm key"),
+    ([ev("DTMF", B, DTMF_Digit="\n")], "pressed ?, not the confirm key"),
+    ([ev("PLAYBACK_START", B, Playback_File_Path="/m/w.wav")], "pressed no key in time"),
+])
+def test_a_wrong_key_or_the_prompt_again_declines(events: list[dict[str, str]],
+                                                  reason: str) -> None:
+    translator = confirm()
+    before = translated(ev("CHANNEL_ANSWER", B),
+                        ev("PLAYBACK_START", B, Playback_File_Path="/m/w.wav"),
+                        ev("PLAYBACK_STOP", B, Playback_File_Path="/m/w.wav"),
+                        translator=translator)
+    assert before == [LegAnswered(5.0, Leg.B, B, TARGET), WaitForKey(5.0, B, 5)]
+    assert translated(*events, translator=translator) == [AnswerDeclined(5.0, reason)]
+    assert translator.declined_channel(CALL) == B
+    # Whatever comes next, the decline is said once; the dial's end follows.
+    after = translated(ev("DTMF", B, DTMF_Digit="1"),
+                       ev("PLAYBACK_START", B, Playback_File_Path="/m/w.wav"),
+                       ev("CHANNEL_EXECUTE_COMPLETE", A, Application="bridge",
+                          variable_originate_disposition="NORMAL_CLEARING"),
+                       translator=translator)
+    assert after == [DialFinished(5.0, "NORMAL_CLEARING")]
+
+
+def test_no_key_in_time_declines_when_the_backend_says_so() -> None:
+    translator = confirm(AnswerSteps("#", None, 3))
+    assert translated(ev("CHANNEL_ANSWER", B), translator=translator) == [
+        LegAnswered(5.0, Leg.B, B, TARGET), WaitForKey(5.0, B, 3)]  # no prompt: at once
+    assert translator.confirm_expired(CALL, B1, 9.0) == []  # not the one answering
+    assert [r.event for r in translator.confirm_expired(CALL, B, 9.0)] == [
+        AnswerDeclined(9.0, "pressed no key in time")]
+    assert translator.confirm_expired(CALL, B, 9.5) == []
+
+
+def test_a_whisper_on_answer_alone_is_accepted_by_the_bridge() -> None:
+    translator = confirm(AnswerSteps(None, "/m/w.wav", 5))
+    assert translated(
+        ev("CHANNEL_ANSWER", B),
+        ev("PLAYBACK_START", B, Playback_File_Path="/m/w.wav"),
+        ev("PLAYBACK_STOP", B, Playback_File_Path="/m/w.wav"),
+        ev("DTMF", B, DTMF_Digit="5"),  # no key asked: nothing
+        {"Event-Name": "CHANNEL_BRIDGE", "Unique-ID": A, "Bridge-B-Unique-ID": B},
+        translator=translator) == [LegAnswered(5.0, Leg.B, B, TARGET), AnswerAccepted(5.0)]
+
+
+def test_leg_b_hanging_up_during_the_confirm_ends_the_dial() -> None:
+    translator = confirm()
+    assert translated(
+        ev("CHANNEL_ANSWER", B),
+        ev("CHANNEL_HANGUP", B, Hangup_Cause="NORMAL_CLEARING",
+           variable_sip_hangup_disposition="recv_bye"),
+        ev("CHANNEL_EXECUTE_COMPLETE", A, Application="bridge",
+           variable_originate_disposition="NORMAL_CLEARING"),
+        translator=translator)[-2:] == [LegHungUp(5.0, Leg.B, 16, B),
+                                        DialFinished(5.0, "NORMAL_CLEARING")]
+
+
+def test_what_follows_a_failed_bridge_is_awaited() -> None:
+    translator = FsEventTranslator()
+    translator.watch(CALL)
+    one_target(translator)
+    translator.expect_after_bridge(CALL, "displace_session")
+    assert translator.after_bridge_pending(CALL)
+    translated(ev("CHANNEL_EXECUTE_COMPLETE", A, Application="bridge"),
+               ev("CHANNEL_EXECUTE_COMPLETE", A, Application="sched_hangup"),
+               translator=translator)
+    assert translator.after_bridge_pending(CALL)
+    translated(ev("CHANNEL_EXECUTE_COMPLETE", A, Application="displace_session"),
+               translator=translator)
+    assert not translator.after_bridge_pending(CALL)
+    translator.expect_after_bridge(CALL, "sched_hangup")
+    translated(ev("CHANNEL_HANGUP", A, Hangup_Cause="NORMAL_CLEARING"), translator=translator)
+    assert not translator.after_bridge_pending(CALL)  # A is gone: nothing to wait for
 
 
 def test_originate_job_results() -> None:
@@ -374,5 +595,8 @@ def test_show_channels_as_json() -> None:
     assert channel_names('{"row_count":0}') == []
     assert channel_names('{"row_count":1,"rows":[{"uuid":"u","name":"sofia/x/1"}]}') == \
         ["sofia/x/1"]
+    assert channel_rows('{"row_count":1,"rows":[{"uuid":"u","presence_id":null,"x":2}]}') == \
+        [{"uuid": "u", "presence_id": "", "x": "2"}]
     with pytest.raises(ValueError):
         channel_names("-ERR no reply")
+    assert dial_status({"variable_originate_disposition": "call accepted"}) == "ANSWER"

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,96 +20,12 @@ from standardwebhooks import Webhook
 
 from controller.store.sqlite import SqliteStore
 from tests.conftest import StartReceiver, WebhookReceiver
+from tests.lab.conftest import SIGNING_SECRET, DaemonProcess, api
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_CONFIG = REPO / "sip-lab" / "callconnect.toml"
 OPENAPI = REPO / "docs" / "openapi.json"
-TOKEN = "lab-token-1"
-SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 CALL_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class DaemonProcess:
-    def __init__(self, store: Path, log: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.log = log
-        self.env = {**os.environ, "CALLCONNECT_API_PORT": str(self.port),
-                    "CALLCONNECT_API_TOKENS": TOKEN, "CALLCONNECT_STORE_PATH": str(store),
-                    "CALLCONNECT_WEBHOOK_SIGNING_SECRET": SIGNING_SECRET,
-                    "CALLCONNECT_WEBHOOK_RETRY_BASE_SECONDS": "0.2", **env}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "controller", "--config", str(LAB_CONFIG),
-                 "--log-level", "info", "--json-logs", "daemon"],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-
-    async def ready(self, want: int = 200, timeout: float = 30) -> dict[str, Any]:
-        """Wait on /status, as a supervisor would."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
-            while time.monotonic() < deadline:
-                assert self.process is not None and self.process.poll() is None, \
-                    f"daemon exited: {self.log.read_text()[-2000:]}"
-                try:
-                    response = await client.get("/status")
-                    last = response.json()
-                    if response.status_code == want:
-                        return dict(last)
-                except httpx.HTTPError as exc:
-                    last = repr(exc)
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"/status never answered {want}: {last}")
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    def wait(self, timeout: float) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout=timeout)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-async def start_daemon(lab: None, tmp_path: Path) -> AsyncIterator[Callable[..., DaemonProcess]]:
-    started: list[DaemonProcess] = []
-
-    def start(**env: str) -> DaemonProcess:
-        daemon = DaemonProcess(tmp_path / "callconnect.sqlite3", tmp_path / "daemon.log", env)
-        daemon.start()
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop()
-
-
-@pytest.fixture
-async def daemon(start_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
-    running = start_daemon()
-    await running.ready()
-    return running
-
-
-def api(daemon: DaemonProcess, token: str | None = TOKEN) -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.AsyncClient(base_url=daemon.url, headers=headers, timeout=10)
 
 
 async def wait_for_state(client: httpx.AsyncClient, call_id: str, *states: str,

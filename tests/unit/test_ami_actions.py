@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.backends.asterisk.actions import dial_string, encode, target_of
+from controller.backends.asterisk.actions import dial_string, encode
 from controller.calls.core import (
     DialLegB,
     HangupLegs,
@@ -17,6 +17,7 @@ from controller.calls.core import (
 )
 from controller.config import AsteriskConfig, Route
 from controller.errors import SwitchActionFailed
+from controller.numbers import target_of
 
 CONFIG = AsteriskConfig(trunk_endpoint="trunk", uri_endpoint="uri-out", routes=[
     Route("+2711", "jhb"), Route("+271155501", "lab-a")])
@@ -49,7 +50,7 @@ def test_originate_uses_our_channel_id_and_passes_no_text() -> None:
 def test_whisper_arms_leg_bs_dial_then_redirects_leg_a() -> None:
     # The dialplan dials B itself when the whisper ends: no round trip.
     command = PlayWhisper("/var/lib/callconnect/media/abc.wav",
-                          DialLegB("+27115550202", 25, 600, None))
+                          DialLegB(("+27115550202",), 25, 600, None))
     actions = encode("c1", command, CONFIG)
     assert [a["Action"] for a in actions] == ["Setvar"] * 4 + ["Redirect"]
     values = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
@@ -62,7 +63,7 @@ def test_whisper_arms_leg_bs_dial_then_redirects_leg_a() -> None:
 
 
 def test_dial_b_sets_dial_string_timeout_and_time_limit() -> None:
-    actions = encode("c1", DialLegB("+27115550202", 25, 600, None), CONFIG)
+    actions = encode("c1", DialLegB(("+27115550202",), 25, 600, None), CONFIG)
     values = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
     assert values == {"CC_DIAL": "PJSIP/+27115550202@jhb", "CC_RING_TIMEOUT": "25",
                       "CC_DIAL_OPTIONS": "rS(600)"}
@@ -86,7 +87,7 @@ def test_control_and_dialplan_characters_never_reach_ami(bad: str) -> None:
     with pytest.raises(SwitchActionFailed):
         encode("c1", OriginateLegA(bad, 30, None), CONFIG)
     with pytest.raises(SwitchActionFailed):
-        encode("c1", DialLegB(bad, 30, 60, None), CONFIG)
+        encode("c1", DialLegB((bad,), 30, 60, None), CONFIG)
     with pytest.raises(SwitchActionFailed):
         encode("c1", OriginateLegA("+27115550101", 30, bad), CONFIG)
 
@@ -94,4 +95,28 @@ def test_control_and_dialplan_characters_never_reach_ami(bad: str) -> None:
 @pytest.mark.parametrize("bad", ["/m/a b.wav", "/m/a,b.wav", "relative.wav", "/m/x\r\n.wav"])
 def test_audio_paths_are_checked(bad: str) -> None:
     with pytest.raises(SwitchActionFailed):
-        encode("c1", PlayWhisper(bad, DialLegB("+27115550202", 25, 600, None)), CONFIG)
+        encode("c1", PlayWhisper(bad, DialLegB(("+27115550202",), 25, 600, None)), CONFIG)
+
+
+def test_simultaneous_targets_ring_in_one_dial() -> None:
+    command = DialLegB(("+27115550202", "sip:agent@127.0.0.1:5090", "endpoint:desk-7"), 20, 600, None)
+    values = {a["Variable"]: a["Value"] for a in encode("c1", command, CONFIG) if a["Action"] == "Setvar"}
+    assert values["CC_DIAL"] == ("PJSIP/+27115550202@jhb&PJSIP/uri-out/sip:agent@127.0.0.1:5090"
+                                 "&PJSIP/desk-7")
+    with pytest.raises(SwitchActionFailed):
+        encode("c1", DialLegB(("+27115550202", "+27\r\nX"), 20, 600, None), CONFIG)
+
+
+def test_hold_music_and_answer_steps_become_dial_options() -> None:
+    [originate] = encode("c1", OriginateLegA("+27115550101", 30, None, hold_music=True), CONFIG)
+    assert originate["Variable"] == "CC_CALL_ID=c1,CC_HOLD_MUSIC=1"
+    command = DialLegB(("+27115550202",), 25, 600, None, answer_audio="/m/whisper.wav",
+                       confirm_key="1", confirm_timeout=7, hold_music=True)
+    values = {a["Variable"]: a["Value"] for a in encode("c1", command, CONFIG) if a["Action"] == "Setvar"}
+    assert values["CC_DIAL_OPTIONS"] == "mS(600)U(callconnect-answer^/m/whisper^1^7)"
+
+
+@pytest.mark.parametrize("key", ["12", "a", "^", ")"])
+def test_confirm_keys_are_single_dtmf_digits(key: str) -> None:
+    with pytest.raises(SwitchActionFailed):
+        encode("c1", DialLegB(("+27115550202",), 25, 600, None, confirm_key=key), CONFIG)

@@ -14,7 +14,19 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from controller.backends.asterisk.events import AmiEventTranslator
-from controller.calls.core import CallConnect, CallPlan, Event, Leg, LegCreated, LegHungUp
+from controller.calls.core import (
+    Attempt,
+    CallConnect,
+    CallPlan,
+    CallStatus,
+    ChooseTargets,
+    Command,
+    Event,
+    Leg,
+    LegCreated,
+    LegHungUp,
+    RouteExhausted,
+)
 from tests.wire import chunked
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"
@@ -61,18 +73,35 @@ def call_id_of(wire: bytes) -> str:
     return match.group(1).decode()
 
 
+# How the router ends a one-target route, by how its attempt ended.
+_ROUTE_STATUS = {"busy": CallStatus.BUSY, "rejected": CallStatus.BUSY,
+                 "no-answer": CallStatus.NO_ANSWER}
+
+
 def replay(messages: list[Message], call_id: str) -> CallConnect:
+    """Feed the wire through the translator into the core. The lab calls rang
+    one number: the service's router answers a failed attempt with nobody
+    more to ring and the "not reached" message, as the plan once did."""
     plan = CallPlan(call_id=call_id, leg_a="+27115550101", leg_b="+27115550202",
                     ring_timeout=8, time_limit=5, whisper_audio="/m/whisper",
-                    b_unreached_audio="/m/sorry", recording_file="/r/x.wav")
+                    recording_file="/r/x.wav",
+                    first_attempt=Attempt(("+27115550202",), ring_timeout=8))
     translator = AmiEventTranslator()
     translator.watch(call_id)
     core = CallConnect(plan, created_at=0.0)
     core.start()
+
     for message in messages:
         for routed in translator.translate(message, now=0.0):
             assert routed.call_id == call_id
-            core.handle(routed.event)
+            commands: list[Command] = core.handle(routed.event)
+            for command in commands:
+                if isinstance(command, ChooseTargets):
+                    assert command.previous is not None, "the first attempt is in the plan"
+                    core.handle(RouteExhausted(
+                        routed.event.at, _ROUTE_STATUS.get(command.previous, CallStatus.FAILED),
+                        f"nobody more to ring; the last attempt was {command.previous}",
+                        message_audio="/m/sorry"))
     return core
 
 
@@ -84,6 +113,17 @@ def test_recorded_call_ends_with_its_real_outcome(name: str) -> None:
     assert core.finished, f"{name}: call did not end, state {core.state}"
     assert (result["status"], result["leg_a_status"], result["leg_b_status"],
             result["hangup_by"]) == OUTCOMES[name]
+    states = [t["to"] for t in result["timeline"]]
+    if name.startswith("b-") and result["status"] != "completed":
+        # Leg B's attempt failed: the route ran out and leg A heard why.
+        assert states[-4:] == ["routing", "announcing", "ending", "ended"]
+        [attempt] = result["attempts"]
+        assert (attempt["targets"], attempt["outcome"]) == (["+27115550202"], result["leg_b_status"])
+    else:
+        assert "routing" not in states
+    if result["leg_b_answered_at"] is not None:
+        assert result["answered_by"] == "+27115550202"
+        assert [a["outcome"] for a in result["attempts"]] == ["answered"]
 
 
 @pytest.mark.parametrize("name", ["happy-path-time-limit", "b-no-answer", "a-busy"])
@@ -150,7 +190,7 @@ def test_event_time_is_the_switch_timestamp() -> None:
     message = Message({"Event": "HangupRequest", "Uniqueid": "c1-a", "Cause": "17",
                        "Timestamp": "1795260166.633697"})
     [routed] = translator.translate(message, now=5.0)
-    assert routed.event == LegHungUp(1795260166.633697, Leg.A, 17)
+    assert routed.event == LegHungUp(1795260166.633697, Leg.A, 17, channel="c1-a")
     message = Message({"Event": "HangupRequest", "Uniqueid": "c1-a"})
     [routed] = translator.translate(message, now=5.0)
-    assert routed.event == LegHungUp(5.0, Leg.A, 0)
+    assert routed.event == LegHungUp(5.0, Leg.A, 0, channel="c1-a")

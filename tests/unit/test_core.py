@@ -7,16 +7,22 @@ result carried by the single CallEnded command.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from controller.calls.core import (
+    AnswerAccepted,
+    AnswerDeclined,
+    Attempt,
     CallConnect,
     CallEnded,
     CallPlan,
     CallState,
+    CallStatus,
+    ChooseTargets,
     Command,
     CommandFailed,
     DialFinished,
@@ -37,7 +43,9 @@ from controller.calls.core import (
     PlayMessageThenHangup,
     PlayWhisper,
     RecordingStarted,
+    RouteExhausted,
     StartRecording,
+    TargetsChosen,
     WhisperFinished,
     leg_status_from_cause,
 )
@@ -62,8 +70,8 @@ PLAN = CallPlan(
     ring_timeout=30,
     time_limit=60,
     whisper_audio="/w/whisper",
-    b_unreached_audio="/w/sorry",
     recording_file="/r/c1.wav",
+    first_attempt=Attempt(("PJSIP/b",), ring_timeout=30),
 )
 
 
@@ -156,6 +164,13 @@ def bridged(plan: CallPlan = PLAN) -> Run:
 
 def to_states(run: Run) -> list[str]:
     return [str(t.to_state) for t in run.call.timeline]
+
+
+def not_reached(at: float, status: CallStatus, message: str | None = "/w/sorry") -> RouteExhausted:
+    """The router's answer when nobody is left to ring, with the message
+    leg A hears (the "not reached" message by default)."""
+    return RouteExhausted(at=at, status=status, reason=f"nobody more to ring ({status})",
+                          message_audio=message)
 
 
 # ---------------------------------------------------------------- helpers of the module
@@ -362,7 +377,7 @@ def test_happy_path_timeline_records_every_transition_in_order() -> None:
 def test_dial_leg_b_carries_caller_id() -> None:
     run = whispering(make_plan(caller_id="+27110000000"))
     [whisper] = run.of_type(PlayWhisper)
-    assert whisper.then_dial == DialLegB("PJSIP/b", 30, 60, "+27110000000")
+    assert whisper.then_dial == DialLegB(("PJSIP/b",), 30, 60, "+27110000000")
     # The switch dials B itself when the whisper ends: no command then.
     assert run.send(WhisperFinished(at=WHISPER_DONE, played=True)) == []
     assert run.call.legs[Leg.B].status is LegStatus.INITIATED
@@ -371,7 +386,7 @@ def test_dial_leg_b_carries_caller_id() -> None:
 def test_no_whisper_dials_b_when_a_answers() -> None:
     run = ringing_a(make_plan(whisper_audio=None))
     commands = run.send(LegAnswered(at=A_ANSWERED, leg=Leg.A))
-    assert commands == [DialLegB("PJSIP/b", 30, 60, None)]
+    assert commands == [DialLegB(("PJSIP/b",), 30, 60, None)]
     assert run.state() is CallState.DIALING_B
     assert run.of_type(PlayWhisper) == []
     assert to_states(run) == ["dialing-a", "ringing-a", "dialing-b"]
@@ -392,7 +407,7 @@ def test_whisper_that_could_not_play_still_dials_b() -> None:
     assert "could not be played" in run.call.timeline[-1].reason
 
 
-WHISPER_THEN_B = PlayWhisper("/w/whisper", DialLegB("PJSIP/b", 30, 60, None))
+WHISPER_THEN_B = PlayWhisper("/w/whisper", DialLegB(("PJSIP/b",), 30, 60, None))
 
 
 def test_a_answers_without_ringing_first() -> None:
@@ -550,17 +565,24 @@ def test_whisper_finishing_after_a_hung_up_does_not_dial_b() -> None:
 
 
 # ---------------------------------------------------------------- leg B not reached
+# The core no longer decides what a failed attempt means: it asks whom to ring
+# next (ChooseTargets) and the router answers. With one target the router says
+# nobody is left (RouteExhausted), with the "not reached" message to play.
 
 
-def test_b_no_answer_announces_then_ends() -> None:
+def test_b_no_answer_asks_the_route_then_announces_then_ends() -> None:
     run = ringing_b()
     dial_end = B_RINGING + 30
-    assert run.send(DialFinished(at=dial_end, dial_status="NOANSWER")) == [PlayMessageThenHangup("/w/sorry")]
-    assert run.state() is CallState.ANNOUNCING
+    assert run.send(DialFinished(at=dial_end, dial_status="NOANSWER")) == [
+        ChooseTargets("no-answer", {})]
+    assert run.state() is CallState.ROUTING
     assert run.call.legs[Leg.B].status is LegStatus.NO_ANSWER
 
     # Recorded order (b-no-answer.ami): B's channel goes with cause 0.
     assert run.send(LegEnded(at=dial_end + 0.1, leg=Leg.B, cause=0, cause_text="Unknown")) == []
+    assert run.state() is CallState.ROUTING
+    assert run.send(not_reached(dial_end + 0.2, CallStatus.NO_ANSWER)) == [
+        PlayMessageThenHangup("/w/sorry")]
     assert run.state() is CallState.ANNOUNCING
     assert run.send(MessageFinished(at=dial_end + 4)) == []
     assert run.state() is CallState.ANNOUNCING
@@ -576,15 +598,24 @@ def test_b_no_answer_announces_then_ends() -> None:
     assert result["hangup_by"] is None
     assert result["talk_seconds"] == 0.0
     assert result["leg_b_answered_at"] is None
-    assert "NOANSWER" in result["reason"]
-    assert to_states(run)[-4:] == ["ringing-b", "announcing", "ending", "ended"]
+    assert result["answered_by"] is None
+    # The reason is the router's; the timeline keeps the dial status.
+    assert result["reason"] == "nobody more to ring (no-answer)"
+    assert "NOANSWER" in run.call.timeline[-4].reason
+    assert to_states(run)[-5:] == ["ringing-b", "routing", "announcing", "ending", "ended"]
+    assert result["attempts"] == [{
+        "targets": ["PJSIP/b"], "ring_timeout": 30, "source": "request",
+        "started_at": A_ANSWERED, "ended_at": dial_end, "outcome": "no-answer",
+        "dial_status": "NOANSWER", "answered_by": None,
+    }]
 
 
 def test_b_busy() -> None:
     run = ringing_b()
     assert run.send(LegHungUp(at=T0 + 9, leg=Leg.B, cause=17)) == []
     assert run.call.legs[Leg.B].status is LegStatus.BUSY
-    assert run.send(DialFinished(at=T0 + 9.1, dial_status="BUSY")) == [PlayMessageThenHangup("/w/sorry")]
+    assert run.send(DialFinished(at=T0 + 9.1, dial_status="BUSY")) == [ChooseTargets("busy", {})]
+    assert run.send(not_reached(T0 + 9.15, CallStatus.BUSY)) == [PlayMessageThenHangup("/w/sorry")]
     run.send(
         LegEnded(at=T0 + 9.2, leg=Leg.B, cause=17, cause_text="User busy"),
         MessageFinished(at=T0 + 13),
@@ -595,6 +626,7 @@ def test_b_busy() -> None:
     assert result["leg_b_status"] == "busy"
     assert result["leg_b"]["hangup_cause"] == 17
     assert result["leg_b"]["sip_code"] == 486
+    assert to_states(run)[-5:] == ["ringing-b", "routing", "announcing", "ending", "ended"]
 
 
 def test_b_rejects() -> None:
@@ -602,10 +634,11 @@ def test_b_rejects() -> None:
     # ends with CHANUNAVAIL; leg A's channel even ends with cause 21.
     run = ringing_b()
     run.send(LegHungUp(at=T0 + 9, leg=Leg.B, cause=21))
+    # The party's own cause wins over the dial status: rejected, not failed.
     assert run.send(DialFinished(at=T0 + 9.1, dial_status="CHANUNAVAIL")) == [
-        PlayMessageThenHangup("/w/sorry")
-    ]
+        ChooseTargets("rejected", {})]
     run.send(
+        not_reached(T0 + 9.15, CallStatus.BUSY),
         LegEnded(at=T0 + 9.2, leg=Leg.B, cause=21, cause_text="Call Rejected"),
         MessageFinished(at=T0 + 13),
         LegEnded(at=T0 + 13.1, leg=Leg.A, cause=21, cause_text="Call Rejected"),
@@ -615,44 +648,53 @@ def test_b_rejects() -> None:
     assert result["leg_b_status"] == "rejected"
     assert result["leg_b"]["sip_code"] == 603
     assert result["leg_a_status"] == "completed"
+    assert result["attempts"][0]["dial_status"] == "CHANUNAVAIL"
 
 
 @pytest.mark.parametrize(
-    ("dial_status", "leg_status", "call_status"),
+    ("dial_status", "leg_status"),
     [
-        ("NOANSWER", "no-answer", "no-answer"),
-        ("BUSY", "busy", "busy"),
-        ("busy", "busy", "busy"),
-        ("CHANUNAVAIL", "failed", "failed"),
-        ("CONGESTION", "failed", "failed"),
+        ("NOANSWER", "no-answer"),
+        ("BUSY", "busy"),
+        ("busy", "busy"),
+        ("CHANUNAVAIL", "failed"),
+        ("CONGESTION", "failed"),
     ],
 )
-def test_b_outcome_from_dial_status_alone(dial_status: str, leg_status: str, call_status: str) -> None:
+def test_b_outcome_from_dial_status_alone(dial_status: str, leg_status: str) -> None:
     run = ringing_b()
+    assert run.send(DialFinished(at=T0 + 40, dial_status=dial_status)) == [
+        ChooseTargets(leg_status, {})]
     run.send(
-        DialFinished(at=T0 + 40, dial_status=dial_status),
         LegEnded(at=T0 + 40.1, leg=Leg.B, cause=0),
+        not_reached(T0 + 40.2, CallStatus.FAILED),
         LegEnded(at=T0 + 44, leg=Leg.A, cause=16),
     )
     result = run.result()
     assert result["leg_b_status"] == leg_status
-    assert result["status"] == call_status
+    assert result["attempts"][0]["outcome"] == leg_status
+    # The call's status is the router's (RouteExhausted), whatever the dial said.
+    assert result["status"] == "failed"
 
 
 def test_b_fails_before_its_channel_exists() -> None:
     run = dialing_b()
     assert run.send(DialFinished(at=T0 + 8.5, dial_status="CHANUNAVAIL")) == [
-        PlayMessageThenHangup("/w/sorry")
-    ]
+        ChooseTargets("failed", {})]
+    assert run.send(not_reached(T0 + 8.6, CallStatus.FAILED)) == [PlayMessageThenHangup("/w/sorry")]
     run.send(LegEnded(at=T0 + 12, leg=Leg.A, cause=16))
     result = run.result()
     assert result["status"] == "failed"
     assert result["leg_b_status"] == "failed"
+    assert result["leg_b"]["dialed"] is False
 
 
 def test_b_not_reached_without_message_hangs_a_up() -> None:
-    run = ringing_b(make_plan(b_unreached_audio=None))
-    assert run.send(DialFinished(at=T0 + 40, dial_status="NOANSWER")) == [HangupLegs((Leg.A,))]
+    run = ringing_b()
+    assert run.send(DialFinished(at=T0 + 40, dial_status="NOANSWER")) == [
+        ChooseTargets("no-answer", {})]
+    assert run.send(not_reached(T0 + 40.05, CallStatus.NO_ANSWER, message=None)) == [
+        HangupLegs((Leg.A,))]
     assert run.state() is CallState.ENDING
     assert run.of_type(PlayMessageThenHangup) == []
     assert run.send(LegEnded(at=T0 + 40.1, leg=Leg.B, cause=0)) == []
@@ -661,7 +703,19 @@ def test_b_not_reached_without_message_hangs_a_up() -> None:
     result = run.result()
     assert result["status"] == "no-answer"
     assert result["leg_b_status"] == "no-answer"
-    assert to_states(run)[-3:] == ["ringing-b", "ending", "ended"]
+    assert to_states(run)[-4:] == ["ringing-b", "routing", "ending", "ended"]
+
+
+def test_a_gone_before_the_dial_end_does_not_ask_the_route() -> None:
+    # A hung up while B rang and the dial's end came first: A's own end
+    # closes the call, nobody more is rung.
+    run = ringing_b()
+    run.send(LegHungUp(at=T0 + 20, leg=Leg.A, cause=16))
+    assert run.send(DialFinished(at=T0 + 20.01, dial_status="CANCEL")) == []
+    assert run.state() is CallState.RINGING_B
+    run.send(LegEnded(at=T0 + 20.02, leg=Leg.B, cause=0), LegEnded(at=T0 + 20.03, leg=Leg.A, cause=16))
+    assert run.of_type(ChooseTargets) == []
+    assert run.result()["status"] == "canceled"
 
 
 # ---------------------------------------------------------------- leg A goes while B rings
@@ -904,6 +958,11 @@ def test_leg_created_while_ending_is_hung_up() -> None:
         WhisperFinished(at=T0 + 2.1, played=True),
         OriginateFailed(at=T0 + 2.1, reason="late"),
         HangupRequested(at=T0 + 2.1),
+        # The router's answer, or B's confirmation, after the call was cancelled.
+        TargetsChosen(at=T0 + 2.1, attempt=Attempt(("+27115550301",), 20)),
+        RouteExhausted(at=T0 + 2.1, status=CallStatus.BUSY, reason="late", message_audio="/w/x"),
+        AnswerAccepted(at=T0 + 2.1),
+        AnswerDeclined(at=T0 + 2.1, reason="late"),
     ],
     ids=lambda e: type(e).__name__,
 )
@@ -953,6 +1012,10 @@ def test_leg_b_answered_while_a_rings_is_invalid() -> None:
         RecordingStarted(at=T0 + 99),
         HangupRequested(at=T0 + 99),
         CommandFailed(at=T0 + 99, command="x", reason="y"),
+        TargetsChosen(at=T0 + 99, attempt=Attempt(("+27115550301",), 20)),
+        RouteExhausted(at=T0 + 99, status=CallStatus.BUSY, reason="late"),
+        AnswerAccepted(at=T0 + 99),
+        AnswerDeclined(at=T0 + 99, reason="late"),
     ],
     ids=lambda e: type(e).__name__,
 )
@@ -1022,7 +1085,487 @@ def test_b_channel_gone_before_the_dial_end_is_still_no_answer() -> None:
     run = ringing_b()
     assert run.send(LegEnded(at=B_RINGING + 3, leg=Leg.B, cause=0, cause_text="Unknown")) == []
     assert run.send(DialFinished(at=B_RINGING + 3.01, dial_status="NOANSWER")) == [
-        PlayMessageThenHangup("/w/sorry")]
-    run.send(LegEnded(at=B_RINGING + 8, leg=Leg.A, cause=16))
+        ChooseTargets("no-answer", {})]
+    run.send(not_reached(B_RINGING + 3.02, CallStatus.NO_ANSWER),
+             LegEnded(at=B_RINGING + 8, leg=Leg.A, cause=16))
     result = run.result()
     assert (result["status"], result["leg_b_status"]) == ("no-answer", "no-answer")
+
+
+# ---------------------------------------------------------------- routing leg B: attempts
+
+# Whom to ring is not in the plan: the core asks once leg A has answered.
+ROUTED = make_plan(first_attempt=None)
+AGENTS = ("+27115550301", "+27115550302", "+27115550303")
+
+
+def routing(plan: CallPlan = ROUTED) -> Run:
+    """Leg A answered; the core waits for the router to choose whom to ring."""
+    run = ringing_a(plan)
+    assert run.send(LegAnswered(at=A_ANSWERED, leg=Leg.A)) == [ChooseTargets(None, {})]
+    assert run.state() is CallState.ROUTING
+    return run
+
+
+def chosen(at: float, *targets: str, state: dict[str, Any] | None = None) -> TargetsChosen:
+    """The router's answer: ring these targets at once for 20 s."""
+    return TargetsChosen(at=at, attempt=Attempt(targets, 20, "group:sales"), route_state=state or {})
+
+
+def dial(*targets: str, ring_timeout: int = 20) -> DialLegB:
+    return DialLegB(targets, ring_timeout, 60, None)
+
+
+def test_a_answered_with_nobody_chosen_yet_asks_the_route() -> None:
+    run = routing()
+    assert run.call.legs[Leg.B].status is LegStatus.PENDING
+    state = {"queue": [], "count": 1}
+    # The route's answer comes with the router's memory, kept with the call.
+    assert run.send(chosen(A_ANSWERED + 0.3, *AGENTS, state=state)) == [
+        PlayWhisper("/w/whisper", dial(*AGENTS))]
+    assert run.state() is CallState.WHISPERING
+    assert run.call.route_state == state
+    assert run.call.attempts[0]["started_at"] == A_ANSWERED + 0.3
+    assert to_states(run) == ["dialing-a", "ringing-a", "routing", "whispering"]
+
+
+def test_simultaneous_attempt_first_answer_wins_and_the_losers_do_not_end_the_call() -> None:
+    run = routing()
+    run.send(chosen(A_ANSWERED + 0.3, *AGENTS), WhisperFinished(at=WHISPER_DONE, played=True))
+    run.send(*(LegCreated(at=B_CREATED, leg=Leg.B, channel=f"b{i}") for i in (1, 2, 3)),
+             LegRinging(at=B_RINGING, leg=Leg.B))
+    assert run.state() is CallState.RINGING_B
+    # One target rejects while the others ring: the attempt goes on.
+    assert run.send(LegHungUp(at=B_RINGING + 1, leg=Leg.B, cause=21, channel="b3"),
+                    LegEnded(at=B_RINGING + 1, leg=Leg.B, cause=21, channel="b3")) == []
+    assert run.state() is CallState.RINGING_B
+    assert run.call.legs[Leg.B].status is LegStatus.RINGING
+
+    assert run.send(LegAnswered(at=B_ANSWERED, leg=Leg.B, channel="b2", target=AGENTS[1])) == [
+        StartRecording("/r/c1.wav")]
+    assert run.state() is CallState.BRIDGED
+    # The switch cancels the loser that still rang: its end is not the call's.
+    assert run.send(LegHungUp(at=B_ANSWERED + 0.1, leg=Leg.B, cause=26, channel="b1"),
+                    LegEnded(at=B_ANSWERED + 0.1, leg=Leg.B, cause=26, channel="b1")) == []
+    assert run.state() is CallState.BRIDGED
+    assert run.call.hangup_by is None
+
+    b_end = B_ANSWERED + 30
+    run.send(LegHungUp(at=b_end, leg=Leg.B, cause=16, channel="b2"))
+    assert run.send(LegEnded(at=b_end, leg=Leg.B, cause=16, channel="b2")) == [HangupLegs((Leg.A,))]
+    run.send(LegEnded(at=b_end + 0.2, leg=Leg.A, cause=16))
+    result = run.result()
+    assert result["status"] == "completed"
+    assert result["hangup_by"] == "leg_b"
+    assert result["answered_by"] == AGENTS[1]
+    assert result["leg_b"]["target"] == AGENTS[1]
+    assert (result["leg_b_status"], result["leg_b"]["hangup_cause"]) == ("completed", 16)
+    assert result["talk_seconds"] == pytest.approx(30.0)
+    assert result["attempts"] == [{
+        "targets": list(AGENTS), "ring_timeout": 20, "source": "group:sales",
+        "started_at": A_ANSWERED + 0.3, "ended_at": b_end, "outcome": "answered",
+        "dial_status": "ANSWER", "answered_by": AGENTS[1],
+    }]
+
+
+def test_one_busy_target_of_a_simultaneous_attempt_does_not_make_it_busy() -> None:
+    run = routing(make_plan(first_attempt=None, whisper_audio=None))
+    assert run.send(chosen(A_ANSWERED + 0.3, *AGENTS[:2])) == [dial(*AGENTS[:2])]
+    run.send(LegCreated(at=B_CREATED, leg=Leg.B, channel="b1"),
+             LegCreated(at=B_CREATED, leg=Leg.B, channel="b2"),
+             LegHungUp(at=B_CREATED + 0.5, leg=Leg.B, cause=17, channel="b1"))
+    assert run.call.legs[Leg.B].status is LegStatus.INITIATED
+    # The other target rang out: the attempt went unanswered.
+    run.send(LegEnded(at=B_CREATED + 0.5, leg=Leg.B, cause=17, channel="b1"),
+             LegEnded(at=T0 + 30, leg=Leg.B, cause=0, channel="b2"))
+    assert run.send(DialFinished(at=T0 + 30.01, dial_status="NOANSWER")) == [
+        ChooseTargets("no-answer", {})]
+
+
+def test_answer_from_one_of_several_targets_the_switch_cannot_name() -> None:
+    run = routing(make_plan(first_attempt=None, whisper_audio=None, recording_file=None))
+    run.send(chosen(A_ANSWERED + 0.3, *AGENTS[:2]),
+             LegCreated(at=B_CREATED, leg=Leg.B, channel="b1"),
+             LegAnswered(at=B_ANSWERED, leg=Leg.B, channel="b1"))
+    assert run.state() is CallState.BRIDGED
+    assert run.call.attempts[0]["answered_by"] is None
+    run.send(LegEnded(at=B_ANSWERED + 5, leg=Leg.B, cause=16, channel="b1"),
+             LegEnded(at=B_ANSWERED + 5, leg=Leg.A, cause=16))
+    # Nothing made up: who answered is not known, the whole attempt is.
+    assert run.result()["answered_by"] == ", ".join(AGENTS[:2])
+
+
+def test_sequential_attempts_a_failed_one_then_the_next_answers() -> None:
+    run = routing()
+    first_state = {"queue": [{"dial": [AGENTS[1]]}], "count": 1}
+    run.send(chosen(A_ANSWERED + 0.3, AGENTS[0], state=first_state),
+             WhisperFinished(at=WHISPER_DONE, played=True),
+             LegCreated(at=B_CREATED, leg=Leg.B, channel="b1"), LegRinging(at=B_RINGING, leg=Leg.B),
+             LegEnded(at=T0 + 28, leg=Leg.B, cause=0, channel="b1"))
+    # The route is asked again with its own memory and how the attempt ended.
+    assert run.send(DialFinished(at=T0 + 28.01, dial_status="NOANSWER")) == [
+        ChooseTargets("no-answer", first_state)]
+    assert run.state() is CallState.ROUTING
+
+    # Leg A heard the whisper already: the next attempt dials straight away.
+    second_state = {"queue": [], "count": 2}
+    assert run.send(chosen(T0 + 28.2, AGENTS[1], state=second_state)) == [dial(AGENTS[1])]
+    assert run.state() is CallState.DIALING_B
+    assert run.call.legs[Leg.B].status is LegStatus.INITIATED
+    assert run.call.route_state == second_state
+    run.send(LegCreated(at=T0 + 28.3, leg=Leg.B, channel="b2"), LegRinging(at=T0 + 28.4, leg=Leg.B))
+    assert run.send(LegAnswered(at=T0 + 31, leg=Leg.B, channel="b2", target=AGENTS[1])) == [
+        StartRecording("/r/c1.wav")]
+    run.send(LegHungUp(at=T0 + 50, leg=Leg.A, cause=16), LegEnded(at=T0 + 50, leg=Leg.A, cause=16),
+             LegEnded(at=T0 + 50.1, leg=Leg.B, cause=16, channel="b2"))
+    result = run.result()
+    assert result["status"] == "completed"
+    assert result["hangup_by"] == "leg_a"
+    assert result["answered_by"] == AGENTS[1]
+    assert result["leg_b_answered_at"] == T0 + 31
+    assert [(a["targets"], a["outcome"], a["dial_status"], a["answered_by"])
+            for a in result["attempts"]] == [
+        ([AGENTS[0]], "no-answer", "NOANSWER", None),
+        ([AGENTS[1]], "answered", "ANSWER", AGENTS[1]),
+    ]
+    assert to_states(run) == ["dialing-a", "ringing-a", "routing", "whispering", "dialing-b",
+                              "ringing-b", "routing", "dialing-b", "ringing-b", "bridged",
+                              "ending", "ended"]
+
+
+def test_stale_end_of_an_earlier_attempts_channel_is_ignored() -> None:
+    run = routing(make_plan(first_attempt=None, whisper_audio=None))
+    run.send(chosen(A_ANSWERED + 0.3, AGENTS[0]), LegCreated(at=B_CREATED, leg=Leg.B, channel="b1"),
+             DialFinished(at=T0 + 28, dial_status="NOANSWER"), chosen(T0 + 28.2, *AGENTS[1:]))
+    stale = [LegHungUp(at=T0 + 28.3, leg=Leg.B, cause=19, channel="b1"),
+             LegEnded(at=T0 + 28.3, leg=Leg.B, cause=19, channel="b1")]
+    # The first attempt's channel goes only now, before the second's appear...
+    assert run.send(*stale) == []
+    assert run.state() is CallState.DIALING_B
+    leg_b = run.call.legs[Leg.B]
+    assert (leg_b.status, leg_b.channels, leg_b.cause, leg_b.ended_at) == (
+        LegStatus.INITIATED, [], None, None)
+    # ... or while they ring.
+    run.send(LegCreated(at=T0 + 28.4, leg=Leg.B, channel="b2"),
+             LegCreated(at=T0 + 28.4, leg=Leg.B, channel="b3"), LegRinging(at=T0 + 28.5, leg=Leg.B))
+    timeline = list(run.call.timeline)
+    assert run.send(*stale) == []
+    assert run.call.timeline == timeline
+    assert (leg_b.status, leg_b.channels, leg_b.cause, leg_b.ended_at) == (
+        LegStatus.RINGING, ["b2", "b3"], None, None)
+    run.send(LegAnswered(at=T0 + 31, leg=Leg.B, channel="b2", target=AGENTS[1]))
+    assert run.state() is CallState.BRIDGED
+
+
+def test_attempt_after_a_declined_one_keeps_its_own_outcome() -> None:
+    # The declined target's answer must not make the next attempt's channel
+    # look like the loser of a simultaneous ring.
+    run = ringing_b(make_plan(first_attempt=Attempt((AGENTS[0],), 30), confirm_key="1"))
+    run.send(LegAnswered(at=B_ANSWERED, leg=Leg.B, channel=""),
+             AnswerDeclined(at=B_ANSWERED + 5, reason="pressed no key in time"),
+             DialFinished(at=B_ANSWERED + 5.1, dial_status="ANSWER"),
+             chosen(B_ANSWERED + 5.2, AGENTS[1]), LegCreated(at=B_ANSWERED + 5.3, leg=Leg.B, channel="b2"))
+    assert run.send(LegHungUp(at=B_ANSWERED + 6, leg=Leg.B, cause=21, channel="b2")) == []
+    assert run.call.legs[Leg.B].status is LegStatus.REJECTED
+    assert run.send(DialFinished(at=B_ANSWERED + 6.1, dial_status="CHANUNAVAIL")) == [
+        ChooseTargets("rejected", {})]
+
+
+# ---------------------------------------------------------------- routing leg B: running out
+
+
+def test_route_exhausted_before_any_attempt_with_a_message() -> None:
+    run = routing()
+    assert run.send(RouteExhausted(at=A_ANSWERED + 0.5, status=CallStatus.BUSY,
+                                   reason="every agent of group sales is busy",
+                                   message_audio="/w/all-busy")) == [
+        PlayMessageThenHangup("/w/all-busy")]
+    assert run.state() is CallState.ANNOUNCING
+    run.send(MessageFinished(at=A_ANSWERED + 4), LegEnded(at=A_ANSWERED + 4.1, leg=Leg.A, cause=16))
+    result = run.result()
+    assert (result["status"], result["reason"]) == ("busy", "every agent of group sales is busy")
+    assert result["leg_b_status"] == "not-dialed"
+    assert result["attempts"] == []
+    assert result["whisper_played"] is None
+    assert run.of_type(DialLegB) == [] and run.of_type(PlayWhisper) == []
+    assert to_states(run) == ["dialing-a", "ringing-a", "routing", "announcing", "ending", "ended"]
+
+
+def test_route_exhausted_before_any_attempt_without_a_message_hangs_a_up() -> None:
+    run = routing()
+    assert run.send(RouteExhausted(at=A_ANSWERED + 0.5, status=CallStatus.FAILED,
+                                   reason="dial whom: no answer")) == [HangupLegs((Leg.A,))]
+    assert run.state() is CallState.ENDING
+    run.send(LegEnded(at=A_ANSWERED + 0.6, leg=Leg.A, cause=16))
+    result = run.result()
+    assert (result["status"], result["reason"]) == ("failed", "dial whom: no answer")
+    assert result["leg_b_status"] == "not-dialed"
+    assert result["hangup_by"] is None
+
+
+def test_a_hangs_up_while_leg_b_is_chosen() -> None:
+    run = routing()
+    run.send(LegHungUp(at=A_ANSWERED + 1, leg=Leg.A, cause=16))
+    commands = run.send(LegEnded(at=A_ANSWERED + 1, leg=Leg.A, cause=16))
+    assert len(commands) == 1 and isinstance(commands[0], CallEnded)
+    result = run.result()
+    assert result["status"] == "canceled"
+    assert result["hangup_by"] == "leg_a"
+    assert result["leg_b_status"] == "not-dialed"
+    assert "being chosen" in result["reason"]
+    assert run.of_type(DialLegB) == [] and run.of_type(PlayWhisper) == []
+    # The router's late answer finds the call over.
+    with pytest.raises(InvalidTransition):
+        run.send(chosen(A_ANSWERED + 2, AGENTS[0]))
+    assert len(run.ended()) == 1
+
+
+@pytest.mark.parametrize("answer", [
+    chosen(A_ANSWERED + 1.5, AGENTS[0]),
+    RouteExhausted(at=A_ANSWERED + 1.5, status=CallStatus.BUSY, reason="all busy", message_audio="/w/x"),
+], ids=lambda e: type(e).__name__)
+def test_the_routes_answer_after_a_hung_up_dials_nobody(answer: Event) -> None:
+    # A's hangup is reported, its channel not gone yet, when the router answers.
+    run = routing()
+    run.send(LegHungUp(at=A_ANSWERED + 1, leg=Leg.A, cause=16))
+    assert run.send(answer) == []
+    assert run.state() is CallState.ROUTING
+    run.send(LegEnded(at=A_ANSWERED + 2, leg=Leg.A, cause=16))
+    result = run.result()
+    assert (result["status"], result["hangup_by"]) == ("canceled", "leg_a")
+    assert result["attempts"] == []
+    assert run.of_type(DialLegB) == run.of_type(PlayWhisper) == run.of_type(PlayMessageThenHangup) == []
+
+
+def test_a_hangs_up_while_the_next_attempt_is_chosen() -> None:
+    run = ringing_b()
+    run.send(DialFinished(at=T0 + 40, dial_status="BUSY"), LegEnded(at=T0 + 40.1, leg=Leg.B, cause=17))
+    assert run.state() is CallState.ROUTING
+    commands = run.send(LegEnded(at=T0 + 41, leg=Leg.A, cause=16))
+    assert len(commands) == 1 and isinstance(commands[0], CallEnded)
+    result = run.result()
+    assert (result["status"], result["hangup_by"]) == ("canceled", "leg_a")
+    assert result["leg_b_status"] == "busy"
+    assert [a["outcome"] for a in result["attempts"]] == ["busy"]
+
+
+def test_hangup_requested_while_leg_b_is_chosen() -> None:
+    run = routing()
+    assert run.send(HangupRequested(at=A_ANSWERED + 1, reason="api")) == [HangupLegs((Leg.A,))]
+    run.send(LegEnded(at=A_ANSWERED + 1.1, leg=Leg.A, cause=16))
+    result = run.result()
+    assert (result["status"], result["hangup_by"], result["leg_b_status"]) == (
+        "canceled", "api", "not-dialed")
+
+
+# ---------------------------------------------------------------- leg B confirms
+
+
+CONFIRMED = make_plan(whisper_on_answer=True, confirm_key="1", confirm_timeout=8, hold_music=True)
+
+
+def confirming(plan: CallPlan = CONFIRMED) -> Run:
+    """Leg B answered and hears the whisper; it has not pressed the key yet."""
+    run = ringing_a(plan)
+    assert plan.first_attempt is not None
+    first = plan.first_attempt
+    # The whisper is for B on answer: leg A is not whispered to.
+    assert run.send(LegAnswered(at=A_ANSWERED, leg=Leg.A)) == [DialLegB(
+        first.targets, first.ring_timeout, 60, None, answer_audio="/w/whisper",
+        confirm_key=plan.confirm_key, confirm_timeout=8, hold_music=True)]
+    run.send(LegCreated(at=B_CREATED, leg=Leg.B, channel="b1"), LegRinging(at=B_RINGING, leg=Leg.B))
+    assert run.send(LegAnswered(at=B_ANSWERED, leg=Leg.B, channel="b1")) == []
+    assert run.state() is CallState.CONFIRMING
+    return run
+
+
+def test_hold_music_is_asked_for_leg_a() -> None:
+    assert new_call(CONFIRMED).call.start() == [OriginateLegA("PJSIP/a", 30, None, hold_music=True)]
+
+
+def test_confirm_key_pressed_bridges_and_records() -> None:
+    run = confirming()
+    assert run.call.bridged_at is None
+    assert run.of_type(StartRecording) == []
+    accepted = B_ANSWERED + 4
+    assert run.send(AnswerAccepted(at=accepted)) == [StartRecording("/r/c1.wav")]
+    assert run.state() is CallState.BRIDGED
+    assert run.call.bridged_at == accepted
+    run.send(LegHungUp(at=accepted + 10, leg=Leg.B, cause=16, channel="b1"),
+             LegEnded(at=accepted + 10, leg=Leg.B, cause=16, channel="b1"),
+             LegEnded(at=accepted + 10.1, leg=Leg.A, cause=16))
+    result = run.result()
+    assert (result["status"], result["hangup_by"], result["answered_by"]) == (
+        "completed", "leg_b", "PJSIP/b")
+    # Talk time starts at the bridge, not when B answered.
+    assert result["talk_seconds"] == pytest.approx(10.0)
+    assert to_states(run)[-5:] == ["ringing-b", "confirming", "bridged", "ending", "ended"]
+
+
+def test_whisper_on_answer_alone_also_waits_for_b() -> None:
+    run = confirming(replace(CONFIRMED, confirm_key=None))
+    assert run.send(AnswerAccepted(at=B_ANSWERED + 3)) == [StartRecording("/r/c1.wav")]
+
+
+def test_declined_answer_asks_the_route_for_someone_else() -> None:
+    run = confirming()
+    assert run.send(AnswerDeclined(at=B_ANSWERED + 8, reason="pressed no key in time")) == []
+    assert run.state() is CallState.CONFIRMING
+    assert run.call.legs[Leg.B].status is LegStatus.DECLINED
+    # The switch hangs B up and ends the dial.
+    run.send(LegHungUp(at=B_ANSWERED + 8.1, leg=Leg.B, cause=16, channel="b1"),
+             LegEnded(at=B_ANSWERED + 8.1, leg=Leg.B, cause=16, channel="b1"))
+    assert run.send(DialFinished(at=B_ANSWERED + 8.2, dial_status="ANSWER")) == [
+        ChooseTargets("declined", {})]
+    assert run.state() is CallState.ROUTING
+    assert run.call.hangup_by is None
+    assert run.call.attempts[0]["declined"] == "pressed no key in time"
+    assert run.call.attempts[0]["outcome"] == "declined"
+    run.send(not_reached(B_ANSWERED + 8.3, CallStatus.NO_ANSWER),
+             LegEnded(at=B_ANSWERED + 12, leg=Leg.A, cause=16))
+    result = run.result()
+    assert (result["status"], result["leg_b_status"], result["hangup_by"]) == (
+        "no-answer", "declined", None)
+    assert result["talk_seconds"] == 0.0
+    assert run.of_type(StartRecording) == []
+
+
+def test_b_hanging_up_before_confirming_is_a_decline() -> None:
+    run = confirming()
+    assert run.send(LegHungUp(at=B_ANSWERED + 2, leg=Leg.B, cause=16, channel="b1"),
+                    LegEnded(at=B_ANSWERED + 2, leg=Leg.B, cause=16, channel="b1")) == []
+    assert run.state() is CallState.CONFIRMING
+    assert run.send(DialFinished(at=B_ANSWERED + 2.1, dial_status="ANSWER")) == [
+        ChooseTargets("declined", {})]
+    assert run.call.attempts[0]["declined"] == "hung up before accepting"
+    assert run.call.hangup_by is None
+
+
+def test_declined_bs_late_hangup_does_not_count_as_b_ending_the_call() -> None:
+    # The declined channel's hangup arrives while the next target is chosen;
+    # the next target answers and leg A ends the conversation.
+    run = confirming(replace(CONFIRMED, first_attempt=Attempt((AGENTS[0],), 30)))
+    run.send(AnswerDeclined(at=B_ANSWERED + 8, reason="pressed 2, not the confirm key"),
+             DialFinished(at=B_ANSWERED + 8.1, dial_status="ANSWER"),
+             LegHungUp(at=B_ANSWERED + 8.2, leg=Leg.B, cause=16, channel="b1"),
+             LegEnded(at=B_ANSWERED + 8.2, leg=Leg.B, cause=16, channel="b1"),
+             chosen(B_ANSWERED + 8.3, AGENTS[1]),
+             LegCreated(at=B_ANSWERED + 8.4, leg=Leg.B, channel="b2"),
+             LegAnswered(at=B_ANSWERED + 10, leg=Leg.B, channel="b2", target=AGENTS[1]),
+             AnswerAccepted(at=B_ANSWERED + 12),
+             LegHungUp(at=B_ANSWERED + 30, leg=Leg.A, cause=16),
+             LegEnded(at=B_ANSWERED + 30, leg=Leg.A, cause=16),
+             LegEnded(at=B_ANSWERED + 30.1, leg=Leg.B, cause=16, channel="b2"))
+    result = run.result()
+    assert (result["status"], result["hangup_by"], result["answered_by"]) == (
+        "completed", "leg_a", AGENTS[1])
+    assert [(a["outcome"], a.get("declined")) for a in result["attempts"]] == [
+        ("declined", "pressed 2, not the confirm key"), ("answered", None)]
+
+
+def test_a_hangs_up_while_b_confirms() -> None:
+    run = confirming()
+    assert run.send(LegEnded(at=B_ANSWERED + 1, leg=Leg.A, cause=16)) == [HangupLegs((Leg.B,))]
+    run.send(LegEnded(at=B_ANSWERED + 1.1, leg=Leg.B, cause=16, channel="b1"))
+    result = run.result()
+    assert (result["status"], result["hangup_by"]) == ("canceled", "leg_a")
+    assert result["attempts"][0]["outcome"] == "canceled"
+    assert run.of_type(StartRecording) == []
+
+
+# ---------------------------------------------------------------- routing leg B: snapshots and misuse
+
+
+def restored(run: Run) -> Run:
+    """The call as a restarted daemon picks it up from its stored snapshot."""
+    stored = json.loads(json.dumps(run.call.snapshot()))
+    call = CallConnect.from_snapshot(stored)
+    assert json.loads(json.dumps(call.snapshot())) == stored
+    return Run(call, list(run.commands))
+
+
+def test_snapshot_while_routing_carries_on() -> None:
+    run = routing()
+    run.send(chosen(A_ANSWERED + 0.3, AGENTS[0], state={"tried": [AGENTS[0]], "count": 1}),
+             WhisperFinished(at=WHISPER_DONE, played=True),
+             LegCreated(at=B_CREATED, leg=Leg.B, channel="b1"),
+             LegHungUp(at=B_CREATED + 1, leg=Leg.B, cause=17, channel="b1"),
+             DialFinished(at=B_CREATED + 1.1, dial_status="BUSY"))
+    assert run.state() is CallState.ROUTING
+
+    again = restored(run)
+    assert again.state() is CallState.ROUTING
+    assert again.call.plan == run.call.plan
+    assert again.call.route_state == {"tried": [AGENTS[0]], "count": 1}
+    assert again.call.attempts == run.call.attempts
+    # The first attempt's channel ends after the restart, then the route goes on.
+    assert again.send(LegEnded(at=B_CREATED + 1.2, leg=Leg.B, cause=17, channel="b1")) == []
+    assert again.send(chosen(B_CREATED + 1.5, AGENTS[1])) == [dial(AGENTS[1])]
+    again.send(LegCreated(at=B_CREATED + 1.6, leg=Leg.B, channel="b2"),
+               LegAnswered(at=B_CREATED + 4, leg=Leg.B, channel="b2", target=AGENTS[1]),
+               LegEnded(at=B_CREATED + 20, leg=Leg.B, cause=16, channel="b2"),
+               LegEnded(at=B_CREATED + 20.1, leg=Leg.A, cause=16))
+    result = again.result()
+    assert result["answered_by"] == AGENTS[1]
+    assert [a["outcome"] for a in result["attempts"]] == ["busy", "answered"]
+    assert result["whisper_played"] is True
+
+
+def test_snapshot_while_confirming_carries_on() -> None:
+    run = confirming(replace(CONFIRMED, first_attempt=Attempt(AGENTS, 25, "group:sales")))
+    again = restored(run)
+    assert again.state() is CallState.CONFIRMING
+    assert again.call.plan.first_attempt == Attempt(AGENTS, 25, "group:sales")
+    assert again.call.b_channel == "b1"
+    assert again.send(AnswerAccepted(at=B_ANSWERED + 3)) == [StartRecording("/r/c1.wav")]
+    again.send(LegEnded(at=B_ANSWERED + 9, leg=Leg.B, cause=16, channel="b1"),
+               LegEnded(at=B_ANSWERED + 9.1, leg=Leg.A, cause=16))
+    result = again.result()
+    assert result["status"] == "completed"
+    assert result["talk_seconds"] == pytest.approx(6.0)
+
+
+def _bridged_run() -> Run:
+    return bridged()
+
+
+@pytest.mark.parametrize(("setup", "event", "name"), [
+    (_bridged_run, chosen(T0 + 20, AGENTS[0]), "TargetsChosen"),
+    (_bridged_run, RouteExhausted(at=T0 + 20, status=CallStatus.BUSY, reason="x"), "RouteExhausted"),
+    (ringing_b, chosen(T0 + 20, AGENTS[0]), "TargetsChosen"),
+    (whispering, RouteExhausted(at=T0 + 20, status=CallStatus.BUSY, reason="x"), "RouteExhausted"),
+    (ringing_b, AnswerAccepted(at=T0 + 20), "AnswerAccepted"),
+    (_bridged_run, AnswerAccepted(at=T0 + 20), "AnswerAccepted"),
+    (routing, AnswerDeclined(at=T0 + 20, reason="x"), "AnswerDeclined"),
+    (routing, LegAnswered(at=T0 + 20, leg=Leg.B), "LegAnswered(b)"),
+    (whispering, LegAnswered(at=T0 + 20, leg=Leg.B), "LegAnswered(b)"),
+], ids=lambda v: v.__name__.strip("_") if callable(v) else None)
+def test_routing_events_in_the_wrong_state_are_invalid(setup: Any, event: Event, name: str) -> None:
+    run = setup()
+    state, timeline = run.state(), list(run.call.timeline)
+    with pytest.raises(InvalidTransition) as info:
+        run.send(event)
+    assert info.value.details == {"state": str(state), "event": name}
+    assert run.state() is state
+    assert run.call.timeline == timeline
+
+
+def test_winner_hanging_up_before_a_losers_channel_is_gone_ends_the_call() -> None:
+    run = routing(make_plan(first_attempt=None, whisper_audio=None, recording_file=None))
+    run.send(chosen(A_ANSWERED + 0.3, *AGENTS[:2]),
+             LegCreated(at=B_CREATED, leg=Leg.B, channel="b1"),
+             LegCreated(at=B_CREATED, leg=Leg.B, channel="b2"),
+             LegAnswered(at=B_ANSWERED, leg=Leg.B, channel="b2", target=AGENTS[1]))
+    # b1, cancelled by the switch, is slow to go; B hangs up meanwhile.
+    run.send(LegHungUp(at=B_ANSWERED + 2, leg=Leg.B, cause=16, channel="b2"))
+    assert run.send(LegEnded(at=B_ANSWERED + 2, leg=Leg.B, cause=16, channel="b2")) == [
+        HangupLegs((Leg.A,))]
+    assert run.state() is CallState.ENDING
+    run.send(LegEnded(at=B_ANSWERED + 2.1, leg=Leg.A, cause=16))
+    assert run.ended() == []  # b1 may still be up
+    run.send(LegEnded(at=B_ANSWERED + 2.2, leg=Leg.B, cause=26, channel="b1"))
+    result = run.result()
+    assert (result["status"], result["hangup_by"], result["answered_by"]) == (
+        "completed", "leg_b", AGENTS[1])
+    assert result["talk_seconds"] == pytest.approx(2.0)
+    assert result["leg_b"]["hangup_cause"] == 16

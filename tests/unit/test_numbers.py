@@ -9,8 +9,8 @@ from controller.numbers import (
     Target,
     TargetKind,
     normalize_number,
-    parse_legs,
     parse_target,
+    refuse_same_legs,
 )
 
 ZA = "ZA"
@@ -189,6 +189,12 @@ def test_sip_uri_highest_port_accepted() -> None:
 
 
 # ---------------------------------------------------------------- both legs
+
+
+def parse_legs(leg_a: str, leg_b: str, region: str) -> tuple[Target, Target]:
+    a, b = parse_target(leg_a, region, "leg_a"), parse_target(leg_b, region, "leg_b")
+    refuse_same_legs(a, [b.value])
+    return a, b
 
 
 def test_parse_legs_normalises_both() -> None:

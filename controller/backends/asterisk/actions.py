@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from controller.calls.core import (
+    AnnounceToLegA,
     Command,
     DialLegB,
     HangupLegs,
@@ -22,7 +23,7 @@ from controller.calls.core import (
 )
 from controller.config import AsteriskConfig
 from controller.errors import SwitchActionFailed
-from controller.numbers import Target, TargetKind
+from controller.numbers import ENDPOINT_PREFIX, Target, TargetKind, target_of
 
 from .events import leg_a_channel_id
 
@@ -39,6 +40,8 @@ CONTEXT_HOLD = "callconnect-hold"
 CONTEXT_WHISPER = "callconnect-whisper"
 CONTEXT_DIAL = "callconnect-dial"
 CONTEXT_MESSAGE = "callconnect-message"
+CONTEXT_ANSWER = "callconnect-answer"
+CONTEXT_ANNOUNCE = "callconnect-announce"
 
 
 def dial_string(target: Target, config: AsteriskConfig) -> str:
@@ -46,17 +49,14 @@ def dial_string(target: Target, config: AsteriskConfig) -> str:
     trunk), SIP URIs through the URI endpoint."""
     if target.kind is TargetKind.SIP_URI:
         return f"PJSIP/{config.uri_endpoint}/{target.value}"
+    if target.kind is TargetKind.ENDPOINT:
+        return f"PJSIP/{target.value[len(ENDPOINT_PREFIX):]}"
     endpoint = config.trunk_endpoint
     best = -1
     for route in config.routes:
         if target.value.startswith(route.prefix) and len(route.prefix) > best:
             endpoint, best = route.endpoint, len(route.prefix)
     return f"PJSIP/{target.value}@{endpoint}"
-
-
-def target_of(value: str) -> Target:
-    kind = TargetKind.SIP_URI if value.startswith(("sip:", "sips:")) else TargetKind.NUMBER
-    return Target(kind, value)
 
 
 def encode(call_id: str, command: Command, config: AsteriskConfig,
@@ -75,7 +75,8 @@ def encode(call_id: str, command: Command, config: AsteriskConfig,
             "Timeout": str(command.ring_timeout * 1000),
             "ChannelId": a_channel,
             "Async": "true",
-            "Variable": f"CC_CALL_ID={_checked(call_id, _DIAL_STRING, 'call id')}",
+            "Variable": f"CC_CALL_ID={_checked(call_id, _DIAL_STRING, 'call id')}"
+                        + (",CC_HOLD_MUSIC=1" if command.hold_music else ""),
         }
         if command.caller_id:
             action["CallerID"] = f"<{_checked(command.caller_id, _CALLER_ID, 'caller ID')}>"
@@ -87,6 +88,10 @@ def encode(call_id: str, command: Command, config: AsteriskConfig,
         return _steer(a_channel, CONTEXT_MESSAGE, {"CC_AUDIO": _audio(command.audio)})
     if isinstance(command, DialLegB):
         return _steer(a_channel, CONTEXT_DIAL, _dial_variables(command, config))
+    if isinstance(command, AnnounceToLegA):
+        return _steer(a_channel, CONTEXT_ANNOUNCE, {"CC_AUDIO": _audio(command.audio),
+                                                    "CC_WAIT": str(int(command.hold_for)),
+                                                    "CC_HOLD_MUSIC": "1"})
     if isinstance(command, StartRecording):
         return [{
             "Action": "MixMonitor",
@@ -103,14 +108,29 @@ def encode(call_id: str, command: Command, config: AsteriskConfig,
     raise SwitchActionFailed(f"the Asterisk backend cannot run {type(command).__name__}")
 
 
+def dial_strings(targets: tuple[str, ...], config: AsteriskConfig) -> dict[str, str]:
+    """Each target's PJSIP dial string, checked; the key is the dial string."""
+    return {_checked(dial_string(target_of(t), config), _DIAL_STRING, "dial string"): t
+            for t in targets}
+
+
 def _dial_variables(command: DialLegB, config: AsteriskConfig) -> dict[str, str]:
+    # r: ringback to leg A while B rings (m: music); S(n): the switch ends the
+    # call n seconds after B answers, even if we are gone; U(): what B does
+    # between answering and the bridge (whisper, confirm key).
+    options = ("m" if command.hold_music else "r") + f"S({int(command.time_limit)})"
+    if command.answer_audio or command.confirm_key:
+        key = command.confirm_key or ""
+        if key and not (len(key) == 1 and key in "0123456789*#"):
+            raise SwitchActionFailed(f"refusing confirm key {key!r}: one of 0-9, * or #")
+        audio = _audio(command.answer_audio) if command.answer_audio else ""
+        options += f"U({CONTEXT_ANSWER}^{audio}^{key}^{int(command.confirm_timeout)})"
     variables = {
-        "CC_DIAL": _checked(dial_string(target_of(command.target), config), _DIAL_STRING,
-                            "dial string"),
+        # Every target rings at once; the first to answer wins, the others are
+        # cancelled by Dial itself.
+        "CC_DIAL": "&".join(dial_strings(command.targets, config)),
         "CC_RING_TIMEOUT": str(int(command.ring_timeout)),
-        # r: ringback to leg A while B rings; S(n): the switch ends the call n
-        # seconds after B answers, even if we are gone.
-        "CC_DIAL_OPTIONS": f"rS({int(command.time_limit)})",
+        "CC_DIAL_OPTIONS": options,
     }
     if command.caller_id:
         variables["CALLERID(num)"] = _checked(command.caller_id, _CALLER_ID, "caller ID")

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
@@ -23,18 +23,21 @@ from controller.calls.core import (
     CallState,
     Command,
     DialFinished,
+    DialLegB,
     EndedWhileAway,
     Event,
     HangupLegs,
     Leg,
     LegAnswered,
     LegCreated,
+    PlayWhisper,
     WhisperFinished,
 )
 from controller.config import AsteriskConfig
 from controller.errors import SwitchActionFailed, SwitchUnavailable
+from controller.numbers import TargetKind, target_of
 
-from .actions import CONTEXT_DIAL, CONTEXT_HOLD, encode
+from .actions import CONTEXT_DIAL, CONTEXT_HOLD, dial_string, dial_strings, encode
 from .events import AmiEventTranslator, leg_a_channel_id
 
 log = structlog.get_logger(__name__)
@@ -148,10 +151,10 @@ class AsteriskBackend:
         if leg_b is not None:
             self._translator.adopt(call_id, Leg.B, leg_b["Uniqueid"])
             if core_state is CallState.DIALING_B:
-                events.append(LegCreated(now, Leg.B))
+                events.append(LegCreated(now, Leg.B, leg_b["Uniqueid"]))
             if leg_b.get("ChannelStateDesc") == "Up" and core_state in (
                     CallState.DIALING_B, CallState.RINGING_B):
-                events.append(LegAnswered(now, Leg.B))
+                events.append(LegAnswered(now, Leg.B, leg_b["Uniqueid"]))
         if leg_a.get("Context") == CONTEXT_HOLD:
             # A step ended while we were away and A now waits for the next.
             if core_state in (CallState.DIALING_A, CallState.RINGING_A):
@@ -199,7 +202,25 @@ class AsteriskBackend:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def busy_targets(self, targets: Sequence[str]) -> set[str]:
+        """Endpoints the switch reports in use, ringing or unavailable (calls
+        placed by other means count); numbers and URIs it cannot tell."""
+        busy = set()
+        for target in targets:
+            if target_of(target).kind is not TargetKind.ENDPOINT:
+                continue
+            device = dial_string(target_of(target), self._config)
+            response = await self._send({"Action": "Getvar",
+                                         "Variable": f"DEVICE_STATE({device})"})
+            state = str(response.get("Value", "")) if response.success else ""
+            if state not in ("NOT_INUSE", "UNKNOWN", ""):
+                busy.add(target)
+        return busy
+
     async def execute(self, call_id: str, command: Command) -> None:
+        dial = command.then_dial if isinstance(command, PlayWhisper) else command
+        if isinstance(dial, DialLegB):
+            self._translator.expect_dial(call_id, dial_strings(dial.targets, self._config))
         b_channel = self._translator.channel_of(call_id, Leg.B)
         for action in encode(call_id, command, self._config, b_channel):
             response = await self._send(action)

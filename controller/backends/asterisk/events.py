@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import structlog
 
 from controller.calls.core import (
+    AnswerAccepted,
+    AnswerDeclined,
     CommandFailed,
     DialFinished,
     Event,
@@ -59,13 +61,23 @@ class Routed:
 class AmiEventTranslator:
     def __init__(self) -> None:
         self._legs: dict[str, tuple[str, Leg]] = {}
+        # Per call: the dial strings of leg B's current attempt -> targets.
+        self._dials: dict[str, dict[str, str]] = {}
+        self._targets: dict[str, str] = {}  # leg B uniqueid -> its target
 
     def watch(self, call_id: str) -> None:
         self._legs[leg_a_channel_id(call_id)] = (call_id, Leg.A)
 
+    def expect_dial(self, call_id: str, dial_strings: dict[str, str]) -> None:
+        """Leg B is about to be dialed with these dial strings (-> targets):
+        its DialBegin events tell which channel rings which target."""
+        self._dials[call_id] = dial_strings
+
     def forget(self, call_id: str) -> None:
         for uniqueid in [u for u, (c, _) in self._legs.items() if c == call_id]:
             del self._legs[uniqueid]
+            self._targets.pop(uniqueid, None)
+        self._dials.pop(call_id, None)
 
     def adopt(self, call_id: str, leg: Leg, uniqueid: str) -> None:
         """A channel of ours found on the switch after a restart."""
@@ -104,11 +116,22 @@ class AmiEventTranslator:
         owner = self._leg_of(m)
         if owner is None or owner[1] is not Leg.A:
             return []
-        return [Routed(owner[0], LegCreated(at, Leg.A))]
+        return [Routed(owner[0], LegCreated(at, Leg.A, m["Uniqueid"]))]
 
     def _Newstate(self, m: Mapping[str, str], at: float) -> list[Routed]:
         owner = self._leg_of(m)
-        if owner is None or owner[1] is not Leg.A or m.get("ChannelStateDesc") != "Ringing":
+        if owner is None:
+            return []
+        if owner[1] is Leg.B:
+            # Leg B answering: with Dial's U() its DialEnd comes only after
+            # the on-answer whisper and confirm key, so the answer is taken
+            # from the channel itself.
+            if m.get("ChannelStateDesc") != "Up":
+                return []
+            uniqueid = m["Uniqueid"]
+            return [Routed(owner[0], LegAnswered(at, Leg.B, uniqueid,
+                                                 self._targets.get(uniqueid, "")))]
+        if m.get("ChannelStateDesc") != "Ringing":
             return []
         return [Routed(owner[0], LegRinging(at, Leg.A))]
 
@@ -120,7 +143,10 @@ class AmiEventTranslator:
         if owner is None or owner[1] is not Leg.A or not dest:
             return []
         self._legs[dest] = (owner[0], Leg.B)
-        return [Routed(owner[0], LegCreated(at, Leg.B))]
+        tech = m.get("DestChannel", "").split("/", 1)[0]
+        dialed = f"{tech}/{m.get('DialString', '')}"
+        self._targets[dest] = self._dials.get(owner[0], {}).get(dialed, "")
+        return [Routed(owner[0], LegCreated(at, Leg.B, dest))]
 
     def _DialState(self, m: Mapping[str, str], at: float) -> list[Routed]:
         owner = self._leg_of(m)
@@ -134,9 +160,10 @@ class AmiEventTranslator:
         owner = self._leg_of(m)
         if owner is None or owner[1] is not Leg.A or m.get("DialStatus") != "ANSWER":
             return []
-        if self._legs.get(m.get("DestUniqueid", "")) != (owner[0], Leg.B):
+        dest = m.get("DestUniqueid", "")
+        if self._legs.get(dest) != (owner[0], Leg.B):
             return []
-        return [Routed(owner[0], LegAnswered(at, Leg.B))]
+        return [Routed(owner[0], LegAnswered(at, Leg.B, dest, self._targets.get(dest, "")))]
 
     def _UserEvent(self, m: Mapping[str, str], at: float) -> list[Routed]:
         owner = self._leg_of(m)
@@ -150,6 +177,12 @@ class AmiEventTranslator:
             return [Routed(call_id, WhisperFinished(at, m.get("PlaybackStatus") == "SUCCESS"))]
         if step == "dial-done":
             return [Routed(call_id, DialFinished(at, m.get("DialStatus", "")))]
+        if step == "accepted" and owner[1] is Leg.B:
+            return [Routed(call_id, AnswerAccepted(at))]
+        if step == "declined" and owner[1] is Leg.B:
+            key = m.get("Key", "")
+            return [Routed(call_id, AnswerDeclined(
+                at, f"pressed {key}, not the confirm key" if key else "pressed no key in time"))]
         if step == "message-done":
             return [Routed(call_id, MessageFinished(at))]
         if step == "hold-timeout":
@@ -169,7 +202,8 @@ class AmiEventTranslator:
         owner = self._leg_of(m)
         if owner is None:
             return []
-        return [Routed(owner[0], LegHungUp(at, owner[1], int(m.get("Cause") or 0)))]
+        return [Routed(owner[0], LegHungUp(at, owner[1], int(m.get("Cause") or 0),
+                                           m["Uniqueid"]))]
 
     def _Hangup(self, m: Mapping[str, str], at: float) -> list[Routed]:
         uniqueid = m.get("Uniqueid", "")
@@ -178,8 +212,9 @@ class AmiEventTranslator:
             return []
         if owner[1] is Leg.B:
             del self._legs[uniqueid]
+            self._targets.pop(uniqueid, None)
         cause = int(m.get("Cause") or 0)
-        return [Routed(owner[0], LegEnded(at, owner[1], cause, m.get("Cause-txt", "")))]
+        return [Routed(owner[0], LegEnded(at, owner[1], cause, m.get("Cause-txt", ""), uniqueid))]
 
     def _MixMonitorStart(self, m: Mapping[str, str], at: float) -> list[Routed]:
         owner = self._leg_of(m)

@@ -7,13 +7,15 @@ uuid_broadcast, spaces between API arguments. So every value is checked here
 against what it may contain before it is put in a command, and the finished
 command is checked once more for control characters. Caller text (whispers,
 names, metadata) never gets this far; only ids, file paths, numbers, SIP URIs
-and names from the config do. The only ``,`` in a command is the one these
-encoders put between the variables they build.
+and names from the config do. The only ``,`` in a command are the ones these
+encoders put between the variables they build and between the targets of an
+attempt, which ring at once.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -29,24 +31,41 @@ from controller.calls.core import (
 )
 from controller.config import FreeswitchConfig
 from controller.errors import SwitchActionFailed
+from controller.numbers import ENDPOINT_PREFIX
 
-from .events import leg_uuid, originate_job_uuid
+from .events import AnswerSteps, leg_uuid, originate_job_uuid
 
 # Leg A waits in park() between steps. If the controller goes away, FreeSWITCH
-# hangs A up this long after A answered (the whisper, B's ring and the message
-# to A must fit in it; the bridge itself does not count: park_timeout is read
-# when park() starts and checked between the applications it runs).
-PARK_MARGIN = 120
-PARK_TIMEOUT_CAUSE = "RECOVERY_ON_TIMER_EXPIRE"
+# hangs A up this long after it started waiting (A answered, a whisper or
+# message started, a bridge failed): sched_hangup, re-armed at every step and
+# never running while A is bridged (see encode()). park_timeout cannot do
+# this: park() reads it once, so it would also cut a call that tries several
+# targets one after the other.
+HOLD_LIMIT = 120
+HOLD_TIMEOUT_CAUSE = "RECOVERY_ON_TIMER_EXPIRE"
 HANGUP_CAUSE = "NORMAL_CLEARING"
 TIME_LIMIT_CAUSE = "ALLOTTED_TIMEOUT"
-# Leg A hears this while B rings (FreeSWITCH's us-ring tone, vars.xml).
+# Other targets of an attempt, cancelled when one answers and hears the
+# whisper or confirm step (FreeSWITCH's own cause for losing legs).
+LOST_RACE_CAUSE = "LOSE_RACE"
+# Leg A hears this while B rings (FreeSWITCH's us-ring tone, vars.xml) ...
 RINGBACK = "%(2000,4000,440,480)"
+# ... or this music, and while it waits for the next step (vanilla vars.xml
+# hold_music; mod_local_stream's "moh" stream).
+HOLD_MUSIC = "local_stream://moh"
+# With answer steps the whole dial may last this much longer than the ring
+# timeout (the whisper to B and the confirm wait); each leg still rings at
+# most the ring timeout (leg_timeout).
+ANSWER_STEPS_MARGIN = 120
 CALL_ID_VARIABLE = "callconnect_call_id"
+TARGET_VARIABLE = "callconnect_target"
+# Leg A's applications after a bridge that did not connect, in this order.
+AFTER_BRIDGE_HOLD = "sched_hangup"
+AFTER_BRIDGE_MUSIC = "displace_session"
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 _CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # gateway and profile names
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # gateway, profile and user names
 _NUMBER = re.compile(r"\+?[0-9]{1,20}")
 _SIP_URI = re.compile(
     r"sips?:[A-Za-z0-9_.+~*-]{1,64}@"
@@ -55,6 +74,7 @@ _SIP_URI = re.compile(
 )
 _PATH = re.compile(r"/[A-Za-z0-9_./-]{1,1000}")
 _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
+_CONFIRM_KEY = re.compile(r"[0-9*#]")
 
 
 class Verb(StrEnum):
@@ -70,6 +90,7 @@ class EslCommand:
     text: str  # everything after the verb (sendmsg: the uuid and header lines)
     job_uuid: str | None = None  # bgapi only
     missing_ok: bool = False  # "-ERR No such channel" is fine (hangups)
+    optional: bool = False  # any refusal is fine (stopping music that may not play)
 
     @property
     def wire(self) -> str:
@@ -87,10 +108,13 @@ class EslCommand:
 
 def dial_string(target: str, config: FreeswitchConfig) -> str:
     """Numbers through the longest matching route's gateway (else the default
-    gateway), SIP URIs through the URI profile."""
+    gateway), SIP URIs through the URI profile, ``endpoint:NAME`` as the
+    switch's own user NAME (``user/NAME``, in the default domain)."""
     if target.startswith(("sip:", "sips:")):
         profile = _checked(config.uri_profile, _NAME, "sofia profile")
         return f"sofia/{profile}/{_checked(target, _SIP_URI, 'SIP URI')}"
+    if target.startswith(ENDPOINT_PREFIX):
+        return f"user/{_checked(target[len(ENDPOINT_PREFIX):], _NAME, 'endpoint name')}"
     gateway = config.gateway
     best = -1
     for route in config.routes:
@@ -100,23 +124,50 @@ def dial_string(target: str, config: FreeswitchConfig) -> str:
     return f"sofia/gateway/{gateway}/{_checked(target, _NUMBER, 'number')}"
 
 
+def dial_legs(call_id: str, targets: Sequence[str], first_index: int) -> list[tuple[str, str]]:
+    """The channel id each target of an attempt gets: (id, target), in order."""
+    return [(leg_uuid(call_id, Leg.B, first_index + i), target)
+            for i, target in enumerate(targets)]
+
+
+def answer_steps(command: DialLegB) -> AnswerSteps | None:
+    """What Leg B does between answering and the bridge, checked."""
+    if not command.answer_audio and not command.confirm_key:
+        return None
+    key = command.confirm_key
+    if key is not None and not _CONFIRM_KEY.fullmatch(key):
+        raise SwitchActionFailed(f"refusing confirm key {key!r}: one of 0-9, * or #")
+    audio = _path(command.answer_audio) if command.answer_audio else None
+    return AnswerSteps(key, audio, _seconds(command.confirm_timeout, "confirm timeout", high=60))
+
+
 def watch_filters(call_id: str) -> list[EslCommand]:
-    """Event filters that let through only this call's events: its two
-    channels and Leg A's originate job."""
+    """Event filters that let through this call's Leg A and Leg A's originate
+    job; each Leg B channel gets its own just before it is dialed."""
     _checked(call_id, _CALL_ID, "call id")
     return [
         EslCommand(Verb.FILTER, f"Unique-ID {leg_uuid(call_id, Leg.A)}"),
-        EslCommand(Verb.FILTER, f"Unique-ID {leg_uuid(call_id, Leg.B)}"),
         EslCommand(Verb.FILTER, f"Job-UUID {originate_job_uuid(call_id)}"),
     ]
 
 
-def unwatch_filters(call_id: str) -> list[EslCommand]:
-    return [EslCommand(Verb.FILTER, "delete " + f.text) for f in watch_filters(call_id)]
+def channel_filters(channels: Sequence[str]) -> list[EslCommand]:
+    return [EslCommand(Verb.FILTER, f"Unique-ID {channel}") for channel in channels]
 
 
-def encode(call_id: str, command: Command, config: FreeswitchConfig) -> list[EslCommand]:
-    """The Event Socket commands, in order, that carry out one core command."""
+def unwatch_filters(call_id: str, b_channels: Sequence[str] = ()) -> list[EslCommand]:
+    return [EslCommand(Verb.FILTER, "delete " + f.text)
+            for f in [*watch_filters(call_id), *channel_filters(b_channels)]]
+
+
+def encode(call_id: str, command: Command, config: FreeswitchConfig, *, b_index: int = 0,
+           b_channels: Sequence[str] = (), hold_music: bool = False) -> list[EslCommand]:
+    """The Event Socket commands, in order, that carry out one core command.
+
+    ``b_index`` numbers the first channel of a DialLegB's attempt;
+    ``b_channels`` are the Leg B channels a HangupLegs hangs up; ``hold_music``
+    says Leg A may be hearing the hold music now (it is stopped first).
+    """
     _checked(call_id, _CALL_ID, "call id")
     a = leg_uuid(call_id, Leg.A)
     if isinstance(command, OriginateLegA):
@@ -128,43 +179,122 @@ def encode(call_id: str, command: Command, config: FreeswitchConfig) -> list[Esl
             # A bridge that fails returns to park (the default hangs A up).
             ("continue_on_fail", "true"),
             ("hangup_after_bridge", "true"),
-            ("park_timeout", f"{ring + PARK_MARGIN}:{PARK_TIMEOUT_CAUSE}"),
+            # Run when A answers (switch_channel_execute_on: every variable
+            # whose name starts with execute_on_answer).
+            ("execute_on_answer", f"'sched_hangup +{HOLD_LIMIT} {HOLD_TIMEOUT_CAUSE}'"),
         ]
+        if command.hold_music:
+            variables.append(("execute_on_answer_music",
+                              f"'{AFTER_BRIDGE_MUSIC} {HOLD_MUSIC} mux'"))
         variables += _caller_id(command.caller_id)
         text = f"originate {_variables(variables)}{dial_string(command.target, config)} &park()"
         return [*watch_filters(call_id),
                 _command(Verb.BGAPI, text, job_uuid=originate_job_uuid(call_id))]
     if isinstance(command, PlayWhisper):
-        return [_command(Verb.API, f"uuid_broadcast {a} {_path(command.audio)} aleg")]
+        return [*_next_step(a, hold_music), _hold_limit(a),
+                _command(Verb.API, f"uuid_broadcast {a} {_path(command.audio)} aleg")]
     if isinstance(command, PlayMessageThenHangup):
         # app!cause::args: play, then hang up with cause (switch_ivr_broadcast).
         audio = _path(command.audio)
-        return [_command(Verb.API, f"uuid_broadcast {a} playback!{HANGUP_CAUSE}::{audio} aleg")]
+        return [*_next_step(a, hold_music), _hold_limit(a),
+                _command(Verb.API, f"uuid_broadcast {a} playback!{HANGUP_CAUSE}::{audio} aleg")]
     if isinstance(command, DialLegB):
-        ring = _seconds(command.ring_timeout, "ring timeout")
-        limit = _seconds(command.time_limit, "time limit", high=86400)
-        variables = [
-            ("origination_uuid", leg_uuid(call_id, Leg.B)),
-            (CALL_ID_VARIABLE, call_id),
-            ("originate_timeout", str(ring)),
-            # The switch itself ends the call when the time is up, even if the
-            # controller is gone.
-            ("execute_on_answer", f"'sched_hangup +{limit} {TIME_LIMIT_CAUSE}'"),
-            *_caller_id(command.caller_id),
-        ]
-        bridge = _variables(variables) + dial_string(command.target, config)
-        return [
-            _command(Verb.API, f"uuid_setvar {a} ringback {RINGBACK}"),
-            _command(Verb.SENDMSG, f"{a}\ncall-command: execute\nexecute-app-name: bridge\n"
-                                   f"execute-app-arg: {bridge}"),
-        ]
+        return _dial(call_id, a, command, config, b_index, hold_music)
     if isinstance(command, StartRecording):
         return [_command(Verb.API, f"uuid_record {a} start {_path(command.file)}")]
     if isinstance(command, HangupLegs):
-        return [_command(Verb.API, f"uuid_kill {leg_uuid(call_id, leg)} {HANGUP_CAUSE}",
-                         missing_ok=True)
-                for leg in command.legs]
+        channels: list[str] = []
+        for leg in command.legs:
+            channels += [a] if leg is Leg.A else list(b_channels)
+        return [_command(Verb.API, f"uuid_kill {channel} {HANGUP_CAUSE}", missing_ok=True)
+                for channel in channels]
     raise SwitchActionFailed(f"the FreeSWITCH backend cannot run {type(command).__name__}")
+
+
+def _dial(call_id: str, a: str, command: DialLegB, config: FreeswitchConfig, b_index: int,
+          hold_music: bool) -> list[EslCommand]:
+    """Leg B: every target at once (``,``), each with its own channel id and
+    its target in ``callconnect_target``; the first to answer wins and
+    FreeSWITCH cancels the others (LOSE_RACE). With answer steps the one that
+    answers hears the whisper and must press the key (group_confirm_*) before
+    FreeSWITCH bridges it."""
+    ring = _seconds(command.ring_timeout, "ring timeout")
+    limit = _seconds(command.time_limit, "time limit", high=86400)
+    if not command.targets:
+        raise SwitchActionFailed("refusing to dial leg B with no target")
+    steps = answer_steps(command)
+    variables = [
+        (CALL_ID_VARIABLE, call_id),
+        ("originate_timeout", str(ring + ANSWER_STEPS_MARGIN if steps else ring)),
+        # The switch itself ends the call when the time is up, even if the
+        # controller is gone: counted from B's answer, or with answer steps
+        # from the bridge (run by each side's bridge thread,
+        # switch_ivr_bridge.c), as Asterisk's Dial S() counts after U().
+        ("execute_on_pre_bridge" if steps else "execute_on_answer",
+         f"'sched_hangup +{limit} {TIME_LIMIT_CAUSE}'"),
+        *_caller_id(command.caller_id),
+    ]
+    if steps is not None:
+        variables += _confirm_variables(steps)
+    legs = []
+    for channel, target in dial_legs(call_id, command.targets, b_index):
+        endpoint = dial_string(target, config)
+        leg_variables = [("origination_uuid", channel), (TARGET_VARIABLE, target)]
+        if steps is not None:
+            leg_variables.append(("leg_timeout", str(ring)))
+        legs.append("[" + ",".join(f"{n}={v}" for n, v in leg_variables) + "]" + endpoint)
+    bridge = _variables(variables) + ",".join(legs)
+    ringback = HOLD_MUSIC if command.hold_music else RINGBACK
+    after = [_execute(a, AFTER_BRIDGE_HOLD, f"+{HOLD_LIMIT} {HOLD_TIMEOUT_CAUSE}")]
+    if command.hold_music:
+        after.append(_execute(a, AFTER_BRIDGE_MUSIC, f"{HOLD_MUSIC} mux"))
+    return [
+        *_next_step(a, hold_music or command.hold_music),
+        *channel_filters([channel for channel, _ in dial_legs(call_id, command.targets, b_index)]),
+        # A is answered, so the originate plays transfer_ringback, not ringback.
+        _command(Verb.API, f"uuid_setvar {a} transfer_ringback {ringback}"),
+        _execute(a, "bridge", bridge),
+        # Only if the bridge did not connect (after one, A is hung up): wait
+        # for the next step, at most HOLD_LIMIT, hearing music if asked.
+        *after,
+    ]
+
+
+def _confirm_variables(steps: AnswerSteps) -> list[tuple[str, str]]:
+    """group_confirm_* (switch_ivr_originate.c): the answering leg plays the
+    file and must send the key, read for group_confirm_read_timeout ms; with
+    the key ``exec`` the file is an application to run instead (here:
+    playback of the whisper), and the leg wins if still up after it.
+    group_confirm_cancel_timeout stops each leg's leg_timeout once a leg
+    answers, so the confirm is not cut by the ring timeout."""
+    if steps.key is None:
+        return [("group_confirm_key", "exec"),
+                ("group_confirm_file", f"'playback {steps.audio}'"),
+                ("group_confirm_cancel_timeout", "true")]
+    variables = [("group_confirm_key", steps.key),
+                 ("group_confirm_read_timeout", str(steps.timeout * 1000))]
+    if steps.audio:
+        variables.append(("group_confirm_file", steps.audio))
+    variables.append(("group_confirm_cancel_timeout", "true"))
+    return variables
+
+
+def _next_step(a: str, hold_music: bool) -> list[EslCommand]:
+    """Leg A stops waiting: disarm its hold limit (sched_del of its channel id,
+    the scheduler group of sched_hangup) and stop the hold music."""
+    commands = [_command(Verb.API, f"sched_del {a}")]
+    if hold_music:
+        commands.append(_command(Verb.API, f"uuid_displace {a} stop {HOLD_MUSIC}", optional=True))
+    return commands
+
+
+def _hold_limit(a: str) -> EslCommand:
+    return _command(Verb.API, f"sched_hangup +{HOLD_LIMIT} {a} {HOLD_TIMEOUT_CAUSE}")
+
+
+def _execute(channel: str, app: str, arg: str) -> EslCommand:
+    return _command(Verb.SENDMSG, f"{channel}\ncall-command: execute\nexecute-app-name: {app}\n"
+                                  f"execute-app-arg: {arg}")
 
 
 def _variables(pairs: list[tuple[str, str]]) -> str:
@@ -191,8 +321,8 @@ def _seconds(value: int, what: str, high: int = 600) -> int:
 
 
 def _command(verb: Verb, text: str, job_uuid: str | None = None,
-             missing_ok: bool = False) -> EslCommand:
-    command = EslCommand(verb, text, job_uuid, missing_ok)
+             missing_ok: bool = False, optional: bool = False) -> EslCommand:
+    command = EslCommand(verb, text, job_uuid, missing_ok, optional)
     lines = command.wire.split("\n")
     # sendmsg carries its own header lines; nothing else may have a line end.
     allowed_lines = 4 if verb is Verb.SENDMSG else (2 if job_uuid else 1)

@@ -28,10 +28,22 @@ it was following with ``SwitchLost``, and is re-established with backoff; the
 channels of those calls are hung up as soon as the link is back.
 
 Only this call's events reach the controller: after ``event plain <names>``,
-the connection filters on ``Unique-ID`` of each call's two channels (ids we
-set with ``origination_uuid``) and on the Job-UUID of its originate, plus
+the connection filters on ``Unique-ID`` of each of the call's channels (ids we
+set with ``origination_uuid``: Leg A's from the start, each Leg B channel's
+just before it is dialed) and on the Job-UUID of its originate, plus
 ``Event-Name HEARTBEAT`` so that the filter list is never empty (an empty list
 lets every event of a busy switch through).
+
+Routing features ride on FreeSWITCH's own: an attempt's targets ring at once
+(``,`` in the bridge's dial string) and the first to answer wins; an on-answer
+whisper and a confirm key are group_confirm (see ``actions.py``). Three things
+the switch does not do the way the core counts them are done here: with a
+whisper or confirm key on answer, the other targets are cancelled as soon as
+one answers (FreeSWITCH would keep them ringing until one confirms); a wrong
+key declines the one that answered (FreeSWITCH would play the prompt again);
+and no key within the confirm timeout declines it too (FreeSWITCH would repeat
+the prompt until the dial times out). If the controller is gone meanwhile,
+FreeSWITCH's own behaviour is the fallback.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -54,6 +66,8 @@ from greenswitch.esl import InboundESL, NotConnectedError
 
 from controller.backends.base import EventSink
 from controller.calls.core import (
+    AnswerAccepted,
+    AnswerDeclined,
     CallState,
     Command,
     CommandFailed,
@@ -66,6 +80,7 @@ from controller.calls.core import (
     LegAnswered,
     LegCreated,
     LegEnded,
+    OriginateLegA,
     PlayMessageThenHangup,
     PlayWhisper,
     SwitchLost,
@@ -73,18 +88,37 @@ from controller.calls.core import (
 )
 from controller.config import FreeswitchConfig
 from controller.errors import SwitchActionFailed, SwitchError, SwitchUnavailable
+from controller.numbers import ENDPOINT_PREFIX, TargetKind, target_of
 
-from .actions import EslCommand, Verb, encode, unwatch_filters, watch_filters
+from .actions import (
+    AFTER_BRIDGE_HOLD,
+    AFTER_BRIDGE_MUSIC,
+    HANGUP_CAUSE,
+    LOST_RACE_CAUSE,
+    EslCommand,
+    Verb,
+    answer_steps,
+    channel_filters,
+    dial_legs,
+    encode,
+    unwatch_filters,
+    watch_filters,
+)
 from .events import (
     EslFramer,
     Frame,
     FsEventTranslator,
     PlaybackKind,
+    Routed,
+    WaitForKey,
+    b_leg_index,
     channel_names,
+    channel_rows,
     decode_event,
     dial_status,
     leg_uuid,
     parse_dump,
+    steps_of,
 )
 
 log = structlog.get_logger(__name__)
@@ -96,7 +130,7 @@ EVENT_NAMES = (
     "CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
     "CHANNEL_BRIDGE", "CHANNEL_PARK", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE",
     "CHANNEL_EXECUTE_COMPLETE", "PLAYBACK_START", "PLAYBACK_STOP", "RECORD_START",
-    "RECORD_STOP", "BACKGROUND_JOB", "HEARTBEAT",
+    "RECORD_STOP", "DTMF", "BACKGROUND_JOB", "HEARTBEAT",
 )
 EVENT_FORMATS = ("plain", "json")
 BASE_FILTER = "Event-Name HEARTBEAT"
@@ -104,6 +138,9 @@ THREAD_NAME = "callconnect-esl"
 RECONNECT_FIRST_DELAY = 0.2
 RECONNECT_MAX_DELAY = 10.0
 MAX_DEFERRED = 10_000
+# The confirm key's time runs from when the prompt's end reaches us; this
+# much more is allowed for the digit's way here.
+CONFIRM_GRACE = 0.5
 
 
 # ---------------------------------------------------------------- gevent side
@@ -333,6 +370,11 @@ class FreeswitchBackend:
         self._sinks: dict[str, EventSink] = {}
         # Leg B's dial to start when the call's whisper ends (PlayWhisper.then_dial).
         self._then_dial: dict[str, DialLegB] = {}
+        # Calls whose Leg A may hear the hold music (OriginateLegA.hold_music).
+        self._hold_music: dict[str, bool] = {}
+        # Calls waiting for Leg A to finish what follows a failed bridge.
+        self._after_bridge: dict[str, asyncio.Event] = {}
+        self._confirm_timers: dict[str, asyncio.TimerHandle] = {}
         self._thread: _GeventThread | None = None
         self._conn: _Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -375,6 +417,8 @@ class FreeswitchBackend:
 
     async def close(self) -> None:
         self._closing = True
+        for call_id in list(self._confirm_timers):
+            self._cancel_confirm_timer(call_id)
         if self._background:  # filter deletes for calls just forgotten
             await asyncio.wait(list(self._background), timeout=self._config.action_timeout)
         self.connected = False
@@ -402,59 +446,101 @@ class FreeswitchBackend:
     def forget(self, call_id: str) -> None:
         followed = self._sinks.pop(call_id, None) is not None
         self._then_dial.pop(call_id, None)
+        self._hold_music.pop(call_id, None)
+        waiter = self._after_bridge.pop(call_id, None)
+        if waiter is not None:
+            waiter.set()
+        self._cancel_confirm_timer(call_id)
+        b_channels = [c for c in self._translator.channels(call_id)
+                      if c != leg_uuid(call_id, Leg.A)]
         self._translator.forget(call_id)
         if followed and self.connected:
-            self._spawn(self._send_quietly(unwatch_filters(call_id)))
+            self._spawn(self._send_quietly(unwatch_filters(call_id, b_channels)))
 
     async def reattach(self, call_id: str, state: str, sink: EventSink) -> list[Event]:
         """Follow a call again after a restart. FreeSWITCH keeps nothing of a
         channel once it is gone, so a call that ended meanwhile comes back as
-        EndedWhileAway with no outcome; a live one is read with uuid_dump."""
+        EndedWhileAway with no outcome; a live one is read with uuid_dump, and
+        its Leg B channels are found by their ids in ``show channels``."""
         self.watch(call_id, sink)
         for esl in watch_filters(call_id):
             await self._send(esl)
         now = time.time()
         core_state = CallState(state)
-        a = await self._dump(leg_uuid(call_id, Leg.A))
+        a_channel = leg_uuid(call_id, Leg.A)
+        a = await self._dump(a_channel)
         if a is None:
             answered = core_state not in (CallState.NEW, CallState.DIALING_A, CallState.RINGING_A)
             return [EndedWhileAway(now, None, answered, None, None)]
-        b = await self._dump(leg_uuid(call_id, Leg.B))
+        b_legs: list[tuple[str, dict[str, str]]] = []
+        for channel in await self._b_channels_on_switch(call_id):
+            dump = await self._dump(channel)
+            if dump is not None:
+                self._translator.adopt(call_id, Leg.B, channel,
+                                       dump.get("variable_callconnect_target", ""),
+                                       steps_of(dump))
+                await self._send(channel_filters([channel])[0])
+                b_legs.append((channel, dump))
+        steps = steps_of(b_legs[0][1]) if b_legs else None
         a_answered = a.get("Answer-State") == "answered"
-        b_answered = b is not None and b.get("Answer-State") == "answered"
+        b_answered = [(c, d) for c, d in b_legs if d.get("Answer-State") == "answered"]
+        # With answer steps, the leg that confirmed is "winner" (collect_thread_run).
+        bridged = bool(b_answered) and (
+            steps is None or b_answered[0][1].get("variable_group_dial_status") == "winner")
         # The application A runs now: FreeSWITCH leaves current_application
         # set when it returns, with its current_application_response.
         running = "" if "variable_current_application_response" in a \
             else a.get("variable_current_application", "")
         app_data = a.get("variable_current_application_data", "")
-        self._translator.resume(call_id, b_answered or core_state is CallState.BRIDGED)
+        self._translator.resume(call_id, bridged or core_state is CallState.BRIDGED,
+                                b_answered[0][0] if b_answered else None)
         events: list[Event] = []
         if core_state in (CallState.DIALING_A, CallState.RINGING_A):
-            events.append(LegCreated(now, Leg.A))
+            events.append(LegCreated(now, Leg.A, a_channel))
             if a_answered:
-                events.append(LegAnswered(now, Leg.A))
+                events.append(LegAnswered(now, Leg.A, a_channel))
         elif core_state is CallState.WHISPERING:
             if running == "playback":
                 self._translator.expect_playback(call_id, app_data, PlaybackKind.WHISPER)
             else:
                 events.append(WhisperFinished(now, True))
-        elif core_state in (CallState.DIALING_B, CallState.RINGING_B):
-            if b is not None:
-                events.append(LegCreated(now, Leg.B))
-                if b_answered:
-                    events.append(LegAnswered(now, Leg.B))
-            elif running != "bridge":
+        elif core_state in (CallState.DIALING_B, CallState.RINGING_B, CallState.CONFIRMING):
+            for channel, _ in b_legs:
+                events.append(LegCreated(now, Leg.B, channel))
+            for channel, dump in b_answered[:1]:
+                events.append(LegAnswered(now, Leg.B, channel,
+                                          dump.get("variable_callconnect_target", "")))
+                if steps is not None and bridged:
+                    events.append(AnswerAccepted(now))
+            if not b_legs and running != "bridge":
                 events.append(DialFinished(now, dial_status(a)))
         elif core_state is CallState.ANNOUNCING and running == "playback":
             self._translator.expect_playback(call_id, app_data, PlaybackKind.MESSAGE)
         return events
+
+    async def _b_channels_on_switch(self, call_id: str) -> list[str]:
+        reply = await self._send(EslCommand(Verb.API, "show channels as json"))
+        try:
+            rows = channel_rows(reply.body)
+        except ValueError:
+            return []
+        found = [row.get("uuid", "") for row in rows]
+        return sorted((c for c in found if b_leg_index(call_id, c) is not None),
+                      key=lambda c: b_leg_index(call_id, c) or 0)
 
     async def _dump(self, channel: str) -> dict[str, str] | None:
         reply = await self._send(EslCommand(Verb.API, f"uuid_dump {channel} json"))
         return parse_dump(reply.body)
 
     async def execute(self, call_id: str, command: Command) -> None:
-        commands = encode(call_id, command, self._config)
+        if isinstance(command, OriginateLegA):
+            self._hold_music[call_id] = command.hold_music
+        if isinstance(command, (PlayWhisper, DialLegB, PlayMessageThenHangup)):
+            await self._leg_a_waiting(call_id)
+        b_index = self._translator.next_b_index(call_id)
+        hold_music = self._hold_music.get(call_id, False)
+        commands = encode(call_id, command, self._config, b_index=b_index,
+                          b_channels=self._translator.b_channels(call_id), hold_music=hold_music)
         if isinstance(command, HangupLegs) and not self.connected and not self._closing:
             self._defer(commands)  # sent as soon as the link is back
             return
@@ -463,14 +549,32 @@ class FreeswitchBackend:
             self._then_dial[call_id] = command.then_dial
         elif isinstance(command, PlayMessageThenHangup):
             self._translator.expect_playback(call_id, command.audio, PlaybackKind.MESSAGE)
+        elif isinstance(command, DialLegB):
+            self._translator.expect_dial(call_id, dial_legs(call_id, command.targets, b_index),
+                                         answer_steps(command))
+            self._translator.expect_after_bridge(
+                call_id, AFTER_BRIDGE_MUSIC if command.hold_music else AFTER_BRIDGE_HOLD)
+            self._after_bridge[call_id] = asyncio.Event()
+            self._hold_music[call_id] = hold_music or command.hold_music
         for esl in commands:
             reply = await self._send(esl)
-            if reply.ok:
+            if reply.ok or esl.optional:
                 continue
             if esl.missing_ok and "no such channel" in reply.text.lower():
                 continue  # it hung up by itself meanwhile: that is what we wanted
             raise SwitchActionFailed(f"FreeSWITCH refused {esl.name}: {reply.text}",
                                      action=esl.name, call_id=call_id)
+
+    async def _leg_a_waiting(self, call_id: str) -> None:
+        """Before Leg A's next step: wait until A has run what follows a failed
+        bridge (it arms A's hold limit, which the next step disarms)."""
+        waiter = self._after_bridge.get(call_id)
+        if waiter is None or not self._translator.after_bridge_pending(call_id):
+            return
+        try:
+            await asyncio.wait_for(waiter.wait(), self._config.action_timeout)
+        except TimeoutError:
+            log.warning("esl.after_bridge_unseen", call_id=call_id)
 
     def _dial_after_whisper(self, call_id: str, then_dial: DialLegB) -> None:
         """FreeSWITCH has no dialplan step to chain here: the adapter starts
@@ -483,6 +587,24 @@ class FreeswitchBackend:
                 if sink is not None:
                     sink(CommandFailed(time.time(), "DialLegB", exc.message))
         self._spawn(dial())
+
+    async def busy_targets(self, targets: Sequence[str]) -> set[str]:
+        """Endpoints (``endpoint:NAME``, the switch's user NAME) on a call of
+        any kind: a channel whose presence_id is NAME@<domain> (FreeSWITCH
+        sets it on calls to and from a directory user) in ``show channels``.
+        Numbers and URIs it cannot tell about."""
+        names = {t: t[len(ENDPOINT_PREFIX):].lower() for t in targets
+                 if target_of(t).kind is TargetKind.ENDPOINT}
+        if not names:
+            return set()
+        try:
+            reply = await self._send(EslCommand(Verb.API, "show channels as json"))
+            rows = channel_rows(reply.body)
+        except (SwitchError, ValueError) as exc:
+            log.warning("esl.busy_targets_unknown", error=str(exc))
+            return set()
+        in_use = {row.get("presence_id", "").split("@", 1)[0].lower() for row in rows}
+        return {target for target, name in names.items() if name in in_use}
 
     async def active_channels(self) -> list[str]:
         reply = await self._send(EslCommand(Verb.API, "show channels as json"))
@@ -502,7 +624,9 @@ class FreeswitchBackend:
         generation = self._generation
         setup = [f"event {self._format} {' '.join(EVENT_NAMES)}", f"filter {BASE_FILTER}"]
         for call_id in self._translator.watched():
-            setup += [f.wire for f in watch_filters(call_id)]
+            b_channels = [c for c in self._translator.channels(call_id)
+                          if c != leg_uuid(call_id, Leg.A)]
+            setup += [f.wire for f in [*watch_filters(call_id), *channel_filters(b_channels)]]
 
         def on_frame(frame: Frame) -> None:
             self._post(generation, self._on_frame, frame)
@@ -716,14 +840,72 @@ class FreeswitchBackend:
         stamp = event.get("Event-Date-Timestamp", "")
         if self.observe_event_lag is not None and stamp.isdigit():
             self.observe_event_lag(now - int(stamp) / 1_000_000)
-        for routed in self._translator.translate(event, now):
-            then_dial = self._then_dial.pop(routed.call_id, None) \
-                if isinstance(routed.event, (WhisperFinished, LegEnded)) else None
-            if then_dial is not None and isinstance(routed.event, WhisperFinished):
-                self._dial_after_whisper(routed.call_id, then_dial)
-            sink = self._sinks.get(routed.call_id)
+        self._dispatch(self._translator.translate(event, now))
+        call_id = self._translator.call_of(event)
+        waiter = self._after_bridge.get(call_id) if call_id is not None else None
+        if waiter is not None and call_id is not None and not waiter.is_set() \
+                and not self._translator.after_bridge_pending(call_id):
+            waiter.set()
+
+    def _dispatch(self, routed_events: list[Routed]) -> None:
+        for routed in routed_events:
+            call_id, ev = routed.call_id, routed.event
+            if isinstance(ev, WaitForKey):
+                self._start_confirm_timer(call_id, ev)
+                continue
+            then_dial = self._then_dial.pop(call_id, None) \
+                if isinstance(ev, (WhisperFinished, LegEnded)) else None
+            if then_dial is not None and isinstance(ev, WhisperFinished):
+                self._dial_after_whisper(call_id, then_dial)
+            if isinstance(ev, LegAnswered) and ev.leg is Leg.B:
+                self._answered(call_id, ev.channel)
+            elif isinstance(ev, AnswerDeclined):
+                self._declined(call_id)
+            elif isinstance(ev, AnswerAccepted):
+                self._cancel_confirm_timer(call_id)
+            sink = self._sinks.get(call_id)
             if sink is not None:
-                sink(routed.event)
+                sink(ev)
+
+    def _answered(self, call_id: str, channel: str) -> None:
+        """With a whisper or confirm key on answer, the first to answer wins:
+        the attempt's other targets stop ringing now (FreeSWITCH would let
+        them ring on, and bridge whichever confirms first)."""
+        if not self._translator.answer_steps(call_id):
+            return
+        siblings = self._translator.siblings(call_id, channel)
+        if siblings:
+            self._spawn(self._send_quietly([
+                EslCommand(Verb.API, f"uuid_kill {c} {LOST_RACE_CAUSE}", missing_ok=True)
+                for c in siblings]))
+
+    def _declined(self, call_id: str) -> None:
+        """Leg B did not confirm: hang it up, so that the dial ends (and
+        FreeSWITCH does not play the prompt again)."""
+        self._cancel_confirm_timer(call_id)
+        channel = self._translator.declined_channel(call_id)
+        if channel is not None:
+            self._spawn(self._send_quietly([
+                EslCommand(Verb.API, f"uuid_kill {channel} {HANGUP_CAUSE}", missing_ok=True)]))
+
+    def _start_confirm_timer(self, call_id: str, ev: WaitForKey) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        self._cancel_confirm_timer(call_id)
+        # Counted from now, not from the event's time: the switch's clock may
+        # not be ours.
+        self._confirm_timers[call_id] = loop.call_later(ev.seconds + CONFIRM_GRACE,
+                                                        self._confirm_expired, call_id, ev.channel)
+
+    def _cancel_confirm_timer(self, call_id: str) -> None:
+        timer = self._confirm_timers.pop(call_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _confirm_expired(self, call_id: str, channel: str) -> None:
+        self._confirm_timers.pop(call_id, None)
+        self._dispatch(self._translator.confirm_expired(call_id, channel, time.time()))
 
     def _on_lost(self, reason: str) -> None:
         self._lost_generation = self._generation
@@ -738,7 +920,9 @@ class FreeswitchBackend:
         # their channels are hung up as soon as the link is back.
         now = time.time()
         for call_id in self._translator.watched():
-            self._defer(encode(call_id, HangupLegs((Leg.A, Leg.B)), self._config))
+            self._cancel_confirm_timer(call_id)
+            self._defer(encode(call_id, HangupLegs((Leg.A, Leg.B)), self._config,
+                               b_channels=self._translator.b_channels(call_id)))
             sink = self._sinks.get(call_id)
             if sink is not None:
                 sink(SwitchLost(now, f"lost the connection to FreeSWITCH ({reason})"))

@@ -13,9 +13,17 @@ Three layers, none of them doing I/O:
   own body (``BACKGROUND_JOB``'s result) is kept under ``_body``.
 * :class:`FsEventTranslator` decides what an event means for our calls. Every
   channel it follows carries an id we chose before originating
-  (``origination_uuid``): ``<call_id>-a`` and ``<call_id>-b``; Leg A's
-  ``bgapi originate`` carries a Job-UUID derived from the call id. Nothing is
-  matched by timing or by parsing channel names.
+  (``origination_uuid``, see :func:`leg_uuid`): one for Leg A and one per
+  Leg B channel (each target of each attempt gets its own); Leg A's ``bgapi
+  originate`` carries a Job-UUID derived from the call id. Nothing is matched
+  by timing or by parsing channel names. Which target a Leg B channel rings is
+  the ``callconnect_target`` variable set on it (``[...]`` in the dial
+  string), read back from its events. Leg B answered means: without answer
+  steps, the channel FreeSWITCH bridges (``CHANNEL_BRIDGE``; two targets may
+  answer at once and only one wins); with them, the first ``CHANNEL_ANSWER``,
+  whose confirm step is then read from its ``PLAYBACK_*`` and ``DTMF`` events
+  and ended by ``CHANNEL_BRIDGE`` (accepted) or a wrong key, the prompt
+  starting again, or the backend's timer (declined).
 
 greenswitch's own parser is not used for the same reasons the backend replaces
 its reader (see ``backend.py``): it URL-decodes an event's whole text before
@@ -35,6 +43,8 @@ from urllib.parse import unquote
 import structlog
 
 from controller.calls.core import (
+    AnswerAccepted,
+    AnswerDeclined,
     DialFinished,
     Event,
     Leg,
@@ -95,7 +105,13 @@ _DIAL_STATUS = {
     "USER_BUSY": "BUSY",
     "NO_ANSWER": "NOANSWER",
     "NO_USER_RESPONSE": "NOANSWER",
+    # A leg_timeout ends each unanswered leg with ALLOTTED_TIMEOUT
+    # (switch_ivr_originate.c check_per_channel_timeouts): a ring timeout.
+    "ALLOTTED_TIMEOUT": "NOANSWER",
     "ORIGINATOR_CANCEL": "CANCEL",
+    # switch_ivr_originate() sets this when a leg was accepted.
+    "CALL ACCEPTED": "ANSWER",
+    "SUCCESS": "ANSWER",
 }
 
 # What a failed originate's -ERR means, for a person reading the result.
@@ -106,6 +122,7 @@ _ORIGINATE_HINTS = {
     "INVALID_URL": "FreeSWITCH could not read the dial string",
     "NO_ROUTE_DESTINATION": "the far end found no route to the number",
     "USER_NOT_REGISTERED": "the user is not registered",
+    "SUBSCRIBER_ABSENT": "no such user in FreeSWITCH's directory",
     "NORMAL_TEMPORARY_FAILURE": "the far end failed temporarily",
     "DESTINATION_OUT_OF_ORDER": "the far end did not respond",
 }
@@ -114,11 +131,51 @@ _ORIGINATE_HINTS = {
 _REFUSALS = ("USER_BUSY", "CALL_REJECTED")
 
 _JOB_NAMESPACE = uuid.UUID("6f0e7c3a-4b1d-5c2e-9a8f-c411c0dec0de")
+_LEG_NAMESPACE = uuid.UUID("0c4a11e9-7f3b-5d21-8e64-2b9c0dec0de5")
+
+# FreeSWITCH keeps a scheduled hangup's channel id in a 37-byte buffer
+# (switch_ivr_async.c struct hangup_helper: SWITCH_UUID_FORMATTED_LENGTH + 1):
+# sched_hangup on a longer id hangs nothing up. Every id we give a channel
+# fits in 36 characters.
+MAX_CHANNEL_ID = 36
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+MAX_B_LEGS = len(_B36) ** 2  # per call, over all its attempts
 
 
-def leg_uuid(call_id: str, leg: Leg) -> str:
-    """The channel id we give each leg (origination_uuid)."""
-    return f"{call_id}-{leg.value}"
+def _compact(call_id: str) -> str:
+    """32 hex digits standing for the call: the call id itself when it is a
+    UUID (as the controller makes them), else a UUID derived from it."""
+    try:
+        parsed = uuid.UUID(call_id)
+    except ValueError:
+        return uuid.uuid5(_LEG_NAMESPACE, call_id).hex
+    return parsed.hex if str(parsed) == call_id.lower() else uuid.uuid5(_LEG_NAMESPACE, call_id).hex
+
+
+def leg_uuid(call_id: str, leg: Leg, index: int = 0) -> str:
+    """The channel id we give a leg (origination_uuid): ``<32 hex>-a`` for Leg
+    A and ``<32 hex>-b<nn>`` for the call's ``index``-th Leg B channel (two
+    base-36 digits), so that every id fits FreeSWITCH's 36 characters."""
+    base = _compact(call_id)
+    if leg is Leg.A:
+        return f"{base}-a"
+    if not 0 <= index < MAX_B_LEGS:
+        raise ValueError(f"leg B channel number {index} out of range")
+    return f"{base}-b{_B36[index // 36]}{_B36[index % 36]}"
+
+
+def b_leg_prefix(call_id: str) -> str:
+    """What every Leg B channel id of the call starts with."""
+    return f"{_compact(call_id)}-b"
+
+
+def b_leg_index(call_id: str, channel: str) -> int | None:
+    """The number in one of our Leg B channel ids, or None."""
+    prefix = b_leg_prefix(call_id)
+    digits = channel[len(prefix):]
+    if not channel.startswith(prefix) or len(digits) != 2 or any(c not in _B36 for c in digits):
+        return None
+    return _B36.index(digits[0]) * 36 + _B36.index(digits[1])
 
 
 def originate_job_uuid(call_id: str) -> str:
@@ -315,14 +372,21 @@ def parse_dump(text: str) -> dict[str, str] | None:
     return parse_json_event(text)
 
 
-def channel_names(text: str) -> list[str]:
-    """Channel names from ``show channels as json``: ``{"row_count": N, "rows":
-    [{"uuid": ..., "name": ...}, ...]}`` (no ``rows`` when there are none)."""
+def channel_rows(text: str) -> list[dict[str, str]]:
+    """``show channels as json``: ``{"row_count": N, "rows": [{"uuid": ...,
+    "name": ..., "presence_id": ..., ...}, ...]}`` (no ``rows`` when there
+    are none); values as strings."""
     data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     rows = data.get("rows") or []
-    return [str(row.get("name", "")) for row in rows if isinstance(row, dict)]
+    return [{str(k): "" if v is None else str(v) for k, v in row.items()}
+            for row in rows if isinstance(row, dict)]
+
+
+def channel_names(text: str) -> list[str]:
+    """Channel names from ``show channels as json``."""
+    return [row.get("name", "") for row in channel_rows(text)]
 
 
 # ---------------------------------------------------------------- translation
@@ -338,50 +402,190 @@ class Routed:
     event: Event
 
 
+@dataclass(frozen=True)
+class WaitForKey(Event):
+    """Not a core event: Leg B ``channel`` now has ``seconds`` to press the
+    confirm key (the backend declines it if the switch says nothing by then)."""
+
+    channel: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AnswerSteps:
+    """What a dial asks of the Leg B channel that answers, before the bridge
+    (FreeSWITCH's group_confirm): ``key`` to press (``None``: only hear
+    ``audio``), ``audio`` played first, ``timeout`` seconds to press it."""
+
+    key: str | None
+    audio: str | None
+    timeout: int
+
+
+@dataclass
+class _BLeg:
+    call_id: str
+    target: str
+    created: bool = False
+    answered_at: float | None = None
+    hung_up: bool = False  # LegHungUp reported
+    ended: bool = False
+
+
+@dataclass
+class _Dial:
+    """One attempt at Leg B: its channels in dial order and what it asks."""
+
+    legs: list[str]
+    steps: AnswerSteps | None = None
+    winner: str | None = None  # the channel that answered first (steps) or was bridged
+    bridged: bool = False
+    reported: bool = False  # DialFinished sent
+    decided: bool = False  # accepted (right key) or declined
+    prompts: int = 0  # times the confirm file started on the winner
+    waiting: bool = False  # a WaitForKey was sent
+
+
 @dataclass
 class _Call:
     playbacks: dict[str, PlaybackKind] = field(default_factory=dict)  # path -> kind
     a_going: bool = False  # leg A's CHANNEL_HANGUP was seen
-    b_created: bool = False
-    b_answered: bool = False
-    dial_reported: bool = False
-    hung_up: set[Leg] = field(default_factory=set)
-    ended: set[Leg] = field(default_factory=set)
+    a_hung_up: bool = False
+    a_ended: bool = False
+    dial: _Dial | None = None
+    b_legs: list[str] = field(default_factory=list)  # every Leg B channel, every attempt
+    after_bridge: str | None = None  # application Leg A runs last after a failed bridge
 
 
 class FsEventTranslator:
     def __init__(self) -> None:
         self._calls: dict[str, _Call] = {}
-        self._legs: dict[str, tuple[str, Leg]] = {}
+        self._a: dict[str, str] = {}  # leg A channel -> call id
+        self._b: dict[str, _BLeg] = {}  # leg B channel -> its leg
         self._jobs: dict[str, str] = {}
 
     def watch(self, call_id: str) -> None:
         self._calls[call_id] = _Call()
-        for leg in Leg:
-            self._legs[leg_uuid(call_id, leg)] = (call_id, leg)
+        self._a[leg_uuid(call_id, Leg.A)] = call_id
         self._jobs[originate_job_uuid(call_id)] = call_id
 
     def forget(self, call_id: str) -> None:
-        self._calls.pop(call_id, None)
-        for leg in Leg:
-            self._legs.pop(leg_uuid(call_id, leg), None)
+        call = self._calls.pop(call_id, None)
+        for channel in [c for c, owner in self._a.items() if owner == call_id]:
+            del self._a[channel]
+        if call is not None:
+            for channel in call.b_legs:
+                self._b.pop(channel, None)
         self._jobs.pop(originate_job_uuid(call_id), None)
 
     def watched(self) -> list[str]:
         return list(self._calls)
 
-    def resume(self, call_id: str, b_answered: bool) -> None:
-        """After a restart: what is known of the call already."""
+    def adopt(self, call_id: str, leg: Leg, channel: str, target: str = "",
+              steps: AnswerSteps | None = None) -> None:
+        """A channel of ours known by other means than a dial we sent (after a
+        restart, or replaying older wire text)."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return
+        if leg is Leg.A:
+            self._a[channel] = call_id
+            return
+        if channel not in self._b:
+            self._b[channel] = _BLeg(call_id, target, created=True)
+            call.b_legs.append(channel)
+        if call.dial is None:
+            call.dial = _Dial([], steps)
+        if channel not in call.dial.legs:
+            call.dial.legs.append(channel)
+
+    def expect_dial(self, call_id: str, legs: list[tuple[str, str]],
+                    steps: AnswerSteps | None) -> None:
+        """Leg B is about to be dialed: these channels (id, target), in dial
+        order, all at once; the first to answer wins."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return
+        self._close_dial(call)
+        call.dial = _Dial([channel for channel, _ in legs], steps)
+        for channel, target in legs:
+            self._b[channel] = _BLeg(call_id, target)
+            call.b_legs.append(channel)
+
+    def expect_after_bridge(self, call_id: str, application: str) -> None:
+        """Leg A runs ``application`` last when the bridge fails."""
         call = self._calls.get(call_id)
         if call is not None:
-            call.b_answered = b_answered
-            call.dial_reported = b_answered
+            call.after_bridge = application
+
+    def after_bridge_pending(self, call_id: str) -> bool:
+        """Leg A may still be running what follows a failed bridge."""
+        call = self._calls.get(call_id)
+        return call is not None and call.after_bridge is not None and not call.a_going
+
+    def channels(self, call_id: str) -> list[str]:
+        """Every channel id of ours in the call (for event filters)."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return []
+        return [c for c, owner in self._a.items() if owner == call_id] + list(call.b_legs)
+
+    def b_channels(self, call_id: str) -> list[str]:
+        """Leg B channels that may be up: created or still to be created."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return []
+        return [c for c in call.b_legs if c in self._b and not self._b[c].ended]
+
+    def next_b_index(self, call_id: str) -> int:
+        call = self._calls.get(call_id)
+        indexes = [b_leg_index(call_id, c) for c in (call.b_legs if call else [])]
+        return max((i for i in indexes if i is not None), default=-1) + 1
+
+    def siblings(self, call_id: str, channel: str) -> list[str]:
+        """The other channels of the current attempt that are still ringing."""
+        call = self._calls.get(call_id)
+        if call is None or call.dial is None:
+            return []
+        return [c for c in call.dial.legs
+                if c != channel and c in self._b and not self._b[c].ended]
+
+    def answer_steps(self, call_id: str) -> AnswerSteps | None:
+        """What the current attempt asks of the Leg B that answers."""
+        call = self._calls.get(call_id)
+        return call.dial.steps if call is not None and call.dial is not None else None
+
+    def declined_channel(self, call_id: str) -> str | None:
+        """The Leg B channel that answered and was just declined."""
+        call = self._calls.get(call_id)
+        if call is None or call.dial is None or call.dial.bridged:
+            return None
+        return call.dial.winner
+
+    def resume(self, call_id: str, bridged: bool, winner: str | None = None) -> None:
+        """After a restart: what is known of the call already (Leg B bridged;
+        the Leg B channel that answered)."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return
+        if call.dial is None:
+            call.dial = _Dial([])
+        if winner is not None:
+            call.dial.winner = winner
+        if bridged:
+            call.dial.bridged = call.dial.reported = call.dial.decided = True
 
     def expect_playback(self, call_id: str, path: str, kind: PlaybackKind) -> None:
         """Leg A is about to play ``path``: its end means ``kind`` finished."""
         call = self._calls.get(call_id)
         if call is not None:
             call.playbacks[path] = kind
+
+    def call_of(self, event: Mapping[str, str]) -> str | None:
+        """Which of our calls a channel event is about, if any."""
+        channel = event.get("Unique-ID", "")
+        b = self._b.get(channel)
+        return b.call_id if b is not None else self._a.get(channel)
 
     def translate(self, event: Mapping[str, str], now: float) -> list[Routed]:
         """The core events one FreeSWITCH event means; [] for anything not ours.
@@ -398,95 +602,235 @@ class FsEventTranslator:
             return []
         return routed
 
+    def confirm_expired(self, call_id: str, channel: str, at: float) -> list[Routed]:
+        """The time to press the confirm key is up (the backend's timer)."""
+        call = self._calls.get(call_id)
+        if call is None or call.dial is None:
+            return []
+        dial = call.dial
+        if dial.winner != channel or dial.decided or dial.bridged or call.a_going:
+            return []
+        return self._decline(call_id, dial, "pressed no key in time", at)
+
     # ------------------------------------------------------------ routing
 
-    def _owner(self, event: Mapping[str, str]) -> tuple[str, Leg, _Call] | None:
-        owner = self._legs.get(event.get("Unique-ID", ""))
-        if owner is None:
+    def _a_owner(self, event: Mapping[str, str]) -> tuple[str, _Call] | None:
+        call_id = self._a.get(event.get("Unique-ID", ""))
+        call = self._calls.get(call_id) if call_id is not None else None
+        if call_id is None or call is None:
             return None
-        call = self._calls.get(owner[0])
-        if call is None:
+        return call_id, call
+
+    def _b_owner(self, event: Mapping[str, str]) -> tuple[str, _Call, _BLeg, str] | None:
+        channel = event.get("Unique-ID", "")
+        b = self._b.get(channel)
+        call = self._calls.get(b.call_id) if b is not None else None
+        if b is None or call is None:
             return None
-        return owner[0], owner[1], call
+        return b.call_id, call, b, channel
 
     # ------------------------------------------------------------ channel events
 
     def _CHANNEL_CREATE(self, e: Mapping[str, str], at: float) -> list[Routed]:
-        owner = self._owner(e)
-        if owner is None:
+        a = self._a_owner(e)
+        if a is not None:
+            return [Routed(a[0], LegCreated(at, Leg.A, e["Unique-ID"]))]
+        b = self._b_owner(e)
+        if b is None:
             return []
-        if owner[1] is Leg.B:
-            owner[2].b_created = True
-        return [Routed(owner[0], LegCreated(at, owner[1]))]
+        call_id, _, leg, channel = b
+        leg.created = True
+        leg.target = e.get("variable_callconnect_target") or leg.target
+        return [Routed(call_id, LegCreated(at, Leg.B, channel))]
 
     def _CHANNEL_PROGRESS(self, e: Mapping[str, str], at: float) -> list[Routed]:
-        owner = self._owner(e)
-        if owner is None:
+        a = self._a_owner(e)
+        if a is not None:
+            return [Routed(a[0], LegRinging(at, Leg.A))]
+        b = self._b_owner(e)
+        if b is None or b[2].answered_at is not None:
             return []
-        return [Routed(owner[0], LegRinging(at, owner[1]))]
+        return [Routed(b[0], LegRinging(at, Leg.B))]
 
     _CHANNEL_PROGRESS_MEDIA = _CHANNEL_PROGRESS
 
     def _CHANNEL_ANSWER(self, e: Mapping[str, str], at: float) -> list[Routed]:
-        owner = self._owner(e)
-        if owner is None:
+        a = self._a_owner(e)
+        if a is not None:
+            return [Routed(a[0], LegAnswered(at, Leg.A, e["Unique-ID"]))]
+        b = self._b_owner(e)
+        if b is None:
             return []
-        call_id, leg, call = owner
-        if leg is Leg.B:
-            call.b_answered = True
-        return [Routed(call_id, LegAnswered(at, leg))]
+        call_id, call, leg, channel = b
+        leg.answered_at = at
+        leg.target = e.get("variable_callconnect_target") or leg.target
+        dial = call.dial
+        if dial is None or dial.steps is None or dial.winner is not None or call.a_going:
+            # Without answer steps the winner is the channel FreeSWITCH bridges
+            # (CHANNEL_BRIDGE): two legs may answer at once.
+            return []
+        # With answer steps FreeSWITCH keeps the others ringing while this one
+        # hears the whisper; the backend cancels them (the first answer wins).
+        dial.winner = channel
+        routed = [Routed(call_id, LegAnswered(at, Leg.B, channel, leg.target))]
+        if dial.steps.key is not None and dial.steps.audio is None:
+            dial.waiting = True
+            routed.append(Routed(call_id, WaitForKey(at, channel, dial.steps.timeout)))
+        return routed
+
+    def _CHANNEL_BRIDGE(self, e: Mapping[str, str], at: float) -> list[Routed]:
+        a = self._a_owner(e)
+        if a is None:
+            return []
+        call_id, call = a
+        channel = e.get("Bridge-B-Unique-ID") or e.get("Other-Leg-Unique-ID", "")
+        leg = self._b.get(channel)
+        dial = call.dial
+        if leg is None or leg.call_id != call_id or dial is None or dial.bridged:
+            return []
+        dial.bridged = True
+        call.after_bridge = None  # A is hung up after this bridge, not parked
+        if dial.steps is None:
+            dial.winner = channel
+            answered = leg.answered_at if leg.answered_at is not None else at
+            return [Routed(call_id, LegAnswered(answered, Leg.B, channel, leg.target))]
+        routed = []
+        if dial.winner is None:  # its answer was not seen (a restart)
+            dial.winner = channel
+            routed.append(Routed(call_id, LegAnswered(leg.answered_at or at, Leg.B, channel,
+                                                      leg.target)))
+        dial.decided = True
+        routed.append(Routed(call_id, AnswerAccepted(at)))
+        return routed
 
     def _CHANNEL_HANGUP(self, e: Mapping[str, str], at: float) -> list[Routed]:
-        owner = self._owner(e)
-        if owner is None:
+        a = self._a_owner(e)
+        if a is not None:
+            a[1].a_going = True
+            return self._a_hung_up(a[0], a[1], e, at)
+        b = self._b_owner(e)
+        if b is None:
             return []
-        call_id, leg, call = owner
-        if leg is Leg.A:
-            call.a_going = True
-        return self._hung_up(call_id, leg, call, e, at)
+        return self._b_hung_up(b[0], b[2], b[3], e, at)
 
     def _CHANNEL_HANGUP_COMPLETE(self, e: Mapping[str, str], at: float) -> list[Routed]:
-        owner = self._owner(e)
-        if owner is None:
-            return []
-        call_id, leg, call = owner
-        if leg in call.ended:
-            return []
-        if leg is Leg.A:
-            call.a_going = True
         # The disposition of a switch-side hangup (send_bye, send_cancel) is
         # only set after CHANNEL_HANGUP; a party's (recv_*) before it. Either
         # way it is here now.
-        routed = self._hung_up(call_id, leg, call, e, at)
-        call.ended.add(leg)
-        routed.append(Routed(call_id, LegEnded(at, leg, q850_cause(e), cause_name(e))))
+        a = self._a_owner(e)
+        if a is not None:
+            call_id, call = a
+            if call.a_ended:
+                return []
+            call.a_going = True
+            routed = self._a_hung_up(call_id, call, e, at)
+            call.a_ended = True
+            routed.append(Routed(call_id, LegEnded(at, Leg.A, q850_cause(e), cause_name(e),
+                                                   e["Unique-ID"])))
+            return routed
+        b = self._b_owner(e)
+        if b is None or b[2].ended:
+            return []
+        call_id, _, leg, channel = b
+        routed = self._b_hung_up(call_id, leg, channel, e, at)
+        leg.ended = True
+        routed.append(Routed(call_id, LegEnded(at, Leg.B, q850_cause(e), cause_name(e), channel)))
         return routed
 
-    def _hung_up(self, call_id: str, leg: Leg, call: _Call, e: Mapping[str, str],
-                 at: float) -> list[Routed]:
+    def _a_hung_up(self, call_id: str, call: _Call, e: Mapping[str, str],
+                   at: float) -> list[Routed]:
         """LegHungUp when the party hung up or refused (sip_hangup_disposition
-        recv_bye, recv_cancel, recv_refuse), once per leg."""
-        disposition = e.get("variable_sip_hangup_disposition", "")
-        if not disposition.startswith("recv_") or leg in call.hung_up:
+        recv_bye, recv_cancel, recv_refuse), once per channel."""
+        if call.a_hung_up or not _party_hangup(e):
             return []
-        call.hung_up.add(leg)
-        return [Routed(call_id, LegHungUp(at, leg, q850_cause(e)))]
+        call.a_hung_up = True
+        return [Routed(call_id, LegHungUp(at, Leg.A, q850_cause(e), e["Unique-ID"]))]
+
+    def _b_hung_up(self, call_id: str, leg: _BLeg, channel: str, e: Mapping[str, str],
+                   at: float) -> list[Routed]:
+        if leg.hung_up or not _party_hangup(e):
+            return []
+        leg.hung_up = True
+        return [Routed(call_id, LegHungUp(at, Leg.B, q850_cause(e), channel))]
+
+    # ------------------------------------------------------------ the confirm step
+
+    def _PLAYBACK_START(self, e: Mapping[str, str], at: float) -> list[Routed]:
+        confirming = self._confirming(e)
+        if confirming is None:
+            return []
+        call_id, dial = confirming
+        if dial.steps is None or e.get("Playback-File-Path") != dial.steps.audio:
+            return []
+        dial.prompts += 1
+        if dial.prompts > 1:
+            # group_confirm plays the file again once the read timed out
+            # without the key (switch_ivr_originate.c collect_thread_run).
+            return self._decline(call_id, dial, "pressed no key in time", at)
+        return []
+
+    def _DTMF(self, e: Mapping[str, str], at: float) -> list[Routed]:
+        confirming = self._confirming(e)
+        if confirming is None:
+            return []
+        call_id, dial = confirming
+        digit = e.get("DTMF-Digit", "")
+        if dial.steps is not None and digit == dial.steps.key:
+            dial.decided = True  # FreeSWITCH bridges it now: CHANNEL_BRIDGE says so
+            return []
+        shown = digit if len(digit) == 1 and digit in "0123456789*#ABCD" else "?"
+        return self._decline(call_id, dial, f"pressed {shown}, not the confirm key", at)
+
+    def _confirming(self, e: Mapping[str, str]) -> tuple[str, _Dial] | None:
+        """The call whose Leg B ``e`` is about, if that channel is the one
+        answering a confirm key and has not decided yet."""
+        b = self._b_owner(e)
+        if b is None:
+            return None
+        call_id, call, _, channel = b
+        dial = call.dial
+        if (dial is None or dial.steps is None or dial.steps.key is None
+                or dial.winner != channel or dial.decided or dial.bridged or call.a_going):
+            return None
+        return call_id, dial
+
+    def _close_dial(self, call: _Call) -> None:
+        """The dial is over: a leg FreeSWITCH never created (no such user, no
+        gateway) never will be."""
+        if call.dial is None:
+            return
+        for channel in call.dial.legs:
+            leg = self._b.get(channel)
+            if leg is not None and not leg.created:
+                leg.ended = True
+
+    def _decline(self, call_id: str, dial: _Dial, reason: str, at: float) -> list[Routed]:
+        dial.decided = True
+        return [Routed(call_id, AnswerDeclined(at, reason))]
 
     # ------------------------------------------------------------ media and apps
 
     def _PLAYBACK_STOP(self, e: Mapping[str, str], at: float) -> list[Routed]:
-        owner = self._owner(e)
-        if owner is None or owner[1] is not Leg.A:
+        confirming = self._confirming(e)
+        if confirming is not None:
+            call_id, dial = confirming
+            if (dial.steps is not None and e.get("Playback-File-Path") == dial.steps.audio
+                    and not dial.waiting):
+                dial.waiting = True
+                return [Routed(call_id, WaitForKey(at, e["Unique-ID"], dial.steps.timeout))]
             return []
-        call_id, _, call = owner
+        a = self._a_owner(e)
+        if a is None:
+            return []
+        call_id, call = a
         kind = call.playbacks.pop(e.get("Playback-File-Path", ""), None)
         return self._playback_done(call_id, call, kind, e.get("Playback-Status") == "done", at)
 
     def _CHANNEL_EXECUTE_COMPLETE(self, e: Mapping[str, str], at: float) -> list[Routed]:
-        owner = self._owner(e)
-        if owner is None or owner[1] is not Leg.A:
+        a = self._a_owner(e)
+        if a is None:
             return []
-        call_id, _, call = owner
+        call_id, call = a
         application = e.get("Application", "")
         if application == "playback":
             # Only when PLAYBACK_STOP never came: a file that could not be
@@ -494,20 +838,34 @@ class FsEventTranslator:
             kind = call.playbacks.pop(e.get("Application-Data", ""), None)
             played = e.get("Application-Response") == "FILE PLAYED"
             return self._playback_done(call_id, call, kind, played, at)
+        if application == call.after_bridge:
+            call.after_bridge = None
+            return []
         if application == "bridge":
-            if call.b_answered or call.dial_reported or call.a_going:
-                return []  # after a bridge, or A hung up: the hangups tell
-            call.dial_reported = True
-            routed: list[Routed] = []
-            disposition = e.get("variable_originate_disposition", "").upper()
-            if call.b_created and Leg.B not in call.hung_up and disposition in _REFUSALS:
-                # B refused, but its own CHANNEL_HANGUP has not arrived yet:
-                # say so first, or the core would read the dial status alone.
-                call.hung_up.add(Leg.B)
-                routed.append(Routed(call_id, LegHungUp(at, Leg.B, HANGUP_CAUSES[disposition])))
-            routed.append(Routed(call_id, DialFinished(at, dial_status(e))))
-            return routed
+            return self._bridge_done(call_id, call, e, at)
         return []
+
+    def _bridge_done(self, call_id: str, call: _Call, e: Mapping[str, str],
+                     at: float) -> list[Routed]:
+        dial = call.dial
+        if dial is None or dial.bridged or dial.reported or call.a_going:
+            return []  # after a bridge, or A hung up: the hangups tell
+        dial.reported = True
+        self._close_dial(call)
+        routed: list[Routed] = []
+        disposition = e.get("variable_originate_disposition", "").upper()
+        if disposition in _REFUSALS:
+            # B refused, but its own CHANNEL_HANGUP has not arrived yet: say
+            # so first, or the core would read the dial status alone.
+            for channel in dial.legs:
+                leg = self._b.get(channel)
+                if leg is not None and leg.created and not leg.hung_up and not leg.ended:
+                    leg.hung_up = True
+                    routed.append(Routed(call_id, LegHungUp(at, Leg.B, HANGUP_CAUSES[disposition],
+                                                            channel)))
+                    break
+        routed.append(Routed(call_id, DialFinished(at, dial_status(e))))
+        return routed
 
     def _playback_done(self, call_id: str, call: _Call, kind: PlaybackKind | None,
                        played: bool, at: float) -> list[Routed]:
@@ -520,10 +878,10 @@ class FsEventTranslator:
         return [Routed(call_id, WhisperFinished(at, played))]
 
     def _RECORD_START(self, e: Mapping[str, str], at: float) -> list[Routed]:
-        owner = self._owner(e)
-        if owner is None or owner[1] is not Leg.A:
+        a = self._a_owner(e)
+        if a is None:
             return []
-        return [Routed(owner[0], RecordingStarted(at))]
+        return [Routed(a[0], RecordingStarted(at))]
 
     def _BACKGROUND_JOB(self, e: Mapping[str, str], at: float) -> list[Routed]:
         call_id = self._jobs.get(e.get("Job-UUID", ""))
@@ -533,6 +891,24 @@ class FsEventTranslator:
         if result.startswith("+OK"):
             return []
         return [Routed(call_id, OriginateFailed(at, originate_failure(result)))]
+
+
+def steps_of(channel: Mapping[str, str]) -> AnswerSteps | None:
+    """A Leg B channel's answer steps, from the group_confirm_* variables it
+    got from the dial string (``uuid_dump``)."""
+    key = channel.get("variable_group_confirm_key")
+    if not key:
+        return None
+    file = channel.get("variable_group_confirm_file") or None
+    timeout = channel.get("variable_group_confirm_read_timeout", "")
+    seconds = int(timeout) // 1000 if timeout.isdigit() else 5
+    if key == "exec":
+        return AnswerSteps(None, file.removeprefix("playback ") if file else None, seconds)
+    return AnswerSteps(key, file, seconds)
+
+
+def _party_hangup(event: Mapping[str, str]) -> bool:
+    return event.get("variable_sip_hangup_disposition", "").startswith("recv_")
 
 
 def originate_failure(result: str) -> str:
