@@ -37,6 +37,7 @@ from controller.routing.spec import (
     parse_group,
     parse_item,
 )
+from tests.conftest import Serve
 
 REGION = "ZA"
 LEG_A = "+27115550101"
@@ -89,17 +90,13 @@ class DialWhomServer:
 
 
 @pytest.fixture
-async def dial_whom() -> AsyncIterator[DialWhomServer]:
+async def dial_whom(serve: Serve) -> AsyncIterator[DialWhomServer]:
     server = DialWhomServer()
     app = web.Application()
     app.router.add_get("/{name}", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    server.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    server.base = await serve(app)
     yield server
-    server.release.set()
-    await runner.cleanup()
+    server.release.set()  # let a hanging answer finish before the server stops
 
 
 # ---------------------------------------------------------------- the router as the service drives it
