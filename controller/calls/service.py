@@ -42,14 +42,15 @@ from controller.routing.agents import AgentBook, MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
 from controller.routing.router import CallContext, CallQueues, Router
 from controller.routing.spec import (
+    MAX_RING_TIMEOUT,
     MAX_SIMULTANEOUS,
+    MIN_RING_TIMEOUT,
     ROUTE_STRATEGIES,
     Group,
     RouteSpec,
     Strategy,
     parse_fallbacks,
     parse_item,
-    ring_timeout_of,
 )
 from controller.tts import RenderedAudio, WhisperRenderer
 from controller.webhooks import check_url
@@ -222,7 +223,6 @@ class CallService:
         leg_a = parse_target(request.leg_a, defaults.default_region, "leg_a")
         spec = self._route_spec(request)
         refuse_same_legs(leg_a, [item.to for item in spec.items])
-        ring_timeout = _bounded("ring_timeout", request.ring_timeout, defaults.ring_timeout, 1, 600)
         time_limit = _bounded("time_limit", request.time_limit, defaults.time_limit, 1, 86400)
         caller_id = request.caller_id if request.caller_id is not None else defaults.caller_id
         if caller_id and not _CALLER_ID.fullmatch(caller_id):
@@ -256,7 +256,7 @@ class CallService:
             call_id=call_id,
             leg_a=leg_a.value,
             leg_b=spec.describe(),
-            ring_timeout=ring_timeout,
+            ring_timeout=spec.ring_timeout,
             time_limit=time_limit,
             whisper_audio=self.config.whisper_path_on_switch(whisper.path) if whisper else None,
             recording_file=self.config.recording_path_on_switch(recording) if recording else None,
@@ -283,9 +283,10 @@ class CallService:
         fallback_url = request.dial_whom_fallback_url
         if fallback_url:
             check_url(fallback_url)
-        ring_timeout = ring_timeout_of(request.ring_timeout, "ring_timeout")
+        ring_timeout = _bounded("ring_timeout", request.ring_timeout, self.config.calls.ring_timeout,
+                                MIN_RING_TIMEOUT, MAX_RING_TIMEOUT)
         return RouteSpec(items, Strategy(strategy),
-                         ring_timeout or self.config.calls.ring_timeout, max_attempts,
+                         ring_timeout, max_attempts,
                          parse_fallbacks(request.fallbacks, region, "fallbacks",
                                          self.groups.__contains__),
                          fallback_url or None, request.dial_whom_ask_again)

@@ -87,6 +87,7 @@ async def no_channels_left(request: pytest.FixtureRequest) -> AsyncIterator[None
 # ---------------------------------------------------------------- the daemon as a process
 
 TOKEN = "lab-token-1"
+CALL_TIMEOUT = 60.0
 SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
@@ -171,3 +172,17 @@ async def daemon(start_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
 def api(daemon: DaemonProcess, token: str | None = TOKEN) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.AsyncClient(base_url=daemon.url, headers=headers, timeout=10)
+
+
+async def wait_for_state(client: httpx.AsyncClient, call_id: str, *states: str,
+                         timeout: float = CALL_TIMEOUT) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = await client.get(f"/v1/calls/{call_id}")
+        if response.status_code == 200:
+            body = response.json()
+            if body["state"] in states:
+                return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"call {call_id} never reached {states}: {body.get('state')}")

@@ -20,26 +20,11 @@ from standardwebhooks import Webhook
 
 from controller.store.sqlite import SqliteStore
 from tests.conftest import StartReceiver, WebhookReceiver
-from tests.lab.conftest import SIGNING_SECRET, DaemonProcess, api
+from tests.lab.conftest import SIGNING_SECRET, DaemonProcess, api, wait_for_state
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_CONFIG = REPO / "sip-lab" / "callconnect.toml"
 OPENAPI = REPO / "docs" / "openapi.json"
-CALL_TIMEOUT = 60.0
-
-
-async def wait_for_state(client: httpx.AsyncClient, call_id: str, *states: str,
-                         timeout: float = CALL_TIMEOUT) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        response = await client.get(f"/v1/calls/{call_id}")
-        if response.status_code == 200:
-            body = response.json()
-            if body["state"] in states:
-                return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"call {call_id} never reached {states}: {body.get('state')}")
 
 
 class OpenApi:

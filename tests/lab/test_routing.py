@@ -23,7 +23,7 @@ from panoramisk import Manager
 
 from controller.config import Config
 from tests.conftest import Serve
-from tests.lab.conftest import DaemonProcess, api
+from tests.lab.conftest import DaemonProcess, api, wait_for_state
 
 REPO = Path(__file__).resolve().parents[2]
 PHONES = REPO / "sip-lab" / "phones"
@@ -31,7 +31,6 @@ AGENT = "+27115550101"  # leg A: the lab's answering phone
 CUSTOMER = "+27115550202"  # answers
 NO_ANSWER = "+27115550301"
 WHISPER = "Sales call"
-CALL_TIMEOUT = 60.0
 
 
 # ---------------------------------------------------------------- phones
@@ -118,14 +117,9 @@ async def place(daemon: DaemonProcess, body: dict[str, Any], *,
 
 
 async def result_of(daemon: DaemonProcess, call_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + CALL_TIMEOUT
     async with api(daemon) as client:
-        while time.monotonic() < deadline:
-            call = (await client.get(f"/v1/calls/{call_id}")).json()
-            if call["state"] == "ended":
-                return dict(call["result"])
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"call {call_id} did not end within {CALL_TIMEOUT} s")
+        call = await wait_for_state(client, call_id, "ended")
+    return dict(call["result"])
 
 
 async def connect(daemon: DaemonProcess, body: dict[str, Any]) -> dict[str, Any]:
