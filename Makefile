@@ -7,7 +7,7 @@ LAB := sip-lab/lab
 CONFIG := sip-lab/callconnect.toml
 HOST_PACKAGES := sip-tester debootstrap espeak-ng sox tcpdump iproute2
 
-.PHONY: install demo test unit lint openapi daemon bench lab-up lab-down lab-status clean
+.PHONY: install demo test unit lint openapi daemon bench soak lab-up lab-down lab-status clean
 
 # Everything a fresh machine needs: host packages, the Python package with its
 # test tools in .venv, and the lab's Asterisk root (built once, ~1 minute).
@@ -39,10 +39,10 @@ test: install lint
 	@$(LAB) up
 	@$(PY) -m pytest -q -rfE; status=$$?; $(LAB) down; exit $$status
 
-# What runs without root or the lab: unit tests and the FreeSWITCH backend
-# against its Event Socket peer.
+# What runs without root or the lab: unit tests, the FreeSWITCH backend
+# against its Event Socket peer, and the API fuzzed from its OpenAPI document.
 unit: $(VENV)/.installed
-	$(PY) -m pytest -q tests/unit tests/esl
+	$(PY) -m pytest -q tests/unit tests/esl tests/api
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check controller tests bench
@@ -53,6 +53,11 @@ lint: $(VENV)/.installed
 bench: install lab-up
 	$(PY) -m bench.run
 	$(PY) -m bench.micro
+
+# The soak run for longer than make test's 150 s: calls for 10 minutes, with an
+# Asterisk restart and a webhook outage in the middle; memory must stay flat.
+soak: install lab-up
+	CALLCONNECT_SOAK_SECONDS=600 $(PY) -m pytest -q -s tests/lab/test_soak.py
 
 # The API's OpenAPI document, checked in; a lab test fails when it is stale.
 openapi: $(VENV)/.installed

@@ -32,7 +32,9 @@ DEFAULT_CONFIG = "/etc/callconnect/callconnect.toml"
 # How long `call` without --wait waits for its follower to report the originate.
 START_TIMEOUT = 90.0
 
-EXIT_OK, EXIT_CALL_FAILED, EXIT_BAD_INPUT, EXIT_SWITCH = 0, 1, 2, 3
+EXIT_OK, EXIT_CALL_FAILED, EXIT_BAD_INPUT, EXIT_SWITCH, EXIT_REFUSED = 0, 1, 2, 3, 4
+# A compliance rule refused the call (do-not-call, calling hours, daily cap).
+REFUSED_IDS = ("do-not-call", "outside-calling-hours", "attempt-cap-reached")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +131,8 @@ class ConsoleListener:
         url = call.request.webhook_url or self.config.webhook.url
         if not url:
             return
-        sender = WebhookSender(self.config.webhook.timeout, self.config.webhook.attempts)
+        sender = WebhookSender(self.config.outbound, self.config.webhook.timeout,
+                               self.config.webhook.attempts)
         try:
             delivery = await sender.deliver(url, "call.completed", dict(result))
         finally:
@@ -199,7 +202,7 @@ def _report_start(read_end: int) -> int:
     response = json.loads(chunks[0])
     print(json.dumps(response, indent=2))
     if "error_id" in response:
-        return EXIT_BAD_INPUT if response["error_id"].startswith("invalid") else EXIT_SWITCH
+        return _exit_code(response["error_id"])
     return EXIT_OK if response.get("success") else EXIT_CALL_FAILED
 
 
@@ -252,4 +255,10 @@ def _daemon(config: Config) -> int:
 def _fail(exc: CallConnectError) -> int:
     print(json.dumps({"success": False, **exc.as_dict()}, indent=2))
     print(f"callconnect: {exc.message}", file=sys.stderr)
-    return EXIT_BAD_INPUT if exc.error_id.startswith(("invalid", "same")) else EXIT_SWITCH
+    return _exit_code(exc.error_id)
+
+
+def _exit_code(error_id: str) -> int:
+    if error_id in REFUSED_IDS:
+        return EXIT_REFUSED
+    return EXIT_BAD_INPUT if error_id.startswith(("invalid", "same")) else EXIT_SWITCH

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from controller.compliance.windows import window_of
 from controller.errors import ConfigError, InvalidRequest
 from controller.routing.spec import Group, parse_group
 
@@ -36,6 +37,9 @@ class AsteriskConfig:
     secret: str = field(default="", repr=False)
     connect_timeout: float = 10.0
     action_timeout: float = 5.0
+    # A Ping every ping_interval s, unanswered within ping_timeout s, drops the link.
+    ping_interval: float = 5.0
+    ping_timeout: float = 5.0
     # PJSIP endpoint that numbers are dialed through, unless a route says otherwise.
     trunk_endpoint: str = "trunk"
     # PJSIP endpoint used to dial sip: URIs (PJSIP/<endpoint>/<uri>).
@@ -121,6 +125,41 @@ class ApiConfig:
 
 
 @dataclass
+class OutboundConfig:
+    """URLs the controller itself requests: webhooks and dial-whom URLs."""
+
+    # Hosts they may name ("crm.example.com", or "*.example.com" for its
+    # subdomains); empty: any host with a public address.
+    allowed_hosts: list[str] = field(default_factory=list)
+    # Loopback, private, link-local and other non-public addresses are refused
+    # unless this is on (labs and tests that run their receivers on 127.0.0.1).
+    allow_private: bool = False
+
+
+@dataclass
+class ComplianceConfig:
+    # A do-not-call list: one number per line (# comments); the API adds more.
+    dnc_file: str = ""
+    # Calls to a number are placed only within these hours of its own time
+    # zone ("08:00-21:00"; "" = any time), on these days (empty = every day).
+    calling_hours: str = ""
+    calling_days: list[str] = field(default_factory=list)
+    # Most calls placed to one number in any 24 hours (0 = no cap).
+    max_attempts_per_number_per_day: int = 0
+
+
+@dataclass
+class LimitsConfig:
+    """Per trunk and per agent (leg A, and the agent leg B reaches); over a
+    limit POST /v1/calls answers 429 with Retry-After (0 = no limit)."""
+
+    trunk_calls_per_second: float = 0.0
+    trunk_max_active: int = 0
+    agent_calls_per_second: float = 0.0
+    agent_max_active: int = 0
+
+
+@dataclass
 class StoreConfig:
     path: str = "/var/lib/callconnect/callconnect.sqlite3"
 
@@ -137,6 +176,9 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     # Agent groups: [groups.NAME] strategy, agents, ring_timeout, fallbacks ...
     groups: dict[str, Any] = field(default_factory=dict)
 
@@ -206,7 +248,7 @@ def _apply(target: Any, data: dict[str, Any], where: str, base: Path) -> None:
             setattr(target, key, value)
         else:
             converted = _convert(value, hints[key], name)
-            if (key.endswith("_dir") or key == "path") and converted \
+            if (key.endswith(("_dir", "_file")) or key == "path") and converted \
                     and not Path(converted).is_absolute():
                 converted = str((base / converted).resolve())
             setattr(target, key, converted)
@@ -270,3 +312,21 @@ def _check(config: Config) -> None:
     config.agent_groups()  # a bad group fails at start, not on the first call
     if config.calls.time_limit < 1:
         raise ConfigError("calls.time_limit must be at least 1 second", setting="calls.time_limit")
+    _check_compliance(config)
+
+
+def _check_compliance(config: Config) -> None:
+    compliance = config.compliance
+    try:
+        window_of(compliance.calling_hours, compliance.calling_days,
+                  "compliance.calling_hours", "compliance.calling_days")
+    except InvalidRequest as exc:
+        raise ConfigError(exc.message, setting=exc.details.get("field", "compliance")) from exc
+    if compliance.max_attempts_per_number_per_day < 0:
+        raise ConfigError("compliance.max_attempts_per_number_per_day must be 0 (no cap) or more",
+                          setting="compliance.max_attempts_per_number_per_day")
+    for name in ("trunk_calls_per_second", "trunk_max_active", "agent_calls_per_second",
+                 "agent_max_active"):
+        if getattr(config.limits, name) < 0:
+            raise ConfigError(f"limits.{name} must be 0 (no limit) or more",
+                              setting=f"limits.{name}")

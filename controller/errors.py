@@ -7,11 +7,19 @@ logs and tests can rely on, and a message a user can act on.
     │   ├── InvalidNumber
     │   ├── SameLegs
     │   ├── InvalidField
-    │   └── GroupFromConfig         an agent group from the config cannot change over the API
+    │   ├── GroupFromConfig         an agent group from the config cannot change over the API
+    │   └── DncFromFile             a do-not-call number from the file cannot go over the API
+    ├── CallRefused                 a valid call a compliance rule or limit does not allow now
+    │   ├── DoNotCall               a number is on the do-not-call list            (403)
+    │   ├── OutsideCallingHours     a number's local time is outside its window     (403)
+    │   ├── AttemptCapReached       a number was called its most times in 24 hours  (429)
+    │   ├── TrunkLimit              a trunk is at its calls per second or in progress (429)
+    │   └── AgentLimit              an agent is at its calls per second or in progress (429)
     ├── SwitchError                 the switch (Asterisk, FreeSWITCH) failed us
     │   ├── SwitchUnavailable       not connected or not authenticated
     │   └── SwitchActionFailed      an action was refused or timed out
     ├── WhisperError                the whisper could not be rendered
+    ├── OutboundRefused             a webhook or dial-whom URL may not be requested now
     └── InvalidTransition           the core got an event its state cannot take
 """
 
@@ -56,6 +64,47 @@ class GroupFromConfig(InvalidRequest):
     error_id = "group-from-config"
 
 
+class DncFromFile(InvalidRequest):
+    error_id = "dnc-from-file"
+
+
+class CallRefused(CallConnectError):
+    """Nothing is wrong with the request, but placing it now would break a
+    compliance rule or a limit. ``http_status`` is what the API answers;
+    ``details["retry_after"]`` (seconds) is set when retrying later helps."""
+
+    error_id = "call-refused"
+    http_status = 403
+
+    @property
+    def retry_after(self) -> float | None:
+        value = self.details.get("retry_after")
+        return float(value) if value is not None else None
+
+
+class DoNotCall(CallRefused):
+    error_id = "do-not-call"
+
+
+class OutsideCallingHours(CallRefused):
+    error_id = "outside-calling-hours"
+
+
+class AttemptCapReached(CallRefused):
+    error_id = "attempt-cap-reached"
+    http_status = 429
+
+
+class TrunkLimit(CallRefused):
+    error_id = "trunk-limit"
+    http_status = 429
+
+
+class AgentLimit(CallRefused):
+    error_id = "agent-limit"
+    http_status = 429
+
+
 class SwitchError(CallConnectError):
     error_id = "switch-error"
 
@@ -70,6 +119,13 @@ class SwitchActionFailed(SwitchError):
 
 class WhisperError(CallConnectError):
     error_id = "whisper-failed"
+
+
+class OutboundRefused(CallConnectError):
+    """Checked just before sending: the URL's host resolves to a non-public
+    address, or the URL no longer fits the [outbound] policy."""
+
+    error_id = "outbound-refused"
 
 
 class InvalidTransition(CallConnectError):

@@ -4,6 +4,12 @@ the sound, so a repeated whisper costs nothing.
 
 Files are written under a temporary name and renamed into place: a crash
 never leaves half a file that a later call would play.
+
+Texts to speak (whispers, fallback and queue messages) are plain sentences:
+:func:`check_text` refuses control characters, dialplan-looking syntax,
+backslashes and markup before anything is rendered or dialed. The text goes
+to espeak-ng on stdin and only a file path reaches the switch, so commas,
+quotes and other punctuation are spoken as written.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
+import unicodedata
 import uuid
 import wave
 from dataclasses import dataclass
@@ -26,6 +34,45 @@ log = structlog.get_logger(__name__)
 
 SAMPLE_RATE = 8000
 RENDER_TIMEOUT = 30.0
+# The most characters a text to speak may have; the API's own limit on
+# whisper and message fields (controller.api.app) is the same.
+MAX_TEXT_CHARS = 1000
+# Control, format (bidi overrides, zero-width), surrogate, line and paragraph
+# separator characters: nobody speaks them, and they could hide text.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# SSML/HTML-looking tags and character entities.
+_MARKUP = re.compile(r"</?[A-Za-z!?][^<>]*>|&(?:#[0-9]+|#[xX][0-9A-Fa-f]+|[A-Za-z][A-Za-z0-9]*);")
+
+
+def control_character(text: str) -> str | None:
+    """The first character of ``text`` in a refused category, if any."""
+    return next((c for c in text if unicodedata.category(c) in _REFUSED_CATEGORIES), None)
+
+
+def check_text(text: str, field: str) -> str:
+    """The text as it is spoken (spaces folded), if it is plain text of at
+    most MAX_TEXT_CHARS; else InvalidField naming ``field`` and the rule."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidField(f"{field} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}",
+                           field=field)
+    char = control_character(text)
+    if char is not None:
+        raise InvalidField(
+            f"{field} contains the control character U+{ord(char):04X}: line breaks, tabs "
+            "and other control or formatting characters are refused", field=field)
+    if "${" in text or "$[" in text:
+        raise InvalidField(f"{field} contains '${{' or '$[': dialplan expressions are refused",
+                           field=field)
+    if "\\" in text:
+        raise InvalidField(f"{field} contains a backslash: backslashes are refused", field=field)
+    markup = _MARKUP.search(text)
+    if markup is not None:
+        raise InvalidField(f"{field} looks like markup ({markup.group()[:40]!r}): SSML or HTML "
+                           "tags and &entities; are refused; write plain text", field=field)
+    spoken = " ".join(text.split())
+    if not spoken:
+        raise InvalidField(f"{field} is empty", field=field)
+    return spoken
 
 
 @dataclass(frozen=True)
@@ -46,13 +93,13 @@ class WhisperRenderer:
 
     @staticmethod
     def clean(text: str) -> str:
-        """The text as it is spoken: whitespace (CR, LF, tabs) folded."""
+        """The text as it is spoken: spaces folded."""
         return " ".join(text.split())
 
-    async def render(self, text: str) -> RenderedAudio:
-        spoken = self.clean(text)
-        if not spoken:
-            raise InvalidField("whisper is empty", field="whisper")
+    async def render(self, text: str, field: str = "whisper") -> RenderedAudio:
+        """The text's audio; InvalidField naming ``field`` if check_text refuses
+        the text or it takes longer than max_seconds to speak."""
+        spoken = check_text(text, field)
         version = await self.engine_version()
         key = json.dumps([spoken, self.voice, self.rate, version, SAMPLE_RATE])
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -72,8 +119,8 @@ class WhisperRenderer:
             seconds = _seconds(converted)
             if seconds > self.max_seconds:
                 raise InvalidField(
-                    f"whisper takes {seconds:.1f} s to speak; the limit is "
-                    f"{self.max_seconds:g} s: shorten the text", field="whisper",
+                    f"{field} takes {seconds:.1f} s to speak; the limit is "
+                    f"{self.max_seconds:g} s (whisper.max_seconds): shorten the text", field=field,
                 )
             converted.chmod(0o644)
             os.replace(converted, path)

@@ -2,7 +2,9 @@
 
 Retried with exponential backoff on network errors, timeouts, 408, 429 and
 5xx; any other answer is final. Only the URL's scheme, host and path are
-logged: query strings often carry tokens.
+logged: query strings often carry tokens. The URL must fit the [outbound]
+policy (controller.outbound), checked again, with its host resolved, before
+the first attempt.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
 
-from controller.errors import InvalidField
+from controller.errors import OutboundRefused
+from controller.outbound import check_before_send, redact
+
+if TYPE_CHECKING:
+    from controller.config import OutboundConfig
 
 log = structlog.get_logger(__name__)
 
@@ -41,23 +46,10 @@ class Delivery:
                 "status_code": self.status_code, "attempts": self.attempts, "error": self.error}
 
 
-def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidField(f"webhook URL {redact(url)!r} must be an http(s) URL with a host",
-                           field="webhook")
-    if any(c in url for c in "\r\n\t "):
-        raise InvalidField("webhook URL must not contain whitespace", field="webhook")
-    return url
-
-
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}{parts.path}"
-
-
 class WebhookSender:
-    def __init__(self, timeout: float = 10.0, attempts: int = 3, backoff: float = 0.5) -> None:
+    def __init__(self, outbound: OutboundConfig, timeout: float = 10.0, attempts: int = 3,
+                 backoff: float = 0.5) -> None:
+        self.outbound = outbound
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.backoff = backoff
@@ -73,6 +65,7 @@ class WebhookSender:
         error: str | None = None
         for attempt in range(1, self.attempts + 1):
             try:
+                await check_before_send(url, self.outbound, self.timeout)
                 response = await self._client.post(
                     url, json=body, headers={"webhook-id": event_id})
                 status = response.status_code
@@ -83,7 +76,10 @@ class WebhookSender:
                 error = f"HTTP {status}"
                 if not is_retryable(status):
                     break
-            except httpx.HTTPError as exc:
+            except OutboundRefused as exc:  # final: the policy will not change by retrying
+                error = exc.message
+                break
+            except (httpx.HTTPError, OSError, TimeoutError) as exc:  # OSError: resolving failed
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             log.warning("webhook.attempt_failed", url=redact(url), event_id=event_id,
                         attempt=attempt, error=error)

@@ -13,7 +13,9 @@ body and ``webhook-id``, ``webhook-timestamp`` and, with a signing secret,
 * 410 Gone: the URL is disabled, for this delivery and every later one;
 * 408, 429, 5xx, timeouts and network errors: retried after ``Retry-After``
   or an exponential backoff with full jitter, until ``max_age`` has passed;
-* any other answer: failed, final.
+* any other answer: failed, final;
+* a URL the [outbound] policy refuses, or whose host resolves to a
+  non-public address it does not allow (controller.outbound): failed, final.
 """
 
 from __future__ import annotations
@@ -28,14 +30,19 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import httpx
 import structlog
 from standardwebhooks import Webhook
 
-from controller.errors import ConfigError
+from controller.errors import ConfigError, OutboundRefused
+from controller.outbound import check_before_send, redact
 from controller.store import DeliveryState, Store, StoreError, WebhookDelivery
-from controller.webhooks import is_retryable, redact
+from controller.webhooks import is_retryable
+
+if TYPE_CHECKING:
+    from controller.config import OutboundConfig
 
 log = structlog.get_logger(__name__)
 
@@ -89,8 +96,9 @@ class Outbox:
     def __init__(self, store: Store, signing_secret: str | None, timeout: float = 10.0,
                  max_age: float = 24 * 3600, base_delay: float = 5.0, max_delay: float = 3600.0,
                  concurrency: int = 8, on_result: Callable[[WebhookDelivery], None] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, outbound: OutboundConfig) -> None:
         self._store = store
+        self._outbound = outbound
         self._signer = _signer(signing_secret)
         self._timeout = timeout
         self._max_age = max_age
@@ -223,8 +231,15 @@ class Outbox:
         try:
             # httpx's timeout bounds each read; this bounds the whole exchange.
             async with asyncio.timeout(self._timeout):
+                await check_before_send(delivery.url, self._outbound, self._timeout)
                 response = await self._client.post(delivery.url, content=body, headers=headers)
-        except (httpx.HTTPError, TimeoutError) as exc:
+        except OutboundRefused as exc:  # final: retrying would resolve the same
+            log.error("webhook.refused", url=url, event_id=delivery.event_id,
+                      call_id=delivery.call_id, error=exc.message)
+            return replace(delivery, state=DeliveryState.FAILED, attempts=attempts,
+                           last_status_code=None, last_error=exc.message)
+        # OSError: the host could not be resolved; that is retried like a network error.
+        except (httpx.HTTPError, OSError, TimeoutError) as exc:
             timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
             error = f"timed out after {self._timeout:g} s" if timed_out else _describe(exc, delivery.url)
             return self._retry_or_fail(delivery, now, attempts, None, error, None)

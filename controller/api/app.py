@@ -1,6 +1,7 @@
 """The REST API: place, watch and end calls; fetch recordings; /status and
 /metrics. Every error is JSON with a stable ``error_id``, a message and details;
-a validation error names the field."""
+a validation error names the field. Refused requests are logged with the
+error and the field, never with the request's token or body."""
 
 from __future__ import annotations
 
@@ -9,23 +10,36 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import structlog
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 from controller import __version__
 from controller.calls.service import CallRequest
+from controller.compliance.dnc import DncEntry
 from controller.daemon.admission import retry_after_header
 from controller.daemon.listener import DuplicateRequest
-from controller.errors import GroupFromConfig, InvalidRequest, SwitchError
+from controller.errors import (
+    CallRefused,
+    DncFromFile,
+    GroupFromConfig,
+    InvalidRequest,
+    OutsideCallingHours,
+    SwitchError,
+)
 from controller.routing.spec import Group
 from controller.store import StoredCall, StoreError
+from controller.tts import MAX_TEXT_CHARS
 
 if TYPE_CHECKING:
     from controller.daemon.service import Daemon
+
+log = structlog.get_logger(__name__)
 
 WebhookEvent = Literal["initiated", "ringing", "answered", "bridged", "completed"]
 
@@ -52,7 +66,8 @@ class QueueOption(BaseModel):
     max_wait: int = Field(120, ge=5, le=3600, description="Seconds before giving up")
     max_size: int = Field(10, ge=1, le=1000, description="Callers already waiting that make it full")
     announce_every: int = Field(30, ge=10, le=600, description="Seconds between position news")
-    message: str = Field("", max_length=1000, description="Said when leaving the queue unserved")
+    message: str = Field("", max_length=MAX_TEXT_CHARS,
+                         description="Said when leaving the queue unserved")
 
 
 class FallbackOption(BaseModel):
@@ -61,7 +76,8 @@ class FallbackOption(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dial: list[Target] | None = Field(None, max_length=10, description="Ring these next")
-    message: str | None = Field(None, max_length=1000, description="Say this to leg A, hang up")
+    message: str | None = Field(None, max_length=MAX_TEXT_CHARS,
+                                description="Say this to leg A, hang up")
     queue: QueueOption | None = Field(
         None, description="Hold leg A, with music and its position, until an agent is free")
     hangup: bool | None = Field(None, description="Hang up at once")
@@ -84,7 +100,7 @@ class CallCreate(BaseModel):
         None, max_length=2048, description="Asked when a dial-whom URL fails or takes over 10 s")
     dial_whom_ask_again: bool = Field(
         True, description="Ask the dial-whom URL again after every failed attempt")
-    whisper: str | None = Field(None, max_length=1000, description="Spoken to the agent")
+    whisper: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="Spoken to the agent")
     whisper_timing: Literal["before_dial", "on_answer"] = Field(
         "before_dial", description="before_dial: leg A hears it, then B is dialed; on_answer: "
         "leg B hears it the moment it answers, before the bridge")
@@ -101,6 +117,35 @@ class CallCreate(BaseModel):
     webhook_events: list[WebhookEvent] = Field(
         default=["completed"], description="Status callbacks to send")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Echoed back in webhooks")
+    calling_hours: str | None = Field(
+        None, max_length=32, examples=["08:00-21:00"],
+        description="Local hours (HH:MM-HH:MM, seconds allowed; an end before the start wraps "
+        "past midnight) within which leg A and leg B's numbers may be called, in each "
+        "number's own time zone (default: the config's compliance.calling_hours)")
+    calling_days: list[Annotated[str, Field(max_length=16)]] | None = Field(
+        None, max_length=7, examples=[["mon", "tue", "wed", "thu", "fri"]],
+        description="Days the window may start on (default: the config's; empty: every day)")
+    outside_calling_hours: Literal["refuse", "schedule"] = Field(
+        "refuse", description="Outside the window: refuse (403 outside-calling-hours), or "
+        "schedule the call for when it opens (202, state scheduled)")
+
+
+class DncBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=500, description="Why the number may not be called")
+
+
+class DncView(BaseModel):
+    number: str
+    reason: str
+    source: Literal["file", "api"] = Field(description="file: compliance.dnc_file; api: added here")
+    added_at: float | None
+
+
+class DncList(BaseModel):
+    entries: list[DncView]
+    next_cursor: str | None
 
 
 class GroupBody(BaseModel):
@@ -146,6 +191,8 @@ class CallAccepted(BaseModel):
     leg_a_status: str
     leg_b_status: str
     recorded: bool
+    scheduled_for: float | None = Field(
+        None, description="When a scheduled call will be placed (unix time)")
 
 
 class TimelineItem(BaseModel):
@@ -163,6 +210,7 @@ class Call(BaseModel):
     request: dict[str, Any]
     result: dict[str, Any] | None
     timeline: list[TimelineItem] = []
+    scheduled_for: float | None = None
 
 
 class CallList(BaseModel):
@@ -190,7 +238,7 @@ class Status(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 429, 503)}
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 429, 503)}
 
 
 def error(http_status: int, error_id: str, message: str, **details: Any) -> JSONResponse:
@@ -201,7 +249,16 @@ def error(http_status: int, error_id: str, message: str, **details: Any) -> JSON
 def call_view(stored: StoredCall, timeline: list[TimelineItem] | None = None) -> Call:
     return Call(call_uuid=stored.call_id, state=stored.state, status=stored.status,
                 created_at=stored.created_at, updated_at=stored.updated_at,
-                request=stored.request, result=stored.result, timeline=timeline or [])
+                request=stored.request, result=stored.result, timeline=timeline or [],
+                scheduled_for=stored.snapshot.get("scheduled_for"))
+
+
+def refusal(exc: CallRefused) -> JSONResponse:
+    """A compliance rule or limit: 403 or 429, with Retry-After when later helps."""
+    response = error(exc.http_status, exc.error_id, exc.message, **exc.details)
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = retry_after_header(exc.retry_after)
+    return response
 
 
 class Unauthorized(Exception):
@@ -248,13 +305,32 @@ def create_app(daemon: Daemon) -> FastAPI:
         problems = exc.errors()
         first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
         field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "header"))
+        log.info("api.refused", path=request.url.path, error_id="invalid-field", field=field,
+                 error=first["msg"])
         return error(400, "invalid-field", f"{field or 'request'}: {first['msg']}",
                      field=field, errors=[{"field": ".".join(str(p) for p in e["loc"][1:]),
                                            "message": e["msg"]} for e in problems])
 
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # The framework's own answers (no such path or method, an unreadable
+        # body) carry an error_id like every other error.
+        ids = {400: "invalid-request", 404: "not-found", 405: "method-not-allowed"}
+        response = error(exc.status_code, ids.get(exc.status_code, f"http-{exc.status_code}"),
+                         str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
     @app.exception_handler(StoreError)
     async def store_failed(request: Request, exc: StoreError) -> JSONResponse:
         return error(503, exc.error_id, exc.message, **exc.details)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # A bug: still a JSON error with an id, and the traceback in the log.
+        log.error("api.internal_error", path=request.url.path, error=repr(exc), exc_info=exc)
+        return error(500, "internal-error", "the controller failed to handle this request; "
+                     "the log has the details")
 
     auth = [Depends(authorized)]
 
@@ -276,9 +352,6 @@ def create_app(daemon: Daemon) -> FastAPI:
                             "Retry-After seconds", retry_after=round(wait, 3))
             refused.headers["Retry-After"] = retry_after_header(wait)
             return refused
-        if not daemon.switch_connected:
-            return error(503, "switch-unavailable",
-                         f"the switch is not reachable ({daemon.switch_reason}); retry later")
         routing = body.model_dump(include={"leg_b", "fallbacks"}, exclude_none=True)
         request = CallRequest(
             leg_a=body.leg_a, leg_b=routing["leg_b"], whisper=body.whisper, record=body.record,
@@ -289,23 +362,35 @@ def create_app(daemon: Daemon) -> FastAPI:
             dial_whom_fallback_url=body.dial_whom_fallback_url,
             dial_whom_ask_again=body.dial_whom_ask_again, whisper_timing=body.whisper_timing,
             confirm_key=body.confirm_key, confirm_timeout=body.confirm_timeout,
-            while_ringing=body.while_ringing)
+            while_ringing=body.while_ringing, calling_hours=body.calling_hours,
+            calling_days=body.calling_days, outside_calling_hours=body.outside_calling_hours)
         try:
             call = await daemon.controller.calls.place(request)
         except DuplicateRequest as duplicate:
             response.headers["Idempotency-Replayed"] = "true"
             return initial_of(duplicate.existing)
         except InvalidRequest as exc:
+            log.info("call.refused", error_id=exc.error_id, field=exc.details.get("field"),
+                     error=exc.message)
             return error(400, exc.error_id, exc.message, **exc.details)
         except SwitchError as exc:
             return error(503, exc.error_id, exc.message)
+        except OutsideCallingHours as exc:
+            if body.outside_calling_hours == "schedule" and "next_window_at" in exc.details:
+                return initial_of(await daemon.scheduler.schedule(request, exc))
+            log.info("call.refused", error_id=exc.error_id, field=exc.details.get("field"))
+            return refusal(exc)
+        except CallRefused as exc:
+            log.info("call.refused", error_id=exc.error_id, field=exc.details.get("field"),
+                     rule=exc.details.get("rule"))
+            return refusal(exc)
         return call.initial_response()
 
     @app.get("/v1/calls", response_model=CallList, dependencies=auth, responses=ERRORS,
              summary="List calls, newest first")
     async def list_calls(
-            status: Annotated[Literal["active", "completed", "no-answer", "busy", "failed",
-                                      "canceled"] | None, Query()] = None,
+            status: Annotated[Literal["active", "scheduled", "completed", "no-answer", "busy",
+                                      "failed", "canceled"] | None, Query()] = None,
             created_after: Annotated[float | None, Query(description="Unix time")] = None,
             created_before: Annotated[float | None, Query(description="Unix time")] = None,
             limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -314,7 +399,7 @@ def create_app(daemon: Daemon) -> FastAPI:
             page = await daemon.store.list_calls(status=status, created_after=created_after,
                                                  created_before=created_before, limit=limit,
                                                  cursor=cursor)
-        except ValueError:
+        except (ValueError, InvalidRequest):  # the store says InvalidField
             return error(400, "invalid-field", "cursor: not a cursor this API gave out",
                          field="cursor")
         return CallList(calls=[call_view(c) for c in page.calls], next_cursor=page.next_cursor)
@@ -335,6 +420,8 @@ def create_app(daemon: Daemon) -> FastAPI:
         stored = await daemon.store.get_call(call_id)
         if stored is None:
             return error(404, "call-not-found", f"no call {call_id}", call_id=call_id)
+        if stored.state == "scheduled" and await daemon.scheduler.cancel(stored):
+            return call_view(await daemon.store.get_call(call_id) or stored)
         if call_id not in daemon.controller.calls.calls:
             return error(409, "call-ended", f"call {call_id} has already ended",
                          call_id=call_id, status=stored.status)
@@ -398,6 +485,59 @@ def create_app(daemon: Daemon) -> FastAPI:
             return error(404, "group-not-found", f"no agent group {name}", group=name)
         return Response(status_code=204)
 
+    def dnc_view(entry: DncEntry) -> DncView:
+        return DncView(number=entry.number, reason=entry.reason,
+                       source="file" if entry.source == "file" else "api",
+                       added_at=entry.added_at)
+
+    @app.get("/v1/dnc", response_model=DncList, dependencies=auth, responses=ERRORS,
+             summary="The do-not-call list (the file's and the API's numbers), in order")
+    async def list_dnc(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                       cursor: Annotated[str | None, Query(max_length=32)] = None) -> Any:
+        entries, next_cursor = await daemon.controller.calls.compliance.list_dnc(cursor, limit)
+        return DncList(entries=[dnc_view(e) for e in entries], next_cursor=next_cursor)
+
+    @app.get("/v1/dnc/{number}", response_model=DncView, dependencies=auth, responses=ERRORS,
+             summary="Whether a number is on the do-not-call list")
+    async def get_dnc(number: str) -> Any:
+        compliance = daemon.controller.calls.compliance
+        try:
+            normalised = compliance.number(number)
+        except InvalidRequest as exc:
+            return error(400, exc.error_id, exc.message, **exc.details)
+        entry = await compliance.dnc_entry(normalised)
+        if entry is None:
+            return error(404, "dnc-not-found", f"{normalised} is not on the do-not-call list",
+                         number=normalised)
+        return dnc_view(entry)
+
+    @app.put("/v1/dnc/{number}", response_model=DncView, dependencies=auth, responses=ERRORS,
+             summary="Put a number on the do-not-call list")
+    async def put_dnc(number: str, body: DncBody | None = None) -> Any:
+        compliance = daemon.controller.calls.compliance
+        try:
+            normalised = compliance.number(number)
+        except InvalidRequest as exc:
+            return error(400, exc.error_id, exc.message, **exc.details)
+        return dnc_view(await compliance.add_dnc(normalised, body.reason if body else ""))
+
+    @app.delete("/v1/dnc/{number}", status_code=204, response_class=Response,
+                response_model=None, dependencies=auth, responses=ERRORS,
+                summary="Take a number added over the API off the do-not-call list")
+    async def delete_dnc(number: str) -> Any:
+        compliance = daemon.controller.calls.compliance
+        try:
+            normalised = compliance.number(number)
+            removed = await compliance.remove_dnc(normalised)
+        except DncFromFile as exc:
+            return error(409, exc.error_id, exc.message, **exc.details)
+        except InvalidRequest as exc:
+            return error(400, exc.error_id, exc.message, **exc.details)
+        if not removed:
+            return error(404, "dnc-not-found", f"{normalised} is not on the do-not-call list",
+                         number=normalised)
+        return Response(status_code=204)
+
     @app.get("/status", response_model=Status, responses={503: {"model": Status}},
              summary="Health of each component (no token needed)")
     async def status() -> Any:
@@ -410,9 +550,11 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     def initial_of(stored: StoredCall) -> dict[str, Any]:
         legs = stored.snapshot.get("legs", {})
+        scheduled_for = stored.snapshot.get("scheduled_for")
         return {"success": stored.status in (None, "completed"), "call_uuid": stored.call_id,
-                "state": stored.state,
-                "leg_a_status": legs.get("a", {}).get("status", "initiated"),
+                "state": stored.state, "scheduled_for": scheduled_for,
+                "leg_a_status": legs.get("a", {}).get(
+                    "status", "pending" if stored.state == "scheduled" else "initiated"),
                 "leg_b_status": legs.get("b", {}).get("status", "pending"),
                 "recorded": bool(stored.snapshot.get("plan", {}).get("recording_file"))}
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from controller.calls.core import Command, Event
 
 EventSink = Callable[[Event], None]
+# Seconds between attempts to reach a switch that is down: first fast, then calmer.
+RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class Backend(Protocol):
@@ -15,6 +17,10 @@ class Backend(Protocol):
     connected: bool
     # Told how late each switch event is handled, in seconds (for metrics).
     observe_event_lag: Callable[[float], None] | None
+    # Awaited after a lost link is back, so live calls can be looked at again.
+    on_reconnect: Callable[[], Awaitable[None]] | None
+    # How often a lost link was reopened.
+    reconnects: int
 
     async def connect(self) -> None:
         """Connect and authenticate; SwitchUnavailable says why not."""
@@ -37,6 +43,11 @@ class Backend(Protocol):
     async def execute(self, call_id: str, command: Command) -> None:
         """Carry out one command; SwitchActionFailed if the switch refuses
         it or does not answer in time."""
+
+    def trunk_of(self, target: str) -> str | None:
+        """The trunk a call to this normalised target leaves the switch
+        through (Asterisk: a PJSIP endpoint; FreeSWITCH: a gateway), for the
+        per-trunk limits; None when it uses none."""
 
     async def busy_targets(self, targets: Sequence[str]) -> set[str]:
         """Those of ``targets`` the switch itself reports busy (on a call

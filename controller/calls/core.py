@@ -133,6 +133,8 @@ class Attempt:
     targets: tuple[str, ...]
     ring_timeout: int
     source: str = "request"
+    # (target, rule) the router left out of this attempt: do-not-call, attempt-cap.
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -793,12 +795,16 @@ class CallConnect:
             a.cause = ev.a_cause
         if self.state is CallState.ENDING:
             return []
-        away = "ended while the controller was down"
+        away = "ended while the controller was away from the switch"
         if self.state is CallState.BRIDGED or ev.dial_status == "ANSWER":
             talk = ev.talk_seconds or 0.0
             self.bridged_at = self.bridged_at or ev.at - talk
             self.bridge_ended_at = ev.at
             a.status = b.status = LegStatus.COMPLETED
+            if ev.dial_status is None:
+                # A switch that crashed runs no hangup handler: the end is when we noticed.
+                self.hangup_by = self.hangup_by or HangupBy.SWITCH
+                away += "; the switch kept no outcome (did it restart?)"
             self._decide(ev.at, CallStatus.COMPLETED, away)
         elif self.state in _LIVE_A_STATES and not ev.a_answered:
             a.status = (leg_status_from_cause(ev.a_cause, answered=False)
@@ -850,7 +856,8 @@ class CallConnect:
         if plan.get("first_attempt"):
             first = plan["first_attempt"]
             plan["first_attempt"] = Attempt(tuple(first["targets"]), first["ring_timeout"],
-                                            first["source"])
+                                            first["source"], tuple(
+                                                (t, rule) for t, rule in first.get("skipped", ())))
         call = cls(CallPlan(**plan), created_at=data["created_at"])
         call.state = CallState(data["state"])
         call.status = CallStatus(data["status"]) if data["status"] else None
@@ -877,6 +884,9 @@ class CallConnect:
         self.attempts.append({"targets": list(attempt.targets), "ring_timeout": attempt.ring_timeout,
                               "source": attempt.source, "started_at": at, "ended_at": None,
                               "outcome": None, "dial_status": None, "answered_by": None})
+        if attempt.skipped:
+            self.attempts[-1]["skipped"] = [{"target": t, "rule": rule}
+                                            for t, rule in attempt.skipped]
         self.legs[Leg.B] = LegRecord(", ".join(attempt.targets))
         self.b_channel = None  # an earlier attempt's answer (declined) is not this one's
         dial = DialLegB(attempt.targets, attempt.ring_timeout, self.plan.time_limit,

@@ -9,9 +9,11 @@ webhooks for it), and then carries out the commands the core returned, in order.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,9 +37,12 @@ from controller.calls.core import (
     TargetsChosen,
     Transition,
 )
+from controller.compliance.book import ComplianceBook, MemoryComplianceBook
+from controller.compliance.guard import Compliance
 from controller.config import Config
-from controller.errors import InvalidField, InvalidTransition, SwitchError
+from controller.errors import InvalidField, InvalidTransition, SwitchError, SwitchUnavailable
 from controller.numbers import parse_target, refuse_same_legs
+from controller.outbound import check_url
 from controller.routing.agents import AgentBook, MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
 from controller.routing.router import CallContext, CallQueues, Router
@@ -52,19 +57,26 @@ from controller.routing.spec import (
     parse_fallbacks,
     parse_item,
 )
-from controller.tts import RenderedAudio, WhisperRenderer
-from controller.webhooks import check_url
+from controller.store import StoreError
+from controller.tts import RenderedAudio, WhisperRenderer, control_character
 
 log = structlog.get_logger(__name__)
 
 _CALLER_ID = re.compile(r"\+?[0-9]{3,20}")
 _CONFIRM_KEY = re.compile(r"[0-9*#]")
 WHISPER_TIMINGS = ("before_dial", "on_answer")
+OUTSIDE_CALLING_HOURS = ("refuse", "schedule")
 WHILE_RINGING = ("ringback", "music")
 # Margin on top of a call's longest possible length before the watchdog acts.
 WATCHDOG_MARGIN = 60.0
 
 WEBHOOK_EVENTS = ("initiated", "ringing", "answered", "bridged", "completed")
+# Metadata is stored with the call and echoed in every webhook: kept small.
+MAX_METADATA_BYTES = 16 * 1024  # as compact JSON
+MAX_METADATA_KEYS = 50  # at the top level
+MAX_METADATA_DEPTH = 5  # objects and arrays, the metadata object itself included
+MAX_METADATA_KEY_CHARS = 64
+MAX_CUSTOM_FIELD_CHARS = 256
 
 
 @dataclass
@@ -95,6 +107,11 @@ class CallRequest:
     confirm_key: str | None = None
     confirm_timeout: int = 5
     while_ringing: str = "ringback"  # or "music"
+    # Calling window of the numbers rung first (None: the config's), and what
+    # to do outside it: "refuse", or "schedule" (the daemon places it later).
+    calling_hours: str | None = None
+    calling_days: list[str] | None = None
+    outside_calling_hours: str = "refuse"
 
 
 @dataclass
@@ -141,9 +158,21 @@ class CallListener(Protocol):
         """Once, with the result; may add local fields (not part of the result)."""
 
 
+class LegAdmission(Protocol):
+    """Limits per trunk and per agent (the daemon's ``LegLimits``)."""
+
+    def admit(self, call_id: str, legs: list[tuple[str, str]]) -> None:
+        """(field, target) of leg A, then of leg B's targets known now;
+        raises CallRefused when over a limit, else holds a place."""
+
+    def release(self, call_id: str) -> None:
+        """The call is live, or was never placed."""
+
+
 class CallService:
     def __init__(self, config: Config, backend: Backend, renderer: WhisperRenderer,
-                 listener: CallListener, agents: AgentBook | None = None) -> None:
+                 listener: CallListener, agents: AgentBook | None = None,
+                 records: ComplianceBook | None = None) -> None:
         self.config = config
         self.backend = backend
         self.renderer = renderer
@@ -151,15 +180,32 @@ class CallService:
         self.agents: AgentBook = agents or MemoryAgentBook()
         # Agent groups by name: the config's, then the API's (the daemon's store).
         self.groups: dict[str, Group] = dict(config.agent_groups())
-        self.dial_whom = DialWhomClient(config.calls.default_region,
+        self.dial_whom = DialWhomClient(config.calls.default_region, config.outbound,
                                         config.routing.dial_whom_timeout)
         self.queues = CallQueues()
         self.calls: dict[str, ActiveCall] = {}
+        self.compliance = Compliance(config.compliance, config.calls.default_region,
+                                     records or MemoryComplianceBook())
+        # Limits per trunk and per agent (the daemon's; the command line has none).
+        self.limits: LegAdmission | None = None
 
-    async def place(self, request: CallRequest) -> ActiveCall:
+    async def place(self, request: CallRequest, call_id: str | None = None) -> ActiveCall:
         """Validate, prepare and start a call; returns once Leg A is originated
-        (or refused). Bad input raises InvalidRequest before anything is dialed."""
-        plan, whisper, recording, spec = await self._prepare(request)
+        (or refused). Bad input raises InvalidRequest, and a compliance rule or
+        limit CallRefused, before anything is dialed. ``call_id``: the id a
+        scheduled call was given (else a new one)."""
+        call_id = call_id or str(uuid.uuid4())
+        try:
+            return await self._place(request, call_id)
+        except BaseException:
+            self.compliance.release(call_id)
+            raise
+        finally:
+            if self.limits is not None:
+                self.limits.release(call_id)  # from now on it counts as a live call
+
+    async def _place(self, request: CallRequest, call_id: str) -> ActiveCall:
+        plan, whisper, recording, spec = await self._prepare(request, call_id)
         router = self._router(plan.call_id, plan.leg_a, request, spec)
         route_state: dict[str, Any] = {}
         if not any(item.is_group or item.is_url for item in spec.items):
@@ -169,6 +215,10 @@ class CallService:
             assert isinstance(first, TargetsChosen)  # plain targets always give one
             plan = replace(plan, first_attempt=first.attempt)
             route_state = first.route_state
+        if not self.backend.connected:
+            # Checked after the request itself, so bad input is named even now.
+            raise SwitchUnavailable(f"the switch is not reachable ({self.backend.name}, "
+                                    "reconnecting); nothing was dialed: retry later")
         core = CallConnect(plan, created_at=time.time())
         core.route_state = route_state
         call = ActiveCall(core, request, whisper, recording, router=router)
@@ -213,11 +263,33 @@ class CallService:
         call.task = asyncio.create_task(self._follow(call), name=f"call-{call.call_id}")
         return call
 
+    async def reattach_live(self) -> None:
+        """The switch link is back after a loss: ask the switch what became of
+        each live call meanwhile (events sent while the link was down are gone)."""
+        for call in list(self.calls.values()):
+            if call.core.finished:
+                continue
+            held: asyncio.Queue[Event] = asyncio.Queue()
+            try:
+                missed = await self.backend.reattach(call.call_id, str(call.core.state),
+                                                     held.put_nowait)
+            except SwitchError as exc:
+                log.error("call.reattach_failed", call_id=call.call_id, error=exc.message)
+                missed = [SwitchLost(time.time(), f"cannot follow the call again: {exc.message}")]
+            # What happened during the loss first, then what arrived since.
+            for event in missed:
+                call.events.put_nowait(event)
+            self.backend.watch(call.call_id, call.events.put_nowait)
+            while not held.empty():
+                call.events.put_nowait(held.get_nowait())
+            log.info("call.reattached", call_id=call.call_id, state=str(call.core.state),
+                     missed=len(missed))
+
     async def hangup(self, call_id: str, reason: str = "requested") -> None:
         call = self.calls[call_id]
         call.events.put_nowait(HangupRequested(time.time(), reason))
 
-    async def _prepare(self, request: CallRequest
+    async def _prepare(self, request: CallRequest, call_id: str
                        ) -> tuple[CallPlan, RenderedAudio | None, Path | None, RouteSpec]:
         defaults = self.config.calls
         leg_a = parse_target(request.leg_a, defaults.default_region, "leg_a")
@@ -233,7 +305,9 @@ class CallService:
                                "present: it is not in [calls] caller_ids", field="caller_id")
         webhook = request.webhook_url or self.config.webhook.url
         if webhook:
-            check_url(webhook)
+            check_url(webhook, self.config.outbound,
+                      "webhook_url" if request.webhook_url else "webhook.url")
+        check_metadata(request.metadata)
         unknown = sorted(set(request.webhook_events) - set(WEBHOOK_EVENTS))
         if unknown:
             raise InvalidField(f"webhook_events {unknown} are not among {list(WEBHOOK_EVENTS)}",
@@ -245,8 +319,8 @@ class CallService:
         confirm_timeout = _bounded("confirm_timeout", request.confirm_timeout, 5, 1, 60)
         record = defaults.record if request.record is None else request.record
 
+        await self._screen_request(call_id, leg_a.value, spec, request)
         whisper = await self.renderer.render(request.whisper) if request.whisper else None
-        call_id = str(uuid.uuid4())
         recording: Path | None = None
         if record:
             directory = Path(self.config.media.recording_dir)
@@ -268,13 +342,33 @@ class CallService:
         )
         return plan, whisper, recording, spec
 
+    async def _screen_request(self, call_id: str, leg_a: str, spec: RouteSpec,
+                              request: CallRequest) -> None:
+        """Compliance rules, then limits, on the legs known now. Every number
+        named is checked against the do-not-call list; leg A and leg B's plain
+        targets, rung first, against the calling window and the daily cap
+        too. Groups and dial-whom numbers are screened when they are expanded."""
+        _one_of("outside_calling_hours", request.outside_calling_hours, OUTSIDE_CALLING_HOURS)
+        windows = self.compliance.windows_for(request.calling_hours, request.calling_days)
+        first = [("leg_a", leg_a)] + [
+            ("leg_b" if len(spec.items) == 1 else f"leg_b[{i}]", item.to)
+            for i, item in enumerate(spec.items) if not (item.is_group or item.is_url)]
+        fallback_targets = [(f"fallbacks.{outcome}.dial[{i}]", item.to)
+                            for outcome, fallback in spec.fallbacks.items()
+                            for i, item in enumerate(fallback.to)
+                            if not (item.is_group or item.is_url)]
+        await self.compliance.check_request(call_id, named=first + fallback_targets,
+                                            rung_first=first, windows=windows)
+        if self.limits is not None:
+            self.limits.admit(call_id, first)
+
     def _route_spec(self, request: CallRequest) -> RouteSpec:
         region = self.config.calls.default_region
         targets = request.leg_b if isinstance(request.leg_b, list) else [request.leg_b]
         if not 1 <= len(targets) <= MAX_SIMULTANEOUS:
             raise InvalidField(f"leg_b must name 1-{MAX_SIMULTANEOUS} targets", field="leg_b")
         items = tuple(parse_item(t, region, "leg_b" if len(targets) == 1 else f"leg_b[{i}]",
-                                 self.groups.__contains__)
+                                 self.groups.__contains__, self.config.outbound)
                       for i, t in enumerate(targets))
         strategy = _one_of("strategy", request.strategy, ROUTE_STRATEGIES)
         max_attempts = request.max_attempts if request.max_attempts is not None else 10
@@ -282,13 +376,13 @@ class CallService:
             raise InvalidField("max_attempts must be 1-50", field="max_attempts")
         fallback_url = request.dial_whom_fallback_url
         if fallback_url:
-            check_url(fallback_url)
+            check_url(fallback_url, self.config.outbound, "dial_whom_fallback_url")
         ring_timeout = _bounded("ring_timeout", request.ring_timeout, self.config.calls.ring_timeout,
                                 MIN_RING_TIMEOUT, MAX_RING_TIMEOUT)
         return RouteSpec(items, Strategy(strategy),
                          ring_timeout, max_attempts,
                          parse_fallbacks(request.fallbacks, region, "fallbacks",
-                                         self.groups.__contains__),
+                                         self.groups.__contains__, self.config.outbound),
                          fallback_url or None, request.dial_whom_ask_again)
 
     def _router(self, call_id: str, leg_a: str, request: CallRequest, spec: RouteSpec) -> Router:
@@ -301,12 +395,15 @@ class CallService:
             if call is not None:
                 call.events.put_nowait(Announcement(time.time(), await speak(text), hold_for))
 
+        async def screen(targets: Sequence[str]) -> dict[str, str]:
+            return await self.compliance.screen(targets, call_id)
+
         custom = request.metadata.get("custom_field", "")
         return Router(spec, CallContext(call_id, leg_a, spec.describe(), str(custom)[:256]),
                       groups=self.groups.get, agents=self.agents,
                       busy_targets=self.backend.busy_targets, dial_whom=self.dial_whom,
                       speak=speak, unreached_message=self.config.whisper.b_unreached_message,
-                      queues=self.queues, announce=announce)
+                      queues=self.queues, announce=announce, screen=screen)
 
     def _spawn_routing(self, call: ActiveCall, command: ChooseTargets) -> None:
         """Ask the router in the background: a dial-whom URL may take seconds,
@@ -355,6 +452,7 @@ class CallService:
                 call.routing.cancel()
             self.backend.forget(call.call_id)
             self.calls.pop(call.call_id, None)
+            self.compliance.release(call.call_id)
 
     async def _handle(self, call: ActiveCall, event: Event) -> None:
         try:
@@ -388,21 +486,33 @@ class CallService:
         if call.agent is None and call.core.bridged_at is not None:
             # The target that took the call (one that answered and declined did not).
             call.agent = b.target
-            await self.agents.agent_call_started(b.target, call.call_id,
-                                                 b.answered_at or call.core.bridged_at)
+            await _keep_books(call, self.agents.agent_call_started(
+                b.target, call.call_id, b.answered_at or call.core.bridged_at))
         new = call.core.timeline[call.logged:]
         if not new:
             return
+        await self._count_calls(call, new)
         for transition in new:
             log.info("call.transition", call_id=call.call_id, from_state=str(transition.from_state),
                      to_state=str(transition.to_state), reason=transition.reason)
         call.logged = len(call.core.timeline)
         await self.listener.call_changed(call, new)
 
+    async def _count_calls(self, call: ActiveCall, transitions: list[Transition]) -> None:
+        """Numbers dialed by these transitions count against the daily cap:
+        leg A when it is originated, leg B's targets when they are dialed."""
+        for transition in transitions:
+            if transition.to_state is CallState.DIALING_A:
+                await _keep_books(call, self.compliance.record(
+                    call.call_id, [call.core.plan.leg_a], transition.at))
+            elif transition.to_state is CallState.DIALING_B and call.core.attempts:
+                await _keep_books(call, self.compliance.record(
+                    call.call_id, call.core.attempts[-1]["targets"], transition.at))
+
     async def _finish(self, call: ActiveCall, result: dict[str, Any]) -> None:
         if call.agent is not None:
-            await self.agents.agent_call_ended(call.agent, call.call_id,
-                                               call.core.ended_at or time.time())
+            await _keep_books(call, self.agents.agent_call_ended(
+                call.agent, call.call_id, call.core.ended_at or time.time()))
         result = dict(result)
         result["whisper"] = None
         if call.request.whisper:
@@ -422,6 +532,62 @@ class CallService:
         await self.listener.call_ended(call, result)
         if not call.done.done():
             call.done.set_result(result)
+
+
+def check_metadata(metadata: Any) -> None:
+    """InvalidField unless ``metadata`` is a JSON object the controller can
+    store, echo in every webhook and send on (custom_field, to dial-whom URLs)."""
+    if not isinstance(metadata, dict):
+        raise InvalidField("metadata must be a JSON object", field="metadata")
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise InvalidField(f"metadata has {len(metadata)} keys; the limit is {MAX_METADATA_KEYS}",
+                           field="metadata")
+    _check_metadata_value(metadata, "metadata", 1)
+    try:
+        size = len(json.dumps(metadata, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode())
+    except UnicodeEncodeError:  # a lone surrogate: no JSON body or store could carry it
+        raise InvalidField("metadata must be valid Unicode text", field="metadata") from None
+    except ValueError:
+        raise InvalidField("metadata must hold only JSON values (not NaN or Infinity)",
+                           field="metadata") from None
+    if size > MAX_METADATA_BYTES:
+        raise InvalidField(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}",
+                           field="metadata")
+    custom = metadata.get("custom_field")
+    if custom is not None and (not isinstance(custom, str) or len(custom) > MAX_CUSTOM_FIELD_CHARS
+                               or control_character(custom) is not None):
+        raise InvalidField(f"metadata.custom_field must be text of at most {MAX_CUSTOM_FIELD_CHARS} "
+                           "characters without control characters (it is sent to dial-whom URLs)",
+                           field="metadata.custom_field")
+
+
+def _check_metadata_value(value: Any, path: str, depth: int) -> None:
+    if not isinstance(value, dict | list):
+        return
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidField(f"{path} nests objects and arrays deeper than {MAX_METADATA_DEPTH} levels",
+                           field="metadata")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_metadata_value(item, f"{path}[{i}]", depth + 1)
+        return
+    for key, item in value.items():
+        if not isinstance(key, str) or len(key) > MAX_METADATA_KEY_CHARS \
+                or control_character(key) is not None:
+            raise InvalidField(f"{path} has a key {str(key)[:MAX_METADATA_KEY_CHARS]!r}...: keys must "
+                               f"be at most {MAX_METADATA_KEY_CHARS} characters, without control "
+                               "characters", field="metadata")
+        _check_metadata_value(item, f"{path}.{key}", depth + 1)
+
+
+async def _keep_books(call: ActiveCall, note: Awaitable[None]) -> None:
+    """Agent state and counts are bookkeeping: a store that cannot take them
+    (a full disk) must not stop the call they describe."""
+    try:
+        await note
+    except StoreError as exc:
+        log.error("call.bookkeeping_not_saved", call_id=call.call_id, error=exc.message)
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:

@@ -1,9 +1,14 @@
 """The daemon's view of a call's life: every transition persisted with its
 timeline entries and the webhook deliveries it causes, in one transaction,
-before the switch is asked to do anything next."""
+before the switch is asked to do anything next.
+
+When the store cannot be written (a full disk), a call already under way is
+not abandoned: its changes are kept in memory, merged, and written as soon as
+the store takes them again; meanwhile new calls are refused."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -15,10 +20,23 @@ from controller.calls.core import CallState, Leg, Transition
 from controller.calls.service import ActiveCall, CallRequest
 from controller.config import Config
 from controller.daemon.metrics import Metrics
-from controller.store import Store, StoredCall, TimelineEntry, WebhookDelivery
+from controller.store import Store, StoredCall, StoreError, TimelineEntry, WebhookDelivery
 from controller.webhooks_outbox import Outbox
 
 log = structlog.get_logger(__name__)
+
+# Seconds between attempts to write changes the store refused.
+UNSAVED_RETRY_SECONDS = 1.0
+
+
+@dataclasses.dataclass
+class Unsaved:
+    """A call's changes the store refused, merged until it takes them."""
+
+    record: StoredCall
+    timeline: list[TimelineEntry]
+    deliveries: list[WebhookDelivery]
+    error: StoreError
 
 
 class DuplicateRequest(Exception):
@@ -67,6 +85,9 @@ class StoreListener:
         self.metrics = metrics
         # The end of a call is saved with its result, in one transaction.
         self._ending: dict[str, tuple[list[TimelineEntry], list[WebhookDelivery]]] = {}
+        self.unsaved: dict[str, Unsaved] = {}
+        self._saving = asyncio.Lock()  # one call's writes stay in order
+        self._retrying: asyncio.Task[None] | None = None
 
     def record_of(self, call: ActiveCall, result: dict[str, Any] | None = None) -> StoredCall:
         core = call.core
@@ -83,6 +104,9 @@ class StoreListener:
         )
 
     async def call_created(self, call: ActiveCall) -> None:
+        if self.unsaved:
+            # Accepting a call we may not be able to record would risk losing it.
+            raise next(iter(self.unsaved.values())).error
         stored, created = await self.store.create_call(self.record_of(call))
         if not created:
             raise DuplicateRequest(stored)
@@ -117,9 +141,54 @@ class StoreListener:
 
     async def _save(self, record: StoredCall, timeline: list[TimelineEntry],
                     deliveries: list[WebhookDelivery]) -> None:
-        await self.store.save_call(record, timeline, deliveries)
+        async with self._saving:
+            earlier = self.unsaved.pop(record.call_id, None)
+            if earlier is not None:
+                timeline = earlier.timeline + timeline
+                deliveries = earlier.deliveries + deliveries
+            try:
+                await self.store.save_call(record, timeline, deliveries)
+            except StoreError as exc:
+                self.unsaved[record.call_id] = Unsaved(record, timeline, deliveries, exc)
+                log.error("store.save_deferred", call_id=record.call_id, error=exc.message,
+                          unsaved_calls=len(self.unsaved))
+                if self._retrying is None or self._retrying.done():
+                    self._retrying = asyncio.create_task(self._retry_unsaved(),
+                                                         name="store-retry")
+                return
         if deliveries:
             self.outbox.wake()  # written first, sent now
+
+    async def _retry_unsaved(self) -> None:
+        while self.unsaved:
+            await asyncio.sleep(UNSAVED_RETRY_SECONDS)
+            for call_id in list(self.unsaved):
+                async with self._saving:
+                    pending = self.unsaved.get(call_id)
+                    if pending is None:
+                        continue
+                    try:
+                        await self.store.save_call(pending.record, pending.timeline,
+                                                   pending.deliveries)
+                    except StoreError as exc:
+                        pending.error = exc
+                        continue
+                    del self.unsaved[call_id]
+                log.info("store.save_caught_up", call_id=call_id, state=pending.record.state)
+                if pending.deliveries:
+                    self.outbox.wake()
+
+    async def flush(self) -> None:
+        """At shutdown: one last try at what the store refused."""
+        if self._retrying is not None:
+            self._retrying.cancel()
+        for call_id in list(self.unsaved):
+            pending = self.unsaved.pop(call_id)
+            try:
+                await self.store.save_call(pending.record, pending.timeline, pending.deliveries)
+            except StoreError as exc:
+                log.error("store.changes_lost", call_id=call_id, state=pending.record.state,
+                          error=exc.message)
 
     def _deliveries(self, call: ActiveCall, event_type: str,
                     data: dict[str, Any]) -> list[WebhookDelivery]:

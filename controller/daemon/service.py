@@ -23,9 +23,11 @@ import uvicorn
 from controller import __version__
 from controller.api.app import ComponentStatus, Status, create_app
 from controller.app import Controller
+from controller.backends.base import RECONNECT_DELAYS
 from controller.calls.core import CallConnect
+from controller.compliance.schedule import Scheduler
 from controller.config import Config
-from controller.daemon.admission import Admission
+from controller.daemon.admission import Admission, LegLimits
 from controller.daemon.listener import StoreListener, request_from_dict
 from controller.daemon.metrics import Metrics
 from controller.errors import ConfigError, GroupFromConfig, InvalidRequest, SwitchError
@@ -36,9 +38,8 @@ from controller.webhooks_outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
-RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
-# How often the switch connection is checked (panoramisk reconnects by itself).
-WATCH_INTERVAL = 1.0
+# How often the switch link is looked at for /status (the backend reconnects by itself).
+WATCH_INTERVAL = 0.5
 
 
 class ApiServer(uvicorn.Server):
@@ -60,20 +61,24 @@ class Daemon:
         self.metrics = Metrics()
         self.store = SqliteStore(config.store.path)
         self.outbox = Outbox(self.store, config.webhook.signing_secret or None,
+                             outbound=config.outbound,
                              timeout=config.webhook.timeout,
                              max_age=config.webhook.max_age_hours * 3600,
                              base_delay=config.webhook.retry_base_seconds,
                              on_result=self.metrics.webhook_attempted)
         self.listener = StoreListener(config, self.store, self.outbox, self.metrics)
-        self.controller = Controller(config, self.listener, agents=self.store)
+        self.controller = Controller(config, self.listener, agents=self.store, records=self.store)
+        self.controller.calls.limits = LegLimits(config.limits, self.controller.backend.trunk_of,
+                                                 self.controller.calls.calls)
+        self.scheduler = Scheduler(config, self.store, self.controller.calls, self.outbox,
+                                   self.metrics, self._scheduled_call_wait)
         self.controller.backend.observe_event_lag = self.metrics.event_lag.observe
         self.admission = Admission(config.api.max_calls_per_second, config.api.max_active_calls)
         self.draining = False
         self.switch_reason = "not connected yet"
-        self.reconnects = 0
         self._stop = asyncio.Event()
         self._notifier = sdnotify.SystemdNotifier()
-        self.metrics.count_reconnects(lambda: self.reconnects)
+        self.metrics.count_reconnects(lambda: self.controller.backend.reconnects)
 
     @property
     def switch_connected(self) -> bool:
@@ -90,7 +95,8 @@ class Daemon:
             loop.add_signal_handler(signum, self._stop.set)
         tasks = [asyncio.create_task(server.serve(), name="api"),
                  asyncio.create_task(self.outbox.run(), name="outbox"),
-                 asyncio.create_task(self._follow_switch(), name="switch")]
+                 asyncio.create_task(self._follow_switch(), name="switch"),
+                 asyncio.create_task(self.scheduler.run(), name="scheduler")]
         log.info("daemon.starting", api=f"{self.config.api.host}:{self.config.api.port}",
                  store=self.config.store.path, backend=self.config.backend)
         await self._stop.wait()
@@ -101,6 +107,7 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.controller.stop()
+        await self.listener.flush()
         await self.store.close()
         log.info("daemon.stopped")
 
@@ -151,7 +158,8 @@ class Daemon:
 
     async def _follow_switch(self) -> None:
         """Connect with backoff; once connected, pick up open calls and tell
-        systemd we are ready; afterwards count reconnects."""
+        systemd we are ready; afterwards keep /status's reason current (the
+        backend reconnects by itself and then looks at live calls again)."""
         attempt = 0
         while True:
             try:
@@ -167,17 +175,10 @@ class Daemon:
         await self._reconcile()
         self._notifier.notify("READY=1")
         log.info("daemon.ready")
-        was_connected = True
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            connected = self.switch_connected
-            if connected and not was_connected:
-                self.reconnects += 1
-                self.switch_reason = ""
-                log.info("daemon.switch_reconnected")
-            elif not connected:
-                self.switch_reason = "connection to the switch lost; reconnecting"
-            was_connected = connected
+            self.switch_reason = ("" if self.switch_connected
+                                  else "connection to the switch lost; reconnecting")
 
     async def _reconcile(self) -> None:
         """Calls a previous run left open: follow the live ones again, close
@@ -196,16 +197,31 @@ class Daemon:
             "switch": ComponentStatus(status="ok") if self.switch_connected
             else ComponentStatus(status="fail", reason=self.switch_reason or "not connected"),
         }
+        unsaved = self.listener.unsaved
         try:
             await self.store.ping()
             components["store"] = ComponentStatus(status="ok")
         except StoreError as exc:
             components["store"] = ComponentStatus(status="fail", reason=exc.message)
+        if unsaved:
+            error = next(iter(unsaved.values())).error
+            components["store"] = ComponentStatus(status="fail", reason=(
+                f"changes of {len(unsaved)} call(s) wait to be written: {error.message}"))
         components["webhooks"] = (ComponentStatus(status="ok") if self.outbox.running
                                   else ComponentStatus(status="fail", reason="outbox not running"))
         ok = all(c.status == "ok" for c in components.values())
         return Status(status="ok" if ok else "fail", version=__version__, draining=self.draining,
                       active_calls=len(self.controller.calls.calls), components=components)
+
+    def _scheduled_call_wait(self) -> float | None:
+        """Seconds before the scheduler may place a due call (None: now):
+        never while draining or away from the switch, and within the
+        daemon-wide limits, which delay it rather than fail it."""
+        if self.draining:
+            return 60.0
+        if not self.switch_connected:
+            return 1.0
+        return self.admission.admit(len(self.controller.calls.calls))
 
 
 async def run_daemon(config: Config) -> None:

@@ -3,8 +3,10 @@
 The URL gets an HTTP GET with the call's details as query parameters (the
 names hosted products use) and answers ``text/plain`` with comma-separated
 E.164 numbers. A non-200 answer, or none within the timeout, sends the same
-question to the fallback URL. Entries that are not valid numbers are skipped
-and logged; what remains is rung.
+question to the fallback URL, and so does a URL the [outbound] policy
+refuses, or whose host resolves to a non-public address it does not allow
+(controller.outbound). Entries that are not valid numbers are skipped and
+logged; what remains is rung.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 import structlog
 
-from controller.errors import CallConnectError, InvalidNumber
+from controller.errors import CallConnectError, InvalidNumber, OutboundRefused
 from controller.numbers import normalize_number
-from controller.webhooks import redact
+from controller.outbound import check_before_send, redact
+
+if TYPE_CHECKING:
+    from controller.config import OutboundConfig
 
 log = structlog.get_logger(__name__)
 
@@ -59,8 +65,10 @@ def parse_answer(body: str, default_region: str) -> tuple[list[str], list[str]]:
 
 
 class DialWhomClient:
-    def __init__(self, default_region: str, timeout: float = 10.0) -> None:
+    def __init__(self, default_region: str, outbound: OutboundConfig,
+                 timeout: float = 10.0) -> None:
         self.default_region = default_region
+        self.outbound = outbound
         self.timeout = timeout
 
     async def ask(self, url: str, fallback_url: str | None,
@@ -84,6 +92,7 @@ class DialWhomClient:
 
     async def _get(self, url: str, params: Mapping[str, str]) -> str:
         try:
+            await check_before_send(url, self.outbound, self.timeout)
             # One deadline for the whole answer, however slowly it trickles in.
             async with (
                 asyncio.timeout(self.timeout),
@@ -101,8 +110,10 @@ class DialWhomClient:
                     if len(body) > MAX_BODY_BYTES:
                         raise DialWhomFailed(f"{redact(url)} answered more than "
                                              f"{MAX_BODY_BYTES} bytes")
+        except OutboundRefused as exc:
+            raise DialWhomFailed(exc.message) from None
         except (TimeoutError, httpx.TimeoutException):
             raise DialWhomFailed(f"{redact(url)} did not answer within {self.timeout:g} s") from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:  # OSError: its host could not be resolved
             raise DialWhomFailed(f"{redact(url)} could not be asked: {exc}") from None
         return body.decode("utf-8", errors="replace")

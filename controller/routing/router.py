@@ -5,7 +5,11 @@ to expand (by their strategy, at the moment they are reached, so an agent who
 became busy meanwhile is skipped) and dial-whom URLs to ask. When the queue
 is empty the route has run out: its fallback for how it ran out (no answer,
 busy, failed, all agents busy) is taken once, or the call ends with a
-message. Each target is rung at most once per call.
+message. Each target is rung at most once per call. Numbers the compliance
+guards screen out (do-not-call, daily cap) are skipped where they come up: a
+group's agents when it is expanded, a dial-whom answer when it arrives, any
+attempt's targets just before it is made; the next attempt (or the reason the
+route ran out) says which were skipped and why.
 
 Its whole memory is a JSON-able dict that the core keeps with the call
 (``route_state``), so a restarted daemon carries on where it was.
@@ -43,6 +47,9 @@ Speak = Callable[[str], Awaitable[str]]  # text -> audio path as the switch sees
 BusyTargets = Callable[[Sequence[str]], Awaitable[set[str]]]
 # Tell leg A this text, then let it hold for up to n seconds.
 Announce = Callable[[str, int], Awaitable[None]]
+# Which of these targets must not be rung, each with the rule why.
+Screen = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
+_SKIP_EVENTS = {"do-not-call": "route.dnc_skipped", "attempt-cap": "route.cap_skipped"}
 QUEUE_POLL_SECONDS = 1.0
 QUEUE_FULL_MESSAGE = "Sorry, all our agents are busy and the queue is full. Please call again later."
 QUEUE_TIMEOUT_MESSAGE = "Sorry, no agent became free in time. Please call again later."
@@ -97,7 +104,8 @@ class Router:
     def __init__(self, spec: RouteSpec, context: CallContext, *,
                  groups: Callable[[str], Group | None], agents: AgentBook,
                  busy_targets: BusyTargets, dial_whom: DialWhomClient, speak: Speak,
-                 unreached_message: str, queues: CallQueues, announce: Announce) -> None:
+                 unreached_message: str, queues: CallQueues, announce: Announce,
+                 screen: Screen | None = None) -> None:
         self.spec = spec
         self.context = context
         self.groups = groups
@@ -108,6 +116,7 @@ class Router:
         self.unreached_message = unreached_message
         self.queues = queues
         self.announce = announce
+        self.screen = screen
 
     async def next(self, previous: str | None,
                    state: Mapping[str, Any]) -> TargetsChosen | RouteExhausted:
@@ -127,15 +136,18 @@ class Router:
                 continue
             entry = st["queue"].pop(0)
             if "dial" in entry:
-                targets = [t for t in entry["dial"] if t not in st["tried"]]
+                targets = await self._screened(
+                    st, [t for t in entry["dial"] if t not in st["tried"]], entry["source"])
                 if not targets:
                     continue
                 st["tried"] += targets
                 st["count"] += 1
                 st["all_busy"] = None
                 st["last_dialed"] = targets[-1]
+                skipped = tuple((s["target"], s["rule"]) for s in st.get("skipped", ()))
+                st["skipped"] = []
                 return TargetsChosen(time.time(), Attempt(tuple(targets), entry["ring_timeout"],
-                                                          entry["source"]), st)
+                                                          entry["source"], skipped), st)
             if "group" in entry:
                 await self._expand_group(st, entry)
             else:
@@ -181,8 +193,9 @@ class Router:
         states = await self.agents.agent_states(group.agents)
         busy = await self.busy_targets(group.agents)
         cursor = await self.agents.group_cursor(group.name)
-        order = [a for a in order_agents(group, states, busy, cursor, time.time())
-                 if a not in st["tried"]]
+        order = await self._screened(
+            st, [a for a in order_agents(group, states, busy, cursor, time.time())
+                 if a not in st["tried"]], f"group:{group.name}")
         log.info("route.group", group=group.name, strategy=str(group.strategy), order=order,
                  busy=sorted(busy | {a for a, s in states.items() if s.on_call}))
         if not order:
@@ -217,7 +230,8 @@ class Router:
         except DialWhomFailed as exc:
             st["dial_whom_error"] = exc.message
             return
-        numbers = [n for n in answer.numbers if n not in st["tried"]]
+        numbers = await self._screened(st, [n for n in answer.numbers if n not in st["tried"]],
+                                       "dial-whom")
         if not numbers:
             st["dial_whom_error"] = f"{answer.url} returned no number left to ring"
             return
@@ -227,6 +241,20 @@ class Router:
         else:
             entries = [self._dial([n], entry["ring_timeout"], "dial-whom") for n in numbers]
         st["queue"][0:0] = entries
+
+    async def _screened(self, st: dict[str, Any], targets: list[str], source: str) -> list[str]:
+        """The targets the compliance guards allow; the others are noted in
+        the route state, for the next attempt or the route's end to report."""
+        if self.screen is None or not targets:
+            return targets
+        skip = await self.screen(targets)
+        for target in targets:
+            if target in skip:
+                log.info(_SKIP_EVENTS.get(skip[target], "route.skipped"), target=target,
+                         rule=skip[target], source=source)
+                st.setdefault("skipped", []).append(
+                    {"target": target, "rule": skip[target], "source": source})
+        return [t for t in targets if t not in skip]
 
     # ------------------------------------------------------------ running out
 
@@ -239,6 +267,9 @@ class Router:
         if fallback is None and group is not None:
             fallback = group.fallbacks.get(outcome)
         reason = _reason(st, outcome, previous)
+        if st.get("skipped"):
+            reason += "; skipped " + ", ".join(f"{s['target']} ({s['rule']})"
+                                               for s in st["skipped"])
         if fallback is None or outcome in st["used_fallbacks"]:
             return await self._end(outcome, reason, self.unreached_message)
         st["used_fallbacks"].append(outcome)

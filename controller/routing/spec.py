@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.errors import InvalidField
 from controller.numbers import parse_target
-from controller.webhooks import check_url
+from controller.outbound import check_url
+from controller.tts import check_text
+
+if TYPE_CHECKING:
+    from controller.config import OutboundConfig
 
 GROUP_PREFIX = "group:"
 MAX_SIMULTANEOUS = 10
@@ -139,8 +143,9 @@ GroupExists = Callable[[str], bool]
 
 
 def parse_item(value: Any, region: str, field_name: str, group_exists: GroupExists,
-               allow_private_urls: bool = True) -> RouteItem:
-    """One target: a string, or {"to": ..., "ring_timeout": n}."""
+               outbound: OutboundConfig | None = None) -> RouteItem:
+    """One target: a string, or {"to": ..., "ring_timeout": n}. A dial-whom
+    URL must fit ``outbound`` (without it, only its form is checked)."""
     ring_timeout = None
     if isinstance(value, Mapping):
         unknown = sorted(set(value) - {"to", "ring_timeout"})
@@ -159,12 +164,7 @@ def parse_item(value: Any, region: str, field_name: str, group_exists: GroupExis
             raise InvalidField(f"{field_name}: there is no agent group {name!r}", field=field_name)
         return RouteItem(text, ring_timeout)
     if text.startswith(("http://", "https://")):
-        try:
-            check_url(text)
-        except InvalidField as exc:  # it names the webhook field, not this one
-            raise InvalidField(f"{field_name}: {exc.message.replace('webhook URL', 'URL')}",
-                               field=field_name) from None
-        return RouteItem(text, ring_timeout)
+        return RouteItem(check_url(text, outbound, field_name), ring_timeout)
     return RouteItem(parse_target(text, region, field_name).value, ring_timeout)
 
 
@@ -178,8 +178,8 @@ def ring_timeout_of(value: Any, field_name: str) -> int | None:
     return value
 
 
-def parse_fallbacks(value: Any, region: str, field_name: str,
-                    group_exists: GroupExists) -> dict[Outcome, Fallback]:
+def parse_fallbacks(value: Any, region: str, field_name: str, group_exists: GroupExists,
+                    outbound: OutboundConfig | None = None) -> dict[Outcome, Fallback]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -192,12 +192,13 @@ def parse_fallbacks(value: Any, region: str, field_name: str,
         except ValueError:
             raise InvalidField(f"{field_name}.{key} is not one of {[str(o) for o in Outcome]}",
                                field=f"{field_name}.{key}") from None
-        fallbacks[outcome] = _parse_fallback(spec, region, f"{field_name}.{key}", group_exists)
+        fallbacks[outcome] = _parse_fallback(spec, region, f"{field_name}.{key}", group_exists,
+                                             outbound)
     return fallbacks
 
 
-def _parse_fallback(spec: Any, region: str, field_name: str,
-                    group_exists: GroupExists) -> Fallback:
+def _parse_fallback(spec: Any, region: str, field_name: str, group_exists: GroupExists,
+                    outbound: OutboundConfig | None) -> Fallback:
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise InvalidField(f"{field_name} must be one of {{\"dial\": [targets]}}, "
                            "{\"message\": text}, {\"queue\": {...}} or {\"hangup\": true}",
@@ -209,11 +210,12 @@ def _parse_fallback(spec: Any, region: str, field_name: str,
             raise InvalidField(f"{field_name}.dial must name 1-{MAX_SIMULTANEOUS} targets",
                                field=field_name)
         return Fallback(FallbackAction.DIAL, tuple(
-            parse_item(t, region, f"{field_name}.dial[{i}]", group_exists)
+            parse_item(t, region, f"{field_name}.dial[{i}]", group_exists, outbound)
             for i, t in enumerate(targets)))
     if action == "message":
         if not isinstance(arg, str) or not arg.strip():
             raise InvalidField(f"{field_name}.message must be text to speak", field=field_name)
+        check_text(arg, f"{field_name}.message")
         return Fallback(FallbackAction.MESSAGE, message=arg)
     if action == "hangup" and arg is True:
         return Fallback(FallbackAction.HANGUP)
@@ -247,6 +249,8 @@ def _parse_queue(spec: Any, field_name: str, group_exists: GroupExists) -> Queue
     message = spec.get("message", "")
     if not isinstance(message, str):
         raise InvalidField(f"{field_name}.message must be text", field=f"{field_name}.message")
+    if message:
+        check_text(message, f"{field_name}.message")
     return QueueSpec(group, message=message, **limits)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from controller.compliance.book import ComplianceBook
 from controller.errors import CallConnectError
 from controller.routing.agents import AgentBook
 
@@ -75,9 +76,11 @@ class CallPage:
     next_cursor: str | None  # pass back to get the next page; None on the last
 
 
-class Store(AgentBook, Protocol):
-    """Calls, webhook deliveries, agent groups made over the API and agent
-    state (the :class:`AgentBook` the routing strategies read)."""
+class Store(AgentBook, ComplianceBook, Protocol):
+    """Calls, webhook deliveries, agent groups made over the API, agent
+    state (the :class:`AgentBook` the routing strategies read), and the
+    do-not-call numbers and calls per number the compliance guards read
+    (:class:`ComplianceBook`)."""
 
     async def open(self) -> None:
         """Create or migrate the schema; StoreError if the file is unusable."""
@@ -98,11 +101,12 @@ class Store(AgentBook, Protocol):
     async def list_calls(self, *, status: str | None = None, created_after: float | None = None,
                          created_before: float | None = None, limit: int = 50,
                          cursor: str | None = None) -> CallPage:
-        """Newest first; status filters on the final status ("completed", ...)
-        or, for calls still running, "active"."""
+        """Newest first; status filters on the final status ("completed", ...),
+        "active" for calls placed and still running, or "scheduled"."""
 
     async def open_calls(self) -> list[StoredCall]:
-        """Calls not ended: the ones to reconcile after a restart."""
+        """Calls placed and not ended: the ones to reconcile after a restart
+        (scheduled calls are not: nothing was dialed for them yet)."""
 
     async def save_call(self, call: StoredCall, timeline: list[TimelineEntry],
                         deliveries: list[WebhookDelivery]) -> None:
@@ -133,3 +137,13 @@ class Store(AgentBook, Protocol):
 
     async def delete_group(self, name: str) -> bool:
         """False if there was no such group."""
+
+    async def scheduled_calls(self) -> list[StoredCall]:
+        """Calls in state "scheduled" (waiting for their calling window), by
+        ``snapshot["scheduled_for"]``."""
+
+    async def save_scheduled(self, call: StoredCall, timeline: list[TimelineEntry],
+                             deliveries: list[WebhookDelivery]) -> bool:
+        """save_call for a call still scheduled; False (and nothing written)
+        once it was placed or ended. ``create_call`` with a scheduled call's
+        id places it: its row becomes the live call's."""

@@ -26,6 +26,9 @@ from typing import Any
 import aiosqlite
 import structlog
 
+from controller.compliance.book import ATTEMPT_WINDOW_SECONDS
+from controller.compliance.dnc import API as DNC_API
+from controller.compliance.dnc import DncEntry
 from controller.errors import InvalidField
 from controller.routing.agents import AgentState
 from controller.store import (
@@ -43,6 +46,7 @@ log = structlog.get_logger(__name__)
 BUSY_TIMEOUT_SECONDS = 5.0
 
 ENDED = "ended"
+SCHEDULED = "scheduled"  # waiting for its calling window; nothing dialed yet
 
 
 async def _create_schema_v1(db: aiosqlite.Connection) -> None:
@@ -115,10 +119,30 @@ async def _add_routing_v2(db: aiosqlite.Connection) -> None:
         await db.execute(statement)
 
 
+async def _add_compliance_v3(db: aiosqlite.Connection) -> None:
+    """The do-not-call numbers added over the API, and the calls placed to
+    each number (the daily cap counts them). Scheduled calls are rows of
+    ``calls`` in state "scheduled": no table of their own."""
+    for statement in (
+        """CREATE TABLE dnc (
+             number TEXT PRIMARY KEY,
+             reason TEXT NOT NULL,
+             added_at REAL NOT NULL)""",
+        """CREATE TABLE number_attempts (
+             number TEXT NOT NULL,
+             call_id TEXT NOT NULL,
+             at REAL NOT NULL,
+             PRIMARY KEY (number, call_id))""",
+        "CREATE INDEX number_attempts_by_time ON number_attempts (number, at)",
+        "CREATE INDEX number_attempts_by_age ON number_attempts (at)",
+    ):
+        await db.execute(statement)
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append a step for
 # every schema change; never edit one that has been released.
 MIGRATIONS: tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...] = (
-    _create_schema_v1, _add_routing_v2)
+    _create_schema_v1, _add_routing_v2, _add_compliance_v3)
 # Agent call history older than this is dropped (least-calls periods are shorter).
 AGENT_HISTORY_SECONDS = 31 * 86400
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -302,12 +326,22 @@ class SqliteStore:
         async with self._use("creating a call", write=True) as db:
             if call.idempotency_key is not None:
                 existing = list(await db.execute_fetchall(
-                    f"SELECT {CALL_COLUMNS} FROM calls WHERE idempotency_key = ?",
-                    (call.idempotency_key,)))
+                    f"SELECT {CALL_COLUMNS} FROM calls WHERE idempotency_key = ? AND call_id != ?",
+                    (call.idempotency_key, call.call_id)))
                 if existing:
                     return _call_from_row(existing[0]), False
-            await db.execute(f"INSERT INTO calls ({CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             params)
+            # A scheduled call is placed under its own id: its row becomes the
+            # live call's, keeping when it was asked for. Any other row with
+            # this id (say a scheduled call canceled meanwhile) is left alone.
+            inserted = await db.execute(
+                f"INSERT INTO calls ({CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (call_id) DO UPDATE SET updated_at = excluded.updated_at, "
+                "state = excluded.state, status = excluded.status, request = excluded.request, "
+                "snapshot = excluded.snapshot, result = excluded.result "
+                "WHERE calls.state = ?", (*params, SCHEDULED))
+            if inserted.rowcount != 1:
+                raise StoreError(f"call {call.call_id} is already in {self.path} and not "
+                                 "scheduled", path=str(self.path), action="creating a call")
         return call, True
 
     async def get_call(self, call_id: str) -> StoredCall | None:
@@ -332,8 +366,11 @@ class SqliteStore:
         conditions: list[str] = []
         params: list[Any] = []
         if status == "active":
-            conditions.append("state != ?")
-            params.append(ENDED)
+            conditions.append("state NOT IN (?, ?)")
+            params += [ENDED, SCHEDULED]
+        elif status == SCHEDULED:
+            conditions.append("state = ?")
+            params.append(SCHEDULED)
         elif status is not None:
             conditions.append("status = ?")
             params.append(status)
@@ -360,8 +397,8 @@ class SqliteStore:
     async def open_calls(self) -> list[StoredCall]:
         async with self._use("reading open calls", write=False) as db:
             rows = await db.execute_fetchall(
-                f"SELECT {CALL_COLUMNS} FROM calls WHERE state != ? ORDER BY created_at, call_id",
-                (ENDED,))
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE state NOT IN (?, ?) "
+                "ORDER BY created_at, call_id", (ENDED, SCHEDULED))
         return [_call_from_row(row) for row in rows]
 
     async def save_call(self, call: StoredCall, timeline: list[TimelineEntry],
@@ -503,3 +540,89 @@ class SqliteStore:
             await db.execute("INSERT INTO group_cursors (name, position) VALUES (?, ?) "
                              "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                              (group, index))
+
+    # ------------------------------------------------------------ compliance (ComplianceBook)
+
+    async def dnc_entries(self, numbers: Sequence[str]) -> dict[str, DncEntry]:
+        if not numbers:
+            return {}
+        marks = ",".join("?" * len(set(numbers)))
+        async with self._use("reading the do-not-call list", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT number, reason, added_at FROM dnc WHERE number IN ({marks})",
+                tuple(set(numbers)))
+        return {row["number"]: DncEntry(row["number"], row["reason"], DNC_API, row["added_at"])
+                for row in rows}
+
+    async def put_dnc(self, number: str, reason: str, at: float) -> DncEntry:
+        async with self._use("adding to the do-not-call list", write=True) as db:
+            await db.execute("INSERT INTO dnc (number, reason, added_at) VALUES (?, ?, ?) "
+                             "ON CONFLICT (number) DO UPDATE SET reason = excluded.reason",
+                             (number, reason, at))
+            [row] = await db.execute_fetchall(
+                "SELECT number, reason, added_at FROM dnc WHERE number = ?", (number,))
+        return DncEntry(row["number"], row["reason"], DNC_API, row["added_at"])
+
+    async def delete_dnc(self, number: str) -> bool:
+        async with self._use("removing from the do-not-call list", write=True) as db:
+            cursor = await db.execute("DELETE FROM dnc WHERE number = ?", (number,))
+        return cursor.rowcount > 0
+
+    async def list_dnc(self, after: str | None, limit: int) -> list[DncEntry]:
+        async with self._use("listing the do-not-call list", write=False) as db:
+            rows = await db.execute_fetchall(
+                "SELECT number, reason, added_at FROM dnc WHERE number > ? ORDER BY number LIMIT ?",
+                (after or "", limit))
+        return [DncEntry(row["number"], row["reason"], DNC_API, row["added_at"]) for row in rows]
+
+    async def record_attempts(self, call_id: str, numbers: Sequence[str], at: float) -> None:
+        async with self._use("counting calls to numbers", write=True) as db:
+            await db.executemany("INSERT OR IGNORE INTO number_attempts (number, call_id, at) "
+                                 "VALUES (?, ?, ?)", [(n, call_id, at) for n in numbers])
+            # Calls that no cap counts any more.
+            await db.execute("DELETE FROM number_attempts WHERE at < ?",
+                             (at - 2 * ATTEMPT_WINDOW_SECONDS,))
+
+    async def attempts_since(self, numbers: Sequence[str], since: float) -> dict[str, list[float]]:
+        called: dict[str, list[float]] = {n: [] for n in numbers}
+        if not called:
+            return called
+        marks = ",".join("?" * len(called))
+        async with self._use("reading calls to numbers", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT number, at FROM number_attempts WHERE number IN ({marks}) AND at > ? "
+                "ORDER BY at", (*called, since))
+        for row in rows:
+            called[row["number"]].append(row["at"])
+        return called
+
+    # ------------------------------------------------------------ scheduled calls
+
+    async def scheduled_calls(self) -> list[StoredCall]:
+        """Calls waiting for their calling window, the one due first first."""
+        async with self._use("reading scheduled calls", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE state = ? "
+                "ORDER BY json_extract(snapshot, '$.scheduled_for'), call_id", (SCHEDULED,))
+        return [_call_from_row(row) for row in rows]
+
+    async def save_scheduled(self, call: StoredCall, timeline: list[TimelineEntry],
+                             deliveries: list[WebhookDelivery]) -> bool:
+        """Like save_call, but only while the call is still scheduled (not
+        placed meanwhile): False, and nothing written, if it is not."""
+        call_params = (call.updated_at, call.state, call.status, _dump(call.snapshot),
+                       None if call.result is None else _dump(call.result), call.call_id, SCHEDULED)
+        timeline_params = [(e.call_id, e.at, e.kind, _dump(e.data)) for e in timeline]
+        delivery_params = [_delivery_params(d) for d in deliveries]
+        async with self._use("saving a scheduled call", write=True) as db:
+            updated = await db.execute(
+                "UPDATE calls SET updated_at = ?, state = ?, status = ?, snapshot = ?, result = ? "
+                "WHERE call_id = ? AND state = ?", call_params)
+            if updated.rowcount != 1:
+                return False
+            await db.executemany("INSERT INTO timeline (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                                 timeline_params)
+            await db.executemany(
+                f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                delivery_params)
+        return True

@@ -5,6 +5,7 @@ reason and the fix; nothing here skips."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -167,6 +168,17 @@ async def daemon(start_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
     running = start_daemon()
     await running.ready()
     return running
+
+
+def log_events(daemon: DaemonProcess, name: str) -> list[dict[str, Any]]:
+    """The daemon's JSON log lines for one event name."""
+    events = []
+    for line in daemon.log.read_text().splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("event") == name:
+                events.append(entry)
+    return events
 
 
 def api(daemon: DaemonProcess, token: str | None = TOKEN) -> httpx.AsyncClient:

@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.daemon.admission import Admission, retry_after_header
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.conftest import Clock
 
 
 def test_calls_per_second_is_a_token_bucket() -> None:

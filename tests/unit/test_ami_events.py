@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from controller.backends.asterisk.events import AmiEventTranslator
+from controller.backends.asterisk.protocol import AmiProtocol
 from controller.calls.core import (
     Attempt,
     CallConnect,
@@ -58,7 +58,8 @@ class Collector:
 
 
 def parse(chunks: list[bytes]) -> list[Message]:
-    protocol = AMIProtocol()
+    """Frames as the backend's own protocol (panoramisk's, hardened) reads them."""
+    protocol = AmiProtocol()
     protocol.connection_made(transport=None)
     collector = Collector()
     protocol.factory = collector

@@ -7,40 +7,29 @@ import base64
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import structlog
 from standardwebhooks import Webhook
 
+from controller.config import OutboundConfig
 from controller.errors import ConfigError
 from controller.store import DeliveryState, StoredCall, WebhookDelivery
 from controller.store.sqlite import SqliteStore
 from controller.webhooks_outbox import Outbox
 from tests.conftest import StartReceiver
+from tests.unit.conftest import Clock
 
 SECRET = "whsec_" + base64.b64encode(b"callconnect-test-signing-key-32b").decode()
 UNREACHABLE = "http://127.0.0.1:9/hook?token=s3cret"
 WAIT = 5.0  # the most a test waits for something that should happen at once
+# The receivers here run on 127.0.0.1.
+LOOPBACK_ALLOWED = OutboundConfig(allow_private=True)
 
 
-class Clock:
-    """A clock the test moves; starts at the real time so signatures verify."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "callconnect.sqlite")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def enqueue(store: SqliteStore, url: str, event_id: str = "evt_1", *,
@@ -62,7 +51,7 @@ async def test_delivered_once(store: SqliteStore, webhook_receiver: StartReceive
     receiver = await webhook_receiver([200])
     clock = Clock()
     results: list[WebhookDelivery] = []
-    outbox = Outbox(store, None, timeout=2, on_result=results.append, clock=clock)
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=2, on_result=results.append, clock=clock)
     delivery = await enqueue(store, receiver.url, created_at=clock.now)
     outcome = await outbox.attempt(delivery)
     await outbox.stop()
@@ -84,7 +73,7 @@ async def test_retried_until_delivered_with_one_id_and_valid_signatures(
         store: SqliteStore, webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver([503, 503, 503])
     clock = Clock()
-    outbox = Outbox(store, SECRET, timeout=2, base_delay=5.0, clock=clock)
+    outbox = Outbox(store, SECRET, outbound=LOOPBACK_ALLOWED, timeout=2, base_delay=5.0, clock=clock)
     delivery = await enqueue(store, receiver.url, created_at=clock.now)
     for attempt in (1, 2, 3):
         # The due query hands the delivery out again only once its retry time has come.
@@ -119,7 +108,7 @@ async def test_retry_after_sets_the_next_attempt(store: SqliteStore, webhook_rec
     if retry_after.startswith("HTTP-DATE"):
         retry_after = email.utils.formatdate(clock.now + 120, usegmt=True)
     receiver = await webhook_receiver([429], retry_after=retry_after)
-    outbox = Outbox(store, None, timeout=2, max_delay=3600.0, clock=clock)
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=2, max_delay=3600.0, clock=clock)
     outcome = await outbox.attempt(await enqueue(store, receiver.url, created_at=clock.now))
     await outbox.stop()
     assert outcome.state is DeliveryState.PENDING and outcome.last_status_code == 429
@@ -130,7 +119,7 @@ async def test_retry_after_sets_the_next_attempt(store: SqliteStore, webhook_rec
 async def test_other_answers_are_final(store: SqliteStore, webhook_receiver: StartReceiver,
                                        status: int) -> None:
     receiver = await webhook_receiver([status])
-    outbox = Outbox(store, None, timeout=2)
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=2)
     outcome = await outbox.attempt(await enqueue(store, receiver.url))
     await outbox.stop()
     assert outcome.state is DeliveryState.FAILED
@@ -143,7 +132,7 @@ async def test_other_answers_are_final(store: SqliteStore, webhook_receiver: Sta
 async def test_408_and_5xx_are_retried(store: SqliteStore, webhook_receiver: StartReceiver,
                                        status: int) -> None:
     receiver = await webhook_receiver([status])
-    outbox = Outbox(store, None, timeout=2)
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=2)
     outcome = await outbox.attempt(await enqueue(store, receiver.url))
     await outbox.stop()
     assert outcome.state is DeliveryState.PENDING and outcome.last_status_code == status
@@ -152,7 +141,7 @@ async def test_408_and_5xx_are_retried(store: SqliteStore, webhook_receiver: Sta
 async def test_410_disables_the_url_for_later_deliveries(store: SqliteStore,
                                                          webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver([410])
-    outbox = Outbox(store, None, timeout=2)
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=2)
     first = await enqueue(store, receiver.url, "evt_1")
     second = await enqueue(store, receiver.url, "evt_2")
     gone = await outbox.attempt(first)
@@ -168,7 +157,7 @@ async def test_410_disables_the_url_for_later_deliveries(store: SqliteStore,
 
 async def test_an_unreachable_url_is_retried(store: SqliteStore) -> None:
     clock = Clock()
-    outbox = Outbox(store, None, timeout=2, base_delay=5.0, clock=clock)
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=2, base_delay=5.0, clock=clock)
     outcome = await outbox.attempt(await enqueue(store, UNREACHABLE, created_at=clock.now))
     await outbox.stop()
     assert outcome.state is DeliveryState.PENDING and outcome.attempts == 1
@@ -185,7 +174,7 @@ async def test_a_receiver_that_never_answers_times_out_and_is_retried(store: Sql
 
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    outbox = Outbox(store, None, timeout=0.3)
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=0.3)
     outcome = await outbox.attempt(await enqueue(store, f"http://127.0.0.1:{port}/hook"))
     await outbox.stop()
     server.close()
@@ -197,7 +186,7 @@ async def test_a_receiver_that_never_answers_times_out_and_is_retried(store: Sql
 async def test_gives_up_after_max_age(store: SqliteStore, webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver([503])
     clock = Clock()
-    outbox = Outbox(store, None, timeout=2, max_age=3600, clock=clock)
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=2, max_age=3600, clock=clock)
     outcome = await outbox.attempt(await enqueue(store, receiver.url, created_at=clock.now - 3601))
     await outbox.stop()
     assert outcome.state is DeliveryState.FAILED
@@ -210,7 +199,7 @@ async def test_run_delivers_what_wake_announces_and_stop_ends_it(
         store: SqliteStore, webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver([])
     results: asyncio.Queue[WebhookDelivery] = asyncio.Queue()
-    outbox = Outbox(store, SECRET, timeout=2, on_result=results.put_nowait)
+    outbox = Outbox(store, SECRET, outbound=LOOPBACK_ALLOWED, timeout=2, on_result=results.put_nowait)
     await enqueue(store, receiver.url, "evt_1")
     await enqueue(store, receiver.url, "evt_2")
     assert not outbox.running
@@ -235,7 +224,7 @@ async def test_a_store_error_in_the_loop_is_not_fatal(tmp_path: Path,
     receiver = await webhook_receiver([])
     store = SqliteStore(tmp_path / "callconnect.sqlite")  # not open yet: every call fails
     results: asyncio.Queue[WebhookDelivery] = asyncio.Queue()
-    outbox = Outbox(store, None, timeout=2, on_result=results.put_nowait)
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=2, on_result=results.put_nowait)
     with structlog.testing.capture_logs() as logs:
         running = asyncio.create_task(outbox.run())
 
@@ -264,13 +253,13 @@ async def test_a_delivery_enqueued_before_a_crash_is_sent_after_restart(
     await before.open()
     delivery = await enqueue(before, receiver.url)
     # The controller goes down before the outbox sends anything.
-    await Outbox(before, SECRET).stop()
+    await Outbox(before, SECRET, outbound=LOOPBACK_ALLOWED).stop()
     await before.close()
 
     after = SqliteStore(path)
     await after.open()
     results: asyncio.Queue[WebhookDelivery] = asyncio.Queue()
-    outbox = Outbox(after, SECRET, timeout=2, on_result=results.put_nowait)
+    outbox = Outbox(after, SECRET, outbound=LOOPBACK_ALLOWED, timeout=2, on_result=results.put_nowait)
     running = asyncio.create_task(outbox.run())
     try:
         sent = await asyncio.wait_for(results.get(), WAIT)
@@ -286,6 +275,6 @@ async def test_a_delivery_enqueued_before_a_crash_is_sent_after_restart(
 @pytest.mark.parametrize("secret", ["whsec_c2VjcmV0!x", "whsec_", ""])
 def test_an_unusable_signing_secret_is_a_config_error(tmp_path: Path, secret: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        Outbox(SqliteStore(tmp_path / "db.sqlite"), secret)
+        Outbox(SqliteStore(tmp_path / "db.sqlite"), secret, outbound=LOOPBACK_ALLOWED)
     assert caught.value.error_id == "invalid-config"
     assert "c2VjcmV0" not in caught.value.message

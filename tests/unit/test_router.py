@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from controller.calls.core import Attempt, CallStatus, RouteExhausted, TargetsChosen
+from controller.config import OutboundConfig
 from controller.errors import InvalidField, InvalidNumber
 from controller.routing.agents import MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
@@ -45,6 +46,8 @@ N1, N2, N3, N4 = "+27115550201", "+27115550202", "+27115550203", "+27115550204"
 OTHER = "+27115550299"  # a fallback's target
 AG1, AG2, AG3 = "+27115550301", "+27115550302", "+27115550303"  # agents of group "sales"
 UNREACHED = "Sorry, nobody could be reached."
+# The dial-whom servers here run on 127.0.0.1.
+LOOPBACK_ALLOWED = OutboundConfig(allow_private=True)
 
 
 async def speak(text: str) -> str:
@@ -139,7 +142,8 @@ def make_router(spec: RouteSpec, *, groups: Iterable[Group] = (), book: MemoryAg
     return Router(spec, CallContext(call_id, LEG_A, spec.describe(), "crm-42"),
                   groups=by_name.get, agents=book or MemoryAgentBook(),
                   busy_targets=(switch or Switch()).busy_targets,
-                  dial_whom=DialWhomClient(REGION, timeout=timeout), speak=speak,
+                  dial_whom=DialWhomClient(REGION, LOOPBACK_ALLOWED, timeout=timeout),
+                  speak=speak,
                   unreached_message=UNREACHED, queues=queues or CallQueues(), announce=announce)
 
 

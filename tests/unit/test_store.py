@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,6 @@ def make_delivery(event_id: str, call_id: str, *, created_at: float = 1000.0,
                            created_at=created_at, next_attempt_at=next_attempt_at)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "state" / "callconnect.sqlite")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def test_every_field_round_trips(store: SqliteStore) -> None:

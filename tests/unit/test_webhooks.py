@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from controller.config import OutboundConfig
 from controller.errors import InvalidField
-from controller.webhooks import WebhookSender, check_url, redact
+from controller.outbound import check_url, redact
+from controller.webhooks import WebhookSender
 from tests.conftest import StartReceiver
+
+# The receivers here run on 127.0.0.1.
+LOOPBACK_ALLOWED = OutboundConfig(allow_private=True)
 
 
 async def test_delivered_once_with_the_result(webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver([200])
-    sender = WebhookSender(timeout=2, attempts=3, backoff=0.01)
+    sender = WebhookSender(LOOPBACK_ALLOWED, timeout=2, attempts=3, backoff=0.01)
     delivery = await sender.deliver(receiver.url, "call.completed", {"status": "completed"})
     await sender.close()
     assert delivery.delivered and delivery.attempts == 1 and delivery.status_code == 200
@@ -24,7 +29,7 @@ async def test_delivered_once_with_the_result(webhook_receiver: StartReceiver) -
 
 async def test_retried_on_5xx_and_429_with_the_same_event_id(webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver([503, 429, 200])
-    sender = WebhookSender(timeout=2, attempts=3, backoff=0.01)
+    sender = WebhookSender(LOOPBACK_ALLOWED, timeout=2, attempts=3, backoff=0.01)
     delivery = await sender.deliver(receiver.url, "call.completed", {})
     await sender.close()
     assert delivery.delivered and delivery.attempts == 3
@@ -33,7 +38,7 @@ async def test_retried_on_5xx_and_429_with_the_same_event_id(webhook_receiver: S
 
 async def test_a_4xx_is_final(webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver([404, 200])
-    sender = WebhookSender(timeout=2, attempts=3, backoff=0.01)
+    sender = WebhookSender(LOOPBACK_ALLOWED, timeout=2, attempts=3, backoff=0.01)
     delivery = await sender.deliver(receiver.url, "call.completed", {})
     await sender.close()
     assert not delivery.delivered and delivery.attempts == 1 and delivery.error == "HTTP 404"
@@ -41,7 +46,7 @@ async def test_a_4xx_is_final(webhook_receiver: StartReceiver) -> None:
 
 
 async def test_unreachable_receiver_fails_with_a_reason() -> None:
-    sender = WebhookSender(timeout=1, attempts=2, backoff=0.01)
+    sender = WebhookSender(LOOPBACK_ALLOWED, timeout=1, attempts=2, backoff=0.01)
     delivery = await sender.deliver("http://127.0.0.1:9/hook", "call.completed", {})
     await sender.close()
     assert not delivery.delivered and delivery.attempts == 2
@@ -53,4 +58,4 @@ def test_urls_are_checked_and_redacted() -> None:
         "https://hooks.example.com:8443/a/b"
     for bad in ["ftp://x/y", "not a url", "http:///nohost", "http://a/b\r\nX: y"]:
         with pytest.raises(InvalidField):
-            check_url(bad)
+            check_url(bad, OutboundConfig(), "webhook_url")

@@ -29,7 +29,9 @@ from .events import leg_a_channel_id
 
 Action = dict[str, str]
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+# Every value is printable ASCII: no CR or LF to start a header of its own,
+# no other control character, nothing a terminal or parser might read twice.
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
 # What may stand in a dial string, a file path or a caller ID number.
 _DIAL_STRING = re.compile(r"[A-Za-z0-9_+./:@\[\]*#!~'-]+")
 _PATH = re.compile(r"/[A-Za-z0-9_./-]+")
@@ -51,17 +53,45 @@ def dial_string(target: Target, config: AsteriskConfig) -> str:
         return f"PJSIP/{config.uri_endpoint}/{target.value}"
     if target.kind is TargetKind.ENDPOINT:
         return f"PJSIP/{target.value[len(ENDPOINT_PREFIX):]}"
+    return f"PJSIP/{target.value}@{number_endpoint(target.value, config)}"
+
+
+def number_endpoint(number: str, config: AsteriskConfig) -> str:
+    """The PJSIP endpoint (trunk) a number is dialed through: the longest
+    matching route's, else the trunk."""
     endpoint = config.trunk_endpoint
     best = -1
     for route in config.routes:
-        if target.value.startswith(route.prefix) and len(route.prefix) > best:
+        if number.startswith(route.prefix) and len(route.prefix) > best:
             endpoint, best = route.endpoint, len(route.prefix)
-    return f"PJSIP/{target.value}@{endpoint}"
+    return endpoint
+
+
+def trunk_of(target: Target, config: AsteriskConfig) -> str | None:
+    """The endpoint that carries a call to this target off the switch: a
+    number's trunk, or the URI endpoint; None for a device on the switch."""
+    if target.kind is TargetKind.SIP_URI:
+        return config.uri_endpoint
+    if target.kind is TargetKind.ENDPOINT:
+        return None
+    return number_endpoint(target.value, config)
 
 
 def encode(call_id: str, command: Command, config: AsteriskConfig,
            b_channel: str | None = None) -> list[Action]:
-    """The AMI actions, in order, that carry out one command on one call."""
+    """The AMI actions, in order, that carry out one command on one call;
+    SwitchActionFailed if any value would not be printable ASCII."""
+    actions = _encode(call_id, command, config, b_channel)
+    for action in actions:
+        for key, value in action.items():
+            if _UNSAFE.search(value):
+                raise SwitchActionFailed(f"refusing to send {key} {value!r} to AMI: "
+                                         "it holds a control or non-ASCII character")
+    return actions
+
+
+def _encode(call_id: str, command: Command, config: AsteriskConfig,
+            b_channel: str | None) -> list[Action]:
     a_channel = leg_a_channel_id(call_id)
     if isinstance(command, OriginateLegA):
         action: Action = {
@@ -146,10 +176,6 @@ def _steer(channel: str, context: str, variables: dict[str, str]) -> list[Action
     ]
     actions.append({"Action": "Redirect", "Channel": channel, "Context": context,
                     "Exten": "s", "Priority": "1"})
-    for action in actions:
-        for key, value in action.items():
-            if _UNSAFE.search(value):
-                raise SwitchActionFailed(f"refusing to send {key} with control characters to AMI")
     return actions
 
 

@@ -3,6 +3,13 @@
 Wire events go through :class:`AmiEventTranslator` to the call that owns the
 channel; core commands go through :func:`encode` to AMI actions. Every action
 waits for Asterisk's answer at most ``action_timeout`` seconds.
+
+The connection is the backend's own business: a Ping every ``ping_interval``
+seconds must be answered within ``ping_timeout`` (a link that went silent
+without a FIN is dropped), and a lost link is reopened with backoff as a new
+connection, after which ``on_reconnect`` is told so the live calls can be
+looked at again. An action in flight when the link drops fails at once and is
+never sent again: a resent Originate would dial someone twice.
 """
 
 from __future__ import annotations
@@ -11,14 +18,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
 from panoramisk import Manager
 from panoramisk.message import Message
 
-from controller.backends.base import EventSink
+from controller.backends.base import RECONNECT_DELAYS, EventSink
 from controller.calls.core import (
     CallState,
     Command,
@@ -37,8 +44,9 @@ from controller.config import AsteriskConfig
 from controller.errors import SwitchActionFailed, SwitchUnavailable
 from controller.numbers import TargetKind, target_of
 
-from .actions import CONTEXT_DIAL, CONTEXT_HOLD, dial_string, dial_strings, encode
+from .actions import CONTEXT_DIAL, CONTEXT_HOLD, dial_string, dial_strings, encode, trunk_of
 from .events import AmiEventTranslator, leg_a_channel_id
+from .protocol import AmiProtocol
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +59,33 @@ EVENT_FILTER = ("Event: (Newchannel|Newstate|DialBegin|DialState|DialEnd|UserEve
                 "[[:space:]]")
 # AstDB family where the dialplan keeps each call's outcome (callconnect-outcome).
 OUTCOME_FAMILY = "callconnect"
+# Asterisk's answer when the context an action names has no such extension:
+# for Originate it means the callconnect dialplan is not loaded.
+NO_EXTENSION = "Extension does not exist."
+
+
+class _Connection(Manager):  # type: ignore[misc]  # panoramisk has no type hints
+    """One AMI connection. panoramisk's Manager would reconnect by itself at a
+    fixed pace, resend the actions that were waiting for an answer, and ping
+    without waiting for the pong; the backend does all three its own way."""
+
+    pinger: asyncio.TimerHandle | None
+
+    def connection_made(self, connecting: asyncio.Future[Any]) -> None:
+        if connecting.cancelled() or connecting.exception() is not None:
+            return  # connect() reports it
+        super().connection_made(connecting)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connected = False
+        if self.pinger is not None:
+            self.pinger.cancel()
+            self.pinger = None
+        self.awaiting_actions.clear()
+        self.loop.call_soon(self.on_disconnect, self, exc)
+
+    def ping(self) -> None:
+        """The backend's heartbeat waits for each answer instead."""
 
 
 class AsteriskBackend:
@@ -62,30 +97,37 @@ class AsteriskBackend:
         self._sinks: dict[str, EventSink] = {}
         self._manager: Manager | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Future[Any]] = set()
+        self._reconnecting: asyncio.Future[None] | None = None
+        self._deferred_hangups: list[str] = []
+        self._closing = False
         self.connected = False
+        self.reconnects = 0
         self.observe_event_lag: Callable[[float], None] | None = None
+        self.on_reconnect: Callable[[], Awaitable[None]] | None = None
 
     @property
     def address(self) -> str:
         return f"{self._config.host}:{self._config.port}"
 
     async def connect(self) -> None:
-        manager = Manager(
+        """Open the first connection; SwitchUnavailable says why it failed."""
+        self._closing = False
+        await self._open()
+
+    async def _open(self) -> None:
+        manager = _Connection(
             loop=asyncio.get_running_loop(),
             host=self._config.host,
             port=self._config.port,
             username=self._config.username,
             secret=self._config.secret,
             events=EVENT_CLASSES,
-            ping_delay=10,
-            ping_interval=10,
-            reconnect_timeout=2,
+            protocol_factory=AmiProtocol,
             on_disconnect=self._on_disconnect,
-            on_login=self._on_login,
             log=logging.getLogger("callconnect.ami.panoramisk"),
         )
         manager.register_event("*", self._on_event)
-        self._manager = manager
         timeout = self._config.connect_timeout
         try:
             await asyncio.wait_for(manager.connect(), timeout)
@@ -107,13 +149,75 @@ class AsteriskBackend:
                 "(or CALLCONNECT_ASTERISK_SECRET) against manager.conf",
                 address=self.address,
             )
+        self._manager = manager
         self.connected = True
         log.info("ami.connected", address=self.address, username=self._config.username)
+        self._spawn(self._filter_events())
+        self._spawn(self._heartbeat(manager))
 
     async def close(self) -> None:
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if self._manager is not None:
             self._manager.close()
         self.connected = False
+
+    async def _heartbeat(self, manager: Manager) -> None:
+        """Ping; an unanswered ping means the link is dead even without a FIN."""
+        while manager is self._manager and self.connected:
+            await asyncio.sleep(self._config.ping_interval)
+            if manager is not self._manager or not self.connected:
+                return
+            try:
+                await self._send({"Action": "Ping"}, timeout=self._config.ping_timeout)
+            except SwitchActionFailed:
+                log.warning("ami.ping_unanswered", address=self.address,
+                            timeout=self._config.ping_timeout)
+                if manager.protocol is not None and manager.protocol.transport is not None:
+                    manager.protocol.transport.abort()  # connection_lost follows
+                return
+            except SwitchUnavailable:
+                return
+
+    def _on_disconnect(self, manager: Manager, exc: Exception | None) -> None:
+        if manager is not self._manager or not self.connected:
+            return
+        self.connected = False
+        for pending in list(self._in_flight):
+            if not pending.done():
+                pending.set_exception(ConnectionResetError("the AMI connection was lost"))
+        log.warning("ami.disconnected", address=self.address, error=str(exc) if exc else None)
+        if not self._closing and (self._reconnecting is None or self._reconnecting.done()):
+            self._reconnecting = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while not self._closing:
+            delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+            attempt += 1
+            await asyncio.sleep(delay)
+            try:
+                await self._open()
+            except SwitchUnavailable as exc:
+                log.warning("ami.reconnect_failed", error=exc.message, attempt=attempt,
+                            retry_in=RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
+                continue
+            self.reconnects += 1
+            log.info("ami.reconnected", address=self.address, attempts=attempt)
+            await self._hang_up_deferred()
+            if self.on_reconnect is not None:
+                await self.on_reconnect()
+            return
+
+    async def _hang_up_deferred(self) -> None:
+        """Channels of calls that ended while the link was down."""
+        channels, self._deferred_hangups = self._deferred_hangups, []
+        for channel in channels:
+            try:
+                await self._send({"Action": "Hangup", "Channel": channel, "Cause": "16"})
+            except (SwitchActionFailed, SwitchUnavailable) as exc:
+                log.warning("ami.deferred_hangup_failed", channel=channel, error=exc.message)
 
     def watch(self, call_id: str, sink: EventSink) -> None:
         self._translator.watch(call_id)
@@ -191,9 +295,10 @@ class AsteriskBackend:
         return [m for m in responses if m.get("Event") == "CoreShowChannel"]
 
     async def _send_list(self, action: dict[str, str]) -> list[Message]:
-        """An action answered by an event list (panoramisk gives a lone
-        message when Asterisk answers with an error instead)."""
-        responses = await self._send(action, as_list=True)
+        """An action answered by an event list, or by a lone error. panoramisk
+        tells the two apart by the answer (as_list=True would wait forever on
+        an error, such as DBGet's "Database entry not found")."""
+        responses = await self._send(action, as_list=None)
         return [responses] if isinstance(responses, Message) else list(responses)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -201,6 +306,10 @@ class AsteriskBackend:
         task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def trunk_of(self, target: str) -> str | None:
+        """The PJSIP endpoint a call to this target leaves through."""
+        return trunk_of(target_of(target), self._config)
 
     async def busy_targets(self, targets: Sequence[str]) -> set[str]:
         """Endpoints the switch reports in use, ringing or unavailable (calls
@@ -222,13 +331,21 @@ class AsteriskBackend:
         if isinstance(dial, DialLegB):
             self._translator.expect_dial(call_id, dial_strings(dial.targets, self._config))
         b_channel = self._translator.channel_of(call_id, Leg.B)
-        for action in encode(call_id, command, self._config, b_channel):
+        actions = encode(call_id, command, self._config, b_channel)
+        if isinstance(command, HangupLegs) and not self.connected and not self._closing:
+            # Hung up as soon as the link is back, in case the channels outlived it.
+            self._deferred_hangups += [a["Channel"] for a in actions if a["Action"] == "Hangup"]
+            return
+        for action in actions:
             response = await self._send(action)
             if response.success:
                 continue
             message = response.get("Message", "") or "no reason given"
             if isinstance(command, HangupLegs) and "No such channel" in message:
                 continue  # it hung up by itself meanwhile: that is what we wanted
+            if action["Action"] == "Originate" and message == NO_EXTENSION:
+                message += (f" ({action['Context']} is missing: load "
+                            "dialplans/asterisk/extensions_callconnect.conf and reload the dialplan)")
             raise SwitchActionFailed(
                 f"Asterisk refused {action['Action']}: {message}",
                 action=action["Action"], call_id=call_id,
@@ -237,21 +354,39 @@ class AsteriskBackend:
     async def active_channels(self) -> list[str]:
         return [m["Channel"] for m in await self._channels()]
 
-    async def _send(self, action: dict[str, str], as_list: bool = False) -> Any:
+    async def _send(self, action: dict[str, str], as_list: bool | None = False,
+                    timeout: float | None = None) -> Any:
         manager = self._manager
         if manager is None or not self.connected:
-            raise SwitchUnavailable(f"not connected to Asterisk AMI at {self.address}",
+            raise SwitchUnavailable(f"not connected to Asterisk AMI at {self.address}"
+                                    + ("; reconnecting" if not self._closing else ""),
                                     address=self.address)
+        timeout = self._config.action_timeout if timeout is None else timeout
+        answer = manager.send_action(action, as_list=as_list)
+        self._in_flight.add(answer)
         try:
-            return await asyncio.wait_for(manager.send_action(action, as_list=as_list),
-                                          self._config.action_timeout)
+            return await asyncio.wait_for(answer, timeout)
         except TimeoutError as exc:
             raise SwitchActionFailed(
-                f"Asterisk did not answer {action['Action']} within "
-                f"{self._config.action_timeout:g} s", action=action["Action"],
+                f"Asterisk did not answer {action['Action']} within {timeout:g} s",
+                action=action["Action"],
             ) from exc
+        except ConnectionResetError as exc:
+            raise SwitchUnavailable(
+                f"lost the connection to Asterisk AMI at {self.address} while waiting for the "
+                f"answer to {action['Action']}; it is not sent again", address=self.address,
+                action=action["Action"],
+            ) from exc
+        finally:
+            self._in_flight.discard(answer)
 
     def _on_event(self, manager: Manager, message: Message) -> None:
+        try:
+            self._route_event(message)
+        except Exception:  # one bad event must not take the connection down
+            log.exception("ami.event_failed", ami_event=str(message.get("Event", ""))[:64])
+
+    def _route_event(self, message: Message) -> None:
         now = time.time()
         if self.observe_event_lag is not None and "Timestamp" in message:
             with contextlib.suppress(ValueError):  # the translator logs malformed events
@@ -261,16 +396,9 @@ class AsteriskBackend:
             if sink is not None:
                 sink(routed.event)
 
-    def _on_login(self, manager: Manager) -> None:
-        self.connected = True
-        self._spawn(self._filter_events())
-
     async def _filter_events(self) -> None:
         try:
             await self._send({"Action": "Filter", "Operation": "Add", "Filter": EVENT_FILTER})
         except (SwitchActionFailed, SwitchUnavailable) as exc:
             log.warning("ami.filter_not_set", error=exc.message)
 
-    def _on_disconnect(self, manager: Manager, exc: Exception | None) -> None:
-        self.connected = False
-        log.warning("ami.disconnected", address=self.address, error=str(exc) if exc else None)

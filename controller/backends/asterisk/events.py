@@ -96,13 +96,17 @@ class AmiEventTranslator:
         Timestamp header (manager.conf timestampevents=no).
         """
         name = message.get("Event", "")
-        handler = getattr(self, "_" + name, None)
+        # Event names are CamelCase words; anything else ("_init__") names no handler.
+        handler = getattr(self, "_" + name, None) \
+            if isinstance(name, str) and name[:1].isupper() and name.isalnum() else None
         if handler is None:
             return []
-        at = _timestamp(message, now)
         try:
+            at = _timestamp(message, now)
             routed: list[Routed] = handler(message, at)
-        except (KeyError, ValueError) as exc:
+        # TypeError, AttributeError: a header that came twice, which panoramisk
+        # gives as a list instead of a string.
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
             log.warning("ami.event.malformed", ami_event=name, error=str(exc))
             return []
         return routed

@@ -115,13 +115,19 @@ def dial_string(target: str, config: FreeswitchConfig) -> str:
         return f"sofia/{profile}/{_checked(target, _SIP_URI, 'SIP URI')}"
     if target.startswith(ENDPOINT_PREFIX):
         return f"user/{_checked(target[len(ENDPOINT_PREFIX):], _NAME, 'endpoint name')}"
+    gateway = _checked(number_gateway(target, config), _NAME, "gateway name")
+    return f"sofia/gateway/{gateway}/{_checked(target, _NUMBER, 'number')}"
+
+
+def number_gateway(number: str, config: FreeswitchConfig) -> str:
+    """The gateway a number is dialed through: the longest matching route's,
+    else the default gateway."""
     gateway = config.gateway
     best = -1
     for route in config.routes:
-        if target.startswith(route.prefix) and len(route.prefix) > best:
+        if number.startswith(route.prefix) and len(route.prefix) > best:
             gateway, best = route.endpoint, len(route.prefix)
-    gateway = _checked(gateway, _NAME, "gateway name")
-    return f"sofia/gateway/{gateway}/{_checked(target, _NUMBER, 'number')}"
+    return gateway
 
 
 def dial_legs(call_id: str, targets: Sequence[str], first_index: int) -> list[tuple[str, str]]:
@@ -152,7 +158,8 @@ def watch_filters(call_id: str) -> list[EslCommand]:
 
 
 def channel_filters(channels: Sequence[str]) -> list[EslCommand]:
-    return [EslCommand(Verb.FILTER, f"Unique-ID {channel}") for channel in channels]
+    return [_command(Verb.FILTER, f"Unique-ID {_checked(channel, _CALL_ID, 'channel id')}")
+            for channel in channels]
 
 
 def unwatch_filters(call_id: str, b_channels: Sequence[str] = ()) -> list[EslCommand]:
@@ -205,7 +212,8 @@ def encode(call_id: str, command: Command, config: FreeswitchConfig, *, b_index:
     if isinstance(command, HangupLegs):
         channels: list[str] = []
         for leg in command.legs:
-            channels += [a] if leg is Leg.A else list(b_channels)
+            channels += [a] if leg is Leg.A else [_checked(channel, _CALL_ID, "channel id")
+                                                  for channel in b_channels]
         return [_command(Verb.API, f"uuid_kill {channel} {HANGUP_CAUSE}", missing_ok=True)
                 for channel in channels]
     raise SwitchActionFailed(f"the FreeSWITCH backend cannot run {type(command).__name__}")

@@ -54,7 +54,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -101,6 +101,7 @@ from .actions import (
     channel_filters,
     dial_legs,
     encode,
+    number_gateway,
     unwatch_filters,
     watch_filters,
 )
@@ -389,6 +390,7 @@ class FreeswitchBackend:
         self.reconnects = 0
         # Told how late each switch event is handled, in seconds (for metrics).
         self.observe_event_lag: Callable[[float], None] | None = None
+        self.on_reconnect: Callable[[], Awaitable[None]] | None = None
 
     @property
     def address(self) -> str:
@@ -588,6 +590,13 @@ class FreeswitchBackend:
                     sink(CommandFailed(time.time(), "DialLegB", exc.message))
         self._spawn(dial())
 
+    def trunk_of(self, target: str) -> str | None:
+        """The gateway a number is dialed through; SIP URIs (a sofia profile)
+        and the switch's own users use no gateway."""
+        if target_of(target).kind is not TargetKind.NUMBER:
+            return None
+        return number_gateway(target, self._config)
+
     async def busy_targets(self, targets: Sequence[str]) -> set[str]:
         """Endpoints (``endpoint:NAME``, the switch's user NAME) on a call of
         any kind: a channel whose presence_id is NAME@<domain> (FreeSWITCH
@@ -722,6 +731,8 @@ class FreeswitchBackend:
             self.reconnects += 1
             log.info("esl.reconnected", address=self.address, attempt=self.reconnects)
             await self._flush_deferred()
+            if self.on_reconnect is not None:
+                await self.on_reconnect()
 
     async def _stop_thread(self) -> None:
         thread, self._thread = self._thread, None

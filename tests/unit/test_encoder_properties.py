@@ -1,0 +1,325 @@
+"""Property tests: no byte of user input reaches an AMI action or an Event
+Socket command unescaped. Every field that can come from a request (targets,
+caller ID) or from the controller (ids, file paths) is filled with
+adversarial text; the encoders must either refuse it (SwitchActionFailed) or
+produce commands whose structure the input cannot change."""
+
+from __future__ import annotations
+
+import re
+import string
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from controller.backends.asterisk import actions as ami
+from controller.backends.freeswitch import actions as esl
+from controller.calls.core import (
+    AnnounceToLegA,
+    Command,
+    DialLegB,
+    HangupLegs,
+    Leg,
+    OriginateLegA,
+    PlayMessageThenHangup,
+    PlayWhisper,
+    StartRecording,
+)
+from controller.config import AsteriskConfig, FreeswitchConfig, Route
+from controller.errors import InvalidNumber, SwitchActionFailed
+from controller.numbers import parse_target
+
+PROPERTY = settings(max_examples=400, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+AMI_CONFIG = AsteriskConfig(trunk_endpoint="trunk", uri_endpoint="uri-out",
+                            routes=[Route("+2711", "jhb")])
+ESL_CONFIG = FreeswitchConfig(gateway="trunk", uri_profile="internal",
+                              routes=[Route("+2711", "jhb")])
+
+# Fragments that mean something to AMI, the dialplan, FreeSWITCH or SIP.
+DANGEROUS = ["\r", "\n", "\r\n", "\x00", "\x1b", "\x7f", "\u2028", "\x85", ",", "&", "(", ")",
+             "|", "'", '"', "{", "}", "[", "]", "$", "${CALLERID(num)}", "$[1+1]", ";", "?",
+             " ", "\t", "^", "\\", "=", "!", "@", ":", "/", "\r\nAction: Hangup\r\n",
+             ";transport=tcp", "?X-Foo=bar", "::", "+", "sip:", "endpoint:"]
+adversarial = st.lists(st.one_of(st.sampled_from(DANGEROUS), st.text(max_size=6)),
+                       max_size=8).map("".join)
+
+SIP_URI = r"(?i:sips?):[A-Za-z0-9_.!~*'+-]{1,12}@[a-z0-9-]{1,10}(\.[a-z0-9-]{1,10}){0,2}(:[0-9]{1,5})?"
+
+
+def _parsed(text: str) -> str | None:
+    try:
+        return parse_target(text, "ZA", "leg_b").value
+    except InvalidNumber:
+        return None
+
+
+# Targets as the core gets them: normalised by parse_target (valid numbers,
+# SIP URIs, endpoints), or, as if something upstream were broken, raw text.
+valid_targets = st.one_of(
+    st.sampled_from(["+27115550101", "011 555 0202", "+442071234567", "(011) 555-0303"]),
+    st.from_regex(SIP_URI, fullmatch=True),
+    st.from_regex(r"endpoint:[A-Za-z0-9_.-]{1,20}", fullmatch=True),
+).map(_parsed).filter(lambda value: value is not None)
+targets = st.one_of(valid_targets, adversarial)
+paths = st.one_of(st.from_regex(r"/[a-z0-9_./-]{1,30}\.wav", fullmatch=True), adversarial)
+caller_ids = st.one_of(st.none(), st.from_regex(r"\+?[0-9]{3,15}", fullmatch=True), adversarial)
+# Mostly well-formed ids, so the other fields' checks are reached too.
+uuids = st.uuids().map(str)
+call_ids = st.one_of(uuids, uuids, uuids, adversarial)
+channels = st.one_of(uuids, adversarial)
+dials = st.builds(
+    DialLegB, targets=st.lists(targets, min_size=1, max_size=4).map(tuple),
+    ring_timeout=st.integers(1, 600), time_limit=st.integers(1, 86400), caller_id=caller_ids,
+    answer_audio=st.one_of(st.none(), paths),
+    confirm_key=st.one_of(st.none(), st.sampled_from(list("0123456789*#")), adversarial),
+    confirm_timeout=st.integers(1, 60), hold_music=st.booleans())
+commands: st.SearchStrategy[Command] = st.one_of(
+    st.builds(OriginateLegA, target=targets, ring_timeout=st.integers(1, 600),
+              caller_id=caller_ids, hold_music=st.booleans()),
+    dials,
+    st.builds(PlayWhisper, audio=paths, then_dial=dials),
+    st.builds(PlayMessageThenHangup, audio=paths),
+    st.builds(AnnounceToLegA, audio=paths, hold_for=st.integers(1, 3600)),
+    st.builds(StartRecording, file=paths),
+    st.builds(HangupLegs, legs=st.lists(st.sampled_from(Leg), min_size=1, max_size=2).map(tuple)),
+)
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+# Nothing in a dial string may split Dial's arguments, join more targets,
+# close an option or expand in the dialplan.
+AMI_DIAL_PART = re.compile(r"PJSIP/[^,&()$;|\"\\ {}^=?]+")
+AMI_PATH = re.compile(r"/[A-Za-z0-9_./-]+")
+AMI_OPTIONS = re.compile(r"[rm]S\([0-9]+\)"
+                         r"(U\(callconnect-answer\^(/[A-Za-z0-9_./-]+)?\^[0-9*#]?\^[0-9]+\))?")
+CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
+
+
+def _dial_of(command: Command) -> DialLegB | None:
+    if isinstance(command, DialLegB):
+        return command
+    if isinstance(command, PlayWhisper):
+        return command.then_dial
+    return None
+
+
+# Known attacks, always tried besides what hypothesis makes up.
+UUID = "e3e70682-c209-4cac-929f-6fbed82c07cd"
+AMI_HEADER = "\r\nAction: Hangup\r\nChannel: PJSIP/victim"
+KNOWN_ATTACKS = [
+    (UUID, OriginateLegA("+27115550101" + AMI_HEADER, 30, None), None),
+    (UUID, OriginateLegA("+27115550101", 30, "123" + AMI_HEADER), None),
+    (UUID, DialLegB(("+27115550101,60,G(x)", "+2711&Local/x"), 30, 60, None), None),
+    (UUID, DialLegB(("+27115550101",), 30, 60, "${CALLERID(num)}"), None),
+    (UUID, DialLegB(("+27115550101",), 30, 60, None, "/a.wav)^x", "1"), None),
+    (UUID, PlayMessageThenHangup("/tmp/x,rw" + AMI_HEADER), None),
+    ("c1" + AMI_HEADER, StartRecording("/r/x.wav"), None),
+    (UUID, HangupLegs((Leg.B,)), "PJSIP/x" + AMI_HEADER),
+]
+
+
+def with_examples(cases: list[tuple[object, ...]]):  # type: ignore[no-untyped-def]
+    def decorate(test):  # type: ignore[no-untyped-def]
+        for case in cases:
+            test = example(*case)(test)
+        return test
+    return decorate
+
+
+@PROPERTY
+@given(call_id=call_ids, command=commands, b_channel=st.one_of(st.none(), channels))
+@with_examples(KNOWN_ATTACKS)
+def test_ami_actions_hold_no_control_character_and_keep_their_structure(
+        call_id: str, command: Command, b_channel: str | None) -> None:
+    try:
+        actions = ami.encode(call_id, command, AMI_CONFIG, b_channel)
+    except SwitchActionFailed:
+        return  # refused, as it should be for what it cannot make safe
+    for action in actions:
+        for key, value in action.items():
+            assert not CONTROL.search(key) and not CONTROL.search(value), (key, value)
+        if action["Action"] == "Originate":
+            assert AMI_DIAL_PART.fullmatch(action["Channel"]), action
+            names = [pair.split("=", 1)[0] for pair in action["Variable"].split(",")]
+            assert set(names) <= {"CC_CALL_ID", "CC_HOLD_MUSIC"} and len(names) == len(set(names))
+            assert "CallerID" not in action or re.fullmatch(r"<\+?[0-9]{1,20}>", action["CallerID"])
+        if action["Action"] == "MixMonitor":
+            assert AMI_PATH.fullmatch(action["File"])
+    variables = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
+    dial = _dial_of(command)
+    if dial is not None:
+        parts = variables["CC_DIAL"].split("&")
+        assert all(AMI_DIAL_PART.fullmatch(part) for part in parts), parts
+        assert len(parts) == len({ami.dial_string(ami.target_of(t), AMI_CONFIG)
+                                  for t in dial.targets}), "one dial string per target"
+        assert AMI_OPTIONS.fullmatch(variables["CC_DIAL_OPTIONS"]), variables["CC_DIAL_OPTIONS"]
+        assert variables.get("CALLERID(num)") is None or \
+            CALLER_ID.fullmatch(variables["CALLERID(num)"])
+    if "CC_AUDIO" in variables:
+        assert AMI_PATH.fullmatch(variables["CC_AUDIO"])
+
+
+# ------------------------------------------------------------------ FreeSWITCH
+
+ESL_VALUE = re.compile(r"[A-Za-z0-9_+.:@/*#~%()\[\]-]*")  # no , } ] ' { | space or $
+ESL_QUOTED = re.compile(r"'[A-Za-z0-9_+ ./:-]*'")  # the encoder's own quoted app strings
+ESL_ENDPOINT = re.compile(r"(sofia|user)/[A-Za-z0-9_+.:@/*~\[\]-]+")
+ESL_VARIABLES = {
+    "origination_uuid", esl.CALL_ID_VARIABLE, "originate_timeout", "continue_on_fail",
+    "hangup_after_bridge", "execute_on_answer", "execute_on_answer_music",
+    "execute_on_pre_bridge", "origination_caller_id_number", "group_confirm_key",
+    "group_confirm_file", "group_confirm_cancel_timeout", "group_confirm_read_timeout",
+    esl.TARGET_VARIABLE, "leg_timeout"}
+
+
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    """Split where FreeSWITCH would: not inside '...', [...] or {...}."""
+    parts, current, quoted, depth = [], "", False, 0
+    for char in text:
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char in "[{":
+            depth += 1
+        elif not quoted and char in "]}":
+            depth -= 1
+        if char == separator and not quoted and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    assert not quoted and depth == 0, f"unbalanced quote or bracket in {text!r}"
+    return [*parts, current]
+
+
+def _variables(text: str, opening: str, closing: str) -> tuple[dict[str, str], str]:
+    """A ``{a=b,c='d e'}`` (or ``[...]``) list at the start of text: its
+    pairs, checked, and what follows it."""
+    assert text.startswith(opening), text
+    body, quoted = "", False
+    for i, char in enumerate(text[1:], 1):
+        if char == "'":
+            quoted = not quoted
+        if char == closing and not quoted:
+            rest = text[i + 1:]
+            break
+        body += char
+    else:
+        raise AssertionError(f"no closing {closing} in {text!r}")
+    pairs = {}
+    for pair in _split_outside_quotes(body, ","):
+        name, _, value = pair.partition("=")
+        assert name in ESL_VARIABLES, name
+        assert name not in pairs, f"{name} set twice"
+        assert ESL_VALUE.fullmatch(value) or ESL_QUOTED.fullmatch(value), (name, value)
+        pairs[name] = value
+    return pairs, rest
+
+
+def _check_bridge(arg: str, dial: DialLegB) -> None:
+    _, legs_text = _variables(arg, "{", "}")
+    legs = _split_outside_quotes(legs_text, ",")
+    assert len(legs) == len(dial.targets), legs
+    for leg, target in zip(legs, dial.targets, strict=True):
+        leg_vars, endpoint = _variables(leg, "[", "]")
+        assert leg_vars[esl.TARGET_VARIABLE] == target
+        assert ESL_ENDPOINT.fullmatch(endpoint), endpoint
+
+
+@PROPERTY
+@given(call_id=call_ids, command=commands, b_index=st.integers(0, 20),
+       b_channels=st.lists(channels, max_size=3),
+       hold_music=st.booleans())
+@with_examples([(call_id, command, 0, [channel] if channel else [], False)
+                for call_id, command, channel in KNOWN_ATTACKS])
+def test_esl_commands_are_one_line_each_and_keep_their_structure(
+        call_id: str, command: Command, b_index: int, b_channels: list[str],
+        hold_music: bool) -> None:
+    try:
+        commands = esl.encode(call_id, command, ESL_CONFIG, b_index=b_index,
+                              b_channels=b_channels, hold_music=hold_music)
+    except SwitchActionFailed:
+        return
+    for sent in commands:
+        lines = sent.wire.split("\n")
+        assert not any(CONTROL.search(line) for line in lines), sent.wire
+        if sent.verb is esl.Verb.SENDMSG:
+            _channel, *headers = lines
+            assert [h.split(": ", 1)[0] for h in headers] == \
+                ["call-command", "execute-app-name", "execute-app-arg"], headers
+            if headers[1] == "execute-app-name: bridge":
+                dial = _dial_of(command)
+                assert dial is not None
+                _check_bridge(headers[2].split(": ", 1)[1], dial)
+            continue
+        assert len(lines) == (2 if sent.job_uuid else 1), lines
+        words = _split_outside_quotes(sent.text, " ")
+        if words[0] == "originate":
+            assert isinstance(command, OriginateLegA)
+            _, dial_string = _variables(words[1], "{", "}")
+            assert ESL_ENDPOINT.fullmatch(dial_string), dial_string
+            assert words[2:] == ["&park()"], words
+        elif words[0] in ("uuid_kill", "uuid_broadcast", "uuid_record", "uuid_setvar",
+                          "uuid_displace", "sched_del", "sched_hangup"):
+            # Fixed arity: nothing from the input added an argument.
+            arity = {"uuid_kill": 3, "uuid_broadcast": 4, "uuid_record": 4, "uuid_setvar": 4,
+                     "uuid_displace": 4, "sched_del": 2, "sched_hangup": 4}[words[0]]
+            assert len(words) == arity, words
+            if words[0] == "uuid_setvar":  # the encoder's own tone or music, commas and all
+                assert words[3] in (esl.RINGBACK, esl.HOLD_MUSIC), words
+                words = words[:3]
+            assert all(word and "'" not in word and "," not in word for word in words), words
+
+
+@PROPERTY
+@given(call_id=uuids, b_channels=st.lists(channels, min_size=1, max_size=3))
+def test_esl_hangups_name_one_channel_each(call_id: str, b_channels: list[str]) -> None:
+    try:
+        commands = esl.encode(call_id, HangupLegs((Leg.A, Leg.B)), ESL_CONFIG,
+                              b_channels=b_channels)
+    except SwitchActionFailed:
+        return
+    for sent in commands:
+        assert not CONTROL.search(sent.wire), sent.wire
+        assert re.fullmatch(r"uuid_kill [A-Za-z0-9-]+ NORMAL_CLEARING", sent.text), sent.text
+
+
+@PROPERTY
+@given(call_id=call_ids, b_channels=st.lists(channels, min_size=1, max_size=3))
+def test_esl_event_filters_name_one_channel_each(call_id: str, b_channels: list[str]) -> None:
+    try:
+        filters = esl.unwatch_filters(call_id, b_channels)
+    except SwitchActionFailed:
+        return
+    for sent in filters:
+        assert not CONTROL.search(sent.wire), sent.wire
+        assert sent.text.split(" ")[:-1] in (["delete", "Unique-ID"], ["delete", "Job-UUID"]), sent
+        assert re.fullmatch(r"[A-Za-z0-9-]+", sent.text.split(" ")[-1]), sent
+
+
+# ------------------------------------------------------------------ parse_target
+
+SAFE_TARGET = re.compile(r"\+[0-9]{4,17}"
+                         r"|sips?:[A-Za-z0-9_.!~*'+-]{1,64}@[a-z0-9.-]+(:[0-9]{1,5})?"
+                         r"|sips?:[A-Za-z0-9_.!~*'+-]{1,64}@\[[0-9a-f:.]+\](:[0-9]{1,5})?"
+                         r"|endpoint:[A-Za-z0-9_.-]{1,64}")
+near_targets = st.one_of(
+    adversarial,
+    st.from_regex(SIP_URI, fullmatch=True).flatmap(
+        lambda uri: st.tuples(st.just(uri), adversarial).map("".join)),
+    st.from_regex(r"\+?[0-9 ()./-]{3,20}", fullmatch=True),
+    st.text(alphabet=string.digits + "+٠١٢٣４５６７ -", max_size=20),
+    st.tuples(st.sampled_from(["sip:", "SIP:", "sips:", "endpoint:", "+27", "\u017fip:"]),
+              adversarial).map("".join),
+)
+
+
+@PROPERTY
+@given(text=near_targets)
+def test_parse_target_refuses_or_returns_only_safe_characters(text: str) -> None:
+    try:
+        target = parse_target(text, "ZA", "leg_b")
+    except InvalidNumber as exc:
+        assert exc.details["field"] == "leg_b"
+        return
+    assert SAFE_TARGET.fullmatch(target.value), (text, target.value)
