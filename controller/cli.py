@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import select
@@ -25,7 +26,7 @@ from controller.app import Controller
 from controller.calls.core import Transition
 from controller.calls.service import ActiveCall, CallRequest
 from controller.config import Config, load_config
-from controller.errors import CallConnectError
+from controller.errors import CallConnectError, SwitchError, SwitchUnavailable
 from controller.webhooks import WebhookSender
 
 DEFAULT_CONFIG = "/etc/callconnect/callconnect.toml"
@@ -142,7 +143,14 @@ class ConsoleListener:
 
 async def _place(config: Config, request: CallRequest, progress: bool) -> tuple[Controller, Any]:
     controller = Controller(config, ConsoleListener(config, progress))
-    await controller.start()
+    try:
+        await controller.start()
+    except SwitchError as unreachable:
+        # The request is checked all the same: bad input is named even now
+        # (place refuses it, or stops at the switch it cannot reach).
+        with contextlib.suppress(SwitchUnavailable):
+            await controller.calls.place(request)
+        raise unreachable from None
     try:
         call = await controller.calls.place(request)
     except BaseException:

@@ -47,3 +47,22 @@ async def test_bad_input_exits_2_naming_the_field_and_dials_nothing(
     assert "s3cret" not in done.stdout + done.stderr
     sent = [command for conn in peer.connections for command in conn.commands]
     assert not any("originate" in command for command in sent), sent
+
+
+async def test_bad_input_is_named_even_when_the_switch_is_unreachable(tmp_path: Path) -> None:
+    """Exit 2 for the request's fault comes before exit 3 for the switch's."""
+    config = tmp_path / "callconnect.toml"
+    config.write_text('backend = "freeswitch"\n[freeswitch]\nport = 9\nconnect_timeout = 1.0\n'
+                      f'[media]\nwhisper_dir = "{tmp_path / "media"}"\n'
+                      f'recording_dir = "{tmp_path / "recordings"}"\n')
+    for whisper, code in (("Call from ${CALLERID(num)}", 2), ("Connecting you", 3)):
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "controller", "--config", str(config), "call",
+                             "--leg-a", "+27115550101", "--leg-b", "+27115550202",
+                             "--whisper", whisper, "--wait"],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+        assert done.returncode == code, done.stdout + done.stderr
+        error = json.loads(done.stdout)
+        expected = "dialplan expressions" if code == 2 else "cannot reach the FreeSWITCH"
+        assert expected in error["message"], error
