@@ -128,6 +128,7 @@ class ActiveCall:
     router: Router | None = None
     routing: asyncio.Task[None] | None = None
     agent: str | None = None  # the leg B target on this call, once it answered
+    link: int = 0  # the switch link it started on (the backend's reconnect count)
 
     @property
     def call_id(self) -> str:
@@ -221,7 +222,8 @@ class CallService:
                                     "reconnecting); nothing was dialed: retry later")
         core = CallConnect(plan, created_at=time.time())
         core.route_state = route_state
-        call = ActiveCall(core, request, whisper, recording, router=router)
+        call = ActiveCall(core, request, whisper, recording, router=router,
+                          link=self.backend.reconnects)
         await self.listener.call_created(call)
         self.calls[plan.call_id] = call
         self.backend.watch(plan.call_id, call.events.put_nowait)
@@ -237,7 +239,8 @@ class CallService:
         recording = None
         if core.plan.recording_file:
             recording = Path(self.config.media.recording_dir) / Path(core.plan.recording_file).name
-        call = ActiveCall(core, request, None, recording, logged=len(core.timeline))
+        call = ActiveCall(core, request, None, recording, logged=len(core.timeline),
+                          link=self.backend.reconnects)
         call.router = self._router(call.call_id, core.plan.leg_a, request,
                                    self._route_spec(request))
         if core.bridged_at is not None:
@@ -267,8 +270,8 @@ class CallService:
         """The switch link is back after a loss: ask the switch what became of
         each live call meanwhile (events sent while the link was down are gone)."""
         for call in list(self.calls.values()):
-            if call.core.finished:
-                continue
+            if call.core.finished or call.link >= self.backend.reconnects:
+                continue  # ended, or placed on the new link: nothing was missed
             held: asyncio.Queue[Event] = asyncio.Queue()
             try:
                 missed = await self.backend.reattach(call.call_id, str(call.core.state),
