@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from controller.calls.core import Command, Transition
+from controller.calls.service import ActiveCall
 from controller.store.sqlite import SqliteStore
 
 
@@ -29,3 +32,53 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await store.open()
     yield store
     await store.close()
+
+
+class RecordingSwitch:
+    """A backend that takes every command and answers none: what it was
+    told is what would have reached the switch."""
+
+    name = "recording"
+    connected = True
+    observe_event_lag = None
+    on_reconnect = None
+    reconnects = 0
+
+    def __init__(self, trunk_of: Callable[[str], str | None] = lambda target: "trunk") -> None:
+        self.watched: list[str] = []
+        self.commands: list[Command] = []
+        self._trunk_of = trunk_of
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def watch(self, call_id: str, sink: Any) -> None:
+        self.watched.append(call_id)
+
+    def forget(self, call_id: str) -> None: ...
+
+    async def reattach(self, call_id: str, state: str, sink: Any) -> list[Any]:
+        return []
+
+    async def execute(self, call_id: str, command: Command) -> None:
+        self.commands.append(command)
+
+    def trunk_of(self, target: str) -> str | None:
+        return self._trunk_of(target)
+
+    async def busy_targets(self, targets: Sequence[str]) -> set[str]:
+        return set()
+
+    async def active_channels(self) -> list[str]:
+        return []
+
+
+class QuietListener:
+    """A call listener that keeps nothing."""
+
+    async def call_created(self, call: ActiveCall) -> None: ...
+
+    async def call_changed(self, call: ActiveCall, transitions: list[Transition]) -> None: ...
+
+    async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None: ...

@@ -9,7 +9,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,10 @@ from controller.calls.core import (
     CallConnect,
     CallPlan,
     CallStatus,
-    Command,
     RouteExhausted,
     TargetsChosen,
-    Transition,
 )
-from controller.calls.service import ActiveCall, CallRequest, CallService
+from controller.calls.service import CallRequest, CallService
 from controller.compliance.dnc import DncFile, parse_dnc_file
 from controller.compliance.guard import Compliance
 from controller.compliance.schedule import Scheduler
@@ -59,7 +57,7 @@ from controller.store import StoredCall, StoreError
 from controller.store.sqlite import SCHEMA_VERSION, SqliteStore
 from controller.tts import WhisperRenderer
 from tests.conftest import Serve
-from tests.unit.conftest import Clock
+from tests.unit.conftest import Clock, QuietListener, RecordingSwitch
 from tests.unit.test_router import (
     AG1,
     AG2,
@@ -475,56 +473,12 @@ def test_calls_per_second_per_trunk_is_a_token_bucket_untouched_by_refusals() ->
 # ---------------------------------------------------------------- the call service refusing
 
 
-class FakeSwitch:
-    """A backend that accepts every command and reports nothing."""
-
-    name = "fake"
-    connected = True
-    observe_event_lag = None
-    on_reconnect = None
-    reconnects = 0
-
-    def __init__(self) -> None:
-        self.commands: list[Command] = []
-
-    async def connect(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def watch(self, call_id: str, sink: Any) -> None: ...
-
-    def forget(self, call_id: str) -> None: ...
-
-    async def reattach(self, call_id: str, state: str, sink: Any) -> list[Any]:
-        return []
-
-    async def execute(self, call_id: str, command: Command) -> None:
-        self.commands.append(command)
-
-    async def busy_targets(self, targets: Sequence[str]) -> set[str]:
-        return set()
-
-    async def active_channels(self) -> list[str]:
-        return []
-
-    def trunk_of(self, target: str) -> str | None:
-        return trunk_of(target)
-
-
-class Quiet:
-    async def call_created(self, call: ActiveCall) -> None: ...
-
-    async def call_changed(self, call: ActiveCall, transitions: list[Transition]) -> None: ...
-
-    async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None: ...
-
-
 @pytest.fixture
-def service(tmp_path: Path, store: SqliteStore) -> Iterator[tuple[CallService, FakeSwitch]]:
+def service(tmp_path: Path, store: SqliteStore) -> Iterator[tuple[CallService, RecordingSwitch]]:
     config = Config()
     config.compliance.max_attempts_per_number_per_day = 1
-    switch = FakeSwitch()
-    calls = CallService(config, switch, WhisperRenderer(tmp_path, "en", 160, 30.0), Quiet(),
+    switch = RecordingSwitch(trunk_of)
+    calls = CallService(config, switch, WhisperRenderer(tmp_path, "en", 160, 30.0), QuietListener(),
                         records=store)
     yield calls, switch
     for call in calls.calls.values():
@@ -537,7 +491,7 @@ def request(**fields: Any) -> CallRequest:
 
 
 async def test_every_number_the_request_names_is_checked_before_anything_is_dialed(
-        service: tuple[CallService, FakeSwitch]) -> None:
+        service: tuple[CallService, RecordingSwitch]) -> None:
     calls, switch = service
     await calls.compliance.add_dnc(B3, "")
     for fields, field in [
@@ -552,7 +506,7 @@ async def test_every_number_the_request_names_is_checked_before_anything_is_dial
 
 
 async def test_a_placed_call_counts_against_the_cap_and_a_second_is_refused(
-        service: tuple[CallService, FakeSwitch]) -> None:
+        service: tuple[CallService, RecordingSwitch]) -> None:
     calls, switch = service
     await calls.place(request())
     assert len(switch.commands) == 1  # leg A originated
@@ -576,7 +530,7 @@ async def test_a_placed_call_counts_against_the_cap_and_a_second_is_refused(
 
 
 async def test_the_requests_window_narrows_the_configs_and_cannot_widen_it(
-        service: tuple[CallService, FakeSwitch]) -> None:
+        service: tuple[CallService, RecordingSwitch]) -> None:
     calls, switch = service
     now = datetime.now(ZoneInfo("Africa/Johannesburg"))
     closed = f"{(now.hour + 2) % 24:02d}:00-{(now.hour + 3) % 24:02d}:00"
@@ -601,7 +555,7 @@ async def test_the_requests_window_narrows_the_configs_and_cannot_widen_it(
 
 
 async def test_limits_refuse_through_the_service_and_free_the_place_of_a_refused_call(
-        service: tuple[CallService, FakeSwitch]) -> None:
+        service: tuple[CallService, RecordingSwitch]) -> None:
     calls, switch = service
     calls.compliance.cap = 0
     calls.limits = LegLimits(LimitsConfig(agent_max_active=1), trunk_of, calls.calls)
@@ -697,7 +651,7 @@ class Wakes:
 
 
 async def test_a_scheduled_call_is_placed_under_its_id_when_due_or_canceled(
-        service: tuple[CallService, FakeSwitch], store: SqliteStore) -> None:
+        service: tuple[CallService, RecordingSwitch], store: SqliteStore) -> None:
     calls, switch = service
     calls.config.webhook.url = "https://hooks.example.com/done"
     outbox = Wakes()

@@ -6,67 +6,21 @@ details name the field and whose message names the rule."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controller.calls.core import Command, OriginateLegA
-from controller.calls.service import ActiveCall, CallRequest, CallService
+from controller.calls.core import OriginateLegA
+from controller.calls.service import CallRequest, CallService
 from controller.config import Config, MediaConfig
 from controller.errors import InvalidRequest
 from controller.routing.spec import parse_group
 from controller.tts import WhisperRenderer
+from tests.unit.conftest import QuietListener, RecordingSwitch
 
 LEG_A, LEG_B = "+27115550101", "+27115550202"
-
-
-class RecordingSwitch:
-    """A backend that takes every command and answers none: what it was
-    told is what would have reached the switch."""
-
-    name = "recording"
-    connected = True
-    observe_event_lag = None
-    on_reconnect = None
-    reconnects = 0
-
-    def __init__(self) -> None:
-        self.watched: list[str] = []
-        self.commands: list[Command] = []
-
-    async def connect(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def watch(self, call_id: str, sink: Any) -> None:
-        self.watched.append(call_id)
-
-    def forget(self, call_id: str) -> None: ...
-
-    async def reattach(self, call_id: str, state: str, sink: Any) -> list[Any]:
-        return []
-
-    async def execute(self, call_id: str, command: Command) -> None:
-        self.commands.append(command)
-
-    def trunk_of(self, target: str) -> str | None:
-        return "trunk"
-
-    async def busy_targets(self, targets: Sequence[str]) -> set[str]:
-        return set()
-
-    async def active_channels(self) -> list[str]:
-        return []
-
-
-class Listener:
-    async def call_created(self, call: ActiveCall) -> None: ...
-
-    async def call_changed(self, call: ActiveCall, transitions: list[Any]) -> None: ...
-
-    async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None: ...
 
 
 @pytest.fixture
@@ -77,7 +31,7 @@ async def service(tmp_path: Path) -> AsyncIterator[tuple[CallService, RecordingS
     config.whisper.max_seconds = 6.0
     switch = RecordingSwitch()
     calls = CallService(config, switch, WhisperRenderer(tmp_path / "media", max_seconds=6.0),  # type: ignore[arg-type]
-                        Listener())
+                        QuietListener())
     calls.groups["sales"] = parse_group("sales", {"agents": ["+27115550301"]}, "ZA",
                                         lambda name: False)
     yield calls, switch
