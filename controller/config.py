@@ -29,6 +29,13 @@ class Route:
     endpoint: str
 
 
+def route_for(number: str, routes: list[Route], default: str) -> str:
+    """The endpoint (Asterisk) or gateway (FreeSWITCH) a number is dialed
+    through: the longest matching route's, else ``default``."""
+    matching = [route for route in routes if number.startswith(route.prefix)]
+    return max(matching, key=lambda route: len(route.prefix)).endpoint if matching else default
+
+
 @dataclass
 class AsteriskConfig:
     host: str = "127.0.0.1"

@@ -17,7 +17,8 @@ class Backend(Protocol):
     connected: bool
     # Told how late each switch event is handled, in seconds (for metrics).
     observe_event_lag: Callable[[float], None] | None
-    # Awaited after a lost link is back, so live calls can be looked at again.
+    # Awaited after a lost link is back, so live calls can be looked at again
+    # (by backends that keep following their calls through a loss: Asterisk).
     on_reconnect: Callable[[], Awaitable[None]] | None
     # How often a lost link was reopened.
     reconnects: int

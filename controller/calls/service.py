@@ -145,6 +145,28 @@ class ActiveCall:
         return await asyncio.shield(self.done)
 
 
+class _HeldEvents:
+    """The sink a reattach is given: events that arrive while the switch is
+    asked what was missed are held, so the missed ones can go first."""
+
+    def __init__(self) -> None:
+        self.held: list[Event] = []
+        self.queue: asyncio.Queue[Event] | None = None
+
+    def __call__(self, event: Event) -> None:
+        if self.queue is None:
+            self.held.append(event)
+        else:
+            self.queue.put_nowait(event)
+
+    def release(self, missed: list[Event], queue: asyncio.Queue[Event]) -> None:
+        """Queue what was missed, then what was held; later events go straight on."""
+        for event in [*missed, *self.held]:
+            queue.put_nowait(event)
+        self.held.clear()
+        self.queue = queue
+
+
 class CallListener(Protocol):
     """Told of every call's life: the daemon persists it and enqueues its
     webhooks; the command line prints it."""
@@ -246,18 +268,13 @@ class CallService:
         if core.bridged_at is not None:
             call.agent = core.legs[Leg.B].target
         self.calls[call.call_id] = call
+        arriving = _HeldEvents()
         try:
-            missed = await self.backend.reattach(call.call_id, str(core.state),
-                                                 lambda event: call.events.put_nowait(event))
+            missed = await self.backend.reattach(call.call_id, str(core.state), arriving)
         except BaseException:
             self.calls.pop(call.call_id, None)
             raise
-        live = call.events
-        call.events = asyncio.Queue()
-        for event in missed:
-            call.events.put_nowait(event)
-        while not live.empty():
-            call.events.put_nowait(live.get_nowait())
+        arriving.release(missed, call.events)
         if core.state is CallState.ROUTING:
             # It was choosing whom to ring when we stopped: choose again.
             self._spawn_routing(call, ChooseTargets(
@@ -272,19 +289,13 @@ class CallService:
         for call in list(self.calls.values()):
             if call.core.finished or call.link >= self.backend.reconnects:
                 continue  # ended, or placed on the new link: nothing was missed
-            held: asyncio.Queue[Event] = asyncio.Queue()
+            arriving = _HeldEvents()
             try:
-                missed = await self.backend.reattach(call.call_id, str(call.core.state),
-                                                     held.put_nowait)
+                missed = await self.backend.reattach(call.call_id, str(call.core.state), arriving)
             except SwitchError as exc:
                 log.error("call.reattach_failed", call_id=call.call_id, error=exc.message)
                 missed = [SwitchLost(time.time(), f"cannot follow the call again: {exc.message}")]
-            # What happened during the loss first, then what arrived since.
-            for event in missed:
-                call.events.put_nowait(event)
-            self.backend.watch(call.call_id, call.events.put_nowait)
-            while not held.empty():
-                call.events.put_nowait(held.get_nowait())
+            arriving.release(missed, call.events)
             log.info("call.reattached", call_id=call.call_id, state=str(call.core.state),
                      missed=len(missed))
 

@@ -38,8 +38,6 @@ from controller.webhooks_outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
-# How often the switch link is looked at for /status (the backend reconnects by itself).
-WATCH_INTERVAL = 0.5
 
 
 class ApiServer(uvicorn.Server):
@@ -158,8 +156,8 @@ class Daemon:
 
     async def _follow_switch(self) -> None:
         """Connect with backoff; once connected, pick up open calls and tell
-        systemd we are ready; afterwards keep /status's reason current (the
-        backend reconnects by itself and then looks at live calls again)."""
+        systemd we are ready. From then on the backend reconnects by itself
+        (and looks at live calls again); /status only needs the reason."""
         attempt = 0
         while True:
             try:
@@ -171,14 +169,10 @@ class Daemon:
                 log.warning("daemon.switch_unreachable", error=exc.message, retry_in=delay)
                 attempt += 1
                 await asyncio.sleep(delay)
-        self.switch_reason = ""
+        self.switch_reason = "connection to the switch lost; reconnecting"
         await self._reconcile()
         self._notifier.notify("READY=1")
         log.info("daemon.ready")
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL)
-            self.switch_reason = ("" if self.switch_connected
-                                  else "connection to the switch lost; reconnecting")
 
     async def _reconcile(self) -> None:
         """Calls a previous run left open: follow the live ones again, close
@@ -195,7 +189,7 @@ class Daemon:
     async def status(self) -> Status:
         components = {
             "switch": ComponentStatus(status="ok") if self.switch_connected
-            else ComponentStatus(status="fail", reason=self.switch_reason or "not connected"),
+            else ComponentStatus(status="fail", reason=self.switch_reason),
         }
         unsaved = self.listener.unsaved
         try:

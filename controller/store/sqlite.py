@@ -182,6 +182,22 @@ def _delivery_params(delivery: WebhookDelivery) -> tuple[Any, ...]:
             delivery.last_error, delivery.delivered_at)
 
 
+class _Entries:
+    """A change's timeline entries and webhook deliveries, encoded before the
+    transaction (a value JSON cannot take fails without touching the file)."""
+
+    def __init__(self, timeline: list[TimelineEntry], deliveries: list[WebhookDelivery]) -> None:
+        self.timeline = [(e.call_id, e.at, e.kind, _dump(e.data)) for e in timeline]
+        self.deliveries = [_delivery_params(d) for d in deliveries]
+
+    async def insert(self, db: aiosqlite.Connection) -> None:
+        await db.executemany("INSERT INTO timeline (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                             self.timeline)
+        await db.executemany(
+            f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.deliveries)
+
+
 def encode_cursor(created_at: float, call_id: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([created_at, call_id]).encode()).decode()
 
@@ -407,8 +423,7 @@ class SqliteStore:
         call_params = (call.updated_at, call.state, call.status, _dump(call.request),
                        _dump(call.snapshot), None if call.result is None else _dump(call.result),
                        call.idempotency_key, call.call_id)
-        timeline_params = [(entry.call_id, entry.at, entry.kind, _dump(entry.data)) for entry in timeline]
-        delivery_params = [_delivery_params(delivery) for delivery in deliveries]
+        entries = _Entries(timeline, deliveries)
         async with self._use("saving a call", write=True) as db:
             updated = await db.execute(
                 "UPDATE calls SET updated_at = ?, state = ?, status = ?, request = ?, snapshot = ?, "
@@ -416,11 +431,7 @@ class SqliteStore:
             if updated.rowcount != 1:
                 raise StoreError(f"call {call.call_id} is not in {self.path}; create it first",
                                  path=str(self.path), action="saving a call")
-            await db.executemany("INSERT INTO timeline (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
-                                 timeline_params)
-            await db.executemany(
-                f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                delivery_params)
+            await entries.insert(db)
 
     async def timeline(self, call_id: str) -> list[TimelineEntry]:
         async with self._use("reading a timeline", write=False) as db:
@@ -612,17 +623,12 @@ class SqliteStore:
         placed meanwhile): False, and nothing written, if it is not."""
         call_params = (call.updated_at, call.state, call.status, _dump(call.snapshot),
                        None if call.result is None else _dump(call.result), call.call_id, SCHEDULED)
-        timeline_params = [(e.call_id, e.at, e.kind, _dump(e.data)) for e in timeline]
-        delivery_params = [_delivery_params(d) for d in deliveries]
+        entries = _Entries(timeline, deliveries)
         async with self._use("saving a scheduled call", write=True) as db:
             updated = await db.execute(
                 "UPDATE calls SET updated_at = ?, state = ?, status = ?, snapshot = ?, result = ? "
                 "WHERE call_id = ? AND state = ?", call_params)
             if updated.rowcount != 1:
                 return False
-            await db.executemany("INSERT INTO timeline (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
-                                 timeline_params)
-            await db.executemany(
-                f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                delivery_params)
+            await entries.insert(db)
         return True

@@ -21,7 +21,7 @@ from controller.calls.core import (
     PlayWhisper,
     StartRecording,
 )
-from controller.config import AsteriskConfig
+from controller.config import AsteriskConfig, route_for
 from controller.errors import SwitchActionFailed
 from controller.numbers import ENDPOINT_PREFIX, Target, TargetKind, target_of
 
@@ -59,12 +59,7 @@ def dial_string(target: Target, config: AsteriskConfig) -> str:
 def number_endpoint(number: str, config: AsteriskConfig) -> str:
     """The PJSIP endpoint (trunk) a number is dialed through: the longest
     matching route's, else the trunk."""
-    endpoint = config.trunk_endpoint
-    best = -1
-    for route in config.routes:
-        if number.startswith(route.prefix) and len(route.prefix) > best:
-            endpoint, best = route.endpoint, len(route.prefix)
-    return endpoint
+    return route_for(number, config.routes, config.trunk_endpoint)
 
 
 def trunk_of(target: Target, config: AsteriskConfig) -> str | None:

@@ -29,7 +29,7 @@ from controller.calls.core import (
     PlayWhisper,
     StartRecording,
 )
-from controller.config import FreeswitchConfig
+from controller.config import FreeswitchConfig, route_for
 from controller.errors import SwitchActionFailed
 from controller.numbers import ENDPOINT_PREFIX
 
@@ -122,12 +122,7 @@ def dial_string(target: str, config: FreeswitchConfig) -> str:
 def number_gateway(number: str, config: FreeswitchConfig) -> str:
     """The gateway a number is dialed through: the longest matching route's,
     else the default gateway."""
-    gateway = config.gateway
-    best = -1
-    for route in config.routes:
-        if number.startswith(route.prefix) and len(route.prefix) > best:
-            gateway, best = route.endpoint, len(route.prefix)
-    return gateway
+    return route_for(number, config.routes, config.gateway)
 
 
 def dial_legs(call_id: str, targets: Sequence[str], first_index: int) -> list[tuple[str, str]]:

@@ -390,6 +390,8 @@ class FreeswitchBackend:
         self.reconnects = 0
         # Told how late each switch event is handled, in seconds (for metrics).
         self.observe_event_lag: Callable[[float], None] | None = None
+        # Never called: calls end when the link is lost (_on_lost), so there
+        # is nothing to look at again once it is back.
         self.on_reconnect: Callable[[], Awaitable[None]] | None = None
 
     @property
@@ -731,8 +733,6 @@ class FreeswitchBackend:
             self.reconnects += 1
             log.info("esl.reconnected", address=self.address, attempt=self.reconnects)
             await self._flush_deferred()
-            if self.on_reconnect is not None:
-                await self.on_reconnect()
 
     async def _stop_thread(self) -> None:
         thread, self._thread = self._thread, None
