@@ -12,14 +12,11 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from controller.backends.asterisk.events import AmiEventTranslator
-from controller.calls.core import (
-    Attempt,
-    CallConnect,
-    CallPlan,
-    CallStatus,
-    ChooseTargets,
-    RouteExhausted,
-)
+from controller.core.commands import ChooseTargets
+from controller.core.events import RouteExhausted
+from controller.core.machine import CallConnect
+from controller.core.outcomes import CallStatus
+from controller.core.plan import Attempt, CallPlan
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ami"
 ROUNDS = 300

@@ -23,9 +23,9 @@ from typing import Any
 
 from controller import logs
 from controller.app import Controller
-from controller.calls.core import Transition
 from controller.calls.service import ActiveCall, CallRequest
 from controller.config import Config, load_config
+from controller.core.states import Transition
 from controller.errors import CallConnectError, SwitchError, SwitchUnavailable
 from controller.webhooks import WebhookSender
 

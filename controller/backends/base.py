@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from controller.calls.core import Command, Event
+from controller.core.commands import Command
+from controller.core.events import Event
 
 EventSink = Callable[[Event], None]
 # Seconds between attempts to reach a switch that is down: first fast, then calmer.

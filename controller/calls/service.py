@@ -21,25 +21,22 @@ from typing import Any, Protocol
 import structlog
 
 from controller.backends.base import Backend
-from controller.calls.core import (
-    Announcement,
-    CallConnect,
-    CallEnded,
-    CallPlan,
-    CallState,
-    ChooseTargets,
-    Command,
-    CommandFailed,
-    Event,
-    HangupRequested,
-    Leg,
-    SwitchLost,
-    TargetsChosen,
-    Transition,
-)
 from controller.compliance.book import ComplianceBook, MemoryComplianceBook
 from controller.compliance.guard import Compliance
 from controller.config import Config
+from controller.core.commands import CallEnded, ChooseTargets, Command
+from controller.core.events import (
+    Announcement,
+    CommandFailed,
+    Event,
+    HangupRequested,
+    SwitchLost,
+    TargetsChosen,
+)
+from controller.core.machine import CallConnect
+from controller.core.outcomes import Leg
+from controller.core.plan import CallPlan
+from controller.core.states import CallState, Transition
 from controller.errors import InvalidField, InvalidTransition, SwitchError, SwitchUnavailable
 from controller.numbers import parse_target, refuse_same_legs
 from controller.outbound import check_url

@@ -16,9 +16,10 @@ from typing import Any
 
 import structlog
 
-from controller.calls.core import CallState, Leg, Transition
 from controller.calls.service import ActiveCall, CallRequest
 from controller.config import Config
+from controller.core.outcomes import Leg
+from controller.core.states import CallState, Transition
 from controller.daemon.metrics import Metrics
 from controller.store import Store, StoredCall, StoreError, TimelineEntry, WebhookDelivery
 from controller.webhooks_outbox import Outbox

@@ -24,9 +24,9 @@ from controller import __version__
 from controller.api.app import ComponentStatus, Status, create_app
 from controller.app import Controller
 from controller.backends.base import RECONNECT_DELAYS
-from controller.calls.core import CallConnect
 from controller.compliance.schedule import Scheduler
 from controller.config import Config
+from controller.core.machine import CallConnect
 from controller.daemon.admission import Admission, LegLimits
 from controller.daemon.listener import StoreListener, request_from_dict
 from controller.daemon.metrics import Metrics

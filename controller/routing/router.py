@@ -25,7 +25,9 @@ from typing import Any
 
 import structlog
 
-from controller.calls.core import Attempt, CallStatus, RouteExhausted, TargetsChosen
+from controller.core.events import RouteExhausted, TargetsChosen
+from controller.core.outcomes import CallStatus
+from controller.core.plan import Attempt
 from controller.routing.agents import AgentBook, order_agents
 from controller.routing.dial_whom import DialWhomClient, DialWhomFailed
 from controller.routing.spec import (

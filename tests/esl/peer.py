@@ -155,9 +155,9 @@ from tests.scenarios import SCENARIOS, scenario_folders, scenario_spec
 
 if TYPE_CHECKING:
     from controller.app import Controller
-    from controller.calls.core import Transition
     from controller.calls.service import ActiveCall
     from controller.config import Config
+    from controller.core.states import Transition
 
 CORE_UUID = "8a3f1c52-6d0e-4b7a-9c21-f5e6d7c8b9a0"
 HOSTNAME = "esl-peer"

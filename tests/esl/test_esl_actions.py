@@ -24,17 +24,17 @@ from controller.backends.freeswitch.events import (
     leg_uuid,
     originate_job_uuid,
 )
-from controller.calls.core import (
+from controller.config import FreeswitchConfig, Route
+from controller.core.commands import (
     Command,
     DialLegB,
     HangupLegs,
-    Leg,
     OriginateLegA,
     PlayMessageThenHangup,
     PlayWhisper,
     StartRecording,
 )
-from controller.config import FreeswitchConfig, Route
+from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
 
 CONFIG = FreeswitchConfig(gateway="trunk", uri_profile="internal", routes=[

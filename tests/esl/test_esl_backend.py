@@ -19,20 +19,10 @@ import pytest
 from controller.app import Controller
 from controller.backends.freeswitch.backend import THREAD_NAME, FreeswitchBackend
 from controller.backends.freeswitch.events import leg_uuid
-from controller.calls.core import (
-    DialLegB,
-    EndedWhileAway,
-    Event,
-    HangupLegs,
-    Leg,
-    LegAnswered,
-    LegCreated,
-    LegEnded,
-    OriginateLegA,
-    PlayWhisper,
-    WhisperFinished,
-)
 from controller.calls.service import ActiveCall, CallRequest
+from controller.core.commands import DialLegB, HangupLegs, OriginateLegA, PlayWhisper
+from controller.core.events import EndedWhileAway, Event, LegAnswered, LegCreated, LegEnded, WhisperFinished
+from controller.core.outcomes import Leg
 from controller.errors import SwitchUnavailable
 
 from .conftest import Listener, MakeConfig, channels_gone, freeswitch_controller, wait_until

@@ -26,23 +26,18 @@ from controller.backends.freeswitch.events import (
     channel_names,
     channel_rows,
     decode_event,
-    dial_status,
+    dial_outcome,
     leg_uuid,
     originate_failure,
     originate_job_uuid,
     parse_plain_event,
     q850_cause,
 )
-from controller.calls.core import (
+from controller.core.commands import ChooseTargets
+from controller.core.events import (
     AnswerAccepted,
     AnswerDeclined,
-    Attempt,
-    CallConnect,
-    CallPlan,
-    CallStatus,
-    ChooseTargets,
     DialFinished,
-    Leg,
     LegAnswered,
     LegCreated,
     LegEnded,
@@ -54,6 +49,9 @@ from controller.calls.core import (
     RouteExhausted,
     WhisperFinished,
 )
+from controller.core.machine import CallConnect
+from controller.core.outcomes import CallStatus, DialOutcome, Leg
+from controller.core.plan import Attempt, CallPlan
 from tests.wire import chunked
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "esl"
@@ -369,16 +367,16 @@ def test_no_whisper_end_once_leg_a_is_hanging_up() -> None:
 
 
 @pytest.mark.parametrize(("variables", "status"), [
-    ({"variable_originate_disposition": "USER_BUSY"}, "BUSY"),
-    ({"variable_originate_disposition": "NO_ANSWER"}, "NOANSWER"),
-    ({"variable_originate_disposition": "CALL_REJECTED"}, "CALL_REJECTED"),
-    ({"variable_DIALSTATUS": "NOANSWER"}, "NOANSWER"),
-    ({"variable_originate_disposition": "ALLOTTED_TIMEOUT"}, "NOANSWER"),  # leg_timeout
-    ({"variable_originate_disposition": "SUBSCRIBER_ABSENT"}, "SUBSCRIBER_ABSENT"),
-    ({}, "FAILED"),
+    ({"variable_originate_disposition": "USER_BUSY"}, DialOutcome.BUSY),
+    ({"variable_originate_disposition": "NO_ANSWER"}, DialOutcome.NO_ANSWER),
+    ({"variable_originate_disposition": "CALL_REJECTED"}, DialOutcome.FAILED),
+    ({"variable_originate_disposition": "ORIGINATOR_CANCEL"}, DialOutcome.CANCELED),
+    ({"variable_originate_disposition": "ALLOTTED_TIMEOUT"}, DialOutcome.NO_ANSWER),  # leg_timeout
+    ({"variable_originate_disposition": "SUBSCRIBER_ABSENT"}, DialOutcome.FAILED),
+    ({}, DialOutcome.FAILED),
 ])
 def test_bridge_that_ends_without_b_answering_is_dial_finished(variables: dict[str, str],
-                                                              status: str) -> None:
+                                                              status: DialOutcome) -> None:
     complete = {"Event-Name": "CHANNEL_EXECUTE_COMPLETE", "Unique-ID": A,
                 "Application": "bridge", **variables}
     assert translated(complete, complete) == [DialFinished(5.0, status)]
@@ -394,7 +392,7 @@ def test_a_refusal_reported_by_the_bridge_before_bs_hangup_still_counts() -> Non
         {"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Unique-ID": B,
          "Hangup-Cause": "CALL_REJECTED", "variable_hangup_cause_q850": "21"})
     assert events == [LegCreated(5.0, Leg.B, B), LegHungUp(5.0, Leg.B, 21, B),
-                      DialFinished(5.0, "CALL_REJECTED"),
+                      DialFinished(5.0, DialOutcome.FAILED),
                       LegEnded(5.0, Leg.B, 21, "CALL_REJECTED", B)]
 
 
@@ -459,9 +457,9 @@ def test_a_second_attempt_gets_new_channels_and_the_first_ones_stay_known() -> N
         ev("CHANNEL_CREATE", B1, variable_callconnect_target="+27115550203"),
         ev("CHANNEL_EXECUTE_COMPLETE", A, Application="bridge",
            variable_originate_disposition="USER_BUSY"), translator=translator)
-    assert first == [LegCreated(5.0, Leg.B, B), DialFinished(5.0, "NOANSWER")]
+    assert first == [LegCreated(5.0, Leg.B, B), DialFinished(5.0, DialOutcome.NO_ANSWER)]
     assert second == [LegEnded(5.0, Leg.B, 19, "NO_ANSWER", B), LegCreated(5.0, Leg.B, B1),
-                      LegHungUp(5.0, Leg.B, 17, B1), DialFinished(5.0, "BUSY")]
+                      LegHungUp(5.0, Leg.B, 17, B1), DialFinished(5.0, DialOutcome.BUSY)]
     assert translator.channels(CALL) == [A, B, B1]
     assert translator.next_b_index(CALL) == 2
 
@@ -512,7 +510,7 @@ def test_a_wrong_key_or_the_prompt_again_declines(events: list[dict[str, str]],
                        ev("CHANNEL_EXECUTE_COMPLETE", A, Application="bridge",
                           variable_originate_disposition="NORMAL_CLEARING"),
                        translator=translator)
-    assert after == [DialFinished(5.0, "NORMAL_CLEARING")]
+    assert after == [DialFinished(5.0, DialOutcome.FAILED)]
 
 
 def test_no_key_in_time_declines_when_the_backend_says_so() -> None:
@@ -545,7 +543,7 @@ def test_leg_b_hanging_up_during_the_confirm_ends_the_dial() -> None:
         ev("CHANNEL_EXECUTE_COMPLETE", A, Application="bridge",
            variable_originate_disposition="NORMAL_CLEARING"),
         translator=translator)[-2:] == [LegHungUp(5.0, Leg.B, 16, B),
-                                        DialFinished(5.0, "NORMAL_CLEARING")]
+                                        DialFinished(5.0, DialOutcome.FAILED)]
 
 
 def test_what_follows_a_failed_bridge_is_awaited() -> None:
@@ -599,4 +597,4 @@ def test_show_channels_as_json() -> None:
         [{"uuid": "u", "presence_id": "", "x": "2"}]
     with pytest.raises(ValueError):
         channel_names("-ERR no reply")
-    assert dial_status({"variable_originate_disposition": "call accepted"}) == "ANSWER"
+    assert dial_outcome({"variable_originate_disposition": "call accepted"}) is DialOutcome.ANSWERED

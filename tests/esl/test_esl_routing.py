@@ -14,19 +14,10 @@ import pytest
 from controller.backends.freeswitch import actions
 from controller.backends.freeswitch.backend import FreeswitchBackend
 from controller.backends.freeswitch.events import b_leg_index, leg_uuid
-from controller.calls.core import (
-    AnswerAccepted,
-    AnswerDeclined,
-    DialFinished,
-    DialLegB,
-    Event,
-    HangupLegs,
-    Leg,
-    LegAnswered,
-    LegEnded,
-    OriginateLegA,
-)
 from controller.calls.service import ActiveCall, CallRequest
+from controller.core.commands import DialLegB, HangupLegs, OriginateLegA
+from controller.core.events import AnswerAccepted, AnswerDeclined, DialFinished, Event, LegAnswered, LegEnded
+from controller.core.outcomes import Leg
 
 from .conftest import Listener, MakeConfig, freeswitch_controller, wait_until
 from .peer import EslPeer, PeerConnection
@@ -109,7 +100,7 @@ async def test_simultaneous_ring_where_nobody_answers(make_config: MakeConfig,
         result = await finished(call)
         busy, silent = b_channels(peer, call.call_id)
     # FreeSWITCH: the dial timed out (NO_ANSWER for whoever still rang).
-    assert result["attempts"][0]["dial_status"] == "NOANSWER"
+    assert result["attempts"][0]["dial_outcome"] == "no-answer"
     assert causes(peer, busy) == ["USER_BUSY"] and causes(peer, silent) == ["NO_ANSWER"]
     assert (result["status"], result["leg_a_status"], result["leg_b_status"]) == (
         "no-answer", "completed", "no-answer")
@@ -269,7 +260,7 @@ async def test_with_answer_steps_each_leg_still_rings_only_the_ring_timeout(
     # leg_timeout, not the dial's longer originate_timeout, ended it.
     assert causes(peer, b) == ["ALLOTTED_TIMEOUT"]
     assert (result["status"], result["leg_b_status"]) == ("no-answer", "no-answer")
-    assert result["attempts"][0]["dial_status"] == "NOANSWER"
+    assert result["attempts"][0]["dial_outcome"] == "no-answer"
     assert result["attempts"][0]["ended_at"] - result["attempts"][0]["started_at"] < 3
     assert loop.time() - started < 10
 
@@ -291,7 +282,7 @@ async def test_an_endpoint_is_a_directory_user(make_config: MakeConfig, peer: Es
     assert causes(peer, b) == ["ALLOTTED_TIMEOUT"]
     # No such user: no channel at all, and the dial says why.
     assert (gone["status"], gone["leg_b_status"]) == ("failed", "failed")
-    assert gone["attempts"][0]["dial_status"] == "SUBSCRIBER_ABSENT"
+    assert gone["attempts"][0]["dial_outcome"] == "failed"
     assert gone["leg_b"]["dialed"] is False
 
 

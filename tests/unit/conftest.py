@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from controller.calls.core import Command, Transition
 from controller.calls.service import ActiveCall
+from controller.core.commands import Command
+from controller.core.states import Transition
 from controller.store.sqlite import SqliteStore
 
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 import pytest
 
 from controller.backends.asterisk.actions import dial_string, encode
-from controller.calls.core import (
+from controller.config import AsteriskConfig, Route
+from controller.core.commands import (
     DialLegB,
     HangupLegs,
-    Leg,
     OriginateLegA,
     PlayMessageThenHangup,
     PlayWhisper,
     StartRecording,
 )
-from controller.config import AsteriskConfig, Route
+from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
 from controller.numbers import target_of
 

@@ -12,21 +12,13 @@ from typing import Any
 import pytest
 from panoramisk.message import Message
 
-from controller.backends.asterisk.events import AmiEventTranslator
+from controller.backends.asterisk.events import AmiEventTranslator, dial_outcome
 from controller.backends.asterisk.protocol import AmiProtocol
-from controller.calls.core import (
-    Attempt,
-    CallConnect,
-    CallPlan,
-    CallStatus,
-    ChooseTargets,
-    Command,
-    Event,
-    Leg,
-    LegCreated,
-    LegHungUp,
-    RouteExhausted,
-)
+from controller.core.commands import ChooseTargets, Command
+from controller.core.events import Event, LegCreated, LegHungUp, RouteExhausted
+from controller.core.machine import CallConnect
+from controller.core.outcomes import CallStatus, DialOutcome, Leg
+from controller.core.plan import Attempt, CallPlan
 from tests.wire import chunked
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"
@@ -195,3 +187,20 @@ def test_event_time_is_the_switch_timestamp() -> None:
     message = Message({"Event": "HangupRequest", "Uniqueid": "c1-a"})
     [routed] = translator.translate(message, now=5.0)
     assert routed.event == LegHungUp(5.0, Leg.A, 0, channel="c1-a")
+
+
+@pytest.mark.parametrize(
+    ("dial_status", "outcome"),
+    [
+        ("ANSWER", DialOutcome.ANSWERED),
+        ("NOANSWER", DialOutcome.NO_ANSWER),
+        ("BUSY", DialOutcome.BUSY),
+        ("busy", DialOutcome.BUSY),
+        ("CANCEL", DialOutcome.CANCELED),
+        ("CHANUNAVAIL", DialOutcome.FAILED),
+        ("CONGESTION", DialOutcome.FAILED),
+        ("", DialOutcome.FAILED),
+    ],
+)
+def test_dial_status_is_translated_into_the_cores_words(dial_status: str, outcome: DialOutcome) -> None:
+    assert dial_outcome(dial_status) is outcome

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from panoramisk.message import Message
 
 from controller.backends.asterisk.events import AmiEventTranslator
-from controller.calls.core import Leg, LegHungUp
+from controller.core.events import LegHungUp
+from controller.core.outcomes import Leg
 from tests.unit.test_ami_events import call_id_of, parse
 from tests.wire import chunked
 

@@ -19,13 +19,6 @@ import pytest
 import structlog
 from aiohttp import web
 
-from controller.calls.core import (
-    CallConnect,
-    CallPlan,
-    CallStatus,
-    RouteExhausted,
-    TargetsChosen,
-)
 from controller.calls.service import CallRequest, CallService
 from controller.compliance.dnc import DncFile, parse_dnc_file
 from controller.compliance.guard import Compliance
@@ -39,6 +32,10 @@ from controller.compliance.windows import (
     zones_for,
 )
 from controller.config import ComplianceConfig, Config, LimitsConfig, load_config
+from controller.core.events import RouteExhausted, TargetsChosen
+from controller.core.machine import CallConnect
+from controller.core.outcomes import CallStatus
+from controller.core.plan import CallPlan
 from controller.daemon.admission import LegLimits
 from controller.daemon.metrics import Metrics
 from controller.errors import (

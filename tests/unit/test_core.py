@@ -1,4 +1,4 @@
-"""Unit tests for the call-connect state machine (controller.calls.core).
+"""Unit tests for the call-connect state machine (controller.core).
 
 Each test drives a CallConnect with events, the way the backend adapter would,
 and checks the commands it answers with, the state it is left in and the
@@ -13,42 +13,40 @@ from typing import Any
 
 import pytest
 
-from controller.calls.core import (
-    AnswerAccepted,
-    AnswerDeclined,
-    Attempt,
-    CallConnect,
+from controller.core.commands import (
     CallEnded,
-    CallPlan,
-    CallState,
-    CallStatus,
     ChooseTargets,
     Command,
+    DialLegB,
+    HangupLegs,
+    OriginateLegA,
+    PlayMessageThenHangup,
+    PlayWhisper,
+    StartRecording,
+)
+from controller.core.events import (
+    AnswerAccepted,
+    AnswerDeclined,
     CommandFailed,
     DialFinished,
-    DialLegB,
     Event,
-    HangupLegs,
     HangupRequested,
-    Leg,
     LegAnswered,
     LegCreated,
     LegEnded,
     LegHungUp,
     LegRinging,
-    LegStatus,
     MessageFinished,
     OriginateFailed,
-    OriginateLegA,
-    PlayMessageThenHangup,
-    PlayWhisper,
     RecordingStarted,
     RouteExhausted,
-    StartRecording,
     TargetsChosen,
     WhisperFinished,
-    leg_status_from_cause,
 )
+from controller.core.machine import CallConnect
+from controller.core.outcomes import CallStatus, DialOutcome, Leg, LegStatus, leg_status_from_cause
+from controller.core.plan import Attempt, CallPlan
+from controller.core.states import CallState
 from controller.errors import InvalidTransition
 
 # ---------------------------------------------------------------- timestamps
@@ -573,7 +571,7 @@ def test_whisper_finishing_after_a_hung_up_does_not_dial_b() -> None:
 def test_b_no_answer_asks_the_route_then_announces_then_ends() -> None:
     run = ringing_b()
     dial_end = B_RINGING + 30
-    assert run.send(DialFinished(at=dial_end, dial_status="NOANSWER")) == [
+    assert run.send(DialFinished(at=dial_end, outcome=DialOutcome.NO_ANSWER)) == [
         ChooseTargets("no-answer", {})]
     assert run.state() is CallState.ROUTING
     assert run.call.legs[Leg.B].status is LegStatus.NO_ANSWER
@@ -599,14 +597,14 @@ def test_b_no_answer_asks_the_route_then_announces_then_ends() -> None:
     assert result["talk_seconds"] == 0.0
     assert result["leg_b_answered_at"] is None
     assert result["answered_by"] is None
-    # The reason is the router's; the timeline keeps the dial status.
+    # The reason is the router's; the timeline keeps how the dial ended.
     assert result["reason"] == "nobody more to ring (no-answer)"
-    assert "NOANSWER" in run.call.timeline[-4].reason
+    assert "(dial no-answer)" in run.call.timeline[-4].reason
     assert to_states(run)[-5:] == ["ringing-b", "routing", "announcing", "ending", "ended"]
     assert result["attempts"] == [{
         "targets": ["PJSIP/b"], "ring_timeout": 30, "source": "request",
         "started_at": A_ANSWERED, "ended_at": dial_end, "outcome": "no-answer",
-        "dial_status": "NOANSWER", "answered_by": None,
+        "dial_outcome": "no-answer", "answered_by": None,
     }]
 
 
@@ -614,7 +612,7 @@ def test_b_busy() -> None:
     run = ringing_b()
     assert run.send(LegHungUp(at=T0 + 9, leg=Leg.B, cause=17)) == []
     assert run.call.legs[Leg.B].status is LegStatus.BUSY
-    assert run.send(DialFinished(at=T0 + 9.1, dial_status="BUSY")) == [ChooseTargets("busy", {})]
+    assert run.send(DialFinished(at=T0 + 9.1, outcome=DialOutcome.BUSY)) == [ChooseTargets("busy", {})]
     assert run.send(not_reached(T0 + 9.15, CallStatus.BUSY)) == [PlayMessageThenHangup("/w/sorry")]
     run.send(
         LegEnded(at=T0 + 9.2, leg=Leg.B, cause=17, cause_text="User busy"),
@@ -631,11 +629,11 @@ def test_b_busy() -> None:
 
 def test_b_rejects() -> None:
     # Recorded order (b-reject.ami): HangupRequest cause 21, then the dial
-    # ends with CHANUNAVAIL; leg A's channel even ends with cause 21.
+    # ends as failed (nobody reached); leg A's channel even ends with cause 21.
     run = ringing_b()
     run.send(LegHungUp(at=T0 + 9, leg=Leg.B, cause=21))
     # The party's own cause wins over the dial status: rejected, not failed.
-    assert run.send(DialFinished(at=T0 + 9.1, dial_status="CHANUNAVAIL")) == [
+    assert run.send(DialFinished(at=T0 + 9.1, outcome=DialOutcome.FAILED)) == [
         ChooseTargets("rejected", {})]
     run.send(
         not_reached(T0 + 9.15, CallStatus.BUSY),
@@ -648,22 +646,20 @@ def test_b_rejects() -> None:
     assert result["leg_b_status"] == "rejected"
     assert result["leg_b"]["sip_code"] == 603
     assert result["leg_a_status"] == "completed"
-    assert result["attempts"][0]["dial_status"] == "CHANUNAVAIL"
+    assert result["attempts"][0]["dial_outcome"] == "failed"
 
 
 @pytest.mark.parametrize(
-    ("dial_status", "leg_status"),
+    ("outcome", "leg_status"),
     [
-        ("NOANSWER", "no-answer"),
-        ("BUSY", "busy"),
-        ("busy", "busy"),
-        ("CHANUNAVAIL", "failed"),
-        ("CONGESTION", "failed"),
+        (DialOutcome.NO_ANSWER, "no-answer"),
+        (DialOutcome.BUSY, "busy"),
+        (DialOutcome.FAILED, "failed"),
     ],
 )
-def test_b_outcome_from_dial_status_alone(dial_status: str, leg_status: str) -> None:
+def test_b_outcome_from_dial_outcome_alone(outcome: DialOutcome, leg_status: str) -> None:
     run = ringing_b()
-    assert run.send(DialFinished(at=T0 + 40, dial_status=dial_status)) == [
+    assert run.send(DialFinished(at=T0 + 40, outcome=outcome)) == [
         ChooseTargets(leg_status, {})]
     run.send(
         LegEnded(at=T0 + 40.1, leg=Leg.B, cause=0),
@@ -679,7 +675,7 @@ def test_b_outcome_from_dial_status_alone(dial_status: str, leg_status: str) -> 
 
 def test_b_fails_before_its_channel_exists() -> None:
     run = dialing_b()
-    assert run.send(DialFinished(at=T0 + 8.5, dial_status="CHANUNAVAIL")) == [
+    assert run.send(DialFinished(at=T0 + 8.5, outcome=DialOutcome.FAILED)) == [
         ChooseTargets("failed", {})]
     assert run.send(not_reached(T0 + 8.6, CallStatus.FAILED)) == [PlayMessageThenHangup("/w/sorry")]
     run.send(LegEnded(at=T0 + 12, leg=Leg.A, cause=16))
@@ -691,7 +687,7 @@ def test_b_fails_before_its_channel_exists() -> None:
 
 def test_b_not_reached_without_message_hangs_a_up() -> None:
     run = ringing_b()
-    assert run.send(DialFinished(at=T0 + 40, dial_status="NOANSWER")) == [
+    assert run.send(DialFinished(at=T0 + 40, outcome=DialOutcome.NO_ANSWER)) == [
         ChooseTargets("no-answer", {})]
     assert run.send(not_reached(T0 + 40.05, CallStatus.NO_ANSWER, message=None)) == [
         HangupLegs((Leg.A,))]
@@ -711,7 +707,7 @@ def test_a_gone_before_the_dial_end_does_not_ask_the_route() -> None:
     # closes the call, nobody more is rung.
     run = ringing_b()
     run.send(LegHungUp(at=T0 + 20, leg=Leg.A, cause=16))
-    assert run.send(DialFinished(at=T0 + 20.01, dial_status="CANCEL")) == []
+    assert run.send(DialFinished(at=T0 + 20.01, outcome=DialOutcome.CANCELED)) == []
     assert run.state() is CallState.RINGING_B
     run.send(LegEnded(at=T0 + 20.02, leg=Leg.B, cause=0), LegEnded(at=T0 + 20.03, leg=Leg.A, cause=16))
     assert run.of_type(ChooseTargets) == []
@@ -728,7 +724,7 @@ def test_a_hangs_up_while_b_rings() -> None:
     assert run.state() is CallState.ENDING
     assert run.call.legs[Leg.B].status is LegStatus.CANCELED
     # The dial's own end after the cancel says nothing new.
-    assert run.send(DialFinished(at=T0 + 10.05, dial_status="CANCEL")) == []
+    assert run.send(DialFinished(at=T0 + 10.05, outcome=DialOutcome.CANCELED)) == []
     commands = run.send(LegEnded(at=T0 + 10.1, leg=Leg.B, cause=0))
     assert len(commands) == 1 and isinstance(commands[0], CallEnded)
     result = run.result()
@@ -784,7 +780,7 @@ def test_bridged_call_ended_by_the_switch(talked: float, hangup_by: str) -> None
 
 def test_dial_finished_after_bridge_changes_nothing() -> None:
     run = bridged()
-    assert run.send(DialFinished(at=T0 + 30, dial_status="ANSWER")) == []
+    assert run.send(DialFinished(at=T0 + 30, outcome=DialOutcome.ANSWERED)) == []
     assert run.state() is CallState.BRIDGED
     assert run.call.status is None
 
@@ -1007,7 +1003,7 @@ def test_leg_b_answered_while_a_rings_is_invalid() -> None:
         LegEnded(at=T0 + 99, leg=Leg.A, cause=16),
         OriginateFailed(at=T0 + 99, reason="late"),
         WhisperFinished(at=T0 + 99, played=True),
-        DialFinished(at=T0 + 99, dial_status="NOANSWER"),
+        DialFinished(at=T0 + 99, outcome=DialOutcome.NO_ANSWER),
         MessageFinished(at=T0 + 99),
         RecordingStarted(at=T0 + 99),
         HangupRequested(at=T0 + 99),
@@ -1084,7 +1080,7 @@ def test_b_channel_gone_before_the_dial_end_is_still_no_answer() -> None:
     # can arrive before the dialplan reports the dial's end.
     run = ringing_b()
     assert run.send(LegEnded(at=B_RINGING + 3, leg=Leg.B, cause=0, cause_text="Unknown")) == []
-    assert run.send(DialFinished(at=B_RINGING + 3.01, dial_status="NOANSWER")) == [
+    assert run.send(DialFinished(at=B_RINGING + 3.01, outcome=DialOutcome.NO_ANSWER)) == [
         ChooseTargets("no-answer", {})]
     run.send(not_reached(B_RINGING + 3.02, CallStatus.NO_ANSWER),
              LegEnded(at=B_RINGING + 8, leg=Leg.A, cause=16))
@@ -1164,7 +1160,7 @@ def test_simultaneous_attempt_first_answer_wins_and_the_losers_do_not_end_the_ca
     assert result["attempts"] == [{
         "targets": list(AGENTS), "ring_timeout": 20, "source": "group:sales",
         "started_at": A_ANSWERED + 0.3, "ended_at": b_end, "outcome": "answered",
-        "dial_status": "ANSWER", "answered_by": AGENTS[1],
+        "dial_outcome": "answered", "answered_by": AGENTS[1],
     }]
 
 
@@ -1178,7 +1174,7 @@ def test_one_busy_target_of_a_simultaneous_attempt_does_not_make_it_busy() -> No
     # The other target rang out: the attempt went unanswered.
     run.send(LegEnded(at=B_CREATED + 0.5, leg=Leg.B, cause=17, channel="b1"),
              LegEnded(at=T0 + 30, leg=Leg.B, cause=0, channel="b2"))
-    assert run.send(DialFinished(at=T0 + 30.01, dial_status="NOANSWER")) == [
+    assert run.send(DialFinished(at=T0 + 30.01, outcome=DialOutcome.NO_ANSWER)) == [
         ChooseTargets("no-answer", {})]
 
 
@@ -1203,7 +1199,7 @@ def test_sequential_attempts_a_failed_one_then_the_next_answers() -> None:
              LegCreated(at=B_CREATED, leg=Leg.B, channel="b1"), LegRinging(at=B_RINGING, leg=Leg.B),
              LegEnded(at=T0 + 28, leg=Leg.B, cause=0, channel="b1"))
     # The route is asked again with its own memory and how the attempt ended.
-    assert run.send(DialFinished(at=T0 + 28.01, dial_status="NOANSWER")) == [
+    assert run.send(DialFinished(at=T0 + 28.01, outcome=DialOutcome.NO_ANSWER)) == [
         ChooseTargets("no-answer", first_state)]
     assert run.state() is CallState.ROUTING
 
@@ -1223,10 +1219,10 @@ def test_sequential_attempts_a_failed_one_then_the_next_answers() -> None:
     assert result["hangup_by"] == "leg_a"
     assert result["answered_by"] == AGENTS[1]
     assert result["leg_b_answered_at"] == T0 + 31
-    assert [(a["targets"], a["outcome"], a["dial_status"], a["answered_by"])
+    assert [(a["targets"], a["outcome"], a["dial_outcome"], a["answered_by"])
             for a in result["attempts"]] == [
-        ([AGENTS[0]], "no-answer", "NOANSWER", None),
-        ([AGENTS[1]], "answered", "ANSWER", AGENTS[1]),
+        ([AGENTS[0]], "no-answer", "no-answer", None),
+        ([AGENTS[1]], "answered", "answered", AGENTS[1]),
     ]
     assert to_states(run) == ["dialing-a", "ringing-a", "routing", "whispering", "dialing-b",
                               "ringing-b", "routing", "dialing-b", "ringing-b", "bridged",
@@ -1236,7 +1232,7 @@ def test_sequential_attempts_a_failed_one_then_the_next_answers() -> None:
 def test_stale_end_of_an_earlier_attempts_channel_is_ignored() -> None:
     run = routing(make_plan(first_attempt=None, whisper_audio=None))
     run.send(chosen(A_ANSWERED + 0.3, AGENTS[0]), LegCreated(at=B_CREATED, leg=Leg.B, channel="b1"),
-             DialFinished(at=T0 + 28, dial_status="NOANSWER"), chosen(T0 + 28.2, *AGENTS[1:]))
+             DialFinished(at=T0 + 28, outcome=DialOutcome.NO_ANSWER), chosen(T0 + 28.2, *AGENTS[1:]))
     stale = [LegHungUp(at=T0 + 28.3, leg=Leg.B, cause=19, channel="b1"),
              LegEnded(at=T0 + 28.3, leg=Leg.B, cause=19, channel="b1")]
     # The first attempt's channel goes only now, before the second's appear...
@@ -1263,11 +1259,11 @@ def test_attempt_after_a_declined_one_keeps_its_own_outcome() -> None:
     run = ringing_b(make_plan(first_attempt=Attempt((AGENTS[0],), 30), confirm_key="1"))
     run.send(LegAnswered(at=B_ANSWERED, leg=Leg.B, channel=""),
              AnswerDeclined(at=B_ANSWERED + 5, reason="pressed no key in time"),
-             DialFinished(at=B_ANSWERED + 5.1, dial_status="ANSWER"),
+             DialFinished(at=B_ANSWERED + 5.1, outcome=DialOutcome.ANSWERED),
              chosen(B_ANSWERED + 5.2, AGENTS[1]), LegCreated(at=B_ANSWERED + 5.3, leg=Leg.B, channel="b2"))
     assert run.send(LegHungUp(at=B_ANSWERED + 6, leg=Leg.B, cause=21, channel="b2")) == []
     assert run.call.legs[Leg.B].status is LegStatus.REJECTED
-    assert run.send(DialFinished(at=B_ANSWERED + 6.1, dial_status="CHANUNAVAIL")) == [
+    assert run.send(DialFinished(at=B_ANSWERED + 6.1, outcome=DialOutcome.FAILED)) == [
         ChooseTargets("rejected", {})]
 
 
@@ -1339,7 +1335,7 @@ def test_the_routes_answer_after_a_hung_up_dials_nobody(answer: Event) -> None:
 
 def test_a_hangs_up_while_the_next_attempt_is_chosen() -> None:
     run = ringing_b()
-    run.send(DialFinished(at=T0 + 40, dial_status="BUSY"), LegEnded(at=T0 + 40.1, leg=Leg.B, cause=17))
+    run.send(DialFinished(at=T0 + 40, outcome=DialOutcome.BUSY), LegEnded(at=T0 + 40.1, leg=Leg.B, cause=17))
     assert run.state() is CallState.ROUTING
     commands = run.send(LegEnded(at=T0 + 41, leg=Leg.A, cause=16))
     assert len(commands) == 1 and isinstance(commands[0], CallEnded)
@@ -1415,7 +1411,7 @@ def test_declined_answer_asks_the_route_for_someone_else() -> None:
     # The switch hangs B up and ends the dial.
     run.send(LegHungUp(at=B_ANSWERED + 8.1, leg=Leg.B, cause=16, channel="b1"),
              LegEnded(at=B_ANSWERED + 8.1, leg=Leg.B, cause=16, channel="b1"))
-    assert run.send(DialFinished(at=B_ANSWERED + 8.2, dial_status="ANSWER")) == [
+    assert run.send(DialFinished(at=B_ANSWERED + 8.2, outcome=DialOutcome.ANSWERED)) == [
         ChooseTargets("declined", {})]
     assert run.state() is CallState.ROUTING
     assert run.call.hangup_by is None
@@ -1435,7 +1431,7 @@ def test_b_hanging_up_before_confirming_is_a_decline() -> None:
     assert run.send(LegHungUp(at=B_ANSWERED + 2, leg=Leg.B, cause=16, channel="b1"),
                     LegEnded(at=B_ANSWERED + 2, leg=Leg.B, cause=16, channel="b1")) == []
     assert run.state() is CallState.CONFIRMING
-    assert run.send(DialFinished(at=B_ANSWERED + 2.1, dial_status="ANSWER")) == [
+    assert run.send(DialFinished(at=B_ANSWERED + 2.1, outcome=DialOutcome.ANSWERED)) == [
         ChooseTargets("declined", {})]
     assert run.call.attempts[0]["declined"] == "hung up before accepting"
     assert run.call.hangup_by is None
@@ -1446,7 +1442,7 @@ def test_declined_bs_late_hangup_does_not_count_as_b_ending_the_call() -> None:
     # the next target answers and leg A ends the conversation.
     run = confirming(replace(CONFIRMED, first_attempt=Attempt((AGENTS[0],), 30)))
     run.send(AnswerDeclined(at=B_ANSWERED + 8, reason="pressed 2, not the confirm key"),
-             DialFinished(at=B_ANSWERED + 8.1, dial_status="ANSWER"),
+             DialFinished(at=B_ANSWERED + 8.1, outcome=DialOutcome.ANSWERED),
              LegHungUp(at=B_ANSWERED + 8.2, leg=Leg.B, cause=16, channel="b1"),
              LegEnded(at=B_ANSWERED + 8.2, leg=Leg.B, cause=16, channel="b1"),
              chosen(B_ANSWERED + 8.3, AGENTS[1]),
@@ -1490,7 +1486,7 @@ def test_snapshot_while_routing_carries_on() -> None:
              WhisperFinished(at=WHISPER_DONE, played=True),
              LegCreated(at=B_CREATED, leg=Leg.B, channel="b1"),
              LegHungUp(at=B_CREATED + 1, leg=Leg.B, cause=17, channel="b1"),
-             DialFinished(at=B_CREATED + 1.1, dial_status="BUSY"))
+             DialFinished(at=B_CREATED + 1.1, outcome=DialOutcome.BUSY))
     assert run.state() is CallState.ROUTING
 
     again = restored(run)

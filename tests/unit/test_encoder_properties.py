@@ -14,18 +14,18 @@ from hypothesis import strategies as st
 
 from controller.backends.asterisk import actions as ami
 from controller.backends.freeswitch import actions as esl
-from controller.calls.core import (
+from controller.config import AsteriskConfig, FreeswitchConfig, Route
+from controller.core.commands import (
     AnnounceToLegA,
     Command,
     DialLegB,
     HangupLegs,
-    Leg,
     OriginateLegA,
     PlayMessageThenHangup,
     PlayWhisper,
     StartRecording,
 )
-from controller.config import AsteriskConfig, FreeswitchConfig, Route
+from controller.core.outcomes import Leg
 from controller.errors import InvalidNumber, SwitchActionFailed
 from controller.numbers import parse_target
 

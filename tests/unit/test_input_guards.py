@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from controller.calls.core import OriginateLegA
 from controller.calls.service import CallRequest, CallService
 from controller.config import Config, MediaConfig
+from controller.core.commands import OriginateLegA
 from controller.errors import InvalidRequest
 from controller.routing.spec import parse_group
 from controller.tts import WhisperRenderer

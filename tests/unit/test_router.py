@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from controller.calls.core import Attempt, CallStatus, RouteExhausted, TargetsChosen
 from controller.config import OutboundConfig
+from controller.core.events import RouteExhausted, TargetsChosen
+from controller.core.outcomes import CallStatus
+from controller.core.plan import Attempt
 from controller.errors import InvalidField, InvalidNumber
 from controller.routing.agents import MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import re
 
-from controller.calls.core import (
+from controller.config import AsteriskConfig, route_for
+from controller.core.commands import (
     AnnounceToLegA,
     Command,
     DialLegB,
     HangupLegs,
-    Leg,
     OriginateLegA,
     PlayMessageThenHangup,
     PlayWhisper,
     StartRecording,
 )
-from controller.config import AsteriskConfig, route_for
+from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
 from controller.numbers import ENDPOINT_PREFIX, Target, TargetKind, target_of
 

@@ -26,26 +26,23 @@ from panoramisk import Manager
 from panoramisk.message import Message
 
 from controller.backends.base import RECONNECT_DELAYS, EventSink
-from controller.calls.core import (
-    CallState,
-    Command,
+from controller.config import AsteriskConfig
+from controller.core.commands import Command, DialLegB, HangupLegs, PlayWhisper
+from controller.core.events import (
     DialFinished,
-    DialLegB,
     EndedWhileAway,
     Event,
-    HangupLegs,
-    Leg,
     LegAnswered,
     LegCreated,
-    PlayWhisper,
     WhisperFinished,
 )
-from controller.config import AsteriskConfig
+from controller.core.outcomes import Leg
+from controller.core.states import CallState
 from controller.errors import SwitchActionFailed, SwitchUnavailable
 from controller.numbers import TargetKind, target_of
 
 from .actions import CONTEXT_DIAL, CONTEXT_HOLD, dial_string, dial_strings, encode, trunk_of
-from .events import AmiEventTranslator, leg_a_channel_id
+from .events import AmiEventTranslator, dial_outcome, leg_a_channel_id
 from .protocol import AmiProtocol
 
 log = structlog.get_logger(__name__)
@@ -265,7 +262,7 @@ class AsteriskBackend:
                 events.append(LegAnswered(now, Leg.A))
             elif core_state in (CallState.DIALING_B, CallState.RINGING_B) and leg_b is None:
                 status = await self._getvar(a_id, "DIALSTATUS")
-                events.append(DialFinished(now, status or "UNKNOWN"))
+                events.append(DialFinished(now, dial_outcome(status or "")))
         return events
 
     async def _outcome_kept(self, call_id: str, now: float) -> EndedWhileAway:
@@ -281,7 +278,7 @@ class AsteriskBackend:
             at=float(ended) if ended.isdigit() else now,
             a_cause=int(cause) if cause.isdigit() else None,
             a_answered=True,  # the handler is set only once A answered
-            dial_status=dial_status or None,
+            b_outcome=dial_outcome(dial_status) if dial_status else None,
             talk_seconds=float(talked) if talked.isdigit() else None,
         )
 

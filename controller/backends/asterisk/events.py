@@ -15,13 +15,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from controller.calls.core import (
+from controller.core.events import (
     AnswerAccepted,
     AnswerDeclined,
     CommandFailed,
     DialFinished,
     Event,
-    Leg,
     LegAnswered,
     LegCreated,
     LegEnded,
@@ -32,6 +31,7 @@ from controller.calls.core import (
     RecordingStarted,
     WhisperFinished,
 )
+from controller.core.outcomes import DialOutcome, Leg
 
 log = structlog.get_logger(__name__)
 
@@ -180,7 +180,7 @@ class AmiEventTranslator:
         if step == "whisper-done":
             return [Routed(call_id, WhisperFinished(at, m.get("PlaybackStatus") == "SUCCESS"))]
         if step == "dial-done":
-            return [Routed(call_id, DialFinished(at, m.get("DialStatus", "")))]
+            return [Routed(call_id, DialFinished(at, dial_outcome(m.get("DialStatus", ""))))]
         if step == "accepted" and owner[1] is Leg.B:
             return [Routed(call_id, AnswerAccepted(at))]
         if step == "declined" and owner[1] is Leg.B:
@@ -235,3 +235,18 @@ def _timestamp(message: Mapping[str, str], now: float) -> float:
         return float(value)
     except ValueError:
         return now
+
+
+# Dial's DIALSTATUS in the core's words; CHANUNAVAIL, CONGESTION and the rest
+# mean nobody was reached.
+_DIAL_OUTCOME = {
+    "ANSWER": DialOutcome.ANSWERED,
+    "BUSY": DialOutcome.BUSY,
+    "NOANSWER": DialOutcome.NO_ANSWER,
+    "CANCEL": DialOutcome.CANCELED,
+}
+
+
+def dial_outcome(dial_status: str) -> DialOutcome:
+    """How Dial ended (its DIALSTATUS), as the core says it."""
+    return _DIAL_OUTCOME.get(dial_status.upper(), DialOutcome.FAILED)

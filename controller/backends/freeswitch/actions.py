@@ -19,17 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from controller.calls.core import (
+from controller.config import FreeswitchConfig, route_for
+from controller.core.commands import (
     Command,
     DialLegB,
     HangupLegs,
-    Leg,
     OriginateLegA,
     PlayMessageThenHangup,
     PlayWhisper,
     StartRecording,
 )
-from controller.config import FreeswitchConfig, route_for
+from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
 from controller.numbers import ENDPOINT_PREFIX
 

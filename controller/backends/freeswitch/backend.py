@@ -65,28 +65,30 @@ import structlog
 from greenswitch.esl import InboundESL, NotConnectedError
 
 from controller.backends.base import EventSink
-from controller.calls.core import (
-    AnswerAccepted,
-    AnswerDeclined,
-    CallState,
+from controller.config import FreeswitchConfig
+from controller.core.commands import (
     Command,
-    CommandFailed,
-    DialFinished,
     DialLegB,
-    EndedWhileAway,
-    Event,
     HangupLegs,
-    Leg,
-    LegAnswered,
-    LegCreated,
-    LegEnded,
     OriginateLegA,
     PlayMessageThenHangup,
     PlayWhisper,
+)
+from controller.core.events import (
+    AnswerAccepted,
+    AnswerDeclined,
+    CommandFailed,
+    DialFinished,
+    EndedWhileAway,
+    Event,
+    LegAnswered,
+    LegCreated,
+    LegEnded,
     SwitchLost,
     WhisperFinished,
 )
-from controller.config import FreeswitchConfig
+from controller.core.outcomes import Leg
+from controller.core.states import CallState
 from controller.errors import SwitchActionFailed, SwitchError, SwitchUnavailable
 from controller.numbers import ENDPOINT_PREFIX, TargetKind, target_of
 
@@ -116,7 +118,7 @@ from .events import (
     channel_names,
     channel_rows,
     decode_event,
-    dial_status,
+    dial_outcome,
     leg_uuid,
     parse_dump,
     steps_of,
@@ -517,7 +519,7 @@ class FreeswitchBackend:
                 if steps is not None and bridged:
                     events.append(AnswerAccepted(now))
             if not b_legs and running != "bridge":
-                events.append(DialFinished(now, dial_status(a)))
+                events.append(DialFinished(now, dial_outcome(a)))
         elif core_state is CallState.ANNOUNCING and running == "playback":
             self._translator.expect_playback(call_id, app_data, PlaybackKind.MESSAGE)
         return events

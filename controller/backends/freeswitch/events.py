@@ -42,12 +42,11 @@ from urllib.parse import unquote
 
 import structlog
 
-from controller.calls.core import (
+from controller.core.events import (
     AnswerAccepted,
     AnswerDeclined,
     DialFinished,
     Event,
-    Leg,
     LegAnswered,
     LegCreated,
     LegEnded,
@@ -58,6 +57,7 @@ from controller.calls.core import (
     RecordingStarted,
     WhisperFinished,
 )
+from controller.core.outcomes import DialOutcome, Leg
 
 log = structlog.get_logger(__name__)
 
@@ -99,19 +99,19 @@ HANGUP_CAUSES: dict[str, int] = {
     "INVALID_URL": 610, "INVALID_PROFILE": 611, "NO_PICKUP": 612, "SRTP_READ_ERROR": 613,
 }
 
-# The bridge's originate_disposition in the words the core's DialFinished takes
-# (Asterisk's DIALSTATUS); anything else is passed on as FreeSWITCH names it.
-_DIAL_STATUS = {
-    "USER_BUSY": "BUSY",
-    "NO_ANSWER": "NOANSWER",
-    "NO_USER_RESPONSE": "NOANSWER",
+# The bridge's originate_disposition in the core's words; anything else means
+# nobody was reached (no route, a bad gateway, congestion...).
+_DIAL_OUTCOME = {
+    "USER_BUSY": DialOutcome.BUSY,
+    "NO_ANSWER": DialOutcome.NO_ANSWER,
+    "NO_USER_RESPONSE": DialOutcome.NO_ANSWER,
     # A leg_timeout ends each unanswered leg with ALLOTTED_TIMEOUT
     # (switch_ivr_originate.c check_per_channel_timeouts): a ring timeout.
-    "ALLOTTED_TIMEOUT": "NOANSWER",
-    "ORIGINATOR_CANCEL": "CANCEL",
+    "ALLOTTED_TIMEOUT": DialOutcome.NO_ANSWER,
+    "ORIGINATOR_CANCEL": DialOutcome.CANCELED,
     # switch_ivr_originate() sets this when a leg was accepted.
-    "CALL ACCEPTED": "ANSWER",
-    "SUCCESS": "ANSWER",
+    "CALL ACCEPTED": DialOutcome.ANSWERED,
+    "SUCCESS": DialOutcome.ANSWERED,
 }
 
 # What a failed originate's -ERR means, for a person reading the result.
@@ -864,7 +864,7 @@ class FsEventTranslator:
                     routed.append(Routed(call_id, LegHungUp(at, Leg.B, HANGUP_CAUSES[disposition],
                                                             channel)))
                     break
-        routed.append(Routed(call_id, DialFinished(at, dial_status(e))))
+        routed.append(Routed(call_id, DialFinished(at, dial_outcome(e))))
         return routed
 
     def _playback_done(self, call_id: str, call: _Call, kind: PlaybackKind | None,
@@ -919,11 +919,12 @@ def originate_failure(result: str) -> str:
     return f"FreeSWITCH originate: {text}" + (f" ({hint})" if hint else "")
 
 
-def dial_status(e: Mapping[str, str]) -> str:
-    """How leg A's bridge ended, from its variables (originate_disposition)."""
-    cause = (e.get("variable_originate_disposition") or e.get("variable_DIALSTATUS")
-             or e.get("Application-Response") or "FAILED").upper()
-    return _DIAL_STATUS.get(cause, cause)
+def dial_outcome(e: Mapping[str, str]) -> DialOutcome:
+    """How leg A's bridge ended, from its variables. switch_ivr_originate()
+    sets originate_disposition wherever it sets its Asterisk-style dial status."""
+    cause = (e.get("variable_originate_disposition") or e.get("Application-Response")
+             or "FAILED").upper()
+    return _DIAL_OUTCOME.get(cause, DialOutcome.FAILED)
 
 
 def _timestamp(event: Mapping[str, str], now: float) -> float:

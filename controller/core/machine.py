@@ -19,424 +19,68 @@ With an on-answer whisper or a confirm key, Leg B hears the whisper the moment
 it answers and may decline; only then are the legs bridged.
 """
 
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from controller.core.commands import (
+    AnnounceToLegA,
+    CallEnded,
+    ChooseTargets,
+    Command,
+    DialLegB,
+    HangupLegs,
+    OriginateLegA,
+    PlayMessageThenHangup,
+    PlayWhisper,
+    StartRecording,
+)
+from controller.core.events import (
+    Announcement,
+    AnswerAccepted,
+    AnswerDeclined,
+    CommandFailed,
+    DialFinished,
+    EndedWhileAway,
+    Event,
+    HangupRequested,
+    LegAnswered,
+    LegCreated,
+    LegEnded,
+    LegHungUp,
+    LegRinging,
+    MessageFinished,
+    OriginateFailed,
+    RecordingStarted,
+    RouteExhausted,
+    SwitchLost,
+    TargetsChosen,
+    WhisperFinished,
+)
+from controller.core.legs import (
+    LegRecord,
+)
+from controller.core.outcomes import (
+    CALL_STATUS_OF_UNANSWERED_LEG,
+    CallStatus,
+    DialOutcome,
+    HangupBy,
+    Leg,
+    LegStatus,
+    leg_status_from_cause,
+    leg_status_from_dial,
+)
+from controller.core.plan import (
+    Attempt,
+    CallPlan,
+)
+from controller.core.states import (
+    CallState,
+    Transition,
+)
 from controller.errors import InvalidTransition
-
-
-class Leg(StrEnum):
-    A = "a"
-    B = "b"
-
-
-class CallState(StrEnum):
-    NEW = "new"
-    DIALING_A = "dialing-a"
-    RINGING_A = "ringing-a"
-    ROUTING = "routing"  # choosing whom to ring for leg B; A holds
-    WHISPERING = "whispering"
-    DIALING_B = "dialing-b"
-    RINGING_B = "ringing-b"
-    CONFIRMING = "confirming"  # B answered; hears the whisper, may press the confirm key
-    BRIDGED = "bridged"
-    ANNOUNCING = "announcing"  # A hears why B was not reached, then is hung up
-    ENDING = "ending"  # outcome decided; waiting for the last channels to go
-    ENDED = "ended"
-
-
-class CallStatus(StrEnum):
-    """A finished call's status, as hosted call-connect products report it."""
-
-    COMPLETED = "completed"
-    NO_ANSWER = "no-answer"
-    BUSY = "busy"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-
-class LegStatus(StrEnum):
-    PENDING = "pending"  # not dialed yet
-    INITIATED = "initiated"
-    RINGING = "ringing"
-    ANSWERED = "answered"
-    COMPLETED = "completed"  # answered, then hung up
-    BUSY = "busy"
-    NO_ANSWER = "no-answer"
-    REJECTED = "rejected"
-    FAILED = "failed"
-    CANCELED = "canceled"  # stopped by us before it was answered
-    DECLINED = "declined"  # answered, then did not press the confirm key
-    NOT_DIALED = "not-dialed"
-
-
-class HangupBy(StrEnum):
-    LEG_A = "leg_a"
-    LEG_B = "leg_b"
-    TIME_LIMIT = "time_limit"
-    API = "api"
-    SWITCH = "switch"
-
-
-# Q.850 cause codes (the switch's hangup causes) that decide a leg's outcome.
-CAUSE_NORMAL_CLEARING = 16
-CAUSE_USER_BUSY = 17
-CAUSE_NO_USER_RESPONSE = 18
-CAUSE_NO_ANSWER = 19
-CAUSE_CALL_REJECTED = 21
-
-# The SIP response a Q.850 cause stands for (RFC 3398, section 8.2.6.1).
-Q850_TO_SIP = {
-    1: 404, 2: 404, 3: 404, 17: 486, 18: 408, 19: 480, 20: 480, 21: 603, 22: 410,
-    26: 404, 27: 502, 28: 484, 29: 501, 31: 480, 34: 503, 38: 503, 41: 503,
-    42: 503, 47: 503, 55: 403, 57: 403, 58: 503, 65: 488, 69: 501, 79: 501,
-    87: 403, 88: 503, 102: 504, 111: 500, 127: 500,
-}
-
-
-def leg_status_from_cause(cause: int, answered: bool) -> LegStatus:
-    """Classify how a leg ended from its hangup cause, not from a dial status:
-    a 603 Decline and a ring timeout both reach Asterisk's Dial as NOANSWER."""
-    if answered:
-        return LegStatus.COMPLETED
-    if cause == CAUSE_USER_BUSY:
-        return LegStatus.BUSY
-    if cause in (CAUSE_NO_USER_RESPONSE, CAUSE_NO_ANSWER):
-        return LegStatus.NO_ANSWER
-    if cause == CAUSE_CALL_REJECTED:
-        return LegStatus.REJECTED
-    return LegStatus.FAILED
-
-
-_CALL_STATUS_OF_UNANSWERED_LEG = {
-    LegStatus.BUSY: CallStatus.BUSY,
-    LegStatus.REJECTED: CallStatus.BUSY,
-    LegStatus.NO_ANSWER: CallStatus.NO_ANSWER,
-    LegStatus.CANCELED: CallStatus.CANCELED,
-    LegStatus.DECLINED: CallStatus.NO_ANSWER,
-}
-
-
-# ---------------------------------------------------------------- the plan
-
-@dataclass(frozen=True)
-class Attempt:
-    """One round of dialing leg B: every target rung at once, first answer wins.
-
-    Targets are normalised (E.164, sip: URI, endpoint:NAME); ``source`` says
-    what chose them (the request, a group, a dial-whom URL, a fallback).
-    """
-
-    targets: tuple[str, ...]
-    ring_timeout: int
-    source: str = "request"
-    # (target, rule) the router left out of this attempt: do-not-call, attempt-cap.
-    skipped: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class CallPlan:
-    """Everything the core needs to run one call, decided before it starts.
-
-    Targets are already validated; audio and recording paths are as the switch
-    sees them. ``leg_b`` describes whom leg B is (a number, a list, a group, a
-    URL); ``first_attempt`` is set when that is known before the call starts,
-    otherwise the core asks once leg A has answered.
-    """
-
-    call_id: str
-    leg_a: str
-    leg_b: str
-    ring_timeout: int
-    time_limit: int
-    whisper_audio: str | None = None
-    recording_file: str | None = None
-    caller_id: str | None = None
-    first_attempt: Attempt | None = None
-    # Leg B hears the whisper on answer (not leg A before the dial).
-    whisper_on_answer: bool = False
-    # Leg B must press this key after answering, within confirm_timeout seconds.
-    confirm_key: str | None = None
-    confirm_timeout: int = 5
-    # Leg A hears music (not ringback) while leg B is chosen and rung.
-    hold_music: bool = False
-
-    @property
-    def answer_steps(self) -> bool:
-        """Leg B has something to do between answering and the bridge."""
-        return bool(self.confirm_key or (self.whisper_on_answer and self.whisper_audio))
-
-
-# ---------------------------------------------------------------- events
-
-@dataclass(frozen=True)
-class Event:
-    at: float  # seconds since the epoch, when it happened on the switch
-
-
-@dataclass(frozen=True)
-class LegCreated(Event):
-    leg: Leg
-    channel: str = ""  # the switch's id of the channel: leg B may have several
-
-
-@dataclass(frozen=True)
-class LegRinging(Event):
-    leg: Leg
-
-
-@dataclass(frozen=True)
-class LegAnswered(Event):
-    leg: Leg
-    channel: str = ""
-    target: str = ""  # for leg B: which of the attempt's targets answered
-
-
-@dataclass(frozen=True)
-class LegHungUp(Event):
-    """The party on this leg hung up or refused (not the switch hanging it up).
-
-    Its cause is the party's own (busy, rejected): the channel's final hangup
-    cause can be less telling, e.g. 0 after the switch cancels a ringing leg.
-    """
-
-    leg: Leg
-    cause: int
-    channel: str = ""
-
-
-@dataclass(frozen=True)
-class LegEnded(Event):
-    leg: Leg
-    cause: int
-    cause_text: str = ""
-    channel: str = ""
-
-
-@dataclass(frozen=True)
-class OriginateFailed(Event):
-    """The switch could not place Leg A at all (no channel was created)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class WhisperFinished(Event):
-    played: bool
-
-
-@dataclass(frozen=True)
-class DialFinished(Event):
-    """The dial of Leg B ended without a bridge (no answer, busy, ...)."""
-
-    dial_status: str
-
-
-@dataclass(frozen=True)
-class TargetsChosen(Event):
-    """The answer to ChooseTargets: ring these next. ``route_state`` is the
-    router's own memory, kept with the call so it survives a restart."""
-
-    attempt: Attempt
-    route_state: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RouteExhausted(Event):
-    """The answer to ChooseTargets: nobody (more) to ring. The call ends with
-    ``status``; leg A hears ``message_audio`` first if there is one."""
-
-    status: CallStatus
-    reason: str
-    message_audio: str | None = None
-
-
-@dataclass(frozen=True)
-class Announcement(Event):
-    """While leg B is chosen (a queue): tell leg A this, then let it hold,
-    with music, for up to ``hold_for`` seconds more."""
-
-    audio: str
-    hold_for: int
-
-
-@dataclass(frozen=True)
-class AnswerAccepted(Event):
-    """Leg B heard the whisper (and pressed the confirm key): bridge."""
-
-
-@dataclass(frozen=True)
-class AnswerDeclined(Event):
-    """Leg B answered but pressed no key, or a wrong one, in time."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class MessageFinished(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class RecordingStarted(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class HangupRequested(Event):
-    """Somebody asked us to end the call (API, CLI, shutdown)."""
-
-    reason: str = "requested"
-
-
-@dataclass(frozen=True)
-class CommandFailed(Event):
-    """The backend could not carry out a command; the call cannot go on."""
-
-    command: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class SwitchLost(Event):
-    """The switch can no longer tell us about this call (connection lost, or
-    the call outlived its longest possible length): end it with what we know."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class EndedWhileAway(Event):
-    """The call ended while the controller was not following it (a restart).
-
-    Carries what the switch kept of the outcome: ``None`` where it kept
-    nothing. ``at`` is when it ended, as the switch recorded it.
-    """
-
-    a_cause: int | None
-    a_answered: bool
-    dial_status: str | None
-    talk_seconds: float | None
-
-
-# ---------------------------------------------------------------- commands
-
-@dataclass(frozen=True)
-class Command:
-    pass
-
-
-@dataclass(frozen=True)
-class OriginateLegA(Command):
-    target: str
-    ring_timeout: int
-    caller_id: str | None
-    hold_music: bool = False  # leg A hears music while leg B is chosen
-
-
-@dataclass(frozen=True)
-class ChooseTargets(Command):
-    """Whom to ring next for leg B: answered with TargetsChosen or
-    RouteExhausted. ``previous`` is how the last attempt ended, if any."""
-
-    previous: str | None
-    route_state: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class DialLegB(Command):
-    targets: tuple[str, ...]
-    ring_timeout: int
-    time_limit: int
-    caller_id: str | None
-    # On answer: play this to leg B, then wait for confirm_key (if any).
-    answer_audio: str | None = None
-    confirm_key: str | None = None
-    confirm_timeout: int = 5
-    hold_music: bool = False
-
-
-@dataclass(frozen=True)
-class PlayWhisper(Command):
-    """Play the whisper to leg A, then dial leg B (``then_dial``) with no
-    round trip through the controller: B is dialed only once the whisper has
-    finished, and even if the controller is gone by then."""
-
-    audio: str
-    then_dial: DialLegB
-
-
-@dataclass(frozen=True)
-class AnnounceToLegA(Command):
-    audio: str
-    hold_for: int
-
-
-@dataclass(frozen=True)
-class StartRecording(Command):
-    file: str
-
-
-@dataclass(frozen=True)
-class PlayMessageThenHangup(Command):
-    audio: str
-
-
-@dataclass(frozen=True)
-class HangupLegs(Command):
-    legs: tuple[Leg, ...]
-
-
-@dataclass(frozen=True)
-class CallEnded(Command):
-    result: dict[str, Any]
-
-
-# ---------------------------------------------------------------- state
-
-@dataclass
-class LegRecord:
-    target: str
-    status: LegStatus = LegStatus.PENDING
-    # The switch's channels for this leg (leg B rings several targets at once).
-    channels: list[str] = field(default_factory=list)
-    dialed: bool = False  # a channel was ever created for this leg
-    # Asked of the switch, not yet created nor refused: the call cannot end
-    # while a channel may still appear.
-    awaiting_channel: bool = False
-    hung_up: bool = False  # the party hung up (its channel may not be gone yet)
-    answered_at: float | None = None
-    ended_at: float | None = None
-    cause: int | None = None
-    cause_text: str | None = None
-
-    @property
-    def channel_up(self) -> bool:
-        return bool(self.channels)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "status": str(self.status),
-            "dialed": self.dialed,
-            "hangup_cause": self.cause,
-            "hangup_cause_text": self.cause_text,
-            "sip_code": Q850_TO_SIP.get(self.cause) if self.cause is not None else None,
-            "answered_at": self.answered_at,
-            "ended_at": self.ended_at,
-        }
-
-
-@dataclass(frozen=True)
-class Transition:
-    at: float
-    from_state: CallState
-    to_state: CallState
-    reason: str
-
 
 # Leg statuses that a hangup can still change; all others are final.
 _OPEN_LEG_STATUSES = (LegStatus.INITIATED, LegStatus.RINGING, LegStatus.ANSWERED)
@@ -622,7 +266,7 @@ class CallConnect:
     def _on_leg_a_ended(self, ev: LegEnded, leg: LegRecord) -> list[Command]:
         if self.state in _LIVE_A_STATES:
             self.legs[Leg.B].status = LegStatus.NOT_DIALED
-            self._decide(ev.at, _CALL_STATUS_OF_UNANSWERED_LEG.get(leg.status, CallStatus.FAILED),
+            self._decide(ev.at, CALL_STATUS_OF_UNANSWERED_LEG.get(leg.status, CallStatus.FAILED),
                          f"leg A {leg.status}: {ev.cause_text or ev.cause}")
         elif self.state in (CallState.WHISPERING, CallState.ROUTING):
             self._cancel_leg(Leg.B)
@@ -719,13 +363,13 @@ class CallConnect:
             leg_b.status = LegStatus.DECLINED
             self.attempts[-1]["declined"] = "hung up before accepting"
         if leg_b.status in _OPEN_LEG_STATUSES:
-            leg_b.status = _leg_status_from_dial_status(ev.dial_status)
+            leg_b.status = leg_status_from_dial(ev.outcome)
         outcome = leg_b.status
-        self._close_attempt(ev.at, str(outcome), ev.dial_status)
+        self._close_attempt(ev.at, str(outcome), ev.outcome)
         if self.legs[Leg.A].hung_up or not self.legs[Leg.A].channel_up:
             return []  # A is going: its LegEnded ends the call
         self._goto(ev.at, CallState.ROUTING,
-                   f"leg B {outcome} (dial status {ev.dial_status}); choosing whom to ring next")
+                   f"leg B {outcome} (dial {ev.outcome}); choosing whom to ring next")
         return [ChooseTargets(str(outcome), self.route_state)]
     def _on_MessageFinished(self, ev: MessageFinished) -> list[Command]:
         return []  # the dialplan hangs A up right after; LegEnded ends the call
@@ -796,12 +440,12 @@ class CallConnect:
         if self.state is CallState.ENDING:
             return []
         away = "ended while the controller was away from the switch"
-        if self.state is CallState.BRIDGED or ev.dial_status == "ANSWER":
+        if self.state is CallState.BRIDGED or ev.b_outcome is DialOutcome.ANSWERED:
             talk = ev.talk_seconds or 0.0
             self.bridged_at = self.bridged_at or ev.at - talk
             self.bridge_ended_at = ev.at
             a.status = b.status = LegStatus.COMPLETED
-            if ev.dial_status is None:
+            if ev.b_outcome is None:
                 # A switch that crashed runs no hangup handler: the end is when we noticed.
                 self.hangup_by = self.hangup_by or HangupBy.SWITCH
                 away += "; the switch kept no outcome (did it restart?)"
@@ -810,13 +454,13 @@ class CallConnect:
             a.status = (leg_status_from_cause(ev.a_cause, answered=False)
                         if ev.a_cause is not None else LegStatus.FAILED)
             b.status = LegStatus.NOT_DIALED
-            self._decide(ev.at, _CALL_STATUS_OF_UNANSWERED_LEG.get(a.status, CallStatus.FAILED),
+            self._decide(ev.at, CALL_STATUS_OF_UNANSWERED_LEG.get(a.status, CallStatus.FAILED),
                          f"leg A {a.status}; {away}")
-        elif ev.dial_status:
+        elif ev.b_outcome is not None:
             a.status = LegStatus.COMPLETED
             if b.status in _OPEN_LEG_STATUSES:
-                b.status = _leg_status_from_dial_status(ev.dial_status)
-            self._decide(ev.at, _CALL_STATUS_OF_UNANSWERED_LEG.get(b.status, CallStatus.FAILED),
+                b.status = leg_status_from_dial(ev.b_outcome)
+            self._decide(ev.at, CALL_STATUS_OF_UNANSWERED_LEG.get(b.status, CallStatus.FAILED),
                          f"leg B {b.status}; {away}")
         else:
             for leg in (Leg.A, Leg.B):
@@ -883,7 +527,7 @@ class CallConnect:
     def _start_attempt(self, at: float, attempt: Attempt, why: str) -> list[Command]:
         self.attempts.append({"targets": list(attempt.targets), "ring_timeout": attempt.ring_timeout,
                               "source": attempt.source, "started_at": at, "ended_at": None,
-                              "outcome": None, "dial_status": None, "answered_by": None})
+                              "outcome": None, "dial_outcome": None, "answered_by": None})
         if attempt.skipped:
             self.attempts[-1]["skipped"] = [{"target": t, "rule": rule}
                                             for t, rule in attempt.skipped]
@@ -903,9 +547,10 @@ class CallConnect:
         self._goto(at, CallState.DIALING_B, f"{why}; dialing leg B")
         return [dial]
 
-    def _close_attempt(self, at: float, outcome: str, dial_status: str | None = None) -> None:
+    def _close_attempt(self, at: float, outcome: str, dial: DialOutcome | None = None) -> None:
         if self.attempts and self.attempts[-1]["ended_at"] is None:
-            self.attempts[-1].update(ended_at=at, outcome=outcome, dial_status=dial_status)
+            self.attempts[-1].update(ended_at=at, outcome=outcome,
+                                     dial_outcome=str(dial) if dial else None)
 
     def _bridge(self, at: float, why: str) -> list[Command]:
         self.bridged_at = at
@@ -923,7 +568,7 @@ class CallConnect:
 
     def _end_bridged(self, at: float) -> None:
         self.bridge_ended_at = at
-        self._close_attempt(at, "answered", "ANSWER")
+        self._close_attempt(at, "answered", DialOutcome.ANSWERED)
         if self.hangup_by is None:
             # No party hung up: the switch ended the call, by the time limit
             # when the talk lasted that long.
@@ -987,11 +632,3 @@ class CallConnect:
                 for t in self.timeline
             ],
         }
-
-
-def _leg_status_from_dial_status(dial_status: str) -> LegStatus:
-    return {
-        "BUSY": LegStatus.BUSY,
-        "NOANSWER": LegStatus.NO_ANSWER,
-        "CANCEL": LegStatus.CANCELED,
-    }.get(dial_status.upper(), LegStatus.FAILED)
