@@ -26,8 +26,8 @@ from controller.app import Controller
 from controller.calls.service import ActiveCall, CallRequest
 from controller.config import Config, load_config
 from controller.core.states import Transition
-from controller.errors import CallConnectError, SwitchError, SwitchUnavailable
-from controller.webhooks import WebhookSender
+from controller.errors import CallConnectError, ConfigError, SwitchError, SwitchUnavailable
+from controller.webhooks.sender import WebhookSender
 
 DEFAULT_CONFIG = "/etc/callconnect/callconnect.toml"
 # How long `call` without --wait waits for its follower to report the originate.
@@ -132,8 +132,14 @@ class ConsoleListener:
         url = call.request.webhook_url or self.config.webhook.url
         if not url:
             return
-        sender = WebhookSender(self.config.outbound, self.config.webhook.timeout,
-                               self.config.webhook.attempts)
+        webhook = self.config.webhook
+        try:
+            sender = WebhookSender(self.config.outbound, webhook.signing_secret or None,
+                                   timeout=webhook.timeout, attempts=webhook.attempts)
+        except ConfigError as exc:  # an unusable signing secret: this webhook fails, the call's result stays
+            result["webhook"] = {"event_id": None, "delivered": False, "status_code": None,
+                                 "attempts": 0, "error": exc.message}
+            return
         try:
             delivery = await sender.deliver(url, "call.completed", dict(result))
         finally:

@@ -29,7 +29,7 @@ from controller.daemon.metrics import Metrics
 from controller.errors import CallConnectError, OutsideCallingHours
 from controller.store import Store, StoredCall, StoreError, TimelineEntry, WebhookDelivery
 from controller.store.sqlite import SCHEDULED
-from controller.webhooks_outbox import Outbox
+from controller.webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -22,7 +21,8 @@ from controller.core.outcomes import Leg
 from controller.core.states import CallState, Transition
 from controller.daemon.metrics import Metrics
 from controller.store import Store, StoredCall, StoreError, TimelineEntry, WebhookDelivery
-from controller.webhooks_outbox import Outbox
+from controller.webhooks.envelope import envelope, new_event_id
+from controller.webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
@@ -197,11 +197,9 @@ class StoreListener:
         if not url:
             return []
         now = time.time()
-        event_id = f"evt_{uuid.uuid4().hex}"
-        body = {"type": event_type, "timestamp": now, "data": data}
-        return [WebhookDelivery(event_id=event_id, call_id=call.call_id, url=url,
-                                event_type=event_type, payload=body, created_at=now,
-                                next_attempt_at=now)]
+        return [WebhookDelivery(event_id=new_event_id(), call_id=call.call_id, url=url,
+                                event_type=event_type, payload=envelope(event_type, data, now),
+                                created_at=now, next_attempt_at=now)]
 
     def _observe_setup(self, call: ActiveCall, transition: Transition) -> None:
         for leg, dialed_state in ((Leg.A, CallState.DIALING_A), (Leg.B, CallState.DIALING_B)):

@@ -34,7 +34,7 @@ from controller.errors import ConfigError, GroupFromConfig, InvalidRequest, Swit
 from controller.routing.spec import Group, parse_group
 from controller.store import StoreError
 from controller.store.sqlite import SqliteStore
-from controller.webhooks_outbox import Outbox
+from controller.webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 

@@ -131,7 +131,7 @@ async def test_whisper_is_heard_for_its_length_before_leg_b_is_invited(
     await asyncio.wait_for(hooks.arrived.wait(), 5)
     [body] = hooks.bodies
     assert body["type"] == "call.completed"
-    assert body["id"] == result["webhook"]["event_id"]
+    assert hooks.webhook_ids == [result["webhook"]["event_id"]]
     data = body["data"]
     assert data["call_uuid"] == result["call_uuid"]
     assert data["status"] == "completed" and data["hangup_by"] == "time_limit"

@@ -18,8 +18,8 @@ from controller.outbound import check_before_send, check_url, redact
 from controller.routing.dial_whom import DialWhomClient, DialWhomFailed
 from controller.store import DeliveryState, WebhookDelivery
 from controller.store.sqlite import SqliteStore
-from controller.webhooks import WebhookSender
-from controller.webhooks_outbox import Outbox
+from controller.webhooks.outbox import Outbox
+from controller.webhooks.sender import WebhookSender
 
 DEFAULT = OutboundConfig()
 

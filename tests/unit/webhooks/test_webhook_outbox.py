@@ -17,7 +17,8 @@ from controller.config import OutboundConfig
 from controller.errors import ConfigError
 from controller.store import DeliveryState, StoredCall, WebhookDelivery
 from controller.store.sqlite import SqliteStore
-from controller.webhooks_outbox import Outbox
+from controller.webhooks.envelope import envelope
+from controller.webhooks.outbox import Outbox
 from tests.conftest import StartReceiver
 from tests.unit.conftest import Clock
 
@@ -26,10 +27,6 @@ UNREACHABLE = "http://127.0.0.1:9/hook?token=s3cret"
 WAIT = 5.0  # the most a test waits for something that should happen at once
 # The receivers here run on 127.0.0.1.
 LOOPBACK_ALLOWED = OutboundConfig(allow_private=True)
-
-
-
-
 
 
 async def enqueue(store: SqliteStore, url: str, event_id: str = "evt_1", *,
@@ -41,7 +38,7 @@ async def enqueue(store: SqliteStore, url: str, event_id: str = "evt_1", *,
     await store.create_call(call)
     delivery = WebhookDelivery(
         event_id=event_id, call_id=call.call_id, url=url, event_type="call.completed",
-        payload={"id": event_id, "type": "call.completed", "data": {"status": "completed", "name": "Zoë"}},
+        payload=envelope("call.completed", {"status": "completed", "name": "Zoë"}, at),
         created_at=at, next_attempt_at=at)
     await store.save_call(call, [], [delivery])
     return delivery

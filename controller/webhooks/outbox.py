@@ -5,9 +5,8 @@ A delivery is written to the store with its call's state change
 saved before the next one, so a crash loses no webhook; at worst one is sent
 twice, with the same ``webhook-id`` so the receiver can drop the repeat.
 
-Requests follow Standard Webhooks (https://www.standardwebhooks.com/): a JSON
-body and ``webhook-id``, ``webhook-timestamp`` and, with a signing secret,
-``webhook-signature`` headers. Outcomes:
+The body, its Standard Webhooks headers and signature, and the retry rule
+are the ones the command line's sender uses too (controller.webhooks). Outcomes:
 
 * 2xx: delivered;
 * 410 Gone: the URL is disabled, for this delivery and every later one;
@@ -21,75 +20,31 @@ body and ``webhook-id``, ``webhook-timestamp`` and, with a signing secret,
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import email.utils
-import json
-import random
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import httpx
 import structlog
-from standardwebhooks import Webhook
 
-from controller.errors import ConfigError, OutboundRefused
-from controller.outbound import check_before_send, redact
+from controller.outbound import redact
 from controller.store import DeliveryState, Store, StoreError, WebhookDelivery
-from controller.webhooks import is_retryable
+from controller.webhooks.post import post_once
+from controller.webhooks.retry import Backoff
+from controller.webhooks.signing import Signer
 
 if TYPE_CHECKING:
     from controller.config import OutboundConfig
 
 log = structlog.get_logger(__name__)
 
-MIN_RETRY_DELAY = 1.0
 # The longest the loop sleeps without looking at the store, in case a wake() was missed.
 MAX_IDLE_SECONDS = 60.0
 # The pause after the store failed, before the loop tries it again.
 STORE_RETRY_SECONDS = 5.0
-# 2**32 times any sane base_delay is far past max_delay; a larger power would overflow a float.
-MAX_BACKOFF_EXPONENT = 32
-
-
-def _signer(signing_secret: str | None) -> Webhook | None:
-    if signing_secret is None:
-        return None
-    encoded = signing_secret.removeprefix("whsec_")
-    # Strict base64: the package's own decoding skips stray characters, so a typo
-    # would sign with a different key than the receiver holds.
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except binascii.Error:
-        key = b""
-    if not key:
-        # The secret itself never goes into the message.
-        raise ConfigError("the webhook signing secret must be 'whsec_' followed by base64",
-                          field="webhook.signing_secret")
-    return Webhook(key)
-
-
-def parse_retry_after(value: str, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date);
-    None if it is neither."""
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # HTTP-dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
-
-
-def _describe(exc: BaseException, url: str) -> str:
-    text = str(exc).replace(url, redact(url))  # an error may quote the URL, and its query holds tokens
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+# Never retried sooner than this, whatever Retry-After asks.
+MIN_RETRY_DELAY = 1.0
 
 
 class Outbox:
@@ -99,11 +54,10 @@ class Outbox:
                  clock: Callable[[], float] = time.time, *, outbound: OutboundConfig) -> None:
         self._store = store
         self._outbound = outbound
-        self._signer = _signer(signing_secret)
+        self._signer = Signer(signing_secret)
         self._timeout = timeout
         self._max_age = max_age
-        self._base_delay = base_delay
-        self._max_delay = max_delay
+        self._backoff = Backoff(base_delay, max_delay, MIN_RETRY_DELAY)
         self._batch_size = max(1, concurrency)
         self._on_result = on_result
         self._clock = clock
@@ -212,62 +166,30 @@ class Outbox:
             self._on_result(outcome)
         return outcome
 
-    def _request(self, delivery: WebhookDelivery, now: float) -> tuple[bytes, dict[str, str]]:
-        body = json.dumps(delivery.payload, separators=(",", ":"))
-        timestamp = int(now)
-        headers = {"content-type": "application/json", "webhook-id": delivery.event_id,
-                   "webhook-timestamp": str(timestamp)}
-        if self._signer is not None:
-            headers["webhook-signature"] = self._signer.sign(
-                delivery.event_id, datetime.fromtimestamp(timestamp, tz=UTC), body)
-        # The bytes sent are exactly the string signed.
-        return body.encode(), headers
-
     async def _send(self, delivery: WebhookDelivery) -> WebhookDelivery:
         now = self._clock()
-        body, headers = self._request(delivery, now)
+        body, headers = self._signer.request(delivery.event_id, delivery.payload, now)
         attempts = delivery.attempts + 1
         url = redact(delivery.url)
-        try:
-            # httpx's timeout bounds each read; this bounds the whole exchange.
-            async with asyncio.timeout(self._timeout):
-                await check_before_send(delivery.url, self._outbound, self._timeout)
-                response = await self._client.post(delivery.url, content=body, headers=headers)
-        except OutboundRefused as exc:  # final: retrying would resolve the same
-            log.error("webhook.refused", url=url, event_id=delivery.event_id,
-                      call_id=delivery.call_id, error=exc.message)
-            return replace(delivery, state=DeliveryState.FAILED, attempts=attempts,
-                           last_status_code=None, last_error=exc.message)
-        # OSError: the host could not be resolved; that is retried like a network error.
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
-            timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
-            error = f"timed out after {self._timeout:g} s" if timed_out else _describe(exc, delivery.url)
-            return self._retry_or_fail(delivery, now, attempts, None, error, None)
-        except httpx.InvalidURL as exc:
-            error = _describe(exc, delivery.url)
-            log.error("webhook.failed", url=url, event_id=delivery.event_id, call_id=delivery.call_id,
-                  error=error)
-            return replace(delivery, state=DeliveryState.FAILED, attempts=attempts,
-                           last_status_code=None, last_error=error)
-        status = response.status_code
-        if 200 <= status < 300:
+        answer = await post_once(self._client, delivery.url, body, headers, self._outbound, self._timeout)
+        if answer.delivered:
             log.info("webhook.delivered", url=url, event_id=delivery.event_id, call_id=delivery.call_id,
-                     status=status,
-                     attempt=attempts)
+                     status=answer.status, attempt=attempts)
             return replace(delivery, state=DeliveryState.DELIVERED, attempts=attempts,
-                           last_status_code=status, last_error=None, delivered_at=now)
-        error = f"HTTP {status}"
-        if status == 410:
+                           last_status_code=answer.status, last_error=None, delivered_at=now)
+        error = answer.error or ""
+        if answer.status == 410:
             await self._store.disable_url(delivery.url, now)
             log.error("webhook.url_gone", url=url, event_id=delivery.event_id, attempt=attempts)
             return replace(delivery, state=DeliveryState.DISABLED, attempts=attempts,
-                           last_status_code=status, last_error=error)
-        if is_retryable(status):
-            return self._retry_or_fail(delivery, now, attempts, status, error,
-                                       response.headers.get("retry-after"))
-        log.error("webhook.failed", url=url, event_id=delivery.event_id, status=status, attempt=attempts)
+                           last_status_code=answer.status, last_error=error)
+        if answer.retryable:
+            return self._retry_or_fail(delivery, now, attempts, answer.status, error, answer.retry_after)
+        log.error("webhook.refused" if answer.refused else "webhook.failed", url=url,
+                  event_id=delivery.event_id, call_id=delivery.call_id, status=answer.status,
+                  attempt=attempts, error=error)
         return replace(delivery, state=DeliveryState.FAILED, attempts=attempts,
-                       last_status_code=status, last_error=error)
+                       last_status_code=answer.status, last_error=error)
 
     def _retry_or_fail(self, delivery: WebhookDelivery, now: float, attempts: int,
                        status: int | None, error: str, retry_after: str | None) -> WebhookDelivery:
@@ -278,16 +200,8 @@ class Outbox:
             return replace(delivery, state=DeliveryState.FAILED, attempts=attempts,
                            last_status_code=status,
                            last_error=f"{error}; retried for longer than {self._max_age:g} s")
-        delay = self._retry_delay(attempts, retry_after, now)
+        delay = self._backoff.delay(attempts, retry_after, now)
         log.warning("webhook.retry_scheduled", url=url, event_id=delivery.event_id, attempt=attempts,
                     error=error, delay=round(delay, 3))
         return replace(delivery, state=DeliveryState.PENDING, attempts=attempts,
                        last_status_code=status, last_error=error, next_attempt_at=now + delay)
-
-    def _retry_delay(self, attempts: int, retry_after: str | None, now: float) -> float:
-        asked = None if retry_after is None else parse_retry_after(retry_after, now)
-        if asked is not None:
-            return max(MIN_RETRY_DELAY, min(self._max_delay, asked))
-        ceiling = self._base_delay * 2.0 ** min(attempts - 1, MAX_BACKOFF_EXPONENT)
-        # Full jitter spreads the retries of many deliveries that failed together.
-        return max(MIN_RETRY_DELAY, random.uniform(0, min(self._max_delay, ceiling)))

@@ -1,0 +1,26 @@
+"""The one webhook body: ``{"type": …, "timestamp": …, "data": …}``.
+
+The event id is not in the body: it travels in the ``webhook-id`` header,
+where Standard Webhooks signs it and a receiver drops repeats by it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+
+def new_event_id() -> str:
+    return f"evt_{uuid.uuid4().hex}"
+
+
+def envelope(event_type: str, data: Mapping[str, Any], at: float) -> dict[str, Any]:
+    """The body of one webhook: its type, when it happened (Unix time) and its data."""
+    return {"type": event_type, "timestamp": at, "data": dict(data)}
+
+
+def encode(payload: Mapping[str, Any]) -> str:
+    """The body as sent, compact; the signature covers exactly this string."""
+    return json.dumps(payload, separators=(",", ":"))

@@ -1,0 +1,62 @@
+"""One webhook request and what its answer means, for both senders: the
+[outbound] policy is checked again (host resolved) before it goes, the whole
+exchange is bounded by the timeout, and only the URL's scheme, host and path
+are ever logged or reported (query strings often carry tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+
+from controller.errors import OutboundRefused
+from controller.outbound import check_before_send, redact
+from controller.webhooks.retry import is_retryable
+
+if TYPE_CHECKING:
+    from controller.config import OutboundConfig
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one attempt came to. ``error`` is None when the receiver took it (2xx)."""
+
+    status: int | None
+    error: str | None
+    retryable: bool = False
+    retry_after: str | None = None  # the Retry-After header's value, if any
+    refused: bool = False  # the [outbound] policy stopped it before it was sent
+
+    @property
+    def delivered(self) -> bool:
+        return self.error is None
+
+
+def describe(exc: BaseException, url: str) -> str:
+    text = str(exc).replace(url, redact(url))  # an error may quote the URL, and its query holds tokens
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def post_once(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str],
+                    outbound: OutboundConfig, timeout: float) -> Answer:
+    try:
+        # httpx's timeout bounds each read; this bounds the whole exchange.
+        async with asyncio.timeout(timeout):
+            await check_before_send(url, outbound, timeout)
+            response = await client.post(url, content=body, headers=headers)
+    except OutboundRefused as exc:  # final: retrying would resolve the same
+        return Answer(None, exc.message, refused=True)
+    # OSError: the host could not be resolved; that is retried like a network error.
+    except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+        return Answer(None, f"timed out after {timeout:g} s" if timed_out else describe(exc, url),
+                      retryable=True)
+    except httpx.InvalidURL as exc:
+        return Answer(None, describe(exc, url))
+    status = response.status_code
+    if 200 <= status < 300:
+        return Answer(status, None)
+    return Answer(status, f"HTTP {status}", retryable=is_retryable(status),
+                  retry_after=response.headers.get("retry-after"))
