@@ -44,9 +44,17 @@ test: install lint
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit tests/esl tests/api
 
+# Style and types, then the structure: no import cycles in controller/ (imports
+# under TYPE_CHECKING and in functions count), no module over 500 lines, and
+# Asterisk's words only in its backend. Every structural check reports before
+# lint fails.
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check controller tests bench
+	$(VENV)/bin/ruff check controller tests bench tools
 	$(VENV)/bin/mypy
+	@status=0; \
+	$(PY) -m tools.check_cycles controller || status=1; \
+	$(PY) -m tools.check_layout controller || status=1; \
+	exit $$status
 
 # Load benchmark on the lab: the controller next to a bare-AMI control lane,
 # every figure with its goal; writes docs/bench/latest.{json,png}. ~15 minutes.

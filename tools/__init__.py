@@ -1,0 +1,1 @@
+"""Structural checks run by ``make lint`` (see the Makefile)."""
