@@ -2,7 +2,8 @@
 
 The daemon writes through this interface only, so another database can serve
 several controllers later; :mod:`controller.store.sqlite` is the default (one
-file, WAL, nothing to install).
+file, WAL, nothing to install). :class:`Store` is the union of one protocol per
+aggregate, each of which a store implements in its own module.
 
 A call's state change, the timeline entries it adds and the webhook deliveries
 it causes are saved in one transaction (:meth:`Store.save_call`): a webhook is
@@ -76,19 +77,10 @@ class CallPage:
     next_cursor: str | None  # pass back to get the next page; None on the last
 
 
-class Store(AgentBook, ComplianceBook, Protocol):
-    """Calls, webhook deliveries, agent groups made over the API, agent
-    state (the :class:`AgentBook` the routing strategies read), and the
-    do-not-call numbers and calls per number the compliance guards read
-    (:class:`ComplianceBook`)."""
-
-    async def open(self) -> None:
-        """Create or migrate the schema; StoreError if the file is unusable."""
-
-    async def close(self) -> None: ...
-
-    async def ping(self) -> None:
-        """Prove the store can be written now (for /status); StoreError if not."""
+class CallStore(Protocol):
+    """Calls (with their idempotency keys and scheduled calls) and their
+    timelines. Saving a call also enqueues the webhook deliveries its change
+    caused, in the same transaction."""
 
     async def create_call(self, call: StoredCall) -> tuple[StoredCall, bool]:
         """Insert a new call. If its idempotency_key is already taken, insert
@@ -115,6 +107,21 @@ class Store(AgentBook, ComplianceBook, Protocol):
 
     async def timeline(self, call_id: str) -> list[TimelineEntry]: ...
 
+    async def scheduled_calls(self) -> list[StoredCall]:
+        """Calls in state "scheduled" (waiting for their calling window), by
+        ``snapshot["scheduled_for"]``."""
+
+    async def save_scheduled(self, call: StoredCall, timeline: list[TimelineEntry],
+                             deliveries: list[WebhookDelivery]) -> bool:
+        """save_call for a call still scheduled; False (and nothing written)
+        once it was placed or ended. ``create_call`` with a scheduled call's
+        id places it: its row becomes the live call's."""
+
+
+class DeliveryStore(Protocol):
+    """Webhook deliveries (enqueued by :meth:`CallStore.save_call`) and the
+    URLs that asked not to be called again."""
+
     async def deliveries(self, call_id: str) -> list[WebhookDelivery]: ...
 
     async def due_deliveries(self, now: float, limit: int) -> list[WebhookDelivery]:
@@ -130,20 +137,30 @@ class Store(AgentBook, ComplianceBook, Protocol):
 
     async def url_disabled(self, url: str) -> bool: ...
 
+
+class GroupStore(Protocol):
+    """Agent groups made over the API."""
+
     async def list_groups(self) -> dict[str, dict[str, Any]]:
-        """Agent groups made over the API: name -> the group as given."""
+        """Name -> the group as given."""
 
     async def put_group(self, name: str, data: dict[str, Any]) -> None: ...
 
     async def delete_group(self, name: str) -> bool:
-        """False if there was no such group."""
+        """False if there was no such group. Its round-robin position goes with it."""
 
-    async def scheduled_calls(self) -> list[StoredCall]:
-        """Calls in state "scheduled" (waiting for their calling window), by
-        ``snapshot["scheduled_for"]``."""
 
-    async def save_scheduled(self, call: StoredCall, timeline: list[TimelineEntry],
-                             deliveries: list[WebhookDelivery]) -> bool:
-        """save_call for a call still scheduled; False (and nothing written)
-        once it was placed or ended. ``create_call`` with a scheduled call's
-        id places it: its row becomes the live call's."""
+class Store(CallStore, DeliveryStore, GroupStore, AgentBook, ComplianceBook, Protocol):
+    """Every aggregate in one store: calls, webhook deliveries, agent groups,
+    agent state (the :class:`AgentBook` the routing strategies read), and the
+    do-not-call numbers and calls per number the compliance guards read
+    (:class:`ComplianceBook`). They share one database, so a call's change and
+    the deliveries it causes can be written together."""
+
+    async def open(self) -> None:
+        """Create or migrate the schema; StoreError if the file is unusable."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Prove the store can be written now (for /status); StoreError if not."""

@@ -51,7 +51,8 @@ from controller.errors import (
 from controller.routing.router import Router
 from controller.routing.spec import RouteSpec, Strategy
 from controller.store import StoredCall, StoreError
-from controller.store.sqlite import SCHEMA_VERSION, SqliteStore
+from controller.store.sqlite import SqliteStore
+from controller.store.sqlite.schema import SCHEMA_VERSION
 from controller.tts import WhisperRenderer
 from tests.conftest import Serve
 from tests.unit.conftest import Clock, QuietListener, RecordingSwitch

@@ -1,0 +1,195 @@
+"""Calls and their timelines in SQLite: idempotency keys, listing with
+cursors, and scheduled calls (rows in state "scheduled"). A call's change is
+saved with its timeline entries and webhook deliveries in one transaction."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sqlite3
+from typing import Any
+
+import aiosqlite
+
+from controller.errors import InvalidField
+from controller.store import CallPage, StoredCall, StoreError, TimelineEntry, WebhookDelivery
+from controller.store.sqlite.connection import SqliteDatabase, dump_json
+from controller.store.sqlite.deliveries import delivery_params, insert_deliveries
+
+ENDED = "ended"
+SCHEDULED = "scheduled"  # waiting for its calling window; nothing dialed yet
+
+CALL_COLUMNS = "call_id, created_at, updated_at, state, status, request, snapshot, result, idempotency_key"
+
+
+def _call_from_row(row: sqlite3.Row) -> StoredCall:
+    return StoredCall(
+        call_id=row["call_id"], created_at=row["created_at"], updated_at=row["updated_at"],
+        state=row["state"], status=row["status"], request=json.loads(row["request"]),
+        snapshot=json.loads(row["snapshot"]),
+        result=None if row["result"] is None else json.loads(row["result"]),
+        idempotency_key=row["idempotency_key"])
+
+
+class _Entries:
+    """A change's timeline entries and webhook deliveries, encoded before the
+    transaction (a value JSON cannot take fails without touching the file)."""
+
+    def __init__(self, timeline: list[TimelineEntry], deliveries: list[WebhookDelivery]) -> None:
+        self.timeline = [(e.call_id, e.at, e.kind, dump_json(e.data)) for e in timeline]
+        self.deliveries = [delivery_params(d) for d in deliveries]
+
+    async def insert(self, db: aiosqlite.Connection) -> None:
+        await db.executemany("INSERT INTO timeline (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                             self.timeline)
+        await insert_deliveries(db, self.deliveries)
+
+
+def encode_cursor(created_at: float, call_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, call_id]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created_at, call_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, UnicodeError, ValueError, TypeError) as exc:
+        raise InvalidField("cursor is not one this server returned", field="cursor") from exc
+    if not isinstance(created_at, int | float) or not isinstance(call_id, str):
+        raise InvalidField("cursor is not one this server returned", field="cursor")
+    return float(created_at), call_id
+
+
+class SqliteCalls(SqliteDatabase):
+    """:class:`~controller.store.CallStore` in SQLite."""
+
+    async def create_call(self, call: StoredCall) -> tuple[StoredCall, bool]:
+        params = (call.call_id, call.created_at, call.updated_at, call.state, call.status,
+                  dump_json(call.request), dump_json(call.snapshot),
+                  None if call.result is None else dump_json(call.result), call.idempotency_key)
+        async with self._use("creating a call", write=True) as db:
+            if call.idempotency_key is not None:
+                existing = list(await db.execute_fetchall(
+                    f"SELECT {CALL_COLUMNS} FROM calls WHERE idempotency_key = ? AND call_id != ?",
+                    (call.idempotency_key, call.call_id)))
+                if existing:
+                    return _call_from_row(existing[0]), False
+            # A scheduled call is placed under its own id: its row becomes the
+            # live call's, keeping when it was asked for. Any other row with
+            # this id (say a scheduled call canceled meanwhile) is left alone.
+            inserted = await db.execute(
+                f"INSERT INTO calls ({CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (call_id) DO UPDATE SET updated_at = excluded.updated_at, "
+                "state = excluded.state, status = excluded.status, request = excluded.request, "
+                "snapshot = excluded.snapshot, result = excluded.result "
+                "WHERE calls.state = ?", (*params, SCHEDULED))
+            if inserted.rowcount != 1:
+                raise StoreError(f"call {call.call_id} is already in {self.path} and not "
+                                 "scheduled", path=str(self.path), action="creating a call")
+        return call, True
+
+    async def get_call(self, call_id: str) -> StoredCall | None:
+        async with self._use("reading a call", write=False) as db:
+            rows = list(await db.execute_fetchall(
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE call_id = ?", (call_id,)))
+        return _call_from_row(rows[0]) if rows else None
+
+    async def get_call_by_idempotency_key(self, key: str) -> StoredCall | None:
+        async with self._use("reading a call", write=False) as db:
+            rows = list(await db.execute_fetchall(
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE idempotency_key = ?", (key,)))
+        return _call_from_row(rows[0]) if rows else None
+
+    async def list_calls(self, *, status: str | None = None, created_after: float | None = None,
+                         created_before: float | None = None, limit: int = 50,
+                         cursor: str | None = None) -> CallPage:
+        """Newest first. created_after is inclusive and created_before exclusive,
+        so consecutive ranges neither overlap nor leave gaps."""
+        if limit < 1:
+            raise InvalidField("limit must be at least 1", field="limit")
+        conditions: list[str] = []
+        params: list[Any] = []
+        if status == "active":
+            conditions.append("state NOT IN (?, ?)")
+            params += [ENDED, SCHEDULED]
+        elif status == SCHEDULED:
+            conditions.append("state = ?")
+            params.append(SCHEDULED)
+        elif status is not None:
+            conditions.append("status = ?")
+            params.append(status)
+        if created_after is not None:
+            conditions.append("created_at >= ?")
+            params.append(created_after)
+        if created_before is not None:
+            conditions.append("created_at < ?")
+            params.append(created_before)
+        if cursor is not None:
+            # Keyset paging: strictly after the last row of the previous page in (created_at, call_id) order.
+            last_created_at, last_call_id = decode_cursor(cursor)
+            conditions.append("(created_at < ? OR (created_at = ? AND call_id < ?))")
+            params += [last_created_at, last_created_at, last_call_id]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        async with self._use("listing calls", write=False) as db:
+            rows = list(await db.execute_fetchall(
+                f"SELECT {CALL_COLUMNS} FROM calls {where} "
+                "ORDER BY created_at DESC, call_id DESC LIMIT ?", (*params, limit + 1)))
+        calls = [_call_from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return CallPage(calls, encode_cursor(calls[-1].created_at, calls[-1].call_id) if more else None)
+
+    async def open_calls(self) -> list[StoredCall]:
+        async with self._use("reading open calls", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE state NOT IN (?, ?) "
+                "ORDER BY created_at, call_id", (ENDED, SCHEDULED))
+        return [_call_from_row(row) for row in rows]
+
+    async def save_call(self, call: StoredCall, timeline: list[TimelineEntry],
+                        deliveries: list[WebhookDelivery]) -> None:
+        # Encoded before the transaction, so a value JSON cannot take fails without touching the file.
+        call_params = (call.updated_at, call.state, call.status, dump_json(call.request),
+                       dump_json(call.snapshot), None if call.result is None else dump_json(call.result),
+                       call.idempotency_key, call.call_id)
+        entries = _Entries(timeline, deliveries)
+        async with self._use("saving a call", write=True) as db:
+            updated = await db.execute(
+                "UPDATE calls SET updated_at = ?, state = ?, status = ?, request = ?, snapshot = ?, "
+                "result = ?, idempotency_key = ? WHERE call_id = ?", call_params)
+            if updated.rowcount != 1:
+                raise StoreError(f"call {call.call_id} is not in {self.path}; create it first",
+                                 path=str(self.path), action="saving a call")
+            await entries.insert(db)
+
+    async def timeline(self, call_id: str) -> list[TimelineEntry]:
+        async with self._use("reading a timeline", write=False) as db:
+            rows = await db.execute_fetchall(
+                "SELECT call_id, at, kind, data FROM timeline WHERE call_id = ? ORDER BY id", (call_id,))
+        return [TimelineEntry(row["call_id"], row["at"], row["kind"], json.loads(row["data"]))
+                for row in rows]
+
+    # ------------------------------------------------------------ scheduled calls
+
+    async def scheduled_calls(self) -> list[StoredCall]:
+        """Calls waiting for their calling window, the one due first first."""
+        async with self._use("reading scheduled calls", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE state = ? "
+                "ORDER BY json_extract(snapshot, '$.scheduled_for'), call_id", (SCHEDULED,))
+        return [_call_from_row(row) for row in rows]
+
+    async def save_scheduled(self, call: StoredCall, timeline: list[TimelineEntry],
+                             deliveries: list[WebhookDelivery]) -> bool:
+        """Like save_call, but only while the call is still scheduled (not
+        placed meanwhile): False, and nothing written, if it is not."""
+        call_params = (call.updated_at, call.state, call.status, dump_json(call.snapshot),
+                       None if call.result is None else dump_json(call.result), call.call_id, SCHEDULED)
+        entries = _Entries(timeline, deliveries)
+        async with self._use("saving a scheduled call", write=True) as db:
+            updated = await db.execute(
+                "UPDATE calls SET updated_at = ?, state = ?, status = ?, snapshot = ?, result = ? "
+                "WHERE call_id = ? AND state = ?", call_params)
+            if updated.rowcount != 1:
+                return False
+            await entries.insert(db)
+        return True

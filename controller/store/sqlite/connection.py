@@ -1,0 +1,165 @@
+"""The connection every SQLite aggregate shares: opening, the schema's
+migration, and transactions.
+
+WAL lets readers go on while a call is saved. ``synchronous=FULL`` syncs the
+WAL on every commit: with NORMAL a power cut may roll back the last commits, so
+a call whose id was already returned to a client (and whose idempotency key
+must keep it from being dialed twice) could vanish. A call makes only a few
+commits, so the cost of FULL is small.
+
+One connection serves the whole controller; an asyncio lock keeps one
+coroutine's transaction from interleaving with another's statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from controller.store import StoreError
+from controller.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+
+log = structlog.get_logger(__name__)
+
+# How long a statement waits for another process's write lock before failing.
+BUSY_TIMEOUT_SECONDS = 5.0
+
+
+def dump_json(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class SqliteDatabase:
+    """The file and its one connection; each aggregate's class extends it and
+    runs its statements through :meth:`_use`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def _error(self, action: str, exc: sqlite3.Error) -> StoreError:
+        # Extended result codes (e.g. SQLITE_READONLY_DIRECTORY) keep the primary code in the low byte.
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        where = str(self.path)
+        if code == sqlite3.SQLITE_FULL:
+            message = f"cannot write {where}: the disk is full; free space on its filesystem"
+        elif code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
+            message = (f"cannot write {where}: it or its folder is read-only; make both writable "
+                       "by the user the controller runs as")
+        elif code == sqlite3.SQLITE_CANTOPEN:
+            message = (f"cannot open {where}: check that its folder exists, is a folder, and is "
+                       "writable by the user the controller runs as")
+        elif code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            message = (f"{where} stayed locked by another process for {BUSY_TIMEOUT_SECONDS:g} s; "
+                       "run one controller per store file")
+        elif code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+            message = f"{where} is not a callconnect database or is damaged; restore it or use a new file"
+        elif code == sqlite3.SQLITE_IOERR:
+            message = f"I/O error on {where}: check the disk and its filesystem ({exc})"
+        else:
+            message = f"store {where} failed while {action}: {exc}"
+        return StoreError(message, path=where, action=action,
+                          sqlite_error=getattr(exc, "sqlite_errorname", type(exc).__name__))
+
+    @asynccontextmanager
+    async def _use(self, action: str, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, alone; with write=True inside one transaction that is
+        committed on success and rolled back on any error."""
+        async with self._lock:
+            if self._db is None:
+                raise StoreError(f"store {self.path} is not open", path=str(self.path), action=action)
+            db = self._db
+            try:
+                if not write:
+                    yield db
+                    return
+                # IMMEDIATE takes the write lock now, so the transaction cannot fail halfway on it.
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    await db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        await db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._error(action, exc) from exc
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of {self.path}: {exc.strerror or exc}",
+                             path=str(self.path), action="open") from exc
+        try:
+            # isolation_level=None: transactions are begun and ended explicitly in _use.
+            db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+        except sqlite3.Error as exc:
+            raise self._error("opening", exc) from exc
+        db.row_factory = sqlite3.Row
+        self._db = db
+        try:
+            await self._configure(db)
+            await self._migrate()
+        except BaseException:
+            self._db = None
+            await db.close()
+            raise
+        log.info("store.opened", path=str(self.path), schema_version=SCHEMA_VERSION)
+
+    async def _configure(self, db: aiosqlite.Connection) -> None:
+        try:
+            [(journal_mode,)] = await db.execute_fetchall("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = FULL")
+            await db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise self._error("opening", exc) from exc
+        if str(journal_mode).lower() != "wal":
+            raise StoreError(f"{self.path} cannot use WAL journaling (got {journal_mode!r}); put it on "
+                             "a local filesystem", path=str(self.path), action="opening")
+
+    async def _migrate(self) -> None:
+        async with self._use("migrating the schema", write=True) as db:
+            await db.execute("""CREATE TABLE IF NOT EXISTS schema_version (
+                                  id INTEGER PRIMARY KEY CHECK (id = 1),
+                                  version INTEGER NOT NULL)""")
+            rows = list(await db.execute_fetchall("SELECT version FROM schema_version"))
+            found = rows[0]["version"] if rows else 0
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {found}, newer than this callconnect knows "
+                    f"({SCHEMA_VERSION}); upgrade callconnect or use another file",
+                    path=str(self.path), action="migrating the schema")
+            for version in range(found, SCHEMA_VERSION):
+                await MIGRATIONS[version](db)
+                log.info("store.migrated", path=str(self.path), schema_version=version + 1)
+            await db.execute("INSERT INTO schema_version (id, version) VALUES (1, ?) "
+                             "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                             (SCHEMA_VERSION,))
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._db is None:
+                return
+            db, self._db = self._db, None
+            try:
+                await db.close()
+            except sqlite3.Error as exc:
+                raise self._error("closing", exc) from exc
+
+    async def ping(self) -> None:
+        async with self._use("writing the heartbeat", write=True) as db:
+            await db.execute("INSERT INTO heartbeat (id, at) VALUES (1, ?) "
+                             "ON CONFLICT (id) DO UPDATE SET at = excluded.at", (time.time(),))

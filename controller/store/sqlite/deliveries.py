@@ -1,0 +1,89 @@
+"""Webhook deliveries and disabled URLs in SQLite. Deliveries are enqueued
+with the call change that caused them (:mod:`controller.store.sqlite.calls`),
+through :func:`insert_deliveries`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import aiosqlite
+
+from controller.store import DeliveryState, StoreError, WebhookDelivery
+from controller.store.sqlite.connection import SqliteDatabase, dump_json
+
+DELIVERY_COLUMNS = ("event_id, call_id, url, event_type, payload, created_at, next_attempt_at, state, "
+                    "attempts, last_status_code, last_error, delivered_at")
+
+
+def _delivery_from_row(row: sqlite3.Row) -> WebhookDelivery:
+    return WebhookDelivery(
+        event_id=row["event_id"], call_id=row["call_id"], url=row["url"],
+        event_type=row["event_type"], payload=json.loads(row["payload"]),
+        created_at=row["created_at"], next_attempt_at=row["next_attempt_at"],
+        state=DeliveryState(row["state"]), attempts=row["attempts"],
+        last_status_code=row["last_status_code"], last_error=row["last_error"],
+        delivered_at=row["delivered_at"])
+
+
+def delivery_params(delivery: WebhookDelivery) -> tuple[Any, ...]:
+    return (delivery.event_id, delivery.call_id, delivery.url, delivery.event_type,
+            dump_json(delivery.payload), delivery.created_at, delivery.next_attempt_at,
+            delivery.state.value, delivery.attempts, delivery.last_status_code,
+            delivery.last_error, delivery.delivered_at)
+
+
+async def insert_deliveries(db: aiosqlite.Connection, params: list[tuple[Any, ...]]) -> None:
+    """Insert deliveries encoded by :func:`delivery_params`, in the caller's transaction."""
+    await db.executemany(
+        f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", params)
+
+
+class SqliteDeliveries(SqliteDatabase):
+    """:class:`~controller.store.DeliveryStore` in SQLite."""
+
+    async def deliveries(self, call_id: str) -> list[WebhookDelivery]:
+        async with self._use("reading deliveries", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE call_id = ? ORDER BY created_at, rowid",
+                (call_id,))
+        return [_delivery_from_row(row) for row in rows]
+
+    async def due_deliveries(self, now: float, limit: int) -> list[WebhookDelivery]:
+        """Oldest event first, so a backlog reaches a receiver in the order it happened."""
+        async with self._use("reading due deliveries", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = ? AND next_attempt_at <= ? "
+                "ORDER BY created_at, rowid LIMIT ?", (DeliveryState.PENDING.value, now, limit))
+        return [_delivery_from_row(row) for row in rows]
+
+    async def next_due_at(self) -> float | None:
+        async with self._use("reading the next due delivery", write=False) as db:
+            [(due,)] = await db.execute_fetchall(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = ?",
+                (DeliveryState.PENDING.value,))
+        return None if due is None else float(due)
+
+    async def update_delivery(self, delivery: WebhookDelivery) -> None:
+        async with self._use("updating a delivery", write=True) as db:
+            updated = await db.execute(
+                "UPDATE deliveries SET next_attempt_at = ?, state = ?, attempts = ?, last_status_code = ?, "
+                "last_error = ?, delivered_at = ? WHERE event_id = ?",
+                (delivery.next_attempt_at, delivery.state.value, delivery.attempts,
+                 delivery.last_status_code, delivery.last_error, delivery.delivered_at,
+                 delivery.event_id))
+            if updated.rowcount != 1:
+                raise StoreError(f"delivery {delivery.event_id} is not in {self.path}",
+                                 path=str(self.path), action="updating a delivery")
+
+    async def disable_url(self, url: str, at: float) -> None:
+        async with self._use("disabling a webhook URL", write=True) as db:
+            # The first 410 is kept: it says since when the URL has been gone.
+            await db.execute("INSERT OR IGNORE INTO disabled_urls (url, disabled_at) VALUES (?, ?)",
+                             (url, at))
+
+    async def url_disabled(self, url: str) -> bool:
+        async with self._use("reading disabled webhook URLs", write=False) as db:
+            rows = await db.execute_fetchall("SELECT 1 FROM disabled_urls WHERE url = ?", (url,))
+        return bool(list(rows))

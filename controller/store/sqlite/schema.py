@@ -1,0 +1,105 @@
+"""The SQLite schema and its migrations: a file of any earlier version is
+brought up to this one when opened."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import aiosqlite
+
+
+async def _create_schema_v1(db: aiosqlite.Connection) -> None:
+    for statement in (
+        """CREATE TABLE heartbeat (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             at REAL NOT NULL)""",
+        """CREATE TABLE calls (
+             call_id TEXT PRIMARY KEY,
+             created_at REAL NOT NULL,
+             updated_at REAL NOT NULL,
+             state TEXT NOT NULL,
+             status TEXT,
+             request TEXT NOT NULL CHECK (json_valid(request)),
+             snapshot TEXT NOT NULL CHECK (json_valid(snapshot)),
+             result TEXT CHECK (result IS NULL OR json_valid(result)),
+             idempotency_key TEXT UNIQUE)""",
+        "CREATE INDEX calls_by_created_at ON calls (created_at, call_id)",
+        "CREATE INDEX calls_by_status ON calls (status, created_at)",
+        "CREATE INDEX calls_by_state ON calls (state)",
+        """CREATE TABLE timeline (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             call_id TEXT NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
+             at REAL NOT NULL,
+             kind TEXT NOT NULL,
+             data TEXT NOT NULL CHECK (json_valid(data)))""",
+        "CREATE INDEX timeline_by_call ON timeline (call_id, id)",
+        """CREATE TABLE deliveries (
+             event_id TEXT PRIMARY KEY,
+             call_id TEXT NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
+             url TEXT NOT NULL,
+             event_type TEXT NOT NULL,
+             payload TEXT NOT NULL CHECK (json_valid(payload)),
+             created_at REAL NOT NULL,
+             next_attempt_at REAL NOT NULL,
+             state TEXT NOT NULL,
+             attempts INTEGER NOT NULL,
+             last_status_code INTEGER,
+             last_error TEXT,
+             delivered_at REAL)""",
+        "CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at)",
+        "CREATE INDEX deliveries_by_call ON deliveries (call_id, created_at)",
+        """CREATE TABLE disabled_urls (
+             url TEXT PRIMARY KEY,
+             disabled_at REAL NOT NULL)""",
+    ):
+        await db.execute(statement)
+
+
+async def _add_routing_v2(db: aiosqlite.Connection) -> None:
+    """Agent groups made over the API, and the agent state their strategies use."""
+    for statement in (
+        """CREATE TABLE agent_groups (
+             name TEXT PRIMARY KEY,
+             data TEXT NOT NULL CHECK (json_valid(data)))""",
+        """CREATE TABLE agents (
+             target TEXT PRIMARY KEY,
+             on_call TEXT,
+             last_ended_at REAL)""",
+        """CREATE TABLE agent_calls (
+             target TEXT NOT NULL,
+             call_id TEXT NOT NULL,
+             at REAL NOT NULL,
+             PRIMARY KEY (target, call_id))""",
+        "CREATE INDEX agent_calls_by_time ON agent_calls (target, at)",
+        """CREATE TABLE group_cursors (
+             name TEXT PRIMARY KEY,
+             position INTEGER NOT NULL)""",
+    ):
+        await db.execute(statement)
+
+
+async def _add_compliance_v3(db: aiosqlite.Connection) -> None:
+    """The do-not-call numbers added over the API, and the calls placed to
+    each number (the daily cap counts them). Scheduled calls are rows of
+    ``calls`` in state "scheduled": no table of their own."""
+    for statement in (
+        """CREATE TABLE dnc (
+             number TEXT PRIMARY KEY,
+             reason TEXT NOT NULL,
+             added_at REAL NOT NULL)""",
+        """CREATE TABLE number_attempts (
+             number TEXT NOT NULL,
+             call_id TEXT NOT NULL,
+             at REAL NOT NULL,
+             PRIMARY KEY (number, call_id))""",
+        "CREATE INDEX number_attempts_by_time ON number_attempts (number, at)",
+        "CREATE INDEX number_attempts_by_age ON number_attempts (at)",
+    ):
+        await db.execute(statement)
+
+
+# MIGRATIONS[i] takes the schema from version i to i + 1. Append a step for
+# every schema change; never edit one that has been released.
+MIGRATIONS: tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...] = (
+    _create_schema_v1, _add_routing_v2, _add_compliance_v3)
+SCHEMA_VERSION = len(MIGRATIONS)

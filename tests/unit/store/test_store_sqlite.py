@@ -1,0 +1,124 @@
+"""The SQLite store's file: opening, schema, durability and its errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from controller.store import StoreError, TimelineEntry
+from controller.store.sqlite import SqliteStore
+from controller.store.sqlite.schema import SCHEMA_VERSION
+from tests.unit.store.builders import make_call, make_delivery
+
+
+async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "callconnect.sqlite"
+    first = SqliteStore(path)
+    await first.open()
+    call = make_call("c1", key="k")
+    await first.create_call(call)
+    await first.save_call(call, [TimelineEntry("c1", 1.0, "transition", {"to": "x"})],
+                          [make_delivery("evt_1", "c1")])
+    await first.disable_url("https://gone.example.com/", 5.0)
+    await first.close()
+
+    second = SqliteStore(path)
+    await second.open()
+    try:
+        assert await second.get_call("c1") == call
+        assert len(await second.timeline("c1")) == 1
+        assert [d.event_id for d in await second.due_deliveries(2000.0, 10)] == ["evt_1"]
+        assert await second.url_disabled("https://gone.example.com/")
+        assert (await second.create_call(make_call("c2", key="k")))[1] is False
+    finally:
+        await second.close()
+
+
+async def test_ping_writes(store: SqliteStore) -> None:
+    await store.ping()
+    await store.ping()
+    with sqlite3.connect(store.path) as db:
+        [(rows,)] = db.execute("SELECT COUNT(*) FROM heartbeat").fetchall()
+    assert rows == 1
+
+
+async def test_wal_foreign_keys_and_schema_version(store: SqliteStore) -> None:
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+    with pytest.raises(StoreError):
+        # The call does not exist: the foreign key refuses the delivery.
+        await store.save_call(make_call("c1"), [], [])
+    await store.create_call(make_call("c1"))
+    with pytest.raises(StoreError):
+        await store.save_call(make_call("c1"), [], [make_delivery("evt_1", "no-such-call")])
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "callconnect.sqlite"
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreError, match="newer than this callconnect"):
+        await SqliteStore(path).open()
+
+
+async def test_a_folder_that_is_a_file_gives_a_store_error(tmp_path: Path) -> None:
+    # Root may write anywhere chmod forbids, but no one can create a folder under a file.
+    (tmp_path / "afile").write_text("")
+    path = tmp_path / "afile" / "db.sqlite"
+    with pytest.raises(StoreError) as caught:
+        await SqliteStore(path).open()
+    assert str(path) in caught.value.message
+    assert caught.value.error_id == "store-unavailable"
+
+
+async def test_a_path_that_is_a_folder_cannot_be_opened(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    path.mkdir()
+    with pytest.raises(StoreError, match="cannot open") as caught:
+        await SqliteStore(path).open()
+    assert str(path) in caught.value.message
+
+
+async def test_a_file_that_is_not_a_database_gives_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="not a callconnect database"):
+        await SqliteStore(path).open()
+
+
+async def test_a_full_disk_gives_a_store_error(store: SqliteStore) -> None:
+    # SQLite reports "database or disk is full" once max_page_count is reached, as on a full disk.
+    assert store._db is not None
+    [(pages,)] = await store._db.execute_fetchall("PRAGMA page_count")
+    await store._db.execute(f"PRAGMA max_page_count = {pages}")
+    await store.create_call(make_call("c1"))
+    big = make_call("c1")
+    big.snapshot = {"blob": "x" * 100_000}
+    with pytest.raises(StoreError, match="disk is full") as caught:
+        await store.save_call(big, [], [])
+    assert str(store.path) in caught.value.message
+    # The failed transaction was rolled back; the store still serves reads.
+    assert await store.get_call("c1") == make_call("c1")
+
+
+async def test_a_read_only_database_gives_a_store_error(store: SqliteStore) -> None:
+    # query_only makes SQLite answer "attempt to write a readonly database", as for a read-only
+    # file, which chmod cannot produce for root.
+    assert store._db is not None
+    await store._db.execute("PRAGMA query_only = ON")
+    with pytest.raises(StoreError, match="read-only") as caught:
+        await store.ping()
+    assert str(store.path) in caught.value.message
+    assert caught.value.details["sqlite_error"] == "SQLITE_READONLY"
+
+
+async def test_a_closed_store_gives_a_store_error(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    with pytest.raises(StoreError, match="not open"):
+        await store.ping()
