@@ -17,13 +17,8 @@ from controller.backends.freeswitch.actions import (
     unwatch_filters,
     watch_filters,
 )
-from controller.backends.freeswitch.events import (
-    MAX_CHANNEL_ID,
-    AnswerSteps,
-    b_leg_index,
-    leg_uuid,
-    originate_job_uuid,
-)
+from controller.backends.freeswitch.ids import MAX_CHANNEL_ID, b_leg_index, leg_uuid, originate_job_uuid
+from controller.backends.freeswitch.steps import AnswerSteps
 from controller.config import FreeswitchConfig, Route
 from controller.core.commands import (
     Command,

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from controller.app import Controller
-from controller.backends.freeswitch.backend import THREAD_NAME, FreeswitchBackend
-from controller.backends.freeswitch.events import leg_uuid
+from controller.backends.freeswitch.backend import FreeswitchBackend
+from controller.backends.freeswitch.ids import leg_uuid
+from controller.backends.freeswitch.link import THREAD_NAME
 from controller.calls.service import ActiveCall, CallRequest
 from controller.core.commands import DialLegB, HangupLegs, OriginateLegA, PlayWhisper
 from controller.core.events import EndedWhileAway, Event, LegAnswered, LegCreated, LegEnded, WhisperFinished
@@ -350,7 +351,8 @@ async def test_reattach_when_leg_a_answered_meanwhile(make_config: MakeConfig,
 def test_the_asyncio_side_never_imports_gevent() -> None:
     code = ("import sys\n"
             "import controller.app, controller.calls.service, controller.cli\n"
-            "import controller.backends.freeswitch.events, controller.backends.freeswitch.actions\n"
+            "from controller.backends.freeswitch import actions, calls, causes, ids, reattach, steps\n"
+            "from controller.backends.freeswitch import tracking, translator, wire\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('gevent', 'greenswitch'))\n"
             "print(','.join(bad))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,

@@ -14,24 +14,19 @@ from typing import Any
 import pytest
 from greenswitch.esl import ESLEvent
 
-from controller.backends.freeswitch.events import (
+from controller.backends.freeswitch.causes import dial_outcome, originate_failure, q850_cause
+from controller.backends.freeswitch.ids import leg_uuid, originate_job_uuid
+from controller.backends.freeswitch.steps import AnswerSteps
+from controller.backends.freeswitch.tracking import PlaybackKind
+from controller.backends.freeswitch.translator import FsEventTranslator, Routed, WaitForKey
+from controller.backends.freeswitch.wire import (
     BODY_KEY,
-    AnswerSteps,
     EslFramer,
     Frame,
-    FsEventTranslator,
-    PlaybackKind,
-    Routed,
-    WaitForKey,
     channel_names,
     channel_rows,
     decode_event,
-    dial_outcome,
-    leg_uuid,
-    originate_failure,
-    originate_job_uuid,
     parse_plain_event,
-    q850_cause,
 )
 from controller.core.commands import ChooseTargets
 from controller.core.events import (

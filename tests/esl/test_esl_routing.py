@@ -13,7 +13,7 @@ import pytest
 
 from controller.backends.freeswitch import actions
 from controller.backends.freeswitch.backend import FreeswitchBackend
-from controller.backends.freeswitch.events import b_leg_index, leg_uuid
+from controller.backends.freeswitch.ids import b_leg_index, leg_uuid
 from controller.calls.service import ActiveCall, CallRequest
 from controller.core.commands import DialLegB, HangupLegs, OriginateLegA
 from controller.core.events import AnswerAccepted, AnswerDeclined, DialFinished, Event, LegAnswered, LegEnded

@@ -1,6 +1,6 @@
 """The FreeSWITCH backend: mod_event_socket through greenswitch.
 
-events.py and actions.py are pure (no I/O, no gevent); backend.py is the only
-module that imports gevent or greenswitch, and nothing imports it unless the
-config chooses ``backend = "freeswitch"``.
+link.py is the only module that imports gevent or greenswitch, and nothing
+imports it (through backend.py) unless the config chooses
+``backend = "freeswitch"``; every other module here is pure or plain asyncio.
 """

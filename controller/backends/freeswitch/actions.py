@@ -33,7 +33,8 @@ from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
 from controller.numbers import ENDPOINT_PREFIX
 
-from .events import AnswerSteps, leg_uuid, originate_job_uuid
+from .ids import leg_uuid, originate_job_uuid
+from .steps import AnswerSteps
 
 # Leg A waits in park() between steps. If the controller goes away, FreeSWITCH
 # hangs A up this long after it started waiting (A answered, a whisper or
@@ -62,6 +63,18 @@ TARGET_VARIABLE = "callconnect_target"
 # Leg A's applications after a bridge that did not connect, in this order.
 AFTER_BRIDGE_HOLD = "sched_hangup"
 AFTER_BRIDGE_MUSIC = "displace_session"
+
+# The events the translator reads, and HEARTBEAT: its filter keeps the filter
+# list from ever being empty (an empty list lets every event of a busy switch
+# through). Each call's events are let through by its own filters.
+EVENT_NAMES = (
+    "CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
+    "CHANNEL_BRIDGE", "CHANNEL_PARK", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE",
+    "CHANNEL_EXECUTE_COMPLETE", "PLAYBACK_START", "PLAYBACK_STOP", "RECORD_START",
+    "RECORD_STOP", "DTMF", "BACKGROUND_JOB", "HEARTBEAT",
+)
+EVENT_FORMATS = ("plain", "json")
+BASE_FILTER = "Event-Name HEARTBEAT"
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 _CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
@@ -160,6 +173,16 @@ def channel_filters(channels: Sequence[str]) -> list[EslCommand]:
 def unwatch_filters(call_id: str, b_channels: Sequence[str] = ()) -> list[EslCommand]:
     return [EslCommand(Verb.FILTER, "delete " + f.text)
             for f in [*watch_filters(call_id), *channel_filters(b_channels)]]
+
+
+def subscription(event_format: str, calls: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+    """What a new connection sends first: the events it reads, in
+    ``event_format``, and the filters of the calls followed already, each
+    given as (call id, its channels but Leg A)."""
+    commands = [f"event {event_format} {' '.join(EVENT_NAMES)}", f"filter {BASE_FILTER}"]
+    for call_id, channels in calls:
+        commands += [f.wire for f in [*watch_filters(call_id), *channel_filters(channels)]]
+    return commands
 
 
 def encode(call_id: str, command: Command, config: FreeswitchConfig, *, b_index: int = 0,

@@ -1,0 +1,29 @@
+"""What the backend keeps for each call it drives, in one record, so that
+forgetting a call is dropping that record."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from controller.backends.base import EventSink
+from controller.core.commands import DialLegB
+
+
+@dataclass
+class FsCall:
+    # Where the call's core events go (watch()); None until it is watched.
+    sink: EventSink | None = None
+    # Leg B's dial to start when the call's whisper ends (PlayWhisper.then_dial).
+    then_dial: DialLegB | None = None
+    # Leg A may hear the hold music (OriginateLegA.hold_music).
+    hold_music: bool = False
+    # Set once Leg A has finished what follows a failed bridge.
+    after_bridge: asyncio.Event | None = None
+    # Declines the answering Leg B if it presses no confirm key in time.
+    confirm_timer: asyncio.TimerHandle | None = None
+
+    def cancel_confirm_timer(self) -> None:
+        if self.confirm_timer is not None:
+            self.confirm_timer.cancel()
+            self.confirm_timer = None
