@@ -24,7 +24,7 @@ from controller.daemon.listener import DuplicateRequest, StoreListener
 from controller.daemon.metrics import Metrics
 from controller.store import DeliveryState, StoredCall, StoreError, TimelineEntry, WebhookDelivery
 from controller.store.sqlite import SqliteStore
-from controller.webhooks_outbox import Outbox
+from controller.webhooks.outbox import Outbox
 
 T0 = 1_795_260_000.0
 URL = "https://hooks.example.com/calls?token=t"
