@@ -21,7 +21,7 @@ from controller.errors import OutboundRefused
 from controller.outbound import check_before_send, redact
 
 if TYPE_CHECKING:
-    from controller.config import OutboundConfig
+    from controller.outbound import OutboundConfig
 
 log = structlog.get_logger(__name__)
 

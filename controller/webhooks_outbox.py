@@ -42,7 +42,7 @@ from controller.store import DeliveryState, Store, StoreError, WebhookDelivery
 from controller.webhooks import is_retryable
 
 if TYPE_CHECKING:
-    from controller.config import OutboundConfig
+    from controller.outbound import OutboundConfig
 
 log = structlog.get_logger(__name__)
 
