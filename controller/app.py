@@ -8,7 +8,9 @@ from types import TracebackType
 
 from controller.backends.asterisk.backend import AsteriskBackend
 from controller.backends.base import Backend
-from controller.calls.service import CallListener, CallService
+from controller.calls.groups import GroupRegistry
+from controller.calls.runner import CallListener
+from controller.calls.service import CallService
 from controller.compliance.book import ComplianceBook
 from controller.config import Config
 from controller.routing.agents import AgentBook
@@ -26,12 +28,14 @@ def make_backend(config: Config) -> Backend:
 
 class Controller:
     def __init__(self, config: Config, listener: CallListener,
-                 agents: AgentBook | None = None, records: ComplianceBook | None = None) -> None:
+                 agents: AgentBook | None = None, records: ComplianceBook | None = None,
+                 groups: GroupRegistry | None = None) -> None:
         self.config = config
         self.backend = make_backend(config)
         self.renderer = WhisperRenderer(Path(config.media.whisper_dir), config.whisper.voice,
                                         config.whisper.rate, config.whisper.max_seconds)
-        self.calls = CallService(config, self.backend, self.renderer, listener, agents, records)
+        self.calls = CallService(config, self.backend, self.renderer, listener, agents, records,
+                                 groups)
         self.backend.on_reconnect = self.calls.reattach_live
 
     async def start(self) -> None:

@@ -12,18 +12,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import select
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, get_args
 
 from controller import logs
 from controller.app import Controller
-from controller.calls.service import ActiveCall, CallRequest
+from controller.calls.decision import Decision, Placed, Refused
+from controller.calls.request import (
+    MAX_RING_TIMEOUT,
+    MIN_RING_TIMEOUT,
+    CallRequest,
+    RouteStrategy,
+    Strategy,
+    WhisperTiming,
+    make_request,
+)
+from controller.calls.runner import ActiveCall
 from controller.config import Config, load_config
 from controller.core.states import Transition
 from controller.errors import CallConnectError, ConfigError, SwitchError, SwitchUnavailable
@@ -46,13 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     except CallConnectError as exc:
         return _fail(exc)
     if args.command == "call":
-        request = CallRequest(
-            leg_a=args.leg_a, leg_b=args.leg_b[0] if len(args.leg_b) == 1 else args.leg_b,
-            whisper=args.whisper, record=args.record,
-            ring_timeout=args.ring_timeout, time_limit=args.time_limit,
-            caller_id=args.caller_id, webhook_url=args.webhook, strategy=args.strategy,
-            whisper_timing=args.whisper_timing, confirm_key=args.confirm_key,
-        )
+        try:
+            request = make_request(
+                leg_a=args.leg_a, leg_b=args.leg_b[0] if len(args.leg_b) == 1 else args.leg_b,
+                whisper=args.whisper, record=args.record,
+                ring_timeout=args.ring_timeout, time_limit=args.time_limit,
+                caller_id=args.caller_id, webhook_url=args.webhook, strategy=args.strategy,
+                whisper_timing=args.whisper_timing, confirm_key=args.confirm_key,
+            )
+        except CallConnectError as exc:
+            return _fail(exc)
         if args.wait:
             return asyncio.run(_call_and_wait(config, request))
         return _call_detached(config, request, args.log_file)
@@ -79,16 +91,18 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--leg-b", required=True, action="append",
                       help="customer: +E.164, local number, sip: URI, endpoint:NAME, "
                            "group:NAME or a dial-whom URL; repeat to ring several")
-    call.add_argument("--strategy", choices=["simultaneous", "sequential"],
-                      default="simultaneous", help="with several --leg-b: at once or in turn")
-    call.add_argument("--whisper-timing", choices=["before_dial", "on_answer"],
+    call.add_argument("--strategy", choices=[str(s) for s in get_args(RouteStrategy)],
+                      default=str(Strategy.SIMULTANEOUS),
+                      help="with several --leg-b: at once or in turn")
+    call.add_argument("--whisper-timing", choices=get_args(WhisperTiming),
                       default="before_dial", help="who hears the whisper: leg A before leg B "
                       "is dialed, or leg B when it answers")
     call.add_argument("--confirm-key", help="leg B must press this key to take the call")
     call.add_argument("--whisper", help="text spoken to leg A before leg B is dialed")
     call.add_argument("--no-record", dest="record", action="store_false", default=None,
                       help="do not record the call (recording is on by default)")
-    call.add_argument("--ring-timeout", type=int, help="seconds each leg may ring (1-600)")
+    call.add_argument("--ring-timeout", type=int, help="seconds each leg may ring "
+                      f"({MIN_RING_TIMEOUT}-{MAX_RING_TIMEOUT})")
     call.add_argument("--time-limit", type=int, help="seconds the connected call may last")
     call.add_argument("--caller-id", help="caller ID number shown to both legs")
     call.add_argument("--webhook", help="URL that receives the result when the call ends")
@@ -154,15 +168,25 @@ async def _place(config: Config, request: CallRequest, progress: bool) -> tuple[
     except SwitchError as unreachable:
         # The request is checked all the same: bad input is named even now
         # (place refuses it, or stops at the switch it cannot reach).
-        with contextlib.suppress(SwitchUnavailable):
-            await controller.calls.place(request)
+        decision = await controller.calls.place(request)
+        if isinstance(decision, Refused) and not isinstance(decision.reason, SwitchUnavailable):
+            raise decision.reason from None
         raise unreachable from None
     try:
-        call = await controller.calls.place(request)
+        call = _placed(await controller.calls.place(request))
     except BaseException:
         await controller.stop()
         raise
     return controller, call
+
+
+def _placed(decision: Decision) -> ActiveCall:
+    """The call, or its refusal raised (the command line has no scheduler and
+    no idempotency keys, so nothing is scheduled or replayed)."""
+    if isinstance(decision, Refused):
+        raise decision.reason
+    assert isinstance(decision, Placed), decision
+    return decision.call
 
 
 async def _call_and_wait(config: Config, request: CallRequest) -> int:

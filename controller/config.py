@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from controller.calls.request import MAX_RING_TIMEOUT, MIN_RING_TIMEOUT
 from controller.compliance.windows import window_of
 from controller.errors import ConfigError, InvalidRequest
+from controller.outbound import OutboundConfig
 from controller.routing.spec import Group, parse_group
 
 ENV_PREFIX = "CALLCONNECT_"
@@ -129,18 +131,6 @@ class ApiConfig:
     # Over these, POST /v1/calls answers 429 with Retry-After (0 = no limit).
     max_calls_per_second: float = 0.0
     max_active_calls: int = 0
-
-
-@dataclass
-class OutboundConfig:
-    """URLs the controller itself requests: webhooks and dial-whom URLs."""
-
-    # Hosts they may name ("crm.example.com", or "*.example.com" for its
-    # subdomains); empty: any host with a public address.
-    allowed_hosts: list[str] = field(default_factory=list)
-    # Loopback, private, link-local and other non-public addresses are refused
-    # unless this is on (labs and tests that run their receivers on 127.0.0.1).
-    allow_private: bool = False
 
 
 @dataclass
@@ -314,8 +304,9 @@ def _check(config: Config) -> None:
     if config.backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}",
                           setting="backend")
-    if not 1 <= config.calls.ring_timeout <= 600:
-        raise ConfigError("calls.ring_timeout must be 1-600 seconds", setting="calls.ring_timeout")
+    if not MIN_RING_TIMEOUT <= config.calls.ring_timeout <= MAX_RING_TIMEOUT:
+        raise ConfigError(f"calls.ring_timeout must be {MIN_RING_TIMEOUT}-{MAX_RING_TIMEOUT} seconds",
+                          setting="calls.ring_timeout")
     config.agent_groups()  # a bad group fails at start, not on the first call
     if config.calls.time_limit < 1:
         raise ConfigError("calls.time_limit must be at least 1 second", setting="calls.time_limit")

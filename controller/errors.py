@@ -14,7 +14,9 @@ logs and tests can rely on, and a message a user can act on.
     │   ├── OutsideCallingHours     a number's local time is outside its window     (403)
     │   ├── AttemptCapReached       a number was called its most times in 24 hours  (429)
     │   ├── TrunkLimit              a trunk is at its calls per second or in progress (429)
-    │   └── AgentLimit              an agent is at its calls per second or in progress (429)
+    │   ├── AgentLimit              an agent is at its calls per second or in progress (429)
+    │   ├── RateLimited             the daemon is at its calls per second or in progress (429)
+    │   └── Draining                the daemon is shutting down                      (503)
     ├── SwitchError                 the switch (Asterisk, FreeSWITCH) failed us
     │   ├── SwitchUnavailable       not connected or not authenticated
     │   └── SwitchActionFailed      an action was refused or timed out
@@ -103,6 +105,28 @@ class TrunkLimit(CallRefused):
 class AgentLimit(CallRefused):
     error_id = "agent-limit"
     http_status = 429
+
+
+class RateLimited(CallRefused):
+    error_id = "rate-limited"
+    http_status = 429
+
+    def __init__(self, wait: float) -> None:
+        super().__init__("too many calls right now; retry after Retry-After seconds",
+                         retry_after=round(wait, 3))
+        self.wait = wait
+
+    @property
+    def retry_after(self) -> float:
+        return self.wait
+
+
+class Draining(CallRefused):
+    error_id = "draining"
+    http_status = 503
+
+    def __init__(self) -> None:
+        super().__init__("the daemon is shutting down; retry on another one")
 
 
 class SwitchError(CallConnectError):

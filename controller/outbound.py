@@ -20,15 +20,25 @@ import asyncio
 import ipaddress
 import re
 import socket
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from controller.errors import InvalidField, OutboundRefused
 
-if TYPE_CHECKING:
-    from controller.config import OutboundConfig
-
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass
+class OutboundConfig:
+    """URLs the controller itself requests: webhooks and dial-whom URLs (the
+    config's [outbound] table)."""
+
+    # Hosts they may name ("crm.example.com", or "*.example.com" for its
+    # subdomains); empty: any host with a public address.
+    allowed_hosts: list[str] = field(default_factory=list)
+    # Loopback, private, link-local and other non-public addresses are refused
+    # unless this is on (labs and tests that run their receivers on 127.0.0.1).
+    allow_private: bool = False
 
 # What a host name may hold (IDNA names in their xn-- form); anything else,
 # such as '%' escapes or full-width digits, could be read differently by the

@@ -35,7 +35,7 @@ log = structlog.get_logger(__name__)
 SAMPLE_RATE = 8000
 RENDER_TIMEOUT = 30.0
 # The most characters a text to speak may have; the API's own limit on
-# whisper and message fields (controller.api.app) is the same.
+# whisper and message fields (controller.calls.request) is the same.
 MAX_TEXT_CHARS = 1000
 # Control, format (bidi overrides, zero-width), surrogate, line and paragraph
 # separator characters: nobody speaks them, and they could hide text.

@@ -4,17 +4,15 @@ python -m controller.api.openapi > docs/openapi.json"""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from controller.api.app import create_app
-
-if TYPE_CHECKING:
-    from controller.daemon.service import Daemon
+from controller.api.interface import Operations
 
 
 def document() -> str:
     # The routes reach the daemon only when they are called, never to describe themselves.
-    app = create_app(cast("Daemon", None))
+    app = create_app(cast("Operations", None))
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
 
 

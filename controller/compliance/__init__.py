@@ -2,6 +2,6 @@
 (:mod:`.dnc`), calling windows in each number's own time zone
 (:mod:`.windows`) and a cap on calls to a number per day, all applied by
 :class:`controller.compliance.guard.Compliance`; scheduled calls wait for their
-window in :mod:`.schedule`. Limits per trunk and per agent are admission
+window in the daemon's :mod:`controller.daemon.scheduler`. Limits per trunk and per agent are admission
 control: :mod:`controller.daemon.admission`.
 """

@@ -7,7 +7,6 @@ hiding the overload from whoever sends them."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -16,7 +15,7 @@ from controller.config import LimitsConfig
 from controller.errors import AgentLimit, CallRefused, TrunkLimit
 
 if TYPE_CHECKING:
-    from controller.calls.service import ActiveCall
+    from controller.calls.runner import ActiveCall
 
 # Retry-After for a limit on calls in progress: we cannot know when one ends.
 ACTIVE_RETRY_SECONDS = 1.0
@@ -44,10 +43,6 @@ class Admission:
             return wait
         self.bucket.take()
         return None
-
-
-def retry_after_header(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))
 
 
 class TokenBucket:

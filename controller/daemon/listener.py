@@ -15,7 +15,8 @@ from typing import Any
 
 import structlog
 
-from controller.calls.service import ActiveCall, CallRequest
+from controller.calls.request import CallRequest
+from controller.calls.runner import ActiveCall, DuplicateRequest
 from controller.config import Config
 from controller.core.outcomes import Leg
 from controller.core.states import CallState, Transition
@@ -40,22 +41,17 @@ class Unsaved:
     error: StoreError
 
 
-class DuplicateRequest(Exception):
-    """The Idempotency-Key was seen before: here is the call it placed."""
-
-    def __init__(self, existing: StoredCall) -> None:
-        super().__init__(existing.call_id)
-        self.existing = existing
-
-
-def request_as_dict(request: CallRequest) -> dict[str, Any]:
-    data = dataclasses.asdict(request)
-    data["webhook_events"] = list(request.webhook_events)
-    return data
+def request_as_dict(request: CallRequest, idempotency_key: str | None) -> dict[str, Any]:
+    """The request as the store keeps it (and GET /v1/calls/{id} shows it):
+    leg_b and fallbacks as they were sent, the idempotency key beside them."""
+    return {**request.model_dump(mode="json"), **request.routing(),
+            "idempotency_key": idempotency_key}
 
 
-def request_from_dict(data: dict[str, Any]) -> CallRequest:
-    return CallRequest(**{**data, "webhook_events": tuple(data.get("webhook_events", ()))})
+def request_from_dict(data: dict[str, Any]) -> tuple[CallRequest, str | None]:
+    """A stored request and its idempotency key (rows of every version)."""
+    fields = {key: value for key, value in data.items() if key != "idempotency_key"}
+    return CallRequest.model_validate(fields), data.get("idempotency_key")
 
 
 def status_events(transition: Transition) -> list[tuple[str, str]]:
@@ -98,10 +94,10 @@ class StoreListener:
             updated_at=time.time(),
             state=str(core.state),
             status=str(core.status) if core.status else None,
-            request=request_as_dict(call.request),
+            request=request_as_dict(call.request, call.idempotency_key),
             snapshot=core.snapshot(),
             result=result,
-            idempotency_key=call.request.idempotency_key,
+            idempotency_key=call.idempotency_key,
         )
 
     async def call_created(self, call: ActiveCall) -> None:

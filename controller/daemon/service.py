@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sdnotify
@@ -21,23 +21,29 @@ import structlog
 import uvicorn
 
 from controller import __version__
-from controller.api.app import ComponentStatus, Status, create_app
+from controller.api.app import create_app
+from controller.api.interface import Hangup
+from controller.api.status.schemas import ComponentStatus, Status
 from controller.app import Controller
 from controller.backends.base import RECONNECT_DELAYS
-from controller.compliance.schedule import Scheduler
+from controller.calls.decision import Decision, Refused, Replayed
+from controller.calls.groups import GroupRegistry
+from controller.calls.request import CallRequest
+from controller.compliance.dnc import DncEntry
 from controller.config import Config
 from controller.core.machine import CallConnect
 from controller.daemon.admission import Admission, LegLimits
 from controller.daemon.listener import StoreListener, request_from_dict
 from controller.daemon.metrics import Metrics
-from controller.errors import ConfigError, GroupFromConfig, InvalidRequest, SwitchError
-from controller.routing.spec import Group, parse_group
-from controller.store import StoreError
-from controller.store.sqlite import SqliteStore
+from controller.daemon.scheduler import Scheduler
+from controller.errors import ConfigError, Draining, RateLimited, SwitchError
+from controller.routing.agents import AgentState
+from controller.routing.spec import Group
+from controller.store import CallPage, StoredCall, StoreError, TimelineEntry
+from controller.store.sqlite import SCHEDULED, SqliteStore
 from controller.webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
-
 
 
 class ApiServer(uvicorn.Server):
@@ -50,6 +56,9 @@ class ApiServer(uvicorn.Server):
 
 
 class Daemon:
+    """The composition root: builds every part and wires them; to the API it
+    is :class:`controller.api.interface.Operations`."""
+
     def __init__(self, config: Config) -> None:
         if not config.api.tokens:
             raise ConfigError("api.tokens is empty: set at least one API token "
@@ -65,11 +74,15 @@ class Daemon:
                              base_delay=config.webhook.retry_base_seconds,
                              on_result=self.metrics.webhook_attempted)
         self.listener = StoreListener(config, self.store, self.outbox, self.metrics)
-        self.controller = Controller(config, self.listener, agents=self.store, records=self.store)
-        self.controller.calls.limits = LegLimits(config.limits, self.controller.backend.trunk_of,
-                                                 self.controller.calls.calls)
-        self.scheduler = Scheduler(config, self.store, self.controller.calls, self.outbox,
+        self.groups = GroupRegistry(config.calls.default_region, config.agent_groups(), self.store)
+        self.controller = Controller(config, self.listener, agents=self.store, records=self.store,
+                                     groups=self.groups)
+        self.calls = self.controller.calls
+        self.calls.limits = LegLimits(config.limits, self.controller.backend.trunk_of,
+                                      self.calls.calls)
+        self.scheduler = Scheduler(config, self.store, self.calls, self.outbox,
                                    self.metrics, self._scheduled_call_wait)
+        self.calls.scheduling = self.scheduler
         self.controller.backend.observe_event_lag = self.metrics.event_lag.observe
         self.admission = Admission(config.api.max_calls_per_second, config.api.max_active_calls)
         self.draining = False
@@ -84,7 +97,7 @@ class Daemon:
 
     async def run(self) -> None:
         await self.store.open()
-        await self._load_groups()
+        await self.groups.load()
         server = ApiServer(uvicorn.Config(
             create_app(self), host=self.config.api.host, port=self.config.api.port,
             log_config=None, access_log=False, lifespan="off"))
@@ -109,47 +122,10 @@ class Daemon:
         await self.store.close()
         log.info("daemon.stopped")
 
-    async def _load_groups(self) -> None:
-        groups = self.controller.calls.groups
-        for name, data in (await self.store.list_groups()).items():
-            try:
-                groups[name] = self._parse_group(name, data)
-            except InvalidRequest as exc:
-                log.error("group.invalid_in_store", group=name, error=exc.message)
-
-    def _parse_group(self, name: str, data: dict[str, Any]) -> Group:
-        groups = self.controller.calls.groups
-        return parse_group(name, data, self.config.calls.default_region,
-                           lambda other: other in groups or other == name)
-
-    async def put_group(self, name: str, data: dict[str, Any]) -> Group:
-        """Create or replace a group made over the API; InvalidRequest if bad."""
-        existing = self.controller.calls.groups.get(name)
-        if existing is not None and existing.source == "config":
-            raise GroupFromConfig(f"group {name} comes from the config file; change it there",
-                                  group=name)
-        group = self._parse_group(name, data)
-        await self.store.put_group(name, data)
-        self.controller.calls.groups[name] = group
-        log.info("group.saved", group=name, strategy=str(group.strategy), agents=len(group.agents))
-        return group
-
-    async def delete_group(self, name: str) -> bool:
-        existing = self.controller.calls.groups.get(name)
-        if existing is None:
-            return False
-        if existing.source == "config":
-            raise GroupFromConfig(f"group {name} comes from the config file; remove it there",
-                                  group=name)
-        await self.store.delete_group(name)
-        del self.controller.calls.groups[name]
-        log.info("group.deleted", group=name)
-        return True
-
     async def _drain(self) -> None:
         self.draining = True
         self._notifier.notify("STOPPING=1")
-        calls = list(self.controller.calls.calls.values())
+        calls = list(self.calls.calls.values())
         log.info("daemon.draining", active_calls=len(calls))
         if calls:
             await asyncio.gather(*(call.wait() for call in calls), return_exceptions=True)
@@ -180,7 +156,7 @@ class Daemon:
         for stored in await self.store.open_calls():
             core = CallConnect.from_snapshot(stored.snapshot)
             try:
-                await self.controller.calls.resume(core, request_from_dict(stored.request))
+                await self.calls.resume(core, *request_from_dict(stored.request))
             except SwitchError as exc:
                 log.error("daemon.reconcile_failed", call_id=stored.call_id, error=exc.message)
                 continue
@@ -205,7 +181,79 @@ class Daemon:
                                   else ComponentStatus(status="fail", reason="outbox not running"))
         ok = all(c.status == "ok" for c in components.values())
         return Status(status="ok" if ok else "fail", version=__version__, draining=self.draining,
-                      active_calls=len(self.controller.calls.calls), components=components)
+                      active_calls=len(self.calls.calls), components=components)
+
+    # ------------------------------------------------------------ the API's operations
+
+    @property
+    def api_tokens(self) -> Sequence[str]:
+        return self.config.api.tokens
+
+    async def place_call(self, request: CallRequest, idempotency_key: str | None) -> Decision:
+        if idempotency_key:
+            existing = await self.store.get_call_by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return Replayed(existing)
+        if self.draining:
+            return Refused(Draining())
+        wait = self.admission.admit(len(self.calls.calls))
+        if wait is not None:
+            return Refused(RateLimited(wait))
+        return await self.calls.place(request, idempotency_key)
+
+    async def list_calls(self, *, status: str | None, created_after: float | None,
+                         created_before: float | None, limit: int,
+                         cursor: str | None) -> CallPage:
+        return await self.store.list_calls(status=status, created_after=created_after,
+                                           created_before=created_before, limit=limit,
+                                           cursor=cursor)
+
+    async def get_call(self, call_id: str) -> StoredCall | None:
+        return await self.store.get_call(call_id)
+
+    async def timeline(self, call_id: str) -> list[TimelineEntry]:
+        return await self.store.timeline(call_id)
+
+    async def hang_up(self, call_id: str) -> Hangup | None:
+        stored = await self.store.get_call(call_id)
+        if stored is None:
+            return None
+        if stored.state == SCHEDULED and await self.scheduler.cancel(stored):
+            return Hangup(await self.store.get_call(call_id) or stored)
+        if call_id not in self.calls.calls:
+            return Hangup(stored, already_ended=True)
+        await self.calls.hangup(call_id, "api")
+        return Hangup(stored)
+
+    def agent_groups(self) -> Mapping[str, Group]:
+        return self.groups
+
+    async def agent_states(self, agents: Sequence[str]) -> Mapping[str, AgentState]:
+        return await self.store.agent_states(agents)
+
+    async def put_group(self, name: str, data: dict[str, Any]) -> Group:
+        return await self.groups.put(name, data)
+
+    async def delete_group(self, name: str) -> bool:
+        return await self.groups.delete(name)
+
+    def dnc_number(self, text: str) -> str:
+        return self.calls.compliance.number(text)
+
+    async def dnc_entry(self, number: str) -> DncEntry | None:
+        return await self.calls.compliance.dnc_entry(number)
+
+    async def add_dnc(self, number: str, reason: str) -> DncEntry:
+        return await self.calls.compliance.add_dnc(number, reason)
+
+    async def remove_dnc(self, number: str) -> bool:
+        return await self.calls.compliance.remove_dnc(number)
+
+    async def list_dnc(self, cursor: str | None, limit: int) -> tuple[list[DncEntry], str | None]:
+        return await self.calls.compliance.list_dnc(cursor, limit)
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.render()
 
     def _scheduled_call_wait(self) -> float | None:
         """Seconds before the scheduler may place a due call (None: now):
@@ -215,7 +263,7 @@ class Daemon:
             return 60.0
         if not self.switch_connected:
             return 1.0
-        return self.admission.admit(len(self.controller.calls.calls))
+        return self.admission.admit(len(self.calls.calls))
 
 
 async def run_daemon(config: Config) -> None:

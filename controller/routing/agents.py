@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from controller.routing.spec import Group, Strategy
+from controller.calls.request import Strategy
+from controller.routing.spec import Group
 
 
 @dataclass

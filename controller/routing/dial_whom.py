@@ -25,7 +25,7 @@ from controller.numbers import normalize_number
 from controller.outbound import check_before_send, redact
 
 if TYPE_CHECKING:
-    from controller.config import OutboundConfig
+    from controller.outbound import OutboundConfig
 
 log = structlog.get_logger(__name__)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from controller.calls.request import MAX_TARGETS, Outcome, Strategy
 from controller.core.events import RouteExhausted, TargetsChosen
 from controller.core.outcomes import CallStatus
 from controller.core.plan import Attempt
@@ -32,15 +33,12 @@ from controller.routing.agents import AgentBook, order_agents
 from controller.routing.dial_whom import DialWhomClient, DialWhomFailed
 from controller.routing.spec import (
     GROUP_PREFIX,
-    MAX_SIMULTANEOUS,
     Fallback,
     FallbackAction,
     Group,
-    Outcome,
     QueueSpec,
     RouteItem,
     RouteSpec,
-    Strategy,
 )
 
 log = structlog.get_logger(__name__)
@@ -239,7 +237,7 @@ class Router:
             return
         st.pop("dial_whom_error", None)
         if self.spec.strategy is Strategy.SIMULTANEOUS:
-            entries = [self._dial(numbers[:MAX_SIMULTANEOUS], entry["ring_timeout"], "dial-whom")]
+            entries = [self._dial(numbers[:MAX_TARGETS], entry["ring_timeout"], "dial-whom")]
         else:
             entries = [self._dial([n], entry["ring_timeout"], "dial-whom") for n in numbers]
         st["queue"][0:0] = entries

@@ -11,39 +11,29 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from controller.calls.request import (
+    DEFAULT_CALLS_PERIOD_HOURS,
+    DEFAULT_MAX_ATTEMPTS,
+    MAX_CALLS_PERIOD_HOURS,
+    MAX_GROUP_AGENTS,
+    MAX_GROUP_NAME_CHARS,
+    MAX_RING_TIMEOUT,
+    MAX_TARGETS,
+    MIN_RING_TIMEOUT,
+    QUEUE_ANNOUNCE_EVERY,
+    QUEUE_MAX_SIZE,
+    QUEUE_MAX_WAIT,
+    Outcome,
+    Strategy,
+)
 from controller.errors import InvalidField
 from controller.numbers import parse_target
-from controller.outbound import check_url
+from controller.outbound import OutboundConfig, check_url
 from controller.tts import check_text
 
-if TYPE_CHECKING:
-    from controller.config import OutboundConfig
-
 GROUP_PREFIX = "group:"
-MAX_SIMULTANEOUS = 10
-MIN_RING_TIMEOUT, MAX_RING_TIMEOUT = 1, 600
-
-
-class Strategy(StrEnum):
-    SIMULTANEOUS = "simultaneous"
-    SEQUENTIAL = "sequential"
-    ROUND_ROBIN = "round-robin"
-    LONGEST_IDLE = "longest-idle"
-    LEAST_CALLS = "least-calls"
-
-
-ROUTE_STRATEGIES = (Strategy.SIMULTANEOUS, Strategy.SEQUENTIAL)
-
-
-class Outcome(StrEnum):
-    """Why a route ran out: the keys of its fallbacks."""
-
-    NO_ANSWER = "no_answer"
-    BUSY = "busy"
-    FAILED = "failed"
-    ALL_BUSY = "all_busy"
 
 
 class FallbackAction(StrEnum):
@@ -60,9 +50,9 @@ class QueueSpec:
     already waiting) the caller hears ``message`` and is hung up."""
 
     group: str
-    max_wait: int = 120
-    max_size: int = 10
-    announce_every: int = 30
+    max_wait: int = QUEUE_MAX_WAIT[0]
+    max_size: int = QUEUE_MAX_SIZE[0]
+    announce_every: int = QUEUE_ANNOUNCE_EVERY[0]
     message: str = ""
 
 
@@ -93,7 +83,7 @@ class RouteSpec:
     items: tuple[RouteItem, ...]
     strategy: Strategy = Strategy.SIMULTANEOUS
     ring_timeout: int = 30
-    max_attempts: int = 10
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     fallbacks: Mapping[Outcome, Fallback] = field(default_factory=dict)
     # Dial whom: asked when the primary URL fails or is slow; asked again
     # after every failed attempt when ask_again.
@@ -111,7 +101,7 @@ class Group:
     agents: tuple[str, ...]
     ring_timeout: int | None = None
     # least-calls counts an agent's calls over this many hours.
-    calls_period_hours: float = 24.0
+    calls_period_hours: float = DEFAULT_CALLS_PERIOD_HOURS
     fallbacks: Mapping[Outcome, Fallback] = field(default_factory=dict)
     source: str = "api"  # "config" groups cannot be changed over the API
 
@@ -206,8 +196,8 @@ def _parse_fallback(spec: Any, region: str, field_name: str, group_exists: Group
     ((action, arg),) = spec.items()
     if action == "dial":
         targets = [arg] if isinstance(arg, (str, Mapping)) else arg
-        if not isinstance(targets, list) or not 1 <= len(targets) <= MAX_SIMULTANEOUS:
-            raise InvalidField(f"{field_name}.dial must name 1-{MAX_SIMULTANEOUS} targets",
+        if not isinstance(targets, list) or not 1 <= len(targets) <= MAX_TARGETS:
+            raise InvalidField(f"{field_name}.dial must name 1-{MAX_TARGETS} targets",
                                field=field_name)
         return Fallback(FallbackAction.DIAL, tuple(
             parse_item(t, region, f"{field_name}.dial[{i}]", group_exists, outbound)
@@ -225,7 +215,8 @@ def _parse_fallback(spec: Any, region: str, field_name: str, group_exists: Group
     raise InvalidField(f"{field_name}: unknown fallback {action!r}", field=field_name)
 
 
-_QUEUE_LIMITS = {"max_wait": (5, 3600), "max_size": (1, 1000), "announce_every": (10, 600)}
+_QUEUE_LIMITS = {"max_wait": QUEUE_MAX_WAIT[1:], "max_size": QUEUE_MAX_SIZE[1:],
+                 "announce_every": QUEUE_ANNOUNCE_EVERY[1:]}
 
 
 def _parse_queue(spec: Any, field_name: str, group_exists: GroupExists) -> QueueSpec:
@@ -256,7 +247,8 @@ def _parse_queue(spec: Any, field_name: str, group_exists: GroupExists) -> Queue
 
 def parse_group(name: str, data: Mapping[str, Any], region: str, group_exists: GroupExists,
                 source: str = "api") -> Group:
-    if not name or not all(c.isalnum() or c in "_-." for c in name) or len(name) > 64:
+    if not name or not all(c.isalnum() or c in "_-." for c in name) \
+            or len(name) > MAX_GROUP_NAME_CHARS:
         raise InvalidField(f"group name {name!r}: use letters, digits, '.', '_' or '-'",
                            field="name")
     unknown = sorted(set(data) - {"name", "strategy", "agents", "ring_timeout",
@@ -269,19 +261,21 @@ def parse_group(name: str, data: Mapping[str, Any], region: str, group_exists: G
         raise InvalidField(f"strategy must be one of {[str(s) for s in Strategy]}",
                            field="strategy") from None
     agents = data.get("agents")
-    if not isinstance(agents, list) or not 1 <= len(agents) <= 100:
-        raise InvalidField("agents must list 1-100 numbers, sip: URIs or endpoint:NAMEs",
+    if not isinstance(agents, list) or not 1 <= len(agents) <= MAX_GROUP_AGENTS:
+        raise InvalidField(f"agents must list 1-{MAX_GROUP_AGENTS} numbers, sip: URIs or endpoint:NAMEs",
                            field="agents")
     parsed = tuple(parse_target(str(a), region, f"agents[{i}]").value
                    for i, a in enumerate(agents))
     if len(set(parsed)) != len(parsed):
         raise InvalidField("agents lists the same agent twice", field="agents")
-    if strategy is Strategy.SIMULTANEOUS and len(parsed) > MAX_SIMULTANEOUS:
-        raise InvalidField(f"a simultaneous group rings at most {MAX_SIMULTANEOUS} agents",
+    if strategy is Strategy.SIMULTANEOUS and len(parsed) > MAX_TARGETS:
+        raise InvalidField(f"a simultaneous group rings at most {MAX_TARGETS} agents",
                            field="agents")
-    period = data.get("calls_period_hours", 24.0)
-    if not isinstance(period, (int, float)) or isinstance(period, bool) or not 0 < period <= 8760:
-        raise InvalidField("calls_period_hours must be 0-8760", field="calls_period_hours")
+    period = data.get("calls_period_hours", DEFAULT_CALLS_PERIOD_HOURS)
+    if not isinstance(period, (int, float)) or isinstance(period, bool) \
+            or not 0 < period <= MAX_CALLS_PERIOD_HOURS:
+        raise InvalidField(f"calls_period_hours must be 0-{MAX_CALLS_PERIOD_HOURS:g}",
+                           field="calls_period_hours")
     return Group(name, strategy, parsed,
                  ring_timeout_of(data.get("ring_timeout"), "ring_timeout"), float(period),
                  parse_fallbacks(data.get("fallbacks"), region, "fallbacks", group_exists), source)

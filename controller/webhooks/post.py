@@ -16,7 +16,7 @@ from controller.outbound import check_before_send, redact
 from controller.webhooks.retry import is_retryable
 
 if TYPE_CHECKING:
-    from controller.config import OutboundConfig
+    from controller.outbound import OutboundConfig
 
 
 @dataclass(frozen=True)

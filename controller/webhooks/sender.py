@@ -19,7 +19,7 @@ from controller.webhooks.retry import Backoff
 from controller.webhooks.signing import Signer
 
 if TYPE_CHECKING:
-    from controller.config import OutboundConfig
+    from controller.outbound import OutboundConfig
 
 log = structlog.get_logger(__name__)
 

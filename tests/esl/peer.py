@@ -155,7 +155,7 @@ from tests.scenarios import SCENARIOS, scenario_folders, scenario_spec
 
 if TYPE_CHECKING:
     from controller.app import Controller
-    from controller.calls.service import ActiveCall
+    from controller.calls.runner import ActiveCall
     from controller.config import Config
     from controller.core.states import Transition
 
@@ -1578,7 +1578,7 @@ async def _record(out_dir: Path) -> None:
     """Run each scenario on its own peer and controller; keep the wire."""
     import tempfile
 
-    from controller.calls.service import CallRequest
+    from controller.calls.request import CallRequest
     from controller.config import Config, FreeswitchConfig, MediaConfig
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1598,7 +1598,7 @@ async def _record(out_dir: Path) -> None:
             config.media = MediaConfig(whisper_dir=f"{tmp}/media",
                                        recording_dir=f"{tmp}/recordings")
             async with freeswitch_controller(config, event_format=fmt) as controller:
-                active = await controller.calls.place(CallRequest(**call))
+                active = await controller.calls.start(CallRequest(**call))
                 result = await asyncio.wait_for(active.wait(), 60)
                 await asyncio.sleep(0.2)
             await peer.stop()

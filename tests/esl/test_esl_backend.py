@@ -20,7 +20,8 @@ from controller.app import Controller
 from controller.backends.freeswitch.backend import FreeswitchBackend
 from controller.backends.freeswitch.ids import leg_uuid
 from controller.backends.freeswitch.link import THREAD_NAME
-from controller.calls.service import ActiveCall, CallRequest
+from controller.calls.request import CallRequest
+from controller.calls.runner import ActiveCall
 from controller.core.commands import DialLegB, HangupLegs, OriginateLegA, PlayWhisper
 from controller.core.events import EndedWhileAway, Event, LegAnswered, LegCreated, LegEnded, WhisperFinished
 from controller.core.outcomes import Leg
@@ -119,7 +120,7 @@ async def test_close_is_bounded_and_leaves_no_thread(make_config: MakeConfig,
 async def test_an_originate_that_fails_fails_the_call_with_the_reason(
         make_config: MakeConfig, peer: EslPeer) -> None:
     async with freeswitch_controller(make_config(gateway="no-such-gateway")) as controller:
-        call = await controller.calls.place(CallRequest("+27115550101", "+27115550202"))
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="+27115550202"))
         result = await finished(call)
     assert (result["status"], result["leg_a_status"], result["leg_b_status"]) == \
         ("failed", "failed", "not-dialed")
@@ -129,7 +130,7 @@ async def test_an_originate_that_fails_fails_the_call_with_the_reason(
 async def test_a_refused_bgapi_fails_the_call(make_config: MakeConfig, peer: EslPeer) -> None:
     peer.refuse["bgapi originate"] = "-ERR permission denied"
     async with freeswitch_controller(make_config()) as controller:
-        call = await controller.calls.place(CallRequest("+27115550101", "+27115550202"))
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="+27115550202"))
         result = await finished(call)
     assert result["status"] == "failed"
     assert result["reason"] == ("OriginateLegA failed: FreeSWITCH refused bgapi originate: "
@@ -140,7 +141,7 @@ async def test_a_refused_command_mid_call_ends_it_and_hangs_up(make_config: Make
                                                                peer: EslPeer) -> None:
     peer.refuse["uuid_broadcast"] = "-ERR Cannot open file\n"
     async with freeswitch_controller(make_config()) as controller:
-        call = await controller.calls.place(CallRequest("+27115550101", "+27115550202",
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="+27115550202",
                                                         whisper=WHISPER))
         result = await finished(call)
     assert result["status"] == "failed"
@@ -152,7 +153,7 @@ async def test_a_refused_command_mid_call_ends_it_and_hangs_up(make_config: Make
 async def test_hangup_requested_while_leg_a_rings(make_config: MakeConfig, peer: EslPeer) -> None:
     listener = Listener()
     async with freeswitch_controller(make_config(), listener) as controller:
-        call = await controller.calls.place(CallRequest("+27115550301", "+27115550202"))
+        call = await controller.calls.start(CallRequest(leg_a="+27115550301", leg_b="+27115550202"))
         await wait_until(lambda: reached(listener, call, "ringing-a"))
         await controller.calls.hangup(call.call_id, "operator")
         result = await finished(call)
@@ -178,8 +179,8 @@ async def test_split_writes_and_malformed_frames_do_not_disturb_a_call(
         backend = controller.backend
         assert isinstance(backend, FreeswitchBackend)
         peer.inject(MALFORMED)
-        call = await controller.calls.place(CallRequest(
-            "+27115550101", "+27115550202", whisper=WHISPER, time_limit=1))
+        call = await controller.calls.start(CallRequest(
+            leg_a="+27115550101", leg_b="+27115550202", whisper=WHISPER, time_limit=1))
         await wait_until(lambda: reached(listener, call, "whispering"))
         peer.inject(MALFORMED)
         await wait_until(lambda: reached(listener, call, "bridged"))
@@ -199,7 +200,7 @@ async def test_a_lost_connection_fails_a_waiting_command_at_once_then_reconnects
     async with freeswitch_controller(make_config(action_timeout=5.0), listener) as controller:
         backend = controller.backend
         assert isinstance(backend, FreeswitchBackend)
-        call = await controller.calls.place(CallRequest("+27115550101", "+27115550202",
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="+27115550202",
                                                         whisper=WHISPER))
         await wait_until(lambda: any(c.startswith("api uuid_broadcast")
                                      for c in backend_connection(peer).commands))
@@ -212,7 +213,7 @@ async def test_a_lost_connection_fails_a_waiting_command_at_once_then_reconnects
         await wait_until(lambda: backend.connected and backend.reconnects == 1)
         # Once back, the calls it lost are hung up on the switch.
         assert await channels_gone(peer, call.call_id) == []
-        again = await controller.calls.place(CallRequest("+27115550101", "+27115550202",
+        again = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="+27115550202",
                                                          time_limit=1))
         assert (await finished(again))["status"] == "completed"
 
@@ -223,7 +224,7 @@ async def test_a_lost_connection_while_bridged_ends_the_call_as_completed(
     async with freeswitch_controller(make_config(), listener) as controller:
         backend = controller.backend
         assert isinstance(backend, FreeswitchBackend)
-        call = await controller.calls.place(CallRequest("+27115550101", "+27115550202"))
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="+27115550202"))
         await wait_until(lambda: reached(listener, call, "bridged"))
         peer.drop_connections()
         result = await finished(call)
@@ -239,7 +240,7 @@ async def test_a_command_answered_late_times_out_and_later_replies_stay_in_order
     async with freeswitch_controller(make_config(action_timeout=0.3)) as controller:
         backend = controller.backend
         assert isinstance(backend, FreeswitchBackend)
-        call = await controller.calls.place(CallRequest("+27115550101", "+27115550202",
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="+27115550202",
                                                         time_limit=2))
         result = await finished(call)
         assert backend.connected and backend.reconnects == 0
@@ -255,7 +256,7 @@ async def test_only_our_calls_events_reach_the_controller(make_config: MakeConfi
                                                           peer: EslPeer) -> None:
     listener = Listener()
     async with freeswitch_controller(make_config(), listener) as controller:
-        call = await controller.calls.place(CallRequest("+27115550101", "+27115550202",
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="+27115550202",
                                                         time_limit=1))
         await wait_until(lambda: reached(listener, call, "bridged"))
         names = await controller.backend.active_channels()
@@ -275,14 +276,14 @@ async def test_event_lag_is_observed_for_metrics(make_config: MakeConfig, peer: 
     lags: list[float] = []
     async with freeswitch_controller(make_config()) as controller:
         controller.backend.observe_event_lag = lags.append
-        call = await controller.calls.place(CallRequest("+27115550401", "+27115550202"))
+        call = await controller.calls.start(CallRequest(leg_a="+27115550401", leg_b="+27115550202"))
         assert (await finished(call))["status"] == "busy"
     assert len(lags) >= 3 and all(0 <= lag < 1 for lag in lags)
 
 
 async def test_json_events_work_the_same(make_config: MakeConfig, peer: EslPeer) -> None:
     async with freeswitch_controller(make_config(), event_format="json") as controller:
-        call = await controller.calls.place(CallRequest("+27115550101", "+27115550202",
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="+27115550202",
                                                         whisper=WHISPER, time_limit=1))
         result = await finished(call)
         assert backend_connection(peer).format == "json"
@@ -367,7 +368,7 @@ async def test_using_the_backend_monkey_patches_nothing(make_config: MakeConfig,
 
     async with freeswitch_controller(make_config()) as controller:
         assert isinstance(controller, Controller)
-        call = await controller.calls.place(CallRequest("+27115550101", "+27115550202",
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="+27115550202",
                                                         time_limit=1))
         assert (await finished(call))["status"] == "completed"
         assert [t.name for t in esl_threads()] == [THREAD_NAME]

@@ -14,7 +14,8 @@ import pytest
 from controller.backends.freeswitch import actions
 from controller.backends.freeswitch.backend import FreeswitchBackend
 from controller.backends.freeswitch.ids import b_leg_index, leg_uuid
-from controller.calls.service import ActiveCall, CallRequest
+from controller.calls.request import CallRequest
+from controller.calls.runner import ActiveCall
 from controller.core.commands import DialLegB, HangupLegs, OriginateLegA
 from controller.core.events import AnswerAccepted, AnswerDeclined, DialFinished, Event, LegAnswered, LegEnded
 from controller.core.outcomes import Leg
@@ -77,7 +78,7 @@ async def test_simultaneous_ring_the_first_to_answer_wins(make_config: MakeConfi
     targets = ["sip:answer-after-700@127.0.0.1", "sip:answer-after-150@127.0.0.1",
                "sip:no-answer@127.0.0.1"]
     async with freeswitch_controller(make_config(), listener) as controller:
-        call = await controller.calls.place(CallRequest("+27115550101", targets, time_limit=1))
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b=targets, time_limit=1))
         await wait_until(lambda: "bridged" in states(listener, call))
         slow, fast, silent = b_channels(peer, call.call_id)
         # Once one answered, the others stopped ringing: only A and the winner are left.
@@ -95,8 +96,8 @@ async def test_simultaneous_ring_the_first_to_answer_wins(make_config: MakeConfi
 async def test_simultaneous_ring_where_nobody_answers(make_config: MakeConfig,
                                                      peer: EslPeer) -> None:
     async with freeswitch_controller(make_config()) as controller:
-        call = await controller.calls.place(CallRequest(
-            "+27115550101", ["sip:busy@127.0.0.1", "sip:no-answer@127.0.0.1"], ring_timeout=1))
+        call = await controller.calls.start(CallRequest(
+            leg_a="+27115550101", leg_b=["sip:busy@127.0.0.1", "sip:no-answer@127.0.0.1"], ring_timeout=1))
         result = await finished(call)
         busy, silent = b_channels(peer, call.call_id)
     # FreeSWITCH: the dial timed out (NO_ANSWER for whoever still rang).
@@ -112,8 +113,8 @@ async def test_sequential_routing_keeps_leg_a_with_music_between_attempts(
         make_config: MakeConfig, peer: EslPeer) -> None:
     listener = Listener()
     async with freeswitch_controller(make_config(), listener) as controller:
-        call = await controller.calls.place(CallRequest(
-            "+27115550101", [{"to": "sip:no-answer@127.0.0.1", "ring_timeout": 1},
+        call = await controller.calls.start(CallRequest(
+            leg_a="+27115550101", leg_b=[{"to": "sip:no-answer@127.0.0.1", "ring_timeout": 1},
                              "sip:reject@127.0.0.1", "sip:answer@127.0.0.1"],
             strategy="sequential", time_limit=1, while_ringing="music"))
         a = leg_uuid(call.call_id, Leg.A)
@@ -150,8 +151,8 @@ async def test_a_route_that_runs_out_tells_leg_a_and_hangs_up(make_config: MakeC
                                                               peer: EslPeer) -> None:
     listener = Listener()
     async with freeswitch_controller(make_config(), listener) as controller:
-        call = await controller.calls.place(CallRequest(
-            "+27115550101", ["sip:busy@127.0.0.1", "sip:reject@127.0.0.1"],
+        call = await controller.calls.start(CallRequest(
+            leg_a="+27115550101", leg_b=["sip:busy@127.0.0.1", "sip:reject@127.0.0.1"],
             strategy="sequential"))
         result = await finished(call)
     assert (result["status"], result["leg_b_status"]) == ("busy", "rejected")
@@ -161,14 +162,14 @@ async def test_a_route_that_runs_out_tells_leg_a_and_hangs_up(make_config: MakeC
 # ---------------------------------------------------------------- on answer
 
 def on_answer(leg_b: str | list[Any], **extra: Any) -> CallRequest:
-    return CallRequest("+27115550101", leg_b, whisper=WHISPER, whisper_timing="on_answer",
+    return CallRequest(leg_a="+27115550101", leg_b=leg_b, whisper=WHISPER, whisper_timing="on_answer",
                        time_limit=1, **extra)
 
 
 async def test_the_right_confirm_key_bridges(make_config: MakeConfig, peer: EslPeer) -> None:
     listener = Listener()
     async with freeswitch_controller(make_config(), listener) as controller:
-        call = await controller.calls.place(on_answer("sip:press-1@127.0.0.1", confirm_key="1"))
+        call = await controller.calls.start(on_answer("sip:press-1@127.0.0.1", confirm_key="1"))
         result = await finished(call)
         [b] = b_channels(peer, call.call_id)
         a_events = events_on(peer, leg_uuid(call.call_id, Leg.A))
@@ -194,9 +195,9 @@ async def test_a_wrong_key_or_none_declines(make_config: MakeConfig, peer: EslPe
     listener = Listener()
     loop = asyncio.get_running_loop()
     request = on_answer(phone, confirm_key="1", confirm_timeout=1) if whisper else \
-        CallRequest("+27115550101", phone, confirm_key="1", confirm_timeout=1)
+        CallRequest(leg_a="+27115550101", leg_b=phone, confirm_key="1", confirm_timeout=1)
     async with freeswitch_controller(make_config(), listener) as controller:
-        call = await controller.calls.place(request)
+        call = await controller.calls.start(request)
         started = loop.time()
         result = await finished(call)
         [b] = b_channels(peer, call.call_id)
@@ -211,7 +212,7 @@ async def test_a_wrong_key_or_none_declines(make_config: MakeConfig, peer: EslPe
 async def test_a_decline_then_the_next_target_accepts(make_config: MakeConfig,
                                                       peer: EslPeer) -> None:
     async with freeswitch_controller(make_config()) as controller:
-        call = await controller.calls.place(on_answer(
+        call = await controller.calls.start(on_answer(
             ["sip:press-2@127.0.0.1", "sip:press-1@127.0.0.1"], strategy="sequential",
             confirm_key="1"))
         result = await finished(call)
@@ -224,7 +225,7 @@ async def test_a_decline_then_the_next_target_accepts(make_config: MakeConfig,
 async def test_the_whisper_on_answer_plays_to_b_before_the_bridge(make_config: MakeConfig,
                                                                  peer: EslPeer) -> None:
     async with freeswitch_controller(make_config()) as controller:
-        call = await controller.calls.place(on_answer("sip:answer@127.0.0.1"))
+        call = await controller.calls.start(on_answer("sip:answer@127.0.0.1"))
         result = await finished(call)
         [b] = b_channels(peer, call.call_id)
         a = leg_uuid(call.call_id, Leg.A)
@@ -238,7 +239,7 @@ async def test_the_whisper_on_answer_plays_to_b_before_the_bridge(make_config: M
 async def test_with_answer_steps_the_first_answer_stops_the_others(make_config: MakeConfig,
                                                                    peer: EslPeer) -> None:
     async with freeswitch_controller(make_config()) as controller:
-        call = await controller.calls.place(on_answer(
+        call = await controller.calls.start(on_answer(
             ["sip:press-1@127.0.0.1", "sip:answer-after-1500-press-1@127.0.0.1"],
             confirm_key="1"))
         result = await finished(call)
@@ -253,7 +254,7 @@ async def test_with_answer_steps_each_leg_still_rings_only_the_ring_timeout(
     loop = asyncio.get_running_loop()
     async with freeswitch_controller(make_config()) as controller:
         started = loop.time()
-        call = await controller.calls.place(on_answer("sip:no-answer@127.0.0.1", ring_timeout=1,
+        call = await controller.calls.start(on_answer("sip:no-answer@127.0.0.1", ring_timeout=1,
                                                       confirm_key="1"))
         result = await finished(call)
         [b] = b_channels(peer, call.call_id)
@@ -270,11 +271,11 @@ async def test_with_answer_steps_each_leg_still_rings_only_the_ring_timeout(
 async def test_an_endpoint_is_a_directory_user(make_config: MakeConfig, peer: EslPeer) -> None:
     peer.directory = {"agent-1"}
     async with freeswitch_controller(make_config()) as controller:
-        call = await controller.calls.place(CallRequest("+27115550101", "endpoint:agent-1",
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="endpoint:agent-1",
                                                         time_limit=1))
         result = await finished(call)
         [b] = b_channels(peer, call.call_id)
-        missing = await controller.calls.place(CallRequest("+27115550101", "endpoint:agent-9"))
+        missing = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="endpoint:agent-9"))
         gone = await finished(missing)
     assert (result["status"], result["answered_by"]) == ("completed", "endpoint:agent-1")
     assert peer.dial_strings[1].endswith(

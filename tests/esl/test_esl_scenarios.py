@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from controller.app import Controller
-from controller.calls.service import CallRequest
+from controller.calls.request import CallRequest
 from tests.scenarios import assert_expected, scenario_folders
 
 from .conftest import PASSWORD, channels_gone, esl_config, freeswitch_controller
@@ -45,7 +45,7 @@ async def _prerender(controller: Controller, folders: list[Path]) -> None:
 
 
 async def _run(controller: Controller, peer: EslPeer, folder: Path) -> Outcome:
-    call = await controller.calls.place(CallRequest(**scenario_call(folder)))
+    call = await controller.calls.start(CallRequest(**scenario_call(folder)))
     result = await asyncio.wait_for(call.wait(), CALL_TIMEOUT)
     return Outcome(result, await channels_gone(peer, call.call_id))
 

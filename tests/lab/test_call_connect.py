@@ -17,7 +17,7 @@ import dpkt
 import pytest
 
 from controller.app import Controller
-from controller.calls.service import CallRequest
+from controller.calls.request import CallRequest
 from controller.cli import ConsoleListener
 from controller.config import Config
 from tests.conftest import StartReceiver
@@ -85,7 +85,7 @@ async def test_whisper_is_heard_for_its_length_before_leg_b_is_invited(
         controller: Controller, webhook_receiver: StartReceiver) -> None:
     hooks = await webhook_receiver()
     async with Capture() as capture:
-        call = await controller.calls.place(CallRequest(
+        call = await controller.calls.start(CallRequest(
             leg_a="+27115550101", leg_b="+27115550202", whisper=WHISPER, time_limit=5,
             webhook_url=hooks.url, metadata={"lead": "website-form"}))
         result = await asyncio.wait_for(call.wait(), 60)
@@ -145,7 +145,7 @@ async def test_whisper_is_heard_for_its_length_before_leg_b_is_invited(
 
 @pytest.mark.lab
 async def test_recording_can_be_turned_off(controller: Controller) -> None:
-    call = await controller.calls.place(CallRequest(
+    call = await controller.calls.start(CallRequest(
         leg_a="+27115550101", leg_b="+27115550202", time_limit=2, record=False))
     assert call.initial_response()["recorded"] is False
     result = await asyncio.wait_for(call.wait(), 30)
@@ -159,7 +159,7 @@ async def test_a_number_the_switch_cannot_route_fails_with_the_reason(lab_config
     config = dataclasses.replace(lab_config, asterisk=dataclasses.replace(
         lab_config.asterisk, trunk_endpoint="no-such-endpoint"))
     async with Controller(config, ConsoleListener(config, progress=False)) as controller:
-        call = await controller.calls.place(CallRequest(leg_a="+442079460018", leg_b="+27115550202"))
+        call = await controller.calls.start(CallRequest(leg_a="+442079460018", leg_b="+27115550202"))
         result = await asyncio.wait_for(call.wait(), 30)
     assert result["status"] == "failed"
     assert result["leg_a_status"] == "failed" and result["leg_b_status"] == "not-dialed"
@@ -168,7 +168,7 @@ async def test_a_number_the_switch_cannot_route_fails_with_the_reason(lab_config
 
 @pytest.mark.lab
 async def test_hangup_request_cancels_a_ringing_call(controller: Controller) -> None:
-    call = await controller.calls.place(CallRequest(leg_a="+27115550301", leg_b="+27115550202"))
+    call = await controller.calls.start(CallRequest(leg_a="+27115550301", leg_b="+27115550202"))
     await asyncio.sleep(1.0)
     await controller.calls.hangup(call.call_id, "test")
     result = await asyncio.wait_for(call.wait(), 15)
@@ -180,7 +180,7 @@ async def test_hangup_request_cancels_a_ringing_call(controller: Controller) -> 
 @pytest.mark.lab
 async def test_leg_a_hears_why_when_leg_b_is_busy(controller: Controller) -> None:
     async with Capture() as capture:
-        call = await controller.calls.place(CallRequest(
+        call = await controller.calls.start(CallRequest(
             leg_a="+27115550101", leg_b="+27115550401", whisper="Connecting you"))
         result = await asyncio.wait_for(call.wait(), 60)
     packets = capture.packets()

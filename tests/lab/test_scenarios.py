@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from controller.app import Controller
-from controller.calls.service import CallRequest
+from controller.calls.request import CallRequest
 from tests.scenarios import assert_expected, scenario_folders, scenario_spec
 
 CALL_TIMEOUT = 60.0
@@ -32,7 +32,7 @@ async def test_scenario(folder: Path, controller: Controller) -> None:
     try:
         if phone is not None:
             await asyncio.sleep(0.3)  # let it bind its port
-        call = await controller.calls.place(CallRequest(**spec["call"]))
+        call = await controller.calls.start(CallRequest(**spec["call"]))
         result = await asyncio.wait_for(call.wait(), CALL_TIMEOUT)
     finally:
         if phone is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from controller.calls.service import ActiveCall
+from controller.calls.runner import ActiveCall
 from controller.core.commands import Command
 from controller.core.states import Transition
 from controller.store.sqlite import SqliteStore

@@ -19,10 +19,10 @@ import pytest
 import structlog
 from aiohttp import web
 
-from controller.calls.service import CallRequest, CallService
+from controller.calls.request import CallRequest, make_request
+from controller.calls.service import CallService
 from controller.compliance.dnc import DncFile, parse_dnc_file
 from controller.compliance.guard import Compliance
-from controller.compliance.schedule import Scheduler
 from controller.compliance.windows import (
     next_open,
     parse_days,
@@ -38,6 +38,7 @@ from controller.core.outcomes import CallStatus
 from controller.core.plan import CallPlan
 from controller.daemon.admission import LegLimits
 from controller.daemon.metrics import Metrics
+from controller.daemon.scheduler import Scheduler
 from controller.errors import (
     AgentLimit,
     AttemptCapReached,
@@ -485,7 +486,7 @@ def service(tmp_path: Path, store: SqliteStore) -> Iterator[tuple[CallService, R
 
 
 def request(**fields: Any) -> CallRequest:
-    return CallRequest(**{"leg_a": ZA, "leg_b": B2, "record": False, **fields})
+    return make_request(**{"leg_a": ZA, "leg_b": B2, "record": False, **fields})
 
 
 async def test_every_number_the_request_names_is_checked_before_anything_is_dialed(
@@ -498,7 +499,7 @@ async def test_every_number_the_request_names_is_checked_before_anything_is_dial
         ({"leg_b": B1, "fallbacks": {"busy": {"dial": [B2, {"to": B3}]}}}, "fallbacks.busy.dial[1]"),
     ]:
         with pytest.raises(DoNotCall) as caught:
-            await calls.place(request(**fields))
+            await calls.start(request(**fields))
         assert caught.value.details["field"] == field
     assert switch.commands == [] and calls.calls == {}
 
@@ -506,13 +507,13 @@ async def test_every_number_the_request_names_is_checked_before_anything_is_dial
 async def test_a_placed_call_counts_against_the_cap_and_a_second_is_refused(
         service: tuple[CallService, RecordingSwitch]) -> None:
     calls, switch = service
-    await calls.place(request())
+    await calls.start(request())
     assert len(switch.commands) == 1  # leg A originated
     with pytest.raises(AttemptCapReached) as caught:
-        await calls.place(request(leg_b=B1))
+        await calls.start(request(leg_b=B1))
     assert caught.value.details["field"] == "leg_a"
     with pytest.raises(AttemptCapReached) as caught:  # B2 is held by the first call
-        await calls.place(request(leg_a=B1))
+        await calls.start(request(leg_a=B1))
     assert caught.value.details["field"] == "leg_b"
     assert len(switch.commands) == 1
     # The first call ends before leg A answers: leg A was called, B2 never was.
@@ -521,9 +522,9 @@ async def test_a_placed_call_counts_against_the_cap_and_a_second_is_refused(
     first.task.cancel()
     await asyncio.gather(first.task, return_exceptions=True)
     with pytest.raises(AttemptCapReached) as caught:
-        await calls.place(request(leg_b=B1))
+        await calls.start(request(leg_b=B1))
     assert caught.value.details["field"] == "leg_a"
-    await calls.place(request(leg_a=B1))
+    await calls.start(request(leg_a=B1))
     assert len(switch.commands) == 2
 
 
@@ -534,20 +535,20 @@ async def test_the_requests_window_narrows_the_configs_and_cannot_widen_it(
     closed = f"{(now.hour + 2) % 24:02d}:00-{(now.hour + 3) % 24:02d}:00"
     calls.compliance.config.calling_hours = closed
     with pytest.raises(OutsideCallingHours) as widened:
-        await calls.place(request(calling_hours="00:00-24:00"))
+        await calls.start(request(calling_hours="00:00-24:00"))
     assert widened.value.details["rule"] == "compliance.calling_hours"
     calls.compliance.config.calling_hours = "00:00-24:00"
     with pytest.raises(OutsideCallingHours) as caught:
-        await calls.place(request(calling_hours=closed))
+        await calls.start(request(calling_hours=closed))
     details = caught.value.details
     assert details["field"] == "leg_a" and details["zone"] == "Africa/Johannesburg"
     assert details["rule"] == "calling_hours"
     assert 3600 - 60 < details["next_window_at"] - now.timestamp() <= 2 * 3600 + 1
     with pytest.raises(InvalidField) as bad:
-        await calls.place(request(calling_days=["someday"]))
+        await calls.start(request(calling_days=["someday"]))
     assert bad.value.details["field"] == "calling_days"
     with pytest.raises(InvalidField) as bad:
-        await calls.place(request(outside_calling_hours="later"))
+        await calls.start(request(outside_calling_hours="later"))
     assert bad.value.details["field"] == "outside_calling_hours"
     assert switch.commands == []
 
@@ -557,16 +558,16 @@ async def test_limits_refuse_through_the_service_and_free_the_place_of_a_refused
     calls, switch = service
     calls.compliance.cap = 0
     calls.limits = LegLimits(LimitsConfig(agent_max_active=1), trunk_of, calls.calls)
-    await calls.place(request())
+    await calls.start(request())
     with pytest.raises(AgentLimit):
-        await calls.place(request(leg_b=B1))
+        await calls.start(request(leg_b=B1))
     assert len(switch.commands) == 1
     first = next(iter(calls.calls.values()))
     assert first.task is not None
     first.task.cancel()
     await asyncio.gather(first.task, return_exceptions=True)
     assert calls.calls == {}
-    await calls.place(request(leg_b=B1))  # the first call is gone: its agent is free
+    await calls.start(request(leg_b=B1))  # the first call is gone: its agent is free
 
 
 # ---------------------------------------------------------------- the router skipping numbers

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from controller.config import OutboundConfig
 from controller.errors import InvalidField, OutboundRefused
-from controller.outbound import check_before_send, check_url, redact
+from controller.outbound import OutboundConfig, check_before_send, check_url, redact
 from controller.routing.dial_whom import DialWhomClient, DialWhomFailed
 from controller.store import DeliveryState, WebhookDelivery
 from controller.store.sqlite import SqliteStore

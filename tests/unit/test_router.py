@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from controller.config import OutboundConfig
 from controller.core.events import RouteExhausted, TargetsChosen
 from controller.core.outcomes import CallStatus
 from controller.core.plan import Attempt
 from controller.errors import InvalidField, InvalidNumber
+from controller.outbound import OutboundConfig
 from controller.routing.agents import MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
 from controller.routing.router import Announce, CallContext, CallQueues, Router

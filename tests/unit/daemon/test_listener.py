@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.calls.service import ActiveCall, CallRequest
-from controller.config import Config, OutboundConfig
+from controller.calls.request import CallRequest
+from controller.calls.runner import ActiveCall
+from controller.config import Config
 from controller.core.commands import CallEnded, Command
 from controller.core.events import Event, LegAnswered, LegCreated, LegEnded, LegHungUp, LegRinging
 from controller.core.machine import CallConnect
@@ -22,6 +23,7 @@ from controller.core.plan import Attempt, CallPlan
 from controller.daemon import listener as listener_module
 from controller.daemon.listener import DuplicateRequest, StoreListener
 from controller.daemon.metrics import Metrics
+from controller.outbound import OutboundConfig
 from controller.store import DeliveryState, StoredCall, StoreError, TimelineEntry, WebhookDelivery
 from controller.store.sqlite import SqliteStore
 from controller.webhooks.outbox import Outbox
@@ -52,10 +54,11 @@ def new_call(call_id: str, *, webhook_events: tuple[str, ...] = ALL_EVENTS, webh
              key: str | None = None) -> ActiveCall:
     """The one place requests and calls are built: the request path may change their shape."""
     request = CallRequest(leg_a="+27115550101", leg_b="+27115550202", webhook_url=webhook_url,
-                          webhook_events=webhook_events, metadata={"crm": "42"}, idempotency_key=key)
+                          webhook_events=list(webhook_events), metadata={"crm": "42"})
     plan = CallPlan(call_id=call_id, leg_a="PJSIP/a", leg_b="PJSIP/b", ring_timeout=30, time_limit=60,
                     first_attempt=Attempt(("PJSIP/b",), ring_timeout=30))
-    return ActiveCall(CallConnect(plan, created_at=T0), request, whisper=None, recording_path=None)
+    return ActiveCall(CallConnect(plan, created_at=T0), request, idempotency_key=key, whisper=None,
+                      recording_path=None)
 
 
 class Disk(SqliteStore):

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from controller.config import Config, OutboundConfig
+from controller.config import Config
 from controller.daemon.listener import StoreListener
 from controller.daemon.metrics import Metrics
 from controller.errors import ConfigError
+from controller.outbound import OutboundConfig
 from controller.store import DeliveryState
 from controller.store.sqlite import SqliteStore
 from controller.webhooks.envelope import encode, envelope, new_event_id

@@ -13,8 +13,8 @@ import pytest
 import structlog
 from standardwebhooks import Webhook
 
-from controller.config import OutboundConfig
 from controller.errors import ConfigError
+from controller.outbound import OutboundConfig
 from controller.store import DeliveryState, StoredCall, WebhookDelivery
 from controller.store.sqlite import SqliteStore
 from controller.webhooks.envelope import envelope

@@ -8,9 +8,8 @@ import time
 import pytest
 from standardwebhooks import Webhook
 
-from controller.config import OutboundConfig
 from controller.errors import ConfigError, InvalidField
-from controller.outbound import check_url, redact
+from controller.outbound import OutboundConfig, check_url, redact
 from controller.webhooks.sender import WebhookSender
 from tests.conftest import StartReceiver
 

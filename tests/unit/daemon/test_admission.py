@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.daemon.admission import Admission, retry_after_header
+from controller.api.errors import retry_after_header
+from controller.daemon.admission import Admission
 from tests.unit.conftest import Clock
 
 

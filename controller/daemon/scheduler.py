@@ -22,7 +22,9 @@ from typing import Any
 
 import structlog
 
-from controller.calls.service import CallRequest, CallService
+from controller.calls.decision import Placed, Refused, Replayed, Scheduled
+from controller.calls.request import CallRequest
+from controller.calls.service import CallService
 from controller.config import Config
 from controller.daemon.listener import request_as_dict, request_from_dict
 from controller.daemon.metrics import Metrics
@@ -50,15 +52,17 @@ class Scheduler:
         self.may_place = may_place
         self._wake = asyncio.Event()
 
-    async def schedule(self, request: CallRequest, refusal: OutsideCallingHours) -> StoredCall:
+    async def schedule(self, request: CallRequest, refusal: OutsideCallingHours,
+                       idempotency_key: str | None = None) -> StoredCall:
         """Store the call to be placed at ``refusal``'s next_window_at; the
-        call already stored under the request's idempotency key, if any."""
+        call already stored under the idempotency key, if any."""
         now = time.time()
         at = float(refusal.details["next_window_at"])
         stored = StoredCall(call_id=str(uuid.uuid4()), created_at=now, updated_at=now,
-                            state=SCHEDULED, status=None, request=request_as_dict(request),
+                            state=SCHEDULED, status=None,
+                            request=request_as_dict(request, idempotency_key),
                             snapshot={"scheduled_for": at, "reason": refusal.message},
-                            idempotency_key=request.idempotency_key)
+                            idempotency_key=idempotency_key)
         stored, created = await self.store.create_call(stored)
         if created:
             await self.store.save_scheduled(stored, [TimelineEntry(
@@ -100,32 +104,51 @@ class Scheduler:
     async def _place(self, stored: StoredCall) -> None:
         structlog.contextvars.bind_contextvars(call_id=stored.call_id)
         try:
-            await self.calls.place(request_from_dict(stored.request), call_id=stored.call_id)
-            log.info("schedule.placed", call_id=stored.call_id)
-        except OutsideCallingHours as exc:
-            if "next_window_at" not in exc.details:
-                await self._end(stored, "failed", exc.message)
-                return
-            stored.snapshot = {**stored.snapshot, "scheduled_for": exc.details["next_window_at"],
-                               "reason": exc.message}
-            stored.updated_at = time.time()
-            await self.store.save_scheduled(stored, [TimelineEntry(
-                stored.call_id, stored.updated_at, "schedule",
-                {"reason": exc.message, "scheduled_for": exc.details["next_window_at"]})], [])
-            log.info("schedule.moved", call_id=stored.call_id,
-                     scheduled_for=exc.details["next_window_at"])
+            await self._place_now(stored)
+        finally:
+            structlog.contextvars.unbind_contextvars("call_id")
+
+    async def _place_now(self, stored: StoredCall) -> None:
+        try:
+            request, idempotency_key = request_from_dict(stored.request)
+            decision = await self.calls.place(request, idempotency_key, scheduled_id=stored.call_id)
         except StoreError:
             current = await self.store.get_call(stored.call_id)
             if current is not None and current.state != SCHEDULED:
                 log.info("schedule.gone", call_id=stored.call_id, state=current.state)
                 return  # canceled meanwhile
             raise  # not the call's fault: it stays scheduled and is tried again
-        except CallConnectError as exc:
-            log.info("schedule.refused", call_id=stored.call_id, error_id=exc.error_id,
-                     error=exc.message)
-            await self._end(stored, "failed", f"refused when its time came: {exc.message}")
-        finally:
-            structlog.contextvars.unbind_contextvars("call_id")
+        except CallConnectError as exc:  # the whisper could not be rendered
+            await self._refused(stored, exc)
+            return
+        match decision:
+            case Placed():
+                log.info("schedule.placed", call_id=stored.call_id)
+            case Refused(reason=OutsideCallingHours() as refusal) \
+                    if "next_window_at" in refusal.details:
+                await self._move(stored, refusal)  # the clock moved: still outside
+            case Refused(reason=OutsideCallingHours() as refusal):
+                await self._end(stored, "failed", refusal.message)
+            case Refused(reason=refusal):
+                await self._refused(stored, refusal)
+            case Replayed() | Scheduled():
+                # Its idempotency key names another call: this one was never placed.
+                log.error("schedule.not_placed", call_id=stored.call_id,
+                          other=decision.call.call_id)
+
+    async def _refused(self, stored: StoredCall, refusal: CallConnectError) -> None:
+        log.info("schedule.refused", call_id=stored.call_id, error_id=refusal.error_id,
+                 error=refusal.message)
+        await self._end(stored, "failed", f"refused when its time came: {refusal.message}")
+
+    async def _move(self, stored: StoredCall, refusal: OutsideCallingHours) -> None:
+        at = refusal.details["next_window_at"]
+        stored.snapshot = {**stored.snapshot, "scheduled_for": at, "reason": refusal.message}
+        stored.updated_at = time.time()
+        await self.store.save_scheduled(stored, [TimelineEntry(
+            stored.call_id, stored.updated_at, "schedule",
+            {"reason": refusal.message, "scheduled_for": at})], [])
+        log.info("schedule.moved", call_id=stored.call_id, scheduled_for=at)
 
     async def _end(self, stored: StoredCall, status: str, reason: str,
                    hangup_by: str | None = None) -> bool:

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.compliance.dnc import DncEntry
+
+
+class DncBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=500, description="Why the number may not be called")
+
+
+class DncView(BaseModel):
+    number: str
+    reason: str
+    source: Literal["file", "api"] = Field(description="file: compliance.dnc_file; api: added here")
+    added_at: float | None
+
+
+class DncList(BaseModel):
+    entries: list[DncView]
+    next_cursor: str | None
+
+
+def dnc_view(entry: DncEntry) -> DncView:
+    return DncView(number=entry.number, reason=entry.reason,
+                   source="file" if entry.source == "file" else "api", added_at=entry.added_at)

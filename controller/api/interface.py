@@ -1,0 +1,76 @@
+"""What the REST API needs from the daemon, and all it may reach: the daemon
+implements this, and the API never imports the daemon."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from controller.api.status.schemas import Status
+from controller.calls.decision import Decision
+from controller.calls.request import CallRequest
+from controller.compliance.dnc import DncEntry
+from controller.routing.agents import AgentState
+from controller.routing.spec import Group
+from controller.store import CallPage, StoredCall, TimelineEntry
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """A call asked to end: hung up or canceled, or ``already_ended``."""
+
+    call: StoredCall
+    already_ended: bool = False
+
+
+class Operations(Protocol):
+    @property
+    def api_tokens(self) -> Sequence[str]:
+        """Bearer tokens that may use the API."""
+
+    # Calls.
+    async def place_call(self, request: CallRequest, idempotency_key: str | None) -> Decision: ...
+
+    async def list_calls(self, *, status: str | None, created_after: float | None,
+                         created_before: float | None, limit: int,
+                         cursor: str | None) -> CallPage:
+        """InvalidRequest (or ValueError) for a cursor this API did not give out."""
+
+    async def get_call(self, call_id: str) -> StoredCall | None: ...
+
+    async def timeline(self, call_id: str) -> list[TimelineEntry]: ...
+
+    async def hang_up(self, call_id: str) -> Hangup | None:
+        """End a live call, cancel a scheduled one; None if there is no such call."""
+
+    # Agent groups.
+    def agent_groups(self) -> Mapping[str, Group]: ...
+
+    async def agent_states(self, agents: Sequence[str]) -> Mapping[str, AgentState]: ...
+
+    async def put_group(self, name: str, data: dict[str, Any]) -> Group:
+        """InvalidRequest if bad; GroupFromConfig if the config file has it."""
+
+    async def delete_group(self, name: str) -> bool:
+        """False if there is no such group; GroupFromConfig if the config file has it."""
+
+    # The do-not-call list.
+    def dnc_number(self, text: str) -> str:
+        """The number normalised; InvalidRequest if it is not one."""
+
+    async def dnc_entry(self, number: str) -> DncEntry | None: ...
+
+    async def add_dnc(self, number: str, reason: str) -> DncEntry: ...
+
+    async def remove_dnc(self, number: str) -> bool:
+        """False if it is not on the list; DncFromFile if the file has it."""
+
+    async def list_dnc(self, cursor: str | None,
+                       limit: int) -> tuple[list[DncEntry], str | None]: ...
+
+    # Health.
+    async def status(self) -> Status: ...
+
+    def metrics_text(self) -> bytes:
+        """The metrics in Prometheus' text format."""
