@@ -244,8 +244,9 @@ class CallConnect(Call):
     def _on_OriginateFailed(self, ev: OriginateFailed) -> list[Command]:
         leg = self.legs[Leg.A]
         leg.awaiting_channel = False  # no channel will come: an ending call may now end
-        if self.state is CallState.ENDING or leg.channel_up:
-            return []  # decided already, or the channel's own hangup cause will tell
+        if self.state is CallState.ENDING or leg.answered_at is not None or leg.channel_up:
+            # Decided already, or A was placed after all: its channel tells the rest.
+            return []
         leg.status = LegStatus.FAILED
         leg.ended_at = ev.at
         self.legs[Leg.B].status = LegStatus.NOT_DIALED

@@ -71,9 +71,10 @@ def event_name(event: Event) -> str:
     return type(event).__name__
 
 
-# Every live state handles these: they tell which channels are left (the call
-# ends when none is), or stop the call whatever it was doing.
-_CHANNELS = (LegCreated, LegHungUp, LegEnded, RecordingStarted, SwitchLost, EndedWhileAway)
+# Every live state handles these: they tell which channels are left or will
+# not come (the call ends when none is), or stop the call whatever it did.
+_CHANNELS = (LegCreated, OriginateFailed, LegHungUp, LegEnded, RecordingStarted, SwitchLost,
+             EndedWhileAway)
 # Never matter: an answer repeated, and the end of A's message (the dialplan
 # hangs A up right after it, and LegEnded ends the call).
 _NEVER_MATTER = (ANSWER_AGAIN, MessageFinished)
@@ -81,8 +82,8 @@ _STOPS = (HangupRequested, CommandFailed)
 
 _HANDLED: dict[CallState, tuple[EventKind, ...]] = {
     CallState.NEW: (),  # only start() moves it on
-    CallState.DIALING_A: (LegRinging, ANSWER_A, OriginateFailed, *_STOPS),
-    CallState.RINGING_A: (LegRinging, ANSWER_A, OriginateFailed, *_STOPS),
+    CallState.DIALING_A: (LegRinging, ANSWER_A, *_STOPS),
+    CallState.RINGING_A: (LegRinging, ANSWER_A, *_STOPS),
     CallState.ROUTING: (LegRinging, TargetsChosen, RouteExhausted, Announcement, *_STOPS),
     CallState.WHISPERING: (LegRinging, WhisperFinished, *_STOPS),
     CallState.DIALING_B: (LegRinging, ANSWER_B, DialFinished, *_STOPS),
@@ -90,25 +91,23 @@ _HANDLED: dict[CallState, tuple[EventKind, ...]] = {
     CallState.CONFIRMING: (AnswerAccepted, AnswerDeclined, DialFinished, *_STOPS),
     CallState.BRIDGED: _STOPS,
     CallState.ANNOUNCING: _STOPS,
-    # The outcome is decided: only what says a channel will not come matters now.
-    CallState.ENDING: (OriginateFailed,),
+    CallState.ENDING: (),  # the outcome is decided: only the channels matter now
     CallState.ENDED: (),
 }
 
-# Late or duplicate, and moot in that state: after A answered its originate
-# cannot fail, the dial's end says nothing once bridged or cancelled, a
-# ringing changes nothing once both legs answered.
+# Late or duplicate, and moot in that state: the dial's end says nothing
+# once bridged or cancelled, a ringing changes nothing once both legs answered.
 _IGNORED: dict[CallState, tuple[EventKind, ...]] = {
     CallState.NEW: (),
     CallState.DIALING_A: (DialFinished, Announcement),
     CallState.RINGING_A: (DialFinished, Announcement),
-    CallState.ROUTING: (OriginateFailed, DialFinished),
-    CallState.WHISPERING: (OriginateFailed, DialFinished, Announcement),
-    CallState.DIALING_B: (OriginateFailed, Announcement),
-    CallState.RINGING_B: (OriginateFailed, Announcement),
-    CallState.CONFIRMING: (LegRinging, OriginateFailed, Announcement),
-    CallState.BRIDGED: (LegRinging, OriginateFailed, DialFinished, Announcement),
-    CallState.ANNOUNCING: (LegRinging, OriginateFailed, DialFinished, Announcement),
+    CallState.ROUTING: (DialFinished,),
+    CallState.WHISPERING: (DialFinished, Announcement),
+    CallState.DIALING_B: (Announcement,),
+    CallState.RINGING_B: (Announcement,),
+    CallState.CONFIRMING: (LegRinging, Announcement),
+    CallState.BRIDGED: (LegRinging, DialFinished, Announcement),
+    CallState.ANNOUNCING: (LegRinging, DialFinished, Announcement),
     CallState.ENDING: (LegRinging, ANSWER_A, ANSWER_B, AnswerAccepted, AnswerDeclined, WhisperFinished,
                        DialFinished, TargetsChosen, RouteExhausted, Announcement, *_STOPS),
     CallState.ENDED: (),
