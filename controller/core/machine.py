@@ -1,10 +1,12 @@
-"""The call-connect state machine: events in, commands out.
+"""The call-connect flow: two legs, A then B, bridged. Events in, commands out.
 
 Pure: no sockets, no clock, no files. Every event carries the time it happened
 (the switch's timestamp where it has one); the backend adapters turn wire events
-into these events and these commands into switch actions. An event that cannot
-happen in the current state raises :class:`InvalidTransition`; an event that can
-happen but no longer matters (a late ringing, a duplicate) changes nothing.
+into these events and these commands into switch actions. Which event each
+state takes, ignores or refuses is :mod:`controller.core.table`; the generic
+record (legs, timeline, outcome, the end once no channel is left) is
+:class:`controller.core.call.Call`; the result and snapshot are
+:mod:`controller.core.record`. This module holds only the flow's decisions.
 
 The flow: originate Leg A; when A answers, play the whisper to A only; when the
 whisper has finished, dial Leg B; when B answers, record; when either side hangs
@@ -19,15 +21,15 @@ With an on-answer whisper or a confirm key, Leg B hears the whisper the moment
 it answers and may decline; only then are the legs bridged.
 """
 
-
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+from controller.core import record
+from controller.core.call import OPEN_LEG_STATUSES, Call
 from controller.core.commands import (
     AnnounceToLegA,
-    CallEnded,
     ChooseTargets,
     Command,
     DialLegB,
@@ -44,14 +46,11 @@ from controller.core.events import (
     CommandFailed,
     DialFinished,
     EndedWhileAway,
-    Event,
     HangupRequested,
     LegAnswered,
-    LegCreated,
     LegEnded,
     LegHungUp,
     LegRinging,
-    MessageFinished,
     OriginateFailed,
     RecordingStarted,
     RouteExhausted,
@@ -59,9 +58,7 @@ from controller.core.events import (
     TargetsChosen,
     WhisperFinished,
 )
-from controller.core.legs import (
-    LegRecord,
-)
+from controller.core.legs import LegRecord
 from controller.core.outcomes import (
     CALL_STATUS_OF_UNANSWERED_LEG,
     CallStatus,
@@ -72,38 +69,26 @@ from controller.core.outcomes import (
     leg_status_from_cause,
     leg_status_from_dial,
 )
-from controller.core.plan import (
-    Attempt,
-    CallPlan,
-)
-from controller.core.states import (
-    CallState,
-    Transition,
-)
+from controller.core.plan import Attempt, CallPlan
+from controller.core.states import CallState
+from controller.core.table import TABLE, Table
 from controller.errors import InvalidTransition
 
-# Leg statuses that a hangup can still change; all others are final.
-_OPEN_LEG_STATUSES = (LegStatus.INITIATED, LegStatus.RINGING, LegStatus.ANSWERED)
 _LIVE_A_STATES = (CallState.DIALING_A, CallState.RINGING_A)
 _DIALING_B_STATES = (CallState.DIALING_B, CallState.RINGING_B, CallState.CONFIRMING)
 
 
 @dataclass
-class CallConnect:
+class CallConnect(Call):
+    table: ClassVar[Table] = TABLE
+
     plan: CallPlan
     created_at: float
-    state: CallState = CallState.NEW
-    status: CallStatus | None = None
-    reason: str | None = None
-    hangup_by: HangupBy | None = None
     whisper_played: bool | None = None
     recording_started: bool = False
     recording_error: str | None = None
     bridged_at: float | None = None
     bridge_ended_at: float | None = None
-    ended_at: float | None = None
-    timeline: list[Transition] = field(default_factory=list)
-    legs: dict[Leg, LegRecord] = field(init=False)
     # Every attempt at leg B: its targets, how it ended, who answered.
     attempts: list[dict[str, Any]] = field(default_factory=list)
     route_state: dict[str, Any] = field(default_factory=dict)
@@ -115,7 +100,8 @@ class CallConnect:
     # ------------------------------------------------------------ API
 
     def start(self) -> list[Command]:
-        self._require(CallState.NEW, "start")
+        if self.state is not CallState.NEW:
+            raise InvalidTransition(str(self.state), "start")
         self.legs[Leg.A].status = LegStatus.INITIATED
         self.legs[Leg.A].awaiting_channel = True
         self._goto(self.created_at, CallState.DIALING_A, "originating leg A")
@@ -123,39 +109,21 @@ class CallConnect:
                               self.plan.hold_music)]
 
     def initial_response(self) -> dict[str, Any]:
-        """The answer a caller gets at once, in the shape hosted products use."""
-        return {
-            "success": True,
-            "call_uuid": self.plan.call_id,
-            "state": str(self.state),
-            "leg_a_status": str(self.legs[Leg.A].status),
-            "leg_b_status": str(self.legs[Leg.B].status),
-            "recorded": self.plan.recording_file is not None,
-        }
+        return record.initial_response(self)
 
-    def handle(self, event: Event) -> list[Command]:
-        if self.state in (CallState.NEW, CallState.ENDED):
-            raise InvalidTransition(str(self.state), type(event).__name__)
-        handler = getattr(self, "_on_" + type(event).__name__)
-        commands: list[Command] = handler(event)
-        return commands + self._maybe_end(event.at)
+    def result(self) -> dict[str, Any]:
+        return record.result(self)
 
-    @property
-    def finished(self) -> bool:
-        return self.state is CallState.ENDED
+    def snapshot(self) -> dict[str, Any]:
+        return record.snapshot(self)
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any]) -> CallConnect:
+        call = cls(record.plan_of(data), created_at=data["created_at"])
+        record.restore(call, data)
+        return call
 
     # ------------------------------------------------------------ handlers
-
-    def _on_LegCreated(self, ev: LegCreated) -> list[Command]:
-        record = self.legs[ev.leg]
-        record.channels.append(ev.channel)
-        record.dialed = True
-        record.awaiting_channel = False
-        if self.state is CallState.ENDING:
-            # A channel that appears after we decided to end the call (a cancel
-            # raced the originate) is hung up at once.
-            return [HangupLegs((ev.leg,))]
-        return []
 
     def _on_LegRinging(self, ev: LegRinging) -> list[Command]:
         leg = self.legs[ev.leg]
@@ -169,23 +137,13 @@ class CallConnect:
 
     def _on_LegAnswered(self, ev: LegAnswered) -> list[Command]:
         leg = self.legs[ev.leg]
-        if leg.answered_at is not None:
-            return []  # a duplicate
         if ev.leg is Leg.A:
-            if self.state not in _LIVE_A_STATES:
-                if self.state is CallState.ENDING:
-                    return []
-                raise InvalidTransition(str(self.state), "LegAnswered(a)")
             leg.status = LegStatus.ANSWERED
             leg.answered_at = ev.at
             if self.plan.first_attempt is None:
                 self._goto(ev.at, CallState.ROUTING, "leg A answered; choosing whom to ring")
                 return [ChooseTargets(None, self.route_state)]
             return self._start_attempt(ev.at, self.plan.first_attempt, "leg A answered")
-        if self.state not in _DIALING_B_STATES or self.state is CallState.CONFIRMING:
-            if self.state is CallState.ENDING:
-                return []
-            raise InvalidTransition(str(self.state), "LegAnswered(b)")
         leg.status = LegStatus.ANSWERED
         leg.answered_at = ev.at
         self.b_channel = ev.channel
@@ -200,17 +158,11 @@ class CallConnect:
         return self._bridge(ev.at, f"leg B answered ({leg.target}); legs bridged")
 
     def _on_AnswerAccepted(self, ev: AnswerAccepted) -> list[Command]:
-        if self.state is CallState.ENDING:
-            return []
-        self._require(CallState.CONFIRMING, "AnswerAccepted")
         if self.plan.whisper_on_answer and self.plan.whisper_audio:
             self.whisper_played = True  # the switch plays it to B before accepting
         return self._bridge(ev.at, "leg B accepted the call; legs bridged")
 
     def _on_AnswerDeclined(self, ev: AnswerDeclined) -> list[Command]:
-        if self.state is CallState.ENDING:
-            return []
-        self._require(CallState.CONFIRMING, "AnswerDeclined")
         # The switch hangs B up and ends the dial: DialFinished moves on.
         self.legs[Leg.B].status = LegStatus.DECLINED
         self.attempts[-1]["declined"] = ev.reason
@@ -227,12 +179,8 @@ class CallConnect:
                 # One target of several refused while the others still ring: the
                 # attempt is not busy (nor rejected) for that; the dial's end says.
                 return []
-        leg.hung_up = True
-        if leg.answered_at is None:
-            leg.cause = ev.cause
-            if leg.status in _OPEN_LEG_STATUSES:
-                leg.status = leg_status_from_cause(ev.cause, answered=False)
-        elif self.hangup_by is None and (
+        self._leg_hung_up(ev.leg, ev.cause)
+        if leg.answered_at is not None and self.hangup_by is None and (
                 # Leg B ends the call only once bridged: before that it declined.
                 self.state is CallState.BRIDGED if ev.leg is Leg.B
                 else self.state not in (CallState.ANNOUNCING, CallState.CONFIRMING)):
@@ -248,16 +196,11 @@ class CallConnect:
             return []  # a losing target of a simultaneous ring, cancelled by the switch
         if ev.leg is Leg.B and self.b_channel is None and leg.channel_up:
             return []  # other targets of this attempt still ring
-        leg.ended_at = ev.at
-        if ev.cause or leg.cause is None:
-            leg.cause = ev.cause
-        leg.cause_text = ev.cause_text
         # Before a bridge, leg B's outcome comes with the end of its dial
         # (DialFinished): its channel may go first, with cause 0 after the
         # switch cancelled its ringing.
         b_still_dialing = ev.leg is Leg.B and self.state in _DIALING_B_STATES
-        if leg.status in _OPEN_LEG_STATUSES and not b_still_dialing:
-            leg.status = leg_status_from_cause(leg.cause or 0, leg.answered_at is not None)
+        self._leg_ended(leg, ev, settled=not b_still_dialing)
 
         if ev.leg is Leg.A:
             return self._on_leg_a_ended(ev, leg)
@@ -300,11 +243,10 @@ class CallConnect:
 
     def _on_OriginateFailed(self, ev: OriginateFailed) -> list[Command]:
         leg = self.legs[Leg.A]
-        leg.awaiting_channel = False
-        if self.state not in _LIVE_A_STATES:
+        leg.awaiting_channel = False  # no channel will come: an ending call may now end
+        if self.state is CallState.ENDING or leg.answered_at is not None or leg.channel_up:
+            # Decided already, or A was placed after all: its channel tells the rest.
             return []
-        if leg.channel_up:
-            return []  # the channel's own hangup cause will tell what happened
         leg.status = LegStatus.FAILED
         leg.ended_at = ev.at
         self.legs[Leg.B].status = LegStatus.NOT_DIALED
@@ -312,18 +254,12 @@ class CallConnect:
         return []
 
     def _on_TargetsChosen(self, ev: TargetsChosen) -> list[Command]:
-        if self.state is CallState.ENDING:
-            return []
-        self._require(CallState.ROUTING, "TargetsChosen")
         self.route_state = ev.route_state
         if self.legs[Leg.A].hung_up:
             return []  # A is going: its LegEnded ends the call, B is not dialed
         return self._start_attempt(ev.at, ev.attempt, "targets chosen")
 
     def _on_RouteExhausted(self, ev: RouteExhausted) -> list[Command]:
-        if self.state is CallState.ENDING:
-            return []
-        self._require(CallState.ROUTING, "RouteExhausted")
         if self.legs[Leg.A].hung_up:
             return []  # A is going: its LegEnded ends the call (canceled)
         if not self.attempts:
@@ -337,14 +273,11 @@ class CallConnect:
         return [HangupLegs((Leg.A,))] if self.legs[Leg.A].channel_up else []
 
     def _on_Announcement(self, ev: Announcement) -> list[Command]:
-        if self.state is not CallState.ROUTING or self.legs[Leg.A].hung_up:
-            return []  # B is being dialed already, or the call is ending
+        if self.legs[Leg.A].hung_up:
+            return []  # the call is ending
         return [AnnounceToLegA(ev.audio, ev.hold_for)]
 
     def _on_WhisperFinished(self, ev: WhisperFinished) -> list[Command]:
-        if self.state is CallState.ENDING:
-            return []
-        self._require(CallState.WHISPERING, "WhisperFinished")
         self.whisper_played = ev.played
         if self.legs[Leg.A].hung_up:
             return []  # A is going: its LegEnded ends the call, B is not dialed
@@ -355,14 +288,12 @@ class CallConnect:
         return []
 
     def _on_DialFinished(self, ev: DialFinished) -> list[Command]:
-        if self.state not in _DIALING_B_STATES:
-            return []  # after a bridge or a cancel the dial's end says nothing new
         leg_b = self.legs[Leg.B]
         if self.state is CallState.CONFIRMING and leg_b.status is not LegStatus.DECLINED:
             # Answered but never accepted: hung up during the whisper.
             leg_b.status = LegStatus.DECLINED
             self.attempts[-1]["declined"] = "hung up before accepting"
-        if leg_b.status in _OPEN_LEG_STATUSES:
+        if leg_b.status in OPEN_LEG_STATUSES:
             leg_b.status = leg_status_from_dial(ev.outcome)
         outcome = leg_b.status
         self._close_attempt(ev.at, str(outcome), ev.outcome)
@@ -371,18 +302,14 @@ class CallConnect:
         self._goto(ev.at, CallState.ROUTING,
                    f"leg B {outcome} (dial {ev.outcome}); choosing whom to ring next")
         return [ChooseTargets(str(outcome), self.route_state)]
-    def _on_MessageFinished(self, ev: MessageFinished) -> list[Command]:
-        return []  # the dialplan hangs A up right after; LegEnded ends the call
 
     def _on_RecordingStarted(self, ev: RecordingStarted) -> list[Command]:
         self.recording_started = True
         return []
 
     def _on_HangupRequested(self, ev: HangupRequested) -> list[Command]:
-        if self.state is CallState.ENDING:
-            return []
         self.hangup_by = self.hangup_by or HangupBy.API
-        live = tuple(leg for leg in (Leg.A, Leg.B) if self.legs[leg].channel_up)
+        live = self._live_legs()
         if self.state is CallState.BRIDGED:
             self._end_bridged(ev.at)
         else:
@@ -395,28 +322,24 @@ class CallConnect:
         return [HangupLegs(live or (Leg.A,))]
 
     def _on_CommandFailed(self, ev: CommandFailed) -> list[Command]:
-        if self.state is CallState.ENDING:
-            return []
         if self.state is CallState.BRIDGED and ev.command == "StartRecording":
             # A recording that did not start must not cut a live conversation.
             self.recording_error = ev.reason
             return []
-        for record in self.legs.values():
-            record.awaiting_channel = False
-            if record.status is LegStatus.PENDING:
-                record.status = LegStatus.NOT_DIALED
-            elif record.status in (LegStatus.INITIATED, LegStatus.RINGING):
-                record.status = LegStatus.FAILED
+        for rec in self.legs.values():
+            rec.awaiting_channel = False
+            if rec.status is LegStatus.PENDING:
+                rec.status = LegStatus.NOT_DIALED
+            elif rec.status in (LegStatus.INITIATED, LegStatus.RINGING):
+                rec.status = LegStatus.FAILED
         self.hangup_by = self.hangup_by or HangupBy.SWITCH
         self._decide(ev.at, CallStatus.FAILED, f"{ev.command} failed: {ev.reason}")
-        live = tuple(leg for leg in (Leg.A, Leg.B) if self.legs[leg].channel_up)
+        live = self._live_legs()
         return [HangupLegs(live)] if live else []
 
     def _on_SwitchLost(self, ev: SwitchLost) -> list[Command]:
-        live = tuple(leg for leg in (Leg.A, Leg.B) if self.legs[leg].channel_up)
-        for leg in (Leg.A, Leg.B):
-            self.legs[leg].channels.clear()
-            self.legs[leg].awaiting_channel = False
+        live = self._live_legs()
+        self._forget_channels()
         if self.state is CallState.ENDING:
             return [HangupLegs(live)] if live else []
         self.hangup_by = self.hangup_by or HangupBy.SWITCH
@@ -431,10 +354,9 @@ class CallConnect:
 
     def _on_EndedWhileAway(self, ev: EndedWhileAway) -> list[Command]:
         a, b = self.legs[Leg.A], self.legs[Leg.B]
-        for record in (a, b):
-            record.channels.clear()
-            record.awaiting_channel = False
-            record.ended_at = record.ended_at or ev.at
+        self._forget_channels()
+        for rec in (a, b):
+            rec.ended_at = rec.ended_at or ev.at
         if ev.a_cause is not None:
             a.cause = ev.a_cause
         if self.state is CallState.ENDING:
@@ -458,7 +380,7 @@ class CallConnect:
                          f"leg A {a.status}; {away}")
         elif ev.b_outcome is not None:
             a.status = LegStatus.COMPLETED
-            if b.status in _OPEN_LEG_STATUSES:
+            if b.status in OPEN_LEG_STATUSES:
                 b.status = leg_status_from_dial(ev.b_outcome)
             self._decide(ev.at, CALL_STATUS_OF_UNANSWERED_LEG.get(b.status, CallStatus.FAILED),
                          f"leg B {b.status}; {away}")
@@ -469,58 +391,6 @@ class CallConnect:
                 a.status = LegStatus.COMPLETED
             self._decide(ev.at, CallStatus.FAILED, f"{away}; the switch kept no outcome")
         return []
-
-    # ------------------------------------------------------------ snapshots
-
-    def snapshot(self) -> dict[str, Any]:
-        """Everything needed to pick the call up again after a restart."""
-        return {
-            "plan": asdict(self.plan),
-            "created_at": self.created_at,
-            "state": str(self.state),
-            "status": str(self.status) if self.status else None,
-            "reason": self.reason,
-            "hangup_by": str(self.hangup_by) if self.hangup_by else None,
-            "whisper_played": self.whisper_played,
-            "recording_started": self.recording_started,
-            "recording_error": self.recording_error,
-            "bridged_at": self.bridged_at,
-            "bridge_ended_at": self.bridge_ended_at,
-            "ended_at": self.ended_at,
-            "timeline": [[t.at, str(t.from_state), str(t.to_state), t.reason] for t in self.timeline],
-            "legs": {str(leg): {**asdict(r), "status": str(r.status)} for leg, r in self.legs.items()},
-            "attempts": self.attempts,
-            "route_state": self.route_state,
-            "b_channel": self.b_channel,
-        }
-
-    @classmethod
-    def from_snapshot(cls, data: dict[str, Any]) -> CallConnect:
-        plan = dict(data["plan"])
-        if plan.get("first_attempt"):
-            first = plan["first_attempt"]
-            plan["first_attempt"] = Attempt(tuple(first["targets"]), first["ring_timeout"],
-                                            first["source"], tuple(
-                                                (t, rule) for t, rule in first.get("skipped", ())))
-        call = cls(CallPlan(**plan), created_at=data["created_at"])
-        call.state = CallState(data["state"])
-        call.status = CallStatus(data["status"]) if data["status"] else None
-        call.reason = data["reason"]
-        call.hangup_by = HangupBy(data["hangup_by"]) if data["hangup_by"] else None
-        call.whisper_played = data["whisper_played"]
-        call.recording_started = data["recording_started"]
-        call.recording_error = data["recording_error"]
-        call.bridged_at = data["bridged_at"]
-        call.bridge_ended_at = data["bridge_ended_at"]
-        call.ended_at = data["ended_at"]
-        call.timeline = [Transition(at, CallState(a), CallState(b), why)
-                         for at, a, b, why in data["timeline"]]
-        for leg, record in data["legs"].items():
-            call.legs[Leg(leg)] = LegRecord(**{**record, "status": LegStatus(record["status"])})
-        call.attempts = data["attempts"]
-        call.route_state = data["route_state"]
-        call.b_channel = data["b_channel"]
-        return call
 
     # ------------------------------------------------------------ helpers
 
@@ -559,13 +429,6 @@ class CallConnect:
             return [StartRecording(self.plan.recording_file)]
         return []
 
-    def _cancel_leg(self, leg: Leg) -> None:
-        record = self.legs[leg]
-        if record.status in (LegStatus.INITIATED, LegStatus.RINGING):
-            record.status = LegStatus.CANCELED
-        elif record.status is LegStatus.PENDING:
-            record.status = LegStatus.NOT_DIALED
-
     def _end_bridged(self, at: float) -> None:
         self.bridge_ended_at = at
         self._close_attempt(at, "answered", DialOutcome.ANSWERED)
@@ -576,59 +439,3 @@ class CallConnect:
             limit = self.plan.time_limit
             self.hangup_by = HangupBy.TIME_LIMIT if limit and talked >= limit - 1 else HangupBy.SWITCH
         self._decide(at, CallStatus.COMPLETED, f"call ended; hung up by {self.hangup_by}")
-
-    def _decide(self, at: float, status: CallStatus, reason: str) -> None:
-        """Fix the outcome; the call ends once no channel is left."""
-        self.status = status
-        self.reason = reason
-        if self.state is not CallState.ENDING:
-            self._goto(at, CallState.ENDING, reason)
-
-    def _maybe_end(self, at: float) -> list[Command]:
-        if self.state is not CallState.ENDING:
-            return []
-        if any(r.channel_up or r.awaiting_channel for r in self.legs.values()):
-            return []
-        self.ended_at = at
-        self._goto(at, CallState.ENDED, f"{self.status}: {self.reason}")
-        return [CallEnded(self.result())]
-
-    def _goto(self, at: float, state: CallState, reason: str) -> None:
-        self.timeline.append(Transition(at, self.state, state, reason))
-        self.state = state
-
-    def _require(self, state: CallState, event: str) -> None:
-        if self.state is not state:
-            raise InvalidTransition(str(self.state), event)
-
-    def result(self) -> dict[str, Any]:
-        a, b = self.legs[Leg.A], self.legs[Leg.B]
-        talk = 0.0
-        if self.bridged_at is not None and self.bridge_ended_at is not None:
-            talk = round(self.bridge_ended_at - self.bridged_at, 3)
-        return {
-            "call_uuid": self.plan.call_id,
-            "status": str(self.status) if self.status else None,
-            "reason": self.reason,
-            "success": self.status is CallStatus.COMPLETED,
-            "state": str(self.state),
-            "leg_a": a.as_dict(),
-            "leg_b": b.as_dict(),
-            "leg_a_status": str(a.status),
-            "leg_b_status": str(b.status),
-            "hangup_by": str(self.hangup_by) if self.hangup_by else None,
-            "whisper_played": self.whisper_played,
-            "created_at": self.created_at,
-            "leg_a_answered_at": a.answered_at,
-            "leg_b_answered_at": b.answered_at,
-            "ended_at": self.ended_at,
-            "talk_seconds": talk,
-            "recorded": self.recording_started,
-            "recording_error": self.recording_error,
-            "answered_by": b.target if self.bridged_at is not None else None,
-            "attempts": self.attempts,
-            "timeline": [
-                {"at": t.at, "from": str(t.from_state), "to": str(t.to_state), "reason": t.reason}
-                for t in self.timeline
-            ],
-        }
