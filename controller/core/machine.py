@@ -6,7 +6,8 @@ into these events and these commands into switch actions. Which event each
 state takes, ignores or refuses is :mod:`controller.core.table`; the generic
 record (legs, timeline, outcome, the end once no channel is left) is
 :class:`controller.core.call.Call`; the result and snapshot are
-:mod:`controller.core.record`. This module holds only the flow's decisions.
+:class:`controller.core.record.ConnectRecord`. This module holds only the flow's
+decisions.
 
 The flow: originate Leg A; when A answers, play the whisper to A only; when the
 whisper has finished, dial Leg B; when B answers, record; when either side hangs
@@ -23,11 +24,9 @@ it answers and may decline; only then are the legs bridged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from controller.core import record
-from controller.core.call import OPEN_LEG_STATUSES, Call
+from controller.core.call import OPEN_LEG_STATUSES
 from controller.core.commands import (
     AnnounceToLegA,
     ChooseTargets,
@@ -69,7 +68,8 @@ from controller.core.outcomes import (
     leg_status_from_cause,
     leg_status_from_dial,
 )
-from controller.core.plan import Attempt, CallPlan
+from controller.core.plan import Attempt
+from controller.core.record import ConnectRecord, plan_of
 from controller.core.states import CallState
 from controller.core.table import TABLE, Table
 from controller.errors import InvalidTransition
@@ -78,24 +78,8 @@ _LIVE_A_STATES = (CallState.DIALING_A, CallState.RINGING_A)
 _DIALING_B_STATES = (CallState.DIALING_B, CallState.RINGING_B, CallState.CONFIRMING)
 
 
-@dataclass
-class CallConnect(Call):
+class CallConnect(ConnectRecord):
     table: ClassVar[Table] = TABLE
-
-    plan: CallPlan
-    created_at: float
-    whisper_played: bool | None = None
-    recording_started: bool = False
-    recording_error: str | None = None
-    bridged_at: float | None = None
-    bridge_ended_at: float | None = None
-    # Every attempt at leg B: its targets, how it ended, who answered.
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    route_state: dict[str, Any] = field(default_factory=dict)
-    b_channel: str | None = None  # the leg B channel that answered
-
-    def __post_init__(self) -> None:
-        self.legs = {Leg.A: LegRecord(self.plan.leg_a), Leg.B: LegRecord(self.plan.leg_b)}
 
     # ------------------------------------------------------------ API
 
@@ -108,19 +92,10 @@ class CallConnect(Call):
         return [OriginateLegA(self.plan.leg_a, self.plan.ring_timeout, self.plan.caller_id,
                               self.plan.hold_music)]
 
-    def initial_response(self) -> dict[str, Any]:
-        return record.initial_response(self)
-
-    def result(self) -> dict[str, Any]:
-        return record.result(self)
-
-    def snapshot(self) -> dict[str, Any]:
-        return record.snapshot(self)
-
     @classmethod
     def from_snapshot(cls, data: dict[str, Any]) -> CallConnect:
-        call = cls(record.plan_of(data), created_at=data["created_at"])
-        record.restore(call, data)
+        call = cls(plan_of(data), created_at=data["created_at"])
+        call._restore(data)
         return call
 
     # ------------------------------------------------------------ handlers
