@@ -57,7 +57,7 @@ from controller.store.sqlite.schema import SCHEMA_VERSION
 from controller.tts import WhisperRenderer
 from tests.conftest import Serve
 from tests.unit.conftest import Clock, QuietListener, RecordingSwitch
-from tests.unit.test_router import (
+from tests.unit.routing.test_router import (
     AG1,
     AG2,
     AG3,

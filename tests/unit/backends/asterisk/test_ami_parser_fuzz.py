@@ -16,11 +16,11 @@ from panoramisk.message import Message
 from controller.backends.asterisk.events import AmiEventTranslator
 from controller.core.events import LegHungUp
 from controller.core.outcomes import Leg
-from tests.unit.test_ami_events import call_id_of, parse
+from tests.unit.backends.asterisk.test_ami_events import call_id_of, parse
 from tests.wire import chunked
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"
+FIXTURES = Path(__file__).parents[3] / "fixtures" / "ami"
 WIRES = {path.stem: path.read_bytes() for path in sorted(FIXTURES.glob("*.ami"))}
 FRAMES = [frame + b"\r\n\r\n" for wire in WIRES.values()
           for frame in wire.split(b"\r\n\r\n") if frame.strip()]

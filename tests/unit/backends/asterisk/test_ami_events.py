@@ -21,7 +21,7 @@ from controller.core.outcomes import CallStatus, DialOutcome, Leg
 from controller.core.plan import Attempt, CallPlan
 from tests.wire import chunked
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "ami"
+FIXTURES = Path(__file__).parents[3] / "fixtures" / "ami"
 
 # fixture: (call status, leg A status, leg B status, hangup_by)
 OUTCOMES = {
