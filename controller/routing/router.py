@@ -150,6 +150,9 @@ class Router:
                 self.reservations.choose(self.context.call_id, targets)
                 if not targets:
                     continue
+                if "cursor" in entry:
+                    await self.agents.set_group_cursor(entry["source"][len(GROUP_PREFIX):],
+                                                       entry["cursor"])
                 st["tried"] += targets
                 st["count"] += 1
                 st["all_busy"] = None
@@ -220,16 +223,13 @@ class Router:
         states = await self.agents.agent_states(group.agents)
         busy = await self.busy_targets(group.agents)
         cursor = await self.agents.group_cursor(group.name)
-        busy = busy | self.reservations.held_elsewhere(group.agents, call_id)
-        order = await self._screened(
+        free = await self._screened(
             st, [a for a in order_agents(group, states, busy, cursor, time.time())
                  if a not in st["tried"]], source)
-        if order and group.strategy is Strategy.ROUND_ROBIN:
-            await self.agents.set_group_cursor(group.name, group.agents.index(order[0]))
-        # Held by another call while the above was awaited. From here until
-        # the first entry is held (next()) nothing is awaited.
-        taken = self.reservations.held_elsewhere(order, call_id)
-        order = [a for a in order if a not in taken]
+        # Agents another call holds are busy too. From here until next() holds
+        # the first entry nothing is awaited, so no other call can take it.
+        taken = self.reservations.held_elsewhere(free, call_id)
+        order = [a for a in free if a not in taken]
         log.info("route.group", group=group.name, strategy=str(group.strategy), order=order,
                  busy=sorted(busy | taken | {a for a, s in states.items() if s.on_call}))
         if not order:
@@ -237,9 +237,13 @@ class Router:
             return
         ring_timeout = entry["ring_timeout"] or group.ring_timeout
         if group.strategy is Strategy.SIMULTANEOUS:
-            st["queue"].insert(0, self._dial(order, ring_timeout, source))
+            entries = [self._dial(order, ring_timeout, source)]
         else:
-            st["queue"][0:0] = [self._dial([a], ring_timeout, source) for a in order]
+            entries = [self._dial([a], ring_timeout, source) for a in order]
+        if group.strategy is Strategy.ROUND_ROBIN:
+            # Stored once that agent is held (an await here would let another call in).
+            entries[0]["cursor"] = group.agents.index(order[0])
+        st["queue"][0:0] = entries
 
     async def _ask_dial_whom(self, st: dict[str, Any], entry: dict[str, Any],
                              previous: str | None) -> None:
