@@ -151,18 +151,21 @@ async def test_an_agent_is_offered_again_once_the_attempt_that_rang_it_ends() ->
     assert await desk.call("call-3").ring() == (AG1,)
 
 
-async def test_an_agent_who_answered_is_held_until_the_call_ends() -> None:
-    desk = Desk(sales(Strategy.SEQUENTIAL, agents=(AG1, AG2)))
+async def test_once_one_agent_answers_only_that_one_is_held_until_the_call_ends() -> None:
+    desk = Desk(sales(Strategy.SIMULTANEOUS, agents=(AG1, AG2)))
     first = Line(desk, "call-1")
-    await first.ring()
+    ringing = await first.ring()
+    assert isinstance(ringing, TargetsChosen) and ringing.attempt.targets == (AG1, AG2)
+    assert all_busy(await desk.call("call-2").ask())
     first.run.send(LegCreated(at=T0 + 9, leg=Leg.B, channel="b-1"),
                    LegAnswered(at=T0 + 10, leg=Leg.B, channel="b-1", target=AG1))
     first.follow()
     assert first.run.state() is CallState.BRIDGED
     assert held_by(first.run.call) == {"+27115550101", AG1}
-    assert await desk.call("call-2").ring() == (AG2,)
+    # AG2 stopped ringing when AG1 answered: free for the next call.
+    assert await desk.call("call-3").ring() == (AG2,)
     desk.reservations.release("call-1")  # the call ended
-    assert await desk.call("call-3").ring() == (AG1,)
+    assert await desk.call("call-4").ring() == (AG1,)
 
 
 async def test_an_agent_who_is_leg_a_of_a_live_call_is_not_offered_as_leg_b() -> None:
