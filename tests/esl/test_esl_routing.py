@@ -295,6 +295,24 @@ async def test_calls_at_once_ring_different_agents_and_a_third_finds_all_busy(
     assert sum(ds.endswith(tuple(agents)) for ds in peer.dial_strings) == 2  # each rung once
 
 
+async def test_an_agent_on_a_call_as_leg_a_is_not_offered_as_leg_b(make_config: MakeConfig,
+                                                                    peer: EslPeer) -> None:
+    agents = ["sip:answer-1@127.0.0.1", "sip:answer-2@127.0.0.1"]
+    config = make_config()
+    config.groups = {"desk": {"strategy": "sequential", "agents": agents}}
+    listener = Listener()
+    async with freeswitch_controller(config, listener) as controller:
+        outbound = await controller.calls.start(CallRequest(leg_a=agents[0], leg_b="+27115550202",
+                                                            time_limit=3))
+        await wait_until(lambda: "bridged" in states(listener, outbound))
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="group:desk",
+                                                        time_limit=1))
+        result = await finished(call)
+        await finished(outbound)
+    assert (result["status"], result["answered_by"]) == ("completed", agents[1])
+    assert [a["targets"] for a in result["attempts"]] == [[agents[1]]]
+
+
 # ---------------------------------------------------------------- the switch's users
 
 async def test_an_endpoint_is_a_directory_user(make_config: MakeConfig, peer: EslPeer) -> None:
