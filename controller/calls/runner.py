@@ -30,6 +30,7 @@ from controller.core.outcomes import Leg
 from controller.core.states import CallState, Transition
 from controller.errors import InvalidTransition, SwitchError
 from controller.routing.agents import AgentBook
+from controller.routing.reservations import Reservations
 from controller.routing.router import Router
 from controller.store import StoredCall, StoreError
 from controller.tts import RenderedAudio, WhisperRenderer
@@ -124,13 +125,15 @@ class CallRunner:
     """Follows every live call (``calls``, by id) to its end."""
 
     def __init__(self, backend: Backend, renderer: WhisperRenderer, listener: CallListener,
-                 agents: AgentBook, compliance: Compliance, calls: dict[str, ActiveCall]) -> None:
+                 agents: AgentBook, compliance: Compliance, calls: dict[str, ActiveCall],
+                 reservations: Reservations) -> None:
         self.backend = backend
         self.renderer = renderer
         self.listener = listener
         self.agents = agents
         self.compliance = compliance
         self.calls = calls
+        self.reservations = reservations
 
     async def start(self, call: ActiveCall) -> None:
         """Tell the listener, then carry out the core's first commands
@@ -195,6 +198,7 @@ class CallRunner:
             self.backend.forget(call.call_id)
             self.calls.pop(call.call_id, None)
             self.compliance.release(call.call_id)
+            self.reservations.release(call.call_id)
 
     async def _handle(self, call: ActiveCall, event: Event) -> None:
         try:
@@ -206,6 +210,9 @@ class CallRunner:
         await self._run_commands(call, commands)
 
     async def _run_commands(self, call: ActiveCall, commands: list[Command]) -> None:
+        # Before anything is awaited: an attempt that just ended lets its
+        # targets go, one that just started (or answered) holds them.
+        self.reservations.follow(call.call_id, call.core)
         await self._log_transitions(call)
         for command in commands:
             if isinstance(command, CallEnded):

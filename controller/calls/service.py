@@ -45,6 +45,7 @@ from controller.errors import (
 )
 from controller.routing.agents import AgentBook, MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
+from controller.routing.reservations import Reservations
 from controller.routing.router import CallContext, CallQueues, Router
 from controller.routing.spec import RouteSpec
 from controller.store import StoredCall
@@ -88,11 +89,13 @@ class CallService:
         self.dial_whom = DialWhomClient(config.calls.default_region, config.outbound,
                                         config.routing.dial_whom_timeout)
         self.queues = CallQueues()
+        # Who each live call holds, so a group offers an agent one call at a time.
+        self.reservations = Reservations()
         self.calls: dict[str, ActiveCall] = {}
         self.compliance = Compliance(config.compliance, config.calls.default_region,
                                      records or MemoryComplianceBook())
         self.runner = CallRunner(backend, renderer, listener, self.agents, self.compliance,
-                                 self.calls)
+                                 self.calls, self.reservations)
         # Limits per trunk and per agent, and scheduling (the daemon's; the
         # command line has neither).
         self.limits: LegAdmission | None = None
@@ -125,6 +128,7 @@ class CallService:
             return await self._start(request, idempotency_key, call_id)
         except BaseException:
             self.compliance.release(call_id)
+            self.reservations.release(call_id)
             raise
         finally:
             if self.limits is not None:
@@ -170,11 +174,14 @@ class CallService:
         if core.bridged_at is not None:
             call.agent = core.legs[Leg.B].target
         self.calls[call.call_id] = call
+        # Held again as its state says, before any call resumed after it routes.
+        self.reservations.follow(call.call_id, core)
         arriving = HeldEvents()
         try:
             missed = await self.backend.reattach(call.call_id, str(core.state), arriving)
         except BaseException:
             self.calls.pop(call.call_id, None)
+            self.reservations.release(call.call_id)
             raise
         arriving.release(missed, call.events)
         if core.state is CallState.ROUTING:
@@ -235,4 +242,5 @@ class CallService:
                       groups=self.groups.get, agents=self.agents,
                       busy_targets=self.backend.busy_targets, dial_whom=self.dial_whom,
                       speak=speak, unreached_message=self.config.whisper.b_unreached_message,
-                      queues=self.queues, announce=announce, screen=screen)
+                      queues=self.queues, announce=announce, reservations=self.reservations,
+                      screen=screen)

@@ -153,8 +153,12 @@ class Daemon:
     async def _reconcile(self) -> None:
         """Calls a previous run left open: follow the live ones again, close
         the ones that ended meanwhile with what the switch kept."""
-        for stored in await self.store.open_calls():
-            core = CallConnect.from_snapshot(stored.snapshot)
+        open_calls = [(stored, CallConnect.from_snapshot(stored.snapshot))
+                      for stored in await self.store.open_calls()]
+        for stored, core in open_calls:
+            # Every call holds its agents again before any of them routes again.
+            self.calls.reservations.follow(stored.call_id, core)
+        for stored, core in open_calls:
             try:
                 await self.calls.resume(core, *request_from_dict(stored.request))
             except SwitchError as exc:

@@ -11,6 +11,13 @@ group's agents when it is expanded, a dial-whom answer when it arrives, any
 attempt's targets just before it is made; the next attempt (or the reason the
 route ran out) says which were skipped and why.
 
+A group's agents are offered to one call at a time: an agent another live
+call holds (:mod:`controller.routing.reservations`: its leg A, or a leg B
+target ringing or answered) counts as busy, and the targets of each attempt
+are held the moment they are chosen, with nothing awaited between the check
+and the hold. Targets a request or a dial-whom URL names outright are held
+too, but rung as asked.
+
 Its whole memory is a JSON-able dict that the core keeps with the call
 (``route_state``), so a restarted daemon carries on where it was.
 """
@@ -31,6 +38,7 @@ from controller.core.outcomes import CallStatus
 from controller.core.plan import Attempt
 from controller.routing.agents import AgentBook, order_agents
 from controller.routing.dial_whom import DialWhomClient, DialWhomFailed
+from controller.routing.reservations import Reservations
 from controller.routing.spec import (
     GROUP_PREFIX,
     Fallback,
@@ -105,7 +113,7 @@ class Router:
                  groups: Callable[[str], Group | None], agents: AgentBook,
                  busy_targets: BusyTargets, dial_whom: DialWhomClient, speak: Speak,
                  unreached_message: str, queues: CallQueues, announce: Announce,
-                 screen: Screen | None = None) -> None:
+                 reservations: Reservations, screen: Screen | None = None) -> None:
         self.spec = spec
         self.context = context
         self.groups = groups
@@ -116,6 +124,7 @@ class Router:
         self.unreached_message = unreached_message
         self.queues = queues
         self.announce = announce
+        self.reservations = reservations
         self.screen = screen
 
     async def next(self, previous: str | None,
@@ -136,10 +145,14 @@ class Router:
                 continue
             entry = st["queue"].pop(0)
             if "dial" in entry:
-                targets = await self._screened(
-                    st, [t for t in entry["dial"] if t not in st["tried"]], entry["source"])
+                targets = await self._screened(st, self._hold(st, entry), entry["source"])
+                # Those screened out are let go.
+                self.reservations.choose(self.context.call_id, targets)
                 if not targets:
                     continue
+                if "cursor" in entry:
+                    await self.agents.set_group_cursor(entry["source"][len(GROUP_PREFIX):],
+                                                       entry["cursor"])
                 st["tried"] += targets
                 st["count"] += 1
                 st["all_busy"] = None
@@ -184,31 +197,53 @@ class Router:
         return {"dial": targets, "ring_timeout": ring_timeout or self.spec.ring_timeout,
                 "source": source}
 
+    def _hold(self, st: dict[str, Any], entry: dict[str, Any]) -> list[str]:
+        """The entry's targets not rung yet, held for this call; a group's
+        agents that another call holds are left out. Nothing is awaited here:
+        the check and the hold are one step."""
+        targets = [t for t in entry["dial"] if t not in st["tried"]]
+        if entry["source"].startswith(GROUP_PREFIX):
+            taken = self.reservations.held_elsewhere(targets, self.context.call_id)
+            if taken:
+                log.info("route.agents_taken", source=entry["source"], taken=sorted(taken))
+                targets = [t for t in targets if t not in taken]
+                if not targets:
+                    st["all_busy"] = entry["source"][len(GROUP_PREFIX):]
+        self.reservations.choose(self.context.call_id, targets)
+        return targets
+
     async def _expand_group(self, st: dict[str, Any], entry: dict[str, Any]) -> None:
         group = self.groups(entry["group"])
         if group is None:
             log.warning("route.group_gone", group=entry["group"])
             return
         st["last_group"] = group.name
+        source = f"group:{group.name}"
+        call_id = self.context.call_id
         states = await self.agents.agent_states(group.agents)
         busy = await self.busy_targets(group.agents)
         cursor = await self.agents.group_cursor(group.name)
-        order = await self._screened(
+        free = await self._screened(
             st, [a for a in order_agents(group, states, busy, cursor, time.time())
-                 if a not in st["tried"]], f"group:{group.name}")
+                 if a not in st["tried"]], source)
+        # Agents another call holds are busy too. From here until next() holds
+        # the first entry nothing is awaited, so no other call can take it.
+        taken = self.reservations.held_elsewhere(free, call_id)
+        order = [a for a in free if a not in taken]
         log.info("route.group", group=group.name, strategy=str(group.strategy), order=order,
-                 busy=sorted(busy | {a for a, s in states.items() if s.on_call}))
+                 busy=sorted(busy | taken | {a for a, s in states.items() if s.on_call}))
         if not order:
             st["all_busy"] = group.name
             return
-        if group.strategy is Strategy.ROUND_ROBIN:
-            await self.agents.set_group_cursor(group.name, group.agents.index(order[0]))
         ring_timeout = entry["ring_timeout"] or group.ring_timeout
-        source = f"group:{group.name}"
         if group.strategy is Strategy.SIMULTANEOUS:
-            st["queue"].insert(0, self._dial(order, ring_timeout, source))
+            entries = [self._dial(order, ring_timeout, source)]
         else:
-            st["queue"][0:0] = [self._dial([a], ring_timeout, source) for a in order]
+            entries = [self._dial([a], ring_timeout, source) for a in order]
+        if group.strategy is Strategy.ROUND_ROBIN:
+            # Stored once that agent is held (an await here would let another call in).
+            entries[0]["cursor"] = group.agents.index(order[0])
+        st["queue"][0:0] = entries
 
     async def _ask_dial_whom(self, st: dict[str, Any], entry: dict[str, Any],
                              previous: str | None) -> None:

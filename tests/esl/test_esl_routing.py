@@ -266,6 +266,53 @@ async def test_with_answer_steps_each_leg_still_rings_only_the_ring_timeout(
     assert loop.time() - started < 10
 
 
+# ---------------------------------------------------------------- agent groups
+
+async def test_calls_at_once_ring_different_agents_and_a_third_finds_all_busy(
+        make_config: MakeConfig, peer: EslPeer) -> None:
+    """An agent is held from the moment it is offered a call: two calls
+    reaching a group together ring one agent each, and a third call, while
+    both still ring, takes all_busy."""
+    agents = ["sip:no-answer-1@127.0.0.1", "sip:no-answer-2@127.0.0.1"]
+    config = make_config()
+    config.groups = {"desk": {"strategy": "sequential", "agents": agents}}
+    listener = Listener()
+
+    def request(leg_a: str) -> CallRequest:
+        return CallRequest(leg_a=leg_a, leg_b="group:desk", ring_timeout=5, max_attempts=1)
+
+    async with freeswitch_controller(config, listener) as controller:
+        first, second = await asyncio.gather(controller.calls.start(request("+27115550101")),
+                                             controller.calls.start(request("+27115550102")))
+        await wait_until(lambda: all("dialing-b" in states(listener, c) for c in (first, second)))
+        third = await controller.calls.start(request("+27115550103"))
+        busy = await finished(third)
+        results = [await finished(first), await finished(second)]
+    assert sorted(r["attempts"][0]["targets"] for r in results) == [[agents[0]], [agents[1]]]
+    assert [r["status"] for r in results] == ["no-answer", "no-answer"]
+    assert (busy["status"], busy["reason"]) == ("busy", "every agent of group desk is busy")
+    assert busy["attempts"] == []
+    assert sum(ds.endswith(tuple(agents)) for ds in peer.dial_strings) == 2  # each rung once
+
+
+async def test_an_agent_on_a_call_as_leg_a_is_not_offered_as_leg_b(make_config: MakeConfig,
+                                                                    peer: EslPeer) -> None:
+    agents = ["sip:answer-1@127.0.0.1", "sip:answer-2@127.0.0.1"]
+    config = make_config()
+    config.groups = {"desk": {"strategy": "sequential", "agents": agents}}
+    listener = Listener()
+    async with freeswitch_controller(config, listener) as controller:
+        outbound = await controller.calls.start(CallRequest(leg_a=agents[0], leg_b="+27115550202",
+                                                            time_limit=3))
+        await wait_until(lambda: "bridged" in states(listener, outbound))
+        call = await controller.calls.start(CallRequest(leg_a="+27115550101", leg_b="group:desk",
+                                                        time_limit=1))
+        result = await finished(call)
+        await finished(outbound)
+    assert (result["status"], result["answered_by"]) == ("completed", agents[1])
+    assert [a["targets"] for a in result["attempts"]] == [[agents[1]]]
+
+
 # ---------------------------------------------------------------- the switch's users
 
 async def test_an_endpoint_is_a_directory_user(make_config: MakeConfig, peer: EslPeer) -> None:

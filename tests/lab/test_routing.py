@@ -336,6 +336,30 @@ async def test_busy_agents_are_skipped_and_all_busy_takes_the_group_path(
 
 
 @pytest.mark.lab
+async def test_calls_at_once_ring_different_agents_and_a_third_takes_all_busy(
+        daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+    """An agent is held from the moment it is offered a call: two calls at
+    once ring one agent each, and a third, while both ring, finds all busy."""
+    one, two = phones("no-answer.xml"), phones("no-answer.xml")
+    await settle()
+    await put_group(daemon, "hotline", {"strategy": "sequential", "agents": [one.uri, two.uri]})
+    body = {"leg_b": "group:hotline", "ring_timeout": 8, "max_attempts": 1, "record": False}
+    first, second = await asyncio.gather(place(daemon, {**body, "leg_a": AGENT}),
+                                         place(daemon, {**body, "leg_a": CUSTOMER}))
+    async with api(daemon) as client:
+        for placed in (first, second):
+            await wait_for_state(client, placed["call_uuid"], "dialing-b", "ringing-b")
+    third = await connect(daemon, {**body, "leg_a": "+27115550102"})
+    assert third["status"] == "busy"
+    assert third["reason"] == "every agent of group hotline is busy"
+    assert third["attempts"] == []
+    rung = [await result_of(daemon, placed["call_uuid"]) for placed in (first, second)]
+    assert sorted(r["attempts"][0]["targets"] for r in rung) == sorted([[one.uri], [two.uri]])
+    assert [r["status"] for r in rung] == ["no-answer", "no-answer"]
+    assert len(one.received("INVITE")) == len(two.received("INVITE")) == 1
+
+
+@pytest.mark.lab
 async def test_a_queued_caller_is_put_through_when_the_agent_comes_free(
         daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
     agent = phones("answer.xml", calls=2)

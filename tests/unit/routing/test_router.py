@@ -26,6 +26,7 @@ from controller.errors import InvalidField, InvalidNumber
 from controller.outbound import OutboundConfig
 from controller.routing.agents import MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
+from controller.routing.reservations import Reservations
 from controller.routing.router import Announce, CallContext, CallQueues, Router
 from controller.routing.spec import (
     Fallback,
@@ -137,8 +138,8 @@ async def no_announcements(text: str, hold_for: int) -> None:
 
 def make_router(spec: RouteSpec, *, groups: Iterable[Group] = (), book: MemoryAgentBook | None = None,
                 switch: Switch | None = None, timeout: float = 0.5, call_id: str = "call-1",
-                queues: CallQueues | None = None,
-                announce: Announce = no_announcements) -> Router:
+                queues: CallQueues | None = None, announce: Announce = no_announcements,
+                reservations: Reservations | None = None) -> Router:
     by_name = {group.name: replace(group, fallbacks=Guarded(group.fallbacks)) for group in groups}
     spec = replace(spec, fallbacks=Guarded(spec.fallbacks))
     return Router(spec, CallContext(call_id, LEG_A, spec.describe(), "crm-42"),
@@ -146,7 +147,8 @@ def make_router(spec: RouteSpec, *, groups: Iterable[Group] = (), book: MemoryAg
                   busy_targets=(switch or Switch()).busy_targets,
                   dial_whom=DialWhomClient(REGION, LOOPBACK_ALLOWED, timeout=timeout),
                   speak=speak,
-                  unreached_message=UNREACHED, queues=queues or CallQueues(), announce=announce)
+                  unreached_message=UNREACHED, queues=queues or CallQueues(), announce=announce,
+                  reservations=reservations or Reservations())
 
 
 class Call:
