@@ -90,7 +90,8 @@ class CallService:
         self.queues = CallQueues()
         self.calls: dict[str, ActiveCall] = {}
         self.compliance = Compliance(config.compliance, config.calls.default_region,
-                                     records or MemoryComplianceBook())
+                                     records or MemoryComplianceBook(),
+                                     destinations=config.destinations)
         self.runner = CallRunner(backend, renderer, listener, self.agents, self.compliance,
                                  self.calls)
         # Limits per trunk and per agent, and scheduling (the daemon's; the
