@@ -25,8 +25,9 @@ CallStatusFilter = Literal["active", "scheduled", "completed", "no-answer", "bus
                            "canceled"]
 
 
-def routes(ops: Operations, auth: Sequence[Depends], caller: Depends) -> APIRouter:
-    """``caller``: the dependency that authorizes a request and gives its token."""
+def routes(ops: Operations, auth: Sequence[Depends], caller: Any) -> APIRouter:
+    """``caller``: the dependency (a ``Depends``) that authorizes a request and
+    gives its bearer token; typed Any so it can be a str parameter's default."""
     router = APIRouter(dependencies=list(auth))
 
     @router.post("/v1/calls", status_code=202, response_model=CallAccepted,

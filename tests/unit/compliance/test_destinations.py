@@ -26,9 +26,8 @@ from controller.store.sqlite import SqliteStore
 from controller.tts import WhisperRenderer
 from tests.conftest import Serve
 from tests.unit.conftest import Clock, QuietListener, RecordingSwitch
-from tests.unit.routing.test_router import AG1, AG2, AG3, N1, N2, Call, DialWhomServer, make_router
+from tests.unit.routing.test_router import AG1, AG2, AG3, N1, N2, Call, DialWhomServer, make_router, sales
 from tests.unit.routing.test_router import route as route_of
-from tests.unit.routing.test_router import sales
 
 ZA = "+27115550101"
 B1, B2 = "+27115550201", "+27115550202"
