@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from controller.calls.request import MAX_RING_TIMEOUT, MIN_RING_TIMEOUT
+from controller.compliance.destinations import DestinationsConfig
+from controller.compliance.destinations import check_config as check_destinations
 from controller.compliance.windows import window_of
 from controller.errors import ConfigError, InvalidRequest
 from controller.outbound import OutboundConfig
@@ -175,6 +177,7 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
+    destinations: DestinationsConfig = field(default_factory=DestinationsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     # Agent groups: [groups.NAME] strategy, agents, ring_timeout, fallbacks ...
     groups: dict[str, Any] = field(default_factory=dict)
@@ -311,6 +314,7 @@ def _check(config: Config) -> None:
     if config.calls.time_limit < 1:
         raise ConfigError("calls.time_limit must be at least 1 second", setting="calls.time_limit")
     _check_compliance(config)
+    check_destinations(config.destinations)
 
 
 def _check_compliance(config: Config) -> None:

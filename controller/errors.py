@@ -11,6 +11,8 @@ logs and tests can rely on, and a message a user can act on.
     │   └── DncFromFile             a do-not-call number from the file cannot go over the API
     ├── CallRefused                 a valid call a compliance rule or limit does not allow now
     │   ├── DoNotCall               a number is on the do-not-call list            (403)
+    │   ├── DestinationRefused      a target is outside the [destinations] policy   (403)
+    │   ├── IdempotencyKeyReused    an Idempotency-Key came with another body       (422)
     │   ├── OutsideCallingHours     a number's local time is outside its window     (403)
     │   ├── AttemptCapReached       a number was called its most times in 24 hours  (429)
     │   ├── TrunkLimit              a trunk is at its calls per second or in progress (429)
@@ -86,6 +88,18 @@ class CallRefused(CallConnectError):
 
 class DoNotCall(CallRefused):
     error_id = "do-not-call"
+
+
+class DestinationRefused(CallRefused):
+    error_id = "destination-refused"
+
+
+class IdempotencyKeyReused(CallRefused):
+    """The Idempotency-Key was first sent, by the same token, with another
+    request body: replaying that call would answer a different request."""
+
+    error_id = "idempotency-key-reused"
+    http_status = 422
 
 
 class OutsideCallingHours(CallRefused):

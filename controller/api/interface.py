@@ -30,7 +30,10 @@ class Operations(Protocol):
         """Bearer tokens that may use the API."""
 
     # Calls.
-    async def place_call(self, request: CallRequest, idempotency_key: str | None) -> Decision: ...
+    async def place_call(self, request: CallRequest, idempotency_key: str | None,
+                         token: str) -> Decision:
+        """``token``: the bearer token the request came with; an idempotency
+        key is that token's alone (only a hash of the token is kept)."""
 
     async def list_calls(self, *, status: str | None, created_after: float | None,
                          created_before: float | None, limit: int,

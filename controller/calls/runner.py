@@ -32,7 +32,7 @@ from controller.errors import InvalidTransition, SwitchError
 from controller.routing.agents import AgentBook
 from controller.routing.reservations import Reservations
 from controller.routing.router import Router
-from controller.store import StoredCall, StoreError
+from controller.store import IdempotencyKey, StoredCall, StoreError
 from controller.tts import RenderedAudio, WhisperRenderer
 
 log = structlog.get_logger(__name__)
@@ -46,7 +46,7 @@ class ActiveCall:
     core: CallConnect
     request: CallRequest
     # A retried request with the same key gets this call, not a second one.
-    idempotency_key: str | None
+    idempotency_key: IdempotencyKey | None
     whisper: RenderedAudio | None
     recording_path: Path | None
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)

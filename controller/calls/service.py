@@ -20,6 +20,7 @@ from controller.backends.base import Backend
 from controller.calls.checks import Checked, RequestChecks
 from controller.calls.decision import Decision, Placed, Refused, Replayed, Scheduled
 from controller.calls.groups import GroupRegistry
+from controller.calls.idempotency import replay_of
 from controller.calls.request import MAX_CUSTOM_FIELD_CHARS, CallRequest
 from controller.calls.runner import (
     ActiveCall,
@@ -48,7 +49,7 @@ from controller.routing.dial_whom import DialWhomClient
 from controller.routing.reservations import Reservations
 from controller.routing.router import CallContext, CallQueues, Router
 from controller.routing.spec import RouteSpec
-from controller.store import StoredCall
+from controller.store import IdempotencyKey, StoredCall
 from controller.tts import WhisperRenderer
 
 log = structlog.get_logger(__name__)
@@ -70,7 +71,7 @@ class Scheduling(Protocol):
     daemon's scheduler; the command line has none, and refuses)."""
 
     async def schedule(self, request: CallRequest, refusal: OutsideCallingHours,
-                       idempotency_key: str | None = None) -> StoredCall:
+                       idempotency_key: IdempotencyKey | None = None) -> StoredCall:
         """The call stored to be placed at ``refusal``'s next_window_at (or
         the one already stored under the idempotency key)."""
 
@@ -93,7 +94,8 @@ class CallService:
         self.reservations = Reservations()
         self.calls: dict[str, ActiveCall] = {}
         self.compliance = Compliance(config.compliance, config.calls.default_region,
-                                     records or MemoryComplianceBook())
+                                     records or MemoryComplianceBook(),
+                                     destinations=config.destinations)
         self.runner = CallRunner(backend, renderer, listener, self.agents, self.compliance,
                                  self.calls, self.reservations)
         # Limits per trunk and per agent, and scheduling (the daemon's; the
@@ -101,7 +103,7 @@ class CallService:
         self.limits: LegAdmission | None = None
         self.scheduling: Scheduling | None = None
 
-    async def place(self, request: CallRequest, idempotency_key: str | None = None, *,
+    async def place(self, request: CallRequest, idempotency_key: IdempotencyKey | None = None, *,
                     scheduled_id: str | None = None) -> Decision:
         """Check, prepare and start a call, up to leg A's originate.
         ``scheduled_id``: the id of a scheduled call now due, placed under it
@@ -109,17 +111,25 @@ class CallService:
         try:
             call = await self.start(request, idempotency_key, call_id=scheduled_id)
         except DuplicateRequest as duplicate:
-            return Replayed(duplicate.existing)
+            if idempotency_key is None:
+                return Replayed(duplicate.existing)
+            return replay_of(duplicate.existing, idempotency_key)
         except OutsideCallingHours as refusal:
             if (request.outside_calling_hours == "schedule" and scheduled_id is None
                     and self.scheduling is not None and "next_window_at" in refusal.details):
-                return Scheduled(await self.scheduling.schedule(request, refusal, idempotency_key))
+                stored = await self.scheduling.schedule(request, refusal, idempotency_key)
+                if idempotency_key is not None:
+                    # The call stored under the key may be another request's.
+                    replay = replay_of(stored, idempotency_key)
+                    if isinstance(replay, Refused):
+                        return replay
+                return Scheduled(stored)
             return Refused(refusal)
         except (InvalidRequest, CallRefused, SwitchError) as refusal:
             return Refused(refusal)
         return Placed(call)
 
-    async def start(self, request: CallRequest, idempotency_key: str | None = None,
+    async def start(self, request: CallRequest, idempotency_key: IdempotencyKey | None = None,
                     call_id: str | None = None) -> ActiveCall:
         """``place``, raising its refusals: bad input raises InvalidRequest,
         and a compliance rule or limit CallRefused, before anything is dialed."""
@@ -134,7 +144,7 @@ class CallService:
             if self.limits is not None:
                 self.limits.release(call_id)  # from now on it counts as a live call
 
-    async def _start(self, request: CallRequest, idempotency_key: str | None,
+    async def _start(self, request: CallRequest, idempotency_key: IdempotencyKey | None,
                      call_id: str) -> ActiveCall:
         checked = self.checks.check(request)
         await self._screen(call_id, checked, request)
@@ -161,7 +171,7 @@ class CallService:
         return call
 
     async def resume(self, core: CallConnect, request: CallRequest,
-                     idempotency_key: str | None = None) -> ActiveCall:
+                     idempotency_key: IdempotencyKey | None = None) -> ActiveCall:
         """Follow a call again after a restart. The backend reconstructs what
         happened while nobody was listening; those events come first."""
         recording = None
@@ -216,7 +226,8 @@ class CallService:
         """Compliance rules, then limits, on the legs known now. Every number
         named is checked against the do-not-call list; leg A and leg B's plain
         targets, rung first, against the calling window and the daily cap
-        too. Groups and dial-whom numbers are screened when they are expanded."""
+        too. Every target named is held to the destination policy. Groups and
+        dial-whom numbers are screened when they are expanded."""
         windows = self.compliance.windows_for(request.calling_hours, request.calling_days)
         first = [("leg_a", checked.leg_a), *checked.first_targets()]
         await self.compliance.check_request(call_id, named=first + checked.fallback_targets(),

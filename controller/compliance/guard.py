@@ -1,11 +1,14 @@
 """The compliance guards as the call service applies them.
 
 At request time (:meth:`Compliance.check_request`), before anything is dialed:
-every number the request names (leg A, leg B's plain targets, fallback
+every target the request names (leg A, leg B's plain targets, fallback
+``dial`` targets) is checked against the destination policy
+(:mod:`.destinations`) and every number it names (leg A, leg B's plain targets, fallback
 ``dial`` targets) is checked against the do-not-call list; the numbers rung
 first (leg A and leg B's plain targets) against the calling window and the
 daily cap. When the router expands a group or a dial-whom answer it screens
-those numbers (:meth:`Compliance.screen`) and skips the ones listed or capped.
+those targets (:meth:`Compliance.screen`) and skips the ones the destination
+policy refuses and the numbers listed or capped.
 
 The cap counts calls placed to a number over the last 24 hours (a rolling
 window, not a calendar day): leg A when it is originated, a leg B number when
@@ -23,6 +26,7 @@ from pathlib import Path
 import structlog
 
 from controller.compliance.book import ATTEMPT_WINDOW_SECONDS, ComplianceBook
+from controller.compliance.destinations import DestinationPolicy, DestinationsConfig
 from controller.compliance.dnc import DncEntry, DncFile
 from controller.compliance.windows import CallingWindow, refuse_outside, window_of
 from controller.config import ComplianceConfig
@@ -45,8 +49,10 @@ def numbers_of(legs: Legs) -> list[tuple[str, str]]:
 
 class Compliance:
     def __init__(self, config: ComplianceConfig, region: str, book: ComplianceBook,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 destinations: DestinationsConfig | None = None) -> None:
         self.config = config
+        self.destinations = DestinationPolicy(destinations or DestinationsConfig())
         self.region = region
         self.book = book
         self.clock = clock
@@ -121,8 +127,10 @@ class Compliance:
 
     async def check_request(self, call_id: str, *, named: Legs, rung_first: Legs,
                             windows: Sequence[tuple[CallingWindow, str]]) -> None:
-        """DoNotCall, OutsideCallingHours or AttemptCapReached for the first
-        leg that breaks a rule; else hold the first-rung numbers for this call."""
+        """DestinationRefused, DoNotCall, OutsideCallingHours or
+        AttemptCapReached for the first leg that breaks a rule; else hold the
+        first-rung numbers for this call."""
+        self.destinations.check(named)
         named = numbers_of(named)
         rung_first = numbers_of(rung_first)
         listed = await self.dnc_entries([n for _, n in named])
@@ -158,10 +166,12 @@ class Compliance:
     async def screen(self, targets: Sequence[str], call_id: str | None = None) -> dict[str, str]:
         """Those of the targets the router of call ``call_id`` must skip, with
         the rule why."""
-        numbers = [n for _, n in numbers_of([("", t) for t in targets])]
+        skip = {t: refusal.rule for t in targets
+                if (refusal := self.destinations.refusal(t)) is not None}
+        numbers = [n for _, n in numbers_of([("", t) for t in targets]) if n not in skip]
         if not numbers:
-            return {}
-        skip = {n: DNC_RULE for n in await self.dnc_entries(numbers)}
+            return skip
+        skip.update({n: DNC_RULE for n in await self.dnc_entries(numbers)})
         if self.cap:
             called = await self.book.attempts_since(numbers, self.clock() - ATTEMPT_WINDOW_SECONDS)
             skip.update({n: CAP_RULE for n in numbers if n not in skip and

@@ -21,7 +21,14 @@ from controller.config import Config
 from controller.core.outcomes import Leg
 from controller.core.states import CallState, Transition
 from controller.daemon.metrics import Metrics
-from controller.store import Store, StoredCall, StoreError, TimelineEntry, WebhookDelivery
+from controller.store import (
+    IdempotencyKey,
+    Store,
+    StoredCall,
+    StoreError,
+    TimelineEntry,
+    WebhookDelivery,
+)
 from controller.webhooks.envelope import envelope, new_event_id
 from controller.webhooks.outbox import Outbox
 
@@ -41,17 +48,19 @@ class Unsaved:
     error: StoreError
 
 
-def request_as_dict(request: CallRequest, idempotency_key: str | None) -> dict[str, Any]:
+def request_as_dict(request: CallRequest, idempotency_key: IdempotencyKey | None) -> dict[str, Any]:
     """The request as the store keeps it (and GET /v1/calls/{id} shows it):
-    leg_b and fallbacks as they were sent, the idempotency key beside them."""
+    leg_b and fallbacks as they were sent, the idempotency key beside them
+    (the key only: its token and body hashes are the store's columns)."""
     return {**request.model_dump(mode="json"), **request.routing(),
-            "idempotency_key": idempotency_key}
+            "idempotency_key": idempotency_key.key if idempotency_key else None}
 
 
-def request_from_dict(data: dict[str, Any]) -> tuple[CallRequest, str | None]:
-    """A stored request and its idempotency key (rows of every version)."""
+def request_from_dict(data: dict[str, Any]) -> CallRequest:
+    """A stored request (rows of every version); its idempotency key is the
+    stored call's."""
     fields = {key: value for key, value in data.items() if key != "idempotency_key"}
-    return CallRequest.model_validate(fields), data.get("idempotency_key")
+    return CallRequest.model_validate(fields)
 
 
 def status_events(transition: Transition) -> list[tuple[str, str]]:

@@ -29,7 +29,14 @@ from controller.config import Config
 from controller.daemon.listener import request_as_dict, request_from_dict
 from controller.daemon.metrics import Metrics
 from controller.errors import CallConnectError, OutsideCallingHours
-from controller.store import Store, StoredCall, StoreError, TimelineEntry, WebhookDelivery
+from controller.store import (
+    IdempotencyKey,
+    Store,
+    StoredCall,
+    StoreError,
+    TimelineEntry,
+    WebhookDelivery,
+)
 from controller.store.sqlite import SCHEDULED
 from controller.webhooks.outbox import Outbox
 
@@ -53,7 +60,7 @@ class Scheduler:
         self._wake = asyncio.Event()
 
     async def schedule(self, request: CallRequest, refusal: OutsideCallingHours,
-                       idempotency_key: str | None = None) -> StoredCall:
+                       idempotency_key: IdempotencyKey | None = None) -> StoredCall:
         """Store the call to be placed at ``refusal``'s next_window_at; the
         call already stored under the idempotency key, if any."""
         now = time.time()
@@ -110,8 +117,8 @@ class Scheduler:
 
     async def _place_now(self, stored: StoredCall) -> None:
         try:
-            request, idempotency_key = request_from_dict(stored.request)
-            decision = await self.calls.place(request, idempotency_key, scheduled_id=stored.call_id)
+            decision = await self.calls.place(request_from_dict(stored.request),
+                                              stored.idempotency_key, scheduled_id=stored.call_id)
         except StoreError:
             current = await self.store.get_call(stored.call_id)
             if current is not None and current.state != SCHEDULED:

@@ -26,8 +26,9 @@ from controller.api.interface import Hangup
 from controller.api.status.schemas import ComponentStatus, Status
 from controller.app import Controller
 from controller.backends.base import RECONNECT_DELAYS
-from controller.calls.decision import Decision, Refused, Replayed
+from controller.calls.decision import Decision, Refused
 from controller.calls.groups import GroupRegistry
+from controller.calls.idempotency import bind_key, replay_of
 from controller.calls.request import CallRequest
 from controller.compliance.dnc import DncEntry
 from controller.config import Config
@@ -160,7 +161,8 @@ class Daemon:
             self.calls.reservations.follow(stored.call_id, core)
         for stored, core in open_calls:
             try:
-                await self.calls.resume(core, *request_from_dict(stored.request))
+                await self.calls.resume(core, request_from_dict(stored.request),
+                                        stored.idempotency_key)
             except SwitchError as exc:
                 log.error("daemon.reconcile_failed", call_id=stored.call_id, error=exc.message)
                 continue
@@ -193,17 +195,19 @@ class Daemon:
     def api_tokens(self) -> Sequence[str]:
         return self.config.api.tokens
 
-    async def place_call(self, request: CallRequest, idempotency_key: str | None) -> Decision:
-        if idempotency_key:
-            existing = await self.store.get_call_by_idempotency_key(idempotency_key)
+    async def place_call(self, request: CallRequest, idempotency_key: str | None,
+                         token: str) -> Decision:
+        key = bind_key(idempotency_key, token, request) if idempotency_key else None
+        if key is not None:
+            existing = await self.store.get_call_by_idempotency_key(key)
             if existing is not None:
-                return Replayed(existing)
+                return replay_of(existing, key)
         if self.draining:
             return Refused(Draining())
         wait = self.admission.admit(len(self.calls.calls))
         if wait is not None:
             return Refused(RateLimited(wait))
-        return await self.calls.place(request, idempotency_key)
+        return await self.calls.place(request, key)
 
     async def list_calls(self, *, status: str | None, created_after: float | None,
                          created_before: float | None, limit: int,

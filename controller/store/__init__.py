@@ -27,6 +27,16 @@ class StoreError(CallConnectError):
     error_id = "store-unavailable"
 
 
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """An Idempotency-Key as one API token sent it with one request body.
+    Only hashes are kept: the token itself is never stored."""
+
+    key: str
+    scope: str | None = None  # a hash of the token; None on calls stored before keys had one
+    request_hash: str | None = None  # a hash of the canonical request body; None as for scope
+
+
 @dataclass
 class StoredCall:
     call_id: str
@@ -37,7 +47,7 @@ class StoredCall:
     request: dict[str, Any]  # the call request as accepted (legs, whisper, webhook, metadata, ...)
     snapshot: dict[str, Any]  # the core's state, to pick the call up again after a restart
     result: dict[str, Any] | None = None  # the final result, once ended
-    idempotency_key: str | None = None
+    idempotency_key: IdempotencyKey | None = None
 
 
 @dataclass(frozen=True)
@@ -83,12 +93,15 @@ class CallStore(Protocol):
     caused, in the same transaction."""
 
     async def create_call(self, call: StoredCall) -> tuple[StoredCall, bool]:
-        """Insert a new call. If its idempotency_key is already taken, insert
-        nothing and return (the existing call, False); else (call, True)."""
+        """Insert a new call. If its idempotency key is already taken (see
+        get_call_by_idempotency_key), insert nothing and return (the existing
+        call, False); else (call, True)."""
 
     async def get_call(self, call_id: str) -> StoredCall | None: ...
 
-    async def get_call_by_idempotency_key(self, key: str) -> StoredCall | None: ...
+    async def get_call_by_idempotency_key(self, key: IdempotencyKey) -> StoredCall | None:
+        """The call stored under the same key from the same token (scope), or
+        under the same key by a call stored before keys had a scope."""
 
     async def list_calls(self, *, status: str | None = None, created_after: float | None = None,
                          created_before: float | None = None, limit: int = 50,

@@ -1,7 +1,9 @@
 """Compliance guards and limits on the real lab, through the daemon's API: the
-do-not-call list (API and file, and numbers a dial-whom URL names), calling
-windows (refused, or scheduled and placed when the window opens, also across
-a restart), the daily cap per number, and the limits per agent and per trunk.
+destination policy ([destinations]: prefixes, premium-rate numbers, SIP hosts,
+endpoints; group agents and dial-whom numbers skipped), the do-not-call list
+(API and file, and numbers a dial-whom URL names), calling windows (refused,
+or scheduled and placed when the window opens, also across a restart), the
+daily cap per number, and the limits per agent and per trunk.
 
 Every refusal must dial nothing: no ``call.placing`` in the daemon's log, no
 call in the list, no channel left (the autouse fixture checks the switch).
@@ -144,6 +146,59 @@ async def test_a_dial_whom_number_on_the_dnc_list_is_skipped(daemon: DaemonProce
     assert result["attempts"][0]["skipped"] == [{"target": CUSTOMER, "rule": "do-not-call"}]
     assert [e["target"] for e in log_events(daemon, "route.dnc_skipped")] == [CUSTOMER]
     assert len(asked) == 1
+
+
+# ---------------------------------------------------------------- destinations
+
+PREMIUM_RATE = "+27862345678"  # a South African premium-rate number (phonenumbers' example)
+
+
+@pytest.mark.lab
+async def test_the_destination_policy_refuses_before_dialing_and_skips_later_targets(
+        start_daemon: Callable[..., DaemonProcess], serve: Serve) -> None:
+    daemon = start_daemon(CALLCONNECT_DESTINATIONS_BLOCKED_PREFIXES=CUSTOMER,
+                          CALLCONNECT_DESTINATIONS_SIP_HOSTS="pbx.example.com",
+                          CALLCONNECT_DESTINATIONS_ENDPOINTS="lab-answer-b")
+    await daemon.ready()
+    for body, field, rule in [
+        ({"leg_a": AGENT, "leg_b": CUSTOMER}, "leg_b", "destinations.blocked_prefixes"),
+        ({"leg_a": "endpoint:lab-answer-a", "leg_b": CUSTOMER_2}, "leg_a", "destinations.endpoints"),
+        ({"leg_a": AGENT, "leg_b": [CUSTOMER_2, "sip:desk@127.0.0.1:5999"]}, "leg_b[1]",
+         "destinations.sip_hosts"),
+        ({"leg_a": AGENT, "leg_b": PREMIUM_RATE}, "leg_b", "destinations.block_premium_rate"),
+        ({"leg_a": AGENT, "leg_b": CUSTOMER_2, "fallbacks": {"busy": {"dial": [CUSTOMER]}}},
+         "fallbacks.busy.dial[0]", "destinations.blocked_prefixes"),
+    ]:
+        error = await refused(daemon, {**body, "time_limit": 1}, 403, "destination-refused", field)
+        assert error["details"]["rule"] == rule and rule in error["message"], error
+
+    # A group's agent the policy refuses is skipped when the group is expanded.
+    async with api(daemon) as client:
+        put = await client.put("/v1/groups/policy", json={"strategy": "sequential",
+                                                          "agents": [CUSTOMER, CUSTOMER_2]})
+        assert put.status_code == 200, put.text
+    call_id = (await place(daemon, {"leg_a": AGENT, "leg_b": "group:policy", "time_limit": 1,
+                                    "record": False}))["call_uuid"]
+    result = (await ended(daemon, call_id))["result"]
+    assert result["status"] == "completed" and result["answered_by"] == CUSTOMER_2, result
+    assert result["attempts"][0]["skipped"] == [
+        {"target": CUSTOMER, "rule": "destinations.blocked_prefixes"}]
+
+    # So is a premium-rate number a dial-whom URL answers.
+    async def whom(request: web.Request) -> web.Response:
+        return web.Response(text=f"{PREMIUM_RATE}, {CUSTOMER_2}", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/whom", whom)
+    url = f"{await serve(app)}/whom"
+    call_id = (await place(daemon, {"leg_a": AGENT, "leg_b": url, "strategy": "sequential",
+                                    "dial_whom_ask_again": False, "time_limit": 1,
+                                    "record": False}))["call_uuid"]
+    result = (await ended(daemon, call_id))["result"]
+    assert result["status"] == "completed" and result["answered_by"] == CUSTOMER_2, result
+    assert [a["targets"] for a in result["attempts"]] == [[CUSTOMER_2]]
+    assert result["attempts"][0]["skipped"] == [
+        {"target": PREMIUM_RATE, "rule": "destinations.block_premium_rate"}]
 
 
 # ---------------------------------------------------------------- calling windows

@@ -144,6 +144,12 @@ async def test_idempotency_key_returns_the_first_call(daemon: DaemonProcess) -> 
         assert first.status_code == second.status_code == 202
         assert second.headers["Idempotency-Replayed"] == "true"
         assert first.json()["call_uuid"] == second.json()["call_uuid"]
+        # The same key with another body is refused, and dials nothing.
+        other = await client.post("/v1/calls", json={**body, "time_limit": 2},
+                                  headers={"Idempotency-Key": "order-77"})
+        assert other.status_code == 422, other.text
+        assert other.json()["error_id"] == "idempotency-key-reused"
+        assert other.json()["details"]["call_id"] == first.json()["call_uuid"]
         await wait_for_state(client, first.json()["call_uuid"], "ended")
         listed = await client.get("/v1/calls", params={"created_after": started})
         assert len(listed.json()["calls"]) == 1

@@ -25,15 +25,21 @@ CallStatusFilter = Literal["active", "scheduled", "completed", "no-answer", "bus
                            "canceled"]
 
 
-def routes(ops: Operations, auth: Sequence[Depends]) -> APIRouter:
+def routes(ops: Operations, auth: Sequence[Depends], caller: Any) -> APIRouter:
+    """``caller``: the dependency (a ``Depends``) that authorizes a request and
+    gives its bearer token; typed Any so it can be a str parameter's default."""
     router = APIRouter(dependencies=list(auth))
 
-    @router.post("/v1/calls", status_code=202, response_model=CallAccepted, responses=ERRORS,
-                 summary="Place a call connect")
+    @router.post("/v1/calls", status_code=202, response_model=CallAccepted,
+                 responses={**ERRORS, 422: ERRORS[400]}, summary="Place a call connect")
     async def place_call(body: CallRequest, response: Response,
-                         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-                         ) -> Any:
-        decision = await ops.place_call(body, idempotency_key)
+                         idempotency_key: Annotated[str | None, Header(
+                             max_length=255, description=(
+                                 "Retrying with the same key, token and body returns the first "
+                                 "call (Idempotency-Replayed: true); the same key with another "
+                                 "body is refused (422 idempotency-key-reused)."))] = None,
+                         token: str = caller) -> Any:
+        decision = await ops.place_call(body, idempotency_key, token)
         if isinstance(decision, Refused):
             return refused(decision)
         if isinstance(decision, Replayed):

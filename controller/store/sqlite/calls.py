@@ -13,14 +13,26 @@ from typing import Any
 import aiosqlite
 
 from controller.errors import InvalidField
-from controller.store import CallPage, StoredCall, StoreError, TimelineEntry, WebhookDelivery
+from controller.store import (
+    CallPage,
+    IdempotencyKey,
+    StoredCall,
+    StoreError,
+    TimelineEntry,
+    WebhookDelivery,
+)
 from controller.store.sqlite.connection import SqliteDatabase, dump_json
 from controller.store.sqlite.deliveries import delivery_params, insert_deliveries
 
 ENDED = "ended"
 SCHEDULED = "scheduled"  # waiting for its calling window; nothing dialed yet
 
-CALL_COLUMNS = "call_id, created_at, updated_at, state, status, request, snapshot, result, idempotency_key"
+CALL_COLUMNS = ("call_id, created_at, updated_at, state, status, request, snapshot, result, "
+                "idempotency_key, idempotency_scope, request_hash")
+# The call under a key from a token: its own, else one stored before keys had
+# a scope (those replay for their key whichever token sends it).
+_BY_KEY = ("idempotency_key = ? AND (idempotency_scope = ? OR idempotency_scope IS NULL) "
+           "ORDER BY idempotency_scope IS NULL LIMIT 1")
 
 
 def _call_from_row(row: sqlite3.Row) -> StoredCall:
@@ -29,7 +41,8 @@ def _call_from_row(row: sqlite3.Row) -> StoredCall:
         state=row["state"], status=row["status"], request=json.loads(row["request"]),
         snapshot=json.loads(row["snapshot"]),
         result=None if row["result"] is None else json.loads(row["result"]),
-        idempotency_key=row["idempotency_key"])
+        idempotency_key=None if row["idempotency_key"] is None else IdempotencyKey(
+            row["idempotency_key"], row["idempotency_scope"], row["request_hash"]))
 
 
 class _Entries:
@@ -64,21 +77,23 @@ class SqliteCalls(SqliteDatabase):
     """:class:`~controller.store.CallStore` in SQLite."""
 
     async def create_call(self, call: StoredCall) -> tuple[StoredCall, bool]:
+        key = call.idempotency_key
         params = (call.call_id, call.created_at, call.updated_at, call.state, call.status,
                   dump_json(call.request), dump_json(call.snapshot),
-                  None if call.result is None else dump_json(call.result), call.idempotency_key)
+                  None if call.result is None else dump_json(call.result),
+                  *((key.key, key.scope, key.request_hash) if key else (None, None, None)))
         async with self._use("creating a call", write=True) as db:
-            if call.idempotency_key is not None:
+            if key is not None:
                 existing = list(await db.execute_fetchall(
-                    f"SELECT {CALL_COLUMNS} FROM calls WHERE idempotency_key = ? AND call_id != ?",
-                    (call.idempotency_key, call.call_id)))
+                    f"SELECT {CALL_COLUMNS} FROM calls WHERE call_id != ? AND {_BY_KEY}",
+                    (call.call_id, key.key, key.scope)))
                 if existing:
                     return _call_from_row(existing[0]), False
             # A scheduled call is placed under its own id: its row becomes the
             # live call's, keeping when it was asked for. Any other row with
             # this id (say a scheduled call canceled meanwhile) is left alone.
             inserted = await db.execute(
-                f"INSERT INTO calls ({CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO calls ({CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (call_id) DO UPDATE SET updated_at = excluded.updated_at, "
                 "state = excluded.state, status = excluded.status, request = excluded.request, "
                 "snapshot = excluded.snapshot, result = excluded.result "
@@ -94,10 +109,10 @@ class SqliteCalls(SqliteDatabase):
                 f"SELECT {CALL_COLUMNS} FROM calls WHERE call_id = ?", (call_id,)))
         return _call_from_row(rows[0]) if rows else None
 
-    async def get_call_by_idempotency_key(self, key: str) -> StoredCall | None:
+    async def get_call_by_idempotency_key(self, key: IdempotencyKey) -> StoredCall | None:
         async with self._use("reading a call", write=False) as db:
             rows = list(await db.execute_fetchall(
-                f"SELECT {CALL_COLUMNS} FROM calls WHERE idempotency_key = ?", (key,)))
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE {_BY_KEY}", (key.key, key.scope)))
         return _call_from_row(rows[0]) if rows else None
 
     async def list_calls(self, *, status: str | None = None, created_after: float | None = None,
@@ -148,14 +163,15 @@ class SqliteCalls(SqliteDatabase):
     async def save_call(self, call: StoredCall, timeline: list[TimelineEntry],
                         deliveries: list[WebhookDelivery]) -> None:
         # Encoded before the transaction, so a value JSON cannot take fails without touching the file.
+        # The idempotency key is the one the call was created with: never changed here.
         call_params = (call.updated_at, call.state, call.status, dump_json(call.request),
                        dump_json(call.snapshot), None if call.result is None else dump_json(call.result),
-                       call.idempotency_key, call.call_id)
+                       call.call_id)
         entries = _Entries(timeline, deliveries)
         async with self._use("saving a call", write=True) as db:
             updated = await db.execute(
                 "UPDATE calls SET updated_at = ?, state = ?, status = ?, request = ?, snapshot = ?, "
-                "result = ?, idempotency_key = ? WHERE call_id = ?", call_params)
+                "result = ? WHERE call_id = ?", call_params)
             if updated.rowcount != 1:
                 raise StoreError(f"call {call.call_id} is not in {self.path}; create it first",
                                  path=str(self.path), action="saving a call")

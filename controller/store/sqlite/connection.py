@@ -113,6 +113,7 @@ class SqliteDatabase:
         try:
             await self._configure(db)
             await self._migrate()
+            await self._enforce_foreign_keys(db)
         except BaseException:
             self._db = None
             await db.close()
@@ -123,12 +124,20 @@ class SqliteDatabase:
         try:
             [(journal_mode,)] = await db.execute_fetchall("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA synchronous = FULL")
-            await db.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise self._error("opening", exc) from exc
         if str(journal_mode).lower() != "wal":
             raise StoreError(f"{self.path} cannot use WAL journaling (got {journal_mode!r}); put it on "
                              "a local filesystem", path=str(self.path), action="opening")
+
+    async def _enforce_foreign_keys(self, db: aiosqlite.Connection) -> None:
+        # Only after the migration: one may rebuild a table, and with foreign
+        # keys on, dropping the old table would delete its children. The
+        # migration checks them itself before it commits.
+        try:
+            await db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise self._error("opening", exc) from exc
 
     async def _migrate(self) -> None:
         async with self._use("migrating the schema", write=True) as db:
@@ -145,6 +154,12 @@ class SqliteDatabase:
             for version in range(found, SCHEMA_VERSION):
                 await MIGRATIONS[version](db)
                 log.info("store.migrated", path=str(self.path), schema_version=version + 1)
+            broken = (list(await db.execute_fetchall("PRAGMA foreign_key_check"))
+                      if found < SCHEMA_VERSION else [])
+            if broken:
+                raise StoreError(f"{self.path}: the schema migration left {len(broken)} rows "
+                                 f"without their parent (first in {broken[0][0]}); nothing was "
+                                 "changed", path=str(self.path), action="migrating the schema")
             await db.execute("INSERT INTO schema_version (id, version) VALUES (1, ?) "
                              "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
                              (SCHEMA_VERSION,))

@@ -98,8 +98,43 @@ async def _add_compliance_v3(db: aiosqlite.Connection) -> None:
         await db.execute(statement)
 
 
+async def _scope_idempotency_keys_v4(db: aiosqlite.Connection) -> None:
+    """An idempotency key belongs to the token that sent it (a hash of the
+    token: ``idempotency_scope``) and is bound to its request body
+    (``request_hash``). The key is no longer unique on its own, so the table
+    is rebuilt (SQLite cannot drop a UNIQUE constraint); foreign keys are off
+    meanwhile, so dropping the old table deletes no timeline or delivery.
+    Rows from before keep both hashes NULL and replay for their key as before."""
+    columns = "call_id, created_at, updated_at, state, status, request, snapshot, result, idempotency_key"
+    for statement in (
+        """CREATE TABLE calls_v4 (
+             call_id TEXT PRIMARY KEY,
+             created_at REAL NOT NULL,
+             updated_at REAL NOT NULL,
+             state TEXT NOT NULL,
+             status TEXT,
+             request TEXT NOT NULL CHECK (json_valid(request)),
+             snapshot TEXT NOT NULL CHECK (json_valid(snapshot)),
+             result TEXT CHECK (result IS NULL OR json_valid(result)),
+             idempotency_key TEXT,
+             idempotency_scope TEXT,
+             request_hash TEXT)""",
+        f"INSERT INTO calls_v4 ({columns}) SELECT {columns} FROM calls",
+        "DROP TABLE calls",
+        "ALTER TABLE calls_v4 RENAME TO calls",
+        "CREATE INDEX calls_by_created_at ON calls (created_at, call_id)",
+        "CREATE INDEX calls_by_status ON calls (status, created_at)",
+        "CREATE INDEX calls_by_state ON calls (state)",
+        # One call per key and token; '' stands for the rows from before scopes.
+        """CREATE UNIQUE INDEX calls_by_idempotency_key
+             ON calls (idempotency_key, ifnull(idempotency_scope, ''))
+             WHERE idempotency_key IS NOT NULL""",
+    ):
+        await db.execute(statement)
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append a step for
 # every schema change; never edit one that has been released.
 MIGRATIONS: tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...] = (
-    _create_schema_v1, _add_routing_v2, _add_compliance_v3)
+    _create_schema_v1, _add_routing_v2, _add_compliance_v3, _scope_idempotency_keys_v4)
 SCHEMA_VERSION = len(MIGRATIONS)

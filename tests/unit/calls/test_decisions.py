@@ -22,21 +22,24 @@ from controller.config import Config, LimitsConfig
 from controller.daemon.admission import Admission, LegLimits
 from controller.daemon.service import Daemon
 from controller.errors import OutsideCallingHours
-from controller.store import StoredCall
+from controller.store import IdempotencyKey, StoredCall
 from controller.tts import WhisperRenderer
 from tests.unit.conftest import QuietListener, RecordingSwitch
 
 LEG_A, LEG_B, LEG_B2 = "+27115550101", "+27115550202", "+27115550203"
 
 
+KEY = IdempotencyKey("key-1", "token-hash", "body-hash")
+
+
 class Appointments:
     """The scheduling the daemon injects: keeps what it was asked to schedule."""
 
     def __init__(self) -> None:
-        self.asked: list[tuple[CallRequest, OutsideCallingHours, str | None]] = []
+        self.asked: list[tuple[CallRequest, OutsideCallingHours, IdempotencyKey | None]] = []
 
     async def schedule(self, request: CallRequest, refusal: OutsideCallingHours,
-                       idempotency_key: str | None = None) -> StoredCall:
+                       idempotency_key: IdempotencyKey | None = None) -> StoredCall:
         self.asked.append((request, refusal, idempotency_key))
         return StoredCall(call_id="later", created_at=0.0, updated_at=0.0, state="scheduled",
                           status=None, request={}, snapshot={"scheduled_for": 1.0})
@@ -111,11 +114,11 @@ async def test_outside_its_window_a_call_is_scheduled_only_when_asked_and_possib
     calls.scheduling = appointments = Appointments()
     refused = await calls.place(request(calling_hours=closed_now()))
     assert isinstance(refused, Refused) and appointments.asked == []
-    scheduled = await calls.place(asked, "key-1")
+    scheduled = await calls.place(asked, KEY)
     assert isinstance(scheduled, Scheduled) and scheduled.call.call_id == "later"
     assert scheduled.initial_response()["state"] == "scheduled"
     [(_, refusal, key)] = appointments.asked
-    assert refusal.error_id == "outside-calling-hours" and key == "key-1"
+    assert refusal.error_id == "outside-calling-hours" and key == KEY
     due = await calls.place(asked, scheduled_id="later")  # still closed when due: not again
     assert isinstance(due, Refused) and len(appointments.asked) == 1
     assert switch.commands == []
@@ -123,7 +126,7 @@ async def test_outside_its_window_a_call_is_scheduled_only_when_asked_and_possib
 
 async def test_a_request_seen_before_is_replayed(tmp_path: Path) -> None:
     calls = CallService(Config(), RecordingSwitch(), WhisperRenderer(tmp_path), SeenBefore())  # type: ignore[arg-type]
-    decision = await calls.place(request(), "key-1")
+    decision = await calls.place(request(), KEY)
     assert isinstance(decision, Replayed) and decision.call.call_id == "first"
     assert decision.initial_response()["call_uuid"] == "first"
 
@@ -135,14 +138,14 @@ async def test_the_daemon_refuses_while_draining_and_over_its_rate(tmp_path: Pat
     daemon = Daemon(config)
     await daemon.store.open()
     daemon.draining = True
-    draining = await daemon.place_call(request(), None)
+    draining = await daemon.place_call(request(), None, "t")
     assert isinstance(draining, Refused) and draining.reason.error_id == "draining"
     assert draining.reason.http_status == 503  # type: ignore[attr-defined]
     daemon.draining = False
     daemon.admission = Admission(0.001, 0)
-    first = await daemon.place_call(request(), None)  # takes the one start there is
+    first = await daemon.place_call(request(), None, "t")  # takes the one start there is
     assert isinstance(first, Refused) and first.reason.error_id == "switch-unavailable"
-    limited = await daemon.place_call(request(), None)
+    limited = await daemon.place_call(request(), None, "t")
     assert isinstance(limited, Refused) and limited.reason.error_id == "rate-limited"
     assert limited.reason.http_status == 429  # type: ignore[attr-defined]
     assert limited.reason.details["retry_after"] > 0

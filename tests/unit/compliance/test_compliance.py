@@ -51,7 +51,7 @@ from controller.errors import (
 )
 from controller.routing.router import Router
 from controller.routing.spec import RouteSpec, Strategy
-from controller.store import StoredCall, StoreError
+from controller.store import IdempotencyKey, StoredCall, StoreError
 from controller.store.sqlite import SqliteStore
 from controller.store.sqlite.schema import SCHEMA_VERSION
 from controller.tts import WhisperRenderer
@@ -279,7 +279,7 @@ async def test_scheduled_calls_in_the_store(store: SqliteStore) -> None:
     def call(call_id: str, state: str, scheduled_for: float | None = None) -> StoredCall:
         snapshot = {"scheduled_for": scheduled_for} if scheduled_for else {"state": state}
         return StoredCall(call_id, 100.0, 100.0, state, None, {"leg_a": ZA, "leg_b": B2},
-                          snapshot, idempotency_key=f"key-{call_id}")
+                          snapshot, idempotency_key=IdempotencyKey(f"key-{call_id}"))
 
     await store.create_call(call("later", "scheduled", 500.0))
     await store.create_call(call("sooner", "scheduled", 300.0))
@@ -296,7 +296,7 @@ async def test_scheduled_calls_in_the_store(store: SqliteStore) -> None:
     assert await store.create_call(placed) == (placed, True)
     stored = await store.get_call("sooner")
     assert stored is not None and stored.state == "dialing-a" and stored.created_at == 100.0
-    assert stored.idempotency_key == "key-sooner"
+    assert stored.idempotency_key == IdempotencyKey("key-sooner")
     # Once placed it is no longer scheduled: neither cancel nor placing again apply.
     assert await store.save_scheduled(call("sooner", "ended"), [], []) is False
     with pytest.raises(StoreError):

@@ -24,7 +24,14 @@ from controller.daemon import listener as listener_module
 from controller.daemon.listener import DuplicateRequest, StoreListener
 from controller.daemon.metrics import Metrics
 from controller.outbound import OutboundConfig
-from controller.store import DeliveryState, StoredCall, StoreError, TimelineEntry, WebhookDelivery
+from controller.store import (
+    DeliveryState,
+    IdempotencyKey,
+    StoredCall,
+    StoreError,
+    TimelineEntry,
+    WebhookDelivery,
+)
 from controller.store.sqlite import SqliteStore
 from controller.webhooks.outbox import Outbox
 
@@ -57,7 +64,8 @@ def new_call(call_id: str, *, webhook_events: tuple[str, ...] = ALL_EVENTS, webh
                           webhook_events=list(webhook_events), metadata={"crm": "42"})
     plan = CallPlan(call_id=call_id, leg_a="PJSIP/a", leg_b="PJSIP/b", ring_timeout=30, time_limit=60,
                     first_attempt=Attempt(("PJSIP/b",), ring_timeout=30))
-    return ActiveCall(CallConnect(plan, created_at=T0), request, idempotency_key=key, whisper=None,
+    return ActiveCall(CallConnect(plan, created_at=T0), request,
+                      idempotency_key=IdempotencyKey(key) if key else None, whisper=None,
                       recording_path=None)
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from controller.errors import InvalidField
-from controller.store import DeliveryState, StoredCall, StoreError, TimelineEntry, WebhookDelivery
+from controller.store import (
+    DeliveryState,
+    IdempotencyKey,
+    StoredCall,
+    StoreError,
+    TimelineEntry,
+    WebhookDelivery,
+)
 from controller.store.sqlite import SqliteStore
 from tests.unit.store.builders import make_call, make_delivery
 
@@ -16,7 +23,7 @@ async def test_every_field_round_trips(store: SqliteStore) -> None:
                       request={"leg_a": "+27115550101", "metadata": {"crm": "Ünïcode ✓", "n": [1, 2.5]}},
                       snapshot={"state": "ended", "legs": {"a": {"answered_at": 1.25}}},
                       result={"status": "completed", "talk_seconds": 8.0, "recording": None},
-                      idempotency_key="key-1")
+                      idempotency_key=IdempotencyKey("key-1", "scope-hash", "body-hash"))
     assert await store.create_call(call) == (call, True)
     assert await store.get_call("c1") == call
     assert await store.get_call("missing") is None
@@ -39,8 +46,8 @@ async def test_a_taken_idempotency_key_returns_the_existing_call(store: SqliteSt
     assert await store.create_call(first) == (first, True)
     assert await store.create_call(make_call("c2", 2000.0, key="order-42")) == (first, False)
     assert await store.get_call("c2") is None
-    assert await store.get_call_by_idempotency_key("order-42") == first
-    assert await store.get_call_by_idempotency_key("order-43") is None
+    assert await store.get_call_by_idempotency_key(IdempotencyKey("order-42")) == first
+    assert await store.get_call_by_idempotency_key(IdempotencyKey("order-43")) is None
     # Calls without a key never collide.
     assert (await store.create_call(make_call("c3")))[1]
     assert (await store.create_call(make_call("c4")))[1]
