@@ -179,10 +179,12 @@ def test_a_half_sent_head_after_a_keep_alive_answer_is_closed_too(daemon: Daemon
         answer = b""
         while b"\r\n\r\n" not in answer:
             answer += sock.recv(65536)
-        assert answer.startswith(b"HTTP/1.1 503"), answer
-        time.sleep(0.3)  # let the whole answer arrive before the next request starts
-        sock.recv(65536)
-        sock.sendall(b"GET /status HTTP/1.1\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            body += sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 503") and b"connection: close" not in head.lower(), head
+        sock.sendall(b"GET /status HTTP/1.1\r\n")  # the next request, sent by halves
         took = seconds_until_closed(sock, b"X-Slow: 1", HEADER_TIMEOUT + 5)
     assert took < HEADER_TIMEOUT + 3
 
@@ -221,11 +223,10 @@ def test_an_unauthenticated_100_mb_post_gets_401_at_once_and_costs_no_memory(dae
             assert part, f"closed without an answer: {answer!r}"
             answer += part
     took = time.monotonic() - started_at
-    assert answer.startswith(b"HTTP/1.1 401"), answer
-    assert b"unauthorized" in answer or b"\r\n\r\n" in answer
-    assert took < 5, f"the 401 took {took:.1f} s"
     grown = daemon.rss_kib() - before
     assert grown < 5 * 1024, f"the daemon's RSS grew by {grown} KiB"
+    assert answer.startswith(b"HTTP/1.1 401"), answer
+    assert took < 5, f"the 401 took {took:.1f} s"
 
 
 def test_a_json_syntax_error_without_a_token_gets_401(daemon: Daemon) -> None:
