@@ -133,6 +133,16 @@ class ApiConfig:
     # Over these, POST /v1/calls answers 429 with Retry-After (0 = no limit).
     max_calls_per_second: float = 0.0
     max_active_calls: int = 0
+    # A request's head must arrive whole within header_timeout s (from the
+    # connection, or the previous answer), its body within body_timeout s after.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    # Open HTTP connections; at the cap the longest-idle one is closed for a new one.
+    max_connections: int = 1000
+    max_body_bytes: int = 65536  # larger bodies get 413 body-too-large
+    metrics_auth: bool = False  # true: /metrics needs a token too
+    docs: bool = False  # true: /docs and /redoc, served without any CDN
+    docs_auth: bool = False  # true: /docs, /redoc and /openapi.json need a token
 
 
 @dataclass
@@ -315,6 +325,7 @@ def _check(config: Config) -> None:
         raise ConfigError("calls.time_limit must be at least 1 second", setting="calls.time_limit")
     _check_compliance(config)
     check_destinations(config.destinations)
+    _check_api(config)
 
 
 def _check_compliance(config: Config) -> None:
@@ -332,3 +343,10 @@ def _check_compliance(config: Config) -> None:
         if getattr(config.limits, name) < 0:
             raise ConfigError(f"limits.{name} must be 0 (no limit) or more",
                               setting=f"limits.{name}")
+
+
+def _check_api(config: Config) -> None:
+    api = config.api
+    for name in ("header_timeout", "body_timeout", "max_connections", "max_body_bytes"):
+        if getattr(api, name) <= 0:
+            raise ConfigError(f"api.{name} must be more than 0", setting=f"api.{name}")

@@ -24,6 +24,7 @@ logs and tests can rely on, and a message a user can act on.
     │   └── SwitchActionFailed      an action was refused or timed out
     ├── WhisperError                the whisper could not be rendered
     ├── OutboundRefused             a webhook or dial-whom URL may not be requested now
+    ├── BodyTooLarge                a request body over api.max_body_bytes           (413)
     └── InvalidTransition           the core got an event its state cannot take
 """
 
@@ -164,6 +165,14 @@ class OutboundRefused(CallConnectError):
     address, or the URL no longer fits the [outbound] policy."""
 
     error_id = "outbound-refused"
+
+
+class BodyTooLarge(CallConnectError):
+    error_id = "body-too-large"
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"the request body is over {max_bytes} bytes (api.max_body_bytes)",
+                         max_bytes=max_bytes)
 
 
 class InvalidTransition(CallConnectError):

@@ -1,5 +1,5 @@
 """The REST API: place, watch and end calls; fetch recordings; agent groups;
-the do-not-call list; /status and /metrics. Every error is JSON with a stable
+the do-not-call list; /status and /metrics; optionally /docs. Every error is JSON with a stable
 ``error_id``, a message and details; a validation error names the field.
 Refused requests are logged with the error and the field, never with the
 request's token or body.
@@ -9,11 +9,11 @@ daemon through :class:`controller.api.interface.Operations` only."""
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -23,24 +23,32 @@ from starlette.exceptions import HTTPException
 from controller import __version__
 from controller.api.calls.routes import routes as call_routes
 from controller.api.dnc.routes import routes as dnc_routes
+from controller.api.docs import ASSETS, DOCS_PATHS, add_docs
 from controller.api.errors import error
 from controller.api.groups.routes import routes as group_routes
+from controller.api.guard import RequestGuard
 from controller.api.interface import Operations
 from controller.api.status.routes import routes as status_routes
+from controller.config import ApiConfig
 from controller.store import StoreError
 
 log = structlog.get_logger(__name__)
 
 
-class Unauthorized(Exception):
-    pass
+OPENAPI_URL = "/openapi.json"
+BEARER = HTTPBearer(auto_error=False)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 
 
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+def bearer_token(credentials: Credentials) -> str:
+    """The request's token (RequestGuard has checked it already)."""
+    return credentials.credentials if credentials else ""
 
 
-def create_app(ops: Operations) -> FastAPI:
-    app = FastAPI(title="callconnect", version=__version__,
+def create_app(ops: Operations, settings: ApiConfig | None = None) -> FastAPI:
+    settings = settings or ApiConfig()
+    app = FastAPI(title="callconnect", version=__version__, openapi_url=OPENAPI_URL,
+                  docs_url=None, redoc_url=None,
                   description="Self-hosted call connect: leg A, whisper, leg B, bridge, "
                               "record, report.")
 
@@ -60,20 +68,6 @@ def create_app(ops: Operations) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-    def authorized(credentials: Credentials) -> str:
-        """The request's bearer token, once it is one of ours."""
-        token = credentials.credentials if credentials else ""
-        if not any(hmac.compare_digest(token.encode(), known.encode())
-                   for known in ops.api_tokens):
-            raise Unauthorized
-        return token
-
-    @app.exception_handler(Unauthorized)
-    async def unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
-        response = error(401, "unauthorized", "a valid bearer token is required")
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -98,6 +92,7 @@ def create_app(ops: Operations) -> FastAPI:
 
     @app.exception_handler(StoreError)
     async def store_failed(request: Request, exc: StoreError) -> JSONResponse:
+        ops.store_failed()
         return error(503, exc.error_id, exc.message, **exc.details)
 
     @app.exception_handler(Exception)
@@ -107,10 +102,32 @@ def create_app(ops: Operations) -> FastAPI:
         return error(500, "internal-error", "the controller failed to handle this request; "
                      "the log has the details")
 
-    caller = Depends(authorized)
-    auth = [caller]
+    # RequestGuard checks the token before the body is read. This declares the
+    # scheme in the document, and hands the checked token to the routes that
+    # need it (idempotency keys are scoped to it).
+    caller = Depends(bearer_token)
+    auth = [Security(BEARER)]
     app.include_router(call_routes(ops, auth, caller))
     app.include_router(group_routes(ops, auth))
     app.include_router(dnc_routes(ops, auth))
     app.include_router(status_routes(ops))
+    if settings.docs:
+        add_docs(app)
+    app.add_middleware(RequestGuard, tokens=lambda: ops.api_tokens,
+                       public=public_paths(settings), max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def public_paths(settings: ApiConfig) -> Callable[[str], bool]:
+    """Which paths answer without a token: /status always; /metrics and the
+    docs (with /openapi.json) unless their settings ask for one."""
+    public = {"/status"}
+    if not settings.metrics_auth:
+        public.add("/metrics")
+    if not settings.docs_auth:
+        public.update((OPENAPI_URL, *DOCS_PATHS))
+
+    def is_public(path: str) -> bool:
+        return path in public or (not settings.docs_auth and path.startswith(ASSETS + "/"))
+
+    return is_public

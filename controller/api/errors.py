@@ -19,7 +19,7 @@ class ErrorBody(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 429, 503)}
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 429, 503)}
 
 
 def error(http_status: int, error_id: str, message: str, **details: Any) -> JSONResponse:

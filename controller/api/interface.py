@@ -75,5 +75,8 @@ class Operations(Protocol):
     # Health.
     async def status(self) -> Status: ...
 
+    def store_failed(self) -> None:
+        """A store operation failed: /status checks the store again, not a cached result."""
+
     def metrics_text(self) -> bytes:
         """The metrics in Prometheus' text format."""

@@ -10,15 +10,13 @@ refused with 503, calls in progress run to their end, then it exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sdnotify
 import structlog
-import uvicorn
 
 from controller import __version__
 from controller.api.app import create_app
@@ -34,6 +32,7 @@ from controller.compliance.dnc import DncEntry
 from controller.config import Config
 from controller.core.machine import CallConnect
 from controller.daemon.admission import Admission, LegLimits
+from controller.daemon.http_server import api_server
 from controller.daemon.listener import StoreListener, request_from_dict
 from controller.daemon.metrics import Metrics
 from controller.daemon.scheduler import Scheduler
@@ -46,14 +45,9 @@ from controller.webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
-
-class ApiServer(uvicorn.Server):
-    """uvicorn, minus its own signal handling: the daemon decides when the API
-    stops (after draining), not the first SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+# A store write that worked is trusted this long by /status: polled often, it
+# would otherwise write (and fsync: synchronous=FULL) on every GET.
+STORE_CHECK_SECONDS = 5.0
 
 
 class Daemon:
@@ -88,6 +82,7 @@ class Daemon:
         self.admission = Admission(config.api.max_calls_per_second, config.api.max_active_calls)
         self.draining = False
         self.switch_reason = "not connected yet"
+        self._store_ok_until = 0.0
         self._stop = asyncio.Event()
         self._notifier = sdnotify.SystemdNotifier()
         self.metrics.count_reconnects(lambda: self.controller.backend.reconnects)
@@ -99,9 +94,7 @@ class Daemon:
     async def run(self) -> None:
         await self.store.open()
         await self.groups.load()
-        server = ApiServer(uvicorn.Config(
-            create_app(self), host=self.config.api.host, port=self.config.api.port,
-            log_config=None, access_log=False, lifespan="off"))
+        server = api_server(create_app(self, self.config.api), self.config.api)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
@@ -174,12 +167,8 @@ class Daemon:
             else ComponentStatus(status="fail", reason=self.switch_reason),
         }
         unsaved = self.listener.unsaved
-        try:
-            await self.store.ping()
-            components["store"] = ComponentStatus(status="ok")
-        except StoreError as exc:
-            components["store"] = ComponentStatus(status="fail", reason=exc.message)
-        if unsaved:
+        components["store"] = await self._check_store()
+        if unsaved:  # a call's failed write shows at once, whatever the check says
             error = next(iter(unsaved.values())).error
             components["store"] = ComponentStatus(status="fail", reason=(
                 f"changes of {len(unsaved)} call(s) wait to be written: {error.message}"))
@@ -189,7 +178,20 @@ class Daemon:
         return Status(status="ok" if ok else "fail", version=__version__, draining=self.draining,
                       active_calls=len(self.calls.calls), components=components)
 
+    async def _check_store(self) -> ComponentStatus:
+        if time.monotonic() < self._store_ok_until:
+            return ComponentStatus(status="ok")
+        try:
+            await self.store.ping()
+        except StoreError as exc:  # not cached: the next GET writes again
+            return ComponentStatus(status="fail", reason=exc.message)
+        self._store_ok_until = time.monotonic() + STORE_CHECK_SECONDS
+        return ComponentStatus(status="ok")
+
     # ------------------------------------------------------------ the API's operations
+
+    def store_failed(self) -> None:
+        self._store_ok_until = 0.0
 
     @property
     def api_tokens(self) -> Sequence[str]:

@@ -1,0 +1,161 @@
+"""The API's HTTP server: uvicorn with h11, plus what uvicorn lacks against
+slow or idle clients.
+
+uvicorn's ``timeout_keep_alive`` only runs between two requests; nothing
+limits how long a request's head or body may take to arrive, so each
+half-sent request holds a socket (and a file) for good. Its
+``limit_concurrency`` answers 503 but still accepts and keeps every socket,
+so it does not keep the process under its open-file limit. Hence a small
+protocol subclass: the head must arrive whole within ``header_timeout``
+(from the connection, or from the previous answer), the body within
+``body_timeout`` after it; and at ``max_connections`` a new connection closes
+the connection that has waited longest for a request head, or is itself
+closed when every connection is busy with a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import resource
+from collections.abc import Iterator
+from typing import Any, cast
+
+import h11
+import structlog
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from controller.config import ApiConfig
+from controller.errors import ConfigError
+
+log = structlog.get_logger(__name__)
+
+# Connections the kernel may queue, and asyncio accepts in one go before any
+# of them is counted: the open-file limit must leave room for them, and for
+# the store, the switch link, webhook and dial-whom requests and the logs.
+LISTEN_BACKLOG = 64
+OTHER_FILES = 128
+MIN_CONNECTIONS = 16
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn, minus its own signal handling: the daemon decides when the API
+    stops (after draining), not the first SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ConnectionGuard:
+    """Shared by every connection of one server."""
+
+    def __init__(self, header_timeout: float, body_timeout: float, max_connections: int) -> None:
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.max_connections = max_connections
+        # Connections waiting for a request head, longest waiting first.
+        self.waiting: dict[GuardedH11Protocol, None] = {}
+
+
+class GuardedH11Protocol(H11Protocol):
+    def __init__(self, *args: Any, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = guard
+        self.phase = ""  # head, body, or app (the request is whole)
+        self.deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        room = len(self.connections) < self.guard.max_connections
+        if not room and self.guard.waiting:
+            oldest = next(iter(self.guard.waiting))
+            oldest.drop("api.connection_evicted")
+            room = True
+        super().connection_made(transport)
+        if not room:
+            log.warning("api.connection_refused", reason="api.max_connections reached",
+                        max_connections=self.guard.max_connections)
+            transport.abort()
+            return
+        self.follow()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self.follow()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self.follow()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop_clock()
+        self.guard.waiting.pop(self, None)
+        super().connection_lost(exc)
+
+    def follow(self) -> None:
+        """Start the phase's clock when the request enters a new phase; the
+        clock is not restarted by each byte, so a trickle does not help."""
+        state = self.conn.their_state
+        phase = "head" if state is h11.IDLE else "body" if state is h11.SEND_BODY else "app"
+        if phase == self.phase:
+            return
+        self.phase = phase
+        self.stop_clock()
+        self.guard.waiting.pop(self, None)
+        if phase == "head":
+            self.guard.waiting[self] = None
+            self.deadline = self.loop.call_later(self.guard.header_timeout, self.drop,
+                                                 "api.slow_request_head")
+        elif phase == "body":
+            self.deadline = self.loop.call_later(self.guard.body_timeout, self.drop,
+                                                 "api.slow_request_body")
+
+    def stop_clock(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def drop(self, event: str) -> None:
+        self.stop_clock()
+        self.guard.waiting.pop(self, None)
+        if not self.transport.is_closing():
+            log.info(event, phase=self.phase)
+            self.transport.close()
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft open-file limit to the hard one (systemd's LimitNOFILE
+    sets both); the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    return int(soft)
+
+
+def connection_cap(wanted: int, open_file_limit: int) -> int:
+    """api.max_connections, lowered to what the open-file limit leaves room for."""
+    room = open_file_limit - LISTEN_BACKLOG - OTHER_FILES
+    if room < MIN_CONNECTIONS:
+        raise ConfigError(
+            f"the open-file limit ({open_file_limit}) leaves no room for API connections: raise "
+            f"it to at least {LISTEN_BACKLOG + OTHER_FILES + MIN_CONNECTIONS} (LimitNOFILE= in the "
+            "systemd unit, ulimit -n in a shell)", setting="api.max_connections")
+    if room < wanted:
+        log.warning("api.max_connections_lowered", wanted=wanted, max_connections=room,
+                    open_file_limit=open_file_limit)
+    return min(wanted, room)
+
+
+def api_server(app: FastAPI, settings: ApiConfig) -> ApiServer:
+    guard = ConnectionGuard(settings.header_timeout, settings.body_timeout,
+                            connection_cap(settings.max_connections, raise_open_file_limit()))
+    protocol = cast("type[asyncio.Protocol]", functools.partial(GuardedH11Protocol, guard=guard))
+    return ApiServer(uvicorn.Config(
+        app, host=settings.host, port=settings.port, http=protocol, backlog=LISTEN_BACKLOG,
+        log_config=None, access_log=False, lifespan="off"))
