@@ -4,13 +4,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.compliance.dnc import DncEntry
+from controller.compliance.dnc import MAX_REASON, DncEntry
 
 
 class DncBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    reason: str = Field("", max_length=500, description="Why the number may not be called")
+    reason: str = Field("", max_length=MAX_REASON,
+                        description="Why the number may not be called; control, bidi and other "
+                        "formatting characters are refused (400 invalid-field)")
 
 
 class DncView(BaseModel):

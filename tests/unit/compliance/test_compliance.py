@@ -381,6 +381,33 @@ async def test_dnc_refuses_naming_the_field_and_the_list(tmp_path: Path,
                                                                      B3: "do-not-call"}
 
 
+@pytest.mark.parametrize("reason", [
+    "asked\nX-Injected: 1", "tab\there", "\x1b[31mred", "\u202eevil\u202c", "zero\u200bwidth",
+    "\u2066isolate\u2069", "x" * 501])
+async def test_a_dnc_reason_with_control_or_bidi_characters_is_refused(
+        store: SqliteStore, reason: str) -> None:
+    compliance = guard(store, Clock(1_000_000.0))
+    with pytest.raises(InvalidField) as caught:
+        await compliance.add_dnc(B2, reason)
+    assert caught.value.details == {"field": "reason"}
+    assert await compliance.dnc_entry(B2) is None  # nothing was kept
+    await compliance.add_dnc(B2, "asked on 2025-03-02 (ticket #4411), été à 日本")
+
+
+async def test_a_dnc_refusal_never_echoes_control_or_bidi_characters(
+        tmp_path: Path, store: SqliteStore) -> None:
+    listed = tmp_path / "dnc.txt"
+    listed.write_text(f"{B3}, complaint\u202e gnol\x1b[2J\n")
+    compliance = guard(store, Clock(1_000_000.0), dnc_file=listed)
+    await store.put_dnc(B2, "stored before\u202e the rule\r\n", 5.0)  # an older daemon's
+    for number, reason in ((B2, "stored before the rule"), (B3, "complaint gnol[2J")):
+        with pytest.raises(DoNotCall) as caught:
+            await check(compliance, "c1", ("leg_a", number))
+        assert f"({reason})" in caught.value.message, caught.value.message
+    listed_entry = await compliance.dnc_entry(B3)
+    assert listed_entry is not None and listed_entry.reason == "complaint gnol[2J"
+
+
 async def test_dnc_list_merges_the_file_and_the_api_and_protects_the_file(
         tmp_path: Path, store: SqliteStore) -> None:
     listed = tmp_path / "dnc.txt"
