@@ -42,6 +42,7 @@ from controller.errors import (
     OutsideCallingHours,
     SwitchError,
     SwitchUnavailable,
+    WhisperError,
 )
 from controller.routing.agents import AgentBook, MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
@@ -112,7 +113,7 @@ class CallService:
                     and self.scheduling is not None and "next_window_at" in refusal.details):
                 return Scheduled(await self.scheduling.schedule(request, refusal, idempotency_key))
             return Refused(refusal)
-        except (InvalidRequest, CallRefused, SwitchError) as refusal:
+        except (InvalidRequest, CallRefused, SwitchError, WhisperError) as refusal:
             return Refused(refusal)
         return Placed(call)
 
