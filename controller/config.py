@@ -116,10 +116,25 @@ class WebhookConfig:
     url: str = ""
     timeout: float = 10.0
     attempts: int = 3  # the command line's direct attempts
-    # Standard Webhooks signing secret ("whsec_" + base64); empty: unsigned.
+    # Standard Webhooks signing secret ("whsec_" + base64 of 24 bytes or more).
+    # The daemon refuses to start without one unless unsigned = true.
     signing_secret: str = field(default="", repr=False)
+    unsigned: bool = False
     max_age_hours: float = 24.0  # how long the daemon keeps retrying a delivery
     retry_base_seconds: float = 5.0  # first retry delay; doubles, with jitter
+
+    def daemon_signing_secret(self) -> str | None:
+        """The secret the daemon signs with; None (unsigned) only when asked
+        for, as any request may name a webhook_url."""
+        if self.signing_secret:
+            return self.signing_secret
+        if self.unsigned:
+            return None
+        raise ConfigError(
+            "webhook.signing_secret is empty, so receivers could not tell the daemon's webhooks "
+            "from forged ones: set it (or CALLCONNECT_WEBHOOK_SIGNING_SECRET) to 'whsec_' + "
+            "base64 of 24 bytes or more, or set webhook.unsigned = true to send them unsigned",
+            setting="webhook.signing_secret")
 
 
 @dataclass

@@ -18,13 +18,24 @@ from phonenumbers import NumberParseException, ValidationResult
 from controller.errors import InvalidNumber, SameLegs
 
 _NUMBER_CHARS = re.compile(r"\+?[0-9 ()./-]+")
-# sip:user@host[:port] on purpose without ;parameters or ?headers: they would
-# let a caller add SIP headers to the INVITE.
+
+# The one definition of what a SIP URI and an endpoint name may hold: the API
+# refuses anything else before anyone is called, and the switch encoders
+# (controller.backends.*.actions) check what they send against the same
+# patterns. sip:user@host[:port], on purpose without ;parameters or ?headers
+# (they would let a caller add SIP headers to the INVITE); the user part
+# without ' or ! (FreeSWITCH quoting and uuid_broadcast syntax), and brackets
+# only around an IPv6 host.
+_SIP_USER = r"[A-Za-z0-9_.+~*-]{1,64}"
+_SIP_HOST = r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]{2,45}\]"
 _SIP_URI = re.compile(
-    r"(?i:sips?):(?P<user>[A-Za-z0-9_.!~*'+-]{1,64})@"
-    r"(?P<host>[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]{2,45}\])"
-    r"(?::(?P<port>[0-9]{1,5}))?"
-)
+    rf"[Ss][Ii][Pp][Ss]?:(?P<user>{_SIP_USER})@(?P<host>{_SIP_HOST})(?::(?P<port>[0-9]{{1,5}}))?")
+# A SIP URI as parse_target gives it out: scheme and host in lower case.
+_PORT = r"[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]"
+SIP_URI = re.compile(rf"sips?:{_SIP_USER}@(?:[a-z0-9-]{{1,63}}(?:\.[a-z0-9-]{{1,63}})*"
+                     rf"|\[[0-9a-f:.]{{2,45}}\])(?::(?:{_PORT}))?")
+# endpoint:NAME, a device on the switch (a PJSIP endpoint, a FreeSWITCH user).
+ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 _POSSIBLE_REASONS = {
     ValidationResult.TOO_SHORT: "too short",
@@ -41,7 +52,6 @@ class TargetKind(StrEnum):
 
 
 ENDPOINT_PREFIX = "endpoint:"
-_ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ def parse_target(text: str, default_region: str, field: str = "target") -> Targe
         return _parse_sip_uri(stripped, field)
     if stripped.startswith(ENDPOINT_PREFIX):
         name = stripped[len(ENDPOINT_PREFIX):]
-        if not _ENDPOINT_NAME.fullmatch(name):
+        if not ENDPOINT_NAME.fullmatch(name):
             raise InvalidNumber(f"{field} {text!r} is not an endpoint name: use endpoint:NAME "
                                 "with letters, digits, '.', '_' or '-' (at most 64)", field=field)
         return Target(TargetKind.ENDPOINT, stripped)
@@ -108,7 +118,8 @@ def _parse_sip_uri(text: str, field: str) -> Target:
     if not match:
         raise InvalidNumber(
             f"{field} {text!r} is not a SIP URI this controller dials: "
-            "use sip:user@host or sip:user@host:port, without ;parameters or ?headers",
+            "use sip:user@host or sip:user@host:port, without ;parameters or ?headers; the user "
+            "part may hold letters, digits and . _ + ~ * - only (at most 64)",
             field=field,
         )
     port = match.group("port")
@@ -116,7 +127,7 @@ def _parse_sip_uri(text: str, field: str) -> Target:
         raise InvalidNumber(f"{field} {text!r} has port {port}, outside 1-65535", field=field)
     # Scheme and host are case-insensitive (RFC 3261 19.1.4); the user part is not.
     scheme = text.split(":", 1)[0].lower()
-    host_port = match.group("host").lower() + (f":{port}" if port else "")
+    host_port = match.group("host").lower() + (f":{int(port)}" if port else "")
     return Target(TargetKind.SIP_URI, f"{scheme}:{match.group('user')}@{host_port}")
 
 

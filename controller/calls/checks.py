@@ -23,7 +23,7 @@ from controller.calls.request import (
 )
 from controller.config import Config
 from controller.core.plan import CallPlan
-from controller.errors import InvalidField
+from controller.errors import InvalidField, WhisperError
 from controller.numbers import parse_target, refuse_same_legs
 from controller.outbound import check_url
 from controller.routing.spec import Group, RouteSpec, parse_fallbacks, parse_item
@@ -117,8 +117,15 @@ class RequestChecks:
 
     async def prepare(self, request: CallRequest, checked: Checked, call_id: str) -> Prepared:
         """Render the whisper (refused if it takes too long to say) and name
-        the recording: the plan the core runs."""
-        whisper = await self.renderer.render(request.whisper) if request.whisper else None
+        the recording: the plan the core runs. WhisperError if the whisper
+        cannot be rendered at all (the speech tools are missing or fail)."""
+        try:
+            whisper = await self.renderer.render(request.whisper) if request.whisper else None
+        except WhisperError as exc:
+            raise WhisperError(
+                f"the whisper could not be rendered, so nothing was dialed ({exc.message}): "
+                "retry later, or place the call without a whisper", field="whisper",
+                **exc.details) from exc
         recording: Path | None = None
         if checked.record:
             directory = Path(self.config.media.recording_dir)

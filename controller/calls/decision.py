@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.calls.runner import ActiveCall
-from controller.errors import CallRefused, InvalidRequest, SwitchError
+from controller.errors import CallRefused, InvalidRequest, SwitchError, WhisperError
 from controller.store import StoredCall
 
 
@@ -40,7 +40,8 @@ class Replayed:
 
 @dataclass(frozen=True)
 class Refused:
-    reason: InvalidRequest | CallRefused | SwitchError
+    # WhisperError: the whisper could not be rendered (503 whisper-failed).
+    reason: InvalidRequest | CallRefused | SwitchError | WhisperError
 
 
 Decision = Placed | Scheduled | Replayed | Refused

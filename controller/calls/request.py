@@ -14,7 +14,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from controller.errors import InvalidField
 from controller.tts import MAX_TEXT_CHARS, control_character
@@ -89,8 +89,12 @@ TARGET_HELP = ("E.164 or local number, sip: URI, endpoint:NAME (a device on the 
 
 # ------------------------------------------------------------------ the model
 
+# Strict: JSON's own types only (an int for an int, a float or an int for a
+# float, a string for a string); no true for 1, "yes" for true or "30" for 30.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
 class TargetOption(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     to: str = Field(max_length=MAX_TARGET_CHARS, description=TARGET_HELP)
     ring_timeout: int | None = Field(None, ge=MIN_RING_TIMEOUT, le=MAX_RING_TIMEOUT,
@@ -101,7 +105,7 @@ Target = Annotated[str, Field(max_length=MAX_TARGET_CHARS)] | TargetOption
 
 
 class QueueOption(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     group: str = Field(max_length=MAX_GROUP_NAME_CHARS,
                        description="The agent group the caller waits for")
@@ -119,7 +123,7 @@ class QueueOption(BaseModel):
 class FallbackOption(BaseModel):
     """Exactly one of dial, message, queue or hangup."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     dial: list[Target] | None = Field(None, max_length=MAX_TARGETS, description="Ring these next")
     message: str | None = Field(None, max_length=MAX_TEXT_CHARS,
@@ -129,11 +133,13 @@ class FallbackOption(BaseModel):
     hangup: bool | None = Field(None, description="Hang up at once")
 
 
-Fallbacks = dict[Outcome, FallbackOption]
+# An enum's value given as its JSON string (strict mode wants the enum itself).
+LaxOutcome = Annotated[Outcome, Strict(False)]
+Fallbacks = dict[LaxOutcome, FallbackOption]
 
 
 class CallRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     leg_a: str = Field(description="Who is called first: E.164, local number, sip: URI or "
                        "endpoint:NAME", max_length=MAX_LEG_A_CHARS, examples=["+27115550101"])

@@ -43,6 +43,7 @@ from controller.errors import (
     OutsideCallingHours,
     SwitchError,
     SwitchUnavailable,
+    WhisperError,
 )
 from controller.routing.agents import AgentBook, MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
@@ -125,7 +126,7 @@ class CallService:
                         return replay
                 return Scheduled(stored)
             return Refused(refusal)
-        except (InvalidRequest, CallRefused, SwitchError) as refusal:
+        except (InvalidRequest, CallRefused, SwitchError, WhisperError) as refusal:
             return Refused(refusal)
         return Placed(call)
 

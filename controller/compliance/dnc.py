@@ -21,13 +21,35 @@ from pathlib import Path
 
 import structlog
 
-from controller.errors import ConfigError, InvalidNumber
+from controller.errors import ConfigError, InvalidField, InvalidNumber
 from controller.numbers import normalize_number
+from controller.tts import control_character
 
 log = structlog.get_logger(__name__)
 
 FILE, API = "file", "api"
 MAX_REASON = 500
+
+
+def check_reason(reason: str, field: str = "reason") -> str:
+    """A reason as kept and echoed in refusals: InvalidField naming ``field``
+    if it is longer than MAX_REASON or holds a control, bidi or other
+    formatting character (it could hide or reorder the text around it)."""
+    if len(reason) > MAX_REASON:
+        raise InvalidField(f"{field} has {len(reason)} characters; the limit is {MAX_REASON}",
+                           field=field)
+    char = control_character(reason)
+    if char is not None:
+        raise InvalidField(f"{field} contains the control or formatting character "
+                           f"U+{ord(char):04X}: line breaks, tabs, bidi overrides and zero-width "
+                           "characters are refused", field=field)
+    return reason
+
+
+def printable(reason: str) -> str:
+    """The reason without control, bidi or formatting characters (a file's,
+    or one stored before they were refused)."""
+    return "".join(c for c in reason if control_character(c) is None)
 
 
 @dataclass(frozen=True)
@@ -54,7 +76,11 @@ def parse_dnc_file(text: str, region: str, path: str) -> dict[str, DncEntry]:
         except InvalidNumber as exc:
             log.warning("dnc.bad_line", path=path, line=line_number, error=exc.message)
             continue
-        entries.setdefault(number, DncEntry(number, reason.strip()[:MAX_REASON], FILE))
+        kept = printable(reason.strip())[:MAX_REASON]
+        if kept != reason.strip()[:MAX_REASON]:
+            log.warning("dnc.reason_cleaned", path=path, line=line_number,
+                        error="control or formatting characters left out of the reason")
+        entries.setdefault(number, DncEntry(number, kept, FILE))
     return entries
 
 

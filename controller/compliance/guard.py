@@ -27,7 +27,7 @@ import structlog
 
 from controller.compliance.book import ATTEMPT_WINDOW_SECONDS, ComplianceBook
 from controller.compliance.destinations import DestinationPolicy, DestinationsConfig
-from controller.compliance.dnc import DncEntry, DncFile
+from controller.compliance.dnc import DncEntry, DncFile, check_reason, printable
 from controller.compliance.windows import CallingWindow, refuse_outside, window_of
 from controller.config import ComplianceConfig
 from controller.errors import AttemptCapReached, DncFromFile, DoNotCall
@@ -95,8 +95,9 @@ class Compliance:
         return (await self.dnc_entries([number])).get(number)
 
     async def add_dnc(self, number: str, reason: str) -> DncEntry:
-        """Put a number on the list (the file's entry, if it has one, stays the one shown)."""
-        await self.book.put_dnc(number, reason, self.clock())
+        """Put a number on the list (the file's entry, if it has one, stays the
+        one shown); InvalidField if the reason may not be kept (check_reason)."""
+        await self.book.put_dnc(number, check_reason(reason), self.clock())
         log.info("dnc.added", number=number)
         entry = await self.dnc_entry(number)
         assert entry is not None  # just added
@@ -197,5 +198,6 @@ class Compliance:
     def _dnc_message(self, field: str, entry: DncEntry) -> str:
         where = (f"the do-not-call file {self.dnc_file.path if self.dnc_file else ''}"
                  if entry.source == "file" else "the do-not-call list (added over the API)")
-        why = f" ({entry.reason})" if entry.reason else ""
+        reason = printable(entry.reason)
+        why = f" ({reason})" if reason else ""
         return f"{field} {entry.number} is on {where}{why}; nothing was dialed"

@@ -38,6 +38,9 @@ DAY_SECONDS = 86400
 # zone offsets, covers every window that opens at all.
 LOOK_AHEAD_DAYS = 9
 _CLOCK = re.compile(r"([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?")
+# The whole text, nothing around it (no space, no trailing newline).
+_HOURS = re.compile(r"([0-9]{2}:[0-9]{2}(?::[0-9]{2})?)-([0-9]{2}:[0-9]{2}(?::[0-9]{2})?)")
+_DAY = re.compile(r"[A-Za-z]{3,9}")
 
 
 @dataclass(frozen=True)
@@ -65,26 +68,24 @@ class CallingWindow:
 
 
 def _clock(text: str, field: str, *, end: bool) -> int:
-    match = _CLOCK.fullmatch(text.strip())
-    if match is None:
-        raise InvalidField(f"{field}: {text.strip()!r} is not a time: use HH:MM or HH:MM:SS",
-                           field=field)
+    match = _CLOCK.fullmatch(text)
+    assert match is not None  # _HOURS matched it
     hour, minute, second = int(match[1]), int(match[2]), int(match[3] or 0)
     if end and (hour, minute, second) == (24, 0, 0):
         return DAY_SECONDS
     if hour > 23 or minute > 59 or second > 59:
-        raise InvalidField(f"{field}: {text.strip()!r} is not a time of day", field=field)
+        raise InvalidField(f"{field}: {text!r} is not a time of day", field=field)
     return hour * 3600 + minute * 60 + second
 
 
 def parse_hours(text: str, field: str) -> tuple[int, int]:
-    """``HH:MM-HH:MM`` -> (start, end) in seconds after midnight."""
-    parts = text.split("-")
-    if len(parts) != 2:
-        raise InvalidField(f"{field} must look like 08:00-21:00 (HH:MM-HH:MM, local time), "
-                           f"got {text!r}", field=field)
-    start = _clock(parts[0], field, end=False)
-    end = _clock(parts[1], field, end=True)
+    """``HH:MM-HH:MM`` (the whole text) -> (start, end) in seconds after midnight."""
+    match = _HOURS.fullmatch(text)
+    if match is None:
+        raise InvalidField(f"{field} must look like 08:00-21:00 (HH:MM-HH:MM or HH:MM:SS, local "
+                           f"time, nothing around it), got {text!r}", field=field)
+    start = _clock(match[1], field, end=False)
+    end = _clock(match[2], field, end=True)
     if start == end:
         raise InvalidField(f"{field}: {text!r} starts and ends at the same time; leave it "
                            "empty to allow any time", field=field)
@@ -96,8 +97,8 @@ def parse_days(values: Iterable[str], field: str) -> frozenset[int]:
     case) -> weekday numbers."""
     days: set[int] = set()
     for value in values:
-        name = str(value).strip().lower()
-        matches = [i for i, full in enumerate(_FULL_DAYS) if len(name) >= 3 and full.startswith(name)]
+        name = value.lower() if isinstance(value, str) and _DAY.fullmatch(value) else ""
+        matches = [i for i, full in enumerate(_FULL_DAYS) if name and full.startswith(name)]
         if not matches:
             raise InvalidField(f"{field}: {value!r} is not a day: use {', '.join(DAYS)}",
                                field=field)
@@ -108,10 +109,10 @@ def parse_days(values: Iterable[str], field: str) -> frozenset[int]:
 def window_of(hours: str, days: Sequence[str], hours_field: str,
               days_field: str) -> CallingWindow | None:
     """The window these settings describe; None when they allow any time."""
-    if not hours.strip() and not days:
+    if not hours and not days:
         return None
-    start, end = parse_hours(hours, hours_field) if hours.strip() else (0, DAY_SECONDS)
-    return CallingWindow(start, end, parse_days(days, days_field), hours.strip())
+    start, end = parse_hours(hours, hours_field) if hours else (0, DAY_SECONDS)
+    return CallingWindow(start, end, parse_days(days, days_field), hours)
 
 
 @cache

@@ -62,7 +62,7 @@ class Daemon:
         self.config = config
         self.metrics = Metrics()
         self.store = SqliteStore(config.store.path)
-        self.outbox = Outbox(self.store, config.webhook.signing_secret or None,
+        self.outbox = Outbox(self.store, config.webhook.daemon_signing_secret(),
                              outbound=config.outbound,
                              timeout=config.webhook.timeout,
                              max_age=config.webhook.max_age_hours * 3600,

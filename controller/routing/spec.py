@@ -8,6 +8,7 @@ to ask for numbers (dial whom).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -34,6 +35,17 @@ from controller.outbound import OutboundConfig, check_url
 from controller.tts import check_text
 
 GROUP_PREFIX = "group:"
+# Plain ASCII only: no look-alike or fullwidth letters, no dots (a name is
+# echoed in messages and used in URLs and targets).
+GROUP_NAME = re.compile(rf"[a-z0-9_-]{{1,{MAX_GROUP_NAME_CHARS}}}")
+
+
+def check_group_name(name: object, field_name: str) -> str:
+    """``name`` if it may name an agent group; else InvalidField naming ``field_name``."""
+    if not isinstance(name, str) or not GROUP_NAME.fullmatch(name):
+        raise InvalidField(f"{field_name}: {name!r} is not a group name: use 1-{MAX_GROUP_NAME_CHARS} "
+                           "lower-case letters a-z, digits, '_' or '-'", field=field_name)
+    return name
 
 
 class FallbackAction(StrEnum):
@@ -149,7 +161,7 @@ def parse_item(value: Any, region: str, field_name: str, group_exists: GroupExis
                            "group:NAME or http(s) URL", field=field_name)
     text = value.strip()
     if text.startswith(GROUP_PREFIX):
-        name = text[len(GROUP_PREFIX):]
+        name = check_group_name(text[len(GROUP_PREFIX):], field_name)
         if not group_exists(name):
             raise InvalidField(f"{field_name}: there is no agent group {name!r}", field=field_name)
         return RouteItem(text, ring_timeout)
@@ -226,8 +238,8 @@ def _parse_queue(spec: Any, field_name: str, group_exists: GroupExists) -> Queue
     unknown = sorted(set(spec) - {"group", *_QUEUE_LIMITS, "message"})
     if unknown:
         raise InvalidField(f"{field_name} has unknown keys {unknown}", field=field_name)
-    group = spec.get("group")
-    if not isinstance(group, str) or not group_exists(group):
+    group = check_group_name(spec.get("group"), f"{field_name}.group")
+    if not group_exists(group):
         raise InvalidField(f"{field_name}.group: there is no agent group {group!r}",
                            field=f"{field_name}.group")
     limits: dict[str, int] = {}
@@ -247,10 +259,7 @@ def _parse_queue(spec: Any, field_name: str, group_exists: GroupExists) -> Queue
 
 def parse_group(name: str, data: Mapping[str, Any], region: str, group_exists: GroupExists,
                 source: str = "api") -> Group:
-    if not name or not all(c.isalnum() or c in "_-." for c in name) \
-            or len(name) > MAX_GROUP_NAME_CHARS:
-        raise InvalidField(f"group name {name!r}: use letters, digits, '.', '_' or '-'",
-                           field="name")
+    check_group_name(name, "name")
     unknown = sorted(set(data) - {"name", "strategy", "agents", "ring_timeout",
                                   "calls_period_hours", "fallbacks"})
     if unknown:

@@ -15,6 +15,9 @@ from standardwebhooks import Webhook
 from controller.errors import ConfigError
 from controller.webhooks.envelope import encode
 
+# Standard Webhooks asks for a key of 24 to 64 bytes; a shorter one can be guessed.
+MIN_KEY_BYTES = 24
+
 
 def _webhook(signing_secret: str) -> Webhook:
     encoded = signing_secret.removeprefix("whsec_")
@@ -24,17 +27,24 @@ def _webhook(signing_secret: str) -> Webhook:
         key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except binascii.Error:
         key = b""
+    # The secret itself never goes into a message.
     if not key:
-        # The secret itself never goes into the message.
-        raise ConfigError("the webhook signing secret must be 'whsec_' followed by base64",
+        raise ConfigError("webhook.signing_secret must be 'whsec_' followed by base64",
                           field="webhook.signing_secret")
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"webhook.signing_secret decodes to {len(key)} bytes; at least {MIN_KEY_BYTES} are "
+            f"needed: make one with `python3 -c \"import base64,os; "
+            f"print('whsec_' + base64.b64encode(os.urandom(32)).decode())\"`",
+            field="webhook.signing_secret")
     return Webhook(key)
 
 
 class Signer:
     """Makes each request's body and headers; signs them when given a secret
-    ("whsec_" + base64). None: unsigned. Anything else unusable, "" included,
-    is a ConfigError here, before any webhook is sent."""
+    ("whsec_" + base64 of at least MIN_KEY_BYTES bytes). None: unsigned.
+    Anything else unusable, "" included, is a ConfigError here, before any
+    webhook is sent."""
 
     def __init__(self, signing_secret: str | None) -> None:
         self._webhook = None if signing_secret is None else _webhook(signing_secret)

@@ -27,8 +27,8 @@ from controller.api.openapi import document
 from tests.lab.conftest import TOKEN, DaemonProcess, free_port
 
 # The 503s the API documents: the switch is down (always, here), the store
-# failed, or the daemon is draining.
-DOCUMENTED_503 = {"switch-unavailable", "store-unavailable", "draining"}
+# failed, the daemon is draining, or a whisper could not be rendered.
+DOCUMENTED_503 = {"switch-unavailable", "store-unavailable", "draining", "whisper-failed"}
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,20 @@ BAD_INPUT: list[tuple[dict[str, Any], int, str, str, str]] = [
     ({"leg_b": "sip:lab@127.0.0.1:5071?X-Foo=bar"}, 400, "invalid-number", "leg_b", "?headers"),
     ({"leg_b": "sip:lab@127.0.0.1:5071" + AMI_HEADER}, 400, "invalid-number", "leg_b",
      "without ;parameters"),
+    # Refused here, not after leg A answered (FreeSWITCH quoting and
+    # uuid_broadcast syntax; one rule for the API and both switches).
+    ({"leg_b": "sip:a'b@127.0.0.1:5071"}, 400, "invalid-number", "leg_b", "not a SIP URI"),
+    ({"leg_b": "sip:lab!x@127.0.0.1:5071"}, 400, "invalid-number", "leg_b", "not a SIP URI"),
+    ({"leg_a": "sip:a[1]@127.0.0.1:5071"}, 400, "invalid-number", "leg_a", "not a SIP URI"),
+    ({"leg_b": "group:.."}, 400, "invalid-field", "leg_b", "is not a group name"),
+    ({"leg_b": "group:\uff53ales"}, 400, "invalid-field", "leg_b", "is not a group name"),
+    # JSON's own types only, and whole strings.
+    ({"ring_timeout": True}, 400, "invalid-field", "ring_timeout", "valid integer"),
+    ({"ring_timeout": "30"}, 400, "invalid-field", "ring_timeout", "valid integer"),
+    ({"record": "yes"}, 400, "invalid-field", "record", "valid boolean"),
+    ({"calling_hours": "08:00-21:00\n"}, 400, "invalid-field", "calling_hours",
+     "nothing around it"),
+    ({"calling_days": ["mon\n"]}, 400, "invalid-field", "calling_days", "is not a day"),
     ({"whisper": "Connecting you\r\nAction: Hangup"}, 400, "invalid-field", "whisper",
      "control character U+000D"),
     ({"whisper": "Tab\there"}, 400, "invalid-field", "whisper", "control character U+0009"),

@@ -389,3 +389,14 @@ def test_switch_paths_map_into_the_switch_folder() -> None:
     assert config.recording_path_on_switch(recording) == "/asterisk/rec/2025/c1.wav"
     whisper = Path("/var/lib/callconnect/whispers/c1.wav")
     assert config.whisper_path_on_switch(whisper) == "/asterisk/w/c1.wav"
+
+
+@pytest.mark.parametrize("name", ["Sales", '"sales.eu"', '"\uff53ales"', '".."', '"s\u0430les"'])
+def test_a_group_name_outside_a_to_z_digits_underscore_dash_is_a_config_error(
+        tmp_path: Path, name: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[groups.{name}]\nagents = ["+27115550101"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert "is not a group name" in caught.value.message
+    assert caught.value.details["setting"].startswith("groups.")

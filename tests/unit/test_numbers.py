@@ -171,6 +171,12 @@ def test_sip_scheme_is_case_insensitive() -> None:
         "sip:agent@",
         "sip:age nt@pbx.example.com",
         "sip:agent@pbx.example.com:",
+        # FreeSWITCH quoting and uuid_broadcast syntax: refused here, not
+        # after leg A answered.
+        "sip:a'b@c.com",
+        "sip:a!b@c.com",
+        "sip:a@[c.com]",
+        "sip:a[1]@c.com",
     ],
 )
 def test_sip_uris_refused(text: str) -> None:
@@ -186,6 +192,11 @@ def test_sip_uri_port_out_of_range(port: str) -> None:
 
 def test_sip_uri_highest_port_accepted() -> None:
     assert parse_target("sip:phone@127.0.0.1:65535", ZA).value == "sip:phone@127.0.0.1:65535"
+
+
+def test_sip_uri_port_loses_its_leading_zeros() -> None:
+    # As the switch encoders expect it (controller.numbers.SIP_URI).
+    assert parse_target("sip:phone@127.0.0.1:05060", ZA).value == "sip:phone@127.0.0.1:5060"
 
 
 # ---------------------------------------------------------------- both legs

@@ -107,7 +107,9 @@ def refused(decision: Refused) -> JSONResponse:
         return error(400, reason.error_id, reason.message, **reason.details)
     if isinstance(reason, CallRefused):
         return refusal(reason)
-    return error(503, reason.error_id, reason.message)  # the switch failed us
+    # The switch failed us, or the whisper could not be rendered: nothing was
+    # dialed, and a retry may succeed.
+    return error(503, reason.error_id, reason.message, **reason.details)
 
 
 def not_found(call_id: str) -> JSONResponse:

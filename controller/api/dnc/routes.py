@@ -42,9 +42,9 @@ def routes(ops: Operations, auth: Sequence[Depends]) -> APIRouter:
     async def put_dnc(number: str, body: DncBody | None = None) -> Any:
         try:
             normalised = ops.dnc_number(number)
+            return dnc_view(await ops.add_dnc(normalised, body.reason if body else ""))
         except InvalidRequest as exc:
             return error(400, exc.error_id, exc.message, **exc.details)
-        return dnc_view(await ops.add_dnc(normalised, body.reason if body else ""))
 
     @router.delete("/v1/dnc/{number}", status_code=204, response_class=Response,
                    response_model=None, responses=ERRORS,

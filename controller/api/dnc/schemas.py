@@ -2,15 +2,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from controller.compliance.dnc import DncEntry
+from controller.calls.request import STRICT
+from controller.compliance.dnc import MAX_REASON, DncEntry
 
 
 class DncBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    reason: str = Field("", max_length=500, description="Why the number may not be called")
+    reason: str = Field("", max_length=MAX_REASON,
+                        description="Why the number may not be called; control, bidi and other "
+                        "formatting characters are refused (400 invalid-field)")
 
 
 class DncView(BaseModel):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, Strict
 
 from controller.calls.request import (
     DEFAULT_CALLS_PERIOD_HOURS,
@@ -11,15 +11,16 @@ from controller.calls.request import (
     MAX_GROUP_AGENTS,
     MAX_RING_TIMEOUT,
     MIN_RING_TIMEOUT,
+    STRICT,
     Fallbacks,
     Strategy,
 )
 
 
 class GroupBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    strategy: Strategy = Strategy.ROUND_ROBIN
+    strategy: Annotated[Strategy, Strict(False)] = Strategy.ROUND_ROBIN
     agents: list[Annotated[str, Field(max_length=MAX_AGENT_CHARS)]] = Field(
         min_length=1, max_length=MAX_GROUP_AGENTS, description="Numbers, sip: URIs or "
         "endpoint:NAMEs, in priority order")

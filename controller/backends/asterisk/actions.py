@@ -1,9 +1,14 @@
 """Core commands to AMI actions: pure encoders.
 
 AMI is line-based (``Key: value\\r\\n``), so a value holding CR or LF would
-start a header of its own: every value is checked here, before panoramisk
-writes it. Caller text (whispers, names) never gets this far; only ids, file
-paths and dial strings the controller built itself do.
+start a header of its own, and the dialplan reads syntax inside the values it
+is given (``,`` between Dial's arguments, ``&`` between its targets, ``(``
+and ``^`` in its options, ``${...}`` expansion). So every part is checked
+here against what it may contain before it is put in an action, as the
+FreeSWITCH encoder does: SIP URIs and endpoint names against the one
+definition in :mod:`controller.numbers`, ids, paths and config names against
+their own patterns; and every finished value once more for anything but
+printable ASCII. Caller text (whispers, names) never gets this far.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from controller.core.commands import (
 )
 from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
-from controller.numbers import ENDPOINT_PREFIX, Target, TargetKind, target_of
+from controller.numbers import ENDPOINT_NAME, ENDPOINT_PREFIX, SIP_URI, Target, TargetKind, target_of
 
 from .events import leg_a_channel_id
 
@@ -32,10 +37,14 @@ Action = dict[str, str]
 # Every value is printable ASCII: no CR or LF to start a header of its own,
 # no other control character, nothing a terminal or parser might read twice.
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
-# What may stand in a dial string, a file path or a caller ID number.
-_DIAL_STRING = re.compile(r"[A-Za-z0-9_+./:@\[\]*#!~'-]+")
-_PATH = re.compile(r"/[A-Za-z0-9_./-]+")
+_CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # PJSIP endpoint names from the config
+_NUMBER = re.compile(r"\+?[0-9]{1,20}")
+_PATH = re.compile(r"/[A-Za-z0-9_./-]{1,1000}")
 _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
+# A channel as Asterisk names it (its name or unique id): never starting with
+# "/", which Hangup reads as a regular expression over every channel.
+_CHANNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:;+~*/-]{0,200}")
 
 CONTEXT_LEG_A = "callconnect-leg-a"
 CONTEXT_HOLD = "callconnect-hold"
@@ -48,12 +57,16 @@ CONTEXT_ANNOUNCE = "callconnect-announce"
 
 def dial_string(target: Target, config: AsteriskConfig) -> str:
     """PJSIP dial string: numbers through the longest matching route (or the
-    trunk), SIP URIs through the URI endpoint."""
+    trunk), SIP URIs through the URI endpoint; SwitchActionFailed if any part
+    holds what it may not."""
     if target.kind is TargetKind.SIP_URI:
-        return f"PJSIP/{config.uri_endpoint}/{target.value}"
+        endpoint = _checked(config.uri_endpoint, _NAME, "PJSIP endpoint")
+        return f"PJSIP/{endpoint}/{_checked(target.value, SIP_URI, 'SIP URI')}"
     if target.kind is TargetKind.ENDPOINT:
-        return f"PJSIP/{target.value[len(ENDPOINT_PREFIX):]}"
-    return f"PJSIP/{target.value}@{number_endpoint(target.value, config)}"
+        name = target.value[len(ENDPOINT_PREFIX):]
+        return f"PJSIP/{_checked(name, ENDPOINT_NAME, 'endpoint name')}"
+    trunk = _checked(number_endpoint(target.value, config), _NAME, "PJSIP endpoint")
+    return f"PJSIP/{_checked(target.value, _NUMBER, 'number')}@{trunk}"
 
 
 def number_endpoint(number: str, config: AsteriskConfig) -> str:
@@ -87,20 +100,19 @@ def encode(call_id: str, command: Command, config: AsteriskConfig,
 
 def _encode(call_id: str, command: Command, config: AsteriskConfig,
             b_channel: str | None) -> list[Action]:
-    a_channel = leg_a_channel_id(call_id)
+    a_channel = leg_a_channel_id(_checked(call_id, _CALL_ID, "call id"))
     if isinstance(command, OriginateLegA):
         action: Action = {
             "Action": "Originate",
             "ActionID": f"originate-{call_id}",
-            "Channel": _checked(dial_string(target_of(command.target), config), _DIAL_STRING,
-                                "dial string"),
+            "Channel": dial_string(target_of(command.target), config),
             "Context": CONTEXT_LEG_A,
             "Exten": "s",
             "Priority": "1",
             "Timeout": str(command.ring_timeout * 1000),
             "ChannelId": a_channel,
             "Async": "true",
-            "Variable": f"CC_CALL_ID={_checked(call_id, _DIAL_STRING, 'call id')}"
+            "Variable": f"CC_CALL_ID={call_id}"
                         + (",CC_HOLD_MUSIC=1" if command.hold_music else ""),
         }
         if command.caller_id:
@@ -126,7 +138,8 @@ def _encode(call_id: str, command: Command, config: AsteriskConfig,
     if isinstance(command, HangupLegs):
         actions = []
         for leg in command.legs:
-            channel = a_channel if leg is Leg.A else b_channel
+            channel = a_channel if leg is Leg.A else (
+                _checked(b_channel, _CHANNEL, "channel") if b_channel else None)
             if channel:
                 actions.append({"Action": "Hangup", "Channel": channel, "Cause": "16"})
         return actions
@@ -135,8 +148,7 @@ def _encode(call_id: str, command: Command, config: AsteriskConfig,
 
 def dial_strings(targets: tuple[str, ...], config: AsteriskConfig) -> dict[str, str]:
     """Each target's PJSIP dial string, checked; the key is the dial string."""
-    return {_checked(dial_string(target_of(t), config), _DIAL_STRING, "dial string"): t
-            for t in targets}
+    return {dial_string(target_of(t), config): t for t in targets}
 
 
 def _dial_variables(command: DialLegB, config: AsteriskConfig) -> dict[str, str]:

@@ -31,7 +31,7 @@ from controller.core.commands import (
 )
 from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
-from controller.numbers import ENDPOINT_PREFIX
+from controller.numbers import ENDPOINT_NAME, ENDPOINT_PREFIX, SIP_URI
 
 from .ids import leg_uuid, originate_job_uuid
 from .steps import AnswerSteps
@@ -78,13 +78,8 @@ BASE_FILTER = "Event-Name HEARTBEAT"
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 _CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # gateway, profile and user names
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # gateway and profile names
 _NUMBER = re.compile(r"\+?[0-9]{1,20}")
-_SIP_URI = re.compile(
-    r"sips?:[A-Za-z0-9_.+~*-]{1,64}@"
-    r"(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]{2,45}\])"
-    r"(?::[0-9]{1,5})?"
-)
 _PATH = re.compile(r"/[A-Za-z0-9_./-]{1,1000}")
 _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
 _CONFIRM_KEY = re.compile(r"[0-9*#]")
@@ -125,9 +120,9 @@ def dial_string(target: str, config: FreeswitchConfig) -> str:
     switch's own user NAME (``user/NAME``, in the default domain)."""
     if target.startswith(("sip:", "sips:")):
         profile = _checked(config.uri_profile, _NAME, "sofia profile")
-        return f"sofia/{profile}/{_checked(target, _SIP_URI, 'SIP URI')}"
+        return f"sofia/{profile}/{_checked(target, SIP_URI, 'SIP URI')}"
     if target.startswith(ENDPOINT_PREFIX):
-        return f"user/{_checked(target[len(ENDPOINT_PREFIX):], _NAME, 'endpoint name')}"
+        return f"user/{_checked(target[len(ENDPOINT_PREFIX):], ENDPOINT_NAME, 'endpoint name')}"
     gateway = _checked(number_gateway(target, config), _NAME, "gateway name")
     return f"sofia/gateway/{gateway}/{_checked(target, _NUMBER, 'number')}"
 

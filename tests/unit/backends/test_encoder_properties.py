@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import string
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -45,7 +46,10 @@ DANGEROUS = ["\r", "\n", "\r\n", "\x00", "\x1b", "\x7f", "\u2028", "\x85", ",", 
 adversarial = st.lists(st.one_of(st.sampled_from(DANGEROUS), st.text(max_size=6)),
                        max_size=8).map("".join)
 
-SIP_URI = r"(?i:sips?):[A-Za-z0-9_.!~*'+-]{1,12}@[a-z0-9-]{1,10}(\.[a-z0-9-]{1,10}){0,2}(:[0-9]{1,5})?"
+# Near what a SIP URI may be: ' and ! in the user part are refused by
+# parse_target, upper-case scheme and host are normalised.
+SIP_URI = (r"(?i:sips?):[A-Za-z0-9_.!~*'+-]{1,12}@([A-Za-z0-9-]{1,10}(\.[A-Za-z0-9-]{1,10}){0,2}"
+           r"|\[[0-9A-Fa-f:]{2,20}\])(:[0-9]{1,5})?")
 
 
 def _parsed(text: str) -> str | None:
@@ -88,8 +92,14 @@ commands: st.SearchStrategy[Command] = st.one_of(
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 # Nothing in a dial string may split Dial's arguments, join more targets,
-# close an option or expand in the dialplan.
-AMI_DIAL_PART = re.compile(r"PJSIP/[^,&()$;|\"\\ {}^=?]+")
+# close an option or expand in the dialplan: a number through a trunk, a
+# device, or a SIP URI (brackets only around an IPv6 host) through the URI
+# endpoint, each part as the encoder is strict about it.
+AMI_DIAL_PART = re.compile(r"PJSIP/(\+?[0-9]{1,20}@[A-Za-z0-9_.-]{1,64}"
+                           r"|[A-Za-z0-9_.-]{1,64}"
+                           r"|uri-out/sips?:[A-Za-z0-9_.+~*-]{1,64}@"
+                           r"([a-z0-9.-]+|\[[0-9a-f:.]{2,45}\])(:[0-9]{1,5})?)")
+AMI_CALL_VARIABLE = re.compile(r"CC_CALL_ID=[A-Za-z0-9][A-Za-z0-9-]{0,62}(,CC_HOLD_MUSIC=1)?")
 AMI_PATH = re.compile(r"/[A-Za-z0-9_./-]+")
 AMI_OPTIONS = re.compile(r"[rm]S\([0-9]+\)"
                          r"(U\(callconnect-answer\^(/[A-Za-z0-9_./-]+)?\^[0-9*#]?\^[0-9]+\))?")
@@ -116,6 +126,9 @@ KNOWN_ATTACKS = [
     (UUID, PlayMessageThenHangup("/tmp/x,rw" + AMI_HEADER), None),
     ("c1" + AMI_HEADER, StartRecording("/r/x.wav"), None),
     (UUID, HangupLegs((Leg.B,)), "PJSIP/x" + AMI_HEADER),
+    (UUID, HangupLegs((Leg.B,)), "/.*/"),  # Hangup would take it for every channel
+    (UUID, OriginateLegA("sip:a@[::1]]x[", 30, None), None),
+    ("c1,CC_HOLD_MUSIC=0", OriginateLegA("+27115550101", 30, None), None),
 ]
 
 
@@ -141,11 +154,12 @@ def test_ami_actions_hold_no_control_character_and_keep_their_structure(
             assert not CONTROL.search(key) and not CONTROL.search(value), (key, value)
         if action["Action"] == "Originate":
             assert AMI_DIAL_PART.fullmatch(action["Channel"]), action
-            names = [pair.split("=", 1)[0] for pair in action["Variable"].split(",")]
-            assert set(names) <= {"CC_CALL_ID", "CC_HOLD_MUSIC"} and len(names) == len(set(names))
+            assert AMI_CALL_VARIABLE.fullmatch(action["Variable"]), action
             assert "CallerID" not in action or re.fullmatch(r"<\+?[0-9]{1,20}>", action["CallerID"])
         if action["Action"] == "MixMonitor":
             assert AMI_PATH.fullmatch(action["File"])
+        if action["Action"] == "Hangup":  # "/..." would be a regular expression over channels
+            assert not action["Channel"].startswith("/") and "," not in action["Channel"], action
     variables = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
     dial = _dial_of(command)
     if dial is not None:
@@ -194,15 +208,21 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
 
 def _variables(text: str, opening: str, closing: str) -> tuple[dict[str, str], str]:
     """A ``{a=b,c='d e'}`` (or ``[...]``) list at the start of text: its
-    pairs, checked, and what follows it."""
+    pairs, checked, and what follows it. The list ends where FreeSWITCH ends
+    it (switch_find_end_paren): at the closing character that balances the
+    opening one, so an IPv6 host's brackets stay inside."""
     assert text.startswith(opening), text
-    body, quoted = "", False
+    body, quoted, depth = "", False, 1
     for i, char in enumerate(text[1:], 1):
         if char == "'":
             quoted = not quoted
+        if char == opening and not quoted:
+            depth += 1
         if char == closing and not quoted:
-            rest = text[i + 1:]
-            break
+            depth -= 1
+            if depth == 0:
+                rest = text[i + 1:]
+                break
         body += char
     else:
         raise AssertionError(f"no closing {closing} in {text!r}")
@@ -300,8 +320,8 @@ def test_esl_event_filters_name_one_channel_each(call_id: str, b_channels: list[
 # ------------------------------------------------------------------ parse_target
 
 SAFE_TARGET = re.compile(r"\+[0-9]{4,17}"
-                         r"|sips?:[A-Za-z0-9_.!~*'+-]{1,64}@[a-z0-9.-]+(:[0-9]{1,5})?"
-                         r"|sips?:[A-Za-z0-9_.!~*'+-]{1,64}@\[[0-9a-f:.]+\](:[0-9]{1,5})?"
+                         r"|sips?:[A-Za-z0-9_.~*+-]{1,64}@[a-z0-9.-]+(:[0-9]{1,5})?"
+                         r"|sips?:[A-Za-z0-9_.~*+-]{1,64}@\[[0-9a-f:.]+\](:[0-9]{1,5})?"
                          r"|endpoint:[A-Za-z0-9_.-]{1,64}")
 near_targets = st.one_of(
     adversarial,
@@ -323,3 +343,32 @@ def test_parse_target_refuses_or_returns_only_safe_characters(text: str) -> None
         assert exc.details["field"] == "leg_b"
         return
     assert SAFE_TARGET.fullmatch(target.value), (text, target.value)
+
+
+# ------------------------------------------------- one rule for the API and the switch
+
+@PROPERTY
+@given(text=near_targets, call_id=uuids)
+@example(text="sip:a'b@c.com", call_id=UUID)
+@example(text="sip:a!b@c.com", call_id=UUID)
+@example(text="sip:agent@[::1]:5060", call_id=UUID)
+@example(text="SIP:Agent@PBX.Example.com", call_id=UUID)
+@example(text="endpoint:desk-1.a_b", call_id=UUID)
+def test_what_the_api_accepts_both_switches_dial(text: str, call_id: str) -> None:
+    """A target parse_target accepts is never refused later by an encoder
+    (after leg A was rung), and one it refuses is never dialed by either."""
+    try:
+        target = parse_target(text, "ZA", "leg_b").value
+    except InvalidNumber:
+        # (Which digits make a number is phonenumbers' to say, before the
+        # encoders; what a URI or a device name may hold is the one rule.)
+        if text.startswith(("sip:", "sips:", "endpoint:")):
+            refused = OriginateLegA(text, 30, None)
+            with pytest.raises(SwitchActionFailed):
+                ami.encode(call_id, refused, AMI_CONFIG)
+            with pytest.raises(SwitchActionFailed):
+                esl.encode(call_id, refused, ESL_CONFIG)
+        return
+    for command in (OriginateLegA(target, 30, None), DialLegB((target,), 30, 60, None)):
+        ami.encode(call_id, command, AMI_CONFIG)
+        esl.encode(call_id, command, ESL_CONFIG)

@@ -135,6 +135,7 @@ async def test_the_daemon_refuses_while_draining_and_over_its_rate(tmp_path: Pat
     config = Config()
     config.api.tokens = ["t"]
     config.store.path = str(tmp_path / "store.sqlite3")
+    config.webhook.unsigned = True
     daemon = Daemon(config)
     await daemon.store.open()
     daemon.draining = True

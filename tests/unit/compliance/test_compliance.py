@@ -86,7 +86,7 @@ def at(zone: str, *when: int) -> float:
 
 @pytest.mark.parametrize(("text", "start", "end"), [
     ("08:00-21:00", 8 * 3600, 21 * 3600),
-    (" 20:00 - 02:00 ", 20 * 3600, 2 * 3600),
+    ("20:00-02:00", 20 * 3600, 2 * 3600),
     ("09:30:15-17:00:01", 9 * 3600 + 30 * 60 + 15, 17 * 3600 + 1),
     ("00:00-24:00", 0, DAY),
 ])
@@ -95,7 +95,10 @@ def test_parse_hours(text: str, start: int, end: int) -> None:
 
 
 @pytest.mark.parametrize("text", ["8-21", "08:00", "08:00-25:00", "08:60-09:00", "10:00-10:00",
-                                  "00:00-24:00:01", "a:bc-10:00", "08:00-09:00-10:00"])
+                                  "00:00-24:00:01", "a:bc-10:00", "08:00-09:00-10:00",
+                                  # The whole text, nothing around it.
+                                  "08:00-21:00\n", " 08:00-21:00", "08:00 - 21:00",
+                                  "\uff10\uff18:00-21:00", "08:00-21:00\x00", " "])
 def test_bad_hours_name_the_field(text: str) -> None:
     with pytest.raises(InvalidField) as caught:
         parse_hours(text, "calling_hours")
@@ -104,7 +107,7 @@ def test_bad_hours_name_the_field(text: str) -> None:
 
 def test_days() -> None:
     assert parse_days(["Mon", "tues", "FRIDAY", "sun"], "calling_days") == {0, 1, 4, 6}
-    for bad in ("mo", "funday", "mondays", ""):
+    for bad in ("mo", "funday", "mondays", "", "mon\n", " mon", "m\u043en"):
         with pytest.raises(InvalidField) as caught:
             parse_days([bad], "calling_days")
         assert caught.value.details["field"] == "calling_days"
@@ -379,6 +382,33 @@ async def test_dnc_refuses_naming_the_field_and_the_list(tmp_path: Path,
                 ("leg_b[2]", "sip:+27115550202@pbx.example.com"))
     assert await compliance.screen([B1, B2, B3, "group:sales"]) == {B2: "do-not-call",
                                                                      B3: "do-not-call"}
+
+
+@pytest.mark.parametrize("reason", [
+    "asked\nX-Injected: 1", "tab\there", "\x1b[31mred", "\u202eevil\u202c", "zero\u200bwidth",
+    "\u2066isolate\u2069", "x" * 501])
+async def test_a_dnc_reason_with_control_or_bidi_characters_is_refused(
+        store: SqliteStore, reason: str) -> None:
+    compliance = guard(store, Clock(1_000_000.0))
+    with pytest.raises(InvalidField) as caught:
+        await compliance.add_dnc(B2, reason)
+    assert caught.value.details == {"field": "reason"}
+    assert await compliance.dnc_entry(B2) is None  # nothing was kept
+    await compliance.add_dnc(B2, "asked on 2025-03-02 (ticket #4411), été à 日本")
+
+
+async def test_a_dnc_refusal_never_echoes_control_or_bidi_characters(
+        tmp_path: Path, store: SqliteStore) -> None:
+    listed = tmp_path / "dnc.txt"
+    listed.write_text(f"{B3}, complaint\u202e gnol\x1b[2J\n")
+    compliance = guard(store, Clock(1_000_000.0), dnc_file=listed)
+    await store.put_dnc(B2, "stored before\u202e the rule\r\n", 5.0)  # an older daemon's
+    for number, reason in ((B2, "stored before the rule"), (B3, "complaint gnol[2J")):
+        with pytest.raises(DoNotCall) as caught:
+            await check(compliance, "c1", ("leg_a", number))
+        assert f"({reason})" in caught.value.message, caught.value.message
+    listed_entry = await compliance.dnc_entry(B3)
+    assert listed_entry is not None and listed_entry.reason == "complaint gnol[2J"
 
 
 async def test_dnc_list_merges_the_file_and_the_api_and_protects_the_file(

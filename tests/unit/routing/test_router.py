@@ -685,6 +685,9 @@ def test_parse_item_normalises_targets() -> None:
     ({"to": N1, "ring_timeout": True}, "to[0].ring_timeout"),
     ({"to": N1, "ring_timeout": 601}, "to[0].ring_timeout"),
     ("group:support", "to[0]"),
+    ("group:..", "to[0]"),
+    ("group:Sales", "to[0]"),
+    ("group:\uff53ales", "to[0]"),
     ("https://", "to[0]"),
     ("https://crm.example/who m", "to[0]"),
 ])
@@ -742,6 +745,16 @@ def test_parse_group() -> None:
 @pytest.mark.parametrize(("name", "data", "field_name"), [
     ("sales team", {"agents": [AG1]}, "name"),
     ("", {"agents": [AG1]}, "name"),
+    # Only a-z, 0-9, _ and -: no upper case, fullwidth or look-alike
+    # letters, no dots.
+    ("Sales", {"agents": [AG1]}, "name"),
+    ("\uff53ales", {"agents": [AG1]}, "name"),  # fullwidth s
+    ("s\u0430les", {"agents": [AG1]}, "name"),  # Cyrillic a
+    ("sal\u0117s", {"agents": [AG1]}, "name"),
+    ("..", {"agents": [AG1]}, "name"),
+    ("sales.eu", {"agents": [AG1]}, "name"),
+    ("x" * 65, {"agents": [AG1]}, "name"),
+    ("sales\n", {"agents": [AG1]}, "name"),
     ("sales", {"agents": [AG1], "members": []}, "members"),
     ("sales", {"agents": [AG1], "strategy": "random"}, "strategy"),
     ("sales", {"agents": []}, "agents"),
@@ -759,6 +772,18 @@ def test_parse_group_errors_name_the_field(name: str, data: dict[str, Any], fiel
     with pytest.raises(InvalidField) as info:
         parse_group(name, data, REGION, group_exists)
     assert info.value.details == {"field": field_name}
+
+
+def test_group_names_of_a_to_z_digits_underscore_and_dash_up_to_64() -> None:
+    for name in ("a", "sales_eu-2", "x" * 64, "0"):
+        assert parse_group(name, {"agents": [AG1]}, REGION, group_exists).name == name
+
+
+def test_a_queue_names_its_group_by_the_same_rule() -> None:
+    with pytest.raises(InvalidField) as info:
+        parse_fallbacks({"all_busy": {"queue": {"group": "Sales"}}}, REGION, "fallbacks",
+                        group_exists)
+    assert info.value.details == {"field": "fallbacks.all_busy.queue.group"}
 
 
 def test_parse_group_bad_agent_names_the_agent() -> None:
