@@ -122,7 +122,7 @@ class RequestChecks:
         recording: Path | None = None
         if checked.record:
             directory = Path(self.config.media.recording_dir)
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
             recording = directory / f"{call_id}.wav"
         plan = CallPlan(
             call_id=call_id,
