@@ -108,14 +108,14 @@ def test_prune_over_the_size_cap_deletes_least_recently_used_but_never_files_in_
         tmp_path: Path) -> None:
     now = time.time()
     mb = 1024 * 1024
-    renderer = WhisperRenderer(tmp_path, cache_max_mb=2, cache_max_age_days=365)
+    renderer = WhisperRenderer(tmp_path, cache_max_mb=1, cache_max_age_days=365)
     oldest = cache_file(tmp_path, "oldest", mb, now - IN_USE_SECONDS - 300)
     older = cache_file(tmp_path, "older", mb, now - IN_USE_SECONDS - 200)
     in_use = [cache_file(tmp_path, f"live{i}", mb, now - IN_USE_SECONDS + 100) for i in range(2)]
     hidden = tmp_path / ".partial.wav"  # a render under way
     hidden.write_bytes(b"\0" * mb)
     os.utime(hidden, (0, 0))
-    # 5 MiB against a 2 MiB cap: both idle files go, oldest first; the files
+    # 4 MiB against a 1 MiB cap: both idle files go, oldest first; the files
     # used within IN_USE_SECONDS stay although the cache is still over the cap.
     assert renderer.prune_now(now) == [oldest.name, older.name]
     assert all(path.exists() for path in in_use) and hidden.exists()
@@ -164,3 +164,18 @@ async def test_at_most_the_cap_of_renders_run_at_once(tmp_path: Path) -> None:
     results = await asyncio.gather(*(renderer.render(f"{TEXT} {n}") for n in range(5)))
     assert len({r.path for r in results}) == 5
     assert peak == 2
+
+
+async def test_the_controller_prunes_the_cache_at_start_up(tmp_path: Path) -> None:
+    from controller.app import Controller
+    from controller.config import Config
+    from controller.errors import SwitchUnavailable
+    from tests.unit.conftest import QuietListener
+
+    config = Config()
+    config.media.whisper_dir = str(tmp_path)
+    config.asterisk.port, config.asterisk.connect_timeout = 9, 1.0  # nothing listens there
+    stale = cache_file(tmp_path, "stale", 10, time.time() - 40 * 86400)
+    with pytest.raises(SwitchUnavailable):
+        await Controller(config, QuietListener()).start()  # type: ignore[arg-type]
+    assert not stale.exists()
