@@ -32,13 +32,18 @@ class Controller:
                  groups: GroupRegistry | None = None) -> None:
         self.config = config
         self.backend = make_backend(config)
-        self.renderer = WhisperRenderer(Path(config.media.whisper_dir), config.whisper.voice,
-                                        config.whisper.rate, config.whisper.max_seconds)
+        whisper = config.whisper
+        self.renderer = WhisperRenderer(
+            Path(config.media.whisper_dir), whisper.voice, whisper.rate, whisper.max_seconds,
+            max_concurrent_renders=whisper.max_concurrent_renders,
+            render_wait_seconds=whisper.render_wait_seconds,
+            cache_max_age_days=whisper.cache_max_age_days, cache_max_mb=whisper.cache_max_mb)
         self.calls = CallService(config, self.backend, self.renderer, listener, agents, records,
                                  groups)
         self.backend.on_reconnect = self.calls.reattach_live
 
     async def start(self) -> None:
+        await self.renderer.prune()
         await self.backend.connect()
 
     async def stop(self) -> None:

@@ -106,6 +106,13 @@ class WhisperConfig:
     voice: str = "en"
     rate: int = 160  # words per minute
     max_seconds: float = 30.0
+    # Renders (espeak-ng + sox) running at once; more wait up to render_wait_seconds.
+    max_concurrent_renders: int = 2
+    render_wait_seconds: float = 10.0
+    # The cache of rendered files: unused this long, or over this size (least
+    # recently used first), they are deleted; never one used in the last 2 days.
+    cache_max_age_days: float = 30.0
+    cache_max_mb: float = 500.0
     b_unreached_message: str = (
         "Sorry, the other party could not be reached. Please try again later. Goodbye."
     )
@@ -341,6 +348,16 @@ def _check(config: Config) -> None:
     _check_compliance(config)
     check_destinations(config.destinations)
     _check_api(config)
+    _check_whisper(config.whisper)
+
+
+def _check_whisper(whisper: WhisperConfig) -> None:
+    if whisper.max_concurrent_renders < 1:
+        raise ConfigError("whisper.max_concurrent_renders must be at least 1",
+                          setting="whisper.max_concurrent_renders")
+    for name in ("render_wait_seconds", "cache_max_age_days", "cache_max_mb"):
+        if not getattr(whisper, name) > 0:
+            raise ConfigError(f"whisper.{name} must be more than 0", setting=f"whisper.{name}")
 
 
 def _check_compliance(config: Config) -> None:

@@ -18,6 +18,7 @@ logs and tests can rely on, and a message a user can act on.
     │   ├── TrunkLimit              a trunk is at its calls per second or in progress (429)
     │   ├── AgentLimit              an agent is at its calls per second or in progress (429)
     │   ├── RateLimited             the daemon is at its calls per second or in progress (429)
+    │   ├── WhisperBusy             every whisper render place stayed taken         (503)
     │   └── Draining                the daemon is shutting down                      (503)
     ├── SwitchError                 the switch (Asterisk, FreeSWITCH) failed us
     │   ├── SwitchUnavailable       not connected or not authenticated
@@ -134,6 +135,14 @@ class RateLimited(CallRefused):
     @property
     def retry_after(self) -> float:
         return self.wait
+
+
+class WhisperBusy(CallRefused):
+    """Every whisper render place (whisper.max_concurrent_renders) stayed
+    taken for whisper.render_wait_seconds; nothing was dialed."""
+
+    error_id = "whisper-busy"
+    http_status = 503
 
 
 class Draining(CallRefused):

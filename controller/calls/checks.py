@@ -27,7 +27,7 @@ from controller.errors import InvalidField, WhisperError
 from controller.numbers import parse_target, refuse_same_legs
 from controller.outbound import check_url
 from controller.routing.spec import Group, RouteSpec, parse_fallbacks, parse_item
-from controller.tts import RenderedAudio, WhisperRenderer
+from controller.tts import RenderedAudio, WhisperRenderer, check_text
 
 _CALLER_ID = re.compile(r"\+?[0-9]{3,20}")
 
@@ -91,6 +91,8 @@ class RequestChecks:
             check_url(webhook, self.config.outbound,
                       "webhook_url" if request.webhook_url else "webhook.url")
         check_metadata(request.metadata)
+        if request.whisper:  # its length in seconds is known only once rendered
+            check_text(request.whisper, "whisper")
         record = defaults.record if request.record is None else request.record
         return Checked(leg_a.value, spec, time_limit, caller_id, record)
 
@@ -129,7 +131,7 @@ class RequestChecks:
         recording: Path | None = None
         if checked.record:
             directory = Path(self.config.media.recording_dir)
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
             recording = directory / f"{call_id}.wav"
         plan = CallPlan(
             call_id=call_id,

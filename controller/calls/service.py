@@ -149,21 +149,23 @@ class CallService:
                      call_id: str) -> ActiveCall:
         checked = self.checks.check(request)
         await self._screen(call_id, checked, request)
-        prepared = await self.checks.prepare(request, checked, call_id)
-        plan = prepared.plan
-        router = self._router(call_id, plan.leg_a, request, checked.spec)
+        router = self._router(call_id, checked.leg_a, request, checked.spec)
         route_state: dict[str, Any] = {}
+        first: TargetsChosen | None = None
         if not any(item.is_group or item.is_url for item in checked.spec.items):
             # Plain targets: the first attempt is known now, so B is dialed the
             # moment the whisper ends, with no round trip through the router.
-            first = await router.next(None, {})
-            assert isinstance(first, TargetsChosen)  # plain targets always give one
-            plan = replace(plan, first_attempt=first.attempt)
-            route_state = first.route_state
+            chosen = await router.next(None, {})
+            assert isinstance(chosen, TargetsChosen)  # plain targets always give one
+            first, route_state = chosen, chosen.route_state
         if not self.backend.connected:
             # Checked after the request itself, so bad input is named even now.
             raise SwitchUnavailable(f"the switch is not reachable ({self.backend.name}, "
                                     "reconnecting); nothing was dialed: retry later")
+        # Rendered only now: a refused call leaves no file behind.
+        prepared = await self.checks.prepare(request, checked, call_id)
+        plan = prepared.plan if first is None else replace(prepared.plan,
+                                                           first_attempt=first.attempt)
         core = CallConnect(plan, created_at=time.time())
         core.route_state = route_state
         call = ActiveCall(core, request, idempotency_key, prepared.whisper, prepared.recording,

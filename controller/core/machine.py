@@ -383,7 +383,8 @@ class CallConnect(ConnectRecord):
                         answer_audio=self.plan.whisper_audio if self.plan.whisper_on_answer else None,
                         confirm_key=self.plan.confirm_key,
                         confirm_timeout=self.plan.confirm_timeout,
-                        hold_music=self.plan.hold_music)
+                        hold_music=self.plan.hold_music,
+                        record_file=self.plan.recording_file)
         if (self.plan.whisper_audio and not self.plan.whisper_on_answer
                 and self.whisper_played is None):
             self._goto(at, CallState.WHISPERING, f"{why}; whisper to leg A")

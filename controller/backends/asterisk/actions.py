@@ -130,11 +130,11 @@ def _encode(call_id: str, command: Command, config: AsteriskConfig,
                                                     "CC_WAIT": str(int(command.hold_for)),
                                                     "CC_HOLD_MUSIC": "1"})
     if isinstance(command, StartRecording):
-        return [{
-            "Action": "MixMonitor",
-            "Channel": a_channel,
-            "File": _checked(command.file, _PATH, "recording path"),
-        }]
+        # Nothing to send: the dialplan started MixMonitor on leg B as it was
+        # accepted (callconnect-answer, from DialLegB's record_file) and reports
+        # it with a UserEvent. The AMI MixMonitor action needs the `system`
+        # class, which would also let the account run shell commands.
+        return []
     if isinstance(command, HangupLegs):
         actions = []
         for leg in command.legs:
@@ -156,12 +156,14 @@ def _dial_variables(command: DialLegB, config: AsteriskConfig) -> dict[str, str]
     # call n seconds after B answers, even if we are gone; U(): what B does
     # between answering and the bridge (whisper, confirm key).
     options = ("m" if command.hold_music else "r") + f"S({int(command.time_limit)})"
-    if command.answer_audio or command.confirm_key:
+    if command.answer_audio or command.confirm_key or command.record_file:
         key = command.confirm_key or ""
         if key and not (len(key) == 1 and key in "0123456789*#"):
             raise SwitchActionFailed(f"refusing confirm key {key!r}: one of 0-9, * or #")
         audio = _audio(command.answer_audio) if command.answer_audio else ""
-        options += f"U({CONTEXT_ANSWER}^{audio}^{key}^{int(command.confirm_timeout)})"
+        # The recording starts on B once it accepted, just before the bridge.
+        record = _checked(command.record_file, _PATH, "recording path") if command.record_file else ""
+        options += f"U({CONTEXT_ANSWER}^{audio}^{key}^{int(command.confirm_timeout)}^{record})"
     variables = {
         # Every target rings at once; the first to answer wins, the others are
         # cancelled by Dial itself.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -47,18 +48,30 @@ from .protocol import AmiProtocol
 
 log = structlog.get_logger(__name__)
 
-# Only the event classes the translator reads: Asterisk sends nothing else.
-EVENT_CLASSES = "call,user,system"
-# And of those, only the events it reads: Asterisk formats and sends no others
-# (AMI event filter, a regex over the event text; re-applied on every login).
-EVENT_FILTER = ("Event: (Newchannel|Newstate|DialBegin|DialState|DialEnd|UserEvent|"
-                "OriginateResponse|HangupRequest|Hangup|MixMonitorStart|FullyBooted|Shutdown)"
-                "[[:space:]]")
+# Only the event classes the translator reads: Asterisk sends nothing else. The
+# AMI account's eventfilter (dialplans/asterisk/manager_callconnect.conf) narrows
+# them to the events it reads; the Filter action would need the `system` class.
+EVENT_CLASSES = "call,user"
 # AstDB family where the dialplan keeps each call's outcome (callconnect-outcome).
 OUTCOME_FAMILY = "callconnect"
+# A Local channel into this context deletes a call's outcome: the DBDel action
+# would need the `system` class.
+CONTEXT_FORGET = "callconnect-forget"
+_CALL_ID = re.compile(r"[0-9a-f][0-9a-f-]{0,63}")
 # Asterisk's answer when the context an action names has no such extension:
 # for Originate it means the callconnect dialplan is not loaded.
 NO_EXTENSION = "Extension does not exist."
+
+
+def forget_outcome_action(call_id: str) -> dict[str, str] | None:
+    """The Originate that deletes a call's kept outcome: a Local channel runs
+    callconnect-forget with the call id as its extension, which deletes the
+    AstDB entry and hangs up (the originate then fails, unanswered: expected)."""
+    if not _CALL_ID.fullmatch(call_id):
+        return None
+    return {"Action": "Originate", "ActionID": f"forget-{call_id}",
+            "Channel": f"Local/{call_id}@{CONTEXT_FORGET}", "Application": "NoOp",
+            "Timeout": "5000", "Async": "true"}
 
 
 class _Connection(Manager):  # type: ignore[misc]  # panoramisk has no type hints
@@ -149,7 +162,6 @@ class AsteriskBackend:
         self._manager = manager
         self.connected = True
         log.info("ami.connected", address=self.address, username=self._config.username)
-        self._spawn(self._filter_events())
         self._spawn(self._heartbeat(manager))
 
     async def close(self) -> None:
@@ -227,8 +239,12 @@ class AsteriskBackend:
             self._spawn(self._forget_outcome(call_id))
 
     async def _forget_outcome(self, call_id: str) -> None:
+        action = forget_outcome_action(call_id)
+        if action is None:
+            log.warning("ami.outcome_not_deleted", call_id=call_id, error="not a call id")
+            return
         try:
-            await self._send({"Action": "DBDel", "Family": OUTCOME_FAMILY, "Key": call_id})
+            await self._send(action)
         except (SwitchActionFailed, SwitchUnavailable) as exc:
             log.warning("ami.outcome_not_deleted", call_id=call_id, error=exc.message)
 
@@ -393,9 +409,4 @@ class AsteriskBackend:
             if sink is not None:
                 sink(routed.event)
 
-    async def _filter_events(self) -> None:
-        try:
-            await self._send({"Action": "Filter", "Operation": "Add", "Filter": EVENT_FILTER})
-        except (SwitchActionFailed, SwitchUnavailable) as exc:
-            log.warning("ami.filter_not_set", error=exc.message)
 

@@ -187,6 +187,11 @@ class AmiEventTranslator:
             key = m.get("Key", "")
             return [Routed(call_id, AnswerDeclined(
                 at, f"pressed {key}, not the confirm key" if key else "pressed no key in time"))]
+        if step == "recording-started":
+            return [Routed(call_id, RecordingStarted(at))]
+        if step == "recording-failed":
+            return [Routed(call_id, CommandFailed(at, "StartRecording", _recording_failure(
+                m.get("Status", ""))))]
         if step == "message-done":
             return [Routed(call_id, MessageFinished(at))]
         if step == "hold-timeout":
@@ -220,11 +225,14 @@ class AmiEventTranslator:
         cause = int(m.get("Cause") or 0)
         return [Routed(owner[0], LegEnded(at, owner[1], cause, m.get("Cause-txt", ""), uniqueid))]
 
-    def _MixMonitorStart(self, m: Mapping[str, str], at: float) -> list[Routed]:
-        owner = self._leg_of(m)
-        if owner is None:
-            return []
-        return [Routed(owner[0], RecordingStarted(at))]
+
+def _recording_failure(status: str) -> str:
+    """Why MixMonitor did not start, from the dialplan's TryExec status."""
+    if status == "NOAPP":
+        return ("MixMonitor is not available on Asterisk: load app_mixmonitor.so "
+                "(module load app_mixmonitor.so)")
+    return (f"MixMonitor did not start (TryExec status {status[:20] or 'unknown'}); "
+            "see the Asterisk log")
 
 
 def _timestamp(message: Mapping[str, str], now: float) -> float:

@@ -7,6 +7,11 @@ a call whose id was already returned to a client (and whose idempotency key
 must keep it from being dialed twice) could vanish. A call makes only a few
 commits, so the cost of FULL is small.
 
+The database, its -wal and its -shm are 0600 (they hold webhook URLs with
+their query tokens): the file is created 0600 before SQLite opens it, and
+SQLite gives the -wal and -shm it creates the database file's mode. Files an
+older version left group- or world-readable are tightened at open.
+
 One connection serves the whole controller; an asyncio lock keeps one
 coroutine's transaction from interleaving with another's statements.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +38,10 @@ log = structlog.get_logger(__name__)
 
 # How long a statement waits for another process's write lock before failing.
 BUSY_TIMEOUT_SECONDS = 5.0
+FILE_MODE = 0o600
+FOLDER_MODE = 0o750
+# The files SQLite keeps beside the database in WAL mode.
+_COMPANIONS = ("-wal", "-shm")
 
 
 def dump_json(value: dict[str, Any]) -> str:
@@ -99,9 +109,15 @@ class SqliteDatabase:
         if self._db is not None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the folder of {self.path}: {exc.strerror or exc}",
+                             path=str(self.path), action="open") from exc
+        try:
+            self._restrict_files()
+        except OSError as exc:
+            raise StoreError(f"cannot open {self.path} to make it private (mode 0600): "
+                             f"{exc.strerror or exc}; it must be a file the controller's user owns",
                              path=str(self.path), action="open") from exc
         try:
             # isolation_level=None: transactions are begun and ended explicitly in _use.
@@ -119,6 +135,17 @@ class SqliteDatabase:
             await db.close()
             raise
         log.info("store.opened", path=str(self.path), schema_version=SCHEMA_VERSION)
+
+    def _restrict_files(self) -> None:
+        """Create the database file 0600 if it is missing, and make it and its
+        companions 0600 if they are not (SQLite copies the database's mode)."""
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+        for path in (self.path, *(self.path.with_name(self.path.name + s) for s in _COMPANIONS)):
+            try:
+                if path.stat().st_mode & 0o777 != FILE_MODE:
+                    path.chmod(FILE_MODE)
+            except FileNotFoundError:
+                continue
 
     async def _configure(self, db: aiosqlite.Connection) -> None:
         try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,37 @@ async def test_a_closed_store_gives_a_store_error(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db.sqlite")
     with pytest.raises(StoreError, match="not open"):
         await store.ping()
+
+
+async def test_database_wal_and_shm_are_0600_in_a_0750_folder_whatever_the_umask(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state" / "db.sqlite"
+    old = os.umask(0)
+    try:
+        store = SqliteStore(path)
+        await store.open()
+        await store.ping()  # a write: the -wal and -shm exist now
+    finally:
+        os.umask(old)
+    try:
+        files = [path, path.with_name("db.sqlite-wal"), path.with_name("db.sqlite-shm")]
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {
+            f.name: 0o600 for f in files}
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750
+    finally:
+        await store.close()
+
+
+async def test_a_readable_database_left_by_an_older_version_is_made_private(
+        tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    path.chmod(0o644)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        await store.close()

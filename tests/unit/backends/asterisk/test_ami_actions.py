@@ -71,9 +71,27 @@ def test_dial_b_sets_dial_string_timeout_and_time_limit() -> None:
                            "Context": "callconnect-dial", "Exten": "s", "Priority": "1"}
 
 
-def test_recording_and_hangup() -> None:
-    assert encode("c1", StartRecording("/r/c1.wav"), CONFIG) == [
-        {"Action": "MixMonitor", "Channel": "c1-a", "File": "/r/c1.wav"}]
+def test_recording_is_started_by_the_dialplan_as_b_accepts_not_over_ami() -> None:
+    # The AMI MixMonitor action needs the `system` class; the dialplan's answer
+    # gosub starts MixMonitor on B with the path the controller chose.
+    assert encode("c1", StartRecording("/r/c1.wav"), CONFIG) == []
+    actions = encode("c1", DialLegB(("+27115550202",), 25, 600, None, record_file="/r/c1.wav"),
+                     CONFIG)
+    values = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
+    assert values["CC_DIAL_OPTIONS"] == "rS(600)U(callconnect-answer^^^5^/r/c1.wav)"
+    both = encode("c1", DialLegB(("+27115550202",), 25, 600, None, "/m/hi.wav", "1", 7,
+                                 record_file="/r/c1.wav"), CONFIG)
+    values = {a["Variable"]: a["Value"] for a in both if a["Action"] == "Setvar"}
+    assert values["CC_DIAL_OPTIONS"] == "rS(600)U(callconnect-answer^/m/hi^1^7^/r/c1.wav)"
+
+
+@pytest.mark.parametrize("bad", ["/r/x.wav,,rm -rf /", "/r/x.wav)^y", "r.wav", "/r/a b.wav"])
+def test_recording_paths_that_could_reach_mixmonitors_options_are_refused(bad: str) -> None:
+    with pytest.raises(SwitchActionFailed):
+        encode("c1", DialLegB(("+27115550202",), 25, 600, None, record_file=bad), CONFIG)
+
+
+def test_hangup() -> None:
     hangups = encode("c1", HangupLegs((Leg.A, Leg.B)), CONFIG, b_channel="1795.12")
     assert [a["Channel"] for a in hangups] == ["c1-a", "1795.12"]
     assert encode("c1", HangupLegs((Leg.B,)), CONFIG, b_channel=None) == []
@@ -113,7 +131,7 @@ def test_hold_music_and_answer_steps_become_dial_options() -> None:
     command = DialLegB(("+27115550202",), 25, 600, None, answer_audio="/m/whisper.wav",
                        confirm_key="1", confirm_timeout=7, hold_music=True)
     values = {a["Variable"]: a["Value"] for a in encode("c1", command, CONFIG) if a["Action"] == "Setvar"}
-    assert values["CC_DIAL_OPTIONS"] == "mS(600)U(callconnect-answer^/m/whisper^1^7)"
+    assert values["CC_DIAL_OPTIONS"] == "mS(600)U(callconnect-answer^/m/whisper^1^7^)"
 
 
 @pytest.mark.parametrize("key", ["12", "a", "^", ")"])

@@ -15,7 +15,15 @@ from panoramisk.message import Message
 from controller.backends.asterisk.events import AmiEventTranslator, dial_outcome
 from controller.backends.asterisk.protocol import AmiProtocol
 from controller.core.commands import ChooseTargets, Command
-from controller.core.events import Event, LegCreated, LegHungUp, RouteExhausted
+from controller.core.events import (
+    CommandFailed,
+    Event,
+    LegAnswered,
+    LegCreated,
+    LegHungUp,
+    RecordingStarted,
+    RouteExhausted,
+)
 from controller.core.machine import CallConnect
 from controller.core.outcomes import CallStatus, DialOutcome, Leg
 from controller.core.plan import Attempt, CallPlan
@@ -117,6 +125,8 @@ def test_recorded_call_ends_with_its_real_outcome(name: str) -> None:
     if result["leg_b_answered_at"] is not None:
         assert result["answered_by"] == "+27115550202"
         assert [a["outcome"] for a in result["attempts"]] == ["answered"]
+        # The dialplan's recording-started UserEvent on leg B.
+        assert result["recorded"] is True and result["recording_error"] is None
 
 
 @pytest.mark.parametrize("name", ["happy-path-time-limit", "b-no-answer", "a-busy"])
@@ -204,3 +214,64 @@ def test_event_time_is_the_switch_timestamp() -> None:
 )
 def test_dial_status_is_translated_into_the_cores_words(dial_status: str, outcome: DialOutcome) -> None:
     assert dial_outcome(dial_status) is outcome
+
+
+def _leg_b_answered(translator: AmiEventTranslator) -> None:
+    translator.watch("c1")
+    translator.translate(Message({"Event": "DialBegin", "Uniqueid": "c1-a",
+                                  "DestUniqueid": "1795.7", "DestChannel": "PJSIP/b-1",
+                                  "DialString": "+27115550202@trunk"}), now=1.0)
+
+
+def test_the_dialplans_recording_events_on_leg_b_become_the_cores() -> None:
+    translator = AmiEventTranslator()
+    _leg_b_answered(translator)
+    started = Message({"Event": "UserEvent", "UserEvent": "CallConnect", "Uniqueid": "1795.7",
+                       "Step": "recording-started", "Timestamp": "7.5"})
+    assert [r.event for r in translator.translate(started, now=9.0)] == [RecordingStarted(7.5)]
+    failed = Message({"Event": "UserEvent", "UserEvent": "CallConnect", "Uniqueid": "1795.7",
+                      "Step": "recording-failed", "Status": "NOAPP", "Timestamp": "7.5"})
+    [routed] = translator.translate(failed, now=9.0)
+    assert isinstance(routed.event, CommandFailed) and routed.event.command == "StartRecording"
+    assert "app_mixmonitor" in routed.event.reason
+    failed = Message({**failed, "Status": "FAILED"})
+    [routed] = translator.translate(failed, now=9.0)
+    assert "TryExec status FAILED" in routed.event.reason  # type: ignore[attr-defined]
+
+
+def test_a_recording_that_fails_leaves_the_bridged_call_up() -> None:
+    plan = CallPlan(call_id="c1", leg_a="+27115550101", leg_b="+27115550202", ring_timeout=8,
+                    time_limit=5, recording_file="/r/c1.wav",
+                    first_attempt=Attempt(("+27115550202",), ring_timeout=8))
+    core = CallConnect(plan, created_at=0.0)
+    core.start()
+    translator = AmiEventTranslator()
+    translator.watch("c1")
+    core.handle(LegAnswered(1.0, Leg.A))
+    _leg_b_answered(translator)
+    core.handle(LegCreated(1.5, Leg.B, "1795.7"))
+    core.handle(LegAnswered(2.0, Leg.B, "1795.7", "+27115550202"))
+    failed = Message({"Event": "UserEvent", "UserEvent": "CallConnect", "Uniqueid": "1795.7",
+                      "Step": "recording-failed", "Status": "FAILED"})
+    for routed in translator.translate(failed, now=2.1):
+        assert core.handle(routed.event) == []
+    assert not core.finished and core.result()["recording_error"]
+
+
+def test_mixmonitor_manager_events_no_longer_count_as_the_recording() -> None:
+    # MixMonitor raises MixMonitorStart even when it could not start; the
+    # dialplan's UserEvent after TryExec is what counts.
+    translator = AmiEventTranslator()
+    _leg_b_answered(translator)
+    message = Message({"Event": "MixMonitorStart", "Uniqueid": "1795.7"})
+    assert translator.translate(message, now=1.0) == []
+
+
+def test_every_dial_of_leg_b_names_the_plans_recording_file() -> None:
+    plan = CallPlan(call_id="c1", leg_a="+27115550101", leg_b="+27115550202", ring_timeout=8,
+                    time_limit=5, recording_file="/r/c1.wav",
+                    first_attempt=Attempt(("+27115550202",), ring_timeout=8))
+    core = CallConnect(plan, created_at=0.0)
+    core.start()
+    [dial] = core.handle(LegAnswered(1.0, Leg.A))
+    assert dial.record_file == "/r/c1.wav"  # type: ignore[attr-defined]

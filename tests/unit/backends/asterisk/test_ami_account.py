@@ -1,0 +1,60 @@
+"""The AMI account and dialplan the controller ships: no class that lets the
+secret's holder run a shell, an event filter that lets through every event the
+translator reads, and the dialplan steps that replace the actions needing
+`system` (MixMonitor, DBDel)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from controller.backends.asterisk.backend import CONTEXT_FORGET, EVENT_CLASSES, forget_outcome_action
+from controller.backends.asterisk.events import AmiEventTranslator
+
+ASTERISK = Path(__file__).parents[4] / "dialplans" / "asterisk"
+
+
+def account() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in (ASTERISK / "manager_callconnect.conf").read_text().splitlines():
+        line = line.split(";", 1)[0].strip()
+        if "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_the_account_has_only_the_classes_the_controller_uses() -> None:
+    settings = account()
+    assert settings["write"] == ["originate,call,reporting"]
+    assert settings["read"] == ["call,user"]
+    assert set(EVENT_CLASSES.split(",")) <= set(settings["read"][0].split(","))
+
+
+def test_the_event_filter_passes_every_event_the_translator_reads() -> None:
+    [posix] = account()["eventfilter"]
+    event_filter = posix.replace("[[:space:]]", r"\s")  # POSIX class, as Asterisk's regcomp reads it
+    read = [name[1:] for name in vars(AmiEventTranslator)
+            if name.startswith("_") and name[1:2].isupper()]
+    assert read, "the translator reads events"
+    for name in read:
+        assert re.search(event_filter, f"Event: {name}\r\n"), name
+    assert not re.search(event_filter, "Event: VarSet\r\n")
+    assert not re.search(event_filter, "Event: MixMonitorStart\r\n")
+
+
+def test_the_dialplan_records_and_forgets_without_the_system_class() -> None:
+    dialplan = (ASTERISK / "extensions_callconnect.conf").read_text()
+    assert "TryExec(MixMonitor(${ARG4}))" in dialplan
+    assert "Step: recording-started" in dialplan and "Step: recording-failed" in dialplan
+    assert f"[{CONTEXT_FORGET}]" in dialplan and "DB_DELETE(callconnect/${EXTEN})" in dialplan
+
+
+def test_forgetting_an_outcome_originates_a_local_channel_for_call_ids_only() -> None:
+    call_id = "5f0c1a2b-0000-4000-8000-000000000001"
+    action = forget_outcome_action(call_id)
+    assert action is not None
+    assert action["Channel"] == f"Local/{call_id}@callconnect-forget"
+    assert action["Application"] == "NoOp" and action["Async"] == "true"
+    for bad in ("x@other-context", "5f0c/../x", "5f0c\r\nAction: Hangup", ""):
+        assert forget_outcome_action(bad) is None
