@@ -6,7 +6,6 @@ lab is needed), driven over HTTP."""
 from __future__ import annotations
 
 import base64
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,28 +163,6 @@ def test_what_json_naturally_gives_is_accepted(daemon: DaemonProcess) -> None:
 
 
 # ---------------------------------------------------------------- the whisper
-
-def test_a_whisper_that_cannot_be_rendered_is_503_whisper_failed(tmp_path: Path) -> None:
-    # A PATH with sox but without espeak-ng: the renderer fails for real.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    sox = shutil.which("sox")
-    assert sox is not None, "sox is needed for this test (apt-get install sox)"
-    (bin_dir / "sox").symlink_to(sox)
-    process = DaemonProcess(tmp_path / "store.sqlite3", tmp_path / "daemon.log",
-                            switch_down_env(tmp_path, PATH=str(bin_dir)))
-    process.start()
-    try:
-        serving(process)
-        body = refused(call(process, whisper="Connecting you"), 503, "whisper-failed", "whisper")
-        assert "espeak-ng" in body["message"] and "without a whisper" in body["message"], body
-        assert body["details"]["tool"] == "espeak-ng"
-        # Without a whisper the same call passes every check (and meets the
-        # switch that is down).
-        refused(call(process), 503, "switch-unavailable", None)
-    finally:
-        process.stop()
-
 
 # ---------------------------------------------------------------- signing
 
