@@ -118,6 +118,10 @@ class WebhookConfig:
     signing_secret: str = field(default="", repr=False)
     max_age_hours: float = 24.0  # how long the daemon keeps retrying a delivery
     retry_base_seconds: float = 5.0  # first retry delay; doubles, with jitter
+    # The daemon's outbox: deliveries in flight at once, and at most so many to one host
+    # (name and port), so a slow or dead receiver cannot hold up the others.
+    concurrency: int = 16
+    per_host_concurrency: int = 4
 
 
 @dataclass
@@ -311,6 +315,9 @@ def _check(config: Config) -> None:
     if config.calls.time_limit < 1:
         raise ConfigError("calls.time_limit must be at least 1 second", setting="calls.time_limit")
     _check_compliance(config)
+    for name in ("concurrency", "per_host_concurrency"):
+        if getattr(config.webhook, name) < 1:
+            raise ConfigError(f"webhook.{name} must be at least 1", setting=f"webhook.{name}")
 
 
 def _check_compliance(config: Config) -> None:
