@@ -389,3 +389,10 @@ def test_switch_paths_map_into_the_switch_folder() -> None:
     assert config.recording_path_on_switch(recording) == "/asterisk/rec/2025/c1.wav"
     whisper = Path("/var/lib/callconnect/whispers/c1.wav")
     assert config.whisper_path_on_switch(whisper) == "/asterisk/w/c1.wav"
+
+
+@pytest.mark.parametrize("name", ["concurrency", "per_host_concurrency"])
+def test_webhook_concurrency_must_be_at_least_one(tmp_path: Path, name: str) -> None:
+    assert (Config().webhook.concurrency, Config().webhook.per_host_concurrency) == (16, 4)
+    error = config_error(write_toml(tmp_path, f"[webhook]\n{name} = 0\n"))
+    assert error.details["setting"] == f"webhook.{name}"
