@@ -129,6 +129,10 @@ class WebhookConfig:
     unsigned: bool = False
     max_age_hours: float = 24.0  # how long the daemon keeps retrying a delivery
     retry_base_seconds: float = 5.0  # first retry delay; doubles, with jitter
+    # The daemon's outbox: deliveries in flight at once, and at most so many to one host
+    # (name and port), so a slow or dead receiver cannot hold up the others.
+    concurrency: int = 16
+    per_host_concurrency: int = 4
 
     def daemon_signing_secret(self) -> str | None:
         """The secret the daemon signs with; None (unsigned) only when asked
@@ -349,6 +353,9 @@ def _check(config: Config) -> None:
     check_destinations(config.destinations)
     _check_api(config)
     _check_whisper(config.whisper)
+    for name in ("concurrency", "per_host_concurrency"):
+        if getattr(config.webhook, name) < 1:
+            raise ConfigError(f"webhook.{name} must be at least 1", setting=f"webhook.{name}")
 
 
 def _check_whisper(whisper: WhisperConfig) -> None:

@@ -5,10 +5,13 @@ in plain ASCII, no whitespace, the host on ``outbound.allowed_hosts`` when
 that list is set, and, unless ``outbound.allow_private``, not a loopback,
 private, link-local or other non-public address written as a literal in any
 form a resolver accepts (``2130706433``, ``0x7f.1``, ``::ffff:127.0.0.1``),
-nor ``localhost``. Just before each request (:func:`check_before_send`): the
-same rules again (a stored webhook may predate a config change), then every
-address the host resolves to must be public, so a name that points at a
-private address, perhaps only since it was given (DNS rebinding), is refused.
+nor ``localhost``. On each request, by the one client every outbound request
+goes through (controller.outbound_client): the same rules again (a stored
+webhook may predate a config change), then the host is resolved once
+(:func:`resolve_checked`), every address it resolves to must be public, and
+the connection goes to one of those very addresses, so a name that points at
+a private address, perhaps only since it was given or only on a second
+lookup (DNS rebinding), is refused.
 
 Errors and logs show URLs through :func:`redact`: scheme, host, port and path;
 never the userinfo or the query, which often carry tokens.
@@ -73,12 +76,10 @@ def check_url(url: str, policy: OutboundConfig | None, field: str) -> str:
     return url
 
 
-async def check_before_send(url: str, policy: OutboundConfig, timeout: float) -> None:
-    """OutboundRefused if the URL may not be requested now; resolving errors
-    (OSError, TimeoutError) are the caller's, as a failed connection would be."""
+def check_before_send(url: str, policy: OutboundConfig) -> None:
+    """OutboundRefused if the URL's form, scheme or host breaks the policy now
+    (its addresses are checked when it is connected to)."""
     problem = url_problem(url, policy)
-    if problem is None and not policy.allow_private:
-        problem = await _resolved_problem(url, timeout)
     if problem is not None:
         raise OutboundRefused(f"{redact(url)} is refused: {problem}", url=redact(url))
 
@@ -182,16 +183,22 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
-async def _resolved_problem(url: str, timeout: float) -> str | None:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+async def resolve_checked(host: str, port: int, policy: OutboundConfig,
+                          timeout: float | None) -> list[IpAddress]:
+    """The addresses ``host`` resolves to, resolved once; OutboundRefused if
+    any is non-public and the policy does not allow that. Resolving errors
+    (OSError, TimeoutError) are the caller's, as a failed connection would be."""
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[IpAddress] = []
     for *_, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
-        if not is_public(address):
-            return (f"host {host} resolves to a non-public address ({address}); "
-                    f"that needs {_ALLOW_PRIVATE}")
-    return None
+        if not policy.allow_private and not is_public(address):
+            raise OutboundRefused(f"host {host} resolves to a non-public address ({address}); "
+                                  f"that needs {_ALLOW_PRIVATE}", host=host)
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise OSError(f"host {host} resolved to no address")
+    return addresses

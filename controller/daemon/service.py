@@ -67,6 +67,8 @@ class Daemon:
                              timeout=config.webhook.timeout,
                              max_age=config.webhook.max_age_hours * 3600,
                              base_delay=config.webhook.retry_base_seconds,
+                             concurrency=config.webhook.concurrency,
+                             per_host=config.webhook.per_host_concurrency,
                              on_result=self.metrics.webhook_attempted)
         self.listener = StoreListener(config, self.store, self.outbox, self.metrics)
         self.groups = GroupRegistry(config.calls.default_region, config.agent_groups(), self.store)

@@ -5,7 +5,9 @@ names hosted products use) and answers ``text/plain`` with comma-separated
 E.164 numbers. A non-200 answer, or none within the timeout, sends the same
 question to the fallback URL, and so does a URL the [outbound] policy
 refuses, or whose host resolves to a non-public address it does not allow
-(controller.outbound). Entries that are not valid numbers are skipped and
+(controller.outbound, applied by controller.outbound_client to the address
+connected to), and an answer over :data:`MAX_BODY_BYTES` or compressed (only
+its first bytes are read). Entries that are not valid numbers are skipped and
 logged; what remains is rung.
 """
 
@@ -22,7 +24,8 @@ import structlog
 
 from controller.errors import CallConnectError, InvalidNumber, OutboundRefused
 from controller.numbers import normalize_number
-from controller.outbound import check_before_send, redact
+from controller.outbound import redact
+from controller.outbound_client import outbound_client, read_limited
 
 if TYPE_CHECKING:
     from controller.outbound import OutboundConfig
@@ -92,11 +95,10 @@ class DialWhomClient:
 
     async def _get(self, url: str, params: Mapping[str, str]) -> str:
         try:
-            await check_before_send(url, self.outbound, self.timeout)
             # One deadline for the whole answer, however slowly it trickles in.
             async with (
                 asyncio.timeout(self.timeout),
-                httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client,
+                outbound_client(self.outbound, self.timeout, max_connections=1) as client,
                 # Merged with the URL's own query (a token, say): httpx's params
                 # would replace it.
                 client.stream("GET", httpx.URL(url).copy_merge_params(dict(params)),
@@ -104,16 +106,17 @@ class DialWhomClient:
             ):
                 if response.status_code != 200:
                     raise DialWhomFailed(f"{redact(url)} answered HTTP {response.status_code}")
-                body = b""
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        raise DialWhomFailed(f"{redact(url)} answered more than "
-                                             f"{MAX_BODY_BYTES} bytes")
+                encoding = response.headers.get("content-encoding", "identity").strip().lower()
+                if encoding != "identity":
+                    raise DialWhomFailed(f"{redact(url)} answered with Content-Encoding {encoding[:40]!r}; "
+                                         "only uncompressed answers are read")
+                body = await read_limited(response, MAX_BODY_BYTES)
+                if body is None:
+                    raise DialWhomFailed(f"{redact(url)} answered more than {MAX_BODY_BYTES} bytes")
         except OutboundRefused as exc:
             raise DialWhomFailed(exc.message) from None
         except (TimeoutError, httpx.TimeoutException):
             raise DialWhomFailed(f"{redact(url)} did not answer within {self.timeout:g} s") from None
-        except (httpx.HTTPError, OSError) as exc:  # OSError: its host could not be resolved
+        except httpx.HTTPError as exc:
             raise DialWhomFailed(f"{redact(url)} could not be asked: {exc}") from None
         return body.decode("utf-8", errors="replace")

@@ -138,7 +138,8 @@ class DeliveryStore(Protocol):
     async def deliveries(self, call_id: str) -> list[WebhookDelivery]: ...
 
     async def due_deliveries(self, now: float, limit: int) -> list[WebhookDelivery]:
-        """Pending deliveries whose next_attempt_at has come, oldest first."""
+        """Pending deliveries whose next_attempt_at has come: those not yet
+        tried first, then oldest first."""
 
     async def next_due_at(self) -> float | None:
         """When the earliest pending delivery is due; None if there is none."""

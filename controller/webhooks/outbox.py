@@ -15,20 +15,27 @@ are the ones the command line's sender uses too (controller.webhooks). Outcomes:
 * any other answer: failed, final;
 * a URL the [outbound] policy refuses, or whose host resolves to a
   non-public address it does not allow (controller.outbound): failed, final.
+
+Fairness: at most ``concurrency`` deliveries are in flight, and at most
+``per_host`` of them to one host (name and port), so a slow or dead receiver
+holds a few slots, never all of them; deliveries not yet tried are taken
+before retries (the store's due order), so fresh webhooks pass an old backlog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-import httpx
 import structlog
 
 from controller.outbound import redact
+from controller.outbound_client import outbound_client
 from controller.store import DeliveryState, Store, StoreError, WebhookDelivery
 from controller.webhooks.post import post_once
 from controller.webhooks.retry import Backoff
@@ -45,26 +52,29 @@ MAX_IDLE_SECONDS = 60.0
 STORE_RETRY_SECONDS = 5.0
 # Never retried sooner than this, whatever Retry-After asks.
 MIN_RETRY_DELAY = 1.0
+# How many due deliveries one look at the store reads, to find some for hosts
+# with a free slot past those waiting for a busy host.
+DUE_WINDOW = 500
 
 
 class Outbox:
     def __init__(self, store: Store, signing_secret: str | None, timeout: float = 10.0,
                  max_age: float = 24 * 3600, base_delay: float = 5.0, max_delay: float = 3600.0,
-                 concurrency: int = 8, on_result: Callable[[WebhookDelivery], None] | None = None,
+                 concurrency: int = 16, per_host: int = 4,
+                 on_result: Callable[[WebhookDelivery], None] | None = None,
                  clock: Callable[[], float] = time.time, *, outbound: OutboundConfig) -> None:
         self._store = store
-        self._outbound = outbound
         self._signer = Signer(signing_secret)
         self._timeout = timeout
         self._max_age = max_age
         self._backoff = Backoff(base_delay, max_delay, MIN_RETRY_DELAY)
-        self._batch_size = max(1, concurrency)
+        self._concurrency = max(1, concurrency)
+        self._per_host = max(1, per_host)
         self._on_result = on_result
         self._clock = clock
         # Redirects are not followed: a 3xx is a final answer, as the README promises.
-        self._client = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False,
-            limits=httpx.Limits(max_connections=self._batch_size))
+        self._client = outbound_client(outbound, timeout, max_connections=self._concurrency)
+        self._host_of: dict[str, str] = {}  # event_id -> host, for the deliveries in flight
         self._wake = asyncio.Event()
         self._stopping = False
         self._run_task: asyncio.Task[None] | None = None
@@ -79,9 +89,9 @@ class Outbox:
         self._wake.set()
 
     async def run(self) -> None:
-        """Send due deliveries until stop(), up to ``concurrency`` at a time:
-        a slot freed by one delivery is filled at once, so a slow receiver
-        holds up only its own delivery. Store failures are logged and retried;
+        """Send due deliveries until stop(), up to ``concurrency`` at a time
+        and ``per_host`` to one host: a slot freed by one delivery is filled at
+        once, so a slow receiver holds up only its own deliveries. Store failures are logged and retried;
         they never end the loop."""
         self._run_task = asyncio.current_task()
         log.info("outbox.started")
@@ -89,8 +99,9 @@ class Outbox:
         try:
             while not self._stopping:
                 try:
-                    self._start_due(in_flight, await self._store.due_deliveries(
-                        self._clock(), self._batch_size + len(in_flight)))
+                    if len(in_flight) < self._concurrency:
+                        self._start_due(in_flight, await self._store.due_deliveries(
+                            self._clock(), DUE_WINDOW))
                     next_due = await self._store.next_due_at()
                 except StoreError as exc:
                     log.error("outbox.store_failed", error_id=exc.error_id, error=exc.message)
@@ -106,11 +117,16 @@ class Outbox:
 
     def _start_due(self, in_flight: dict[str, asyncio.Task[WebhookDelivery]],
                    due: list[WebhookDelivery]) -> None:
+        busy = Counter(self._host_of[event_id] for event_id in in_flight)
         for delivery in due:
-            if len(in_flight) >= self._batch_size:
+            if len(in_flight) >= self._concurrency:
                 return
-            if delivery.event_id not in in_flight:
-                in_flight[delivery.event_id] = asyncio.create_task(self.attempt(delivery))
+            host = _host_key(delivery.url)
+            if delivery.event_id in in_flight or busy[host] >= self._per_host:
+                continue
+            busy[host] += 1
+            self._host_of[delivery.event_id] = host
+            in_flight[delivery.event_id] = asyncio.create_task(self.attempt(delivery))
 
     async def _wait(self, in_flight: dict[str, asyncio.Task[WebhookDelivery]],
                     due: float | None) -> None:
@@ -127,12 +143,12 @@ class Outbox:
         # Cleared before the next look at the store, so a wake() during that look is not lost.
         self._wake.clear()
 
-    @staticmethod
-    def _reap(in_flight: dict[str, asyncio.Task[WebhookDelivery]]) -> None:
+    def _reap(self, in_flight: dict[str, asyncio.Task[WebhookDelivery]]) -> None:
         for event_id, task in list(in_flight.items()):
             if not task.done():
                 continue
             del in_flight[event_id]
+            del self._host_of[event_id]
             error = None if task.cancelled() else task.exception()
             if error is not None:
                 # A bug in one delivery must not stop every later webhook.
@@ -171,7 +187,7 @@ class Outbox:
         body, headers = self._signer.request(delivery.event_id, delivery.payload, now)
         attempts = delivery.attempts + 1
         url = redact(delivery.url)
-        answer = await post_once(self._client, delivery.url, body, headers, self._outbound, self._timeout)
+        answer = await post_once(self._client, delivery.url, body, headers, self._timeout)
         if answer.delivered:
             log.info("webhook.delivered", url=url, event_id=delivery.event_id, call_id=delivery.call_id,
                      status=answer.status, attempt=attempts)
@@ -205,3 +221,13 @@ class Outbox:
                     error=error, delay=round(delay, 3))
         return replace(delivery, state=DeliveryState.PENDING, attempts=attempts,
                        last_status_code=status, last_error=error, next_attempt_at=now + delay)
+
+
+def _host_key(url: str) -> str:
+    """What a per-host slot is counted by: the URL's host and port."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # refused when it is sent; counted with its host meanwhile
+        port = None
+    return f"{parts.hostname}:{port or (443 if parts.scheme == 'https' else 80)}"

@@ -1,22 +1,26 @@
-"""One webhook request and what its answer means, for both senders: the
-[outbound] policy is checked again (host resolved) before it goes, the whole
-exchange is bounded by the timeout, and only the URL's scheme, host and path
-are ever logged or reported (query strings often carry tokens)."""
+"""One webhook request and what its answer means, for both senders: it goes
+through the outbound client (controller.outbound_client), so the [outbound]
+policy holds for the address it reaches; the whole exchange is bounded by the
+timeout; of the answer only the status, the Retry-After header and at most
+:data:`ANSWER_BYTES` of the body are read (the rest is dropped with the
+connection); only the URL's scheme, host and path are ever logged or reported
+(query strings often carry tokens)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import httpx
 
 from controller.errors import OutboundRefused
-from controller.outbound import check_before_send, redact
+from controller.outbound import redact
+from controller.outbound_client import read_limited
 from controller.webhooks.retry import is_retryable
 
-if TYPE_CHECKING:
-    from controller.outbound import OutboundConfig
+# Nothing in a webhook's answer body is used; a little is read so a short
+# answer leaves its connection fit to reuse.
+ANSWER_BYTES = 4 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,12 +44,13 @@ def describe(exc: BaseException, url: str) -> str:
 
 
 async def post_once(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str],
-                    outbound: OutboundConfig, timeout: float) -> Answer:
+                    timeout: float) -> Answer:
+    """``client`` is an :func:`~controller.outbound_client.outbound_client`."""
     try:
         # httpx's timeout bounds each read; this bounds the whole exchange.
-        async with asyncio.timeout(timeout):
-            await check_before_send(url, outbound, timeout)
-            response = await client.post(url, content=body, headers=headers)
+        async with (asyncio.timeout(timeout),
+                    client.stream("POST", url, content=body, headers=headers) as response):
+            await read_limited(response, ANSWER_BYTES)
     except OutboundRefused as exc:  # final: retrying would resolve the same
         return Answer(None, exc.message, refused=True)
     # OSError: the host could not be resolved; that is retried like a network error.

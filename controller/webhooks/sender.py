@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 
 from controller.outbound import redact
+from controller.outbound_client import outbound_client
 from controller.webhooks.envelope import envelope, new_event_id
 from controller.webhooks.post import post_once
 from controller.webhooks.retry import Backoff
@@ -51,7 +51,7 @@ class WebhookSender:
         self.backoff = Backoff(base_delay=backoff, max_delay=max_delay)
         self._signer = Signer(signing_secret)
         # Redirects are not followed: a 3xx is a final answer, as in the outbox.
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._client = outbound_client(outbound, timeout, max_connections=1)
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -63,7 +63,7 @@ class WebhookSender:
         while True:
             # Signed afresh each attempt: the timestamp is the attempt's.
             body, headers = self._signer.request(event_id, payload, time.time())
-            answer = await post_once(self._client, url, body, headers, self.outbound, self.timeout)
+            answer = await post_once(self._client, url, body, headers, self.timeout)
             if answer.delivered:
                 log.info("webhook.delivered", url=redact(url), event_id=event_id,
                          status=answer.status, attempt=attempt)

@@ -400,3 +400,10 @@ def test_a_group_name_outside_a_to_z_digits_underscore_dash_is_a_config_error(
         load_config(path, environ={})
     assert "is not a group name" in caught.value.message
     assert caught.value.details["setting"].startswith("groups.")
+
+
+@pytest.mark.parametrize("name", ["concurrency", "per_host_concurrency"])
+def test_webhook_concurrency_must_be_at_least_one(tmp_path: Path, name: str) -> None:
+    assert (Config().webhook.concurrency, Config().webhook.per_host_concurrency) == (16, 4)
+    error = config_error(write_toml(tmp_path, f"[webhook]\n{name} = 0\n"))
+    assert error.details["setting"] == f"webhook.{name}"

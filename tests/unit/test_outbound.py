@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from controller.errors import InvalidField, OutboundRefused
-from controller.outbound import OutboundConfig, check_before_send, check_url, redact
+from controller.outbound import OutboundConfig, check_before_send, check_url, redact, resolve_checked
 from controller.routing.dial_whom import DialWhomClient, DialWhomFailed
 from controller.store import DeliveryState, WebhookDelivery
 from controller.store.sqlite import SqliteStore
@@ -134,18 +134,20 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused(
                           ("v6.example.com", "::ffff:a01:203")]:
         url = f"https://{host}/hook?token=s3cret"
         check_url(url, DEFAULT, "webhook_url")  # looks public when given
+        check_before_send(url, DEFAULT)  # and when it is sent, until it is resolved
         with pytest.raises(OutboundRefused) as refused:
-            await check_before_send(url, DEFAULT, 2.0)
+            await resolve_checked(host, 443, DEFAULT, 2.0)
         assert f"resolves to a non-public address ({address})" in refused.value.message
         assert "outbound.allow_private" in refused.value.message
-        assert "s3cret" not in refused.value.message
-        await check_before_send(url, OutboundConfig(allow_private=True), 2.0)
-    await check_before_send("https://public.example.com/hook", DEFAULT, 2.0)
+        assert [str(a) for a in await resolve_checked(host, 443, OutboundConfig(allow_private=True),
+                                                      2.0)] == [address]
+    assert [str(a) for a in await resolve_checked("public.example.com", 443, DEFAULT, 2.0)] == \
+        ["93.184.216.34"]
 
 
-async def test_the_allow_list_is_checked_again_before_sending() -> None:
+def test_the_allow_list_is_checked_again_before_sending() -> None:
     with pytest.raises(OutboundRefused, match=r"outbound\.allowed_hosts"):
-        await check_before_send("http://8.8.8.8/hook", OutboundConfig(allowed_hosts=["x.io"]), 2.0)
+        check_before_send("http://8.8.8.8/hook", OutboundConfig(allowed_hosts=["x.io"]))
 
 
 async def test_the_command_lines_sender_does_not_send_to_a_private_address(

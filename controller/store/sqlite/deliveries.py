@@ -51,11 +51,14 @@ class SqliteDeliveries(SqliteDatabase):
         return [_delivery_from_row(row) for row in rows]
 
     async def due_deliveries(self, now: float, limit: int) -> list[WebhookDelivery]:
-        """Oldest event first, so a backlog reaches a receiver in the order it happened."""
+        """Deliveries not yet tried before retries, so a backlog of retries to a
+        dead receiver does not hold up fresh webhooks; then oldest event
+        first, so a backlog reaches a receiver in the order it happened."""
         async with self._use("reading due deliveries", write=False) as db:
             rows = await db.execute_fetchall(
                 f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = ? AND next_attempt_at <= ? "
-                "ORDER BY created_at, rowid LIMIT ?", (DeliveryState.PENDING.value, now, limit))
+                "ORDER BY attempts > 0, created_at, rowid LIMIT ?",
+                (DeliveryState.PENDING.value, now, limit))
         return [_delivery_from_row(row) for row in rows]
 
     async def next_due_at(self) -> float | None:
