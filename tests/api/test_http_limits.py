@@ -27,7 +27,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.lab.conftest import LAB_CONFIG, REPO, TOKEN, DaemonProcess, free_port
+from tests.api.switch_down import switch_down_env
+from tests.lab.conftest import LAB_CONFIG, REPO, TOKEN, DaemonProcess
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
@@ -40,15 +41,7 @@ class Daemon(DaemonProcess):
     """The real daemon, optionally under an open-file limit it cannot raise."""
 
     def __init__(self, tmp: Path, open_files: int | None, env: dict[str, str]) -> None:
-        super().__init__(tmp / "store.sqlite3", tmp / "daemon.log", {
-            "CALLCONNECT_BACKEND": "asterisk",
-            "CALLCONNECT_ASTERISK_PORT": str(free_port()),  # nothing listens there
-            "CALLCONNECT_ASTERISK_CONNECT_TIMEOUT": "0.5",
-            "CALLCONNECT_MEDIA_WHISPER_DIR": str(tmp / "media"),
-            "CALLCONNECT_MEDIA_WHISPER_SWITCH_DIR": "",
-            "CALLCONNECT_MEDIA_RECORDING_DIR": str(tmp / "recordings"),
-            "CALLCONNECT_MEDIA_RECORDING_SWITCH_DIR": "",
-            **env})
+        super().__init__(tmp / "store.sqlite3", tmp / "daemon.log", switch_down_env(tmp, **env))
         self.store = tmp / "store.sqlite3"
         self.open_files = open_files
 

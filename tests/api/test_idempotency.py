@@ -10,7 +10,6 @@ keeps hashes, never a token."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +19,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.lab.conftest import DaemonProcess, free_port
+from tests.api.switch_down import serving, switch_down_env
+from tests.lab.conftest import DaemonProcess
 
 FIRST_TOKEN, SECOND_TOKEN = "api-token-first-7f3a", "api-token-second-91c4"
 
@@ -28,28 +28,10 @@ FIRST_TOKEN, SECOND_TOKEN = "api-token-first-7f3a", "api-token-second-91c4"
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     tmp = tmp_path_factory.mktemp("api-idempotency")
-    process = DaemonProcess(tmp / "store.sqlite3", tmp / "daemon.log", {
-        "CALLCONNECT_API_TOKENS": f"{FIRST_TOKEN},{SECOND_TOKEN}",
-        "CALLCONNECT_BACKEND": "asterisk",
-        "CALLCONNECT_ASTERISK_PORT": str(free_port()),  # nothing listens there
-        "CALLCONNECT_ASTERISK_CONNECT_TIMEOUT": "0.5",
-        "CALLCONNECT_MEDIA_WHISPER_DIR": str(tmp / "media"),
-        "CALLCONNECT_MEDIA_WHISPER_SWITCH_DIR": "",
-        "CALLCONNECT_MEDIA_RECORDING_DIR": str(tmp / "recordings"),
-        "CALLCONNECT_MEDIA_RECORDING_SWITCH_DIR": "",
-    })
+    process = DaemonProcess(tmp / "store.sqlite3", tmp / "daemon.log", switch_down_env(
+        tmp, CALLCONNECT_API_TOKENS=f"{FIRST_TOKEN},{SECOND_TOKEN}"))
     process.start()
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.process is not None and process.process.poll() is None, \
-            f"daemon exited: {process.log.read_text()[-2000:]}"
-        try:
-            if httpx.get(f"{process.url}/status", timeout=2).status_code == 503:
-                break  # serving, with the switch down as intended
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, process.log.read_text()[-2000:]
-        time.sleep(0.1)
+    serving(process)
     yield process
     process.stop()
 

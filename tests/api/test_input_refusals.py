@@ -6,7 +6,6 @@ lab is needed), driven over HTTP."""
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,37 +15,10 @@ import pytest
 
 from controller.config import load_config
 from controller.webhooks.signing import Signer
-from tests.lab.conftest import LAB_CONFIG, SIGNING_SECRET, TOKEN, DaemonProcess, free_port
+from tests.api.switch_down import serving, switch_down_env
+from tests.lab.conftest import LAB_CONFIG, SIGNING_SECRET, TOKEN, DaemonProcess
 
 LEG_A, LEG_B = "+27115550101", "+27115550202"
-
-
-def switch_down_env(tmp: Path, **extra: str) -> dict[str, str]:
-    return {
-        "CALLCONNECT_BACKEND": "asterisk",
-        "CALLCONNECT_ASTERISK_PORT": str(free_port()),  # nothing listens there
-        "CALLCONNECT_ASTERISK_CONNECT_TIMEOUT": "0.5",
-        "CALLCONNECT_MEDIA_WHISPER_DIR": str(tmp / "media"),
-        "CALLCONNECT_MEDIA_WHISPER_SWITCH_DIR": "",
-        "CALLCONNECT_MEDIA_RECORDING_DIR": str(tmp / "recordings"),
-        "CALLCONNECT_MEDIA_RECORDING_SWITCH_DIR": "",
-        **extra,
-    }
-
-
-def serving(process: DaemonProcess) -> None:
-    """Wait until the API answers (503 on /status: the switch is down, as intended)."""
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.process is not None and process.process.poll() is None, \
-            f"daemon exited: {process.log.read_text()[-2000:]}"
-        try:
-            if httpx.get(f"{process.url}/status", timeout=2).status_code == 503:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, process.log.read_text()[-2000:]
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

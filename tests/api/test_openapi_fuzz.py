@@ -8,7 +8,6 @@ every error is JSON with an ``error_id``."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from controller.api.openapi import document
-from tests.lab.conftest import TOKEN, DaemonProcess, free_port
+from tests.api.switch_down import serving, switch_down_env
+from tests.lab.conftest import TOKEN, DaemonProcess
 
 # The 503s the API documents: the switch is down (always, here), the store
 # failed, the daemon is draining, or a whisper could not be rendered.
@@ -34,28 +34,10 @@ DOCUMENTED_503 = {"switch-unavailable", "store-unavailable", "draining", "whispe
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     tmp = tmp_path_factory.mktemp("api-fuzz")
-    process = DaemonProcess(tmp / "store.sqlite3", tmp / "daemon.log", {
-        "CALLCONNECT_BACKEND": "asterisk",
-        "CALLCONNECT_ASTERISK_PORT": str(free_port()),  # nothing listens there
-        "CALLCONNECT_ASTERISK_CONNECT_TIMEOUT": "0.5",
-        "CALLCONNECT_MEDIA_WHISPER_DIR": str(tmp / "media"),
-        "CALLCONNECT_MEDIA_WHISPER_SWITCH_DIR": "",
-        "CALLCONNECT_MEDIA_RECORDING_DIR": str(tmp / "recordings"),
-        "CALLCONNECT_MEDIA_RECORDING_SWITCH_DIR": "",
-        "CALLCONNECT_OUTBOUND_ALLOW_PRIVATE": "false",
-    })
+    process = DaemonProcess(tmp / "store.sqlite3", tmp / "daemon.log", switch_down_env(
+        tmp, CALLCONNECT_OUTBOUND_ALLOW_PRIVATE="false"))
     process.start()
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.process is not None and process.process.poll() is None, \
-            f"daemon exited: {process.log.read_text()[-2000:]}"
-        try:
-            if httpx.get(f"{process.url}/status", timeout=2).status_code == 503:
-                break  # serving, with the switch down as intended
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, process.log.read_text()[-2000:]
-        time.sleep(0.1)
+    serving(process)
     yield process
     process.stop()
 
