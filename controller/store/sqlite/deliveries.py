@@ -156,8 +156,10 @@ class SqliteDeliveries(SqliteDatabase):
                 f"SELECT rowid, url, disabled_at FROM disabled_urls {condition} "
                 "ORDER BY disabled_at DESC, rowid DESC LIMIT ?", (*params, limit + 1)))
         urls = [DisabledUrl(url_id_of(row["url"]), row["url"], row["disabled_at"]) for row in rows[:limit]]
-        more = len(rows) > limit
-        return urls, encode_cursor(rows[limit - 1]["disabled_at"], str(rows[limit - 1]["rowid"])) if more else None
+        if len(rows) <= limit:
+            return urls, None
+        last = rows[limit - 1]
+        return urls, encode_cursor(last["disabled_at"], str(last["rowid"]))
 
     async def enable_url(self, url_id: str,
                          redeliver_at: float | None = None) -> tuple[DisabledUrl, int] | None:
