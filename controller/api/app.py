@@ -1,8 +1,8 @@
 """The REST API: place, watch and end calls; fetch recordings; agent groups;
 the do-not-call list; webhook deliveries; /status and /metrics; optionally
 /docs. Every error is JSON with a stable ``error_id``, a message and
-details; a validation error names the field. Refused requests are logged with the error and the field, never with the
-request's token or body.
+details; a validation error names the field. Refused requests are logged
+with the error and the field, never with the request's token or body.
 
 Each feature is a folder (its routes and schemas); all of them reach the
 daemon through :class:`controller.api.interface.Operations` only."""
