@@ -25,6 +25,7 @@ logs and tests can rely on, and a message a user can act on.
     │   └── SwitchActionFailed      an action was refused or timed out
     ├── WhisperError                the whisper could not be rendered
     ├── OutboundRefused             a webhook or dial-whom URL may not be requested now
+    ├── UrlDisabled                 a webhook URL answered 410 Gone; re-enable it first (409)
     ├── BodyTooLarge                a request body over api.max_body_bytes           (413)
     └── InvalidTransition           the core got an event its state cannot take
 """
@@ -174,6 +175,12 @@ class OutboundRefused(CallConnectError):
     address, or the URL no longer fits the [outbound] policy."""
 
     error_id = "outbound-refused"
+
+
+class UrlDisabled(CallConnectError):
+    """A delivery cannot be queued again while its URL is disabled."""
+
+    error_id = "url-disabled"
 
 
 class BodyTooLarge(CallConnectError):

@@ -1,8 +1,8 @@
 """The REST API: place, watch and end calls; fetch recordings; agent groups;
-the do-not-call list; /status and /metrics; optionally /docs. Every error is JSON with a stable
-``error_id``, a message and details; a validation error names the field.
-Refused requests are logged with the error and the field, never with the
-request's token or body.
+the do-not-call list; webhook deliveries; /status and /metrics; optionally
+/docs. Every error is JSON with a stable ``error_id``, a message and
+details; a validation error names the field. Refused requests are logged
+with the error and the field, never with the request's token or body.
 
 Each feature is a folder (its routes and schemas); all of them reach the
 daemon through :class:`controller.api.interface.Operations` only."""
@@ -29,6 +29,7 @@ from controller.api.groups.routes import routes as group_routes
 from controller.api.guard import RequestGuard
 from controller.api.interface import Operations
 from controller.api.status.routes import routes as status_routes
+from controller.api.webhooks.routes import routes as webhook_routes
 from controller.config import ApiConfig
 from controller.store import StoreError
 
@@ -110,6 +111,7 @@ def create_app(ops: Operations, settings: ApiConfig | None = None) -> FastAPI:
     app.include_router(call_routes(ops, auth, caller))
     app.include_router(group_routes(ops, auth))
     app.include_router(dnc_routes(ops, auth))
+    app.include_router(webhook_routes(ops, auth))
     app.include_router(status_routes(ops))
     if settings.docs:
         add_docs(app)

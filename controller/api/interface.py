@@ -13,7 +13,15 @@ from controller.calls.request import CallRequest
 from controller.compliance.dnc import DncEntry
 from controller.routing.agents import AgentState
 from controller.routing.spec import Group
-from controller.store import CallPage, StoredCall, TimelineEntry
+from controller.store import (
+    CallPage,
+    DeliveryPage,
+    DeliveryState,
+    DisabledUrl,
+    StoredCall,
+    TimelineEntry,
+    WebhookDelivery,
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,23 @@ class Operations(Protocol):
 
     async def list_dnc(self, cursor: str | None,
                        limit: int) -> tuple[list[DncEntry], str | None]: ...
+
+    # Webhook deliveries.
+    async def list_deliveries(self, *, call_id: str | None, state: DeliveryState | None, limit: int,
+                              cursor: str | None) -> DeliveryPage:
+        """InvalidRequest for a cursor this API did not give out."""
+
+    async def redeliver(self, event_id: str) -> WebhookDelivery | None:
+        """Queue the delivery again now, with its event id; None if there is
+        none; UrlDisabled while its URL is disabled."""
+
+    async def disabled_urls(self, limit: int,
+                            cursor: str | None) -> tuple[list[DisabledUrl], str | None]:
+        """InvalidRequest for a cursor this API did not give out."""
+
+    async def enable_url(self, url_id: str, redeliver: bool) -> tuple[DisabledUrl, int] | None:
+        """Deliver to the URL again (and queue its disabled deliveries if
+        ``redeliver``); None if no disabled URL has this id."""
 
     # Health.
     async def status(self) -> Status: ...

@@ -36,10 +36,21 @@ from controller.daemon.http_server import api_server
 from controller.daemon.listener import StoreListener, request_from_dict
 from controller.daemon.metrics import Metrics
 from controller.daemon.scheduler import Scheduler
-from controller.errors import ConfigError, Draining, RateLimited, SwitchError
+from controller.errors import ConfigError, Draining, RateLimited, SwitchError, UrlDisabled
+from controller.outbound import redact
 from controller.routing.agents import AgentState
 from controller.routing.spec import Group
-from controller.store import CallPage, StoredCall, StoreError, TimelineEntry
+from controller.store import (
+    CallPage,
+    DeliveryPage,
+    DeliveryState,
+    DisabledUrl,
+    StoredCall,
+    StoreError,
+    TimelineEntry,
+    WebhookDelivery,
+    url_id_of,
+)
 from controller.store.sqlite import SCHEDULED, SqliteStore
 from controller.webhooks.outbox import Outbox
 
@@ -263,6 +274,35 @@ class Daemon:
 
     async def list_dnc(self, cursor: str | None, limit: int) -> tuple[list[DncEntry], str | None]:
         return await self.calls.compliance.list_dnc(cursor, limit)
+
+    async def list_deliveries(self, *, call_id: str | None, state: DeliveryState | None, limit: int,
+                              cursor: str | None) -> DeliveryPage:
+        return await self.store.list_deliveries(call_id=call_id, state=state, limit=limit, cursor=cursor)
+
+    async def redeliver(self, event_id: str) -> WebhookDelivery | None:
+        delivery = await self.store.get_delivery(event_id)
+        if delivery is None:
+            return None
+        if await self.store.url_disabled(delivery.url):
+            raise UrlDisabled(f"the URL of delivery {event_id} is disabled (it answered 410 Gone); "
+                              "re-enable it first: DELETE /v1/webhooks/disabled-urls/{url_id}",
+                              event_id=event_id, url_id=url_id_of(delivery.url))
+        queued = await self.store.redeliver(event_id, time.time())
+        self.outbox.wake()
+        log.info("webhook.redeliver", event_id=event_id, call_id=delivery.call_id)
+        return queued
+
+    async def disabled_urls(self, limit: int,
+                            cursor: str | None) -> tuple[list[DisabledUrl], str | None]:
+        return await self.store.disabled_urls(limit=limit, cursor=cursor)
+
+    async def enable_url(self, url_id: str, redeliver: bool) -> tuple[DisabledUrl, int] | None:
+        enabled = await self.store.enable_url(url_id, time.time() if redeliver else None)
+        if enabled is not None:
+            log.info("webhook.url_enabled", url=redact(enabled[0].url), redelivered=enabled[1])
+            if enabled[1]:
+                self.outbox.wake()
+        return enabled
 
     def metrics_text(self) -> bytes:
         return self.metrics.render()

@@ -12,6 +12,7 @@ always written before it is sent, so a crash loses none.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -79,6 +80,24 @@ class WebhookDelivery:
     last_status_code: int | None = None
     last_error: str | None = None
     delivered_at: float | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryPage:
+    deliveries: list[WebhookDelivery]
+    next_cursor: str | None  # pass back to get the next page; None on the last
+
+
+@dataclass(frozen=True)
+class DisabledUrl:
+    url_id: str  # an opaque id (a hash of the URL): names the URL without showing its query
+    url: str
+    disabled_at: float
+
+
+def url_id_of(url: str) -> str:
+    """The id a URL is named by in the API, which shows URLs only redacted."""
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,28 @@ class DeliveryStore(Protocol):
         """Stop delivering to url (it answered 410 Gone)."""
 
     async def url_disabled(self, url: str) -> bool: ...
+
+    async def list_deliveries(self, *, call_id: str | None = None, state: DeliveryState | None = None,
+                              limit: int = 50, cursor: str | None = None) -> DeliveryPage:
+        """Newest first; InvalidField for a cursor this store did not give out."""
+
+    async def get_delivery(self, event_id: str) -> WebhookDelivery | None: ...
+
+    async def redeliver(self, event_id: str, at: float) -> WebhookDelivery | None:
+        """Make the delivery pending again, due at ``at``, whatever its state
+        (its event id, attempts and last outcome stay); None if there is none."""
+
+    async def disabled_urls(self, *, limit: int = 100,
+                            cursor: str | None = None) -> tuple[list[DisabledUrl], str | None]:
+        """The disabled URLs, most recently disabled first, and the cursor of
+        the next page (None on the last); InvalidField for a bad cursor."""
+
+    async def enable_url(self, url_id: str,
+                         redeliver_at: float | None = None) -> tuple[DisabledUrl, int] | None:
+        """Deliver to the URL with this id (:func:`url_id_of`) again; None if
+        no disabled URL has it. With ``redeliver_at``, its disabled deliveries
+        become pending, due then. Returns the URL and how many deliveries
+        were made pending."""
 
 
 class GroupStore(Protocol):

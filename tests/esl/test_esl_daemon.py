@@ -87,3 +87,67 @@ async def test_a_whisper_that_cannot_be_rendered_is_503_whisper_failed(
     commands = [command for conn in peer.connections for command in conn.commands]
     assert commands and not [c for c in commands if "originate" in c], commands  # nothing dialed
 
+
+
+async def test_a_url_a_410_disabled_is_re_enabled_and_its_delivery_sent_again_with_its_id(
+        peer: EslPeer, tmp_path: Path, webhook_receiver: StartReceiver) -> None:
+    receiver = await webhook_receiver([410])  # then 200
+    daemon = DaemonProcess(tmp_path / "store.sqlite3", tmp_path / "daemon.log",
+                           freeswitch_env(peer, tmp_path))
+    daemon.start()
+    try:
+        await daemon.ready()
+        async with api(daemon) as client:
+            placed = await client.post("/v1/calls", json={
+                "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 1,
+                "webhook_url": receiver.url, "webhook_events": ["completed"]})
+            assert placed.status_code == 202, placed.text
+            call_id = placed.json()["call_uuid"]
+            async with asyncio.timeout(30):
+                while True:  # the outcome is saved just after the receiver answered
+                    listed = await client.get("/v1/webhooks/deliveries", params={"call_id": call_id})
+                    assert listed.status_code == 200, listed.text
+                    items = listed.json()["deliveries"]
+                    if items and items[0]["state"] == "disabled":
+                        break
+                    await asyncio.sleep(0.1)
+            [delivery] = items
+            assert (delivery["event_type"], delivery["last_status_code"], delivery["attempts"]) == (
+                "call.completed", 410, 1)
+            assert delivery["url"] == receiver.url.split("?")[0]  # the token is not shown
+            assert delivery["event_id"] == receiver.webhook_ids[0]
+
+            disabled = (await client.get("/v1/webhooks/disabled-urls")).json()
+            assert [(u["url"], u["url_id"]) for u in disabled["urls"]] == [
+                (delivery["url"], delivery["url_id"])]
+            redeliver = f"/v1/webhooks/deliveries/{delivery['event_id']}/redeliver"
+            refused = await client.post(redeliver)
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error_id"] == "url-disabled"
+            assert refused.json()["details"]["url_id"] == delivery["url_id"]
+
+            enabled = await client.delete(f"/v1/webhooks/disabled-urls/{delivery['url_id']}")
+            assert enabled.status_code == 200, enabled.text
+            assert (enabled.json()["url"], enabled.json()["redelivered"]) == (delivery["url"], 0)
+            again = await client.delete(f"/v1/webhooks/disabled-urls/{delivery['url_id']}")
+            assert again.status_code == 404 and again.json()["error_id"] == "disabled-url-not-found"
+            assert (await client.get("/v1/webhooks/disabled-urls")).json()["urls"] == []
+
+            queued = await client.post(redeliver)
+            assert queued.status_code == 202, queued.text
+            assert (queued.json()["event_id"], queued.json()["state"]) == (delivery["event_id"], "pending")
+            async with asyncio.timeout(30):
+                while len(receiver.webhook_ids) < 2:
+                    receiver.arrived.clear()
+                    await receiver.arrived.wait()
+                while True:
+                    [sent] = (await client.get("/v1/webhooks/deliveries",
+                                               params={"call_id": call_id})).json()["deliveries"]
+                    if sent["state"] != "pending":
+                        break
+                    await asyncio.sleep(0.1)
+    finally:
+        daemon.stop()
+    assert receiver.webhook_ids == [delivery["event_id"]] * 2  # the receiver can drop the repeat
+    assert (sent["state"], sent["attempts"], sent["last_status_code"]) == ("delivered", 2, 200)
+    Webhook(SIGNING_SECRET).verify(receiver.raw_bodies[1], receiver.headers[1])

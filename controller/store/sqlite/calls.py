@@ -4,8 +4,6 @@ saved with its timeline entries and webhook deliveries in one transaction."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import sqlite3
 from typing import Any
@@ -22,6 +20,7 @@ from controller.store import (
     WebhookDelivery,
 )
 from controller.store.sqlite.connection import SqliteDatabase, dump_json
+from controller.store.sqlite.cursor import decode_cursor, encode_cursor
 from controller.store.sqlite.deliveries import delivery_params, insert_deliveries
 
 ENDED = "ended"
@@ -57,20 +56,6 @@ class _Entries:
         await db.executemany("INSERT INTO timeline (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
                              self.timeline)
         await insert_deliveries(db, self.deliveries)
-
-
-def encode_cursor(created_at: float, call_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created_at, call_id]).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        created_at, call_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (binascii.Error, UnicodeError, ValueError, TypeError) as exc:
-        raise InvalidField("cursor is not one this server returned", field="cursor") from exc
-    if not isinstance(created_at, int | float) or not isinstance(call_id, str):
-        raise InvalidField("cursor is not one this server returned", field="cursor")
-    return float(created_at), call_id
 
 
 class SqliteCalls(SqliteDatabase):

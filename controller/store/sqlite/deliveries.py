@@ -10,8 +10,17 @@ from typing import Any
 
 import aiosqlite
 
-from controller.store import DeliveryState, StoreError, WebhookDelivery
+from controller.errors import InvalidField
+from controller.store import (
+    DeliveryPage,
+    DeliveryState,
+    DisabledUrl,
+    StoreError,
+    WebhookDelivery,
+    url_id_of,
+)
 from controller.store.sqlite.connection import SqliteDatabase, dump_json
+from controller.store.sqlite.cursor import decode_cursor, encode_cursor
 
 DELIVERY_COLUMNS = ("event_id, call_id, url, event_type, payload, created_at, next_attempt_at, state, "
                     "attempts, last_status_code, last_error, delivered_at")
@@ -90,3 +99,81 @@ class SqliteDeliveries(SqliteDatabase):
         async with self._use("reading disabled webhook URLs", write=False) as db:
             rows = await db.execute_fetchall("SELECT 1 FROM disabled_urls WHERE url = ?", (url,))
         return bool(list(rows))
+
+    async def list_deliveries(self, *, call_id: str | None = None, state: DeliveryState | None = None,
+                              limit: int = 50, cursor: str | None = None) -> DeliveryPage:
+        if limit < 1:
+            raise InvalidField("limit must be at least 1", field="limit")
+        conditions: list[str] = []
+        params: list[Any] = []
+        if call_id is not None:
+            conditions.append("call_id = ?")
+            params.append(call_id)
+        if state is not None:
+            conditions.append("state = ?")
+            params.append(state.value)
+        if cursor is not None:
+            # Keyset paging, as for calls: strictly after the previous page's last row.
+            last_created_at, last_event_id = decode_cursor(cursor)
+            conditions.append("(created_at < ? OR (created_at = ? AND event_id < ?))")
+            params += [last_created_at, last_created_at, last_event_id]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        async with self._use("listing deliveries", write=False) as db:
+            rows = list(await db.execute_fetchall(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries {where} "
+                "ORDER BY created_at DESC, event_id DESC LIMIT ?", (*params, limit + 1)))
+        deliveries = [_delivery_from_row(row) for row in rows[:limit]]
+        last = deliveries[-1] if len(rows) > limit else None
+        return DeliveryPage(deliveries, encode_cursor(last.created_at, last.event_id) if last else None)
+
+    async def get_delivery(self, event_id: str) -> WebhookDelivery | None:
+        async with self._use("reading a delivery", write=False) as db:
+            rows = list(await db.execute_fetchall(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?", (event_id,)))
+        return _delivery_from_row(rows[0]) if rows else None
+
+    async def redeliver(self, event_id: str, at: float) -> WebhookDelivery | None:
+        async with self._use("queuing a delivery again", write=True) as db:
+            await db.execute("UPDATE deliveries SET state = ?, next_attempt_at = ? WHERE event_id = ?",
+                             (DeliveryState.PENDING.value, at, event_id))
+            rows = list(await db.execute_fetchall(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?", (event_id,)))
+        return _delivery_from_row(rows[0]) if rows else None
+
+    async def disabled_urls(self, *, limit: int = 100,
+                            cursor: str | None = None) -> tuple[list[DisabledUrl], str | None]:
+        if limit < 1:
+            raise InvalidField("limit must be at least 1", field="limit")
+        condition, params = "", []
+        if cursor is not None:
+            last_at, last_rowid = decode_cursor(cursor)
+            if not last_rowid.isdigit():
+                raise InvalidField("cursor is not one this server returned", field="cursor")
+            condition = "WHERE disabled_at < ? OR (disabled_at = ? AND rowid < ?)"
+            params = [last_at, last_at, int(last_rowid)]
+        async with self._use("reading disabled webhook URLs", write=False) as db:
+            rows = list(await db.execute_fetchall(
+                f"SELECT rowid, url, disabled_at FROM disabled_urls {condition} "
+                "ORDER BY disabled_at DESC, rowid DESC LIMIT ?", (*params, limit + 1)))
+        urls = [DisabledUrl(url_id_of(row["url"]), row["url"], row["disabled_at"]) for row in rows[:limit]]
+        if len(rows) <= limit:
+            return urls, None
+        last = rows[limit - 1]
+        return urls, encode_cursor(last["disabled_at"], str(last["rowid"]))
+
+    async def enable_url(self, url_id: str,
+                         redeliver_at: float | None = None) -> tuple[DisabledUrl, int] | None:
+        async with self._use("re-enabling a webhook URL", write=True) as db:
+            # The id is a hash, so the URL is found by hashing each: there are few disabled URLs.
+            rows = await db.execute_fetchall("SELECT url, disabled_at FROM disabled_urls")
+            found = next((DisabledUrl(url_id, row["url"], row["disabled_at"]) for row in rows
+                          if url_id_of(row["url"]) == url_id), None)
+            if found is None:
+                return None
+            await db.execute("DELETE FROM disabled_urls WHERE url = ?", (found.url,))
+            if redeliver_at is None:
+                return found, 0
+            queued = await db.execute(
+                "UPDATE deliveries SET state = ?, next_attempt_at = ? WHERE url = ? AND state = ?",
+                (DeliveryState.PENDING.value, redeliver_at, found.url, DeliveryState.DISABLED.value))
+            return found, queued.rowcount
