@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.test_input_refusals import serving, switch_down_env
+from tests.api.switch_down import serving, switch_down_env
 from tests.lab.conftest import TOKEN, DaemonProcess
 
 ROUTES = [("GET", "/v1/webhooks/deliveries"), ("POST", "/v1/webhooks/deliveries/evt_1/redeliver"),
