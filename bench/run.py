@@ -158,8 +158,8 @@ class AmiObserver:
         self.whisper_done: dict[str, float] = {}  # leg A Uniqueid -> switch time
         self.lags_ms: list[float] = []  # this observer's own event lag: Asterisk's side
         self.calls: dict[str, Call] = {}  # control lane: leg A ChannelId -> call
-        self.manager = Manager(host="127.0.0.1", port=5038, username="callconnect",
-                               secret="callconnect-lab", events="call,user", ping_delay=10)
+        self.manager = Manager(host="127.0.0.1", port=5038, username="lab-observer",
+                               secret="lab-observer", events="call,user", ping_delay=10)
         self.manager.register_event("*", self.on_event)
 
     async def connect(self) -> None:

@@ -90,6 +90,9 @@ async def no_channels_left(request: pytest.FixtureRequest) -> AsyncIterator[None
 TOKEN = "lab-token-1"
 CALL_TIMEOUT = 60.0
 SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# The lab's AMI account for watching the switch (sip-lab/asterisk/manager.conf):
+# the controller's own account passes only the events the controller reads.
+OBSERVER_USERNAME = OBSERVER_SECRET = "lab-observer"
 
 
 def free_port() -> int:

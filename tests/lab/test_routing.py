@@ -23,7 +23,7 @@ from panoramisk import Manager
 
 from controller.config import Config
 from tests.conftest import Serve
-from tests.lab.conftest import DaemonProcess, api, wait_for_state
+from tests.lab.conftest import OBSERVER_SECRET, OBSERVER_USERNAME, DaemonProcess, api, wait_for_state
 
 REPO = Path(__file__).resolve().parents[2]
 PHONES = REPO / "sip-lab" / "phones"
@@ -226,8 +226,8 @@ async def test_leg_a_hears_music_or_ringback_while_leg_b_rings(
         daemon: DaemonProcess, lab_config: Config, while_ringing: str, music: bool) -> None:
     started: list[str] = []
     manager = Manager(loop=asyncio.get_running_loop(), host=lab_config.asterisk.host,
-                      port=lab_config.asterisk.port, username=lab_config.asterisk.username,
-                      secret=lab_config.asterisk.secret, ping_delay=10)
+                      port=lab_config.asterisk.port, username=OBSERVER_USERNAME,
+                      secret=OBSERVER_SECRET, ping_delay=10)
     manager.register_event("MusicOnHoldStart", lambda _, m: started.append(m["Channel"]))
     await manager.connect()
     try:

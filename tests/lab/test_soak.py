@@ -33,7 +33,7 @@ from panoramisk.message import Message
 from controller.backends.asterisk.events import LEG_A_SUFFIX
 from controller.config import Config
 from tests.conftest import Serve
-from tests.lab.conftest import DaemonProcess, api
+from tests.lab.conftest import OBSERVER_SECRET, OBSERVER_USERNAME, DaemonProcess, api
 from tests.lab.test_faults import QUICK_PING, run_lab
 
 pytestmark = pytest.mark.lab
@@ -86,8 +86,8 @@ class Dials:
 
 async def watch_dials(config: Config, dials: Dials) -> Manager:
     manager = Manager(loop=asyncio.get_running_loop(), host=config.asterisk.host,
-                      port=config.asterisk.port, username=config.asterisk.username,
-                      secret=config.asterisk.secret, ping_delay=10, reconnect_timeout=1)
+                      port=config.asterisk.port, username=OBSERVER_USERNAME,
+                      secret=OBSERVER_SECRET, ping_delay=10, reconnect_timeout=1)
     manager.register_event("Newchannel", dials.new_channel)
     manager.register_event("DialBegin", dials.dial_begin)
     await manager.connect()
