@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from controller.core.outcomes import Leg
@@ -41,10 +41,9 @@ class DialLegB(Command):
     confirm_key: str | None = None
     confirm_timeout: int = 5
     hold_music: bool = False
-    # Where the call is recorded once B accepts: a backend may arm the switch
-    # with it now, or wait for StartRecording. The plan's, the same for every
-    # attempt: not part of what an attempt is, so not compared.
-    record_file: str | None = field(default=None, compare=False)
+    # Where the call is recorded once B accepts (the plan's, the same for every
+    # attempt): a backend may arm the switch with it now, or wait for StartRecording.
+    record_file: str | None = None
 
 
 @dataclass(frozen=True)

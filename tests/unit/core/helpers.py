@@ -40,6 +40,7 @@ B_CREATED = T0 + 8.1
 B_RINGING = T0 + 8.2
 B_ANSWERED = T0 + 12.0
 RECORDING = T0 + 12.1
+RECORDING_FILE = "/r/c1.wav"  # the plan's: every dial of leg B carries it
 
 PLAN = CallPlan(
     call_id="c1",
@@ -48,7 +49,7 @@ PLAN = CallPlan(
     ring_timeout=30,
     time_limit=60,
     whisper_audio="/w/whisper",
-    recording_file="/r/c1.wav",
+    recording_file=RECORDING_FILE,
     first_attempt=Attempt(("PJSIP/b",), ring_timeout=30),
 )
 
@@ -151,7 +152,8 @@ def not_reached(at: float, status: CallStatus, message: str | None = "/w/sorry")
                           message_audio=message)
 
 
-WHISPER_THEN_B = PlayWhisper("/w/whisper", DialLegB(("PJSIP/b",), 30, 60, None))
+WHISPER_THEN_B = PlayWhisper("/w/whisper", DialLegB(("PJSIP/b",), 30, 60, None,
+                                                     record_file=RECORDING_FILE))
 
 
 # Whom to ring is not in the plan: the core asks once leg A has answered.
@@ -173,7 +175,7 @@ def chosen(at: float, *targets: str, state: dict[str, Any] | None = None) -> Tar
 
 
 def dial(*targets: str, ring_timeout: int = 20) -> DialLegB:
-    return DialLegB(targets, ring_timeout, 60, None)
+    return DialLegB(targets, ring_timeout, 60, None, record_file=RECORDING_FILE)
 
 
 CONFIRMED = make_plan(whisper_on_answer=True, confirm_key="1", confirm_timeout=8, hold_music=True)
@@ -187,7 +189,8 @@ def confirming(plan: CallPlan = CONFIRMED) -> Run:
     # The whisper is for B on answer: leg A is not whispered to.
     assert run.send(LegAnswered(at=A_ANSWERED, leg=Leg.A)) == [DialLegB(
         first.targets, first.ring_timeout, 60, None, answer_audio="/w/whisper",
-        confirm_key=plan.confirm_key, confirm_timeout=8, hold_music=True)]
+        confirm_key=plan.confirm_key, confirm_timeout=8, hold_music=True,
+        record_file=plan.recording_file)]
     run.send(LegCreated(at=B_CREATED, leg=Leg.B, channel="b1"), LegRinging(at=B_RINGING, leg=Leg.B))
     assert run.send(LegAnswered(at=B_ANSWERED, leg=Leg.B, channel="b1")) == []
     assert run.state() is CallState.CONFIRMING

@@ -33,6 +33,7 @@ from tests.unit.core.helpers import (
     B_CREATED,
     B_RINGING,
     RECORDING,
+    RECORDING_FILE,
     T0,
     WHISPER_DONE,
     WHISPER_THEN_B,
@@ -250,16 +251,17 @@ def test_happy_path_timeline_records_every_transition_in_order() -> None:
 def test_dial_leg_b_carries_caller_id() -> None:
     run = whispering(make_plan(caller_id="+27110000000"))
     [whisper] = run.of_type(PlayWhisper)
-    assert whisper.then_dial == DialLegB(("PJSIP/b",), 30, 60, "+27110000000")
+    assert whisper.then_dial == DialLegB(("PJSIP/b",), 30, 60, "+27110000000",
+                                         record_file=RECORDING_FILE)
     # The switch dials B itself when the whisper ends: no command then.
     assert run.send(WhisperFinished(at=WHISPER_DONE, played=True)) == []
     assert run.call.legs[Leg.B].status is LegStatus.INITIATED
 
 
 def test_no_whisper_dials_b_when_a_answers() -> None:
-    run = ringing_a(make_plan(whisper_audio=None))
+    run = ringing_a(make_plan(whisper_audio=None, recording_file=None))
     commands = run.send(LegAnswered(at=A_ANSWERED, leg=Leg.A))
-    assert commands == [DialLegB(("PJSIP/b",), 30, 60, None)]
+    assert commands == [DialLegB(("PJSIP/b",), 30, 60, None, record_file=None)]
     assert run.state() is CallState.DIALING_B
     assert run.of_type(PlayWhisper) == []
     assert to_states(run) == ["dialing-a", "ringing-a", "dialing-b"]
