@@ -115,7 +115,8 @@ async def test_a_missing_or_wrong_token_learns_nothing(daemon: DaemonProcess) ->
         await wait_for_state(client, call_id, "ended")
         assert (await client.get(f"/v1/calls/{call_id}/recording")).status_code == 200
     spec = OpenApi()
-    values = {"call_id": call_id, "number": "%2B27115550202", "name": "lab-desk"}
+    values = {"call_id": call_id, "number": "%2B27115550202", "name": "lab-desk",
+              "event_id": "evt_0", "url_id": "0" * 32}
     operations = [(method, path) for path, methods in spec.spec["paths"].items()
                   if path not in OPEN_PATHS for method in methods]
     assert len(operations) >= 12, operations
