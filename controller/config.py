@@ -8,6 +8,7 @@ relative to that file's folder. ``callconnect.example.toml`` documents them all.
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -154,8 +155,11 @@ class ApiConfig:
     port: int = 8080
     # Bearer tokens that may use the API (CALLCONNECT_API_TOKENS: comma-separated).
     tokens: list[str] = field(default_factory=list, repr=False)
-    # Public base URL of this API, for recording links in results ("" = none).
+    # Public base URL of this API, for recording links in results ("" = the
+    # bind address: http://<host>:<port>, a wildcard host as this machine's name).
     public_url: str = ""
+    # How long a signed recording link (in the completion webhook) works.
+    recording_link_hours: float = 168.0
     # Over these, POST /v1/calls answers 429 with Retry-After (0 = no limit).
     max_calls_per_second: float = 0.0
     max_active_calls: int = 0
@@ -169,6 +173,28 @@ class ApiConfig:
     metrics_auth: bool = False  # true: /metrics needs a token too
     docs: bool = False  # true: /docs and /redoc, served without any CDN
     docs_auth: bool = False  # true: /docs, /redoc and /openapi.json need a token
+
+    def base_url(self) -> str:
+        """The URL links to this API start with: public_url, else the bind address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in ("", "0.0.0.0", "::"):  # every address: none names this machine better
+            host = socket.getfqdn()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+@dataclass
+class RetentionConfig:
+    """What the daemon deletes once older than so many days (0 = kept for
+    good), once an hour. Never a call still in progress or scheduled, nor a
+    delivery still pending; whisper files follow whisper.cache_max_age_days."""
+
+    calls_days: float = 0.0  # ended calls, with their timelines and deliveries
+    deliveries_days: float = 30.0  # webhook deliveries no longer pending
+    recordings_days: float = 90.0  # recording files, by their last change
 
 
 @dataclass
@@ -215,6 +241,7 @@ class Config:
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
     destinations: DestinationsConfig = field(default_factory=DestinationsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     # Agent groups: [groups.NAME] strategy, agents, ring_timeout, fallbacks ...
     groups: dict[str, Any] = field(default_factory=dict)
 
@@ -386,6 +413,14 @@ def _check_compliance(config: Config) -> None:
 
 def _check_api(config: Config) -> None:
     api = config.api
-    for name in ("header_timeout", "body_timeout", "max_connections", "max_body_bytes"):
+    for name in ("header_timeout", "body_timeout", "max_connections", "max_body_bytes",
+                 "recording_link_hours"):
         if getattr(api, name) <= 0:
             raise ConfigError(f"api.{name} must be more than 0", setting=f"api.{name}")
+    if api.public_url and not api.public_url.startswith(("http://", "https://")):
+        raise ConfigError(f"api.public_url must start with http:// or https://, got "
+                          f"{api.public_url!r}", setting="api.public_url")
+    for name in ("calls_days", "deliveries_days", "recordings_days"):
+        if getattr(config.retention, name) < 0:
+            raise ConfigError(f"retention.{name} must be 0 (keep for good) or more",
+                              setting=f"retention.{name}")

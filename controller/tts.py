@@ -178,10 +178,11 @@ class WhisperRenderer:
             converted.unlink(missing_ok=True)
         return seconds
 
-    async def prune(self) -> None:
-        """Apply the cache's age and size bounds now (at start-up)."""
+    async def prune(self) -> list[str]:
+        """Apply the cache's age and size bounds now (at start-up, and by the
+        daemon's retention); the names deleted."""
         self._pruned_at = time.monotonic()
-        await asyncio.to_thread(self.prune_now, time.time())
+        return await asyncio.to_thread(self.prune_now, time.time())
 
     async def _prune_if_due(self) -> None:
         if self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_EVERY_SECONDS:

@@ -28,9 +28,11 @@ from controller.api.errors import error
 from controller.api.groups.routes import routes as group_routes
 from controller.api.guard import RequestGuard
 from controller.api.interface import Operations
+from controller.api.recordings.routes import routes as recording_routes
 from controller.api.status.routes import routes as status_routes
 from controller.api.webhooks.routes import routes as webhook_routes
 from controller.config import ApiConfig
+from controller.recording_links import LINK_PATH
 from controller.store import StoreError
 
 log = structlog.get_logger(__name__)
@@ -113,6 +115,7 @@ def create_app(ops: Operations, settings: ApiConfig | None = None) -> FastAPI:
     app.include_router(dnc_routes(ops, auth))
     app.include_router(webhook_routes(ops, auth))
     app.include_router(status_routes(ops))
+    app.include_router(recording_routes(ops))  # signed links: no token
     if settings.docs:
         add_docs(app)
     app.add_middleware(RequestGuard, tokens=lambda: ops.api_tokens,
@@ -121,8 +124,9 @@ def create_app(ops: Operations, settings: ApiConfig | None = None) -> FastAPI:
 
 
 def public_paths(settings: ApiConfig) -> Callable[[str], bool]:
-    """Which paths answer without a token: /status always; /metrics and the
-    docs (with /openapi.json) unless their settings ask for one."""
+    """Which paths answer without a token: /status and signed recording links
+    (checked by their route) always; /metrics and the docs (with
+    /openapi.json) unless their settings ask for one."""
     public = {"/status"}
     if not settings.metrics_auth:
         public.add("/metrics")
@@ -130,6 +134,7 @@ def public_paths(settings: ApiConfig) -> Callable[[str], bool]:
         public.update((OPENAPI_URL, *DOCS_PATHS))
 
     def is_public(path: str) -> bool:
-        return path in public or (not settings.docs_auth and path.startswith(ASSETS + "/"))
+        return (path in public or path.startswith(LINK_PATH)
+                or (not settings.docs_auth and path.startswith(ASSETS + "/")))
 
     return is_public

@@ -11,6 +11,7 @@ from controller.api.status.schemas import Status
 from controller.calls.decision import Decision
 from controller.calls.request import CallRequest
 from controller.compliance.dnc import DncEntry
+from controller.recording_links import RecordingLinks
 from controller.routing.agents import AgentState
 from controller.routing.spec import Group
 from controller.store import (
@@ -36,6 +37,10 @@ class Operations(Protocol):
     @property
     def api_tokens(self) -> Sequence[str]:
         """Bearer tokens that may use the API."""
+
+    @property
+    def recording_links(self) -> RecordingLinks:
+        """Checks the signed recording links (served without a token)."""
 
     # Calls.
     async def place_call(self, request: CallRequest, idempotency_key: str | None,

@@ -273,7 +273,9 @@ class CallRunner:
         recording = call.recording_path
         result["recording"] = None
         if recording is not None and call.core.recording_started:
-            result["recording"] = {"path": str(recording), "url": None}
+            # The links are the daemon's to give (it serves them); none from the command line.
+            result["recording"] = {"path": str(recording), "url": None, "signed_url": None,
+                                   "signed_url_expires_at": None}
         result["metadata"] = call.request.metadata
         log.info("call.ended", call_id=call.call_id, status=result["status"],
                  reason=result["reason"], hangup_by=result["hangup_by"],

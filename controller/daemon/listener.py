@@ -21,6 +21,7 @@ from controller.config import Config
 from controller.core.outcomes import Leg
 from controller.core.states import CallState, Transition
 from controller.daemon.metrics import Metrics
+from controller.recording_links import RecordingLinks
 from controller.store import (
     IdempotencyKey,
     Store,
@@ -84,8 +85,11 @@ def status_events(transition: Transition) -> list[tuple[str, str]]:
 
 
 class StoreListener:
-    def __init__(self, config: Config, store: Store, outbox: Outbox, metrics: Metrics) -> None:
+    def __init__(self, config: Config, store: Store, outbox: Outbox, metrics: Metrics,
+                 links: RecordingLinks | None = None) -> None:
+        """``links``: signs the recording link each result carries (none without)."""
         self.config = config
+        self.links = links
         self.store = store
         self.outbox = outbox
         self.metrics = metrics
@@ -136,9 +140,13 @@ class StoreListener:
         await self._save(self.record_of(call), timeline, deliveries)
 
     async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None:
-        public = self.config.api.public_url.rstrip("/")
-        if result.get("recording") and public:
-            result["recording"]["url"] = f"{public}/v1/calls/{call.call_id}/recording"
+        recording = result.get("recording")
+        if recording:
+            # The API's URL needs a token; the signed link is for whoever gets the webhook.
+            recording["url"] = f"{self.config.api.base_url()}/v1/calls/{call.call_id}/recording"
+            if self.links is not None:
+                recording["signed_url"], recording["signed_url_expires_at"] = self.links.link(
+                    call.call_id, time.time())
         timeline, deliveries = self._ending.pop(call.call_id, ([], []))
         deliveries += self._deliveries(call, "call.completed", result)
         await self._save(self.record_of(call, result), timeline, deliveries)

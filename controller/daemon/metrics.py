@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from controller.store import WebhookDelivery
 
 SETUP_BUCKETS = (0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 120)
+# What retention deletes (controller.daemon.retention).
+PRUNED_KINDS = ("calls", "deliveries", "recordings", "whispers")
 LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
                0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 
@@ -33,6 +35,10 @@ class Metrics:
         self.switch_reconnects = Gauge("callconnect_switch_reconnects",
                                        "Times the switch connection was re-established",
                                        registry=self.registry)
+        self.pruned = Counter("callconnect_pruned", "Things retention deleted, by kind", ["kind"],
+                              registry=self.registry)
+        for kind in PRUNED_KINDS:
+            self.pruned.labels(kind)
 
     def count_reconnects(self, read: Callable[[], int]) -> None:
         self.switch_reconnects.set_function(lambda: float(read()))

@@ -13,6 +13,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import sdnotify
@@ -35,9 +36,11 @@ from controller.daemon.admission import Admission, LegLimits
 from controller.daemon.http_server import api_server
 from controller.daemon.listener import StoreListener, request_from_dict
 from controller.daemon.metrics import Metrics
+from controller.daemon.retention import Retention
 from controller.daemon.scheduler import Scheduler
 from controller.errors import ConfigError, Draining, RateLimited, SwitchError, UrlDisabled
 from controller.outbound import redact
+from controller.recording_links import RecordingLinks
 from controller.routing.agents import AgentState
 from controller.routing.spec import Group
 from controller.store import (
@@ -73,7 +76,10 @@ class Daemon:
         self.config = config
         self.metrics = Metrics()
         self.store = SqliteStore(config.store.path)
-        self.outbox = Outbox(self.store, config.webhook.daemon_signing_secret(),
+        signing_secret = config.webhook.daemon_signing_secret()
+        self.recording_links = RecordingLinks.for_daemon(
+            signing_secret, config.api.base_url(), config.api.recording_link_hours * 3600)
+        self.outbox = Outbox(self.store, signing_secret,
                              outbound=config.outbound,
                              timeout=config.webhook.timeout,
                              max_age=config.webhook.max_age_hours * 3600,
@@ -81,7 +87,8 @@ class Daemon:
                              concurrency=config.webhook.concurrency,
                              per_host=config.webhook.per_host_concurrency,
                              on_result=self.metrics.webhook_attempted)
-        self.listener = StoreListener(config, self.store, self.outbox, self.metrics)
+        self.listener = StoreListener(config, self.store, self.outbox, self.metrics,
+                                      self.recording_links)
         self.groups = GroupRegistry(config.calls.default_region, config.agent_groups(), self.store)
         self.controller = Controller(config, self.listener, agents=self.store, records=self.store,
                                      groups=self.groups)
@@ -92,6 +99,8 @@ class Daemon:
                                    self.metrics, self._scheduled_call_wait)
         self.calls.scheduling = self.scheduler
         self.controller.backend.observe_event_lag = self.metrics.event_lag.observe
+        self.retention = Retention(config.retention, Path(config.media.recording_dir), self.store,
+                                   self.controller.renderer, self.metrics, self.calls.calls.keys)
         self.admission = Admission(config.api.max_calls_per_second, config.api.max_active_calls)
         self.draining = False
         self.switch_reason = "not connected yet"
@@ -114,7 +123,8 @@ class Daemon:
         tasks = [asyncio.create_task(server.serve(), name="api"),
                  asyncio.create_task(self.outbox.run(), name="outbox"),
                  asyncio.create_task(self._follow_switch(), name="switch"),
-                 asyncio.create_task(self.scheduler.run(), name="scheduler")]
+                 asyncio.create_task(self.scheduler.run(), name="scheduler"),
+                 asyncio.create_task(self.retention.run(), name="retention")]
         log.info("daemon.starting", api=f"{self.config.api.host}:{self.config.api.port}",
                  store=self.config.store.path, backend=self.config.backend)
         await self._stop.wait()

@@ -149,6 +149,11 @@ class CallStore(Protocol):
         once it was placed or ended. ``create_call`` with a scheduled call's
         id places it: its row becomes the live call's."""
 
+    async def prune_calls(self, before: float) -> int:
+        """Delete calls created before ``before`` that have ended, with their
+        timelines and deliveries; never a call in progress or scheduled, nor
+        one with a delivery still pending. How many calls were deleted."""
+
 
 class DeliveryStore(Protocol):
     """Webhook deliveries (enqueued by :meth:`CallStore.save_call`) and the
@@ -191,6 +196,10 @@ class DeliveryStore(Protocol):
         no disabled URL has it. With ``redeliver_at``, its disabled deliveries
         become pending, due then. Returns the URL and how many deliveries
         were made pending."""
+
+    async def prune_deliveries(self, before: float) -> int:
+        """Delete deliveries created before ``before`` that are no longer
+        pending (delivered, failed or disabled). How many were deleted."""
 
 
 class GroupStore(Protocol):

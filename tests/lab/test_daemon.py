@@ -101,8 +101,10 @@ async def test_place_watch_list_and_fetch_the_recording(daemon: DaemonProcess) -
         assert 'callconnect_leg_setup_seconds_count{leg="b"} 1.0' in metrics
 
 
-# Open to anyone: liveness for supervisors, counters for Prometheus, the API's shape.
-OPEN_PATHS = {"/status", "/metrics"}
+# Open to anyone: liveness for supervisors, counters for Prometheus, the API's shape;
+# signed recording links, whose signature is their authority
+# (tests/esl/test_esl_recording_links.py refuses altered and expired ones).
+OPEN_PATHS = {"/status", "/metrics", "/v1/recordings/{call_id}"}
 
 
 @pytest.mark.lab

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -15,6 +14,7 @@ from controller.api.calls.schemas import Call as CallView
 from controller.api.calls.schemas import CallAccepted, CallList, TimelineItem, call_view
 from controller.api.errors import ERRORS, error, refusal
 from controller.api.interface import Operations
+from controller.api.recordings.routes import recording_file
 from controller.calls.decision import Refused, Replayed
 from controller.calls.request import CallRequest
 from controller.errors import CallRefused, InvalidRequest
@@ -87,14 +87,7 @@ def routes(ops: Operations, auth: Sequence[Depends], caller: Any) -> APIRouter:
                 responses={200: {"content": {"audio/wav": {}}}, **ERRORS},
                 summary="The call's recording (WAV; Range requests supported)")
     async def recording(call_id: str) -> Any:
-        stored = await ops.get_call(call_id)
-        if stored is None:
-            return not_found(call_id)
-        path = ((stored.result or {}).get("recording") or {}).get("path")
-        if not path or not Path(path).is_file():
-            return error(404, "recording-not-found", f"call {call_id} has no recording",
-                         call_id=call_id)
-        return FileResponse(path, media_type="audio/wav", filename=f"{call_id}.wav")
+        return await recording_file(ops, call_id)
 
     return router
 
