@@ -90,6 +90,8 @@ class StoreListener:
         """``links``: signs the recording link each result carries (none without)."""
         self.config = config
         self.links = links
+        # Once: for a wildcard bind address it asks the resolver for this machine's name.
+        self.api_url = links.base_url if links is not None else config.api.base_url()
         self.store = store
         self.outbox = outbox
         self.metrics = metrics
@@ -143,7 +145,7 @@ class StoreListener:
         recording = result.get("recording")
         if recording:
             # The API's URL needs a token; the signed link is for whoever gets the webhook.
-            recording["url"] = f"{self.config.api.base_url()}/v1/calls/{call.call_id}/recording"
+            recording["url"] = f"{self.api_url}/v1/calls/{call.call_id}/recording"
             if self.links is not None:
                 recording["signed_url"], recording["signed_url_expires_at"] = self.links.link(
                     call.call_id, time.time())
