@@ -150,8 +150,8 @@ def download_recording(args: argparse.Namespace, daemon: Daemon, fmt: Format) ->
         raise UsageError(f"{target} exists; pass --force to overwrite it")
     # Written beside the target and renamed into place: a failed download
     # leaves no half file under the name asked for.
-    handle, partial = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".",
-                                       prefix=f".{target.name}.", suffix=".part")
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                       suffix=".part")
     try:
         with os.fdopen(handle, "wb") as out:
             written = daemon.download(path, out)

@@ -28,7 +28,7 @@ from controller.client.http import (
     connection_settings,
     timeout_seconds,
 )
-from controller.client.output import Format, default_format, fail, usage
+from controller.client.output import EXIT_INTERRUPTED, Format, default_format, fail, usage
 
 Handler = Callable[[argparse.Namespace, Daemon, Format], int]
 
@@ -75,3 +75,5 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
         return usage(str(exc))
     except ApiError as error:
         return fail(error, fmt)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

@@ -16,6 +16,7 @@ from controller.client.http import ApiError
 
 Format = Literal["json", "table"]
 EXIT_OK, EXIT_API, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it
 MAX_CELL = 60  # table cells longer than this are cut with an ellipsis
 
 

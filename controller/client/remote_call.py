@@ -30,11 +30,10 @@ from controller.client.http import (
     segment,
     timeout_seconds,
 )
-from controller.client.output import printable, usage
+from controller.client.output import EXIT_INTERRUPTED, printable, usage
 
 # The exit codes of `callconnect call`, standalone or through the daemon.
 EXIT_OK, EXIT_CALL_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 1, 2, 3, 4
-EXIT_INTERRUPTED = 130
 # A compliance rule refused the call: nothing was dialed, and asking again will not help.
 COMPLIANCE_IDS = frozenset({"do-not-call", "outside-calling-hours", "attempt-cap-reached",
                             "destination-refused"})
@@ -46,14 +45,14 @@ LOST_AFTER = 120.0
 DESCRIPTION = f"""\
 Connect leg A to leg B.
 
-With --url (or {URL_ENV} set) the call is placed through the daemon's REST API
-(POST /v1/calls): the daemon's do-not-call list, caps and limits apply, and the
-call is in its store like any other.
+With --url (or {URL_ENV} set) the call is placed through the
+daemon's REST API (POST /v1/calls): the daemon's do-not-call list, caps and
+limits apply, and the call is in its store like any other.
 
-Without --url and {URL_ENV}, this command runs a standalone controller of its
-own, connected to the switch from --config: its calls are invisible to a
-running daemon, and the daemon's API do-not-call numbers, caps and limits do
-not apply to them (the config's do-not-call file does)."""
+Without --url and {URL_ENV}, this command runs a standalone
+controller of its own, connected to the switch from --config: a running
+daemon does not see its calls, and the daemon's do-not-call numbers, caps and
+limits do not apply to them (the config's do-not-call file does)."""
 
 
 def add_options(call: argparse.ArgumentParser) -> None:
