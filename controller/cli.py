@@ -6,6 +6,11 @@
 With ``--wait`` it prints each step on stderr as it happens and the result as
 JSON on stdout. Without it, it prints the call's id and initial state at once
 and a detached process follows the call to its end (and its webhook).
+
+That ``call`` runs a standalone controller: a running daemon does not see its
+calls, and the daemon's do-not-call numbers, caps and limits do not apply.
+``call --url URL`` (or with CALLCONNECT_URL set) places the call through the
+daemon instead; ``calls``, ``groups`` and ``dnc`` are the daemon's client.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from controller.calls.request import (
     make_request,
 )
 from controller.calls.runner import ActiveCall
+from controller.client import commands as client
 from controller.config import Config, load_config
 from controller.core.states import Transition
 from controller.errors import CallConnectError, ConfigError, SwitchError, SwitchUnavailable
@@ -50,6 +56,9 @@ REFUSED_IDS = ("do-not-call", "outside-calling-hours", "attempt-cap-reached")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.setup(args.log_level, json=args.json_logs)
+    client_status = client.run(args)  # the daemon's client, and `call --url`
+    if client_status is not None:
+        return client_status
     try:
         config = load_config(_config_path(args.config))
     except CallConnectError as exc:
@@ -86,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="JSON log lines even on a terminal")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    call = sub.add_parser("call", help="connect leg A to leg B")
+    call = sub.add_parser("call", help="connect leg A to leg B: through the daemon with --url, "
+                          "else with a standalone controller")
     call.add_argument("--leg-a", required=True, help="agent: +E.164, local number or sip: URI")
     call.add_argument("--leg-b", required=True, action="append",
                       help="customer: +E.164, local number, sip: URI, endpoint:NAME, "
@@ -112,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("channels", help="list the channels the switch has now")
     sub.add_parser("daemon", help="run the daemon: REST API, store, webhooks (see README)")
+    client.register(sub, call)
     return parser
 
 
