@@ -39,6 +39,7 @@ from controller.calls.request import (
 )
 from controller.calls.runner import ActiveCall
 from controller.client import commands as client
+from controller.client.remote_call import COMPLIANCE_IDS
 from controller.config import Config, load_config
 from controller.core.states import Transition
 from controller.errors import CallConnectError, ConfigError, SwitchError, SwitchUnavailable
@@ -50,9 +51,6 @@ START_TIMEOUT = 90.0
 
 EXIT_OK, EXIT_CALL_FAILED, EXIT_BAD_INPUT, EXIT_SWITCH, EXIT_REFUSED = 0, 1, 2, 3, 4
 # A compliance rule refused the call (do-not-call, calling hours, daily cap).
-REFUSED_IDS = ("do-not-call", "outside-calling-hours", "attempt-cap-reached")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.setup(args.log_level, json=args.json_logs)
@@ -308,6 +306,6 @@ def _fail(exc: CallConnectError) -> int:
 
 
 def _exit_code(error_id: str) -> int:
-    if error_id in REFUSED_IDS:
+    if error_id in COMPLIANCE_IDS:
         return EXIT_REFUSED
     return EXIT_BAD_INPUT if error_id.startswith(("invalid", "same")) else EXIT_SWITCH

@@ -66,3 +66,22 @@ async def test_bad_input_is_named_even_when_the_switch_is_unreachable(tmp_path: 
         error = json.loads(done.stdout)
         expected = "dialplan expressions" if code == 2 else "cannot reach the FreeSWITCH"
         assert expected in error["message"], error
+
+
+async def test_a_refused_destination_exits_4_like_every_compliance_refusal(
+        peer: EslPeer, tmp_path: Path) -> None:
+    """Premium-rate numbers are refused by default: exit 4, as documented, and nothing dialed."""
+    config = tmp_path / "callconnect.toml"
+    config.write_text(f'backend = "freeswitch"\n[freeswitch]\nport = {peer.port}\n'
+                      f'password = "{PASSWORD}"\ngateway = "lab"\n'
+                      f'[media]\nwhisper_dir = "{tmp_path / "media"}"\n'
+                      f'recording_dir = "{tmp_path / "recordings"}"\n')
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "controller", "--config", str(config), "call",
+                         "--leg-a", "+27115550101", "--leg-b", "+19005551234", "--wait"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert json.loads(done.stdout)["error_id"] == "destination-refused"
+    sent = [command for conn in peer.connections for command in conn.commands]
+    assert not any("originate" in command for command in sent), sent
