@@ -133,8 +133,8 @@ class Daemon:
     async def _serve(self) -> None:
         await self.groups.load()
         api = self.config.api
-        sockets = listen(api)
         server = api_server(create_app(self, api), api)
+        sockets = listen(api)
         server.on_serving = self._serving
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -161,8 +161,9 @@ class Daemon:
 
     def _part(self, name: str, work: Coroutine[Any, Any, None],
               ends: bool = False) -> asyncio.Task[None]:
-        """Run one part of the daemon as a task: if it fails, or ends before
-        the daemon stops when it should not (``ends``), the daemon stops."""
+        """Run one part of the daemon as a task. If it fails, the daemon stops
+        with the reason; likewise if it ends before the daemon stops, unless
+        it is one that ``ends`` when its work is done."""
         async def watched() -> None:
             try:
                 await work
@@ -184,13 +185,9 @@ class Daemon:
         self._stop.set()
 
     def _serving(self) -> None:
-        api = self.config.api
-        self.systemd.ready(f"API on {api.host}:{api.port}; switch: {self._switch_summary()}")
-        log.info("daemon.ready", api=f"{api.host}:{api.port}",
-                 switch_connected=self.switch_connected)
-
-    def _switch_summary(self) -> str:
-        return "connected" if self.switch_connected else self.switch_reason
+        address = f"{self.config.api.host}:{self.config.api.port}"
+        self.systemd.ready(f"serving the API on {address}; the switch's state is at /status")
+        log.info("daemon.ready", api=address, switch_connected=self.switch_connected)
 
     async def _drain(self) -> None:
         self.draining = True
@@ -211,14 +208,12 @@ class Daemon:
                 break
             except SwitchError as exc:
                 self.switch_reason = exc.message
-                self.systemd.status(f"switch: {exc.message}")
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 log.warning("daemon.switch_unreachable", error=exc.message, retry_in=delay)
                 attempt += 1
                 await asyncio.sleep(delay)
         self.switch_reason = "connection to the switch lost; reconnecting"
         await self._reconcile()
-        self.systemd.status("switch: connected")
         log.info("daemon.switch_connected")
 
     async def _reconcile(self) -> None:

@@ -1,4 +1,4 @@
-"""systemd's notify protocol (``Type=notify``): READY, STATUS, STOPPING and
+"""systemd's notify protocol (``Type=notify``): READY (with a STATUS), STOPPING and
 the watchdog's pings. Outside systemd (no ``NOTIFY_SOCKET``) each is a no-op.
 
 READY means the daemon serves: its store is open and its API listens. The
@@ -28,9 +28,6 @@ class Systemd:
     def ready(self, status: str) -> None:
         self._notifier.notify(f"READY=1\nSTATUS={status}")
         self._ready.set()
-
-    def status(self, status: str) -> None:
-        self._notifier.notify(f"STATUS={status}")
 
     def stopping(self) -> None:
         self._notifier.notify("STOPPING=1")

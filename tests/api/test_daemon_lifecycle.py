@@ -123,7 +123,7 @@ def test_ready_comes_with_the_switch_down_then_watchdog_pings_then_stopping(
                         WATCHDOG_USEC=str(watchdog_usec), WATCHDOG_PID="")
         *before, ready = until(listener, "READY")
         assert not [m for m in before if "WATCHDOG" in m], before  # pings start at READY
-        assert "switch" in ready["STATUS"]
+        assert f"127.0.0.1:{process.port}" in ready["STATUS"]
         status = httpx.get(f"{process.url}/status", timeout=10)
         assert status.status_code == 503
         assert status.json()["components"]["switch"]["status"] == "fail"
