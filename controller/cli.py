@@ -25,6 +25,8 @@ import sys
 import time
 from typing import Any, get_args
 
+import structlog
+
 from controller import logs
 from controller.app import Controller
 from controller.calls.decision import Decision, Placed, Refused
@@ -295,7 +297,9 @@ def _daemon(config: Config) -> int:
     try:
         asyncio.run(run_daemon(config))
     except CallConnectError as exc:
-        return _fail(exc)
+        # One log line, JSON under systemd like every other, says why it stopped.
+        structlog.get_logger(__name__).error("daemon.failed", **exc.as_dict())
+        return _exit_code(exc.error_id)
     return EXIT_OK
 
 

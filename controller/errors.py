@@ -27,6 +27,7 @@ logs and tests can rely on, and a message a user can act on.
     ├── OutboundRefused             a webhook or dial-whom URL may not be requested now
     ├── UrlDisabled                 a webhook URL answered 410 Gone; re-enable it first (409)
     ├── BodyTooLarge                a request body over api.max_body_bytes           (413)
+    ├── DaemonFailed                a part of the daemon could not start or stopped: it exits
     └── InvalidTransition           the core got an event its state cannot take
 """
 
@@ -189,6 +190,14 @@ class BodyTooLarge(CallConnectError):
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"the request body is over {max_bytes} bytes (api.max_body_bytes)",
                          max_bytes=max_bytes)
+
+
+class DaemonFailed(CallConnectError):
+    """The daemon cannot go on: its API address is taken, or one of its
+    parts (the API server, the switch link, the outbox, the scheduler)
+    ended unexpectedly. The process exits non-zero, so a supervisor sees it."""
+
+    error_id = "daemon-failed"
 
 
 class InvalidTransition(CallConnectError):

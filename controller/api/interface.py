@@ -108,5 +108,5 @@ class Operations(Protocol):
     def store_failed(self) -> None:
         """A store operation failed: /status checks the store again, not a cached result."""
 
-    def metrics_text(self) -> bytes:
+    async def metrics_text(self) -> bytes:
         """The metrics in Prometheus' text format."""

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import resource
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import h11
@@ -29,7 +31,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from controller.config import ApiConfig
-from controller.errors import ConfigError
+from controller.errors import ConfigError, DaemonFailed
 
 log = structlog.get_logger(__name__)
 
@@ -43,11 +45,63 @@ MIN_CONNECTIONS = 16
 
 class ApiServer(uvicorn.Server):
     """uvicorn, minus its own signal handling: the daemon decides when the API
-    stops (after draining), not the first SIGTERM."""
+    stops (after draining), not the first SIGTERM. It serves the sockets of
+    :func:`listen`, and calls ``on_serving`` once it accepts on them."""
+
+    on_serving: Callable[[], None] | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.on_serving is not None and not self.should_exit:
+            self.on_serving()
+
+
+def listen(settings: ApiConfig) -> list[socket.socket]:
+    """Bind and listen on api.host and api.port (every address the host
+    resolves to, as asyncio would) before the server starts, so a taken
+    address is a clear error here rather than a log line of uvicorn's."""
+    address = f"{settings.host}:{settings.port}"
+    try:
+        found = socket.getaddrinfo(settings.host or None, settings.port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise DaemonFailed(f"the API cannot listen on {address}: api.host does not resolve "
+                           f"({exc}); set api.host (CALLCONNECT_API_HOST) to an address of this "
+                           "machine", address=address, setting="api.host") from exc
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, sockaddr in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise DaemonFailed(f"the API cannot listen on {address}: {exc.strerror or exc}; "
+                           f"{_bind_hint(exc, settings)}", address=address,
+                           setting="api.port") from exc
+    return sockets
+
+
+def _bind_hint(exc: OSError, settings: ApiConfig) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (f"another process holds it (another callconnect daemon?): find it with "
+                f"`ss -ltnp 'sport = :{settings.port}'` and stop it, or set api.port "
+                "(CALLCONNECT_API_PORT) to a free port")
+    if exc.errno == errno.EACCES:
+        return ("a port below 1024 needs CAP_NET_BIND_SERVICE: set api.port "
+                "(CALLCONNECT_API_PORT) to 1024 or above")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "api.host is not an address of this machine: set api.host (CALLCONNECT_API_HOST)"
+    return "check api.host and api.port (CALLCONNECT_API_HOST, CALLCONNECT_API_PORT)"
 
 
 class ConnectionGuard:

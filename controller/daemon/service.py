@@ -1,10 +1,17 @@
 """The daemon: one asyncio process holding the switch connection, the HTTP API,
 the webhook outbox and the store.
 
-Start-up: open the store, serve the API (it answers 503 until the switch is
-reachable), connect to the switch with backoff, pick up the calls a previous
-run left open, then tell systemd it is ready. SIGTERM drains: new calls are
-refused with 503, calls in progress run to their end, then it exits.
+Start-up: open the store, serve the API, tell systemd it is ready (see
+:mod:`controller.daemon.systemd`), connect to the switch with backoff (until
+then /status answers 503 and says why), pick up the calls a previous run left
+open. SIGTERM drains: new calls are refused with 503, calls in progress run to
+their end, then it exits.
+
+A part that cannot start or ends unexpectedly (the API's address is taken,
+the switch task or the outbox fails) stops the daemon at once, without
+draining, and it exits non-zero with the reason (:class:`DaemonFailed`): under
+systemd, ``Restart=`` starts it again, and the calls it left open are picked
+up then, as after any restart.
 """
 
 from __future__ import annotations
@@ -12,11 +19,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import sdnotify
 import structlog
 
 from controller import __version__
@@ -33,12 +39,20 @@ from controller.compliance.dnc import DncEntry
 from controller.config import Config
 from controller.core.machine import CallConnect
 from controller.daemon.admission import Admission, LegLimits
-from controller.daemon.http_server import api_server
+from controller.daemon.http_server import api_server, listen
 from controller.daemon.listener import StoreListener, request_from_dict
 from controller.daemon.metrics import Metrics
 from controller.daemon.retention import Retention
 from controller.daemon.scheduler import Scheduler
-from controller.errors import ConfigError, Draining, RateLimited, SwitchError, UrlDisabled
+from controller.daemon.systemd import Systemd
+from controller.errors import (
+    ConfigError,
+    DaemonFailed,
+    Draining,
+    RateLimited,
+    SwitchError,
+    UrlDisabled,
+)
 from controller.outbound import redact
 from controller.recording_links import RecordingLinks
 from controller.routing.agents import AgentState
@@ -74,7 +88,7 @@ class Daemon:
                               "(or CALLCONNECT_API_TOKENS) before starting the daemon",
                               setting="api.tokens")
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(config.backend)
         self.store = SqliteStore(config.store.path)
         signing_secret = config.webhook.daemon_signing_secret()
         self.recording_links = RecordingLinks.for_daemon(
@@ -106,29 +120,47 @@ class Daemon:
         self.switch_reason = "not connected yet"
         self._store_ok_until = 0.0
         self._stop = asyncio.Event()
-        self._notifier = sdnotify.SystemdNotifier()
-        self.metrics.count_reconnects(lambda: self.controller.backend.reconnects)
+        self.failure: DaemonFailed | None = None
+        self.systemd = Systemd()
+        self.metrics.follow_switch(self.controller.backend)
 
     @property
     def switch_connected(self) -> bool:
         return self.controller.backend.connected
 
     async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT; DaemonFailed if a part failed."""
         await self.store.open()
+        try:
+            await self._serve()
+        finally:
+            await self.store.close()  # its thread would keep the process alive
+        if self.failure is not None:
+            raise self.failure
+        log.info("daemon.stopped")
+
+    async def _serve(self) -> None:
         await self.groups.load()
-        server = api_server(create_app(self, self.config.api), self.config.api)
+        api = self.config.api
+        server = api_server(create_app(self, api), api)
+        sockets = listen(api)
+        server.on_serving = self._serving
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
-        tasks = [asyncio.create_task(server.serve(), name="api"),
-                 asyncio.create_task(self.outbox.run(), name="outbox"),
-                 asyncio.create_task(self._follow_switch(), name="switch"),
-                 asyncio.create_task(self.scheduler.run(), name="scheduler"),
-                 asyncio.create_task(self.retention.run(), name="retention")]
-        log.info("daemon.starting", api=f"{self.config.api.host}:{self.config.api.port}",
-                 store=self.config.store.path, backend=self.config.backend)
+        log.info("daemon.starting", api=f"{api.host}:{api.port}", store=self.config.store.path,
+                 backend=self.config.backend)
+        tasks = [self._part("api", server.serve(sockets)),
+                 self._part("outbox", self.outbox.run()),
+                 self._part("switch", self._follow_switch(), ends=True),
+                 self._part("scheduler", self.scheduler.run()),
+                 self._part("retention", self.retention.run()),
+                 asyncio.create_task(self.systemd.keep_alive(), name="watchdog")]
         await self._stop.wait()
-        await self._drain()
+        if self.failure is None:
+            await self._drain()
+        else:
+            self.systemd.stopping()
         server.should_exit = True
         await self.outbox.stop()
         for task in tasks[2:]:
@@ -136,21 +168,49 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.controller.stop()
         await self.listener.flush()
-        await self.store.close()
-        log.info("daemon.stopped")
+
+    def _part(self, name: str, work: Coroutine[Any, Any, None],
+              ends: bool = False) -> asyncio.Task[None]:
+        """Run one part of the daemon as a task. If it fails, the daemon stops
+        with the reason; likewise if it ends before the daemon stops, unless
+        it is one that ``ends`` when its work is done."""
+        async def watched() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except (Exception, SystemExit) as exc:  # uvicorn exits by SystemExit
+                log.exception("daemon.part_failed", part=name)
+                self._fail(name, f"{type(exc).__name__}: {exc}")
+                return
+            if not ends and not self._stop.is_set():
+                self._fail(name, "it ended on its own")
+        return asyncio.create_task(watched(), name=name)
+
+    def _fail(self, part: str, reason: str) -> None:
+        if self.failure is None:
+            hint = (f"; check the [{self.config.backend}] settings" if part == "switch" else "")
+            self.failure = DaemonFailed(f"the daemon's {part} task failed ({reason}){hint}; "
+                                        "the daemon stops", part=part, reason=reason)
+        self._stop.set()
+
+    def _serving(self) -> None:
+        address = f"{self.config.api.host}:{self.config.api.port}"
+        self.systemd.ready(f"serving the API on {address}; the switch's state is at /status")
+        log.info("daemon.ready", api=address, switch_connected=self.switch_connected)
 
     async def _drain(self) -> None:
         self.draining = True
-        self._notifier.notify("STOPPING=1")
+        self.systemd.stopping()
         calls = list(self.calls.calls.values())
         log.info("daemon.draining", active_calls=len(calls))
         if calls:
             await asyncio.gather(*(call.wait() for call in calls), return_exceptions=True)
 
     async def _follow_switch(self) -> None:
-        """Connect with backoff; once connected, pick up open calls and tell
-        systemd we are ready. From then on the backend reconnects by itself
-        (and looks at live calls again); /status only needs the reason."""
+        """Connect with backoff, for as long as it takes; once connected, pick
+        up open calls. From then on the backend reconnects by itself (and
+        looks at live calls again); /status only needs the reason."""
         attempt = 0
         while True:
             try:
@@ -164,8 +224,7 @@ class Daemon:
                 await asyncio.sleep(delay)
         self.switch_reason = "connection to the switch lost; reconnecting"
         await self._reconcile()
-        self._notifier.notify("READY=1")
-        log.info("daemon.ready")
+        log.info("daemon.switch_connected")
 
     async def _reconcile(self) -> None:
         """Calls a previous run left open: follow the live ones again, close
@@ -314,7 +373,14 @@ class Daemon:
                 self.outbox.wake()
         return enabled
 
-    def metrics_text(self) -> bytes:
+    async def metrics_text(self) -> bytes:
+        try:
+            backlog = await self.store.delivery_backlog()
+        except StoreError as exc:  # the rest is still worth serving
+            self.store_failed()
+            log.warning("metrics.backlog_unreadable", error=exc.message)
+        else:
+            self.metrics.observe_backlog(backlog, time.time())
         return self.metrics.render()
 
     def _scheduled_call_wait(self) -> float | None:

@@ -89,6 +89,12 @@ class DeliveryPage:
 
 
 @dataclass(frozen=True)
+class DeliveryBacklog:
+    pending: int  # deliveries not yet delivered, failed or disabled
+    oldest_created_at: float | None  # the oldest pending one's event time; None if none
+
+
+@dataclass(frozen=True)
 class DisabledUrl:
     url_id: str  # an opaque id (a hash of the URL): names the URL without showing its query
     url: str
@@ -167,6 +173,9 @@ class DeliveryStore(Protocol):
 
     async def next_due_at(self) -> float | None:
         """When the earliest pending delivery is due; None if there is none."""
+
+    async def delivery_backlog(self) -> DeliveryBacklog:
+        """How many deliveries are pending, and since when the oldest is."""
 
     async def update_delivery(self, delivery: WebhookDelivery) -> None: ...
 

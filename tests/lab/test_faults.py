@@ -82,7 +82,7 @@ async def test_asterisk_restart_while_idle(
         ended = await wait_for_state(client, call_id, "ended")
         assert ended["status"] == "completed"
         metrics = (await client.get("/metrics")).text
-    assert "callconnect_switch_reconnects 1.0" in metrics
+    assert "callconnect_switch_reconnects_total 1.0" in metrics
     waits = [e["retry_in"] for e in log_events(daemon, "ami.reconnect_failed")]
     assert len(waits) >= 2 and waits == sorted(waits) and waits[-1] > waits[0], \
         f"reconnects back off: {waits}"

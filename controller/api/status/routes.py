@@ -22,6 +22,6 @@ def routes(ops: Operations) -> APIRouter:
 
     @router.get("/metrics", response_class=Response, summary="Prometheus metrics")
     async def metrics() -> Response:
-        return Response(ops.metrics_text(), media_type="text/plain; version=0.0.4")
+        return Response(await ops.metrics_text(), media_type="text/plain; version=0.0.4")
 
     return router

@@ -12,6 +12,7 @@ import aiosqlite
 
 from controller.errors import InvalidField
 from controller.store import (
+    DeliveryBacklog,
     DeliveryPage,
     DeliveryState,
     DisabledUrl,
@@ -78,6 +79,14 @@ class SqliteDeliveries(SqliteDatabase):
                 "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = ?",
                 (DeliveryState.PENDING.value,))
         return None if due is None else float(due)
+
+    async def delivery_backlog(self) -> DeliveryBacklog:
+        # Counted on the deliveries_due index: one entry per pending delivery.
+        async with self._use("counting pending deliveries", write=False) as db:
+            [(pending, oldest)] = await db.execute_fetchall(
+                "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE state = ?",
+                (DeliveryState.PENDING.value,))
+        return DeliveryBacklog(int(pending), None if oldest is None else float(oldest))
 
     async def update_delivery(self, delivery: WebhookDelivery) -> None:
         async with self._use("updating a delivery", write=True) as db:

@@ -684,7 +684,7 @@ async def test_a_scheduled_call_is_placed_under_its_id_when_due_or_canceled(
     calls, switch = service
     calls.config.webhook.url = "https://hooks.example.com/done"
     outbox = Wakes()
-    scheduler = Scheduler(calls.config, store, calls, outbox, Metrics(),  # type: ignore[arg-type]
+    scheduler = Scheduler(calls.config, store, calls, outbox, Metrics("asterisk"),  # type: ignore[arg-type]
                           lambda: None)
     soon = await scheduler.schedule(request(), OutsideCallingHours(
         "closed", field="leg_a", next_window_at=time.time() + 0.3))

@@ -114,7 +114,7 @@ async def outbox(disk: Disk) -> AsyncIterator[Wakes]:
 
 @pytest.fixture
 async def listener(disk: Disk, outbox: Wakes) -> AsyncIterator[StoreListener]:
-    listener = StoreListener(Config(), disk, outbox, Metrics())
+    listener = StoreListener(Config(), disk, outbox, Metrics("asterisk"))
     yield listener
     await listener.flush()  # stops its retries
 
@@ -235,7 +235,7 @@ async def test_the_webhooks_are_the_events_asked_for(
         expected: list[tuple[str, str | None]]) -> None:
     config = Config()
     config.webhook.url = config_url
-    listener = StoreListener(config, disk, outbox, Metrics())
+    listener = StoreListener(config, disk, outbox, Metrics("asterisk"))
     call = new_call("c1", webhook_events=events, webhook_url=request_url)
     await start(listener, call)
     await send(listener, call, RING_A, ANSWER_A, RING_B, ANSWER_B, HANG_UP)

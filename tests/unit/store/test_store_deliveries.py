@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.errors import InvalidField
-from controller.store import DeliveryState, StoreError, url_id_of
+from controller.store import DeliveryBacklog, DeliveryState, StoreError, url_id_of
 from controller.store.sqlite import SqliteStore
 from tests.unit.store.builders import make_call, make_delivery
 
@@ -137,3 +137,14 @@ async def test_disabled_urls_are_listed_by_id_and_re_enabled(store: SqliteStore)
     assert enabled is not None and enabled[1] == 2  # the delivered one is left alone
     assert sorted(d.event_id for d in await store.due_deliveries(50.0, 10)) == ["evt_0", "evt_1"]
     assert await store.disabled_urls() == ([], None)
+
+
+async def test_the_backlog_counts_pending_deliveries_and_dates_the_oldest(store: SqliteStore) -> None:
+    assert await store.delivery_backlog() == DeliveryBacklog(0, None)
+    await store.create_call(make_call("c1"))
+    done = make_delivery("done", "c1", created_at=5.0)
+    done.state = DeliveryState.DELIVERED
+    await store.save_call(make_call("c1"), [], [
+        done, make_delivery("retry", "c1", created_at=20.0, next_attempt_at=900.0),
+        make_delivery("fresh", "c1", created_at=30.0, next_attempt_at=30.0)])
+    assert await store.delivery_backlog() == DeliveryBacklog(2, 20.0)

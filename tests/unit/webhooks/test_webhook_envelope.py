@@ -97,7 +97,7 @@ async def test_the_daemon_and_the_command_line_send_one_shape_both_signed(
     store = SqliteStore(tmp_path / "db.sqlite3")
     await store.open()
     outbox = Outbox(store, SECRET, outbound=LOOPBACK_ALLOWED, timeout=2)
-    listener = StoreListener(Config(), store, outbox, Metrics())
+    listener = StoreListener(Config(), store, outbox, Metrics("asterisk"))
     [delivery] = listener._deliveries(fake_call(receiver.url), "call.completed", data)
     try:
         sent = await outbox._send(delivery)
