@@ -55,7 +55,7 @@ async def test_a_run_deletes_what_is_old_and_keeps_what_is_new_or_in_use(
             aged(recordings / "live.wav", 100, now),  # a call running now
             aged(recordings / "notes.txt", 100, now),  # not a recording
             aged(whispers / "recent.wav", 3, now)]
-    metrics = Metrics()
+    metrics = Metrics("asterisk")
     settings = RetentionConfig(calls_days=30, deliveries_days=10, recordings_days=90)
 
     with structlog.testing.capture_logs() as logs:
@@ -82,7 +82,7 @@ async def test_by_default_calls_stay_and_a_run_with_nothing_old_deletes_nothing(
                                       status="completed"))
     (tmp_path / "recordings").mkdir()
     recent = aged(tmp_path / "recordings" / "ancient.wav", 1, now)
-    metrics = Metrics()
+    metrics = Metrics("asterisk")
 
     pruned = await retention(tmp_path, store, RetentionConfig(), metrics).prune(now)
 
@@ -98,6 +98,6 @@ async def test_zero_days_keeps_recordings_for_good(tmp_path: Path, store: Sqlite
     ancient = aged(tmp_path / "recordings" / "gone-call.wav", 3650, now)
 
     pruned = await retention(tmp_path, store, RetentionConfig(recordings_days=0),
-                             Metrics()).prune(now)
+                             Metrics("asterisk")).prune(now)
 
     assert pruned["recordings"] == 0 and ancient.exists()
