@@ -69,9 +69,9 @@ _EXCEPTIONS: dict[type[CallConnectError], int] = {
     **{refusal: refusal.http_status for refusal in _REFUSALS},
 }
 # The exceptions' ids that never reach an API answer: abstract bases, and
-# errors of the config, the core and outbound requests.
+# errors of the config, the core and outbound requests (webhooks, dial-whom).
 NOT_ANSWERED = frozenset({"callconnect-error", "call-refused", "switch-error", "invalid-config",
-                          "invalid-transition", "outbound-refused"})
+                          "invalid-transition", "outbound-refused", "dial-whom-failed"})
 
 STATUS: dict[str, int] = {
     **{exc.error_id: status for exc, status in _EXCEPTIONS.items()},
