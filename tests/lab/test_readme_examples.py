@@ -74,7 +74,7 @@ class Block:
     text: str
 
 
-def tested_blocks(readme: str) -> list[Block]:
+def marked_blocks(readme: str) -> list[Block]:
     blocks: list[Block] = []
     lines = readme.splitlines()
     for number, line in enumerate(lines):
@@ -170,7 +170,7 @@ async def hang_up_every_call(daemon: DaemonProcess) -> None:
 @pytest.mark.lab
 async def test_every_tested_readme_example_runs(
         start_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
-    blocks = tested_blocks(README.read_text())
+    blocks = marked_blocks(README.read_text())
     assert len(blocks) >= 6, f"only {len(blocks)} blocks are marked {FENCE!r} in the README"
     daemon = start_daemon(CALLCONNECT_API_TOKENS=README_TOKEN)
     await daemon.ready()
