@@ -14,7 +14,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from controller.api.errors import error
+from controller.api.errors import UNAUTHORIZED, error, failure
 from controller.errors import BodyTooLarge
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,7 @@ class RequestGuard:
             return
         headers = Headers(scope=scope)
         if not self.public(scope["path"]) and not self.authorized(headers.get("authorization", "")):
-            response = error(401, "unauthorized", "a valid bearer token is required")
+            response = error(UNAUTHORIZED, "a valid bearer token is required")
             response.headers["WWW-Authenticate"] = "Bearer"
             await self.refuse(response, headers, scope, receive, send)
             return
@@ -80,8 +80,7 @@ class RequestGuard:
     async def too_large(self, headers: Headers, scope: Scope, receive: Receive, send: Send) -> None:
         refused = BodyTooLarge(self.max_body_bytes)
         log.info("api.refused", path=scope["path"], error_id=refused.error_id)
-        await self.refuse(error(413, refused.error_id, refused.message, **refused.details),
-                          headers, scope, receive, send)
+        await self.refuse(failure(refused), headers, scope, receive, send)
 
     async def refuse(self, response: Response, headers: Headers, scope: Scope, receive: Receive,
                      send: Send) -> None:

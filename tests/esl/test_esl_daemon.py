@@ -11,6 +11,7 @@ from standardwebhooks import Webhook
 
 from tests.conftest import StartReceiver
 from tests.lab.conftest import SIGNING_SECRET, DaemonProcess, api
+from tests.openapi_document import OpenApiDocument
 
 from .conftest import PASSWORD
 from .peer import EslPeer
@@ -43,20 +44,30 @@ async def test_a_routed_call_through_the_api_reports_to_its_webhook(
                 "leg_a": "+27115550101", "leg_b": ["+27115550301", "+27115550202"],
                 "strategy": "sequential", "ring_timeout": 2, "whisper": "Connecting you",
                 "time_limit": 2, "webhook_url": receiver.url,
-                "webhook_events": ["bridged", "completed"]})
+                "webhook_events": ["initiated", "ringing", "answered", "bridged", "completed"]})
             assert placed.status_code == 202, placed.text
-        async with asyncio.timeout(30):
-            while len(receiver.bodies) < 2:
-                receiver.arrived.clear()
-                await receiver.arrived.wait()
+            async with asyncio.timeout(30):
+                while "call.completed" not in [body["type"] for body in receiver.bodies]:
+                    receiver.arrived.clear()
+                    await receiver.arrived.wait()
+            call = await client.get(f"/v1/calls/{placed.json()['call_uuid']}")
     finally:
         daemon.stop()
-    assert [body["type"] for body in receiver.bodies] == ["call.bridged", "call.completed"]
-    result = receiver.bodies[1]["data"]
+    types = [body["type"] for body in receiver.bodies]
+    assert sorted(types) == ["call.answered", "call.answered", "call.bridged", "call.completed",
+                             "call.initiated", "call.ringing", "call.ringing", "call.ringing"]
+    assert types[-1] == "call.completed"  # the others come seconds before it, in any order
+    result = receiver.bodies[-1]["data"]
     assert result["status"] == "completed", result["reason"]
     assert [a["outcome"] for a in result["attempts"]] == ["no-answer", "answered"]
     assert result["answered_by"] == "+27115550202"
-    Webhook(SIGNING_SECRET).verify(receiver.raw_bodies[1], receiver.headers[1])
+    document = OpenApiDocument()  # every body and answer as the API document specifies it
+    for raw, headers, body in zip(receiver.raw_bodies, receiver.headers, receiver.bodies,
+                                  strict=True):
+        Webhook(SIGNING_SECRET).verify(raw, headers)
+        document.webhook(body)
+    document.check("get", "/v1/calls/{call_id}", call)
+    assert call.json()["result"] == result
 
 
 async def test_a_whisper_that_cannot_be_rendered_is_503_whisper_failed(

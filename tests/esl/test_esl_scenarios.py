@@ -20,6 +20,7 @@ import pytest
 
 from controller.app import Controller
 from controller.calls.request import CallRequest
+from tests.openapi_document import OpenApiDocument
 from tests.scenarios import assert_expected, scenario_folders
 
 from .conftest import PASSWORD, channels_gone, esl_config, freeswitch_controller
@@ -74,4 +75,5 @@ async def test_scenario(folder: Path, outcomes: dict[str, Outcome | BaseExceptio
     if isinstance(outcome, BaseException):
         raise outcome
     assert_expected(folder, outcome.result)
+    OpenApiDocument().component("CallResult", outcome.result)
     assert outcome.channels_left == [], f"{folder.name}: channels left on the peer"

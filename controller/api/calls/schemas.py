@@ -7,36 +7,40 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from controller.api.calls.result import CallResult, StoredRequest
+from controller.core.outcomes import CallStatus
 from controller.store import StoredCall
 
 
 class CallAccepted(BaseModel):
     success: bool
     call_uuid: str
-    state: str
+    state: str = Field(description="dialing-a, or scheduled for a call waiting for its window")
     leg_a_status: str
     leg_b_status: str
-    recorded: bool
+    recorded: bool = Field(description="The call will be recorded")
     scheduled_for: float | None = Field(
         None, description="When a scheduled call will be placed (unix time)")
 
 
 class TimelineItem(BaseModel):
     at: float
-    kind: str
-    data: dict[str, Any]
+    kind: str = Field(description="transition or schedule")
+    data: dict[str, Any] = Field(description="transition: from, to, reason; "
+                                 "schedule: reason, scheduled_for")
 
 
 class Call(BaseModel):
     call_uuid: str
     state: str
-    status: str | None
+    status: CallStatus | None = Field(description="Set once the call has ended")
     created_at: float
     updated_at: float
-    request: dict[str, Any]
-    result: dict[str, Any] | None
-    timeline: list[TimelineItem] = []
-    scheduled_for: float | None = None
+    request: StoredRequest
+    result: CallResult | None = Field(description="Set once the call has ended")
+    timeline: list[TimelineItem] = Field(description="Only in GET /v1/calls/{id}: empty "
+                                         "elsewhere")
+    scheduled_for: float | None
 
 
 class CallList(BaseModel):
@@ -44,8 +48,12 @@ class CallList(BaseModel):
     next_cursor: str | None
 
 
-def call_view(stored: StoredCall, timeline: list[TimelineItem] | None = None) -> Call:
-    return Call(call_uuid=stored.call_id, state=stored.state, status=stored.status,
-                created_at=stored.created_at, updated_at=stored.updated_at,
-                request=stored.request, result=stored.result, timeline=timeline or [],
-                scheduled_for=stored.snapshot.get("scheduled_for"))
+def call_view(stored: StoredCall, timeline: list[TimelineItem] | None = None) -> dict[str, Any]:
+    """The call as :class:`Call` documents it. Its request and result go out
+    as stored: a row an older version wrote is shown, never re-shaped or
+    refused by today's models (the routes answer it without FastAPI's check)."""
+    return {"call_uuid": stored.call_id, "state": stored.state, "status": stored.status,
+            "created_at": stored.created_at, "updated_at": stored.updated_at,
+            "request": stored.request, "result": stored.result,
+            "timeline": [item.model_dump() for item in timeline or []],
+            "scheduled_for": stored.snapshot.get("scheduled_for")}

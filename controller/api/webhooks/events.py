@@ -1,0 +1,111 @@
+"""The webhooks the daemon sends, for the OpenAPI document's ``webhooks``
+section: one per event a request may ask for (``webhook_events``), each
+with its body and the Standard Webhooks headers. These routes are never
+served; they describe requests the daemon makes (:mod:`controller.webhooks`
+builds them, :mod:`controller.daemon.listener` decides when)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header
+from pydantic import BaseModel, Field
+
+from controller.api.calls.result import OPEN, CallResult
+from controller.core.outcomes import Leg
+from controller.core.states import CallState
+
+
+class WebhookHeaders(BaseModel):
+    webhook_id: str = Field(description="The event's id (evt_…): the same on every retry and "
+                            "redelivery, so a receiver drops repeats by it")
+    webhook_timestamp: str = Field(description="Unix seconds when this attempt was signed")
+    webhook_signature: str | None = Field(None, description=(
+        "v1,BASE64: HMAC-SHA256 over id.timestamp.body with webhook.signing_secret (Standard "
+        "Webhooks); absent only when the daemon sends unsigned (webhook.unsigned)"))
+
+
+class StatusData(BaseModel):
+    model_config = OPEN
+
+    call_uuid: str
+    leg: Leg = Field(description="The leg the event is about")
+    state: CallState = Field(description="The call's state after the step")
+    at: float = Field(description="Unix time of the step, from the switch's event")
+    metadata: dict[str, Any] = Field(description="Echoed from the request")
+
+
+class StatusEvent(BaseModel):
+    timestamp: float = Field(description="Unix time the event was made")
+    data: StatusData
+
+
+class CallInitiated(StatusEvent):
+    type: Literal["call.initiated"]
+
+
+class CallRinging(StatusEvent):
+    type: Literal["call.ringing"]
+
+
+class CallAnswered(StatusEvent):
+    type: Literal["call.answered"]
+
+
+class CallBridged(StatusEvent):
+    type: Literal["call.bridged"]
+
+
+class CallCompleted(BaseModel):
+    type: Literal["call.completed"]
+    timestamp: float = Field(description="Unix time the event was made")
+    data: CallResult
+
+
+Headers = Annotated[WebhookHeaders, Header()]
+
+# How the daemon takes the receiver's answer.
+RECEIVER_ANSWERS: dict[int | str, dict[str, Any]] = {
+    "2XX": {"description": "Delivered: it is not sent again"},
+    408: {"description": "Retried with backoff, as 429 and 5xx are"},
+    410: {"description": "Gone: the URL is disabled, and nothing more is sent to it until it is "
+                         "re-enabled (enableWebhookUrl)"},
+    429: {"description": "Retried after Retry-After, if given, else with backoff"},
+    "5XX": {"description": "Retried after Retry-After, if given, else with backoff, for "
+                           "webhook.max_age_hours"},
+    "default": {"description": "Any other answer is final: the delivery fails"},
+}
+SENT = ("Sent when the request's webhook_events names it (status callbacks), to its webhook_url "
+        "or else webhook.url; retried until a 2xx, see the answers below.")
+
+
+def webhooks() -> APIRouter:
+    """The webhook operations, for ``FastAPI(webhooks=...)``; their functions
+    are never called."""
+    router = APIRouter(tags=["webhook events"], responses=RECEIVER_ANSWERS)
+
+    @router.post("call.initiated", operation_id="callInitiated", summary="Leg A is being called",
+                 description="Leg A's originate was sent (state dialing-a). " + SENT)
+    def initiated(body: CallInitiated, headers: Headers) -> None: ...
+
+    @router.post("call.ringing", operation_id="callRinging", summary="A leg is ringing",
+                 description="Leg A (ringing-a) or leg B (ringing-b) rings. " + SENT)
+    def ringing(body: CallRinging, headers: Headers) -> None: ...
+
+    @router.post("call.answered", operation_id="callAnswered", summary="A leg answered",
+                 description="Leg A answered, or leg B answered (before its on-answer whisper "
+                 "and confirm key, if any). " + SENT)
+    def answered(body: CallAnswered, headers: Headers) -> None: ...
+
+    @router.post("call.bridged", operation_id="callBridged", summary="The legs are connected",
+                 description="Leg B accepted and the two legs are bridged. " + SENT)
+    def bridged(body: CallBridged, headers: Headers) -> None: ...
+
+    @router.post("call.completed", operation_id="callCompleted", summary="The call has ended",
+                 description="Exactly one per call, whatever its end, with the whole result (as "
+                 "getCall shows it). Sent by default (webhook_events defaults to completed), to "
+                 "the request's webhook_url or else webhook.url; retried until a 2xx, see the "
+                 "answers below. The command line sends the same body.")
+    def completed(body: CallCompleted, headers: Headers) -> None: ...
+
+    return router
