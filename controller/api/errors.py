@@ -71,9 +71,11 @@ _EXCEPTIONS: dict[type[CallConnectError], int] = {
     **{refusal: refusal.http_status for refusal in _REFUSALS},
 }
 # The exceptions' ids that never reach an API answer: abstract bases, and
-# errors of the config, the core and outbound requests (webhooks, dial-whom).
+# errors of the config, the core, outbound requests (webhooks, dial-whom) and
+# the daemon's own failure (it exits).
 NOT_ANSWERED = frozenset({"callconnect-error", "call-refused", "switch-error", "invalid-config",
-                          "invalid-transition", "outbound-refused", "dial-whom-failed"})
+                          "invalid-transition", "outbound-refused", "dial-whom-failed",
+                          "daemon-failed"})
 
 STATUS: dict[str, int] = {
     **{exc.error_id: status for exc, status in _EXCEPTIONS.items()},
