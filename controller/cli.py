@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any, get_args
 
-from controller import logs
+from controller import __version__, logs, shipped_files
 from controller.app import Controller
 from controller.calls.decision import Decision, Placed, Refused
 from controller.calls.request import (
@@ -49,6 +49,8 @@ REFUSED_IDS = ("do-not-call", "outside-calling-hours", "attempt-cap-reached")
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "files":  # needs no config: it is how one gets the example
+        return shipped_files.run(args)
     logs.setup(args.log_level, json=args.json_logs)
     try:
         config = load_config(_config_path(args.config))
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callconnect", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", help=f"TOML config (default: $CALLCONNECT_CONFIG, "
                         f"else {DEFAULT_CONFIG} if it exists, else built-in defaults)")
     parser.add_argument("--log-level", default="warning",
@@ -112,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("channels", help="list the channels the switch has now")
     sub.add_parser("daemon", help="run the daemon: REST API, store, webhooks (see README)")
+    shipped_files.add_parser(sub)
     return parser
 
 
