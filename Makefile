@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LAB := sip-lab/lab
 CONFIG := sip-lab/callconnect.toml
-HOST_PACKAGES := sip-tester debootstrap espeak-ng sox tcpdump iproute2
+HOST_PACKAGES := sip-tester debootstrap espeak-ng sox tcpdump iproute2 systemd
 
 .PHONY: install demo test unit lint openapi daemon bench soak lab-up lab-down lab-status clean
 

@@ -27,7 +27,7 @@ from typing import Any, get_args
 
 import structlog
 
-from controller import logs
+from controller import __version__, logs, shipped_files
 from controller.app import Controller
 from controller.calls.decision import Decision, Placed, Refused
 from controller.calls.request import (
@@ -52,9 +52,12 @@ DEFAULT_CONFIG = "/etc/callconnect/callconnect.toml"
 START_TIMEOUT = 90.0
 
 EXIT_OK, EXIT_CALL_FAILED, EXIT_BAD_INPUT, EXIT_SWITCH, EXIT_REFUSED = 0, 1, 2, 3, 4
-# A compliance rule refused the call (do-not-call, calling hours, daily cap).
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "files":  # needs no config: it is how one gets the example
+        return shipped_files.run(args)
     logs.setup(args.log_level, json=args.json_logs)
     client_status = client.run(args)  # the daemon's client, and `call --url`
     if client_status is not None:
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callconnect", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", help=f"TOML config (default: $CALLCONNECT_CONFIG, "
                         f"else {DEFAULT_CONFIG} if it exists, else built-in defaults)")
     parser.add_argument("--log-level", default="warning",
@@ -123,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("channels", help="list the channels the switch has now")
     sub.add_parser("daemon", help="run the daemon: REST API, store, webhooks (see README)")
     client.register(sub, call)
+    shipped_files.add_parser(sub)
     return parser
 
 
