@@ -58,9 +58,10 @@ lint: $(VENV)/.installed
 
 # Load benchmark on the lab: the controller next to a bare-AMI control lane,
 # every figure with its goal; writes docs/bench/latest.{json,png}. ~15 minutes.
-bench: install lab-up
-	$(PY) -m bench.run
-	$(PY) -m bench.micro
+# Brings the lab down when it ends, as make test does.
+bench: install
+	@$(LAB) up
+	@$(PY) -m bench.run && $(PY) -m bench.micro; status=$$?; $(LAB) down; exit $$status
 
 # The soak run for longer than make test's 150 s: calls for 10 minutes, with an
 # Asterisk restart and a webhook outage in the middle; memory must stay flat.
