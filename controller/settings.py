@@ -168,7 +168,9 @@ class Layers:
         key = tuple(str(part) for part in loc if isinstance(part, str))
         origin = self.origin(key)
         field = self.settings.get(key[:2]) or self.settings.get(key[:1])
-        value = "" if field is not None and is_secret(field) else _shown(error["input"])
+        # An unknown key may be a misspelt secret: its value is not shown either.
+        hidden = (field is not None and is_secret(field)) or error["type"] == "extra_forbidden"
+        value = "" if hidden else _shown(error["input"])
         text = _words(error)
         if error["type"] == "extra_forbidden":
             text += _did_you_mean(setting, [_dotted(k) for k in self.settings]

@@ -273,8 +273,15 @@ def test_unknown_setting(tmp_path: Path) -> None:
     path = write_toml(tmp_path, '[asterisk]\nhots = "x"\n')
     error = config_error(path)
     assert error.details == {"setting": "asterisk.hots", "source": str(path)}
-    assert error.message == (f'asterisk.hots = "x" in {path}: unknown setting '
-                             "(did you mean asterisk.host?)")
+    assert error.message == f"asterisk.hots in {path}: unknown setting (did you mean asterisk.host?)"
+
+
+def test_an_unknown_keys_value_is_not_shown(tmp_path: Path) -> None:
+    """It may be a misspelt secret."""
+    path = write_toml(tmp_path, '[asterisk]\nsecert = "hunter2"\n')
+    error = config_error(path)
+    assert error.message == (f"asterisk.secert in {path}: unknown setting "
+                             "(did you mean asterisk.secret?)")
 
 
 def test_unknown_section(tmp_path: Path) -> None:

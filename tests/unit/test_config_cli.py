@@ -48,7 +48,7 @@ def assert_config_error(result: subprocess.CompletedProcess[str], message: str) 
     # the wrong type
     ("[calls]\nrecord = 1", {}, "calls.record = 1 in {}: must be true or false"),
     # an unknown key
-    ('[api]\nprot = 8080', {}, "api.prot = 8080 in {}: unknown setting (did you mean api.port?)"),
+    ('[api]\nprot = 8080', {}, "api.prot in {}: unknown setting (did you mean api.port?)"),
     # a bad value from the environment
     ("", {"CALLCONNECT_API_PORT": "0"}, "api.port = 0 from CALLCONNECT_API_PORT: must be at least 1"),
     ("", {"CALLCONNECT_API_PORT": "http"},
