@@ -23,7 +23,7 @@ def make_backend(config: Config) -> Backend:
         from controller.backends.freeswitch.backend import FreeswitchBackend
 
         return FreeswitchBackend(config.freeswitch)
-    return AsteriskBackend(config.asterisk)
+    return AsteriskBackend(config.asterisk, lab=config.is_lab)
 
 
 class Controller:

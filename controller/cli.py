@@ -47,6 +47,8 @@ from controller.core.states import Transition
 from controller.errors import CallConnectError, ConfigError, SwitchError, SwitchUnavailable
 from controller.webhooks.sender import WebhookSender
 
+log = structlog.get_logger(__name__)
+
 DEFAULT_CONFIG = "/etc/callconnect/callconnect.toml"
 # How long `call` without --wait waits for its follower to report the originate.
 START_TIMEOUT = 90.0
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(_config_path(args.config))
     except CallConnectError as exc:
+        if args.command == "daemon":  # its log is where an admin looks
+            log.error("daemon.config_invalid", error_id=exc.error_id, message=exc.message)
         return _fail(exc)
     if args.command == "call":
         try:
@@ -310,7 +314,8 @@ def _daemon(config: Config) -> int:
 
 def _fail(exc: CallConnectError) -> int:
     print(json.dumps({"success": False, **exc.as_dict()}, indent=2))
-    print(f"callconnect: {exc.message}", file=sys.stderr)
+    label = "config error" if isinstance(exc, ConfigError) else "callconnect"
+    print(f"{label}: {exc.message}", file=sys.stderr)
     return _exit_code(exc.error_id)
 
 

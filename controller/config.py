@@ -1,37 +1,78 @@
-"""Configuration: typed defaults, then a TOML file, then environment variables.
+"""Configuration: typed defaults, then a TOML file, then systemd credentials,
+then environment variables (controller.settings has the details).
 
 Every setting ``[section] key`` can be overridden by ``CALLCONNECT_SECTION_KEY``
-(for example ``CALLCONNECT_ASTERISK_SECRET``). Relative paths in a file are read
-relative to that file's folder. ``callconnect.example.toml`` documents them all.
+(for example ``CALLCONNECT_ASTERISK_SECRET``), and a secret one read from a file
+named by ``CALLCONNECT_SECTION_KEY_FILE`` or from the systemd credential
+``section.key``. Relative paths in a file are read relative to that file's
+folder. Every value is checked here, once; ``callconnect.example.toml``
+documents them all. One :class:`Section` per table: a new setting is a field
+with its bounds.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
-import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Annotated, Any, Literal
 
-from controller.calls.request import MAX_RING_TIMEOUT, MIN_RING_TIMEOUT
+import phonenumbers
+from pydantic import ConfigDict, Field, PrivateAttr, Strict, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs
+
+from controller.calls.request import (
+    MAX_RING_TIMEOUT,
+    MAX_TIME_LIMIT,
+    MIN_RING_TIMEOUT,
+    MIN_TIME_LIMIT,
+)
 from controller.compliance.destinations import DestinationsConfig
 from controller.compliance.destinations import check_config as check_destinations
 from controller.compliance.windows import window_of
 from controller.errors import ConfigError, InvalidRequest
-from controller.outbound import OutboundConfig
+from controller.outbound import OutboundConfig, url_problem
 from controller.routing.spec import Group, parse_group
+from controller.settings import ENV_PREFIX, Layers, Section, problem
 
-ENV_PREFIX = "CALLCONNECT_"
-BACKENDS = ("asterisk", "freeswitch")
+__all__ = ["ENV_PREFIX", "Config", "load_config", "route_for"]
+
+Backend = Literal["asterisk", "freeswitch"]
+BACKENDS: tuple[Backend, ...] = ("asterisk", "freeswitch")
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]  # a timeout or an interval
+AtLeastOne = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=0)]  # 0 = no limit
+Rate = Annotated[float, Field(ge=0)]  # per second; 0 = no limit
+Hours = Annotated[float, Field(gt=0)]
+Days = Annotated[float, Field(ge=0)]  # 0 = kept for good
+Name = Annotated[str, Field(min_length=1)]  # a host, account, endpoint or folder
+_CALLER_ID = re.compile(r"\+?[0-9]{3,20}")
+# espeak-ng's own bounds for -s (words per minute).
+MIN_SPEECH_RATE, MAX_SPEECH_RATE = 80, 450
+# The lab's config sits beside the lab's script (sip-lab/lab); errors then
+# suggest the lab's commands.
+LAB_SCRIPT = "lab"
+LAB_FOLDER = "sip-lab"
 
 
-@dataclass
+@dataclass(config=ConfigDict(extra="forbid"))  # strict would take only a Route, not a table
 class Route:
     """Numbers starting with ``prefix`` are dialed through PJSIP ``endpoint``."""
 
-    prefix: str
-    endpoint: str
+    prefix: Annotated[Name, Strict()]
+    endpoint: Annotated[Name, Strict()]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_prefix_and_endpoint(cls, data: Any) -> Any:
+        if isinstance(data, ArgsKwargs):  # Route(prefix, endpoint) in code
+            return data
+        if isinstance(data, dict) and set(data) == {"prefix", "endpoint"}:
+            return data
+        raise problem("each route is a table of exactly prefix and endpoint")
 
 
 def route_for(number: str, routes: list[Route], default: str) -> str:
@@ -41,99 +82,123 @@ def route_for(number: str, routes: list[Route], default: str) -> str:
     return max(matching, key=lambda route: len(route.prefix)).endpoint if matching else default
 
 
-@dataclass
-class AsteriskConfig:
-    host: str = "127.0.0.1"
-    port: int = 5038
-    username: str = "callconnect"
-    secret: str = field(default="", repr=False)
-    connect_timeout: float = 10.0
-    action_timeout: float = 5.0
+class AsteriskConfig(Section):
+    host: Name = "127.0.0.1"
+    port: Port = 5038
+    username: Name = "callconnect"
+    secret: str = Field(default="", repr=False)
+    connect_timeout: Seconds = 10.0
+    action_timeout: Seconds = 5.0
     # A Ping every ping_interval s, unanswered within ping_timeout s, drops the link.
-    ping_interval: float = 5.0
-    ping_timeout: float = 5.0
+    ping_interval: Seconds = 5.0
+    ping_timeout: Seconds = 5.0
     # PJSIP endpoint that numbers are dialed through, unless a route says otherwise.
-    trunk_endpoint: str = "trunk"
+    trunk_endpoint: Name = "trunk"
     # PJSIP endpoint used to dial sip: URIs (PJSIP/<endpoint>/<uri>).
-    uri_endpoint: str = "callconnect-uri"
-    routes: list[Route] = field(default_factory=list)
+    uri_endpoint: Name = "callconnect-uri"
+    routes: list[Route] = Field(default_factory=list)
 
 
-@dataclass
-class FreeswitchConfig:
-    host: str = "127.0.0.1"
-    port: int = 8021
-    password: str = field(default="", repr=False)
-    connect_timeout: float = 10.0
-    action_timeout: float = 5.0
+class FreeswitchConfig(Section):
+    host: Name = "127.0.0.1"
+    port: Port = 8021
+    password: str = Field(default="", repr=False)
+    connect_timeout: Seconds = 10.0
+    action_timeout: Seconds = 5.0
     # Numbers are dialed as sofia/gateway/<gateway>/<number>, unless a route
     # (prefix -> gateway) says otherwise; sip: URIs as sofia/<uri_profile>/<uri>.
-    gateway: str = "trunk"
-    uri_profile: str = "internal"
-    routes: list[Route] = field(default_factory=list)
+    gateway: Name = "trunk"
+    uri_profile: Name = "internal"
+    routes: list[Route] = Field(default_factory=list)
 
 
-@dataclass
-class CallDefaults:
+class CallDefaults(Section):
     default_region: str = "ZA"
-    ring_timeout: int = 30
-    time_limit: int = 3600
+    ring_timeout: Annotated[int, Field(ge=MIN_RING_TIMEOUT, le=MAX_RING_TIMEOUT)] = 30
+    time_limit: Annotated[int, Field(ge=MIN_TIME_LIMIT, le=MAX_TIME_LIMIT)] = 3600
     caller_id: str = ""
     # Caller IDs a request may ask for (empty: any); caller_id is always allowed.
-    caller_ids: list[str] = field(default_factory=list)
+    caller_ids: list[str] = Field(default_factory=list)
     record: bool = True
 
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, region: str) -> str:
+        if region in phonenumbers.SUPPORTED_REGIONS:
+            return region
+        if region.upper() in phonenumbers.SUPPORTED_REGIONS:
+            raise problem(f"write the region in capitals: {region.upper()!r}")
+        raise problem("not a region phonenumbers knows: use a two-letter ISO 3166 code "
+                      "such as \"ZA\", \"GB\" or \"US\"")
 
-@dataclass
-class RoutingConfig:
+    @field_validator("caller_id")
+    @classmethod
+    def _caller_id(cls, caller_id: str) -> str:
+        if caller_id and not _CALLER_ID.fullmatch(caller_id):
+            raise problem("must be 3-20 digits with an optional leading +, or \"\"")
+        return caller_id
+
+    @field_validator("caller_ids")
+    @classmethod
+    def _caller_ids(cls, caller_ids: list[str]) -> list[str]:
+        for caller_id in caller_ids:
+            if not _CALLER_ID.fullmatch(caller_id):
+                raise problem(f"{caller_id!r} is not 3-20 digits with an optional leading +")
+        return caller_ids
+
+
+class RoutingConfig(Section):
     # How long a dial-whom URL may take to answer before its fallback is asked.
-    dial_whom_timeout: float = 10.0
+    dial_whom_timeout: Seconds = 10.0
 
 
-@dataclass
-class MediaConfig:
+class MediaConfig(Section):
     """Where whisper audio and recordings live, as the controller sees them, and
     the same folders as the switch sees them (they differ when the switch runs
     in a chroot or container; empty means the same path)."""
 
-    whisper_dir: str = "/var/lib/callconnect/whispers"
+    whisper_dir: Name = "/var/lib/callconnect/whispers"
     whisper_switch_dir: str = ""
-    recording_dir: str = "/var/spool/callconnect/recordings"
+    recording_dir: Name = "/var/spool/callconnect/recordings"
     recording_switch_dir: str = ""
 
 
-@dataclass
-class WhisperConfig:
-    voice: str = "en"
-    rate: int = 160  # words per minute
-    max_seconds: float = 30.0
+class WhisperConfig(Section):
+    voice: Name = "en"
+    # Words per minute.
+    rate: Annotated[int, Field(ge=MIN_SPEECH_RATE, le=MAX_SPEECH_RATE)] = 160
+    max_seconds: Seconds = 30.0
     # Renders (espeak-ng + sox) running at once; more wait up to render_wait_seconds.
-    max_concurrent_renders: int = 2
-    render_wait_seconds: float = 10.0
+    max_concurrent_renders: AtLeastOne = 2
+    render_wait_seconds: Seconds = 10.0
     # The cache of rendered files: unused this long, or over this size (least
     # recently used first), they are deleted; never one used in the last 2 days.
-    cache_max_age_days: float = 30.0
-    cache_max_mb: float = 500.0
+    cache_max_age_days: Seconds = 30.0
+    cache_max_mb: Annotated[float, Field(gt=0)] = 500.0
     b_unreached_message: str = (
         "Sorry, the other party could not be reached. Please try again later. Goodbye."
     )
 
 
-@dataclass
-class WebhookConfig:
+class WebhookConfig(Section):
     url: str = ""
-    timeout: float = 10.0
-    attempts: int = 3  # the command line's direct attempts
+    timeout: Seconds = 10.0
+    attempts: AtLeastOne = 3  # the command line's direct attempts
     # Standard Webhooks signing secret ("whsec_" + base64 of 24 bytes or more).
     # The daemon refuses to start without one unless unsigned = true.
-    signing_secret: str = field(default="", repr=False)
+    signing_secret: str = Field(default="", repr=False)
     unsigned: bool = False
-    max_age_hours: float = 24.0  # how long the daemon keeps retrying a delivery
-    retry_base_seconds: float = 5.0  # first retry delay; doubles, with jitter
+    max_age_hours: Seconds = 24.0  # how long the daemon keeps retrying a delivery
+    retry_base_seconds: Seconds = 5.0  # first retry delay; doubles, with jitter
     # The daemon's outbox: deliveries in flight at once, and at most so many to one host
     # (name and port), so a slow or dead receiver cannot hold up the others.
-    concurrency: int = 16
-    per_host_concurrency: int = 4
+    concurrency: AtLeastOne = 16
+    per_host_concurrency: AtLeastOne = 4
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return _checked_url(url)
 
     def daemon_signing_secret(self) -> str | None:
         """The secret the daemon signs with; None (unsigned) only when asked
@@ -149,27 +214,26 @@ class WebhookConfig:
             setting="webhook.signing_secret")
 
 
-@dataclass
-class ApiConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
+class ApiConfig(Section):
+    host: Name = "127.0.0.1"
+    port: Port = 8080
     # Bearer tokens that may use the API (CALLCONNECT_API_TOKENS: comma-separated).
-    tokens: list[str] = field(default_factory=list, repr=False)
+    tokens: list[str] = Field(default_factory=list, repr=False)
     # Public base URL of this API, for recording links in results ("" = the
     # bind address: http://<host>:<port>, a wildcard host as this machine's name).
     public_url: str = ""
     # How long a signed recording link (in the completion webhook) works.
-    recording_link_hours: float = 168.0
+    recording_link_hours: Hours = 168.0
     # Over these, POST /v1/calls answers 429 with Retry-After (0 = no limit).
-    max_calls_per_second: float = 0.0
-    max_active_calls: int = 0
+    max_calls_per_second: Rate = 0.0
+    max_active_calls: Count = 0
     # A request's head must arrive whole within header_timeout s (from the
     # connection, or the previous answer), its body within body_timeout s after.
-    header_timeout: float = 10.0
-    body_timeout: float = 10.0
+    header_timeout: Seconds = 10.0
+    body_timeout: Seconds = 10.0
     # Open HTTP connections; at the cap the longest-idle one is closed for a new one.
-    max_connections: int = 1000
-    max_body_bytes: int = 65536  # larger bodies get 413 body-too-large
+    max_connections: AtLeastOne = 1000
+    max_body_bytes: AtLeastOne = 65536  # larger bodies get 413 body-too-large
     metrics_auth: bool = False  # true: /metrics needs a token too
     docs: bool = False  # true: /docs and /redoc, served without any CDN
     docs_auth: bool = False  # true: /docs, /redoc and /openapi.json need a token
@@ -185,65 +249,86 @@ class ApiConfig:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
+    @field_validator("tokens")
+    @classmethod
+    def _tokens(cls, tokens: list[str]) -> list[str]:
+        if any(not token.strip() or token != token.strip() for token in tokens):
+            raise problem("a token must not be empty or start or end with a space")
+        return tokens
 
-@dataclass
-class RetentionConfig:
-    """What the daemon deletes once older than so many days (0 = kept for
-    good), once an hour. Never a call still in progress or scheduled, nor a
-    delivery still pending; whisper files follow whisper.cache_max_age_days."""
-
-    calls_days: float = 0.0  # ended calls, with their timelines and deliveries
-    deliveries_days: float = 30.0  # webhook deliveries no longer pending
-    recordings_days: float = 90.0  # recording files, by their last change
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str) -> str:
+        return _checked_url(url)
 
 
-@dataclass
-class ComplianceConfig:
+class ComplianceConfig(Section):
     # A do-not-call list: one number per line (# comments); the API adds more.
     dnc_file: str = ""
     # Calls to a number are placed only within these hours of its own time
     # zone ("08:00-21:00"; "" = any time), on these days (empty = every day).
     calling_hours: str = ""
-    calling_days: list[str] = field(default_factory=list)
+    calling_days: list[str] = Field(default_factory=list)
     # Most calls placed to one number in any 24 hours (0 = no cap).
-    max_attempts_per_number_per_day: int = 0
+    max_attempts_per_number_per_day: Count = 0
 
 
-@dataclass
-class LimitsConfig:
+class LimitsConfig(Section):
     """Per trunk and per agent (leg A, and the agent leg B reaches); over a
     limit POST /v1/calls answers 429 with Retry-After (0 = no limit)."""
 
-    trunk_calls_per_second: float = 0.0
-    trunk_max_active: int = 0
-    agent_calls_per_second: float = 0.0
-    agent_max_active: int = 0
+    trunk_calls_per_second: Rate = 0.0
+    trunk_max_active: Count = 0
+    agent_calls_per_second: Rate = 0.0
+    agent_max_active: Count = 0
 
 
-@dataclass
-class StoreConfig:
-    path: str = "/var/lib/callconnect/callconnect.sqlite3"
+class RetentionConfig(Section):
+    """What the daemon deletes once older than so many days (0 = kept for
+    good), once an hour. Never a call still in progress or scheduled, nor a
+    delivery still pending; whisper files follow whisper.cache_max_age_days."""
+
+    calls_days: Days = 0.0  # ended calls, with their timelines and deliveries
+    deliveries_days: Days = 30.0  # webhook deliveries no longer pending
+    recordings_days: Days = 90.0  # recording files, by their last change
 
 
-@dataclass
-class Config:
-    backend: str = "asterisk"
-    asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
-    freeswitch: FreeswitchConfig = field(default_factory=FreeswitchConfig)
-    calls: CallDefaults = field(default_factory=CallDefaults)
-    media: MediaConfig = field(default_factory=MediaConfig)
-    whisper: WhisperConfig = field(default_factory=WhisperConfig)
-    webhook: WebhookConfig = field(default_factory=WebhookConfig)
-    api: ApiConfig = field(default_factory=ApiConfig)
-    store: StoreConfig = field(default_factory=StoreConfig)
-    routing: RoutingConfig = field(default_factory=RoutingConfig)
-    outbound: OutboundConfig = field(default_factory=OutboundConfig)
-    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
-    destinations: DestinationsConfig = field(default_factory=DestinationsConfig)
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
+class StoreConfig(Section):
+    path: Name = "/var/lib/callconnect/callconnect.sqlite3"
+
+
+class Config(Section):
+    backend: Backend = "asterisk"
+    asterisk: AsteriskConfig = Field(default_factory=AsteriskConfig)
+    freeswitch: FreeswitchConfig = Field(default_factory=FreeswitchConfig)
+    calls: CallDefaults = Field(default_factory=CallDefaults)
+    media: MediaConfig = Field(default_factory=MediaConfig)
+    whisper: WhisperConfig = Field(default_factory=WhisperConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    outbound: OutboundConfig = Field(default_factory=OutboundConfig)
+    compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
+    destinations: DestinationsConfig = Field(default_factory=DestinationsConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     # Agent groups: [groups.NAME] strategy, agents, ring_timeout, fallbacks ...
-    groups: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, Any] = Field(default_factory=dict)
+    # The file this config was read from, if any (not a setting).
+    _file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def file(self) -> Path | None:
+        return self._file
+
+    @property
+    def is_lab(self) -> bool:
+        """Read from the lab's own config (sip-lab/callconnect.toml, beside the
+        lab's script): errors may then suggest the lab's commands."""
+        folder = self._file.resolve().parent if self._file is not None else None
+        return folder is not None and folder.name == LAB_FOLDER \
+            and (folder / LAB_SCRIPT).is_file()
 
     def agent_groups(self) -> dict[str, Group]:
         groups: dict[str, Group] = {}
@@ -271,156 +356,48 @@ def _switch_path(host_path: Path, host_dir: str, switch_dir: str) -> str:
     return str(Path(switch_dir) / host_path.relative_to(host_dir))
 
 
+def _checked_url(url: str) -> str:
+    """"" or the form of an http(s) URL (the [outbound] policy is checked too,
+    after the whole config is read)."""
+    if url:
+        wrong = url_problem(url, None)
+        if wrong is not None:
+            raise problem(wrong)
+    return url
+
+
 def load_config(path: str | os.PathLike[str] | None = None,
                 environ: dict[str, str] | None = None) -> Config:
-    config = Config()
-    if path is not None:
-        file = Path(path)
-        try:
-            data = tomllib.loads(file.read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {file} does not exist", path=str(file)) from exc
-        except OSError as exc:
-            raise ConfigError(f"config file {file} cannot be read: {exc.strerror}",
-                              path=str(file)) from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {file} is not valid TOML: {exc}", path=str(file)) from exc
-        _apply(config, data, "", file.resolve().parent)
-    _apply_env(config, os.environ if environ is None else environ)
-    _check(config)
+    """The config from its defaults, the TOML file at ``path`` (if any) and the
+    environment (``os.environ`` unless given); ConfigError names the first
+    wrong setting and where it came from."""
+    env = os.environ if environ is None else environ
+    layers = Layers(Config)
+    file = Path(path) if path is not None else None
+    if file is not None:
+        layers.add_file(file)
+    layers.add_credentials(env)
+    layers.add_env(env)
+    config = layers.build(Config)
+    config._file = file
+    try:
+        _check(config)
+    except ConfigError as exc:
+        raise layers.recheck(exc) from exc
     return config
 
 
-def _apply(target: Any, data: dict[str, Any], where: str, base: Path) -> None:
-    hints = get_type_hints(type(target))
-    known = {f.name for f in fields(target)}
-    for key, value in data.items():
-        name = f"{where}{key}"
-        if key not in known:
-            raise ConfigError(f"unknown setting {name!r}", setting=name)
-        current = getattr(target, key)
-        if is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{name} must be a table", setting=name)
-            _apply(current, value, name + ".", base)
-        elif key == "routes":
-            setattr(target, key, [_route(item, name) for item in value])
-        elif key == "groups":
-            if not isinstance(value, dict):
-                raise ConfigError("groups must be a table of groups", setting=name)
-            setattr(target, key, value)
-        else:
-            converted = _convert(value, hints[key], name)
-            if (key.endswith(("_dir", "_file")) or key == "path") and converted \
-                    and not Path(converted).is_absolute():
-                converted = str((base / converted).resolve())
-            setattr(target, key, converted)
-
-
-def _route(item: Any, name: str) -> Route:
-    if not isinstance(item, dict) or set(item) != {"prefix", "endpoint"}:
-        raise ConfigError(f"each of {name} needs exactly prefix and endpoint", setting=name)
-    return Route(str(item["prefix"]), str(item["endpoint"]))
-
-
-def _apply_env(config: Config, environ: Any) -> None:
-    for section in fields(config):
-        value = getattr(config, section.name)
-        if is_dataclass(value):
-            hints = get_type_hints(type(value))
-            for item in fields(value):
-                env = f"{ENV_PREFIX}{section.name}_{item.name}".upper()
-                if env in environ and item.name != "routes":
-                    setattr(value, item.name, _convert(environ[env], hints[item.name], env))
-        elif section.name != "groups":  # groups are tables: from the file only
-            env = f"{ENV_PREFIX}{section.name}".upper()
-            if env in environ:
-                setattr(config, section.name, environ[env])
-
-
-def _convert(value: Any, kind: Any, name: str) -> Any:
-    if kind == list[str]:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise ConfigError(f"{name} must be a list of strings", setting=name)
-        return [i.strip() for i in items if i.strip()]
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if kind in (int, float):
-            if isinstance(value, bool) or (kind is int and isinstance(value, float)):
-                raise ValueError(value)
-            return kind(value)
-        if kind is str:
-            if not isinstance(value, (str, int, float)):
-                raise ValueError(value)
-            return str(value)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be {kind.__name__}, got {value!r}", setting=name) from exc
-    raise ConfigError(f"{name} cannot be set here", setting=name)
-
-
 def _check(config: Config) -> None:
-    if config.backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}",
-                          setting="backend")
-    if not MIN_RING_TIMEOUT <= config.calls.ring_timeout <= MAX_RING_TIMEOUT:
-        raise ConfigError(f"calls.ring_timeout must be {MIN_RING_TIMEOUT}-{MAX_RING_TIMEOUT} seconds",
-                          setting="calls.ring_timeout")
+    """What one field's bounds cannot say: settings read together."""
     config.agent_groups()  # a bad group fails at start, not on the first call
-    if config.calls.time_limit < 1:
-        raise ConfigError("calls.time_limit must be at least 1 second", setting="calls.time_limit")
-    _check_compliance(config)
-    check_destinations(config.destinations)
-    _check_api(config)
-    _check_whisper(config.whisper)
-    for name in ("concurrency", "per_host_concurrency"):
-        if getattr(config.webhook, name) < 1:
-            raise ConfigError(f"webhook.{name} must be at least 1", setting=f"webhook.{name}")
-
-
-def _check_whisper(whisper: WhisperConfig) -> None:
-    if whisper.max_concurrent_renders < 1:
-        raise ConfigError("whisper.max_concurrent_renders must be at least 1",
-                          setting="whisper.max_concurrent_renders")
-    for name in ("render_wait_seconds", "cache_max_age_days", "cache_max_mb"):
-        if not getattr(whisper, name) > 0:
-            raise ConfigError(f"whisper.{name} must be more than 0", setting=f"whisper.{name}")
-
-
-def _check_compliance(config: Config) -> None:
     compliance = config.compliance
     try:
         window_of(compliance.calling_hours, compliance.calling_days,
                   "compliance.calling_hours", "compliance.calling_days")
     except InvalidRequest as exc:
         raise ConfigError(exc.message, setting=exc.details.get("field", "compliance")) from exc
-    if compliance.max_attempts_per_number_per_day < 0:
-        raise ConfigError("compliance.max_attempts_per_number_per_day must be 0 (no cap) or more",
-                          setting="compliance.max_attempts_per_number_per_day")
-    for name in ("trunk_calls_per_second", "trunk_max_active", "agent_calls_per_second",
-                 "agent_max_active"):
-        if getattr(config.limits, name) < 0:
-            raise ConfigError(f"limits.{name} must be 0 (no limit) or more",
-                              setting=f"limits.{name}")
-
-
-def _check_api(config: Config) -> None:
-    api = config.api
-    for name in ("header_timeout", "body_timeout", "max_connections", "max_body_bytes",
-                 "recording_link_hours"):
-        if getattr(api, name) <= 0:
-            raise ConfigError(f"api.{name} must be more than 0", setting=f"api.{name}")
-    if api.public_url and not api.public_url.startswith(("http://", "https://")):
-        raise ConfigError(f"api.public_url must start with http:// or https://, got "
-                          f"{api.public_url!r}", setting="api.public_url")
-    for name in ("calls_days", "deliveries_days", "recordings_days"):
-        if getattr(config.retention, name) < 0:
-            raise ConfigError(f"retention.{name} must be 0 (keep for good) or more",
-                              setting=f"retention.{name}")
+    check_destinations(config.destinations)
+    if config.webhook.url:
+        wrong = url_problem(config.webhook.url, config.outbound)
+        if wrong is not None:
+            raise ConfigError(f"webhook.url is refused: {wrong}", setting="webhook.url")

@@ -23,22 +23,23 @@ import asyncio
 import ipaddress
 import re
 import socket
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from pydantic import Field
+
 from controller.errors import InvalidField, OutboundRefused
+from controller.settings import Section
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass
-class OutboundConfig:
+class OutboundConfig(Section):
     """URLs the controller itself requests: webhooks and dial-whom URLs (the
     config's [outbound] table)."""
 
     # Hosts they may name ("crm.example.com", or "*.example.com" for its
     # subdomains); empty: any host with a public address.
-    allowed_hosts: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list)
     # Loopback, private, link-local and other non-public addresses are refused
     # unless this is on (labs and tests that run their receivers on 127.0.0.1).
     allow_private: bool = False

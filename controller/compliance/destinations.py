@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 import phonenumbers
+from pydantic import Field
 
 from controller.errors import ConfigError, DestinationRefused
 from controller.numbers import ENDPOINT_PREFIX, TargetKind, target_of
 from controller.outbound import host_allowed
+from controller.settings import Section
 
 SECTION = "destinations"
 ALLOWED_PREFIXES = "destinations.allowed_prefixes"
@@ -39,19 +41,18 @@ ENDPOINTS = "destinations.endpoints"
 _PREFIX = re.compile(r"\+[0-9]{1,15}")
 
 
-@dataclass
-class DestinationsConfig:
+class DestinationsConfig(Section):
     """The config's [destinations] table; empty lists allow any target."""
 
     # E.164 prefixes ("+27", "+2786"); the longest match of the two lists decides.
-    allowed_prefixes: list[str] = field(default_factory=list)
-    blocked_prefixes: list[str] = field(default_factory=list)
+    allowed_prefixes: list[str] = Field(default_factory=list)
+    blocked_prefixes: list[str] = Field(default_factory=list)
     # Refuse numbers phonenumbers knows as premium rate.
     block_premium_rate: bool = True
     # Hosts sip: URIs may name ("pbx.example.com", "*.example.com"; IPv6 as "[2001:db8::1]").
-    sip_hosts: list[str] = field(default_factory=list)
+    sip_hosts: list[str] = Field(default_factory=list)
     # Switch endpoint names endpoint: targets may name ("desk-12", "desk-*").
-    endpoints: list[str] = field(default_factory=list)
+    endpoints: list[str] = Field(default_factory=list)
 
 
 def check_config(config: DestinationsConfig) -> None:

@@ -100,7 +100,10 @@ url = "https://example.com/hook"
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
-    assert load_config(write_toml(tmp_path, ""), environ=NO_ENV) == Config()
+    path = write_toml(tmp_path, "")
+    config = load_config(path, environ=NO_ENV)
+    assert config.model_dump() == Config().model_dump()
+    assert config.file == path
 
 
 def test_path_may_be_a_string(tmp_path: Path) -> None:
@@ -175,7 +178,7 @@ def test_inline_routes_parse(tmp_path: Path) -> None:
 def test_bad_routes_are_refused(tmp_path: Path, routes: str) -> None:
     path = write_toml(tmp_path, f"[asterisk]\nroutes = {routes}\n")
     error = config_error(path)
-    assert error.details == {"setting": "asterisk.routes"}
+    assert error.details == {"setting": "asterisk.routes", "source": str(path)}
     assert "prefix and endpoint" in error.message
 
 
@@ -250,33 +253,48 @@ def test_env_booleans(text: str, expected: bool) -> None:
 )
 def test_bad_env_values_are_refused(name: str, value: str) -> None:
     error = config_error(environ={name: value})
-    assert error.details == {"setting": name}
-    assert repr(value) in error.message
+    setting = name.removeprefix("CALLCONNECT_").lower().replace("_", ".", 1)
+    assert error.details == {"setting": setting, "source": name}
+    assert error.message.startswith(f'{setting} = "{value}" from {name}: must be ')
 
 
 def test_env_can_break_the_ring_timeout_check() -> None:
     error = config_error(environ={"CALLCONNECT_CALLS_RING_TIMEOUT": "0"})
-    assert error.details == {"setting": "calls.ring_timeout"}
+    assert error.details == {"setting": "calls.ring_timeout",
+                             "source": "CALLCONNECT_CALLS_RING_TIMEOUT"}
+    assert error.message == ("calls.ring_timeout = 0 from CALLCONNECT_CALLS_RING_TIMEOUT: "
+                             "must be at least 1")
 
 
 # ---------------------------------------------------------------- refusals
 
 
 def test_unknown_setting(tmp_path: Path) -> None:
-    error = config_error(write_toml(tmp_path, '[asterisk]\nhots = "x"\n'))
-    assert error.details == {"setting": "asterisk.hots"}
-    assert "unknown setting 'asterisk.hots'" in error.message
+    path = write_toml(tmp_path, '[asterisk]\nhots = "x"\n')
+    error = config_error(path)
+    assert error.details == {"setting": "asterisk.hots", "source": str(path)}
+    assert error.message == f"asterisk.hots in {path}: unknown setting (did you mean asterisk.host?)"
+
+
+def test_an_unknown_keys_value_is_not_shown(tmp_path: Path) -> None:
+    """It may be a misspelt secret."""
+    path = write_toml(tmp_path, '[asterisk]\nsecert = "hunter2"\n')
+    error = config_error(path)
+    assert error.message == (f"asterisk.secert in {path}: unknown setting "
+                             "(did you mean asterisk.secret?)")
 
 
 def test_unknown_section(tmp_path: Path) -> None:
     error = config_error(write_toml(tmp_path, "[kamailio]\nport = 5060\n"))
-    assert error.details == {"setting": "kamailio"}
+    assert error.details["setting"] == "kamailio"
+    assert "unknown setting" in error.message
 
 
 def test_section_must_be_a_table(tmp_path: Path) -> None:
-    error = config_error(write_toml(tmp_path, "asterisk = 5\n"))
-    assert error.details == {"setting": "asterisk"}
-    assert "must be a table" in error.message
+    path = write_toml(tmp_path, "asterisk = 5\n")
+    error = config_error(path)
+    assert error.details == {"setting": "asterisk", "source": str(path)}
+    assert error.message == f"asterisk = 5 in {path}: must be a table"
 
 
 @pytest.mark.parametrize(
@@ -291,8 +309,10 @@ def test_section_must_be_a_table(tmp_path: Path) -> None:
     ],
 )
 def test_wrong_type(tmp_path: Path, toml: str, setting: str) -> None:
-    error = config_error(write_toml(tmp_path, toml))
-    assert error.details == {"setting": setting}
+    path = write_toml(tmp_path, toml)
+    error = config_error(path)
+    assert error.details == {"setting": setting, "source": str(path)}
+    assert f" in {path}: must be " in error.message
 
 
 def test_float_for_int_setting_is_refused(tmp_path: Path) -> None:
@@ -319,11 +339,14 @@ def test_bad_toml(tmp_path: Path) -> None:
     assert "is not valid TOML" in error.message
 
 
-@pytest.mark.parametrize("ring_timeout", [0, -1, 601, 3600])
-def test_ring_timeout_out_of_range(tmp_path: Path, ring_timeout: int) -> None:
-    error = config_error(write_toml(tmp_path, f"[calls]\nring_timeout = {ring_timeout}\n"))
-    assert error.details == {"setting": "calls.ring_timeout"}
-    assert "1-600" in error.message
+@pytest.mark.parametrize(("ring_timeout", "bound"),
+                         [(0, "at least 1"), (-1, "at least 1"), (601, "at most 600"),
+                          (3600, "at most 600")])
+def test_ring_timeout_out_of_range(tmp_path: Path, ring_timeout: int, bound: str) -> None:
+    path = write_toml(tmp_path, f"[calls]\nring_timeout = {ring_timeout}\n")
+    error = config_error(path)
+    assert error.details == {"setting": "calls.ring_timeout", "source": str(path)}
+    assert error.message == f"calls.ring_timeout = {ring_timeout} in {path}: must be {bound}"
 
 
 @pytest.mark.parametrize("ring_timeout", [1, 600])
@@ -334,15 +357,16 @@ def test_ring_timeout_bounds_accepted(tmp_path: Path, ring_timeout: int) -> None
 
 def test_time_limit_must_be_positive(tmp_path: Path) -> None:
     error = config_error(write_toml(tmp_path, "[calls]\ntime_limit = 0\n"))
-    assert error.details == {"setting": "calls.time_limit"}
+    assert error.details["setting"] == "calls.time_limit"
 
 
 def test_backend_must_be_a_known_one(tmp_path: Path) -> None:
-    error = config_error(write_toml(tmp_path, 'backend = "yate"\n'))
-    assert error.details == {"setting": "backend"}
-    assert "asterisk, freeswitch" in error.message
+    path = write_toml(tmp_path, 'backend = "yate"\n')
+    error = config_error(path)
+    assert error.details == {"setting": "backend", "source": str(path)}
+    assert error.message == f"backend = \"yate\" in {path}: must be one of 'asterisk' or 'freeswitch'"
     error = config_error(environ={"CALLCONNECT_BACKEND": "yate"})
-    assert error.details == {"setting": "backend"}
+    assert error.details == {"setting": "backend", "source": "CALLCONNECT_BACKEND"}
 
 
 def test_freeswitch_is_a_backend(tmp_path: Path) -> None:

@@ -101,8 +101,10 @@ class _Connection(Manager):  # type: ignore[misc]  # panoramisk has no type hint
 class AsteriskBackend:
     name = "asterisk"
 
-    def __init__(self, config: AsteriskConfig) -> None:
+    def __init__(self, config: AsteriskConfig, lab: bool = False) -> None:
+        """``lab``: the config is the lab's, so errors may suggest its commands."""
         self._config = config
+        self._lab = lab
         self._translator = AmiEventTranslator()
         self._sinks: dict[str, EventSink] = {}
         self._manager: Manager | None = None
@@ -147,8 +149,8 @@ class AsteriskBackend:
             manager.close()
             raise SwitchUnavailable(
                 f"cannot reach Asterisk AMI at {self.address} ({exc or 'timed out'}); "
-                "is Asterisk running and is manager.conf enabled on that address? "
-                "(lab: sudo make lab-up)",
+                "is Asterisk running and is manager.conf enabled on that address?"
+                + (" (lab: sudo make lab-up)" if self._lab else ""),
                 address=self.address,
             ) from exc
         if response is None or not response.success:
