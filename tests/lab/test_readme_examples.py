@@ -52,7 +52,7 @@ curl() {
     *) echo "HTTP $status where the README says $__expected: curl $*" >&2; return 1 ;;
   esac
 }
-callconnect() { "$CALLCONNECT_PYTHON" -m controller "$@"; }
+callconnect() { "$README_EXAMPLES_PYTHON" -m controller "$@"; }
 """
 
 
@@ -176,7 +176,7 @@ async def test_every_tested_readme_example_runs(
     await daemon.ready()
     receiver = await webhook_receiver(answers=[410])
     values = {README_URL: daemon.url, **await disabled_delivery(daemon, receiver.url)}
-    env = {**os.environ, "CALLCONNECT_PYTHON": sys.executable, "PYTHONPATH": str(REPO),
+    env = {**os.environ, "README_EXAMPLES_PYTHON": sys.executable, "PYTHONPATH": str(REPO),
            "CALLCONNECT_URL": daemon.url, "CALLCONNECT_TOKEN": README_TOKEN}
     failures = []
     try:
