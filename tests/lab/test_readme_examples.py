@@ -9,7 +9,8 @@ the next one). The examples' address (``http://127.0.0.1:8080``) is the test
 daemon's, its token is the lab's (``lab``), ``callconnect`` runs this
 checkout's command line with ``CALLCONNECT_URL`` and ``CALLCONNECT_TOKEN`` set
 to that daemon, and the placeholders ``evt_…`` and ``3f1c…`` stand for a real
-delivery's event id and its disabled URL's id."""
+delivery's event id and its disabled URL's id, ``5f0c…`` for that call's id.
+The blocks run in a folder of their own, so files they write stay there."""
 
 from __future__ import annotations
 
@@ -153,7 +154,8 @@ async def disabled_delivery(client_daemon: DaemonProcess, receiver_url: str) -> 
             listed = (await client.get("/v1/webhooks/deliveries", params={
                 "call_id": call_id, "state": "disabled"})).json()["deliveries"]
             if listed:
-                return {"evt_…": listed[0]["event_id"], "3f1c…": listed[0]["url_id"]}
+                return {"evt_…": listed[0]["event_id"], "3f1c…": listed[0]["url_id"],
+                        "5f0c…": call_id}
             await asyncio.sleep(0.2)
     raise AssertionError(f"the 410 never disabled call {call_id}'s webhook URL")
 
@@ -169,7 +171,8 @@ async def hang_up_every_call(daemon: DaemonProcess) -> None:
 
 @pytest.mark.lab
 async def test_every_tested_readme_example_runs(
-        start_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
+        start_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver,
+        tmp_path: Path) -> None:
     blocks = marked_blocks(README.read_text())
     assert len(blocks) >= 6, f"only {len(blocks)} blocks are marked {FENCE!r} in the README"
     daemon = start_daemon(CALLCONNECT_API_TOKENS=README_TOKEN)
@@ -182,7 +185,7 @@ async def test_every_tested_readme_example_runs(
     try:
         for block in blocks:
             run = await asyncio.to_thread(
-                subprocess.run, ["bash", "-c", script(block.text, values)], env=env, cwd=REPO,
+                subprocess.run, ["bash", "-c", script(block.text, values)], env=env, cwd=tmp_path,
                 capture_output=True, text=True, timeout=BLOCK_TIMEOUT)
             if run.returncode != 0:
                 failures.append(f"README.md:{block.line}: exit {run.returncode}\n"
