@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from controller.client.http import (
-    ApiError,
     Daemon,
     UsageError,
     expect_dict,
@@ -28,10 +27,6 @@ from controller.client.output import (
     printable,
     when,
 )
-
-# --all stops after this many pages (500 calls each at most): a cursor that
-# never ends is the daemon's bug, not a reason to loop forever.
-MAX_PAGES = 10_000
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -85,16 +80,7 @@ def moment(text: str) -> float:
 def list_calls(args: argparse.Namespace, daemon: Daemon, fmt: Format) -> int:
     params = {"status": args.status, "created_after": args.created_after,
               "created_before": args.created_before, "limit": args.limit, "cursor": args.cursor}
-    page = expect_dict(daemon.json("GET", "/v1/calls", params=params))
-    calls = expect_list(page.get("calls"), "calls")
-    pages = 1
-    while args.all and page.get("next_cursor"):
-        if pages >= MAX_PAGES:
-            raise ApiError("bad-response", f"the daemon gave over {MAX_PAGES} pages of calls")
-        page = expect_dict(daemon.json("GET", "/v1/calls",
-                                       params={**params, "cursor": page["next_cursor"]}))
-        calls += expect_list(page.get("calls"), "calls")
-        pages += 1
+    calls, page = daemon.page_items("/v1/calls", params, "calls", args.all)
     if fmt == "json":
         print_json({"calls": calls, "next_cursor": None} if args.all else page)
         return EXIT_OK

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from controller.client.http import ApiError, Daemon, expect_dict, expect_list, segment
+from controller.client.http import ApiError, Daemon, expect_dict, segment
 from controller.client.output import (
     EXIT_OK,
     Format,
@@ -19,7 +19,6 @@ from controller.client.output import (
 
 # `dnc check` on a number that is not listed: not an error, but not "listed" either.
 EXIT_NOT_LISTED = 3
-MAX_PAGES = 10_000  # --all gives up past this many pages (1000 numbers each at most)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -55,16 +54,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def list_numbers(args: argparse.Namespace, daemon: Daemon, fmt: Format) -> int:
     params = {"limit": args.limit, "cursor": args.cursor}
-    page = expect_dict(daemon.json("GET", "/v1/dnc", params=params))
-    entries = expect_list(page.get("entries"), "entries")
-    pages = 1
-    while args.all and page.get("next_cursor"):
-        if pages >= MAX_PAGES:
-            raise ApiError("bad-response", f"the daemon gave over {MAX_PAGES} pages of numbers")
-        page = expect_dict(daemon.json("GET", "/v1/dnc",
-                                       params={**params, "cursor": page["next_cursor"]}))
-        entries += expect_list(page.get("entries"), "entries")
-        pages += 1
+    entries, page = daemon.page_items("/v1/dnc", params, "entries", args.all)
     if fmt == "json":
         print_json({"entries": entries, "next_cursor": None} if args.all else page)
         return EXIT_OK

@@ -23,6 +23,11 @@ DEFAULT_TIMEOUT = 10.0
 MAX_JSON_BYTES = 32 * 1024 * 1024
 
 
+# Following cursors stops after this many pages: a cursor that never ends is
+# the daemon's bug, not a reason to loop forever.
+MAX_PAGES = 10_000
+
+
 class UsageError(Exception):
     """Bad flags or environment: nothing was sent."""
 
@@ -106,6 +111,22 @@ class Daemon:
             if response.status_code == 204:
                 return None
             return self._read_json(response)
+
+    def page_items(self, path: str, params: Mapping[str, Any], key: str,
+                   every_page: bool) -> tuple[list[Any], dict[str, Any]]:
+        """The items under ``key`` of one page (or, with ``every_page``, of
+        every page, following the cursors), and the last page read."""
+        page = expect_dict(self.json("GET", path, params=params))
+        items = expect_list(page.get(key), key)
+        pages = 1
+        while every_page and page.get("next_cursor"):
+            if pages >= MAX_PAGES:
+                raise ApiError("bad-response", f"the daemon gave over {MAX_PAGES} pages of {key}")
+            page = expect_dict(self.json("GET", path,
+                                         params={**params, "cursor": page["next_cursor"]}))
+            items += expect_list(page.get(key), key)
+            pages += 1
+        return items, page
 
     def download(self, path: str, into: IO[bytes]) -> int:
         """Stream a file the daemon serves into ``into``; the bytes written."""
