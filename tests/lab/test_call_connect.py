@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import audioop
-import dataclasses
 import signal
 import subprocess
 import tempfile
@@ -156,8 +155,8 @@ async def test_recording_can_be_turned_off(controller: Controller) -> None:
 
 @pytest.mark.lab
 async def test_a_number_the_switch_cannot_route_fails_with_the_reason(lab_config: Config) -> None:
-    config = dataclasses.replace(lab_config, asterisk=dataclasses.replace(
-        lab_config.asterisk, trunk_endpoint="no-such-endpoint"))
+    config = lab_config.model_copy(update={"asterisk": lab_config.asterisk.model_copy(
+        update={"trunk_endpoint": "no-such-endpoint"})})
     async with Controller(config, ConsoleListener(config, progress=False)) as controller:
         call = await controller.calls.start(CallRequest(leg_a="+442079460018", leg_b="+27115550202"))
         result = await asyncio.wait_for(call.wait(), 30)

@@ -81,7 +81,7 @@ def test_a_call_connects_through_the_containers_and_is_recorded(container_lab: N
 
     # Written by Asterisk in the container into the mounted host folder.
     recording = Path(result["recording"]["path"])
-    assert recording.parent == REPO / ".lab" / "docker" / "recordings"
+    assert recording.parent.resolve() == (REPO / ".lab" / "docker" / "recordings").resolve()
     with wave.open(str(recording)) as audio:
         assert (audio.getframerate(), audio.getnchannels(), audio.getsampwidth()) == (8000, 1, 2)
         seconds = audio.getnframes() / audio.getframerate()

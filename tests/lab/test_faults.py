@@ -171,7 +171,7 @@ async def test_malformed_and_split_frames_are_skipped(
     assert ended["result"]["whisper"]["played"] is True
     assert proxy.junk_sent >= 20
     assert proxy.connections == 1 and not log_events(daemon, "ami.disconnected")
-    assert "callconnect_switch_reconnects 0.0" in metrics
+    assert "callconnect_switch_reconnects_total 0.0" in metrics
 
 
 @pytest.fixture
