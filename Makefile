@@ -4,13 +4,22 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 LAB := sip-lab/lab
+# make demo BACKEND=freeswitch runs the demo on the lab's FreeSWITCH instead.
+BACKEND ?= asterisk
+ifeq ($(BACKEND),freeswitch)
+CONFIG := sip-lab/callconnect-freeswitch.toml
+else ifeq ($(BACKEND),asterisk)
 CONFIG := sip-lab/callconnect.toml
+else
+$(error BACKEND must be asterisk or freeswitch, not $(BACKEND))
+endif
 HOST_PACKAGES := sip-tester debootstrap espeak-ng sox tcpdump iproute2
 
 .PHONY: install demo test unit lint openapi daemon bench soak lab-up lab-down lab-status clean
 
 # Everything a fresh machine needs: host packages, the Python package with its
-# test tools in .venv, and the lab's Asterisk root (built once, ~1 minute).
+# test tools in .venv, the lab's Asterisk root (built once, ~1 minute) and its
+# FreeSWITCH (built once from the vendored sources into /var/cache, ~3 minutes).
 install: $(VENV)/.installed
 	@$(LAB) install
 
@@ -29,7 +38,8 @@ $(VENV)/.installed: pyproject.toml
 
 # A real call connect on the lab: A answers, hears the whisper, B is dialed,
 # they talk for 8 seconds, the call is recorded and the result printed.
-demo: install lab-up
+demo: $(VENV)/.installed
+	@$(LAB) up $(BACKEND)
 	$(VENV)/bin/callconnect --config $(CONFIG) call \
 	  --leg-a +27115550101 --leg-b +27115550202 \
 	  --whisper "Connecting you to John Smith from the website form" \
@@ -38,6 +48,9 @@ demo: install lab-up
 test: install lint
 	@$(LAB) up
 	@$(PY) -m pytest -q -rfE; status=$$?; $(LAB) down; exit $$status
+
+# Both labs run during the tests (their ports differ): tests/lab on Asterisk,
+# tests/fslab on FreeSWITCH.
 
 # What runs without root or the lab: unit tests, the FreeSWITCH backend
 # against its Event Socket peer, and the API fuzzed from its OpenAPI document.

@@ -54,10 +54,12 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   hangup state handler, switch_core_state_machine.c, as
   switch_channel_cause_q850(): the cause if <= 127, else 16);
   CHANNEL_HANGUP_COMPLETE carries both. ``sip_hangup_disposition``: mod_sofia
-  sets ``recv_bye``/``recv_refuse`` before hanging up (so CHANNEL_HANGUP has
-  it), ``send_bye``/``send_cancel`` in its on_hangup handler (only
-  CHANNEL_HANGUP_COMPLETE has it); the values as in the
-  "sip_hangup_disposition" channel variable page.
+  sets ``recv_refuse`` before hanging up (so CHANNEL_HANGUP has it), but
+  ``recv_bye`` only after switch_channel_hangup() returns
+  (sofia_handle_sip_i_bye), and ``send_bye``/``send_cancel`` in its on_hangup
+  handler: only CHANNEL_HANGUP_COMPLETE has those. On a received BYE,
+  CHANNEL_HANGUP has ``sip_term_status`` (200) instead, set before the hangup;
+  as seen on FreeSWITCH 1.10.12 in the lab.
 * Applications, mod_dptools and switch_ivr: CHANNEL_EXECUTE and
   CHANNEL_EXECUTE_COMPLETE around every application (Application,
   Application-Data, Application-Response); ``park`` raises CHANNEL_PARK and
@@ -1311,7 +1313,10 @@ class EslPeer:
         """switch_channel_perform_hangup(), then the hangup state handlers."""
         if ch.hangup_cause:
             return
-        if disposition:  # the party's: mod_sofia sets it before hanging up
+        if disposition == "recv_bye":  # sofia_handle_sip_i_bye, before the hangup
+            ch.variables["sip_term_status"] = "200"
+            ch.variables["proto_specific_hangup_cause"] = "sip:200"
+        elif disposition:  # recv_refuse: mod_sofia sets it before hanging up
             ch.variables["sip_hangup_disposition"] = disposition
         ch.hangup_cause = cause
         self.hangups.append((ch.uuid, cause))
@@ -1321,7 +1326,9 @@ class EslPeer:
         ch.variables["hangup_cause"] = cause
         code = CAUSES.get(cause, 16)
         ch.variables["hangup_cause_q850"] = str(code if code <= 127 else 16)
-        if not disposition:  # ours: mod_sofia's on_hangup handler
+        if disposition == "recv_bye":  # after switch_channel_hangup() returned
+            ch.variables["sip_hangup_disposition"] = disposition
+        elif not disposition:  # ours: mod_sofia's on_hangup handler
             ch.variables["sip_hangup_disposition"] = (
                 "send_bye" if ch.answered.is_set() else "send_cancel")
         ch.call_state = "HANGUP"

@@ -102,8 +102,10 @@ def free_port() -> int:
 
 
 class DaemonProcess:
-    def __init__(self, store: Path, log: Path, env: dict[str, str]) -> None:
+    def __init__(self, store: Path, log: Path, env: dict[str, str],
+                 config: Path = LAB_CONFIG) -> None:
         self.port = free_port()
+        self.config = config
         self.log = log
         self.env = {**os.environ, "CALLCONNECT_API_PORT": str(self.port),
                     "CALLCONNECT_API_TOKENS": TOKEN, "CALLCONNECT_STORE_PATH": str(store),
@@ -115,7 +117,7 @@ class DaemonProcess:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "controller", "--config", str(LAB_CONFIG),
+                [sys.executable, "-m", "controller", "--config", str(self.config),
                  "--log-level", "info", "--json-logs", "daemon"],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
 

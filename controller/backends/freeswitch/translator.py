@@ -341,7 +341,15 @@ class FsEventTranslator(CallTracker):
 
 
 def _party_hangup(event: Mapping[str, str]) -> bool:
-    return event.get("variable_sip_hangup_disposition", "").startswith("recv_")
+    """The party hung up or refused. mod_sofia sets ``recv_refuse`` before
+    the hangup, but ``recv_bye`` only after it (sofia_handle_sip_i_bye):
+    CHANNEL_HANGUP for a received BYE has no disposition yet, only the
+    ``sip_term_status`` set from the BYE just before the hangup (a hangup of
+    ours has none then)."""
+    disposition = event.get("variable_sip_hangup_disposition", "")
+    if disposition:
+        return disposition.startswith("recv_")
+    return "variable_sip_term_status" in event
 
 
 def _timestamp(event: Mapping[str, str], now: float) -> float:

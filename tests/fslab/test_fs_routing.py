@@ -1,0 +1,179 @@
+"""Routing on the lab's real FreeSWITCH, placed through the daemon's API:
+simultaneous and sequential ring, confirm key, whisper on answer, hold music
+or ringback while B rings, an endpoint (directory user) target.
+
+Each agent is a SIPp phone of the test's own, reached as a sip: URI through
+the lab profile, 100 ports above the Asterisk lab tests' phones; its message
+trace tells when it was rung and when it was cancelled."""
+
+from __future__ import annotations
+
+import audioop
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lab.conftest import DaemonProcess
+from tests.lab.test_call_connect import Capture
+from tests.lab.test_routing import Phone, connect, entered, settle, states
+
+AGENT = "+27115550101"  # leg A: answer-a on udp 5171, media 17010
+AGENT_MEDIA_PORT = 17010
+CUSTOMER = "+27115550202"
+NO_ANSWER = "+27115550301"
+WHISPER = "Sales call"
+FIRST_PHONE_PORT = 5181
+
+
+@pytest.fixture
+def phones(tmp_path: Path) -> Iterator[Callable[..., Phone]]:
+    started: list[Phone] = []
+
+    def start(behaviour: str, calls: int = 1) -> Phone:
+        phone = Phone(FIRST_PHONE_PORT + len(started), behaviour,
+                      tmp_path / f"phone{len(started)}.trace", calls)
+        phone.start()
+        started.append(phone)
+        return phone
+
+    yield start
+    for phone in started:
+        phone.stop()
+
+
+@pytest.mark.fslab
+async def test_simultaneous_ring_first_answer_wins_and_the_others_stop_ringing(
+        fs_daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+    slow, winner, other = phones("no-answer.xml"), phones("answer.xml"), phones("no-answer.xml")
+    await settle()
+    result = await connect(fs_daemon, {"leg_a": AGENT, "leg_b": [slow.uri, winner.uri, other.uri],
+                                       "time_limit": 3, "record": False})
+    assert result["status"] == "completed", result["reason"]
+    assert result["answered_by"] == winner.uri
+    assert len(result["attempts"]) == 1
+    invites = [p.received("INVITE")[0] for p in (slow, winner, other)]
+    assert max(invites) - min(invites) < 0.5, "the targets were not rung together"
+    answered = result["leg_b_answered_at"]
+    for loser in (slow, other):
+        cancels = loser.received("CANCEL")
+        assert cancels, "a losing phone was left ringing"
+        assert cancels[0] - answered < 1.0
+        assert loser.stop() == 0  # its scenario ran to the end: INVITE, CANCEL, ACK
+
+
+@pytest.mark.fslab
+async def test_sequential_ring_each_target_with_its_own_ring_timeout(
+        fs_daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+    first, second, third = phones("no-answer.xml"), phones("busy.xml"), phones("answer.xml")
+    await settle()
+    result = await connect(fs_daemon, {
+        "leg_a": AGENT, "strategy": "sequential", "time_limit": 2, "record": False,
+        "leg_b": [{"to": first.uri, "ring_timeout": 3}, second.uri, third.uri]})
+    assert result["status"] == "completed", result["reason"]
+    assert [a["outcome"] for a in result["attempts"]] == ["no-answer", "busy", "answered"]
+    assert result["answered_by"] == third.uri
+    rung = [p.received("INVITE")[0] for p in (first, second, third)]
+    assert rung == sorted(rung), "not rung in order"
+    assert 2.5 < first.received("CANCEL")[0] - rung[0] < 4.0  # its own 3 s ring timeout
+
+
+@pytest.mark.fslab
+async def test_an_endpoint_target_is_the_directory_user(fs_daemon: DaemonProcess) -> None:
+    result = await connect(fs_daemon, {"leg_a": AGENT, "leg_b": "endpoint:lab-answer-b",
+                                       "time_limit": 2, "record": False})
+    assert result["status"] == "completed", result["reason"]
+    assert result["answered_by"] == "endpoint:lab-answer-b"
+
+
+@pytest.mark.fslab
+async def test_on_answer_whisper_then_confirm_key_bridges(
+        fs_daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+    agent = phones("answer-press-1.xml")
+    await settle()
+    result = await connect(fs_daemon, {
+        "leg_a": CUSTOMER, "leg_b": agent.uri, "whisper": WHISPER, "whisper_timing": "on_answer",
+        "confirm_key": "1", "time_limit": 2, "record": False})
+    assert result["status"] == "completed", result["reason"]
+    assert states(result)[:6] == ["dialing-a", "ringing-a", "dialing-b", "ringing-b",
+                                  "confirming", "bridged"]
+    # The agent heard the whisper and pressed 1 (2.5 s after answering) before the bridge.
+    assert entered(result, "bridged") - entered(result, "confirming") > 2.0
+
+
+@pytest.mark.fslab
+async def test_on_answer_whisper_without_a_key_bridges_after_it(
+        fs_daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+    agent = phones("answer.xml")
+    await settle()
+    result = await connect(fs_daemon, {
+        "leg_a": CUSTOMER, "leg_b": agent.uri, "whisper": "Connecting you to a caller from "
+        "the website form", "whisper_timing": "on_answer", "time_limit": 2, "record": False})
+    assert result["status"] == "completed", result["reason"]
+    assert entered(result, "bridged") - entered(result, "confirming") >= result["whisper"]["seconds"] - 0.3
+
+
+@pytest.mark.fslab
+async def test_a_wrong_key_declines_and_routing_moves_on(
+        fs_daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+    wrong, right = phones("answer-press-5.xml"), phones("answer-press-1.xml")
+    await settle()
+    result = await connect(fs_daemon, {
+        "leg_a": CUSTOMER, "leg_b": [wrong.uri, right.uri], "strategy": "sequential",
+        "confirm_key": "1", "confirm_timeout": 5, "time_limit": 2, "record": False})
+    assert [a["outcome"] for a in result["attempts"]] == ["declined", "answered"]
+    assert "pressed 5" in result["attempts"][0]["declined"]
+    assert result["answered_by"] == right.uri
+    assert wrong.received("BYE"), "the agent who declined was not hung up"
+
+
+@pytest.mark.fslab
+async def test_no_key_in_time_declines(fs_daemon: DaemonProcess,
+                                       phones: Callable[..., Phone]) -> None:
+    agent = phones("answer.xml")
+    await settle()
+    result = await connect(fs_daemon, {"leg_a": CUSTOMER, "leg_b": agent.uri, "confirm_key": "1",
+                                       "confirm_timeout": 2, "record": False})
+    assert result["status"] == "no-answer", result["reason"]
+    assert result["attempts"][0]["outcome"] == "declined"
+    assert result["attempts"][0]["declined"] == "pressed no key in time"
+
+
+# ---------------------------------------------------------------- what A hears while B rings
+
+# The lab's hold music is a tune of 392, 494 and 523 Hz (sip-lab/lab-freeswitch.sh);
+# FreeSWITCH's us-ring ringback is 440 + 480 Hz.
+MUSIC_HZ, RINGBACK_HZ = 392.0, 440.0
+
+
+def tone_power(samples: bytes, hz: float, rate: int = 8000) -> float:
+    """Goertzel: how much of one frequency 16-bit linear audio holds."""
+    values = [int.from_bytes(samples[i:i + 2], "little", signed=True)
+              for i in range(0, len(samples) - 1, 2)]
+    coefficient = 2 * math.cos(2 * math.pi * hz / rate)
+    previous = before = 0.0
+    for value in values:
+        previous, before = value + coefficient * previous - before, previous
+    return previous ** 2 + before ** 2 - coefficient * previous * before
+
+
+@pytest.mark.fslab
+@pytest.mark.parametrize(("while_ringing", "music"), [("music", True), ("ringback", False)])
+async def test_leg_a_hears_music_or_ringback_while_leg_b_rings(
+        fs_daemon: DaemonProcess, while_ringing: str, music: bool) -> None:
+    async with Capture() as capture:
+        result = await connect(fs_daemon, {
+            "leg_a": AGENT, "leg_b": NO_ANSWER, "ring_timeout": 4, "record": False,
+            "while_ringing": while_ringing, "fallbacks": {"no_answer": {"hangup": True}}})
+    assert result["status"] == "no-answer", result["reason"]
+    ringing = entered(result, "ringing-b")
+    frames = [p.payload for p in capture.packets()
+              if p.dport == AGENT_MEDIA_PORT and ringing + 0.5 < p.at < ringing + 3.5
+              and len(p.payload) > 12 and p.payload[1] & 0x7F in (0, 8)]
+    assert len(frames) > 50, "leg A got no audio while leg B rang"
+    audio = b"".join(audioop.alaw2lin(f[12:], 2) if f[1] & 0x7F == 8 else audioop.ulaw2lin(f[12:], 2)
+                     for f in frames)
+    tune, ring = tone_power(audio, MUSIC_HZ), tone_power(audio, RINGBACK_HZ)
+    assert (tune > 10 * ring) is music, (while_ringing, tune, ring)
+    assert (ring > 10 * tune) is not music, (while_ringing, tune, ring)
