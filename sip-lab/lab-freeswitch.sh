@@ -44,7 +44,8 @@ fs_install_config() {
          synth 0.4 sine 392 : synth 0.4 sine 494 : synth 0.4 sine 523 repeat 5
 }
 
-fs_ready() { fs_cli_cmd "sofia status profile lab" | grep -q RUNNING; }
+# (grep without -q: under pipefail an early exit would fail fs_cli with SIGPIPE)
+fs_ready() { fs_cli_cmd "sofia status" | grep -E "^ *lab[[:space:]]+profile.*RUNNING" >/dev/null; }
 
 fs_start() {
   if pid_alive "$RUN/freeswitch.pid"; then

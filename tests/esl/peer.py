@@ -103,7 +103,13 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   switch_channel_execute_on(): every variable whose name starts with it is
   ``<app> <args>`` run at once (CHANNEL_EXECUTE/_COMPLETE as any
   application), on answer, or by each side's bridge thread when media flows
-  (switch_ivr_bridge.c).
+  (switch_ivr_bridge.c); ``api_before_bridge`` (switch_channel_api_on) is an
+  API command that bridge thread runs on its own channel.
+* Applications sent (``sendmsg``) to a channel whose ``bridge`` rings run at
+  once, inside the bridge: switch_ivr_originate.c parses the caller's queued
+  messages while it waits (switch_ivr_parse_all_events), so their
+  CHANNEL_EXECUTE_COMPLETE comes before the bridge's; seen on FreeSWITCH
+  1.10.12 in the lab.
 * The scheduler, switch_ivr_async.c and mod_commands: ``sched_hangup``
   (application ``+N [cause]``, API ``+N <uuid> [cause]``, ``-ERR No such
   channel!``) adds a task to the group named after the channel, which keeps
@@ -1458,7 +1464,11 @@ class EslPeer:
             self.log.append(("music on", ch.uuid))
 
     async def _app_bridge(self, a: Channel, data: str) -> str:
-        b, outcome = await self.dial(data, originator=a)
+        queued = asyncio.ensure_future(self._run_queued(a))
+        try:
+            b, outcome = await self.dial(data, originator=a)
+        finally:
+            queued.cancel()
         if b is None or outcome != "SUCCESS" or a.hangup_cause:
             if a.hangup_cause:
                 outcome = "ORIGINATOR_CANCEL"
@@ -1478,6 +1488,7 @@ class EslPeer:
                                               ("Bridge-B-Unique-ID", b.uuid)])
         for side in (a, b):  # each side's bridge thread, once media flows
             self._execute_on(side, "execute_on_pre_bridge")
+            await self._api_on(side, "api_before_bridge")
         waits = [asyncio.ensure_future(a.gone.wait()), asyncio.ensure_future(b.gone.wait())]
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for waiter in pending:
@@ -1491,6 +1502,20 @@ class EslPeer:
         if not a.hangup_cause and a.variables.get("hangup_after_bridge") == "true":
             self.hangup(a, "NORMAL_CLEARING")
         return "_none_"
+
+    async def _run_queued(self, ch: Channel) -> None:
+        """What is sent to a channel while its bridge rings runs at once."""
+        while True:
+            app, data = await ch.apps.get()
+            await self._execute(ch, app, data)
+
+    async def _api_on(self, ch: Channel, prefix: str) -> None:
+        """switch_channel_api_on(): every variable whose name starts with
+        ``prefix`` is ``<command> <args>``, run as an API command."""
+        for name, value in list(ch.variables.items()):
+            if name.startswith(prefix):
+                command, _, args = value.strip().partition(" ")
+                await self.run_api(command, args)
 
     async def foreign_call(self, destination: str = "+27115550199", *, dial_string: str = "",
                            hold: float = 0.1) -> str:

@@ -558,24 +558,6 @@ def test_leg_b_hanging_up_during_the_confirm_ends_the_dial() -> None:
                                         DialFinished(5.0, DialOutcome.FAILED)]
 
 
-def test_what_follows_a_failed_bridge_is_awaited() -> None:
-    translator = FsEventTranslator()
-    translator.watch(CALL)
-    one_target(translator)
-    translator.expect_after_bridge(CALL, "displace_session")
-    assert translator.after_bridge_pending(CALL)
-    translated(ev("CHANNEL_EXECUTE_COMPLETE", A, Application="bridge"),
-               ev("CHANNEL_EXECUTE_COMPLETE", A, Application="sched_hangup"),
-               translator=translator)
-    assert translator.after_bridge_pending(CALL)
-    translated(ev("CHANNEL_EXECUTE_COMPLETE", A, Application="displace_session"),
-               translator=translator)
-    assert not translator.after_bridge_pending(CALL)
-    translator.expect_after_bridge(CALL, "sched_hangup")
-    translated(ev("CHANNEL_HANGUP", A, Hangup_Cause="NORMAL_CLEARING"), translator=translator)
-    assert not translator.after_bridge_pending(CALL)  # A is gone: nothing to wait for
-
-
 def test_originate_job_results() -> None:
     job = originate_job_uuid(CALL)
     assert len(job) == 36  # mod_event_socket keeps at most 36 characters

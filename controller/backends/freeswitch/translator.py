@@ -146,7 +146,6 @@ class FsEventTranslator(CallTracker):
         if leg is None or leg.call_id != call_id or dial is None or dial.bridged:
             return []
         dial.bridged = True
-        call.after_bridge = None  # A is hung up after this bridge, not parked
         if dial.steps is None:
             dial.winner = channel
             answered = leg.answered_at if leg.answered_at is not None else at
@@ -285,9 +284,6 @@ class FsEventTranslator(CallTracker):
             kind = call.playbacks.pop(e.get("Application-Data", ""), None)
             played = e.get("Application-Response") == "FILE PLAYED"
             return self._playback_done(call_id, call, kind, played, at)
-        if application == call.after_bridge:
-            call.after_bridge = None
-            return []
         if application == "bridge":
             return self._bridge_done(call_id, call, e, at)
         return []
