@@ -1,7 +1,10 @@
 """An Event Socket peer: FreeSWITCH as the controller sees it, on loopback.
 
-FreeSWITCH cannot be installed where callconnect is built, so the FreeSWITCH
-backend is tested against this peer. It is an asyncio TCP server on
+The FreeSWITCH backend runs against a real FreeSWITCH 1.10.12 in the lab
+(tests/fslab); this peer is for what a real switch cannot be made to show
+(split and malformed frames, -ERR on demand, a silent link) and for the
+backend's fast tests, so it follows what the lab's switch showed (see the
+notes marked "seen on FreeSWITCH 1.10.12"). It is an asyncio TCP server on
 127.0.0.1 (a random port) that speaks mod_event_socket's inbound protocol and
 simulates the channels behind it, with the real event names and headers, and
 phones chosen by the dialed number (the lab's number plan,

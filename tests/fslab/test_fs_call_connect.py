@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import audioop
+import dataclasses
 import wave
 from pathlib import Path
 
 import pytest
 
 from controller.app import Controller
+from controller.backends.freeswitch.backend import FreeswitchBackend
 from controller.calls.request import CallRequest
+from controller.cli import ConsoleListener
+from controller.config import Config
+from controller.errors import SwitchUnavailable
 from tests.conftest import StartReceiver
 from tests.lab.test_call_connect import SOUND_RMS, Capture, rtp_rms
 
@@ -102,3 +107,32 @@ async def test_hangup_request_cancels_a_ringing_call(fs_controller: Controller) 
     assert result["status"] == "canceled"
     assert result["hangup_by"] == "api"
     assert result["leg_a_status"] == "canceled" and result["leg_b_status"] == "not-dialed"
+
+
+@pytest.mark.fslab
+async def test_a_wrong_event_socket_password_is_refused_with_the_reason(fs_config: Config) -> None:
+    backend = FreeswitchBackend(dataclasses.replace(fs_config.freeswitch, password="wrong"))
+    with pytest.raises(SwitchUnavailable, match="refused the password"):
+        await backend.connect()
+    await backend.close()
+
+
+@pytest.mark.fslab
+async def test_an_unknown_gateway_fails_leg_a_with_the_switchs_reason(fs_config: Config) -> None:
+    config = dataclasses.replace(fs_config, freeswitch=dataclasses.replace(
+        fs_config.freeswitch, gateway="no-such-gateway"))
+    async with Controller(config, ConsoleListener(config, progress=False)) as controller:
+        call = await controller.calls.start(CallRequest(leg_a="+442079460018", leg_b="+27115550202"))
+        result = await asyncio.wait_for(call.wait(), 30)
+    assert result["status"] == "failed"
+    assert result["leg_a_status"] == "failed" and result["leg_b_status"] == "not-dialed"
+    assert "INVALID_GATEWAY" in result["reason"]
+
+
+@pytest.mark.fslab
+async def test_an_unknown_endpoint_fails_the_attempt_at_once(fs_controller: Controller) -> None:
+    call = await fs_controller.calls.start(CallRequest(
+        leg_a="+27115550101", leg_b="endpoint:nobody", record=False))
+    result = await asyncio.wait_for(call.wait(), 60)
+    assert result["leg_b_status"] == "failed"
+    assert result["attempts"][0]["dial_outcome"] == "failed"

@@ -20,7 +20,7 @@ from tests.lab.conftest import DaemonProcess, api, wait_for_state
 from tests.lab.test_call_connect import Capture
 from tests.lab.test_routing import Phone, connect, entered, settle, states
 
-from .esl import fs_api
+from .esl import EslClient, fs_api
 
 AGENT = "+27115550101"  # leg A: answer-a on udp 5171, media 17010
 AGENT_MEDIA_PORT = 17010
@@ -102,6 +102,8 @@ async def test_on_answer_whisper_then_confirm_key_bridges(
         "leg_a": CUSTOMER, "leg_b": agent.uri, "whisper": WHISPER, "whisper_timing": "on_answer",
         "confirm_key": "1", "time_limit": 2, "record": False})
     assert result["status"] == "completed", result["reason"]
+    # With answer steps the time limit counts from the bridge (execute_on_pre_bridge).
+    assert result["hangup_by"] == "time_limit"
     assert states(result)[:6] == ["dialing-a", "ringing-a", "dialing-b", "ringing-b",
                                   "confirming", "bridged"]
     # The agent heard the whisper and pressed 1 (2.5 s after answering) before the bridge.
@@ -219,3 +221,25 @@ async def test_a_bridged_leg_a_has_no_hold_limit_and_no_music(
     assert [at["outcome"] for at in result["attempts"]] == ["no-answer", "answered"]
     assert a not in tasks, f"leg A has a scheduled hangup while bridged:\n{tasks}"
     assert "displace" not in bugs.lower(), f"hold music plays over the bridged call:\n{bugs}"
+
+
+@pytest.mark.fslab
+async def test_an_endpoint_agent_on_another_call_is_skipped(fs_daemon: DaemonProcess) -> None:
+    """The switch says who is busy: a call to the directory user that the
+    daemon did not place (presence_id in show channels) makes it busy."""
+    other = "00000000000000000000000000other-a"
+    async with EslClient() as switch:
+        placed = await switch.api(f"originate {{origination_uuid={other}}}user/lab-answer-b &park()")
+        assert placed.startswith("+OK"), placed
+        try:
+            async with api(fs_daemon) as client:
+                response = await client.put("/v1/groups/desk", json={
+                    "strategy": "sequential", "agents": ["endpoint:lab-answer-b", CUSTOMER]})
+                assert response.status_code == 200, response.text
+            result = await connect(fs_daemon, {"leg_a": AGENT, "leg_b": "group:desk",
+                                               "time_limit": 2, "record": False})
+        finally:
+            await switch.api(f"uuid_kill {other}")
+    assert result["status"] == "completed", result["reason"]
+    assert result["answered_by"] == CUSTOMER
+    assert [a["targets"] for a in result["attempts"]] == [[CUSTOMER]]

@@ -39,7 +39,7 @@ from .steps import AnswerSteps
 # Leg A waits in park() between steps. If the controller goes away, FreeSWITCH
 # hangs A up this long after it started waiting (A answered, a whisper or
 # message started, a bridge failed): sched_hangup, re-armed at every step and
-# never running while A is bridged (see encode()). park_timeout cannot do
+# disarmed when a bridge starts (see _dial()). park_timeout cannot do
 # this: park() reads it once, so it would also cut a call that tries several
 # targets one after the other.
 HOLD_LIMIT = 120
