@@ -71,21 +71,25 @@ lint: $(VENV)/.installed
 
 # Load benchmark on the lab: the controller next to a bare-AMI control lane,
 # every figure with its goal; writes docs/bench/latest.{json,png}. ~15 minutes.
-bench: install lab-up
+bench: install
+	@$(LAB) up asterisk
 	$(PY) -m bench.run
 	$(PY) -m bench.micro
 
 # The soak run for longer than make test's 150 s: calls for 10 minutes, with an
 # Asterisk restart and a webhook outage in the middle; memory must stay flat.
-soak: install lab-up
+soak: install
+	@$(LAB) up asterisk
 	CALLCONNECT_SOAK_SECONDS=600 $(PY) -m pytest -q -s tests/lab/test_soak.py
 
 # The API's OpenAPI document, checked in; a lab test fails when it is stale.
 openapi: $(VENV)/.installed
 	$(PY) -m controller.api.openapi > docs/openapi.json
 
-# The daemon on the lab, in the foreground (API on 127.0.0.1:8080, token "lab").
-daemon: install lab-up
+# The daemon on the lab, in the foreground (API on 127.0.0.1:8080, token "lab");
+# BACKEND=freeswitch drives the lab's FreeSWITCH.
+daemon: install
+	@$(LAB) up $(BACKEND)
 	CALLCONNECT_API_TOKENS=lab CALLCONNECT_STORE_PATH=.lab/callconnect.sqlite3 \
 	  $(VENV)/bin/callconnect --config $(CONFIG) --log-level info daemon
 

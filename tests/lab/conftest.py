@@ -37,13 +37,14 @@ def lab() -> Iterator[None]:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         pytest.fail(f"missing {', '.join(missing)}: run `sudo make install` first")
-    was_up = subprocess.run([LAB, "status"], capture_output=True).returncode == 0
-    started = subprocess.run([LAB, "up"], capture_output=True, text=True, timeout=900)
+    was_up = subprocess.run([LAB, "status", "asterisk"], capture_output=True).returncode == 0
+    started = subprocess.run([LAB, "up", "asterisk"], capture_output=True, text=True, timeout=900)
     if started.returncode != 0:
-        pytest.fail(f"the lab did not start (sip-lab/lab up):\n{started.stdout}{started.stderr}")
+        pytest.fail("the lab did not start (sip-lab/lab up asterisk):\n"
+                    f"{started.stdout}{started.stderr}")
     yield
     if not was_up:
-        subprocess.run([LAB, "down"], capture_output=True, timeout=120)
+        subprocess.run([LAB, "down", "asterisk"], capture_output=True, timeout=120)
 
 
 @pytest.fixture
