@@ -104,3 +104,43 @@ async def test_a_call_that_ended_while_the_daemon_was_down_is_closed(
     assert ended["result"]["hangup_by"] == "switch"
     await deliveries(receiver, 1)
     assert receiver.bodies[0]["data"]["call_uuid"] == call_id
+
+
+@pytest.mark.fslab
+async def test_restart_while_leg_b_rings_picks_the_dial_up_again(
+        start_fs_daemon: Callable[..., DaemonProcess]) -> None:
+    """Reattach mid-dial: the new daemon finds the ringing Leg B channel by its
+    id (show channels), and the dial's end still moves the call on."""
+    call_id = await place_then_kill(start_fs_daemon, {
+        "leg_a": "+27115550101", "leg_b": "+27115550301", "ring_timeout": 6,
+        "record": False}, "ringing-b")
+    second = start_fs_daemon()
+    await second.ready()
+    async with api(second) as client:
+        ended = await wait_for_state(client, call_id, "ended")
+    result = ended["result"]
+    assert ended["status"] == "no-answer", result["reason"]
+    assert result["leg_a"]["status"] == "completed" and result["leg_b"]["status"] == "no-answer"
+    assert [step["data"]["to"] for step in ended["timeline"]
+            if step["kind"] == "transition"][-4:] == ["routing", "announcing", "ending", "ended"]
+
+
+@pytest.mark.fslab
+async def test_restart_during_the_whisper_dials_leg_b_after_it(
+        start_fs_daemon: Callable[..., DaemonProcess]) -> None:
+    """Reattach mid-whisper: the new daemon sees A still playing it (uuid_dump)
+    and dials B when it ends."""
+    call_id = await place_then_kill(start_fs_daemon, {
+        "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 2, "record": False,
+        "whisper": "Connecting you to John Smith from the website form, who asked for a call"},
+        "whispering")
+    second = start_fs_daemon()
+    await second.ready()
+    async with api(second) as client:
+        ended = await wait_for_state(client, call_id, "ended")
+    result = ended["result"]
+    assert ended["status"] == "completed", result["reason"]
+    assert result["hangup_by"] == "time_limit" and result["whisper"]["played"] is True
+    assert [step["data"]["to"] for step in ended["timeline"] if step["kind"] == "transition"] == [
+        "dialing-a", "ringing-a", "whispering", "dialing-b", "ringing-b", "bridged", "ending",
+        "ended"]

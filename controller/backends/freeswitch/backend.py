@@ -53,6 +53,7 @@ from controller.core.events import (
     AnswerDeclined,
     CommandFailed,
     DialFinished,
+    EndedWhileAway,
     Event,
     LegAnswered,
     LegEnded,
@@ -189,10 +190,19 @@ class FreeswitchBackend:
         the call's, see watch_filters)."""
         return [c for c in self._translator.channels(call_id) if c != leg_uuid(call_id, Leg.A)]
 
-    async def reattach(self, call_id: str, state: str, sink: EventSink) -> list[Event]:
-        """Follow a call again after a restart (see ``reattach.py``)."""
+    async def reattach(self, call_id: str, state: str, sink: EventSink,
+                       then_dial: DialLegB | None = None) -> list[Event]:
+        """Follow a call again after a restart (see ``reattach.py``). The dial
+        that follows a whisper is the adapter's, not the switch's: it starts
+        now if the whisper ended meanwhile, else when it ends."""
         self.watch(call_id, sink)
-        return await read_back(self._send, self._translator, call_id, CallState(state))
+        missed = await read_back(self._send, self._translator, call_id, CallState(state))
+        if then_dial is not None and CallState(state) is CallState.WHISPERING:
+            if any(isinstance(ev, WhisperFinished) for ev in missed):
+                self._dial_after_whisper(call_id, then_dial)
+            elif not any(isinstance(ev, EndedWhileAway) for ev in missed):
+                self._call(call_id).then_dial = then_dial
+        return missed
 
     async def execute(self, call_id: str, command: Command) -> None:
         if isinstance(command, OriginateLegA):
