@@ -4,13 +4,22 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 LAB := sip-lab/lab
+# make demo BACKEND=freeswitch runs the demo on the lab's FreeSWITCH instead.
+BACKEND ?= asterisk
+ifeq ($(BACKEND),freeswitch)
+CONFIG := sip-lab/callconnect-freeswitch.toml
+else ifeq ($(BACKEND),asterisk)
 CONFIG := sip-lab/callconnect.toml
+else
+$(error BACKEND must be asterisk or freeswitch, not $(BACKEND))
+endif
 HOST_PACKAGES := sip-tester debootstrap espeak-ng sox tcpdump iproute2 systemd
 
 .PHONY: install demo test unit lint openapi daemon bench soak lab-up lab-down lab-status clean
 
 # Everything a fresh machine needs: host packages, the Python package with its
-# test tools in .venv, and the lab's Asterisk root (built once, ~1 minute).
+# test tools in .venv, the lab's Asterisk root (built once, ~1 minute) and its
+# FreeSWITCH (built once from the vendored sources into /var/cache, ~3 minutes).
 install: $(VENV)/.installed
 	@$(LAB) install
 
@@ -29,12 +38,15 @@ $(VENV)/.installed: pyproject.toml
 
 # A real call connect on the lab: A answers, hears the whisper, B is dialed,
 # they talk for 8 seconds, the call is recorded and the result printed.
-demo: install lab-up
+demo: $(VENV)/.installed
+	@$(LAB) up $(BACKEND)
 	$(VENV)/bin/callconnect --config $(CONFIG) call \
 	  --leg-a +27115550101 --leg-b +27115550202 \
 	  --whisper "Connecting you to John Smith from the website form" \
 	  --time-limit 8 --wait
 
+# Both labs run during the tests (their ports differ): tests/lab on Asterisk,
+# tests/fslab on FreeSWITCH.
 test: install lint
 	@$(LAB) up
 	@$(PY) -m pytest -q -rfE; status=$$?; $(LAB) down; exit $$status
@@ -60,20 +72,23 @@ lint: $(VENV)/.installed
 # every figure with its goal; writes docs/bench/latest.{json,png}. ~15 minutes.
 # Brings the lab down when it ends, as make test does.
 bench: install
-	@$(LAB) up
-	@$(PY) -m bench.run && $(PY) -m bench.micro; status=$$?; $(LAB) down; exit $$status
+	@$(LAB) up asterisk
+	@$(PY) -m bench.run && $(PY) -m bench.micro; status=$$?; $(LAB) down asterisk; exit $$status
 
 # The soak run for longer than make test's 150 s: calls for 10 minutes, with an
 # Asterisk restart and a webhook outage in the middle; memory must stay flat.
-soak: install lab-up
+soak: install
+	@$(LAB) up asterisk
 	CALLCONNECT_SOAK_SECONDS=600 $(PY) -m pytest -q -s tests/lab/test_soak.py
 
 # The API's OpenAPI document, checked in; a lab test fails when it is stale.
 openapi: $(VENV)/.installed
 	$(PY) -m controller.api.openapi > docs/openapi.json
 
-# The daemon on the lab, in the foreground (API on 127.0.0.1:8080, token "lab").
-daemon: install lab-up
+# The daemon on the lab, in the foreground (API on 127.0.0.1:8080, token "lab");
+# BACKEND=freeswitch drives the lab's FreeSWITCH.
+daemon: install
+	@$(LAB) up $(BACKEND)
 	CALLCONNECT_API_TOKENS=lab CALLCONNECT_STORE_PATH=.lab/callconnect.sqlite3 \
 	  $(VENV)/bin/callconnect --config $(CONFIG) --log-level info daemon
 

@@ -592,7 +592,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("make bench drives the lab (chroot, tcpdump): run it as root", file=sys.stderr)
         return 2
-    subprocess.run([LAB, "up"], check=True)
+    subprocess.run([LAB, "up", "asterisk"], check=True)  # the bench measures Asterisk alone
     report = asyncio.run(Bench(args).run())
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "latest.json").write_text(json.dumps(asdict(report), indent=2) + "\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from controller.core.commands import Command
+from controller.core.commands import Command, DialLegB
 from controller.core.events import Event
 
 EventSink = Callable[[Event], None]
@@ -37,10 +37,13 @@ class Backend(Protocol):
         """The call has ended and its end is recorded: drop what the backend
         (and the switch) kept for it."""
 
-    async def reattach(self, call_id: str, state: str, sink: EventSink) -> list[Event]:
+    async def reattach(self, call_id: str, state: str, sink: EventSink,
+                       then_dial: DialLegB | None = None) -> list[Event]:
         """Follow a call again after a restart, given the core state it was
-        last known in. Returns the events that happened while nobody was
-        listening, as far as the switch can tell (EndedWhileAway if it ended)."""
+        last known in, and during a whisper the dial of leg B that follows it
+        (PlayWhisper.then_dial). Returns the events that happened while
+        nobody was listening, as far as the switch can tell (EndedWhileAway if
+        it ended)."""
 
     async def execute(self, call_id: str, command: Command) -> None:
         """Carry out one command; SwitchActionFailed if the switch refuses

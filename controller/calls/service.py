@@ -191,7 +191,8 @@ class CallService:
         self.reservations.follow(call.call_id, core)
         arriving = HeldEvents()
         try:
-            missed = await self.backend.reattach(call.call_id, str(core.state), arriving)
+            missed = await self.backend.reattach(call.call_id, str(core.state), arriving,
+                                                 core.pending_dial())
         except BaseException:
             self.calls.pop(call.call_id, None)
             self.reservations.release(call.call_id)
@@ -213,7 +214,8 @@ class CallService:
                 continue  # ended, or placed on the new link: nothing was missed
             arriving = HeldEvents()
             try:
-                missed = await self.backend.reattach(call.call_id, str(call.core.state), arriving)
+                missed = await self.backend.reattach(call.call_id, str(call.core.state), arriving,
+                                                     call.core.pending_dial())
             except SwitchError as exc:
                 log.error("call.reattach_failed", call_id=call.call_id, error=exc.message)
                 missed = [SwitchLost(time.time(), f"cannot follow the call again: {exc.message}")]

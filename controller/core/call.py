@@ -61,6 +61,10 @@ class Call(ABC):
 
     def _on_LegCreated(self, ev: LegCreated) -> list[Command]:
         record = self.legs[ev.leg]
+        if ev.channel in record.channels:
+            # Told again after a restart (a backend reports the channels it
+            # finds on the switch): one channel, one end to wait for.
+            return []
         record.channels.append(ev.channel)
         record.dialed = True
         record.awaiting_channel = False

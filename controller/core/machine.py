@@ -378,13 +378,7 @@ class CallConnect(ConnectRecord):
                                             for t, rule in attempt.skipped]
         self.legs[Leg.B] = LegRecord(", ".join(attempt.targets))
         self.b_channel = None  # an earlier attempt's answer (declined) is not this one's
-        dial = DialLegB(attempt.targets, attempt.ring_timeout, self.plan.time_limit,
-                        self.plan.caller_id,
-                        answer_audio=self.plan.whisper_audio if self.plan.whisper_on_answer else None,
-                        confirm_key=self.plan.confirm_key,
-                        confirm_timeout=self.plan.confirm_timeout,
-                        hold_music=self.plan.hold_music,
-                        record_file=self.plan.recording_file)
+        dial = self._dial(tuple(attempt.targets), attempt.ring_timeout)
         if (self.plan.whisper_audio and not self.plan.whisper_on_answer
                 and self.whisper_played is None):
             self._goto(at, CallState.WHISPERING, f"{why}; whisper to leg A")
@@ -392,6 +386,22 @@ class CallConnect(ConnectRecord):
         self.legs[Leg.B].status = LegStatus.INITIATED
         self._goto(at, CallState.DIALING_B, f"{why}; dialing leg B")
         return [dial]
+
+    def _dial(self, targets: tuple[str, ...], ring_timeout: int) -> DialLegB:
+        return DialLegB(targets, ring_timeout, self.plan.time_limit, self.plan.caller_id,
+                        answer_audio=self.plan.whisper_audio if self.plan.whisper_on_answer else None,
+                        confirm_key=self.plan.confirm_key,
+                        confirm_timeout=self.plan.confirm_timeout,
+                        hold_music=self.plan.hold_music,
+                        record_file=self.plan.recording_file)
+
+    def pending_dial(self) -> DialLegB | None:
+        """During the whisper: the dial of leg B that follows it (the
+        PlayWhisper's then_dial), for a backend that picks the call up again."""
+        if self.state is not CallState.WHISPERING or not self.attempts:
+            return None
+        attempt = self.attempts[-1]
+        return self._dial(tuple(attempt["targets"]), attempt["ring_timeout"])
 
     def _close_attempt(self, at: float, outcome: str, dial: DialOutcome | None = None) -> None:
         if self.attempts and self.attempts[-1]["ended_at"] is None:

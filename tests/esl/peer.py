@@ -1,7 +1,10 @@
 """An Event Socket peer: FreeSWITCH as the controller sees it, on loopback.
 
-FreeSWITCH cannot be installed where callconnect is built, so the FreeSWITCH
-backend is tested against this peer. It is an asyncio TCP server on
+The FreeSWITCH backend runs against a real FreeSWITCH 1.10.12 in the lab
+(tests/fslab); this peer is for what a real switch cannot be made to show
+(split and malformed frames, -ERR on demand, a silent link) and for the
+backend's fast tests, so it follows what the lab's switch showed (see the
+notes marked "seen on FreeSWITCH 1.10.12"). It is an asyncio TCP server on
 127.0.0.1 (a random port) that speaks mod_event_socket's inbound protocol and
 simulates the channels behind it, with the real event names and headers, and
 phones chosen by the dialed number (the lab's number plan,
@@ -54,10 +57,12 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   hangup state handler, switch_core_state_machine.c, as
   switch_channel_cause_q850(): the cause if <= 127, else 16);
   CHANNEL_HANGUP_COMPLETE carries both. ``sip_hangup_disposition``: mod_sofia
-  sets ``recv_bye``/``recv_refuse`` before hanging up (so CHANNEL_HANGUP has
-  it), ``send_bye``/``send_cancel`` in its on_hangup handler (only
-  CHANNEL_HANGUP_COMPLETE has it); the values as in the
-  "sip_hangup_disposition" channel variable page.
+  sets ``recv_refuse`` before hanging up (so CHANNEL_HANGUP has it), but
+  ``recv_bye`` only after switch_channel_hangup() returns
+  (sofia_handle_sip_i_bye), and ``send_bye``/``send_cancel`` in its on_hangup
+  handler: only CHANNEL_HANGUP_COMPLETE has those. On a received BYE,
+  CHANNEL_HANGUP has ``sip_term_status`` (200) instead, set before the hangup;
+  as seen on FreeSWITCH 1.10.12 in the lab.
 * Applications, mod_dptools and switch_ivr: CHANNEL_EXECUTE and
   CHANNEL_EXECUTE_COMPLETE around every application (Application,
   Application-Data, Application-Response); ``park`` raises CHANNEL_PARK and
@@ -101,7 +106,13 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   switch_channel_execute_on(): every variable whose name starts with it is
   ``<app> <args>`` run at once (CHANNEL_EXECUTE/_COMPLETE as any
   application), on answer, or by each side's bridge thread when media flows
-  (switch_ivr_bridge.c).
+  (switch_ivr_bridge.c); ``api_before_bridge`` (switch_channel_api_on) is an
+  API command that bridge thread runs on its own channel.
+* Applications sent (``sendmsg``) to a channel whose ``bridge`` rings run at
+  once, inside the bridge: switch_ivr_originate.c parses the caller's queued
+  messages while it waits (switch_ivr_parse_all_events), so their
+  CHANNEL_EXECUTE_COMPLETE comes before the bridge's; seen on FreeSWITCH
+  1.10.12 in the lab.
 * The scheduler, switch_ivr_async.c and mod_commands: ``sched_hangup``
   (application ``+N [cause]``, API ``+N <uuid> [cause]``, ``-ERR No such
   channel!``) adds a task to the group named after the channel, which keeps
@@ -1311,7 +1322,10 @@ class EslPeer:
         """switch_channel_perform_hangup(), then the hangup state handlers."""
         if ch.hangup_cause:
             return
-        if disposition:  # the party's: mod_sofia sets it before hanging up
+        if disposition == "recv_bye":  # sofia_handle_sip_i_bye, before the hangup
+            ch.variables["sip_term_status"] = "200"
+            ch.variables["proto_specific_hangup_cause"] = "sip:200"
+        elif disposition:  # recv_refuse: mod_sofia sets it before hanging up
             ch.variables["sip_hangup_disposition"] = disposition
         ch.hangup_cause = cause
         self.hangups.append((ch.uuid, cause))
@@ -1321,7 +1335,9 @@ class EslPeer:
         ch.variables["hangup_cause"] = cause
         code = CAUSES.get(cause, 16)
         ch.variables["hangup_cause_q850"] = str(code if code <= 127 else 16)
-        if not disposition:  # ours: mod_sofia's on_hangup handler
+        if disposition == "recv_bye":  # after switch_channel_hangup() returned
+            ch.variables["sip_hangup_disposition"] = disposition
+        elif not disposition:  # ours: mod_sofia's on_hangup handler
             ch.variables["sip_hangup_disposition"] = (
                 "send_bye" if ch.answered.is_set() else "send_cancel")
         ch.call_state = "HANGUP"
@@ -1451,7 +1467,11 @@ class EslPeer:
             self.log.append(("music on", ch.uuid))
 
     async def _app_bridge(self, a: Channel, data: str) -> str:
-        b, outcome = await self.dial(data, originator=a)
+        queued = asyncio.ensure_future(self._run_queued(a))
+        try:
+            b, outcome = await self.dial(data, originator=a)
+        finally:
+            queued.cancel()
         if b is None or outcome != "SUCCESS" or a.hangup_cause:
             if a.hangup_cause:
                 outcome = "ORIGINATOR_CANCEL"
@@ -1471,6 +1491,7 @@ class EslPeer:
                                               ("Bridge-B-Unique-ID", b.uuid)])
         for side in (a, b):  # each side's bridge thread, once media flows
             self._execute_on(side, "execute_on_pre_bridge")
+            await self._api_on(side, "api_before_bridge")
         waits = [asyncio.ensure_future(a.gone.wait()), asyncio.ensure_future(b.gone.wait())]
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for waiter in pending:
@@ -1484,6 +1505,20 @@ class EslPeer:
         if not a.hangup_cause and a.variables.get("hangup_after_bridge") == "true":
             self.hangup(a, "NORMAL_CLEARING")
         return "_none_"
+
+    async def _run_queued(self, ch: Channel) -> None:
+        """What is sent to a channel while its bridge rings runs at once."""
+        while True:
+            app, data = await ch.apps.get()
+            await self._execute(ch, app, data)
+
+    async def _api_on(self, ch: Channel, prefix: str) -> None:
+        """switch_channel_api_on(): every variable whose name starts with
+        ``prefix`` is ``<command> <args>``, run as an API command."""
+        for name, value in list(ch.variables.items()):
+            if name.startswith(prefix):
+                command, _, args = value.strip().partition(" ")
+                await self.run_api(command, args)
 
     async def foreign_call(self, destination: str = "+27115550199", *, dial_string: str = "",
                            hold: float = 0.1) -> str:

@@ -116,16 +116,17 @@ def test_dial_b_is_a_bridge_on_leg_a_with_ring_timeout_and_time_limit() -> None:
         f"api sched_del {A}",
         f"filter Unique-ID {B0}",
         f"api uuid_setvar {A} transfer_ringback %(2000,4000,440,480)",
+        # A's hold limit covers the ring and the wait after a failed bridge;
+        # the bridge's start disarms it.
+        f"api sched_hangup +145 {A} RECOVERY_ON_TIMER_EXPIRE",
+        f"api uuid_setvar {A} api_before_bridge sched_del {A}",
         f"sendmsg {A}\ncall-command: execute\nexecute-app-name: bridge\n"
         f"execute-app-arg: {{callconnect_call_id={CALL},originate_timeout=25,"
         "execute_on_answer='sched_hangup +600 ALLOTTED_TIMEOUT',"
         "origination_caller_id_number=+27110000000}"
         f"[origination_uuid={B0},callconnect_target=sip:bob@10.0.0.5:5060]"
-        "sofia/internal/sip:bob@10.0.0.5:5060",
-        # Only if the bridge does not connect: A waits for the next step.
-        f"sendmsg {A}\ncall-command: execute\nexecute-app-name: sched_hangup\n"
-        "execute-app-arg: +120 RECOVERY_ON_TIMER_EXPIRE"]
-    assert commands[3].verb is Verb.SENDMSG
+        "sofia/internal/sip:bob@10.0.0.5:5060"]
+    assert commands[-1].verb is Verb.SENDMSG
 
 
 def test_several_targets_ring_at_once_each_with_its_own_id_and_target() -> None:
@@ -136,8 +137,11 @@ def test_several_targets_ring_at_once_each_with_its_own_id_and_target() -> None:
     wires = [c.wire for c in commands]
     assert wires[:2] == [f"api sched_del {A}", f"api uuid_displace {A} stop local_stream://moh"]
     assert wires[2:5] == [f"filter Unique-ID {i}" for i in ids]
-    assert wires[5] == f"api uuid_setvar {A} transfer_ringback local_stream://moh"
-    bridge = wires[6].rsplit("execute-app-arg: ", 1)[1]
+    assert wires[5:8] == [f"api uuid_setvar {A} transfer_ringback local_stream://moh",
+                          f"api sched_hangup +140 {A} RECOVERY_ON_TIMER_EXPIRE",
+                          f"api uuid_setvar {A} api_before_bridge sched_del {A}"]
+    assert len(wires) == 9  # nothing queued behind the bridge: it would run while B rings
+    bridge = wires[8].rsplit("execute-app-arg: ", 1)[1]
     assert bridge == (
         f"{{callconnect_call_id={CALL},originate_timeout=20,"
         "execute_on_answer='sched_hangup +60 ALLOTTED_TIMEOUT'}"
@@ -146,17 +150,12 @@ def test_several_targets_ring_at_once_each_with_its_own_id_and_target() -> None:
         f"[origination_uuid={ids[1]},callconnect_target=sip:ann@example.com]"
         "sofia/internal/sip:ann@example.com,"
         f"[origination_uuid={ids[2]},callconnect_target=endpoint:agent-7]user/agent-7")
-    assert wires[7:] == [
-        f"sendmsg {A}\ncall-command: execute\nexecute-app-name: sched_hangup\n"
-        "execute-app-arg: +120 RECOVERY_ON_TIMER_EXPIRE",
-        f"sendmsg {A}\ncall-command: execute\nexecute-app-name: displace_session\n"
-        "execute-app-arg: local_stream://moh mux"]
 
 
 def test_confirm_key_is_group_confirm_with_per_leg_ring_timeouts() -> None:
     command = DialLegB(("+27115550202", "+27115550203"), 20, 60, None,
                        answer_audio="/m/whisper.wav", confirm_key="#", confirm_timeout=4)
-    bridge = encode(CALL, command, CONFIG)[-2].wire.rsplit("execute-app-arg: ", 1)[1]
+    bridge = encode(CALL, command, CONFIG)[-1].wire.rsplit("execute-app-arg: ", 1)[1]
     assert bridge.startswith(
         f"{{callconnect_call_id={CALL},originate_timeout=140,"
         "execute_on_pre_bridge='sched_hangup +60 ALLOTTED_TIMEOUT',group_confirm_key=#,"
@@ -165,14 +164,14 @@ def test_confirm_key_is_group_confirm_with_per_leg_ring_timeouts() -> None:
         f"[origination_uuid={B0},callconnect_target=+27115550202,leg_timeout=20]")
     assert answer_steps(command) == AnswerSteps("#", "/m/whisper.wav", 4)
     key_only = DialLegB(("+27115550202",), 20, 60, None, confirm_key="5", confirm_timeout=3)
-    bridge = encode(CALL, key_only, CONFIG)[-2].wire
+    bridge = encode(CALL, key_only, CONFIG)[-1].wire
     assert ("group_confirm_key=5,group_confirm_read_timeout=3000,"
             "group_confirm_cancel_timeout=true}") in bridge
 
 
 def test_a_whisper_on_answer_alone_is_group_confirm_exec_playback() -> None:
     command = DialLegB(("+27115550202",), 20, 60, None, answer_audio="/m/whisper.wav")
-    bridge = encode(CALL, command, CONFIG)[-2].wire
+    bridge = encode(CALL, command, CONFIG)[-1].wire
     assert ("group_confirm_key=exec,group_confirm_file='playback /m/whisper.wav',"
             "group_confirm_cancel_timeout=true}") in bridge
     assert answer_steps(command) == AnswerSteps(None, "/m/whisper.wav", 5)

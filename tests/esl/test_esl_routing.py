@@ -138,13 +138,14 @@ async def test_sequential_routing_keeps_leg_a_with_music_between_attempts(
                and i + 1 < len(commands)]
     assert commands.index(f"filter Unique-ID {third}") < max(bridges)
     # Ringback for each attempt was the music; between attempts A waited with
-    # music and a hold limit, both ended by the next step.
+    # music and a hold limit (armed with the dial), both ended by the next
+    # step; the bridge's start disarmed the last one.
     assert commands.count(f"api uuid_setvar {a} transfer_ringback local_stream://moh") == 3
     assert [what for what, channel in peer.log if channel == a] == [
         "schedule", "music on",  # A answered
-        "unschedule", "music off", "schedule", "music on",  # attempt 1 failed
-        "unschedule", "music off", "schedule", "music on",  # attempt 2 failed
-        "unschedule", "music off"]  # attempt 3
+        "unschedule", "music off", "schedule", "music on",  # attempt 1, failed
+        "unschedule", "music off", "schedule", "music on",  # attempt 2, failed
+        "unschedule", "music off", "schedule", "unschedule"]  # attempt 3, bridged
 
 
 async def test_a_route_that_runs_out_tells_leg_a_and_hangs_up(make_config: MakeConfig,

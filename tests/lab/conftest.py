@@ -37,13 +37,14 @@ def lab() -> Iterator[None]:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         pytest.fail(f"missing {', '.join(missing)}: run `sudo make install` first")
-    was_up = subprocess.run([LAB, "status"], capture_output=True).returncode == 0
-    started = subprocess.run([LAB, "up"], capture_output=True, text=True, timeout=900)
+    was_up = subprocess.run([LAB, "status", "asterisk"], capture_output=True).returncode == 0
+    started = subprocess.run([LAB, "up", "asterisk"], capture_output=True, text=True, timeout=900)
     if started.returncode != 0:
-        pytest.fail(f"the lab did not start (sip-lab/lab up):\n{started.stdout}{started.stderr}")
+        pytest.fail("the lab did not start (sip-lab/lab up asterisk):\n"
+                    f"{started.stdout}{started.stderr}")
     yield
     if not was_up:
-        subprocess.run([LAB, "down"], capture_output=True, timeout=120)
+        subprocess.run([LAB, "down", "asterisk"], capture_output=True, timeout=120)
 
 
 @pytest.fixture
@@ -102,8 +103,10 @@ def free_port() -> int:
 
 
 class DaemonProcess:
-    def __init__(self, store: Path, log: Path, env: dict[str, str]) -> None:
+    def __init__(self, store: Path, log: Path, env: dict[str, str],
+                 config: Path = LAB_CONFIG) -> None:
         self.port = free_port()
+        self.config = config
         self.log = log
         self.env = {**os.environ, "CALLCONNECT_API_PORT": str(self.port),
                     "CALLCONNECT_API_TOKENS": TOKEN, "CALLCONNECT_STORE_PATH": str(store),
@@ -115,7 +118,7 @@ class DaemonProcess:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "controller", "--config", str(LAB_CONFIG),
+                [sys.executable, "-m", "controller", "--config", str(self.config),
                  "--log-level", "info", "--json-logs", "daemon"],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
 

@@ -1,6 +1,7 @@
 """sip-lab/lab itself when things go wrong: ports held by something else, and a
-phone that died before `lab down`. The test takes the running lab down and
-brings it up again, as it was."""
+phone that died before `lab down`. The test takes the running Asterisk half
+down and brings it up again, as it was (the FreeSWITCH half has its own ports
+and is left alone)."""
 
 from __future__ import annotations
 
@@ -59,12 +60,12 @@ def test_lab_up_refuses_ports_held_by_another_and_down_stops_everything(lab: Non
     root = LAB_DIR / "root"
     # A second clone's lab while this one is up: it refuses, and starts nothing.
     with tempfile.TemporaryDirectory() as other:
-        second = run_lab("up", lab_dir=Path(other))
+        second = run_lab("up", "asterisk", lab_dir=Path(other))
         assert second.returncode != 0
         assert "tcp 5038 (AMI, held by asterisk" in second.stderr, second.stderr
         assert "lab is up" not in second.stdout
         assert not (Path(other) / "root").exists() and not (Path(other) / "run").exists()
-    assert run_lab("status").returncode == 0, "the running lab was disturbed"
+    assert run_lab("status", "asterisk").returncode == 0, "the running lab was disturbed"
 
     # A phone that is already gone does not stop `lab down` halfway.
     phone_pids = [int(f.read_text()) for f in (LAB_DIR / "run").glob("phone-*.pid")]
@@ -72,7 +73,7 @@ def test_lab_up_refuses_ports_held_by_another_and_down_stops_everything(lab: Non
     os.kill(phone_pids[0], signal.SIGKILL)
     gone(phone_pids[0])
     try:
-        down = run_lab("down")
+        down = run_lab("down", "asterisk")
         assert down.returncode == 0, down.stdout + down.stderr
         assert not [pid for pid in phone_pids if alive(pid)], "a lab phone is still running"
         assert not alive(asterisk_pid), "Asterisk is still running"
@@ -83,7 +84,7 @@ def test_lab_up_refuses_ports_held_by_another_and_down_stops_everything(lab: Non
         # Something else holds one phone's port: up refuses before starting anything.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
             holder.bind(("127.0.0.1", BUSY_PHONE_PORT))
-            refused = run_lab("up")
+            refused = run_lab("up", "asterisk")
             assert refused.returncode != 0
             me = Path("/proc/self/comm").read_text().strip()
             assert f"udp {BUSY_PHONE_PORT} (phone busy, held by {me}, pid {os.getpid()})" \
@@ -91,6 +92,6 @@ def test_lab_up_refuses_ports_held_by_another_and_down_stops_everything(lab: Non
             assert not processes_in(root), "Asterisk was started anyway"
             assert not list((LAB_DIR / "run").glob("phone-*.pid")), "phones were started anyway"
     finally:
-        up = run_lab("up")
+        up = run_lab("up", "asterisk")
     assert up.returncode == 0, up.stdout + up.stderr
-    assert run_lab("status").returncode == 0
+    assert run_lab("status", "asterisk").returncode == 0

@@ -59,7 +59,8 @@ class RecordingSwitch:
 
     def forget(self, call_id: str) -> None: ...
 
-    async def reattach(self, call_id: str, state: str, sink: Any) -> list[Any]:
+    async def reattach(self, call_id: str, state: str, sink: Any,
+                       then_dial: Any = None) -> list[Any]:
         return []
 
     async def execute(self, call_id: str, command: Command) -> None:

@@ -250,7 +250,9 @@ class AsteriskBackend:
         except (SwitchActionFailed, SwitchUnavailable) as exc:
             log.warning("ami.outcome_not_deleted", call_id=call_id, error=exc.message)
 
-    async def reattach(self, call_id: str, state: str, sink: EventSink) -> list[Event]:
+    async def reattach(self, call_id: str, state: str, sink: EventSink,
+                       then_dial: DialLegB | None = None) -> list[Event]:
+        # then_dial is not needed: the dialplan dials leg B after the whisper itself.
         self.watch(call_id, sink)
         now = time.time()
         channels = await self._channels()

@@ -39,7 +39,7 @@ from .steps import AnswerSteps
 # Leg A waits in park() between steps. If the controller goes away, FreeSWITCH
 # hangs A up this long after it started waiting (A answered, a whisper or
 # message started, a bridge failed): sched_hangup, re-armed at every step and
-# never running while A is bridged (see encode()). park_timeout cannot do
+# disarmed when a bridge starts (see _dial()). park_timeout cannot do
 # this: park() reads it once, so it would also cut a call that tries several
 # targets one after the other.
 HOLD_LIMIT = 120
@@ -60,9 +60,9 @@ HOLD_MUSIC = "local_stream://moh"
 ANSWER_STEPS_MARGIN = 120
 CALL_ID_VARIABLE = "callconnect_call_id"
 TARGET_VARIABLE = "callconnect_target"
-# Leg A's applications after a bridge that did not connect, in this order.
-AFTER_BRIDGE_HOLD = "sched_hangup"
-AFTER_BRIDGE_MUSIC = "displace_session"
+# An API command FreeSWITCH runs on a channel when its bridge starts
+# (switch_ivr_bridge.c, SWITCH_API_BRIDGE_START_VARIABLE).
+BRIDGE_START_API = "api_before_bridge"
 
 # The events the translator reads, and HEARTBEAT: its filter keeps the filter
 # list from ever being empty (an empty list lets every event of a busy switch
@@ -204,8 +204,7 @@ def encode(call_id: str, command: Command, config: FreeswitchConfig, *, b_index:
             ("execute_on_answer", f"'sched_hangup +{HOLD_LIMIT} {HOLD_TIMEOUT_CAUSE}'"),
         ]
         if command.hold_music:
-            variables.append(("execute_on_answer_music",
-                              f"'{AFTER_BRIDGE_MUSIC} {HOLD_MUSIC} mux'"))
+            variables.append(("execute_on_answer_music", f"'displace_session {HOLD_MUSIC} mux'"))
         variables += _caller_id(command.caller_id)
         text = f"originate {_variables(variables)}{dial_string(command.target, config)} &park()"
         return [*watch_filters(call_id),
@@ -266,19 +265,27 @@ def _dial(call_id: str, a: str, command: DialLegB, config: FreeswitchConfig, b_i
         legs.append("[" + ",".join(f"{n}={v}" for n, v in leg_variables) + "]" + endpoint)
     bridge = _variables(variables) + ",".join(legs)
     ringback = HOLD_MUSIC if command.hold_music else RINGBACK
-    after = [_execute(a, AFTER_BRIDGE_HOLD, f"+{HOLD_LIMIT} {HOLD_TIMEOUT_CAUSE}")]
-    if command.hold_music:
-        after.append(_execute(a, AFTER_BRIDGE_MUSIC, f"{HOLD_MUSIC} mux"))
+    dial_seconds = ring + ANSWER_STEPS_MARGIN if steps else ring
     return [
         *_next_step(a, hold_music or command.hold_music),
         *channel_filters([channel for channel, _ in dial_legs(call_id, command.targets, b_index)]),
         # A is answered, so the originate plays transfer_ringback, not ringback.
         _command(Verb.API, f"uuid_setvar {a} transfer_ringback {ringback}"),
+        # A's hold limit covers the dial and the wait for the next step after
+        # one that did not connect; the bridge's start disarms it. (Nothing can
+        # be queued behind the bridge for a failure only: FreeSWITCH runs
+        # applications sent to A while the bridge rings, switch_ivr_originate.c
+        # switch_ivr_parse_all_events.)
+        _hold_limit(a, dial_seconds + HOLD_LIMIT),
+        _command(Verb.API, f"uuid_setvar {a} {BRIDGE_START_API} sched_del {a}"),
         _execute(a, "bridge", bridge),
-        # Only if the bridge did not connect (after one, A is hung up): wait
-        # for the next step, at most HOLD_LIMIT, hearing music if asked.
-        *after,
     ]
+
+
+def restart_music(call_id: str) -> EslCommand:
+    """Hold music for Leg A again after a bridge that did not connect."""
+    a = leg_uuid(call_id, Leg.A)
+    return _command(Verb.API, f"uuid_displace {a} start {HOLD_MUSIC} 0 mux", optional=True)
 
 
 def _confirm_variables(steps: AnswerSteps) -> list[tuple[str, str]]:
@@ -309,8 +316,8 @@ def _next_step(a: str, hold_music: bool) -> list[EslCommand]:
     return commands
 
 
-def _hold_limit(a: str) -> EslCommand:
-    return _command(Verb.API, f"sched_hangup +{HOLD_LIMIT} {a} {HOLD_TIMEOUT_CAUSE}")
+def _hold_limit(a: str, seconds: int = HOLD_LIMIT) -> EslCommand:
+    return _command(Verb.API, f"sched_hangup +{seconds} {a} {HOLD_TIMEOUT_CAUSE}")
 
 
 def _execute(channel: str, app: str, arg: str) -> EslCommand:

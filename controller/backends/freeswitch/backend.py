@@ -52,6 +52,8 @@ from controller.core.events import (
     AnswerAccepted,
     AnswerDeclined,
     CommandFailed,
+    DialFinished,
+    EndedWhileAway,
     Event,
     LegAnswered,
     LegEnded,
@@ -64,8 +66,6 @@ from controller.errors import SwitchActionFailed, SwitchError, SwitchUnavailable
 from controller.numbers import ENDPOINT_PREFIX, TargetKind, target_of
 
 from .actions import (
-    AFTER_BRIDGE_HOLD,
-    AFTER_BRIDGE_MUSIC,
     EVENT_FORMATS,
     HANGUP_CAUSE,
     LOST_RACE_CAUSE,
@@ -75,6 +75,7 @@ from .actions import (
     dial_legs,
     encode,
     number_gateway,
+    restart_music,
     subscription,
     unwatch_filters,
 )
@@ -178,8 +179,6 @@ class FreeswitchBackend:
         call = self._calls.pop(call_id, None)
         followed = call is not None and call.sink is not None
         if call is not None:
-            if call.after_bridge is not None:
-                call.after_bridge.set()
             call.cancel_confirm_timer()
         b_channels = self._filtered_channels(call_id)
         self._translator.forget(call_id)
@@ -191,10 +190,19 @@ class FreeswitchBackend:
         the call's, see watch_filters)."""
         return [c for c in self._translator.channels(call_id) if c != leg_uuid(call_id, Leg.A)]
 
-    async def reattach(self, call_id: str, state: str, sink: EventSink) -> list[Event]:
-        """Follow a call again after a restart (see ``reattach.py``)."""
+    async def reattach(self, call_id: str, state: str, sink: EventSink,
+                       then_dial: DialLegB | None = None) -> list[Event]:
+        """Follow a call again after a restart (see ``reattach.py``). The dial
+        that follows a whisper is the adapter's, not the switch's: it starts
+        now if the whisper ended meanwhile, else when it ends."""
         self.watch(call_id, sink)
-        return await read_back(self._send, self._translator, call_id, CallState(state))
+        missed = await read_back(self._send, self._translator, call_id, CallState(state))
+        if then_dial is not None and CallState(state) is CallState.WHISPERING:
+            if any(isinstance(ev, WhisperFinished) for ev in missed):
+                self._dial_after_whisper(call_id, then_dial)
+            elif not any(isinstance(ev, EndedWhileAway) for ev in missed):
+                self._call(call_id).then_dial = then_dial
+        return missed
 
     async def execute(self, call_id: str, command: Command) -> None:
         if isinstance(command, OriginateLegA):
@@ -217,11 +225,7 @@ class FreeswitchBackend:
         elif isinstance(command, DialLegB):
             self._translator.expect_dial(call_id, dial_legs(call_id, command.targets, b_index),
                                          answer_steps(command))
-            self._translator.expect_after_bridge(
-                call_id, AFTER_BRIDGE_MUSIC if command.hold_music else AFTER_BRIDGE_HOLD)
-            call = self._call(call_id)
-            call.after_bridge = asyncio.Event()
-            call.hold_music = hold_music or command.hold_music
+            self._call(call_id).hold_music = hold_music or command.hold_music
         for esl in commands:
             reply = await self._send(esl)
             if reply.ok or esl.optional:
@@ -232,16 +236,16 @@ class FreeswitchBackend:
                                      action=esl.name, call_id=call_id)
 
     async def _leg_a_waiting(self, call_id: str) -> None:
-        """Before Leg A's next step: wait until A has run what follows a failed
-        bridge (it arms A's hold limit, which the next step disarms)."""
+        """Before Leg A's next step: the hold music restarted after a failed
+        bridge is on (the next step stops it), so it cannot come after it."""
         call = self._calls.get(call_id)
-        waiter = call.after_bridge if call is not None else None
-        if waiter is None or not self._translator.after_bridge_pending(call_id):
+        if call is None or call.music_restart is None:
             return
+        restart, call.music_restart = call.music_restart, None
         try:
-            await asyncio.wait_for(waiter.wait(), self._config.action_timeout)
+            await asyncio.wait_for(asyncio.shield(restart), self._config.action_timeout)
         except TimeoutError:
-            log.warning("esl.after_bridge_unseen", call_id=call_id)
+            log.warning("esl.music_restart_unanswered", call_id=call_id)
 
     def _dial_after_whisper(self, call_id: str, then_dial: DialLegB) -> None:
         """FreeSWITCH has no dialplan step to chain here: the adapter starts
@@ -356,14 +360,15 @@ class FreeswitchBackend:
             log.info("esl.deferred_hangups", count=len(deferred))
             await self._send_quietly(deferred)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         loop = self._loop
         if loop is None or loop.is_closed():
             coroutine.close()
-            return
+            return None
         task = loop.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     # ------------------------------------------------------------ from the switch
 
@@ -380,12 +385,6 @@ class FreeswitchBackend:
         if self.observe_event_lag is not None and stamp.isdigit():
             self.observe_event_lag(now - int(stamp) / 1_000_000)
         self._dispatch(self._translator.translate(event, now))
-        call_id = self._translator.call_of(event)
-        call = self._calls.get(call_id) if call_id is not None else None
-        waiter = call.after_bridge if call is not None else None
-        if waiter is not None and call_id is not None and not waiter.is_set() \
-                and not self._translator.after_bridge_pending(call_id):
-            waiter.set()
 
     def _dispatch(self, routed_events: list[Routed]) -> None:
         for routed in routed_events:
@@ -405,6 +404,8 @@ class FreeswitchBackend:
                 self._declined(call_id)
             elif isinstance(ev, AnswerAccepted) and call is not None:
                 call.cancel_confirm_timer()
+            elif isinstance(ev, DialFinished) and call is not None and call.hold_music:
+                call.music_restart = self._spawn(self._send_quietly([restart_music(call_id)]))
             if call is not None and call.sink is not None:
                 call.sink(ev)
 

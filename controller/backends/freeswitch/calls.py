@@ -18,8 +18,9 @@ class FsCall:
     then_dial: DialLegB | None = None
     # Leg A may hear the hold music (OriginateLegA.hold_music).
     hold_music: bool = False
-    # Set once Leg A has finished what follows a failed bridge.
-    after_bridge: asyncio.Event | None = None
+    # Restarting Leg A's hold music after a bridge that did not connect; the
+    # next step waits for it, so that it cannot start the music after it.
+    music_restart: asyncio.Task[None] | None = None
     # Declines the answering Leg B if it presses no confirm key in time.
     confirm_timer: asyncio.TimerHandle | None = None
 

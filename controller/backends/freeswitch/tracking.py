@@ -53,7 +53,6 @@ class FollowedCall:
     a_ended: bool = False
     dial: Dial | None = None
     b_legs: list[str] = field(default_factory=list)  # every Leg B channel, every attempt
-    after_bridge: str | None = None  # application Leg A runs last after a failed bridge
 
 
 class CallTracker:
@@ -112,17 +111,6 @@ class CallTracker:
         for channel, target in legs:
             self._b[channel] = BLeg(call_id, target)
             call.b_legs.append(channel)
-
-    def expect_after_bridge(self, call_id: str, application: str) -> None:
-        """Leg A runs ``application`` last when the bridge fails."""
-        call = self._calls.get(call_id)
-        if call is not None:
-            call.after_bridge = application
-
-    def after_bridge_pending(self, call_id: str) -> bool:
-        """Leg A may still be running what follows a failed bridge."""
-        call = self._calls.get(call_id)
-        return call is not None and call.after_bridge is not None and not call.a_going
 
     def channels(self, call_id: str) -> list[str]:
         """Every channel id of ours in the call (for event filters)."""

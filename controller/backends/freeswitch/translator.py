@@ -146,7 +146,6 @@ class FsEventTranslator(CallTracker):
         if leg is None or leg.call_id != call_id or dial is None or dial.bridged:
             return []
         dial.bridged = True
-        call.after_bridge = None  # A is hung up after this bridge, not parked
         if dial.steps is None:
             dial.winner = channel
             answered = leg.answered_at if leg.answered_at is not None else at
@@ -285,9 +284,6 @@ class FsEventTranslator(CallTracker):
             kind = call.playbacks.pop(e.get("Application-Data", ""), None)
             played = e.get("Application-Response") == "FILE PLAYED"
             return self._playback_done(call_id, call, kind, played, at)
-        if application == call.after_bridge:
-            call.after_bridge = None
-            return []
         if application == "bridge":
             return self._bridge_done(call_id, call, e, at)
         return []
@@ -341,7 +337,15 @@ class FsEventTranslator(CallTracker):
 
 
 def _party_hangup(event: Mapping[str, str]) -> bool:
-    return event.get("variable_sip_hangup_disposition", "").startswith("recv_")
+    """The party hung up or refused. mod_sofia sets ``recv_refuse`` before
+    the hangup, but ``recv_bye`` only after it (sofia_handle_sip_i_bye):
+    CHANNEL_HANGUP for a received BYE has no disposition yet, only the
+    ``sip_term_status`` set from the BYE just before the hangup (a hangup of
+    ours has none then)."""
+    disposition = event.get("variable_sip_hangup_disposition", "")
+    if disposition:
+        return disposition.startswith("recv_")
+    return "variable_sip_term_status" in event
 
 
 def _timestamp(event: Mapping[str, str], now: float) -> float:

@@ -285,6 +285,10 @@ def test_esl_commands_are_one_line_each_and_keep_their_structure(
         elif words[0] in ("uuid_kill", "uuid_broadcast", "uuid_record", "uuid_setvar",
                           "uuid_displace", "sched_del", "sched_hangup"):
             # Fixed arity: nothing from the input added an argument.
+            if words[0] == "uuid_setvar" and words[2] == esl.BRIDGE_START_API:
+                # The API command the bridge's start runs: disarm A's own hold limit.
+                assert words[3:] == ["sched_del", words[1]], words
+                continue
             arity = {"uuid_kill": 3, "uuid_broadcast": 4, "uuid_record": 4, "uuid_setvar": 4,
                      "uuid_displace": 4, "sched_del": 2, "sched_hangup": 4}[words[0]]
             assert len(words) == arity, words

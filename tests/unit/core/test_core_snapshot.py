@@ -10,6 +10,7 @@ import pytest
 
 from controller.core.commands import (
     HangupLegs,
+    PlayWhisper,
     StartRecording,
 )
 from controller.core.events import (
@@ -49,6 +50,26 @@ from tests.unit.core.helpers import (
 )
 
 # ---------------------------------------------------------------- routing leg B: snapshots and misuse
+
+
+def test_a_restored_call_in_its_whisper_knows_the_dial_that_follows_it() -> None:
+    run = whispering()
+    [whisper] = [c for c in run.commands if isinstance(c, PlayWhisper)]
+    assert restored(run).call.pending_dial() == whisper.then_dial
+    assert ringing_b().call.pending_dial() is None
+
+
+def test_a_channel_reported_again_after_a_restart_is_one_channel() -> None:
+    # The FreeSWITCH backend reports the Leg B channels it finds on the switch
+    # when it picks a call up again; the stored snapshot knows them already.
+    run = restored(ringing_b())
+    run.send(LegCreated(at=B_CREATED + 5, leg=Leg.B),
+             LegEnded(at=B_CREATED + 6, leg=Leg.B, cause=19, cause_text="NO_ANSWER"),
+             DialFinished(at=B_CREATED + 6, outcome=DialOutcome.NO_ANSWER))
+    assert not run.call.legs[Leg.B].channel_up
+    run.send(RouteExhausted(at=B_CREATED + 7, status=CallStatus.NO_ANSWER, reason="no one left"),
+             LegEnded(at=B_CREATED + 9, leg=Leg.A, cause=16))
+    assert run.result()["status"] == "no-answer"
 
 
 def restored(run: Run) -> Run:
