@@ -54,7 +54,8 @@ OTHER_VARIABLES = {
     "CALLCONNECT_TOKEN": "the command-line client: its API token",
     "CALLCONNECT_LAB_DIR": "sip-lab/lab: the lab's state folder",
     "CALLCONNECT_DEBIAN_MIRROR": "sip-lab/lab: the Debian mirror the lab's root comes from",
-    "CALLCONNECT_FREESWITCH_SOURCES": "the lab: where FreeSWITCH's packages come from",
+    "CALLCONNECT_FREESWITCH_SOURCES": "sip-lab/freeswitch-build: where the FreeSWITCH source tarballs are",
+    "CALLCONNECT_LAB_CACHE": "sip-lab/freeswitch-build: the folder its builds are cached in",
     "CALLCONNECT_SOAK_SECONDS": "tests/lab/test_soak.py: how long the soak runs",
 }
 _PATH_SUFFIXES = ("_dir", "_file")
