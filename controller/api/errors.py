@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from controller.errors import CallRefused
+from controller.jsonio import dumps
 
 
 class ErrorBody(BaseModel):
@@ -22,9 +23,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 429, 503)}
 
 
-def error(http_status: int, error_id: str, message: str, **details: Any) -> JSONResponse:
-    return JSONResponse({"error_id": error_id, "message": message, "details": details},
-                        status_code=http_status)
+class OrjsonResponse(JSONResponse):
+    """A JSON answer built by hand (errors, refusals: the 429s under
+    overload), rendered by orjson. Answers with a response model need none:
+    FastAPI renders those with pydantic's own serializer."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def error(http_status: int, error_id: str, message: str, **details: Any) -> OrjsonResponse:
+    return OrjsonResponse({"error_id": error_id, "message": message, "details": details},
+                          status_code=http_status)
 
 
 def refusal(exc: CallRefused) -> JSONResponse:

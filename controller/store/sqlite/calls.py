@@ -4,13 +4,13 @@ saved with its timeline entries and webhook deliveries in one transaction."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
 import aiosqlite
 
 from controller.errors import InvalidField
+from controller.jsonio import loads
 from controller.store import (
     CallPage,
     IdempotencyKey,
@@ -37,9 +37,9 @@ _BY_KEY = ("idempotency_key = ? AND (idempotency_scope = ? OR idempotency_scope 
 def _call_from_row(row: sqlite3.Row) -> StoredCall:
     return StoredCall(
         call_id=row["call_id"], created_at=row["created_at"], updated_at=row["updated_at"],
-        state=row["state"], status=row["status"], request=json.loads(row["request"]),
-        snapshot=json.loads(row["snapshot"]),
-        result=None if row["result"] is None else json.loads(row["result"]),
+        state=row["state"], status=row["status"], request=loads(row["request"]),
+        snapshot=loads(row["snapshot"]),
+        result=None if row["result"] is None else loads(row["result"]),
         idempotency_key=None if row["idempotency_key"] is None else IdempotencyKey(
             row["idempotency_key"], row["idempotency_scope"], row["request_hash"]))
 
@@ -166,7 +166,7 @@ class SqliteCalls(SqliteDatabase):
         async with self._use("reading a timeline", write=False) as db:
             rows = await db.execute_fetchall(
                 "SELECT call_id, at, kind, data FROM timeline WHERE call_id = ? ORDER BY id", (call_id,))
-        return [TimelineEntry(row["call_id"], row["at"], row["kind"], json.loads(row["data"]))
+        return [TimelineEntry(row["call_id"], row["at"], row["kind"], loads(row["data"]))
                 for row in rows]
 
     # ------------------------------------------------------------ scheduled calls

@@ -27,7 +27,6 @@ the open transaction to commit, so it never sees what is not yet durable.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import time
@@ -39,6 +38,7 @@ from typing import Any
 import aiosqlite
 import structlog
 
+from controller.jsonio import dumps_text
 from controller.store import StoreError
 from controller.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -53,7 +53,7 @@ _COMPANIONS = ("-wal", "-shm")
 
 
 def dump_json(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return dumps_text(value)
 
 
 class _Batch:
