@@ -16,8 +16,8 @@ One connection serves the whole controller; an asyncio lock keeps one
 coroutine's statements from interleaving with another's.
 
 Group commit: the writes made while a transaction is open (in practice, those
-of one event-loop turn and the turns its statements take) share it, each in a
-savepoint of its own, and are committed together, once. A writer returns only
+of one event-loop turn and the turns its statements take) share it, each but
+the first in a savepoint of its own, and are committed together, once. A writer returns only
 after that commit: nothing a caller is told was written (and nothing the API
 acknowledges) can be lost to a crash. A write that fails rolls back its own
 savepoint only; a commit that fails fails every write in it. A read waits for
@@ -132,6 +132,8 @@ class SqliteDatabase:
         async with self._lock:
             db = self._open_db(action)
             batch = self._batch
+            # The transaction's first write needs no savepoint: nothing else is in it yet.
+            first = batch is None
             try:
                 if batch is None:
                     # IMMEDIATE takes the write lock now, so the transaction cannot fail halfway on it.
@@ -140,14 +142,17 @@ class SqliteDatabase:
                     # Queued behind the writers already waiting for the lock: they join this commit.
                     self._committing = asyncio.create_task(self._commit(batch),
                                                            name="store-commit")
-                await db.execute("SAVEPOINT write")
+                else:
+                    await db.execute("SAVEPOINT write")
                 try:
                     yield db
-                    await db.execute("RELEASE write")
+                    if not first:
+                        await db.execute("RELEASE write")
                 except BaseException:
                     if db.in_transaction:
-                        await db.execute("ROLLBACK TO write")
-                        await db.execute("RELEASE write")
+                        await db.execute("ROLLBACK" if first else "ROLLBACK TO write")
+                        if not first:
+                            await db.execute("RELEASE write")
                     raise
             except sqlite3.Error as exc:
                 error = self._error(action, exc)
