@@ -222,7 +222,7 @@ async def routing_per_call(store: SqliteStore, workdir: Path) -> float:
 async def store_per_call(store: SqliteStore, core: CallConnect) -> float:
     request = CallRequest.model_validate(REQUEST).model_dump(mode="json")
     snapshot, result = core.snapshot(), core.result()
-    transitions = len(core.timeline)
+    transitions = 8  # a completed call's: dialing-a ... ended
     serial = 0
 
     async def life() -> None:
@@ -233,9 +233,12 @@ async def store_per_call(store: SqliteStore, core: CallConnect) -> float:
         record = StoredCall(call_id, now, now, str(CallState.DIALING_A), None, request, snapshot)
         await store.create_call(record)
         for step in range(transitions):
+            # The listener snapshots the call at each of its changes.
+            record = StoredCall(call_id, now, now, str(CallState.DIALING_A), None, request,
+                                core.snapshot())
             await store.save_call(record, [TimelineEntry(call_id, now + step, "transition", {
                 "from": "a", "to": "b", "reason": "micro"})], [])
-        ended = StoredCall(call_id, now, now, "ended", "completed", request, snapshot, result)
+        ended = StoredCall(call_id, now, now, "ended", "completed", request, core.snapshot(), result)
         await store.save_call(ended, [], [WebhookDelivery(
             new_event_id(), call_id, REQUEST["webhook_url"], "call.completed",
             envelope("call.completed", result, now), now, now)])

@@ -99,13 +99,15 @@ class StoreListener:
 
     def record_of(self, call: ActiveCall, result: dict[str, Any] | None = None) -> StoredCall:
         core = call.core
+        if call.stored_request is None:
+            call.stored_request = request_as_dict(call.request, call.idempotency_key)
         return StoredCall(
             call_id=call.call_id,
             created_at=core.created_at,
             updated_at=time.time(),
             state=str(core.state),
             status=str(core.status) if core.status else None,
-            request=request_as_dict(call.request, call.idempotency_key),
+            request=call.stored_request,
             snapshot=core.snapshot(),
             result=result,
             idempotency_key=call.idempotency_key,
