@@ -210,7 +210,8 @@ async def routing_per_call(store: SqliteStore, workdir: Path) -> float:
         nonlocal serial
         serial += 1
         call_id = f"micro-{serial}"
-        checked = checks.check(request)
+        # Leg A is the same agent each time; leg B a new customer, as in the bench.
+        checked = checks.check(request.model_copy(update={"leg_b": f"+2711556{serial:04d}"}))
         windows = compliance.windows_for(request.calling_hours, request.calling_days)
         first = [("leg_a", checked.leg_a), *checked.first_targets()]
         await compliance.check_request(call_id, named=first + checked.fallback_targets(),
