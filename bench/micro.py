@@ -1,25 +1,68 @@
-"""The AMI event path on recorded wire text, without a switch: events per
-second through panoramisk's parser alone, and through parser + translator +
-call core (what the controller does per event). Printed with their ratio."""
+"""CPU per call of each of the controller's components, without a switch
+(python -m bench.micro, no lab, no root):
+
+* switch events: the recorded AMI streams through panoramisk's parser, the
+  translator and the call core (also as events/s, next to the parser alone);
+* HTTP: POST /v1/calls through the daemon's own server (uvicorn's h11, the
+  socket, FastAPI's validation and auth, the answer's JSON) down to the
+  daemon's place_call, which answers at once; the client is another process;
+* routing and compliance: the request checked into a route spec, screened
+  (destination policy, do-not-call and cap look-ups in the SQLite store) and
+  its first targets chosen;
+* store: a call's life in SQLite (create, each transition, the end with its
+  completion webhook), CONCURRENT calls at a time as under load;
+* webhooks: a call's completion webhook encoded and signed.
+
+CPU is the process's (all threads: aiosqlite's and SQLite's work counts).
+Figures drift between runs on a shared machine: compare runs made together."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import socket
+import sys
+import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from controller.api.app import create_app
+from controller.api.interface import Operations
 from controller.backends.asterisk.events import AmiEventTranslator
+from controller.calls.checks import RequestChecks
+from controller.calls.decision import Decision, Scheduled
+from controller.calls.request import CallRequest
+from controller.compliance.guard import Compliance
+from controller.config import ApiConfig, ComplianceConfig, Config
 from controller.core.commands import ChooseTargets
 from controller.core.events import RouteExhausted
 from controller.core.machine import CallConnect
 from controller.core.outcomes import CallStatus
 from controller.core.plan import Attempt, CallPlan
+from controller.core.states import CallState
+from controller.daemon.http_server import api_server
+from controller.logs import setup as setup_logs
+from controller.store import StoredCall, TimelineEntry, WebhookDelivery
+from controller.store.sqlite import SqliteStore
+from controller.tts import WhisperRenderer
+from controller.webhooks.envelope import envelope, new_event_id
+from controller.webhooks.signing import Signer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ami"
 ROUNDS = 300
+CALLS = 400  # calls per component
+CONCURRENT = 40  # calls at a time in the store, as at 40 calls/s with 1 s between transitions
+TOKEN = "micro"
+REQUEST = {"leg_a": "+27115550101", "leg_b": "+27115550202",
+           "whisper": "Connecting you to a caller from the benchmark",
+           "webhook_url": "https://crm.example.com/hooks/calls?token=abc"}
+SIGNING_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 bytes: the bench's own
 
 
 class Sink:
@@ -88,7 +131,184 @@ def full_path(recorded: list[tuple[str, bytes]]) -> tuple[int, float]:
     return handled, time.perf_counter() - started
 
 
+def a_finished_call() -> CallConnect:
+    """A completed call, run through the core from its recorded events."""
+    recorded = dict(streams())
+    call_id = next(iter(recorded))
+    translator = AmiEventTranslator()
+    translator.watch(call_id)
+    plan = CallPlan(call_id, "+27115550101", "+27115550202", ring_timeout=30, time_limit=60,
+                    whisper_audio="/m/w", recording_file="/r/x.wav",
+                    first_attempt=Attempt(("+27115550202",), 30))
+    core = CallConnect(plan, created_at=time.time())
+    core.start()
+
+    def handle(message: Message) -> None:
+        for routed in translator.translate(message, 0.0):
+            if not core.finished:
+                core.handle(routed.event)
+    protocol = AMIProtocol()
+    protocol.connection_made(transport=None)
+    protocol.factory = Sink(handle)
+    protocol.data_received(recorded[call_id])
+    return core
+
+
+class PlacingOperations:
+    """The daemon's side of POST /v1/calls, answering at once: what is left
+    is the HTTP layer's own work."""
+
+    def __init__(self, answer: StoredCall) -> None:
+        self.answer = answer
+        self.api_tokens = [TOKEN]
+
+    async def place_call(self, request: CallRequest, idempotency_key: str | None,
+                         token: str) -> Decision:
+        return Scheduled(self.answer)
+
+
+# Sends the requests from another process, so only the server's CPU is counted.
+CLIENT = """
+import http.client, json, sys
+port, count, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+body = json.dumps(json.loads(sys.stdin.read()))
+connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+for _ in range(count):
+    connection.request("POST", "/v1/calls", body, {"Authorization": f"Bearer {token}",
+                                                   "Content-Type": "application/json"})
+    answer = connection.getresponse()
+    answer.read()
+    if answer.status != 202:
+        sys.exit(f"POST /v1/calls answered {answer.status}")
+"""
+
+
+async def http_per_call(answer: StoredCall) -> float:
+    """The daemon's own HTTP server (uvicorn with its h11 protocol, the
+    socket, FastAPI) answering POST /v1/calls on loopback."""
+    settings = ApiConfig(host="127.0.0.1", port=free_port(), tokens=[TOKEN])
+    server = api_server(create_app(cast(Operations, PlacingOperations(answer)), settings), settings)
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        await send_requests(settings.port, 20)  # warm
+        started = time.process_time()
+        await send_requests(settings.port, CALLS)
+        return (time.process_time() - started) / CALLS
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def send_requests(port: int, count: int) -> None:
+    client = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CLIENT, str(port), str(count), TOKEN, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(client.communicate(json.dumps(REQUEST).encode()), 120)
+    if client.returncode != 0:
+        raise RuntimeError(f"the HTTP client failed: {err.decode()[-500:]}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def cpu_per_call(one: Callable[[], Awaitable[None]], calls: int = CALLS) -> float:
+    await one()  # warm: imports, caches, the first connection
+    started = time.process_time()
+    for _ in range(calls):
+        await one()
+    return (time.process_time() - started) / calls
+
+
+async def routing_per_call(store: SqliteStore, workdir: Path) -> float:
+    config = Config()
+    config.outbound.allowed_hosts = ["crm.example.com"]
+    config.compliance = ComplianceConfig(max_attempts_per_number_per_day=1000)
+    checks = RequestChecks(config, {}, WhisperRenderer(workdir))
+    compliance = Compliance(config.compliance, "ZA", store)
+    request = CallRequest.model_validate(REQUEST)
+    serial = 0
+
+    async def one() -> None:
+        nonlocal serial
+        serial += 1
+        call_id = f"micro-{serial}"
+        # Leg A is the same agent each time; leg B a new customer, as in the bench.
+        checked = checks.check(request.model_copy(update={"leg_b": f"+2711556{serial:04d}"}))
+        windows = compliance.windows_for(request.calling_hours, request.calling_days)
+        first = [("leg_a", checked.leg_a), *checked.first_targets()]
+        await compliance.check_request(call_id, named=first + checked.fallback_targets(),
+                                       rung_first=first, windows=windows)
+        compliance.release(call_id)
+    return await cpu_per_call(one)
+
+
+async def store_per_call(store: SqliteStore, core: CallConnect) -> float:
+    request = CallRequest.model_validate(REQUEST).model_dump(mode="json")
+    snapshot, result = core.snapshot(), core.result()
+    transitions = 8  # a completed call's: dialing-a ... ended
+    serial = 0
+
+    async def life() -> None:
+        nonlocal serial
+        serial += 1
+        call_id = f"store-{serial}"
+        now = time.time()
+        record = StoredCall(call_id, now, now, str(CallState.DIALING_A), None, request, snapshot)
+        await store.create_call(record)
+        for step in range(transitions):
+            # The listener snapshots the call at each of its changes.
+            record = StoredCall(call_id, now, now, str(CallState.DIALING_A), None, request,
+                                core.snapshot())
+            await store.save_call(record, [TimelineEntry(call_id, now + step, "transition", {
+                "from": "a", "to": "b", "reason": "micro"})], [])
+        ended = StoredCall(call_id, now, now, "ended", "completed", request, core.snapshot(), result)
+        await store.save_call(ended, [], [WebhookDelivery(
+            new_event_id(), call_id, REQUEST["webhook_url"], "call.completed",
+            envelope("call.completed", result, now), now, now)])
+
+    async def wave() -> None:
+        await asyncio.gather(*(life() for _ in range(CONCURRENT)))
+    return await cpu_per_call(wave, CALLS // CONCURRENT) / CONCURRENT
+
+
+def webhooks_per_call(core: CallConnect) -> float:
+    signer = Signer(SIGNING_SECRET)
+    payload = envelope("call.completed", core.result(), time.time())
+    started = time.process_time()
+    for _ in range(CALLS):
+        signer.request(new_event_id(), payload, time.time())
+    return (time.process_time() - started) / CALLS
+
+
+async def components() -> dict[str, float]:
+    core = a_finished_call()
+    recorded = streams()
+    started = time.process_time()
+    full_path(recorded)
+    events = (time.process_time() - started) / (ROUNDS * len(recorded))
+    answer = StoredCall("micro-answer", time.time(), time.time(), str(CallState.DIALING_A), None,
+                        REQUEST, core.snapshot())
+    with tempfile.TemporaryDirectory(prefix="callconnect-micro-") as workdir:
+        store = SqliteStore(Path(workdir) / "micro.sqlite3")
+        await store.open()
+        try:
+            figures = {"HTTP (POST /v1/calls)": await http_per_call(answer),
+                       "routing and compliance": await routing_per_call(store, Path(workdir)),
+                       "store": await store_per_call(store, core),
+                       "switch events (AMI parse + translate + core)": events,
+                       "webhooks (encode + sign)": webhooks_per_call(core)}
+        finally:
+            await store.close()
+    return figures
+
+
 def main() -> None:
+    setup_logs("warning")
     recorded = streams()
     parsed, parse_seconds = parse_only(recorded)
     handled, full_seconds = full_path(recorded)
@@ -98,6 +318,11 @@ def main() -> None:
     print(f"[micro] panoramisk parse only:          {parse_rate:12,.0f} events/s")
     print(f"[micro] parse + translator + call core: {full_rate:12,.0f} events/s "
           f"({full_rate / parse_rate:.2f} of parse-only)")
+    figures = asyncio.run(components())
+    print(f"[micro] CPU per call, by component ({CALLS} calls; the store {CONCURRENT} at a time):")
+    for name, seconds in figures.items():
+        print(f"[micro]   {name:<46} {seconds * 1000:7.3f} ms")
+    print(f"[micro]   {'total':<46} {sum(figures.values()) * 1000:7.3f} ms  (goal: <= 2.5 ms)")
 
 
 if __name__ == "__main__":

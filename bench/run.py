@@ -54,6 +54,17 @@ SUCCESS_GOAL = 0.999
 
 
 @dataclass
+class BenchRefused(RuntimeError):
+    """A call the bench meant to place was refused (not a 429 it measures):
+    the bench's own setup is wrong, and every figure after it would be too."""
+
+
+def refused(lane: str, response: httpx.Response) -> BenchRefused:
+    return BenchRefused(f"{lane} lane: POST /v1/calls answered {response.status_code}: "
+                        f"{response.text[:500]}")
+
+
+@dataclass
 class Call:
     lane: str
     key: str  # call_uuid (controller) or ChannelId (control)
@@ -201,7 +212,7 @@ class AmiObserver:
                          f"CC_RECORDING=/var/lib/callconnect/recordings/{call.key}.wav"]},
             as_list=False), 10)
         if not response.success:
-            call.ended, call.status = True, "failed"
+            raise BenchRefused(f"control lane: AMI Originate refused: {response.get('Message')}")
 
 
 class Daemon:
@@ -229,6 +240,8 @@ tokens = ["{TOKEN}"]
 max_calls_per_second = {max_rate}
 [store]
 path = "{workdir / f"bench-{self.port}.sqlite3"}"
+[outbound]
+allow_private = true  # the bench's webhook receiver is on loopback
 [webhook]
 retry_base_seconds = 0.5
 unsigned = true  # the bench's own receiver on loopback does not verify
@@ -237,7 +250,9 @@ unsigned = true  # the bench's own receiver on loopback does not verify
         self.process = subprocess.Popen(
             [sys.executable, "-m", "controller", "--config", str(config), "--log-level", "warning",
              "daemon"], stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+        # Enough connections that the bench's own client never limits the offered rate.
         self.client = httpx.AsyncClient(base_url=self.url, timeout=10,
+                                        limits=httpx.Limits(max_connections=2000),
                                         headers={"Authorization": f"Bearer {TOKEN}"})
 
     async def ready(self) -> None:
@@ -322,15 +337,19 @@ class Bench:
     async def offer(self, rate: float, place: Any) -> list[Call]:
         count = max(1, round(rate * self.args.step_seconds))
         start = time.monotonic()
-        pending, calls = [], []
-        for i in range(count):
-            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-            call_task = asyncio.create_task(place())
-            pending.append(call_task)
-        for result in await asyncio.gather(*pending):
-            if result is not None:
-                calls.append(result)
-        return calls
+        pending: list[asyncio.Task[Call | None]] = []
+        try:
+            for i in range(count):
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+                for placed in pending:  # a refusal stops the step now, not at its end
+                    if placed.done() and placed.exception() is not None:
+                        raise placed.exception()  # type: ignore[misc]
+                pending.append(asyncio.create_task(place()))
+            results = await asyncio.gather(*pending)
+        finally:
+            for placed in pending:
+                placed.cancel()
+        return [call for call in results if call is not None]
 
     async def control_lane(self, whisper: str) -> float:
         sustained = 0.0
@@ -358,10 +377,17 @@ class Bench:
                 async def place() -> Call | None:
                     b = self.b_number()
                     placed = time.time()
-                    response = await daemon.client.post("/v1/calls", json={
-                        "leg_a": LEG_A, "leg_b": b, "whisper": WHISPER, "webhook_url": hook_url})
+                    try:
+                        response = await daemon.client.post("/v1/calls", json={
+                            "leg_a": LEG_A, "leg_b": b, "whisper": WHISPER,
+                            "webhook_url": hook_url})
+                    except httpx.TransportError:
+                        # Unanswered within the timeout: the step is past what the
+                        # controller sustains, which the ramp is there to find.
+                        return Call("controller", f"unanswered-{b}", b, placed, ended=True,
+                                    status="unanswered")
                     if response.status_code != 202:
-                        return Call("controller", f"refused-{b}", b, placed, ended=True, status="failed")
+                        raise refused("controller", response)
                     return Call("controller", response.json()["call_uuid"], b, placed)
                 cpu0, wall0, lag0 = daemon.cpu_seconds(), time.monotonic(), await daemon.lag_buckets()
                 calls = await self.offer(rate, place)
@@ -393,16 +419,24 @@ class Bench:
         await daemon.ready()
         refused_ms: list[float] = []
         admitted: list[Call] = []
+        unanswered = 0
         try:
             async def place() -> None:
+                nonlocal unanswered
                 b = self.b_number()
                 started = time.perf_counter()
-                response = await daemon.client.post("/v1/calls", json={
-                    "leg_a": LEG_A, "leg_b": b, "whisper": WHISPER, "webhook_url": hook_url})
+                try:
+                    response = await daemon.client.post("/v1/calls", json={
+                        "leg_a": LEG_A, "leg_b": b, "whisper": WHISPER, "webhook_url": hook_url})
+                except httpx.TransportError:
+                    unanswered += 1
+                    return
                 if response.status_code == 429:
                     refused_ms.append((time.perf_counter() - started) * 1000)
                 elif response.status_code == 202:
                     admitted.append(Call("overload", response.json()["call_uuid"], b, time.time()))
+                else:
+                    raise refused("overload", response)
             await self.offer(rate * 1.5, place)
             await self.drain(admitted, "controller")
         finally:
@@ -410,6 +444,7 @@ class Bench:
         completed = sum(1 for c in admitted if self.webhooks.get(c.key, (0, {}))[1].get("status")
                         == "completed")
         return {"offered_rate": rate * 1.5, "admitted": len(admitted), "refused": len(refused_ms),
+                "unanswered": unanswered,
                 "admitted_completed": completed,
                 "refusal_p99_ms": percentile(refused_ms, 0.99)}
 
@@ -477,18 +512,23 @@ class Bench:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         hook_url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
         capture = Capture()
-        say("control lane: bare AMI Originate into [bench-control]")
-        control = await self.control_lane(switch_whisper)
-        say(f"control lane sustained {control:g} calls/s; controller lane: the daemon's API")
-        controller, samples = await self.controller_lane(workdir, hook_url)
-        # The sustained rate both lanes reached: the switch's own limit here.
-        sustained = min(control, controller) or 1.0
-        say(f"controller lane sustained {controller:g} calls/s; overload: 1.5x at a limit of "
-            f"{sustained:g}/s")
-        overload = await self.overload(workdir, hook_url, sustained)
-        self.gaps(await asyncio.to_thread(capture.invites), min(control, controller))
-        await runner.cleanup()
-        self.ami.manager.close()
+        try:
+            say("control lane: bare AMI Originate into [bench-control]")
+            control = await self.control_lane(switch_whisper)
+            say(f"control lane sustained {control:g} calls/s; controller lane: the daemon's API")
+            controller, samples = await self.controller_lane(workdir, hook_url)
+            if self.args.smoke:
+                return self.report
+            # The sustained rate both lanes reached: the switch's own limit here.
+            sustained = min(control, controller) or 1.0
+            say(f"controller lane sustained {controller:g} calls/s; overload: 1.5x at a limit of "
+                f"{sustained:g}/s")
+            overload = await self.overload(workdir, hook_url, sustained)
+        finally:
+            invites = await asyncio.to_thread(capture.invites)
+            await runner.cleanup()
+            self.ami.manager.close()
+        self.gaps(invites, min(control, controller))
         self.figures(control, controller, samples, overload)
         return self.report
 
@@ -543,7 +583,8 @@ class Bench:
                        if overload["admitted"] else None)
         figure("at 1.5x: admitted calls that complete / admitted", admitted_ok, "1.0",
                admitted_ok == 1.0, f"({overload['admitted_completed']}/{overload['admitted']}, "
-                                   f"{overload['refused']} refused)")
+                                   f"{overload['refused']} refused, "
+                                   f"{overload['unanswered']} unanswered in 10 s)")
         figure("at 1.5x: 429 answer time p99", overload["refusal_p99_ms"] and
                round(overload["refusal_p99_ms"], 2), "<= 10 ms",
                overload["refusal_p99_ms"] is not None and overload["refusal_p99_ms"] <= 10, "ms")
@@ -588,12 +629,29 @@ def main() -> int:
                         default=[1, 2, 4, 6, 8, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100])
     parser.add_argument("--step-seconds", type=float, default=15.0)
     parser.add_argument("--talk", type=int, default=4, help="seconds each call talks")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few calls at 1 call/s through both lanes, no overload and no "
+                             "report files: fails unless every call completes (make test runs it)")
     args = parser.parse_args()
+    if args.smoke:
+        args.rates, args.step_seconds, args.talk = [1.0], 3.0, 2
     if os.geteuid() != 0:
         print("make bench drives the lab (chroot, tcpdump): run it as root", file=sys.stderr)
         return 2
     subprocess.run([LAB, "up", "asterisk"], check=True)  # the bench measures Asterisk alone
-    report = asyncio.run(Bench(args).run())
+    try:
+        report = asyncio.run(Bench(args).run())
+    except BenchRefused as exc:
+        print(f"[bench] stopped: {exc}", file=sys.stderr)
+        return 1
+    if args.smoke:
+        short = [s for s in report.steps if s.success < 1.0]
+        lanes = {s.lane for s in report.steps}
+        if short or lanes != {"control", "controller"}:
+            print(f"[bench] smoke failed: {short or 'a lane did not run'}", file=sys.stderr)
+            return 1
+        say("smoke: every call completed in both lanes")
+        return 0
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "latest.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     chart(report, OUT / "latest.png")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import NumberParseException, ValidationResult
@@ -90,27 +91,32 @@ def target_of(value: str) -> Target:
 def normalize_number(text: str, default_region: str, field: str = "number") -> str:
     if not text:
         raise InvalidNumber(f"{field} is empty", field=field)
+    e164, problem = _normalized(text, default_region)
+    if problem is not None:
+        raise InvalidNumber(f"{field} {text!r} {problem}", field=field)
+    return e164
+
+
+# Parsed once per text: the same agents and customers are called again and
+# again, and parsing is most of a request's checks.
+@lru_cache(maxsize=4096)
+def _normalized(text: str, default_region: str) -> tuple[str, str | None]:
+    """(E.164, None), or ("", what is wrong with the text)."""
     if not _NUMBER_CHARS.fullmatch(text):
-        raise InvalidNumber(
-            f"{field} {text!r} is not a phone number: use digits, an optional leading +, "
-            "and spaces, dashes, dots or brackets only (or a sip: URI)",
-            field=field,
-        )
+        return "", ("is not a phone number: use digits, an optional leading +, and spaces, "
+                    "dashes, dots or brackets only (or a sip: URI)")
     try:
         parsed = phonenumbers.parse(text, default_region)
     except NumberParseException as exc:
-        raise InvalidNumber(f"{field} {text!r} is not a phone number: {exc}", field=field) from exc
+        return "", f"is not a phone number: {exc}"
     possible = phonenumbers.is_possible_number_with_reason(parsed)
     if possible in _POSSIBLE_REASONS:
-        raise InvalidNumber(f"{field} {text!r} {_POSSIBLE_REASONS[possible]}", field=field)
+        return "", _POSSIBLE_REASONS[possible]
     if not phonenumbers.is_valid_number(parsed):
         region = phonenumbers.region_code_for_number(parsed) or default_region
-        raise InvalidNumber(
-            f"{field} {text!r} is not a valid number in {region} "
-            f"(local numbers are read as {default_region}; give +country code otherwise)",
-            field=field,
-        )
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return "", (f"is not a valid number in {region} (local numbers are read as "
+                    f"{default_region}; give +country code otherwise)")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None
 
 
 def _parse_sip_uri(text: str, field: str) -> Target:

@@ -40,6 +40,7 @@ from controller.errors import (
     WhisperBusy,
     WhisperError,
 )
+from controller.jsonio import dumps
 from controller.store import StoreError
 
 
@@ -99,11 +100,20 @@ BODY_ERRORS = (InvalidRequest.error_id, InvalidField.error_id, BodyTooLarge.erro
 _SCHEMAS = "#/components/schemas/"
 
 
-def error(error_id: str, message: str, **details: Any) -> JSONResponse:
+class OrjsonResponse(JSONResponse):
+    """A JSON answer built by hand (errors, refusals: the 429s under
+    overload), rendered by orjson. Answers with a response model need none:
+    FastAPI renders those with pydantic's own serializer."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def error(error_id: str, message: str, **details: Any) -> OrjsonResponse:
     """The answer for ``error_id``, with its status (KeyError, a bug, for an id
     not in :data:`STATUS`: add it there, and the document follows)."""
-    return JSONResponse({"error_id": error_id, "message": message, "details": details},
-                        status_code=STATUS[error_id])
+    return OrjsonResponse({"error_id": error_id, "message": message, "details": details},
+                          status_code=STATUS[error_id])
 
 
 def failure(exc: CallConnectError) -> JSONResponse:

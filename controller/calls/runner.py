@@ -58,6 +58,8 @@ class ActiveCall:
     routing: asyncio.Task[None] | None = None
     agent: str | None = None  # the leg B target on this call, once it answered
     link: int = 0  # the switch link it started on (the backend's reconnect count)
+    # The request as the store keeps it: made once, saved with every change.
+    stored_request: dict[str, Any] | None = None
 
     @property
     def call_id(self) -> str:

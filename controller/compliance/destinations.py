@@ -23,6 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from functools import lru_cache
 
 import phonenumbers
 from pydantic import Field
@@ -128,6 +129,7 @@ def _longest(number: str, prefixes: Sequence[str]) -> str | None:
     return max(matching, key=len) if matching else None
 
 
+@lru_cache(maxsize=4096)  # the same numbers are called again and again
 def _premium_rate(number: str) -> bool:
     try:
         parsed = phonenumbers.parse(number, None)

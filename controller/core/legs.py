@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from controller.core.outcomes import Q850_TO_SIP, LegStatus
@@ -28,6 +28,14 @@ class LegRecord:
     def channel_up(self) -> bool:
         return bool(self.channels)
 
+    def snapshot(self) -> dict[str, Any]:
+        """Every field, as a snapshot keeps it (dataclasses.asdict, several times faster:
+        it runs on every transition)."""
+        data = {name: getattr(self, name) for name in _FIELDS}
+        data["status"] = str(self.status)
+        data["channels"] = list(self.channels)
+        return data
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
@@ -41,3 +49,4 @@ class LegRecord:
         }
 
 
+_FIELDS = tuple(f.name for f in fields(LegRecord))

@@ -42,6 +42,13 @@ class ConnectRecord(Call):
 
     def __post_init__(self) -> None:
         self.legs = {Leg.A: LegRecord(self.plan.leg_a), Leg.B: LegRecord(self.plan.leg_b)}
+        # The plan as snapshots keep it, made once per plan (it is frozen).
+        self._plan_data: tuple[CallPlan, dict[str, Any]] | None = None
+
+    def _plan_snapshot(self) -> dict[str, Any]:
+        if self._plan_data is None or self._plan_data[0] is not self.plan:
+            self._plan_data = (self.plan, asdict(self.plan))
+        return self._plan_data[1]
 
     def initial_response(self) -> dict[str, Any]:
         """The answer a caller gets at once, in the shape hosted products use."""
@@ -91,7 +98,7 @@ class ConnectRecord(Call):
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to pick the call up again after a restart."""
         return {
-            "plan": asdict(self.plan),
+            "plan": self._plan_snapshot(),
             "created_at": self.created_at,
             "state": str(self.state),
             "status": str(self.status) if self.status else None,
@@ -104,7 +111,7 @@ class ConnectRecord(Call):
             "bridge_ended_at": self.bridge_ended_at,
             "ended_at": self.ended_at,
             "timeline": [[t.at, str(t.from_state), str(t.to_state), t.reason] for t in self.timeline],
-            "legs": {str(leg): {**asdict(r), "status": str(r.status)} for leg, r in self.legs.items()},
+            "legs": {str(leg): record.snapshot() for leg, record in self.legs.items()},
             "attempts": self.attempts,
             "route_state": self.route_state,
             "b_channel": self.b_channel,

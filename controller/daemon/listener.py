@@ -98,18 +98,22 @@ class StoreListener:
         # The end of a call is saved with its result, in one transaction.
         self._ending: dict[str, tuple[list[TimelineEntry], list[WebhookDelivery]]] = {}
         self.unsaved: dict[str, Unsaved] = {}
-        self._saving = asyncio.Lock()  # one call's writes stay in order
+        # One call's writes stay in order; different calls' writes share the
+        # store's group commits.
+        self._saving: dict[str, asyncio.Lock] = {}
         self._retrying: asyncio.Task[None] | None = None
 
     def record_of(self, call: ActiveCall, result: dict[str, Any] | None = None) -> StoredCall:
         core = call.core
+        if call.stored_request is None:
+            call.stored_request = request_as_dict(call.request, call.idempotency_key)
         return StoredCall(
             call_id=call.call_id,
             created_at=core.created_at,
             updated_at=time.time(),
             state=str(core.state),
             status=str(core.status) if core.status else None,
-            request=request_as_dict(call.request, call.idempotency_key),
+            request=call.stored_request,
             snapshot=core.snapshot(),
             result=result,
             idempotency_key=call.idempotency_key,
@@ -152,12 +156,14 @@ class StoreListener:
         timeline, deliveries = self._ending.pop(call.call_id, ([], []))
         deliveries += self._deliveries(call, "call.completed", result)
         await self._save(self.record_of(call, result), timeline, deliveries)
+        if call.call_id not in self.unsaved:
+            self._saving.pop(call.call_id, None)
         self.metrics.calls.labels(result["status"]).inc()
         self.metrics.active_calls.dec()
 
     async def _save(self, record: StoredCall, timeline: list[TimelineEntry],
                     deliveries: list[WebhookDelivery]) -> None:
-        async with self._saving:
+        async with self._saving.setdefault(record.call_id, asyncio.Lock()):
             earlier = self.unsaved.pop(record.call_id, None)
             if earlier is not None:
                 timeline = earlier.timeline + timeline
@@ -179,7 +185,7 @@ class StoreListener:
         while self.unsaved:
             await asyncio.sleep(UNSAVED_RETRY_SECONDS)
             for call_id in list(self.unsaved):
-                async with self._saving:
+                async with self._saving.setdefault(call_id, asyncio.Lock()):
                     pending = self.unsaved.get(call_id)
                     if pending is None:
                         continue
@@ -190,6 +196,8 @@ class StoreListener:
                         pending.error = exc
                         continue
                     del self.unsaved[call_id]
+                    if pending.record.state == CallState.ENDED:
+                        self._saving.pop(call_id, None)
                 log.info("store.save_caught_up", call_id=call_id, state=pending.record.state)
                 if pending.deliveries:
                     self.outbox.wake()

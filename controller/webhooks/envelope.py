@@ -6,10 +6,11 @@ where Standard Webhooks signs it and a receiver drops repeats by it.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
+
+from controller.jsonio import dumps
 
 
 def new_event_id() -> str:
@@ -21,6 +22,7 @@ def envelope(event_type: str, data: Mapping[str, Any], at: float) -> dict[str, A
     return {"type": event_type, "timestamp": at, "data": dict(data)}
 
 
-def encode(payload: Mapping[str, Any]) -> str:
-    """The body as sent, compact; the signature covers exactly this string."""
-    return json.dumps(payload, separators=(",", ":"))
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """The body as sent: compact UTF-8 JSON. The signature covers exactly
+    these bytes."""
+    return dumps(payload)

@@ -61,7 +61,7 @@ class Signer:
         headers = {"content-type": "application/json", "webhook-id": event_id,
                    "webhook-timestamp": str(timestamp)}
         if self._webhook is not None:
+            # The package signs the text's UTF-8 encoding: exactly the bytes sent.
             headers["webhook-signature"] = self._webhook.sign(
-                event_id, datetime.fromtimestamp(timestamp, tz=UTC), body)
-        # The bytes sent are exactly the string signed.
-        return body.encode(), headers
+                event_id, datetime.fromtimestamp(timestamp, tz=UTC), body.decode())
+        return body, headers

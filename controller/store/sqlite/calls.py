@@ -4,13 +4,16 @@ saved with its timeline entries and webhook deliveries in one transaction."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from controller.errors import InvalidField
+from controller.jsonio import loads
 from controller.store import (
     CallPage,
     DeliveryState,
@@ -38,9 +41,9 @@ _BY_KEY = ("idempotency_key = ? AND (idempotency_scope = ? OR idempotency_scope 
 def _call_from_row(row: sqlite3.Row) -> StoredCall:
     return StoredCall(
         call_id=row["call_id"], created_at=row["created_at"], updated_at=row["updated_at"],
-        state=row["state"], status=row["status"], request=json.loads(row["request"]),
-        snapshot=json.loads(row["snapshot"]),
-        result=None if row["result"] is None else json.loads(row["result"]),
+        state=row["state"], status=row["status"], request=loads(row["request"]),
+        snapshot=loads(row["snapshot"]),
+        result=None if row["result"] is None else loads(row["result"]),
         idempotency_key=None if row["idempotency_key"] is None else IdempotencyKey(
             row["idempotency_key"], row["idempotency_scope"], row["request_hash"]))
 
@@ -54,13 +57,42 @@ class _Entries:
         self.deliveries = [delivery_params(d) for d in deliveries]
 
     async def insert(self, db: aiosqlite.Connection) -> None:
-        await db.executemany("INSERT INTO timeline (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
-                             self.timeline)
-        await insert_deliveries(db, self.deliveries)
+        await self.insert_all(db, [self])
+
+    @staticmethod
+    async def insert_all(db: aiosqlite.Connection, changes: list[_Entries]) -> None:
+        timeline = [entry for change in changes for entry in change.timeline]
+        deliveries = [delivery for change in changes for delivery in change.deliveries]
+        if timeline:
+            await db.executemany("INSERT INTO timeline (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                                 timeline)
+        if deliveries:
+            await insert_deliveries(db, deliveries)
+
+
+_UPDATE_CALL = ("UPDATE calls SET updated_at = ?, state = ?, status = ?, request = ?, snapshot = ?, "
+                "result = ? WHERE call_id = ?")
+
+
+@dataclass
+class _QueuedSave:
+    """One call's change, waiting to be written with the others of its turn."""
+
+    call_id: str
+    params: tuple[Any, ...]
+    entries: _Entries
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class SqliteCalls(SqliteDatabase):
     """:class:`~controller.store.CallStore` in SQLite."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        # Calls' changes of this event-loop turn, written together by one task.
+        self._queued_saves: list[_QueuedSave] = []
+        self._saver: asyncio.Task[None] | None = None
 
     async def create_call(self, call: StoredCall) -> tuple[StoredCall, bool]:
         key = call.idempotency_key
@@ -153,21 +185,63 @@ class SqliteCalls(SqliteDatabase):
         call_params = (call.updated_at, call.state, call.status, dump_json(call.request),
                        dump_json(call.snapshot), None if call.result is None else dump_json(call.result),
                        call.call_id)
-        entries = _Entries(timeline, deliveries)
+        save = _QueuedSave(call.call_id, call_params, _Entries(timeline, deliveries))
+        self._queued_saves.append(save)
+        if self._saver is None:
+            # It runs after this turn: every call's change made in it joins.
+            self._saver = asyncio.create_task(self._save_queued(), name="store-save")
+        # Shielded: a caller canceled while it waits leaves the others' write alone.
+        await asyncio.shield(save.done)
+
+    def _take_queued(self) -> list[_QueuedSave]:
+        saves, self._queued_saves, self._saver = self._queued_saves, [], None
+        return saves
+
+    async def _save_queued(self) -> None:
+        """The queued changes in one write: three statements for all of them.
+        If any of them fails, each is written alone, so that one call's
+        failure (say, it is not in the store) is its own."""
+        saves: list[_QueuedSave] = []
+        try:
+            async with self._use("saving calls", write=True) as db:
+                saves = self._take_queued()  # taken late, so changes queued meanwhile join
+                updated = await db.executemany(_UPDATE_CALL, [s.params for s in saves])
+                if updated.rowcount != len(saves):
+                    raise StoreError("a call to save is not in the store", path=str(self.path),
+                                     action="saving calls")
+                await _Entries.insert_all(db, [s.entries for s in saves])
+        except Exception:
+            for save in saves or self._take_queued():
+                try:
+                    await self._save_one(save)
+                except Exception as exc:  # the caller's to handle, as from any write
+                    if not save.done.done():
+                        save.done.set_exception(exc)
+                else:
+                    if not save.done.done():
+                        save.done.set_result(None)
+            return
+        except BaseException:
+            for save in saves or self._take_queued():
+                save.done.cancel()
+            raise
+        for save in saves:
+            if not save.done.done():
+                save.done.set_result(None)
+
+    async def _save_one(self, save: _QueuedSave) -> None:
         async with self._use("saving a call", write=True) as db:
-            updated = await db.execute(
-                "UPDATE calls SET updated_at = ?, state = ?, status = ?, request = ?, snapshot = ?, "
-                "result = ? WHERE call_id = ?", call_params)
+            updated = await db.execute(_UPDATE_CALL, save.params)
             if updated.rowcount != 1:
-                raise StoreError(f"call {call.call_id} is not in {self.path}; create it first",
+                raise StoreError(f"call {save.call_id} is not in {self.path}; create it first",
                                  path=str(self.path), action="saving a call")
-            await entries.insert(db)
+            await save.entries.insert(db)
 
     async def timeline(self, call_id: str) -> list[TimelineEntry]:
         async with self._use("reading a timeline", write=False) as db:
             rows = await db.execute_fetchall(
                 "SELECT call_id, at, kind, data FROM timeline WHERE call_id = ? ORDER BY id", (call_id,))
-        return [TimelineEntry(row["call_id"], row["at"], row["kind"], json.loads(row["data"]))
+        return [TimelineEntry(row["call_id"], row["at"], row["kind"], loads(row["data"]))
                 for row in rows]
 
     # ------------------------------------------------------------ scheduled calls

@@ -13,13 +13,20 @@ SQLite gives the -wal and -shm it creates the database file's mode. Files an
 older version left group- or world-readable are tightened at open.
 
 One connection serves the whole controller; an asyncio lock keeps one
-coroutine's transaction from interleaving with another's statements.
+coroutine's statements from interleaving with another's.
+
+Group commit: the writes made while a transaction is open (in practice, those
+of one event-loop turn and the turns its statements take) share it, each but
+the first in a savepoint of its own, and are committed together, once. A writer returns only
+after that commit: nothing a caller is told was written (and nothing the API
+acknowledges) can be lost to a crash. A write that fails rolls back its own
+savepoint only; a commit that fails fails every write in it. A read waits for
+the open transaction to commit, so it never sees what is not yet durable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import time
@@ -31,6 +38,7 @@ from typing import Any
 import aiosqlite
 import structlog
 
+from controller.jsonio import dumps_text
 from controller.store import StoreError
 from controller.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -45,7 +53,21 @@ _COMPANIONS = ("-wal", "-shm")
 
 
 def dump_json(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return dumps_text(value)
+
+
+class _Batch:
+    """The writes sharing one transaction, and its commit's outcome."""
+
+    def __init__(self) -> None:
+        self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def fail(self, error: StoreError) -> None:
+        if not self.committed.done():
+            self.committed.set_exception(error)
+            # Every writer in the batch awaits it; this keeps asyncio quiet if
+            # the last of them was canceled meanwhile.
+            self.committed.exception()
 
 
 class SqliteDatabase:
@@ -56,6 +78,8 @@ class SqliteDatabase:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._batch: _Batch | None = None  # the open transaction's writes
+        self._committing: asyncio.Task[None] | None = None
 
     def _error(self, action: str, exc: sqlite3.Error) -> StoreError:
         # Extended result codes (e.g. SQLITE_READONLY_DIRECTORY) keep the primary code in the low byte.
@@ -81,29 +105,91 @@ class SqliteDatabase:
         return StoreError(message, path=where, action=action,
                           sqlite_error=getattr(exc, "sqlite_errorname", type(exc).__name__))
 
+    def _open_db(self, action: str) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError(f"store {self.path} is not open", path=str(self.path), action=action)
+        return self._db
+
     @asynccontextmanager
     async def _use(self, action: str, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, alone; with write=True inside one transaction that is
-        committed on success and rolled back on any error."""
-        async with self._lock:
-            if self._db is None:
-                raise StoreError(f"store {self.path} is not open", path=str(self.path), action=action)
-            db = self._db
-            try:
-                if not write:
-                    yield db
+        """The connection, alone. With write=False, once no write is waiting
+        for its commit. With write=True, inside a savepoint of the open
+        transaction (rolled back on any error); returns once that is committed."""
+        if not write:
+            while True:
+                batch = self._batch
+                if batch is not None:
+                    await asyncio.wait([batch.committed])
+                    continue
+                async with self._lock:
+                    if self._batch is not None:
+                        continue  # a write came first: read after its commit
+                    try:
+                        yield self._open_db(action)
+                    except sqlite3.Error as exc:
+                        raise self._error(action, exc) from exc
                     return
-                # IMMEDIATE takes the write lock now, so the transaction cannot fail halfway on it.
-                await db.execute("BEGIN IMMEDIATE")
+        async with self._lock:
+            db = self._open_db(action)
+            batch = self._batch
+            # The transaction's first write needs no savepoint: nothing else is in it yet.
+            first = batch is None
+            try:
+                if batch is None:
+                    # IMMEDIATE takes the write lock now, so the transaction cannot fail halfway on it.
+                    await db.execute("BEGIN IMMEDIATE")
+                    batch = self._batch = _Batch()
+                    # Queued behind the writers already waiting for the lock: they join this commit.
+                    self._committing = asyncio.create_task(self._commit(batch),
+                                                           name="store-commit")
+                else:
+                    await db.execute("SAVEPOINT write")
                 try:
                     yield db
-                    await db.execute("COMMIT")
+                    if not first:
+                        await db.execute("RELEASE write")
                 except BaseException:
                     if db.in_transaction:
-                        await db.execute("ROLLBACK")
+                        await db.execute("ROLLBACK" if first else "ROLLBACK TO write")
+                        if not first:
+                            await db.execute("RELEASE write")
                     raise
             except sqlite3.Error as exc:
-                raise self._error(action, exc) from exc
+                error = self._error(action, exc)
+                self._lost(db, batch, error)
+                raise error from exc
+            except BaseException:
+                self._lost(db, batch, StoreError(f"store {self.path}: a write in the same "
+                                                 "transaction failed and rolled it back",
+                                                 path=str(self.path), action=action))
+                raise
+        await asyncio.shield(batch.committed)
+
+    def _lost(self, db: aiosqlite.Connection, batch: _Batch | None, error: StoreError) -> None:
+        """SQLite rolls the whole transaction back on some errors (a full disk,
+        I/O): then the writes before this one in it are lost too."""
+        if batch is not None and not db.in_transaction and self._batch is batch:
+            self._batch = None
+            batch.fail(error)
+
+    async def _commit(self, batch: _Batch) -> None:
+        async with self._lock:
+            if self._batch is not batch:
+                return  # rolled back already, and its writers told
+            self._batch = None
+            db = self._open_db("committing")
+            try:
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                error = self._error("committing", exc)
+                try:
+                    if db.in_transaction:
+                        await db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("store.rollback_failed", path=str(self.path))
+                batch.fail(error)
+                return
+            batch.committed.set_result(None)
 
     async def open(self) -> None:
         if self._db is not None:
@@ -192,6 +278,8 @@ class SqliteDatabase:
                              (SCHEMA_VERSION,))
 
     async def close(self) -> None:
+        if self._committing is not None:
+            await self._committing  # the last writes are committed first
         async with self._lock:
             if self._db is None:
                 return

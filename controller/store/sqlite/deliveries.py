@@ -4,13 +4,13 @@ through :func:`insert_deliveries`."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
 import aiosqlite
 
 from controller.errors import InvalidField
+from controller.jsonio import loads
 from controller.store import (
     DeliveryBacklog,
     DeliveryPage,
@@ -32,7 +32,7 @@ DELIVERY_COLUMNS = ("event_id, call_id, url, event_type, payload, created_at, ne
 def _delivery_from_row(row: sqlite3.Row) -> WebhookDelivery:
     return WebhookDelivery(
         event_id=row["event_id"], call_id=row["call_id"], url=row["url"],
-        event_type=row["event_type"], payload=json.loads(row["payload"]),
+        event_type=row["event_type"], payload=loads(row["payload"]),
         created_at=row["created_at"], next_attempt_at=row["next_attempt_at"],
         state=DeliveryState(row["state"]), attempts=row["attempts"],
         last_status_code=row["last_status_code"], last_error=row["last_error"],

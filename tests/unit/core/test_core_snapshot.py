@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import pytest
@@ -25,8 +25,9 @@ from controller.core.events import (
     RouteExhausted,
     WhisperFinished,
 )
+from controller.core.legs import LegRecord
 from controller.core.machine import CallConnect
-from controller.core.outcomes import CallStatus, DialOutcome, Leg
+from controller.core.outcomes import CallStatus, DialOutcome, Leg, LegStatus
 from controller.core.plan import Attempt
 from controller.core.states import CallState
 from controller.errors import InvalidTransition
@@ -165,3 +166,14 @@ def test_winner_hanging_up_before_a_losers_channel_is_gone_ends_the_call() -> No
         "completed", "leg_b", AGENTS[1])
     assert result["talk_seconds"] == pytest.approx(2.0)
     assert result["leg_b"]["hangup_cause"] == 16
+
+
+def test_a_legs_snapshot_holds_every_field_and_is_its_own_copy() -> None:
+    record = LegRecord("+27115550202", LegStatus.ANSWERED, ["c1", "c2"], dialed=True,
+                       awaiting_channel=True, hung_up=True, answered_at=1.5, ended_at=2.5,
+                       cause=16, cause_text="Normal Clearing")
+    snapshot = record.snapshot()
+    assert snapshot == {**asdict(record), "status": "answered"}
+    record.channels.append("c3")  # the call goes on; the snapshot taken stays as it was
+    assert snapshot["channels"] == ["c1", "c2"]
+    assert LegRecord(**{**snapshot, "status": LegStatus(snapshot["status"])}).channels == ["c1", "c2"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
@@ -158,3 +159,55 @@ async def test_a_readable_database_left_by_an_older_version_is_made_private(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         await store.close()
+
+
+async def test_writes_made_together_are_each_committed_when_they_return(store: SqliteStore) -> None:
+    """Group commit: calls written at the same time share a transaction, and
+    each write returns only once another connection (a restart) can read it.
+    One write that fails (a call never created) costs the others nothing."""
+    seen_on_return: dict[str, bool] = {}
+
+    async def create_and_save(call_id: str) -> None:
+        call = make_call(call_id)
+        await store.create_call(call)
+        await store.save_call(call, [TimelineEntry(call_id, 1.0, "transition", {"to": "x"})],
+                              [make_delivery(f"evt_{call_id}", call_id)])
+        with sqlite3.connect(store.path) as other:
+            rows = other.execute("SELECT count(*) FROM timeline WHERE call_id = ?",
+                                 (call_id,)).fetchall()
+        seen_on_return[call_id] = rows == [(1,)]
+
+    async def save_unknown() -> None:
+        with pytest.raises(StoreError, match="create it first"):
+            await store.save_call(make_call("never-created"), [], [])
+
+    await asyncio.gather(*(create_and_save(f"c{i}") for i in range(20)), save_unknown())
+    assert seen_on_return == {f"c{i}": True for i in range(20)}
+    assert await store.get_call("never-created") is None
+    assert len(await store.due_deliveries(2000.0, 100)) == 20
+
+
+async def test_a_full_disk_under_writes_made_together_fails_each_and_keeps_the_rest(
+        store: SqliteStore) -> None:
+    assert store._db is not None
+    await store.create_call(make_call("c0"))
+    [(pages,)] = await store._db.execute_fetchall("PRAGMA page_count")
+    await store._db.execute(f"PRAGMA max_page_count = {pages}")
+    big = {"blob": "x" * 100_000}
+
+    async def save(call_id: str) -> BaseException | None:
+        call = make_call(call_id)
+        try:
+            await store.create_call(call)
+            call.snapshot = big
+            await store.save_call(call, [], [])
+        except StoreError as exc:
+            return exc
+        return None
+
+    outcomes = await asyncio.gather(*(save(f"c{i}") for i in range(1, 6)))
+    assert all(isinstance(outcome, StoreError) for outcome in outcomes)
+    for i in range(1, 6):  # no call is left half written with its big snapshot
+        stored = await store.get_call(f"c{i}")
+        assert stored is None or stored.snapshot != big
+    assert await store.get_call("c0") == make_call("c0")

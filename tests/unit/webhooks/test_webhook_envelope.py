@@ -37,7 +37,7 @@ def test_the_envelope_is_type_timestamp_and_data() -> None:
     body = envelope("call.completed", data, 1700000000.5)
     assert body == {"type": "call.completed", "timestamp": 1700000000.5, "data": data}
     assert body["data"] is not data  # the caller's dict is not shared
-    assert encode(body) == '{"type":"call.completed","timestamp":1700000000.5,"data":{"status":"completed"}}'
+    assert encode(body) == b'{"type":"call.completed","timestamp":1700000000.5,"data":{"status":"completed"}}'
     event_id = new_event_id()
     assert event_id.startswith("evt_") and len(event_id) == 36 and event_id != new_event_id()
 
@@ -47,7 +47,8 @@ def test_the_signer_signs_the_bytes_it_returns() -> None:
     body, headers = Signer(SECRET).request("evt_1", payload, 1700000000.9)
     assert headers["webhook-id"] == "evt_1" and headers["webhook-timestamp"] == "1700000000"
     assert headers["content-type"] == "application/json"
-    assert body == encode(payload).encode()
+    assert body == encode(payload)
+    assert "Zoë".encode() in body  # UTF-8 on the wire, and signed as such
     # verify() refuses a timestamp this old, so the signature is compared with the library's own.
     signed_at = datetime.fromtimestamp(1700000000, tz=UTC)
     assert headers["webhook-signature"] == Webhook(SECRET).sign("evt_1", signed_at, body.decode())
