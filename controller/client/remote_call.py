@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
+from types import FrameType
 from typing import Any
 
 from controller.client.http import (
@@ -123,13 +125,45 @@ def place(args: argparse.Namespace) -> int:
     return EXIT_OK if result.get("success") else EXIT_CALL_FAILED
 
 
+class CtrlC:
+    """SIGINT while a call is followed. The first is only counted: the loop
+    hangs the call up at its next turn, so no request to the daemon is cut
+    off halfway (an interrupted request can leave the connection pool
+    unusable). The second stops following at once."""
+
+    def __init__(self) -> None:
+        self.presses = 0
+        self.previous: Any = None
+
+    def __enter__(self) -> CtrlC:
+        self.previous = signal.signal(signal.SIGINT, self.pressed)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def pressed(self, signum: int, frame: FrameType | None) -> None:
+        self.presses += 1
+        if self.presses > 1:
+            raise KeyboardInterrupt
+
+
 def follow(daemon: Daemon, call_id: str) -> dict[str, Any]:
     """Print each step of the call as the daemon records it; its result once it
     has ended. The first Ctrl-C hangs the call up (and follows it to its end),
     a second stops following."""
     shown, lost_since, hung_up = 0, None, False
-    while True:
-        try:
+    with CtrlC() as ctrl_c:
+        while True:
+            if ctrl_c.presses and not hung_up:
+                hung_up = True
+                print(f"interrupted: hanging up call {call_id} (Ctrl-C again to stop "
+                      "following; the call goes on)", file=sys.stderr, flush=True)
+                try:
+                    daemon.json("POST", f"/v1/calls/{segment(call_id)}/hangup")
+                except ApiError as error:
+                    if error.error_id != "call-ended":
+                        raise
             try:
                 call = expect_dict(daemon.json("GET", f"/v1/calls/{segment(call_id)}"))
             except ApiError as error:
@@ -150,17 +184,6 @@ def follow(daemon: Daemon, call_id: str) -> dict[str, Any]:
             if call.get("state") == "ended":
                 return mapping(call.get("result"))
             time.sleep(POLL_SECONDS)
-        except KeyboardInterrupt:
-            if hung_up:
-                raise
-            hung_up = True
-            print(f"interrupted: hanging up call {call_id} (Ctrl-C again to stop following; "
-                  "the call goes on)", file=sys.stderr, flush=True)
-            try:
-                daemon.json("POST", f"/v1/calls/{segment(call_id)}/hangup")
-            except ApiError as error:
-                if error.error_id != "call-ended":
-                    raise
 
 
 def print_step(item: dict[str, Any], created_at: Any) -> None:

@@ -100,7 +100,12 @@ async def test_ctrl_c_while_waiting_hangs_the_call_up_through_the_daemon(
                 waiting.send_signal(signal.SIGINT)
                 break
         assert any(" bridged " in line for line in seen), "".join(seen)
-        out, err = waiting.communicate(timeout=60)
+        try:
+            out, err = waiting.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            waiting.kill()
+            out, err = waiting.communicate()
+            pytest.fail(f"still following 60 s after Ctrl-C:\n{''.join(seen)}{err}{out}")
     finally:
         waiting.kill()
     assert waiting.returncode == 0, err
