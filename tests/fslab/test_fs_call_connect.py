@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import audioop
-import dataclasses
 import wave
 from pathlib import Path
 
@@ -113,7 +112,7 @@ async def test_hangup_request_cancels_a_ringing_call(fs_controller: Controller) 
 
 @pytest.mark.fslab
 async def test_a_wrong_event_socket_password_is_refused_with_the_reason(fs_config: Config) -> None:
-    backend = FreeswitchBackend(dataclasses.replace(fs_config.freeswitch, password="wrong"))
+    backend = FreeswitchBackend(fs_config.freeswitch.model_copy(update={"password": "wrong"}))
     with pytest.raises(SwitchUnavailable, match="refused the password"):
         await backend.connect()
     await backend.close()
@@ -121,8 +120,8 @@ async def test_a_wrong_event_socket_password_is_refused_with_the_reason(fs_confi
 
 @pytest.mark.fslab
 async def test_an_unknown_gateway_fails_leg_a_with_the_switchs_reason(fs_config: Config) -> None:
-    config = dataclasses.replace(fs_config, freeswitch=dataclasses.replace(
-        fs_config.freeswitch, gateway="no-such-gateway"))
+    config = fs_config.model_copy(update={"freeswitch": fs_config.freeswitch.model_copy(
+        update={"gateway": "no-such-gateway"})})
     async with Controller(config, ConsoleListener(config, progress=False)) as controller:
         call = await controller.calls.start(CallRequest(leg_a="+442079460018", leg_b="+27115550202"))
         result = await asyncio.wait_for(call.wait(), 30)
