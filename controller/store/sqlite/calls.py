@@ -25,7 +25,7 @@ from controller.store import (
 )
 from controller.store.sqlite.connection import SqliteDatabase, dump_json
 from controller.store.sqlite.cursor import decode_cursor, encode_cursor
-from controller.store.sqlite.deliveries import PRUNE_BATCH, delivery_params, insert_deliveries
+from controller.store.sqlite.deliveries import delivery_params, insert_deliveries
 
 ENDED = "ended"
 SCHEDULED = "scheduled"  # waiting for its calling window; nothing dialed yet
@@ -273,15 +273,10 @@ class SqliteCalls(SqliteDatabase):
     # ------------------------------------------------------------ retention
 
     async def prune_calls(self, before: float) -> int:
-        deleted = 0
-        while True:
-            # Their timeline entries and deliveries go with them (ON DELETE CASCADE).
-            async with self._use("pruning calls", write=True) as db:
-                cursor = await db.execute(
-                    "DELETE FROM calls WHERE call_id IN (SELECT call_id FROM calls "
-                    "WHERE state = ? AND created_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries "
-                    "WHERE deliveries.call_id = calls.call_id AND deliveries.state = ?) LIMIT ?)",
-                    (ENDED, before, DeliveryState.PENDING.value, PRUNE_BATCH))
-            deleted += cursor.rowcount
-            if cursor.rowcount < PRUNE_BATCH:
-                return deleted
+        # Their timeline entries and deliveries go with them (ON DELETE CASCADE).
+        return await self._delete_in_batches(
+            "pruning calls",
+            "DELETE FROM calls WHERE call_id IN (SELECT call_id FROM calls "
+            "WHERE state = ? AND created_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries "
+            "WHERE deliveries.call_id = calls.call_id AND deliveries.state = ?) LIMIT ?)",
+            (ENDED, before, DeliveryState.PENDING.value))

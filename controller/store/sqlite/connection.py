@@ -48,6 +48,8 @@ log = structlog.get_logger(__name__)
 BUSY_TIMEOUT_SECONDS = 5.0
 FILE_MODE = 0o600
 FOLDER_MODE = 0o750
+# Rows deleted per transaction when pruning, so that calls and the outbox wait on none for long.
+PRUNE_BATCH = 500
 # The files SQLite keeps beside the database in WAL mode.
 _COMPANIONS = ("-wal", "-shm")
 
@@ -109,6 +111,18 @@ class SqliteDatabase:
         if self._db is None:
             raise StoreError(f"store {self.path} is not open", path=str(self.path), action=action)
         return self._db
+
+    async def _delete_in_batches(self, action: str, sql: str, params: tuple[Any, ...]) -> int:
+        """Run ``sql`` (a DELETE whose last parameter is a LIMIT, given as
+        PRUNE_BATCH) one transaction at a time until it deletes fewer; how many
+        rows it deleted in all."""
+        deleted = 0
+        while True:
+            async with self._use(action, write=True) as db:
+                cursor = await db.execute(sql, (*params, PRUNE_BATCH))
+            deleted += cursor.rowcount
+            if cursor.rowcount < PRUNE_BATCH:
+                return deleted
 
     @asynccontextmanager
     async def _use(self, action: str, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:

@@ -23,8 +23,6 @@ from controller.store import (
 from controller.store.sqlite.connection import SqliteDatabase, dump_json
 from controller.store.sqlite.cursor import decode_cursor, encode_cursor
 
-# Rows deleted per transaction when pruning, so that calls and the outbox wait on none for long.
-PRUNE_BATCH = 500
 DELIVERY_COLUMNS = ("event_id, call_id, url, event_type, payload, created_at, next_attempt_at, state, "
                     "attempts, last_status_code, last_error, delivered_at")
 
@@ -190,13 +188,8 @@ class SqliteDeliveries(SqliteDatabase):
             return found, queued.rowcount
 
     async def prune_deliveries(self, before: float) -> int:
-        deleted = 0
-        while True:
-            async with self._use("pruning deliveries", write=True) as db:
-                cursor = await db.execute(
-                    "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries "
-                    "WHERE state != ? AND created_at < ? LIMIT ?)",
-                    (DeliveryState.PENDING.value, before, PRUNE_BATCH))
-            deleted += cursor.rowcount
-            if cursor.rowcount < PRUNE_BATCH:
-                return deleted
+        return await self._delete_in_batches(
+            "pruning deliveries",
+            "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries "
+            "WHERE state != ? AND created_at < ? LIMIT ?)",
+            (DeliveryState.PENDING.value, before))

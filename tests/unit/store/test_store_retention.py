@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from controller.store import DeliveryState, TimelineEntry, WebhookDelivery
 from controller.store.sqlite import SCHEDULED, SqliteStore
-from controller.store.sqlite.deliveries import PRUNE_BATCH
+from controller.store.sqlite.connection import PRUNE_BATCH
 from tests.unit.store.builders import make_call, make_delivery
 
 CUTOFF = 5000.0
