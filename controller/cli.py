@@ -41,7 +41,14 @@ from controller.calls.request import (
 )
 from controller.calls.runner import ActiveCall
 from controller.client import commands as client
-from controller.client.remote_call import COMPLIANCE_IDS
+from controller.client.remote_call import (
+    COMPLIANCE_IDS,
+    EXIT_BAD_INPUT,
+    EXIT_CALL_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+)
 from controller.config import Config, load_config
 from controller.core.states import Transition
 from controller.errors import CallConnectError, ConfigError, SwitchError, SwitchUnavailable
@@ -53,7 +60,6 @@ DEFAULT_CONFIG = "/etc/callconnect/callconnect.toml"
 # How long `call` without --wait waits for its follower to report the originate.
 START_TIMEOUT = 90.0
 
-EXIT_OK, EXIT_CALL_FAILED, EXIT_BAD_INPUT, EXIT_SWITCH, EXIT_REFUSED = 0, 1, 2, 3, 4
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,7 +262,7 @@ def _report_start(read_end: int) -> int:
         print(json.dumps({"success": False, "error_id": "no-start-report",
                           "message": f"the call's follower reported nothing within "
                                      f"{START_TIMEOUT:g} s; run with --wait to see why"}))
-        return EXIT_SWITCH
+        return EXIT_UNREACHABLE
     response = json.loads(chunks[0])
     print(json.dumps(response, indent=2))
     if "error_id" in response:
@@ -322,4 +328,4 @@ def _fail(exc: CallConnectError) -> int:
 def _exit_code(error_id: str) -> int:
     if error_id in COMPLIANCE_IDS:
         return EXIT_REFUSED
-    return EXIT_BAD_INPUT if error_id.startswith(("invalid", "same")) else EXIT_SWITCH
+    return EXIT_BAD_INPUT if error_id.startswith(("invalid", "same")) else EXIT_UNREACHABLE
