@@ -82,3 +82,84 @@ class CallEnded(Command):
     result: dict[str, Any]
 
 
+
+
+# ------------------------------------------------------------ live calls
+# Steps on the one leg of a live call (an inbound call, or a single-leg call
+# once answered). Each names the action it carries out, and the switch reports
+# its end with the matching event (PlayFinished, DigitsGathered, ...). A step
+# answers an inbound call that is not answered yet (audio needs an answered
+# channel); a connect does not: the caller is answered at the bridge.
+
+
+@dataclass(frozen=True)
+class PlayToLegA(Command):
+    """Play these files in turn, ``loop`` times; answered with PlayFinished."""
+
+    action_id: str
+    audio: tuple[str, ...]
+    loop: int = 1
+
+
+@dataclass(frozen=True)
+class GatherDigits(Command):
+    """Collect up to ``max_digits`` keys (a key pressed during the prompt stops
+    it and counts); each key is reported with DigitPressed, the end with
+    DigitsGathered. ``finish_on_key`` "" means none; ``timeout`` is seconds to
+    the first key, ``inter_digit_timeout`` seconds between keys."""
+
+    action_id: str
+    prompt_audio: str | None
+    max_digits: int
+    finish_on_key: str
+    timeout: int
+    inter_digit_timeout: int
+
+
+@dataclass(frozen=True)
+class PauseLegA(Command):
+    """Silence for ``seconds``; answered with PauseFinished."""
+
+    action_id: str
+    seconds: int
+
+
+@dataclass(frozen=True)
+class RecordLegA(Command):
+    """Start recording the call into ``file``, or stop (``file`` None);
+    answered with RecordingChanged."""
+
+    action_id: str
+    file: str | None
+
+
+@dataclass(frozen=True)
+class WaitForActions(Command):
+    """Nothing left to run: hold the leg (ringback while an inbound call is
+    not answered, else silence) for ``seconds``, then the switch reports
+    IdleTimedOut and hangs it up, even if the controller is gone."""
+
+    seconds: int
+    ringback: bool
+
+
+@dataclass(frozen=True)
+class FetchActions(Command):
+    """For the service, not the switch: POST the call's state to ``url`` (a
+    gather's action_url, a redirect, a number's incoming_url) and answer with
+    ActionsQueued (replace=True) or ActionsFetchFailed. ``action_id`` is the
+    action that asked ("" for the incoming_url)."""
+
+    action_id: str
+    url: str
+    kind: str  # "gather", "redirect" or "incoming"
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Report(Command):
+    """For the service: send this status callback (call.gathered,
+    call.action.completed, call.answered, ...) with this data."""
+
+    event: str
+    data: dict[str, Any]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.core.outcomes import CallStatus, DialOutcome, Leg
-from controller.core.plan import Attempt
+from controller.core.plan import Attempt, PreparedAction
 
 
 @dataclass(frozen=True)
@@ -159,3 +159,66 @@ class EndedWhileAway(Event):
     talk_seconds: float | None
 
 
+
+
+# ------------------------------------------------------------ live calls
+
+
+@dataclass(frozen=True)
+class ActionsQueued(Event):
+    """Actions to run on a live call, in order, already checked and prepared
+    (:class:`controller.core.plan.PreparedAction`). ``replace``: drop what is
+    still queued first (the running action, if any, finishes). ``source``:
+    api, number, incoming_url, action_url, redirect, fallback."""
+
+    actions: tuple[PreparedAction, ...]
+    replace: bool = False
+    source: str = "api"
+
+
+@dataclass(frozen=True)
+class ActionsFetchFailed(Event):
+    """The URL asked with FetchActions answered badly or not in time."""
+
+    action_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PlayFinished(Event):
+    action_id: str
+    played: bool
+
+
+@dataclass(frozen=True)
+class DigitPressed(Event):
+    action_id: str
+    digit: str
+
+
+@dataclass(frozen=True)
+class DigitsGathered(Event):
+    """The gather ended: ``ended_by`` is finish-key, max-digits or timeout.
+    ``digits`` are every key pressed (the finish key left out)."""
+
+    action_id: str
+    digits: str
+    ended_by: str
+
+
+@dataclass(frozen=True)
+class PauseFinished(Event):
+    action_id: str
+
+
+@dataclass(frozen=True)
+class RecordingChanged(Event):
+    action_id: str
+    recording: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class IdleTimedOut(Event):
+    """The leg waited WaitForActions' seconds with nothing to run; the switch
+    hangs it up."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,22 @@ class CallPlan:
         return bool(self.confirm_key or (self.whisper_on_answer and self.whisper_audio))
 
 
+
+
+@dataclass(frozen=True)
+class PreparedAction:
+    """One action of a live call, checked and made ready for the switch.
+
+    ``spec`` is the action as the API received it (validated JSON, kept for the
+    record and sent back in webhooks). What the switch needs is resolved
+    beforehand: ``audio`` is a play's files (its text rendered by the TTS) or a
+    gather's prompt; ``record_file`` a record start's path; ``connect`` a
+    connect's plan for leg B (the call's own ids, leg A its one leg).
+    """
+
+    id: str
+    type: str  # play, gather, pause, hangup, connect, record, redirect
+    spec: dict[str, Any]
+    audio: tuple[str, ...] = ()
+    record_file: str | None = None
+    connect: CallPlan | None = None

@@ -17,6 +17,13 @@ class CallState(StrEnum):
     CONFIRMING = "confirming"  # B answered; hears the whisper, may press the confirm key
     BRIDGED = "bridged"
     ANNOUNCING = "announcing"  # A hears why B was not reached, then is hung up
+    # A live call (inbound, or one leg): running its actions one at a time.
+    PLAYING = "playing"
+    GATHERING = "gathering"
+    PAUSING = "pausing"
+    RECORDING_STEP = "recording-step"  # a record start/stop the switch has not confirmed yet
+    FETCHING = "fetching"  # asked a URL for the next actions
+    IDLE = "idle"  # nothing to run: waiting for actions, up to the idle timeout
     ENDING = "ending"  # outcome decided; waiting for the last channels to go
     ENDED = "ended"
 

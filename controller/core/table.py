@@ -113,12 +113,12 @@ _IGNORED: dict[CallState, tuple[EventKind, ...]] = {
     CallState.ENDED: (),
 }
 
-_LIVE = frozenset(CallState) - {CallState.NEW, CallState.ENDED}
+_LIVE = frozenset(_HANDLED) - {CallState.NEW, CallState.ENDED}
 
 TABLE: Table = {
     state: {
         **{kind: Verdict.IGNORE for kind in (_IGNORED[state] + (_NEVER_MATTER if state in _LIVE else ()))},
         **{kind: Verdict.HANDLE for kind in (_HANDLED[state] + (_CHANNELS if state in _LIVE else ()))},
     }
-    for state in CallState
+    for state in _HANDLED
 }

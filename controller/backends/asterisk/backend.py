@@ -26,7 +26,7 @@ import structlog
 from panoramisk import Manager
 from panoramisk.message import Message
 
-from controller.backends.base import RECONNECT_DELAYS, EventSink
+from controller.backends.base import RECONNECT_DELAYS, EventSink, IncomingCall
 from controller.config import AsteriskConfig
 from controller.core.commands import Command, DialLegB, HangupLegs, PlayWhisper
 from controller.core.events import (
@@ -115,6 +115,7 @@ class AsteriskBackend:
         self._closing = False
         self.connected = False
         self.reconnects = 0
+        self.on_incoming: Callable[[IncomingCall], Awaitable[None]] | None = None
         self.observe_event_lag: Callable[[float], None] | None = None
         self.on_reconnect: Callable[[], Awaitable[None]] | None = None
 
@@ -342,6 +343,12 @@ class AsteriskBackend:
             if state not in ("NOT_INUSE", "UNKNOWN", ""):
                 busy.add(target)
         return busy
+
+    async def claim(self, incoming: IncomingCall, call_id: str, sink: EventSink) -> None:
+        raise SwitchActionFailed("inbound calls are not supported yet")  # TODO(live calls)
+
+    async def refuse(self, incoming: IncomingCall, audio: str | None, cause: int) -> None:
+        raise SwitchActionFailed("inbound calls are not supported yet")  # TODO(live calls)
 
     async def execute(self, call_id: str, command: Command) -> None:
         dial = command.then_dial if isinstance(command, PlayWhisper) else command

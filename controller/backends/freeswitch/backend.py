@@ -38,7 +38,7 @@ from typing import Any
 
 import structlog
 
-from controller.backends.base import EventSink
+from controller.backends.base import EventSink, IncomingCall
 from controller.config import FreeswitchConfig
 from controller.core.commands import (
     Command,
@@ -118,6 +118,7 @@ class FreeswitchBackend:
         self._closing = False
         self.connected = False
         self.reconnects = 0
+        self.on_incoming: Callable[[IncomingCall], Awaitable[None]] | None = None
         # Told how late each switch event is handled, in seconds (for metrics).
         self.observe_event_lag: Callable[[float], None] | None = None
         # Never called: calls end when the link is lost (_on_lost), so there
@@ -203,6 +204,12 @@ class FreeswitchBackend:
             elif not any(isinstance(ev, EndedWhileAway) for ev in missed):
                 self._call(call_id).then_dial = then_dial
         return missed
+
+    async def claim(self, incoming: IncomingCall, call_id: str, sink: EventSink) -> None:
+        raise SwitchActionFailed("inbound calls are not supported yet")  # TODO(live calls)
+
+    async def refuse(self, incoming: IncomingCall, audio: str | None, cause: int) -> None:
+        raise SwitchActionFailed("inbound calls are not supported yet")  # TODO(live calls)
 
     async def execute(self, call_id: str, command: Command) -> None:
         if isinstance(command, OriginateLegA):
