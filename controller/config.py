@@ -33,9 +33,11 @@ from controller.compliance.destinations import DestinationsConfig
 from controller.compliance.destinations import check_config as check_destinations
 from controller.compliance.windows import window_of
 from controller.errors import ConfigError, InvalidRequest
+from controller.inbound.numbers import Number, NumberSettings, parse_number
 from controller.outbound import OutboundConfig, url_problem
 from controller.routing.spec import Group, parse_group
 from controller.settings import ENV_PREFIX, Layers, Section, problem
+from controller.tts import check_text
 
 __all__ = ["ENV_PREFIX", "Config", "load_config", "route_for"]
 
@@ -293,6 +295,26 @@ class RetentionConfig(Section):
     recordings_days: Days = 90.0  # recording files, by their last change
 
 
+class InboundConfig(Section):
+    """Calls to a number that is not in [numbers] nor added over the API:
+    "message" answers, says unknown_number_message and hangs up; "reject"
+    turns the call away unanswered. Either way with the Q.850 cause
+    unknown_number_cause (1, unallocated number: SIP 404)."""
+
+    unknown_number: Literal["message", "reject"] = "message"
+    unknown_number_message: Name = "Sorry, this number is not in service. Goodbye."
+    unknown_number_cause: Annotated[int, Field(ge=1, le=127)] = 1
+
+    @field_validator("unknown_number_message")
+    @classmethod
+    def _message(cls, text: str) -> str:
+        try:
+            check_text(text, "inbound.unknown_number_message")
+        except InvalidRequest as exc:
+            raise problem(exc.message) from None
+        return text
+
+
 class StoreConfig(Section):
     path: Name = "/var/lib/callconnect/callconnect.sqlite3"
 
@@ -313,6 +335,9 @@ class Config(Section):
     destinations: DestinationsConfig = Field(default_factory=DestinationsConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    inbound: InboundConfig = Field(default_factory=InboundConfig)
+    # Numbers the controller answers: [numbers."+27115550900"] incoming_url, actions ...
+    numbers: dict[str, NumberSettings] = Field(default_factory=dict)
     # Agent groups: [groups.NAME] strategy, agents, ring_timeout, fallbacks ...
     groups: dict[str, Any] = Field(default_factory=dict)
     # The file this config was read from, if any (not a setting).
@@ -342,6 +367,23 @@ class Config(Section):
                 raise ConfigError(f"groups.{name}: {exc.message}",
                                   setting=f"groups.{name}") from exc
         return groups
+
+    def inbound_numbers(self) -> dict[str, Number]:
+        """The [numbers] tables by their number in E.164."""
+        numbers: dict[str, Number] = {}
+        for key, settings in self.numbers.items():
+            try:
+                number = parse_number(key, settings, self.calls.default_region, self.outbound,
+                                      source="config")
+            except InvalidRequest as exc:
+                field = exc.details.get("field", "")
+                setting = f"numbers.{key}" + (f".{field}" if field and field != "number" else "")
+                raise ConfigError(f"numbers.{key}: {exc.message}", setting=setting) from exc
+            if number.number in numbers:
+                raise ConfigError(f"numbers.{key} is {number.number} again: each number once",
+                                  setting=f"numbers.{key}")
+            numbers[number.number] = number
+        return numbers
 
     def whisper_path_on_switch(self, host_path: Path) -> str:
         return _switch_path(host_path, self.media.whisper_dir, self.media.whisper_switch_dir)
@@ -390,6 +432,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
 def _check(config: Config) -> None:
     """What one field's bounds cannot say: settings read together."""
     config.agent_groups()  # a bad group fails at start, not on the first call
+    config.inbound_numbers()  # so does a bad number
     compliance = config.compliance
     try:
         window_of(compliance.calling_hours, compliance.calling_days,

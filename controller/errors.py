@@ -76,6 +76,12 @@ class DncFromFile(InvalidRequest):
     error_id = "dnc-from-file"
 
 
+class NumberFromConfig(InvalidRequest):
+    """A number from the config's [numbers] is changed only there."""
+
+    error_id = "number-from-config"
+
+
 class CallRefused(CallConnectError):
     """Nothing is wrong with the request, but placing it now would break a
     compliance rule or a limit. ``http_status`` is what the API answers;

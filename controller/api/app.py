@@ -1,5 +1,5 @@
 """The REST API: place, watch and end calls; fetch recordings; agent groups;
-the do-not-call list; webhook deliveries; /status and /metrics; optionally
+numbers that take inbound calls; the do-not-call list; webhook deliveries; /status and /metrics; optionally
 /docs. Every error is JSON with a stable ``error_id``, a message and
 details; a validation error names the field. Refused requests are logged
 with the error and the field, never with the request's token or body.
@@ -29,6 +29,7 @@ from controller.api.errors import ApiErrorId, error, error_schemas, failure
 from controller.api.groups.routes import routes as group_routes
 from controller.api.guard import RequestGuard
 from controller.api.interface import Operations
+from controller.api.numbers.routes import routes as number_routes
 from controller.api.recordings.routes import routes as recording_routes
 from controller.api.status.routes import routes as status_routes
 from controller.api.webhooks.events import webhooks
@@ -59,6 +60,8 @@ TAGS = [
                                      "record), watch it, end it, fetch its recording"},
     {"name": "groups", "description": "Agent groups that a call's leg B can name (group:NAME): "
                                       "the config's, read only, and the API's"},
+    {"name": "numbers", "description": "Numbers that take inbound calls, and what each does "
+                                       "with them: the config's, read only, and the API's"},
     {"name": "dnc", "description": "The do-not-call list: compliance.dnc_file's numbers, read "
                                    "only, and the API's"},
     {"name": "webhooks", "description": "Webhook deliveries kept by the outbox: list them, send "
@@ -105,8 +108,11 @@ def create_app(ops: Operations, settings: ApiConfig | None = None) -> FastAPI:
                     if "HTTPValidationError" in str(operation["responses"].get("422")):
                         del operation["responses"]["422"]
             for webhook in schema["webhooks"].values():
-                # A receiver's answers are RECEIVER_ANSWERS, not FastAPI's default 200.
-                webhook["post"]["responses"].pop("200", None)
+                # A receiver's answers are RECEIVER_ANSWERS (or INCOMING_ANSWERS),
+                # not FastAPI's default 200.
+                responses = webhook["post"]["responses"]
+                if responses.get("200", {}).get("description") == "Successful Response":
+                    del responses["200"]
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 components.pop(name, None)
@@ -158,6 +164,7 @@ def create_app(ops: Operations, settings: ApiConfig | None = None) -> FastAPI:
     auth = [Security(BEARER)]
     app.include_router(call_routes(ops, auth, caller))
     app.include_router(group_routes(ops, auth))
+    app.include_router(number_routes(ops, auth))
     app.include_router(dnc_routes(ops, auth))
     app.include_router(webhook_routes(ops, auth))
     app.include_router(status_routes(ops))

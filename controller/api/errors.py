@@ -30,6 +30,7 @@ from controller.errors import (
     InvalidField,
     InvalidNumber,
     InvalidRequest,
+    NumberFromConfig,
     OutsideCallingHours,
     RateLimited,
     SameLegs,
@@ -55,6 +56,7 @@ class ApiErrorId(StrEnum):
     RECORDING_LINK_EXPIRED = "recording-link-expired"
     GROUP_NOT_FOUND = "group-not-found"
     DNC_NOT_FOUND = "dnc-not-found"
+    NUMBER_NOT_FOUND = "number-not-found"
     DELIVERY_NOT_FOUND = "delivery-not-found"
     DISABLED_URL_NOT_FOUND = "disabled-url-not-found"
     NOT_FOUND = "not-found"  # no such path
@@ -67,7 +69,7 @@ _REFUSALS: tuple[type[CallRefused], ...] = (
     TrunkLimit, AgentLimit, RateLimited, WhisperBusy, Draining)
 _EXCEPTIONS: dict[type[CallConnectError], int] = {
     InvalidRequest: 400, InvalidNumber: 400, SameLegs: 400, InvalidField: 400,
-    GroupFromConfig: 409, DncFromFile: 409, UrlDisabled: 409, BodyTooLarge: 413,
+    GroupFromConfig: 409, DncFromFile: 409, NumberFromConfig: 409, UrlDisabled: 409, BodyTooLarge: 413,
     SwitchUnavailable: 503, SwitchActionFailed: 503, WhisperError: 503, StoreError: 503,
     **{refusal: refusal.http_status for refusal in _REFUSALS},
 }
@@ -83,7 +85,8 @@ STATUS: dict[str, int] = {
     ApiErrorId.UNAUTHORIZED: 401, ApiErrorId.CALL_NOT_FOUND: 404, ApiErrorId.CALL_ENDED: 409,
     ApiErrorId.RECORDING_NOT_FOUND: 404, ApiErrorId.RECORDING_LINK_INVALID: 403,
     ApiErrorId.RECORDING_LINK_EXPIRED: 410, ApiErrorId.GROUP_NOT_FOUND: 404,
-    ApiErrorId.DNC_NOT_FOUND: 404, ApiErrorId.DELIVERY_NOT_FOUND: 404,
+    ApiErrorId.DNC_NOT_FOUND: 404, ApiErrorId.NUMBER_NOT_FOUND: 404,
+    ApiErrorId.DELIVERY_NOT_FOUND: 404,
     ApiErrorId.DISABLED_URL_NOT_FOUND: 404, ApiErrorId.NOT_FOUND: 404,
     ApiErrorId.METHOD_NOT_ALLOWED: 405, ApiErrorId.INTERNAL_ERROR: 500,
 }

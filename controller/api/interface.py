@@ -11,6 +11,7 @@ from controller.api.status.schemas import Status
 from controller.calls.decision import Decision
 from controller.calls.request import CallRequest
 from controller.compliance.dnc import DncEntry
+from controller.inbound.numbers import Number, NumberSettings
 from controller.recording_links import RecordingLinks
 from controller.routing.agents import AgentState
 from controller.routing.spec import Group
@@ -70,6 +71,21 @@ class Operations(Protocol):
 
     async def delete_group(self, name: str) -> bool:
         """False if there is no such group; GroupFromConfig if the config file has it."""
+
+    # Numbers that take inbound calls.
+    def inbound_number(self, text: str) -> str:
+        """The number normalised; InvalidRequest if it is not one."""
+
+    def get_number(self, number: str) -> Number | None: ...
+
+    def list_numbers(self, cursor: str | None, limit: int) -> tuple[list[Number], str | None]:
+        """InvalidRequest for a cursor this API did not give out."""
+
+    async def put_number(self, number: str, settings: NumberSettings) -> Number:
+        """InvalidRequest if bad; NumberFromConfig if the config file has it."""
+
+    async def delete_number(self, number: str) -> bool:
+        """False if there is no such number; NumberFromConfig if the config file has it."""
 
     # The do-not-call list.
     def dnc_number(self, text: str) -> str:

@@ -2,6 +2,7 @@
 
     callconnect calls list|show|hangup|recording
     callconnect groups list|show|put|delete
+    callconnect numbers list|show|put|delete
     callconnect dnc list|check|add|remove
     callconnect call --url …       (through the daemon; see remote_call.py)
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from controller.client import calls, dnc, groups, remote_call
+from controller.client import calls, dnc, groups, numbers, remote_call
 from controller.client.http import (
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
@@ -35,7 +36,7 @@ Handler = Callable[[argparse.Namespace, Daemon, Format], int]
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
              call: argparse.ArgumentParser) -> None:
-    """Add calls, groups and dnc to ``sub``, and the daemon's options to ``call``."""
+    """Add calls, groups, numbers and dnc to ``sub``, and the daemon's options to ``call``."""
     common = argparse.ArgumentParser(add_help=False)
     daemon = common.add_argument_group("the daemon")
     daemon.add_argument("--url", help=f"its API (default: ${URL_ENV}, else {DEFAULT_URL})")
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                         help="table, or the API's JSON (default: table on a terminal, else json)")
     calls.register(sub, common)
     groups.register(sub, common)
+    numbers.register(sub, common)
     dnc.register(sub, common)
     remote_call.add_options(call)
 

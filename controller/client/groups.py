@@ -10,8 +10,8 @@ from typing import Any
 from controller.client.http import Daemon, UsageError, expect_dict, expect_list, mapping, segment
 from controller.client.output import EXIT_OK, Format, print_fields, print_json, print_table, when
 
-# A group's body is small (the daemon takes at most 64 KiB by default); a
-# --body file this large is a mistake, not a group.
+# A group's or number's body is small (the daemon takes at most 64 KiB by
+# default); a --body file this large is a mistake.
 MAX_BODY_FILE = 1024 * 1024
 
 
@@ -102,7 +102,7 @@ def show(group: dict[str, Any], fmt: Format) -> None:
          s.get("calls_in_period")] for s in map(mapping, group.get("agent_states") or [])])
 
 
-def read_body(source: str) -> dict[str, Any]:
+def read_body(source: str, what: str = "group") -> dict[str, Any]:
     try:
         if source == "-":
             text = sys.stdin.read(MAX_BODY_FILE + 1)
@@ -112,11 +112,11 @@ def read_body(source: str) -> dict[str, Any]:
     except OSError as exc:
         raise UsageError(f"--body {source}: {exc.strerror}") from None
     if len(text) > MAX_BODY_FILE:
-        raise UsageError(f"--body {source}: over {MAX_BODY_FILE} bytes; that is not a group")
+        raise UsageError(f"--body {source}: over {MAX_BODY_FILE} bytes; that is not a {what}")
     try:
         body = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"--body {source}: not JSON ({exc})") from None
     if not isinstance(body, dict):
-        raise UsageError(f"--body {source}: a group is a JSON object")
+        raise UsageError(f"--body {source}: a {what} is a JSON object")
     return body

@@ -53,6 +53,8 @@ from controller.errors import (
     SwitchError,
     UrlDisabled,
 )
+from controller.inbound.numbers import Number, NumberSettings
+from controller.inbound.registry import NumberRegistry
 from controller.outbound import redact
 from controller.recording_links import RecordingLinks
 from controller.routing.agents import AgentState
@@ -104,6 +106,8 @@ class Daemon:
         self.listener = StoreListener(config, self.store, self.outbox, self.metrics,
                                       self.recording_links)
         self.groups = GroupRegistry(config.calls.default_region, config.agent_groups(), self.store)
+        self.numbers = NumberRegistry(config.calls.default_region, config.outbound,
+                                      config.inbound_numbers(), self.store)
         self.controller = Controller(config, self.listener, agents=self.store, records=self.store,
                                      groups=self.groups)
         self.calls = self.controller.calls
@@ -141,6 +145,7 @@ class Daemon:
 
     async def _serve(self) -> None:
         await self.groups.load()
+        await self.numbers.load()
         api = self.config.api
         server = api_server(create_app(self, api), api)
         sockets = listen(api)
@@ -328,6 +333,21 @@ class Daemon:
 
     async def delete_group(self, name: str) -> bool:
         return await self.groups.delete(name)
+
+    def inbound_number(self, text: str) -> str:
+        return self.numbers.number(text)
+
+    def get_number(self, number: str) -> Number | None:
+        return self.numbers.get(number)
+
+    def list_numbers(self, cursor: str | None, limit: int) -> tuple[list[Number], str | None]:
+        return self.numbers.page(cursor, limit)
+
+    async def put_number(self, number: str, settings: NumberSettings) -> Number:
+        return await self.numbers.put(number, settings)
+
+    async def delete_number(self, number: str) -> bool:
+        return await self.numbers.delete(number)
 
     def dnc_number(self, text: str) -> str:
         return self.calls.compliance.number(text)

@@ -223,9 +223,22 @@ class GroupStore(Protocol):
         """False if there was no such group. Its round-robin position goes with it."""
 
 
-class Store(CallStore, DeliveryStore, GroupStore, AgentBook, ComplianceBook, Protocol):
+class NumberStore(Protocol):
+    """The numbers made over the API (inbound calls)."""
+
+    async def list_numbers(self) -> dict[str, dict[str, Any]]:
+        """E.164 number -> its settings as given."""
+
+    async def put_number(self, number: str, data: dict[str, Any], at: float) -> None: ...
+
+    async def delete_number(self, number: str) -> bool:
+        """False if there was no such number."""
+
+
+class Store(CallStore, DeliveryStore, GroupStore, NumberStore, AgentBook, ComplianceBook,
+            Protocol):
     """Every aggregate in one store: calls, webhook deliveries, agent groups,
-    agent state (the :class:`AgentBook` the routing strategies read), and the
+    numbers, agent state (the :class:`AgentBook` the routing strategies read), and the
     do-not-call numbers and calls per number the compliance guards read
     (:class:`ComplianceBook`). They share one database, so a call's change and
     the deliveries it causes can be written together."""

@@ -1,4 +1,4 @@
-"""The `callconnect` client commands (calls, groups, dnc, `call --url`), run
+"""The `callconnect` client commands (calls, groups, numbers, dnc, `call --url`), run
 as a user runs them: the installed `callconnect` entry point as a process,
 against the real daemon process on loopback with its switch down (so nothing
 is ever dialed and no lab is needed). Calls to list, show and hang up are
@@ -259,3 +259,31 @@ def test_call_through_the_daemon_gets_its_refusals(daemon: DaemonProcess) -> Non
     assert callconnect(*call, "--leg-b", "+27115550202", "--standalone", "--url",
                        daemon.url).returncode == 2
     assert callconnect(*call, "--leg-b", "+27115550202", "--idempotency-key", "k1").returncode == 2
+
+
+def test_numbers_put_show_list_and_delete(daemon: DaemonProcess) -> None:
+    put = run_json(daemon, "numbers", "put", "011 555 0900", "--actions",
+                   '[{"type": "connect", "to": "group:lab-desk", "whisper": "Incoming sales call"}]',
+                   "--idle-timeout", "45")
+    assert (put["number"], put["source"], put["idle_timeout"]) == ("+27115550900", "api", 45)
+    assert put["actions"] == [{"type": "connect", "to": "group:lab-desk",
+                               "whisper": "Incoming sales call"}]
+    assert run_json(daemon, "numbers", "show", "+27115550900") == put
+
+    listed = callconnect("numbers", "list", "-o", "table", env=as_user(daemon))
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:]}
+    assert rows["+27115550900"] == ["+27115550900", "api", "connect"]
+    shown = callconnect("numbers", "show", "+27115550900", "-o", "table", env=as_user(daemon))
+    assert "idle timeout      45" in shown.stdout and "group:lab-desk" in shown.stdout
+
+    # The daemon judges the settings; the client only carries them.
+    failed(callconnect("numbers", "put", "+27115550900", "--incoming-url",
+                       "ftp://crm.example.com/in", env=as_user(daemon)), "invalid-field")
+    deleted = callconnect("numbers", "delete", "+27115550900", "-o", "table",
+                          env=as_user(daemon))
+    assert deleted.returncode == 0 and deleted.stdout == "deleted number +27115550900\n"
+    failed(callconnect("numbers", "show", "+27115550900", env=as_user(daemon)),
+           "number-not-found")
+    nothing = callconnect("numbers", "put", "+27115550900", env=as_user(daemon))
+    assert nothing.returncode == 2 and "--actions" in nothing.stderr

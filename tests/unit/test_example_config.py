@@ -4,7 +4,7 @@ The rule: every setting is written out (uncommented) with its default value,
 secrets included, since their defaults are empty ("" or []) and the comment
 beside them says where to set them instead. The one exception is a setting
 whose value is a list of tables (``routes``) or a table of tables
-(``groups``): empty by default, it is shown as a commented example instead,
+(``groups``, ``numbers``): empty by default, it is shown as a commented example instead,
 a ``# key = ...`` line in its table or a ``# [key.NAME]`` table.
 """
 
@@ -20,7 +20,7 @@ from controller.settings import Layers
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "callconnect.example.toml"
 # Settings shown as commented examples: their values are tables.
-COMMENTED = {("asterisk", "routes"), ("freeswitch", "routes"), ("groups",)}
+COMMENTED = {("asterisk", "routes"), ("freeswitch", "routes"), ("groups",), ("numbers",)}
 
 
 def example() -> dict[str, Any]:
@@ -62,7 +62,7 @@ def test_the_commented_settings_are_shown_as_examples() -> None:
             section = text.split(f"\n[{where[0]}]", 1)[1].split("\n[", 1)[0]
             assert re.search(rf"^# {where[1]} = ", section, re.MULTILINE), where
         else:
-            assert re.search(rf"^# \[{where[0]}\.\w+\]", text, re.MULTILINE), where
+            assert re.search(rf'^# \[{where[0]}\.(\w+|"[^"]+")\]', text, re.MULTILINE), where
         assert not written(example(), where)
 
 

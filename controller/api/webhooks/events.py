@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from controller.api.calls.result import OPEN, CallResult
 from controller.core.outcomes import Leg
@@ -62,6 +62,32 @@ class CallCompleted(BaseModel):
     data: CallResult
 
 
+class IncomingData(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    call_uuid: str = Field(description="The new call's id: send it actions with "
+                           "POST /v1/calls/{id}/actions")
+    from_: str = Field(alias="from", description="The caller: an E.164 number when the switch "
+                       "gave one, else the caller's SIP URI or what the switch gave, as given")
+    to: str = Field(description="The number dialed, in E.164")
+    direction: Literal["inbound"]
+    at: float = Field(description="Unix time the call arrived on the switch")
+    metadata: dict[str, Any] = Field(description="The number's metadata")
+
+
+class CallIncoming(BaseModel):
+    type: Literal["call.incoming"]
+    timestamp: float = Field(description="Unix time the event was made")
+    data: IncomingData
+
+
+class IncomingAnswer(BaseModel):
+    actions: list[dict[str, Any]] = Field(
+        description="The actions to run on the call, in order, as POST /v1/calls/{id}/actions "
+        "takes them", examples=[[{"type": "connect", "to": "group:sales",
+                                  "whisper": "Incoming sales call"}]])
+
+
 Headers = Annotated[WebhookHeaders, Header()]
 
 # How the daemon takes the receiver's answer.
@@ -74,6 +100,18 @@ RECEIVER_ANSWERS: dict[int | str, dict[str, Any]] = {
     "5XX": {"description": "Retried after Retry-After, if given, else with backoff, for "
                            "webhook.max_age_hours"},
     "default": {"description": "Any other answer is final: the delivery fails"},
+}
+# How the daemon takes incoming_url's answer to call.incoming.
+INCOMING_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The actions to run (at most 50, each checked as the API checks them); "
+                         "an empty body is taken as 204",
+          "content": {"application/json": {"schema": IncomingAnswer.model_json_schema()}}},
+    204: {"description": "Nothing yet: the caller hears ringing while the call waits for "
+                         "actions over the API, up to the number's idle_timeout"},
+    "default": {"description": "Any other answer, a body that is not {\"actions\": [...]} or "
+                               "holds a bad action, over 64 KiB, or no answer within the "
+                               "number's incoming_timeout: the number's fallback_actions run, "
+                               "and the call's result says why. Never retried"},
 }
 SENT = ("Sent when the request's webhook_events names it (status callbacks), to its webhook_url "
         "or else webhook.url; retried until a 2xx, see the answers below.")
@@ -107,5 +145,12 @@ def webhooks() -> APIRouter:
                  "the request's webhook_url or else webhook.url; retried until a 2xx, see the "
                  "answers below. The command line sends the same body.")
     def completed(body: CallCompleted, headers: Headers) -> None: ...
+
+    @router.post("call.incoming", operation_id="callIncoming", summary="A call arrived",
+                 responses=INCOMING_ANSWERS,
+                 description="A call arrived at a number with an incoming_url, and is POSTed "
+                 "there once, signed like every webhook, as soon as it is taken (the caller "
+                 "hears ringing meanwhile). The answer says what to do with the call.")
+    def incoming(body: CallIncoming, headers: Headers) -> None: ...
 
     return router

@@ -1,6 +1,6 @@
 """The default store: one SQLite file, written through aiosqlite.
 
-One module per aggregate (calls, deliveries, groups, agents, compliance), each
+One module per aggregate (calls, deliveries, groups, numbers, agents, compliance), each
 a class over the connection of :mod:`~controller.store.sqlite.connection`;
 :class:`SqliteStore` is all of them on that one connection, so a call's change
 and the deliveries it causes still commit together.
@@ -13,9 +13,11 @@ from controller.store.sqlite.calls import SCHEDULED, SqliteCalls
 from controller.store.sqlite.compliance import SqliteCompliance
 from controller.store.sqlite.deliveries import SqliteDeliveries
 from controller.store.sqlite.groups import SqliteGroups
+from controller.store.sqlite.numbers import SqliteNumbers
 
 __all__ = ["SCHEDULED", "SqliteStore"]
 
 
-class SqliteStore(SqliteCalls, SqliteDeliveries, SqliteGroups, SqliteAgents, SqliteCompliance):
+class SqliteStore(SqliteCalls, SqliteDeliveries, SqliteGroups, SqliteNumbers, SqliteAgents,
+                  SqliteCompliance):
     """:class:`~controller.store.Store` in one SQLite file."""

@@ -133,8 +133,18 @@ async def _scope_idempotency_keys_v4(db: aiosqlite.Connection) -> None:
         await db.execute(statement)
 
 
+async def _add_numbers_v5(db: aiosqlite.Connection) -> None:
+    """The numbers made over the API (PUT /v1/numbers/{number}): each as its
+    settings were given, by its number in E.164."""
+    await db.execute("""CREATE TABLE numbers (
+             number TEXT PRIMARY KEY,
+             data TEXT NOT NULL CHECK (json_valid(data)),
+             updated_at REAL NOT NULL)""")
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append a step for
 # every schema change; never edit one that has been released.
 MIGRATIONS: tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...] = (
-    _create_schema_v1, _add_routing_v2, _add_compliance_v3, _scope_idempotency_keys_v4)
+    _create_schema_v1, _add_routing_v2, _add_compliance_v3, _scope_idempotency_keys_v4,
+    _add_numbers_v5)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -105,12 +105,18 @@ def test_each_operation_lists_its_error_ids_under_their_status_with_retry_after(
 
 def test_every_webhook_event_is_specified() -> None:
     spec = json.loads(document())
-    assert set(spec["webhooks"]) == {f"call.{event}" for event in get_args(WebhookEvent)}
+    # call.incoming goes to a number's incoming_url, whose answer holds the call's actions.
+    assert set(spec["webhooks"]) == {f"call.{event}" for event in get_args(WebhookEvent)} | {
+        "call.incoming"}
     for name, item in spec["webhooks"].items():
         headers = {p["name"]: p["required"] for p in item["post"]["parameters"]}
         assert headers == {"webhook-id": True, "webhook-timestamp": True,
                            "webhook-signature": False}, name
-        assert {"2XX", "410", "default"} <= set(item["post"]["responses"]), name
+        answers = {"200", "204", "default"} if name == "call.incoming" else {
+            "2XX", "410", "default"}
+        assert answers <= set(item["post"]["responses"]), name
+    incoming = spec["webhooks"]["call.incoming"]["post"]["responses"]
+    assert "actions" in str(incoming["200"]["content"])
 
 
 def test_a_stored_request_matches_the_document() -> None:
