@@ -30,7 +30,7 @@ from controller.outbound import check_url
 from controller.routing.spec import Group, RouteSpec, parse_fallbacks, parse_item
 from controller.tts import RenderedAudio, WhisperRenderer, check_text
 
-_CALLER_ID = re.compile(r"\+?[0-9]{3,20}")
+CALLER_ID = re.compile(r"\+?[0-9]{3,20}")
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class RequestChecks:
         may present, else the config's default ("" for none)."""
         defaults = self.config.calls
         caller_id = asked if asked is not None else defaults.caller_id
-        if caller_id and not _CALLER_ID.fullmatch(caller_id):
+        if caller_id and not CALLER_ID.fullmatch(caller_id):
             raise InvalidField(f"{field} {caller_id!r} must be digits with an optional leading +",
                                field=field)
         if asked and defaults.caller_ids and asked not in defaults.caller_ids:
