@@ -163,6 +163,9 @@ class MediaConfig(Section):
     whisper_switch_dir: str = ""
     recording_dir: Name = "/var/spool/callconnect/recordings"
     recording_switch_dir: str = ""
+    # The operator's audio files a play action may name (by name only).
+    actions_dir: Name = "/var/lib/callconnect/actions"
+    actions_switch_dir: str = ""
 
 
 class WhisperConfig(Section):
@@ -390,6 +393,9 @@ class Config(Section):
 
     def recording_path_on_switch(self, host_path: Path) -> str:
         return _switch_path(host_path, self.media.recording_dir, self.media.recording_switch_dir)
+
+    def action_file_on_switch(self, host_path: Path) -> str:
+        return _switch_path(host_path, self.media.actions_dir, self.media.actions_switch_dir)
 
 
 def _switch_path(host_path: Path, host_dir: str, switch_dir: str) -> str:

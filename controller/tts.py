@@ -122,13 +122,16 @@ class WhisperRenderer:
         """The text as it is spoken: spaces folded."""
         return " ".join(text.split())
 
-    async def render(self, text: str, field: str = "whisper") -> RenderedAudio:
-        """The text's audio; InvalidField naming ``field`` if check_text refuses
-        the text or it takes longer than max_seconds to speak; WhisperBusy if
-        no render place frees up within render_wait_seconds."""
+    async def render(self, text: str, field: str = "whisper",
+                     voice: str | None = None) -> RenderedAudio:
+        """The text's audio, in ``voice`` (an espeak-ng voice or language;
+        default whisper.voice); InvalidField naming ``field`` if check_text
+        refuses the text or it takes longer than max_seconds to speak;
+        WhisperBusy if no render place frees up within render_wait_seconds."""
         spoken = check_text(text, field)
+        voice = voice or self.voice
         version = await self.engine_version()
-        key = json.dumps([spoken, self.voice, self.rate, version, SAMPLE_RATE])
+        key = json.dumps([spoken, voice, self.rate, version, SAMPLE_RATE])
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         path = self.directory / f"{digest}.wav"
         cached = _use(path)
@@ -147,21 +150,22 @@ class WhisperRenderer:
             cached = _use(path)
             if cached is not None:
                 return cached
-            seconds = await self._render_to(path, digest, spoken, field)
+            seconds = await self._render_to(path, digest, spoken, field, voice)
         finally:
             self._renders.release()
         log.info("whisper.rendered", file=path.name, seconds=round(seconds, 2))
         await self._prune_if_due()
         return RenderedAudio(path, seconds, cached=False)
 
-    async def _render_to(self, path: Path, digest: str, spoken: str, field: str) -> float:
+    async def _render_to(self, path: Path, digest: str, spoken: str, field: str,
+                         voice: str) -> float:
         self.directory.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         # Unique names: concurrent calls may render the same text at once.
         unique = uuid.uuid4().hex
         raw = path.with_name(f".{digest}.{unique}.raw.wav")
         converted = path.with_name(f".{digest}.{unique}.wav")
         try:
-            await _run(["espeak-ng", "-v", self.voice, "-s", str(self.rate), "-w", str(raw),
+            await _run(["espeak-ng", "-v", voice, "-s", str(self.rate), "-w", str(raw),
                         "--stdin"], stdin=spoken.encode())
             await _run(["sox", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
                         str(converted)])

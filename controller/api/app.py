@@ -9,7 +9,7 @@ daemon through :class:`controller.api.interface.Operations` only."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import structlog
@@ -22,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from controller import __version__
+from controller.actions.spec import error_path
 from controller.api.calls.routes import routes as call_routes
 from controller.api.dnc.routes import routes as dnc_routes
 from controller.api.docs import ASSETS, DOCS_PATHS, add_docs
@@ -126,11 +127,11 @@ def create_app(ops: Operations, settings: ApiConfig | None = None) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = exc.errors()
         first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
-        field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "header"))
+        field = error_path({**first, "loc": _in_request(first["loc"])})
         log.info("api.refused", path=request.url.path, error_id="invalid-field", field=field,
                  error=first["msg"])
         return error(InvalidField.error_id, f"{field or 'request'}: {first['msg']}",
-                     field=field, errors=[{"field": ".".join(str(p) for p in e["loc"][1:]),
+                     field=field, errors=[{"field": error_path({**e, "loc": _in_request(e["loc"])}),
                                            "message": e["msg"]} for e in problems])
 
     @app.exception_handler(HTTPException)
@@ -191,3 +192,8 @@ def public_paths(settings: ApiConfig) -> Callable[[str], bool]:
                 or (not settings.docs_auth and path.startswith(ASSETS + "/")))
 
     return is_public
+
+
+def _in_request(loc: Sequence[Any]) -> tuple[Any, ...]:
+    """A field's path without the part of the request it came in (body, query, header)."""
+    return tuple(part for part in loc if part not in ("body", "query", "header"))

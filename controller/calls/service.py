@@ -149,7 +149,7 @@ class CallService:
                      call_id: str) -> ActiveCall:
         checked = self.checks.check(request)
         await self._screen(call_id, checked, request)
-        router = self._router(call_id, checked.leg_a, request, checked.spec)
+        router = self._router(call_id, checked.leg_a, checked.caller_id, request, checked.spec)
         route_state: dict[str, Any] = {}
         first: TargetsChosen | None = None
         if not any(item.is_group or item.is_url for item in checked.spec.items):
@@ -182,8 +182,8 @@ class CallService:
             recording = Path(self.config.media.recording_dir) / Path(core.plan.recording_file).name
         call = ActiveCall(core, request, idempotency_key, None, recording,
                           logged=len(core.timeline), link=self.backend.reconnects)
-        call.router = self._router(call.call_id, core.plan.leg_a, request,
-                                   self.checks.route_spec(request))
+        call.router = self._router(call.call_id, core.plan.leg_a, core.plan.caller_id or "",
+                                   request, self.checks.route_spec(request))
         if core.bridged_at is not None:
             call.agent = core.legs[Leg.B].target
         self.calls[call.call_id] = call
@@ -240,7 +240,8 @@ class CallService:
         if self.limits is not None:
             self.limits.admit(call_id, first)
 
-    def _router(self, call_id: str, leg_a: str, request: CallRequest, spec: RouteSpec) -> Router:
+    def _router(self, call_id: str, leg_a: str, caller_id: str, request: CallRequest,
+                spec: RouteSpec) -> Router:
         async def speak(text: str) -> str:
             audio = await self.renderer.render(text)
             return self.config.whisper_path_on_switch(audio.path)
@@ -254,7 +255,8 @@ class CallService:
             return await self.compliance.screen(targets, call_id)
 
         custom = str(request.metadata.get("custom_field", ""))[:MAX_CUSTOM_FIELD_CHARS]
-        return Router(spec, CallContext(call_id, leg_a, spec.describe(), custom),
+        # CallTo: the number the call is placed from, never leg B's own (a URL).
+        return Router(spec, CallContext(call_id, leg_a, caller_id, custom),
                       groups=self.groups.get, agents=self.agents,
                       busy_targets=self.backend.busy_targets, dial_whom=self.dial_whom,
                       speak=speak, unreached_message=self.config.whisper.b_unreached_message,

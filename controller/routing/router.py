@@ -100,12 +100,22 @@ _DIAL_CALL_STATUS = {"busy": "busy", "rejected": "busy", "no-answer": "no-answer
 
 @dataclass(frozen=True)
 class CallContext:
-    """What a dial-whom URL is told about the call."""
+    """What a dial-whom URL is told about the call, by the names hosted
+    products use. Outbound: ``call_from`` is leg A and ``call_to`` the number
+    the call is placed from (its caller ID); inbound: the caller and the
+    number dialed, with the last gather's ``digits``."""
 
     call_id: str
-    leg_a: str
-    leg_b: str
+    call_from: str
+    call_to: str
     custom_field: str = ""
+    direction: str = "outbound-dial"
+    digits: str = ""
+
+    @classmethod
+    def inbound(cls, call_id: str, caller: str, dialed: str, digits: str = "",
+                custom_field: str = "") -> CallContext:
+        return cls(call_id, caller, dialed, custom_field, "incoming", digits)
 
 
 class Router:
@@ -251,13 +261,13 @@ class Router:
             st["url"], st["url_ring_timeout"] = entry["url"], entry["ring_timeout"]
         params = {
             "CallSid": self.context.call_id,
-            "CallFrom": self.context.leg_a,
-            "CallTo": self.context.leg_b,
+            "CallFrom": self.context.call_from,
+            "CallTo": self.context.call_to,
             "CallStatus": "in-progress",
-            "Direction": "outbound-dial",
+            "Direction": self.context.direction,
             "DialCallStatus": _DIAL_CALL_STATUS.get(previous or "", "failed") if previous else "",
             "DialWhomNumber": st["last_dialed"] or "",
-            "Digits": "",
+            "Digits": self.context.digits,
             "CustomField": self.context.custom_field,
         }
         try:

@@ -6,6 +6,7 @@ lab is needed), driven over HTTP."""
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,8 @@ def test_lax_types_and_loose_strings_are_refused(daemon: DaemonProcess, fields: 
     assert response.status_code == 400, response.text
     body = response.json()
     assert body["error_id"] == "invalid-field", body
-    # A nested field is named by its path (leg_b.0.TargetOption.ring_timeout).
-    assert body["details"]["field"].split(".")[0] == field, body
+    # A nested field is named by its path (leg_b[0].TargetOption.ring_timeout).
+    assert re.split(r"[.\[]", body["details"]["field"])[0] == field, body
 
 
 def test_what_json_naturally_gives_is_accepted(daemon: DaemonProcess) -> None:

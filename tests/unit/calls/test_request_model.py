@@ -49,7 +49,7 @@ BOUNDS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     ({"webhook_url": "https://h.example/" + "x" * (limits.MAX_TARGET_CHARS - 18)},
      {"webhook_url": "https://h.example/" + "x" * (limits.MAX_TARGET_CHARS - 17)}, "webhook_url"),
     ({"strategy": "sequential"}, {"strategy": "round-robin"}, "strategy"),
-    ({"webhook_events": ["bridged"]}, {"webhook_events": ["hung_up"]}, "webhook_events.0"),
+    ({"webhook_events": ["bridged"]}, {"webhook_events": ["hung_up"]}, "webhook_events[0]"),
     ({"whisper_timing": "on_answer"}, {"whisper_timing": "after_bridge"}, "whisper_timing"),
     ({"while_ringing": "music"}, {"while_ringing": "silence"}, "while_ringing"),
     ({"outside_calling_hours": "schedule"}, {"outside_calling_hours": "later"},

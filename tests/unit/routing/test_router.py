@@ -47,6 +47,7 @@ REGION = "ZA"
 LEG_A = "+27115550101"
 N1, N2, N3, N4 = "+27115550201", "+27115550202", "+27115550203", "+27115550204"
 OTHER = "+27115550299"  # a fallback's target
+CALLER_ID = "+27115550900"  # the number calls are placed from
 AG1, AG2, AG3 = "+27115550301", "+27115550302", "+27115550303"  # agents of group "sales"
 UNREACHED = "Sorry, nobody could be reached."
 # The dial-whom servers here run on 127.0.0.1.
@@ -142,7 +143,7 @@ def make_router(spec: RouteSpec, *, groups: Iterable[Group] = (), book: MemoryAg
                 reservations: Reservations | None = None) -> Router:
     by_name = {group.name: replace(group, fallbacks=Guarded(group.fallbacks)) for group in groups}
     spec = replace(spec, fallbacks=Guarded(spec.fallbacks))
-    return Router(spec, CallContext(call_id, LEG_A, spec.describe(), "crm-42"),
+    return Router(spec, CallContext(call_id, LEG_A, CALLER_ID, "crm-42"),
                   groups=by_name.get, agents=book or MemoryAgentBook(),
                   busy_targets=(switch or Switch()).busy_targets,
                   dial_whom=DialWhomClient(REGION, LOOPBACK_ALLOWED, timeout=timeout),
@@ -527,10 +528,22 @@ async def test_dial_whom_numbers_are_rung_and_the_url_is_told_about_the_call(
     assert [(a.source, a.ring_timeout) for a in call.attempts] == [("dial-whom", 18)] * 3
     [query] = dial_whom.queries("/whom")
     assert query == {
-        "token": "s3cret", "CallSid": "call-1", "CallFrom": LEG_A, "CallTo": url,
+        "token": "s3cret", "CallSid": "call-1", "CallFrom": LEG_A, "CallTo": CALLER_ID,
         "CallStatus": "in-progress", "Direction": "outbound-dial", "DialCallStatus": "",
         "DialWhomNumber": "", "Digits": "", "CustomField": "crm-42",
     }
+
+
+async def test_dial_whom_on_an_inbound_call_is_told_the_caller_the_number_and_the_digits(
+        dial_whom: DialWhomServer) -> None:
+    url = dial_whom.url("/whom", (200, N1))
+    router = make_router(route(url, ask_again=False))
+    router.context = CallContext.inbound("call-1", LEG_A, CALLER_ID, digits="2",
+                                         custom_field="crm-42")
+    assert await Call(router).ring_all("no-answer") == [(N1,)]
+    [query] = dial_whom.queries("/whom")
+    assert {name: query[name] for name in ("Direction", "CallFrom", "CallTo", "Digits")} == {
+        "Direction": "incoming", "CallFrom": LEG_A, "CallTo": CALLER_ID, "Digits": "2"}
 
 
 async def test_dial_whom_numbers_ring_together_in_a_simultaneous_route(
