@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from controller.actions.spec import MAX_ACTIONS, Action, ActionList, error_path
 from controller.calls.request import MAX_TARGET_CHARS, WebhookEvent, check_metadata
 from controller.errors import InvalidField
 from controller.numbers import normalize_number
@@ -26,9 +27,8 @@ from controller.outbound import OutboundConfig, check_url
 DEFAULT_INCOMING_TIMEOUT, MAX_INCOMING_TIMEOUT = 5.0, 30.0
 # Seconds a call with nothing left to do waits for actions before it is hung up.
 DEFAULT_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT = 30, 1, 3600
-MAX_ACTIONS = 50
 MAX_NUMBER_CHARS = 32  # as given, before it is normalised
-ACTION_TYPES = ("play", "gather", "connect", "hangup", "pause", "record", "redirect")
+_ACTIONS: TypeAdapter[list[Action]] = TypeAdapter(ActionList)
 
 Source = Literal["config", "api"]
 
@@ -84,24 +84,18 @@ def number_of(text: str, region: str, field: str = "number") -> str:
     return normalize_number(text.strip(), region, field)
 
 
-def check_actions(actions: Sequence[Any], field: str) -> list[dict[str, Any]]:
-    """The one check of a list of actions from a number (the config's or
-    the API's): InvalidField naming the action's field.
-
-    TODO(live calls): the action spec (controller/actions/spec.py) is the
-    one validator of an action; until it is merged this checks the list's
-    shape and each action's type only, and the spec replaces it here."""
-    if len(actions) > MAX_ACTIONS:
-        raise InvalidField(f"{field} has {len(actions)} actions; the limit is {MAX_ACTIONS}",
-                           field=field)
-    for i, action in enumerate(actions):
-        where = f"{field}[{i}]"
-        if not isinstance(action, dict):
-            raise InvalidField(f"{where} must be an object with a type", field=where)
-        if action.get("type") not in ACTION_TYPES:
-            raise InvalidField(f"{where}.type must be one of {', '.join(ACTION_TYPES)}",
-                               field=f"{where}.type")
-    return [dict(action) for action in actions]
+def check_actions(actions: Sequence[Any], field: str) -> list[Action]:
+    """A number's list of actions (its config's, the API's, or its
+    incoming_url's answer's) as the action spec reads it; InvalidField
+    naming the action's field (``fallback_actions[2].max_digits``)."""
+    if not actions:
+        return []
+    try:
+        return list(_ACTIONS.validate_python(actions))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = error_path({**first, "loc": (field, *first["loc"])})
+        raise InvalidField(f"{path}: {first['msg']}", field=path) from None
 
 
 def parse_number(text: str, settings: NumberSettings, region: str, outbound: OutboundConfig,
