@@ -152,6 +152,9 @@ class CallDefaults(Section):
 class RoutingConfig(Section):
     # How long a dial-whom URL may take to answer before its fallback is asked.
     dial_whom_timeout: Seconds = 10.0
+    # How long a gather's action_url or a redirect's URL may take to answer
+    # (the caller hears silence meanwhile).
+    action_url_timeout: Seconds = 5.0
 
 
 class MediaConfig(Section):

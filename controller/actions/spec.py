@@ -163,7 +163,7 @@ class RedirectAction(BaseModel):
 
 Action = Annotated[PlayAction | GatherAction | ConnectAction | HangupAction | PauseAction
                    | RecordAction | RedirectAction, Field(discriminator="type")]
-ActionList = Annotated[list[Action], Field(min_length=1, max_length=MAX_ACTIONS)]
+ActionList = Annotated[list[Action], Field(max_length=MAX_ACTIONS)]
 
 
 class ActionsAnswer(BaseModel):
@@ -199,19 +199,29 @@ def error_path(error: Any) -> str:
     return path
 
 
-def parse_answer(data: Any) -> list[dict[str, Any]]:
-    """A URL's ``{"actions": [...]}`` answer, each action as JSON with its
-    defaults; InvalidField naming the first field that breaks a rule."""
+def parse_answer(data: Any) -> list[Action]:
+    """A URL's ``{"actions": [...]}`` answer; InvalidField naming the first
+    field that breaks a rule."""
     try:
         answer = _ANSWER.validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         path = error_path(first)
         raise InvalidField(f"{path}: {first['msg']}", field=path) from None
-    return [action.model_dump(mode="json") for action in answer.actions]
+    return list(answer.actions)
 
 
 def as_json(actions: Sequence[BaseModel]) -> list[dict[str, Any]]:
     """Validated actions as the core and the store keep them."""
     return [action.model_dump(mode="json") for action in actions]
 
+
+
+class ActionsRequest(BaseModel):
+    """POST /v1/calls/{id}/actions: actions for a live call."""
+
+    model_config = STRICT
+
+    actions: ActionList = Field(min_length=1)
+    replace: bool = Field(False, description="Drop the actions still queued first (the one "
+                          "running finishes)")

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from controller.actions.spec import ActionsRequest
 from controller.api.status.schemas import Status
 from controller.calls.decision import Decision
 from controller.calls.request import CallRequest
@@ -32,6 +33,16 @@ class Hangup:
 
     call: StoredCall
     already_ended: bool = False
+
+
+@dataclass(frozen=True)
+class QueuedActions:
+    """Actions given to a live call (their ids, in order), or ``ended``: the
+    call has ended (``status``) and took none."""
+
+    action_ids: tuple[tuple[str, str], ...] = ()  # (id, type)
+    ended: bool = False
+    status: str | None = None
 
 
 class Operations(Protocol):
@@ -60,6 +71,12 @@ class Operations(Protocol):
 
     async def hang_up(self, call_id: str) -> Hangup | None:
         """End a live call, cancel a scheduled one; None if there is no such call."""
+
+    async def queue_actions(self, call_id: str, request: ActionsRequest) -> QueuedActions | None:
+        """Check and prepare the actions, then queue them on the live call;
+        None if there is no such call. InvalidRequest names the field of a
+        refused action (nothing is queued then); WhisperError, WhisperBusy:
+        a text could not be spoken."""
 
     # Agent groups.
     def agent_groups(self) -> Mapping[str, Group]: ...

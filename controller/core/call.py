@@ -44,7 +44,8 @@ class Call(ABC):
         """What CallEnded carries."""
 
     def handle(self, event: Event) -> list[Command]:
-        verdict = self.table[self.state].get(kind_of(event, self.legs))
+        # A state the flow never reaches has no row: it refuses everything.
+        verdict = self.table.get(self.state, {}).get(kind_of(event, self.legs))
         if verdict is None:
             raise InvalidTransition(str(self.state), event_name(event))
         if verdict is Verdict.IGNORE:

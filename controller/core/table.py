@@ -8,7 +8,8 @@ depends on more than the state and the event's type: which leg, which channel.
 
 An answer is told apart by leg, and from a repeat of an answer already taken
 (``ANSWER_AGAIN``), which any live state ignores. A future flow (one leg, an
-inbound first leg) brings its own table for its own states.
+inbound first leg) brings its own table for its own states, built the same way
+(:func:`build_table`): the live call's is :mod:`controller.core.live_table`.
 """
 
 from __future__ import annotations
@@ -73,24 +74,24 @@ def event_name(event: Event) -> str:
 
 # Every live state handles these: they tell which channels are left or will
 # not come (the call ends when none is), or stop the call whatever it did.
-_CHANNELS = (LegCreated, OriginateFailed, LegHungUp, LegEnded, RecordingStarted, SwitchLost,
-             EndedWhileAway)
+CHANNELS: tuple[EventKind, ...] = (LegCreated, OriginateFailed, LegHungUp, LegEnded, RecordingStarted,
+                                   SwitchLost, EndedWhileAway)
 # Never matter: an answer repeated, and the end of A's message (the dialplan
 # hangs A up right after it, and LegEnded ends the call).
-_NEVER_MATTER = (ANSWER_AGAIN, MessageFinished)
-_STOPS = (HangupRequested, CommandFailed)
+NEVER_MATTER: tuple[EventKind, ...] = (ANSWER_AGAIN, MessageFinished)
+STOPS: tuple[EventKind, ...] = (HangupRequested, CommandFailed)
 
 _HANDLED: dict[CallState, tuple[EventKind, ...]] = {
     CallState.NEW: (),  # only start() moves it on
-    CallState.DIALING_A: (LegRinging, ANSWER_A, *_STOPS),
-    CallState.RINGING_A: (LegRinging, ANSWER_A, *_STOPS),
-    CallState.ROUTING: (LegRinging, TargetsChosen, RouteExhausted, Announcement, *_STOPS),
-    CallState.WHISPERING: (LegRinging, WhisperFinished, *_STOPS),
-    CallState.DIALING_B: (LegRinging, ANSWER_B, DialFinished, *_STOPS),
-    CallState.RINGING_B: (LegRinging, ANSWER_B, DialFinished, *_STOPS),
-    CallState.CONFIRMING: (AnswerAccepted, AnswerDeclined, DialFinished, *_STOPS),
-    CallState.BRIDGED: _STOPS,
-    CallState.ANNOUNCING: _STOPS,
+    CallState.DIALING_A: (LegRinging, ANSWER_A, *STOPS),
+    CallState.RINGING_A: (LegRinging, ANSWER_A, *STOPS),
+    CallState.ROUTING: (LegRinging, TargetsChosen, RouteExhausted, Announcement, *STOPS),
+    CallState.WHISPERING: (LegRinging, WhisperFinished, *STOPS),
+    CallState.DIALING_B: (LegRinging, ANSWER_B, DialFinished, *STOPS),
+    CallState.RINGING_B: (LegRinging, ANSWER_B, DialFinished, *STOPS),
+    CallState.CONFIRMING: (AnswerAccepted, AnswerDeclined, DialFinished, *STOPS),
+    CallState.BRIDGED: STOPS,
+    CallState.ANNOUNCING: STOPS,
     CallState.ENDING: (),  # the outcome is decided: only the channels matter now
     CallState.ENDED: (),
 }
@@ -109,16 +110,23 @@ _IGNORED: dict[CallState, tuple[EventKind, ...]] = {
     CallState.BRIDGED: (LegRinging, DialFinished, Announcement),
     CallState.ANNOUNCING: (LegRinging, DialFinished, Announcement),
     CallState.ENDING: (LegRinging, ANSWER_A, ANSWER_B, AnswerAccepted, AnswerDeclined, WhisperFinished,
-                       DialFinished, TargetsChosen, RouteExhausted, Announcement, *_STOPS),
+                       DialFinished, TargetsChosen, RouteExhausted, Announcement, *STOPS),
     CallState.ENDED: (),
 }
 
-_LIVE = frozenset(_HANDLED) - {CallState.NEW, CallState.ENDED}
 
-TABLE: Table = {
-    state: {
-        **{kind: Verdict.IGNORE for kind in (_IGNORED[state] + (_NEVER_MATTER if state in _LIVE else ()))},
-        **{kind: Verdict.HANDLE for kind in (_HANDLED[state] + (_CHANNELS if state in _LIVE else ()))},
+def build_table(handled: Mapping[CallState, tuple[EventKind, ...]],
+                ignored: Mapping[CallState, tuple[EventKind, ...]]) -> Table:
+    """A flow's table from what each of its states handles and ignores; every
+    state but NEW and ENDED also handles CHANNELS and ignores NEVER_MATTER."""
+    live = frozenset(handled) - {CallState.NEW, CallState.ENDED}
+    return {
+        state: {
+            **{kind: Verdict.IGNORE for kind in (ignored[state] + (NEVER_MATTER if state in live else ()))},
+            **{kind: Verdict.HANDLE for kind in (handled[state] + (CHANNELS if state in live else ()))},
+        }
+        for state in handled
     }
-    for state in _HANDLED
-}
+
+
+TABLE: Table = build_table(_HANDLED, _IGNORED)

@@ -10,8 +10,15 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.params import Depends
 from fastapi.responses import FileResponse, JSONResponse
 
+from controller.actions.spec import ActionsRequest
+from controller.api.calls.schemas import (
+    ActionsAccepted,
+    CallAccepted,
+    CallList,
+    TimelineItem,
+    call_view,
+)
 from controller.api.calls.schemas import Call as CallView
-from controller.api.calls.schemas import CallAccepted, CallList, TimelineItem, call_view
 from controller.api.errors import (
     BODY_ERRORS,
     STORE_UNAVAILABLE,
@@ -61,6 +68,8 @@ REPLAYED = {"Idempotency-Replayed": {
                    "body: the call is the first request's, and nothing was dialed again",
     "schema": {"type": "string", "enum": ["true"]}}}
 ON_A_CALL = (UNAUTHORIZED, STORE_UNAVAILABLE, ApiErrorId.CALL_NOT_FOUND)
+# What queueing actions can answer besides 202 and ON_A_CALL.
+ACTION_ERRORS = (*BODY_ERRORS, ApiErrorId.CALL_ENDED, *ids_of((WhisperError, WhisperBusy)))
 
 
 def routes(ops: Operations, auth: Sequence[Depends], caller: Any) -> APIRouter:
@@ -142,6 +151,31 @@ def routes(ops: Operations, auth: Sequence[Depends], caller: Any) -> APIRouter:
             return error(ApiErrorId.CALL_ENDED, f"call {call_id} has already ended",
                          call_id=call_id, status=done.call.status)
         return JSONResponse(call_view(done.call), status_code=202)
+
+    @router.post("/v1/calls/{call_id}/actions", status_code=202, response_model=ActionsAccepted,
+                 operation_id="queueActions", summary="Run actions on a live call",
+                 responses=answers(*ON_A_CALL, *ACTION_ERRORS))
+    async def queue_actions(call_id: str, body: ActionsRequest) -> Any:
+        """Check every action, then queue them on the call, to run in order
+        after those already queued (`replace: true` drops those first; the
+        one running finishes). Each gets an id; getCall shows its outcome, and
+        `call.action.completed` reports it. An action that breaks a rule
+        gets 400 naming its field (`actions[2].max_digits`), and nothing is
+        queued; a call that has ended gets 409."""
+        try:
+            queued = await ops.queue_actions(call_id, body)
+        except (InvalidRequest, WhisperError, WhisperBusy) as exc:
+            log.info("actions.refused", call_id=call_id, error_id=exc.error_id,
+                     field=exc.details.get("field"), error=exc.message)
+            return failure(exc)
+        if queued is None:
+            return not_found(call_id)
+        if queued.ended:
+            return error(ApiErrorId.CALL_ENDED, f"call {call_id} has ended: it takes no actions",
+                         call_id=call_id, status=queued.status)
+        return JSONResponse({"call_uuid": call_id, "actions": [
+            {"id": action_id, "type": kind} for action_id, kind in queued.action_ids]},
+            status_code=202)
 
     @router.get("/v1/calls/{call_id}/recording", response_class=FileResponse,
                 operation_id="getCallRecording",

@@ -23,6 +23,17 @@ class CallAccepted(BaseModel):
         None, description="When a scheduled call will be placed (unix time)")
 
 
+class QueuedAction(BaseModel):
+    id: str = Field(description="The action's id: its record in getCall's result and in "
+                    "call.action.completed carries it")
+    type: str
+
+
+class ActionsAccepted(BaseModel):
+    call_uuid: str
+    actions: list[QueuedAction] = Field(description="One per action sent, in order")
+
+
 class TimelineItem(BaseModel):
     at: float
     kind: str = Field(description="transition or schedule")
