@@ -188,7 +188,8 @@ class InboundCalls:
     async def _queue_first_actions(self, call: InboundCall, sink: EventSink) -> None:
         settings = call.number.settings
         if not settings.incoming_url:
-            await self._queue(call, sink, check_actions(settings.actions, "actions"), "number")
+            await self._queue(call, sink, check_actions(settings.actions, "actions"), "number",
+                              "actions")
             return
         try:
             actions = await self.fetcher.fetch(settings.incoming_url, "incoming",
@@ -199,26 +200,26 @@ class InboundCalls:
             log.warning("inbound.incoming_url_failed", call_id=call.call_id, error=exc.message)
             sink(ActionsFetchFailed(time.time(), "", exc.message))
             fallback = check_actions(settings.fallback_actions, "fallback_actions")
-            await self._queue(call, sink, fallback, "fallback",
+            await self._queue(call, sink, fallback, "fallback", "fallback_actions",
                               why=f"incoming_url failed: {exc.message}")
             return
         # None (204, empty): an empty list still starts the call's wait for actions.
         sink(ActionsQueued(time.time(), prepared, source="incoming_url"))
 
     async def _queue(self, call: InboundCall, sink: EventSink, actions: Sequence[Action],
-                     source: str, why: str = "") -> None:
+                     source: str, field: str, why: str = "") -> None:
         """Queue the number's own actions; if they cannot run (a group was
         deleted since, the speech tools fail), or there are none to fall
         back on, the call is hung up with the reason."""
         try:
-            prepared = await self._prepare(call, actions, source)
+            prepared = await self._prepare(call, actions, field)
         except CallConnectError as exc:
             log.error("inbound.actions_cannot_run", call_id=call.call_id, source=source,
                       error=exc.message)
-            prepared, why = (), f"the number's {source} actions cannot run: {exc.message}"
+            prepared, why = (), f"the number's {field} cannot run: {exc.message}"
         if not prepared:
             hangup = HangupAction(type="hangup", reason=(why or "no actions")[:_MAX_REASON_CHARS])
-            prepared = await self._prepare(call, [hangup], source)
+            prepared = await self._prepare(call, [hangup], field)
         sink(ActionsQueued(time.time(), prepared, source=source))
 
     async def _prepare(self, call: InboundCall, actions: Sequence[Action],
