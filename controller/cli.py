@@ -168,6 +168,10 @@ class ConsoleListener:
                 print(f"[{time.monotonic() - self.started:6.2f}s] {transition.to_state:<11} "
                       f"{transition.reason}", file=sys.stderr, flush=True)
 
+    async def call_reported(self, call: ActiveCall, event: str, data: dict[str, Any]) -> None:
+        if self.progress:
+            print(f"[{time.monotonic() - self.started:6.2f}s] {event}", file=sys.stderr, flush=True)
+
     async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None:
         url = call.request.webhook_url or self.config.webhook.url
         if not url:

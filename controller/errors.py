@@ -68,6 +68,13 @@ class InvalidField(InvalidRequest):
     error_id = "invalid-field"
 
 
+class NotALiveCall(InvalidRequest):
+    """Actions were sent to a call connect (leg_a and leg_b): they run on
+    single-leg and inbound calls."""
+
+    error_id = "call-takes-no-actions"
+
+
 class GroupFromConfig(InvalidRequest):
     error_id = "group-from-config"
 

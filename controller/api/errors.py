@@ -30,6 +30,7 @@ from controller.errors import (
     InvalidField,
     InvalidNumber,
     InvalidRequest,
+    NotALiveCall,
     NumberFromConfig,
     OutsideCallingHours,
     RateLimited,
@@ -69,7 +70,8 @@ _REFUSALS: tuple[type[CallRefused], ...] = (
     TrunkLimit, AgentLimit, RateLimited, WhisperBusy, Draining)
 _EXCEPTIONS: dict[type[CallConnectError], int] = {
     InvalidRequest: 400, InvalidNumber: 400, SameLegs: 400, InvalidField: 400,
-    GroupFromConfig: 409, DncFromFile: 409, NumberFromConfig: 409, UrlDisabled: 409, BodyTooLarge: 413,
+    GroupFromConfig: 409, DncFromFile: 409, NumberFromConfig: 409, NotALiveCall: 409,
+    UrlDisabled: 409, BodyTooLarge: 413,
     SwitchUnavailable: 503, SwitchActionFailed: 503, WhisperError: 503, StoreError: 503,
     **{refusal: refusal.http_status for refusal in _REFUSALS},
 }
@@ -78,7 +80,7 @@ _EXCEPTIONS: dict[type[CallConnectError], int] = {
 # the daemon's own failure (it exits).
 NOT_ANSWERED = frozenset({"callconnect-error", "call-refused", "switch-error", "invalid-config",
                           "invalid-transition", "outbound-refused", "dial-whom-failed",
-                          "daemon-failed"})
+                          "actions-fetch-failed", "daemon-failed"})
 
 STATUS: dict[str, int] = {
     **{exc.error_id: status for exc, status in _EXCEPTIONS.items()},

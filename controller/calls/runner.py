@@ -17,7 +17,7 @@ import structlog
 from controller.backends.base import Backend
 from controller.calls.request import CallRequest
 from controller.compliance.guard import Compliance
-from controller.core.commands import CallEnded, ChooseTargets, Command
+from controller.core.commands import CallEnded, ChooseTargets, Command, FetchActions, Report
 from controller.core.events import (
     Announcement,
     CommandFailed,
@@ -25,6 +25,7 @@ from controller.core.events import (
     SwitchLost,
     TargetsChosen,
 )
+from controller.core.live import LiveCall
 from controller.core.machine import CallConnect
 from controller.core.outcomes import Leg
 from controller.core.states import CallState, Transition
@@ -60,6 +61,9 @@ class ActiveCall:
     link: int = 0  # the switch link it started on (the backend's reconnect count)
     # The request as the store keeps it: made once, saved with every change.
     stored_request: dict[str, Any] | None = None
+    # A live call: the connect action ``router`` was built for, and the URL being asked.
+    router_action: str | None = None
+    fetching: asyncio.Task[None] | None = None
 
     @property
     def call_id(self) -> str:
@@ -121,6 +125,20 @@ class CallListener(Protocol):
     async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None:
         """Once, with the result; may add local fields (not part of the result)."""
 
+    async def call_reported(self, call: ActiveCall, event: str, data: dict[str, Any]) -> None:
+        """A live call's status callback (call.gathered, call.action.completed)."""
+
+
+class LiveSteps(Protocol):
+    """What only a live call's commands need of the service
+    (:class:`controller.calls.live.LiveCalls`)."""
+
+    def spawn_fetch(self, call: ActiveCall, command: FetchActions) -> None:
+        """Ask the command's URL in the background; its answer comes as an event."""
+
+    def connect_router(self, call: ActiveCall) -> Router | None:
+        """The router of the connect the call runs now (None: none runs)."""
+
 
 
 class CallRunner:
@@ -136,6 +154,9 @@ class CallRunner:
         self.compliance = compliance
         self.calls = calls
         self.reservations = reservations
+        self.live: LiveSteps | None = None
+        # Where recordings land as the controller sees them (a live call's are named by the switch's path).
+        self.recording_dir: Path | None = None
 
     async def start(self, call: ActiveCall) -> None:
         """Tell the listener, then carry out the core's first commands
@@ -195,8 +216,9 @@ class CallRunner:
             if not call.done.done():
                 call.done.set_exception(exc)
         finally:
-            if call.routing is not None:
-                call.routing.cancel()
+            for task in (call.routing, call.fetching):
+                if task is not None:
+                    task.cancel()
             self.backend.forget(call.call_id)
             self.calls.pop(call.call_id, None)
             self.compliance.release(call.call_id)
@@ -220,7 +242,19 @@ class CallRunner:
             if isinstance(command, CallEnded):
                 await self._finish(call, command.result)
                 continue
+            if isinstance(command, Report):
+                await self.listener.call_reported(call, command.event, command.data)
+                continue
+            if isinstance(command, FetchActions) and self.live is not None:
+                self.live.spawn_fetch(call, command)
+                continue
             if isinstance(command, ChooseTargets):
+                if self.live is not None:
+                    call.router = self.live.connect_router(call)
+                if call.router is None:  # a bug: the call must not wait for a route forever
+                    await self._handle(call, CommandFailed(time.time(), "ChooseTargets",
+                                                           "no route to choose from"))
+                    return
                 self.spawn_routing(call, command)
                 continue
             try:
@@ -272,13 +306,19 @@ class CallRunner:
                                  "played": call.core.whisper_played,
                                  # Rendered before leg A was dialed: ready by the call's start.
                                  "ready_at": call.core.created_at if call.whisper else None}
-        recording = call.recording_path
+        recording = call.recording_path or self._live_recording(call)
         result["recording"] = None
         if recording is not None and call.core.recording_started:
             # The links are the daemon's to give (it serves them); none from the command line.
             result["recording"] = {"path": str(recording), "url": None, "signed_url": None,
                                    "signed_url_expires_at": None}
         result["metadata"] = call.request.metadata
+        # Every call says which way it went; a call connect is placed like a single-leg call.
+        result.setdefault("direction", "outbound")
+        result.setdefault("from", call.core.plan.caller_id)
+        result.setdefault("to", call.core.plan.leg_a)
+        result.setdefault("actions", [])
+        result.setdefault("digits", None)
         log.info("call.ended", call_id=call.call_id, status=result["status"],
                  reason=result["reason"], hangup_by=result["hangup_by"],
                  talk_seconds=result["talk_seconds"])
@@ -286,6 +326,16 @@ class CallRunner:
         if not call.done.done():
             call.done.set_result(result)
 
+
+    def _live_recording(self, call: ActiveCall) -> Path | None:
+        """A live call's recording: its last record action's, else its connect's."""
+        core = call.core
+        if not isinstance(core, LiveCall) or self.recording_dir is None:
+            return None
+        files = [action["file"] for action in core.actions
+                 if action.get("file") and action["status"] == "completed"]
+        on_switch = files[-1] if files else core.plan.recording_file
+        return None if on_switch is None else self.recording_dir / Path(on_switch).name
 
 
 async def _keep_books(call: ActiveCall, note: Awaitable[None]) -> None:

@@ -16,11 +16,15 @@ from typing import Any, Protocol
 
 import structlog
 
+from controller.actions.fetch import ActionFetcher
+from controller.actions.prepare import ActionContext, ActionPreparer
+from controller.actions.spec import Action
 from controller.backends.base import Backend
 from controller.calls.checks import Checked, RequestChecks
 from controller.calls.decision import Decision, Placed, Refused, Replayed, Scheduled
 from controller.calls.groups import GroupRegistry
 from controller.calls.idempotency import replay_of
+from controller.calls.live import DEFAULT_IDLE_TIMEOUT, Inbound, LiveCalls
 from controller.calls.request import MAX_CUSTOM_FIELD_CHARS, CallRequest
 from controller.calls.runner import (
     ActiveCall,
@@ -33,9 +37,17 @@ from controller.compliance.book import ComplianceBook, MemoryComplianceBook
 from controller.compliance.guard import Compliance
 from controller.config import Config
 from controller.core.commands import ChooseTargets
-from controller.core.events import Announcement, HangupRequested, SwitchLost, TargetsChosen
+from controller.core.events import (
+    ActionsQueued,
+    Announcement,
+    HangupRequested,
+    SwitchLost,
+    TargetsChosen,
+)
+from controller.core.live import LiveCall
 from controller.core.machine import CallConnect
 from controller.core.outcomes import Leg
+from controller.core.plan import PreparedAction
 from controller.core.states import CallState
 from controller.errors import (
     CallRefused,
@@ -99,6 +111,12 @@ class CallService:
                                      destinations=config.destinations)
         self.runner = CallRunner(backend, renderer, listener, self.agents, self.compliance,
                                  self.calls, self.reservations)
+        self.runner.recording_dir = Path(config.media.recording_dir)
+        self.live = LiveCalls(self.checks, ActionPreparer(config, self.checks, renderer),
+                              ActionFetcher(config.outbound, config.webhook.signing_secret or None,
+                                            config.routing.action_url_timeout),
+                              backend, self.runner, self.calls, self._router)
+        self.runner.live = self.live
         # Limits per trunk and per agent, and scheduling (the daemon's; the
         # command line has neither).
         self.limits: LegAdmission | None = None
@@ -131,12 +149,13 @@ class CallService:
         return Placed(call)
 
     async def start(self, request: CallRequest, idempotency_key: IdempotencyKey | None = None,
-                    call_id: str | None = None) -> ActiveCall:
+                    call_id: str | None = None, *,
+                    idle_timeout: int = DEFAULT_IDLE_TIMEOUT) -> ActiveCall:
         """``place``, raising its refusals: bad input raises InvalidRequest,
         and a compliance rule or limit CallRefused, before anything is dialed."""
         call_id = call_id or str(uuid.uuid4())
         try:
-            return await self._start(request, idempotency_key, call_id)
+            return await self._start(request, idempotency_key, call_id, idle_timeout)
         except BaseException:
             self.compliance.release(call_id)
             self.reservations.release(call_id)
@@ -145,11 +164,47 @@ class CallService:
             if self.limits is not None:
                 self.limits.release(call_id)  # from now on it counts as a live call
 
+    async def start_live(self, request: CallRequest, *, call_id: str | None = None,
+                         idempotency_key: IdempotencyKey | None = None,
+                         inbound: Inbound | None = None,
+                         idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
+                         source: str = "request") -> ActiveCall:
+        """Start a live call and queue ``request.actions`` on it (as from ``source``).
+
+        Outbound (``inbound`` None): a single-leg call to ``request.leg_a``,
+        checked, screened and placed as ``place`` places a call connect.
+        Inbound: the call the switch offered, stored and claimed; its leg A
+        is ``inbound.caller``, and of the request only its actions, webhook
+        settings, metadata and time_limit are used. Raises as ``start``:
+        InvalidRequest naming a field, CallRefused, SwitchError, WhisperError."""
+        if inbound is None:
+            return await self.start(request, idempotency_key, call_id, idle_timeout=idle_timeout)
+        call_id = call_id or str(uuid.uuid4())
+        try:
+            return await self.live.start_inbound(request, call_id, inbound, idempotency_key,
+                                                 idle_timeout, source)
+        except BaseException:
+            self.compliance.release(call_id)
+            self.reservations.release(call_id)
+            raise
+
+    async def queue_actions(self, call_id: str, actions: Sequence[Action], replace: bool = False,
+                            source: str = "api") -> list[PreparedAction] | None:
+        """Check and prepare ``actions``, then queue them on the live call
+        (``replace``: drop those still queued first). None if the call is
+        not live; InvalidRequest names the field of a refused action (nothing
+        is queued then), NotALiveCall for a call connect."""
+        return await self.live.queue(call_id, actions, replace, source)
+
     async def _start(self, request: CallRequest, idempotency_key: IdempotencyKey | None,
-                     call_id: str) -> ActiveCall:
+                     call_id: str, idle_timeout: int = DEFAULT_IDLE_TIMEOUT) -> ActiveCall:
         checked = self.checks.check(request)
         await self._screen(call_id, checked, request)
-        router = self._router(call_id, checked.leg_a, checked.caller_id, request, checked.spec)
+        if request.single_leg:
+            return await self._start_single_leg(request, checked, idempotency_key, call_id,
+                                                idle_timeout)
+        router = self._router(self._context(call_id, checked.leg_a, checked.caller_id, request),
+                              checked.spec)
         route_state: dict[str, Any] = {}
         first: TargetsChosen | None = None
         if not any(item.is_group or item.is_url for item in checked.spec.items):
@@ -173,6 +228,23 @@ class CallService:
         await self.runner.start(call)
         return call
 
+    async def _start_single_leg(self, request: CallRequest, checked: Checked,
+                                idempotency_key: IdempotencyKey | None, call_id: str,
+                                idle_timeout: int) -> ActiveCall:
+        if not self.backend.connected:
+            raise SwitchUnavailable(f"the switch is not reachable ({self.backend.name}, "
+                                    "reconnecting); nothing was dialed: retry later")
+        actions = await self.live.preparer.prepare(request.actions or [],
+                                                   ActionContext(call_id, checked.leg_a))
+        # Its recordings are its record actions' and its connects' own.
+        plan = (await self.checks.prepare(request, replace(checked, record=False), call_id)).plan
+        core = self.live.outbound_core(plan, checked.caller_id, idle_timeout)
+        call = ActiveCall(core, request, idempotency_key, None, None, link=self.backend.reconnects)
+        await self.runner.start(call)
+        if actions:
+            call.events.put_nowait(ActionsQueued(time.time(), tuple(actions), source="request"))
+        return call
+
     async def resume(self, core: CallConnect, request: CallRequest,
                      idempotency_key: IdempotencyKey | None = None) -> ActiveCall:
         """Follow a call again after a restart. The backend reconstructs what
@@ -182,8 +254,13 @@ class CallService:
             recording = Path(self.config.media.recording_dir) / Path(core.plan.recording_file).name
         call = ActiveCall(core, request, idempotency_key, None, recording,
                           logged=len(core.timeline), link=self.backend.reconnects)
-        call.router = self._router(call.call_id, core.plan.leg_a, core.plan.caller_id or "",
-                                   request, self.checks.route_spec(request))
+        if isinstance(core, LiveCall):
+            # A connect's router is made from its action when it asks whom to ring.
+            call.router = None
+        else:
+            call.router = self._router(self._context(call.call_id, core.plan.leg_a,
+                                                     core.plan.caller_id or "", request),
+                                       self.checks.route_spec(request))
         if core.bridged_at is not None:
             call.agent = core.legs[Leg.B].target
         self.calls[call.call_id] = call
@@ -200,6 +277,7 @@ class CallService:
         arriving.release(missed, call.events)
         if core.state is CallState.ROUTING:
             # It was choosing whom to ring when we stopped: choose again.
+            call.router = self.live.connect_router(call)
             self.runner.spawn_routing(call, ChooseTargets(
                 core.attempts[-1]["outcome"] if core.attempts else None, core.route_state))
         log.info("call.resumed", call_id=call.call_id, state=str(core.state), missed=len(missed))
@@ -240,8 +318,16 @@ class CallService:
         if self.limits is not None:
             self.limits.admit(call_id, first)
 
-    def _router(self, call_id: str, leg_a: str, caller_id: str, request: CallRequest,
-                spec: RouteSpec) -> Router:
+    @staticmethod
+    def _context(call_id: str, leg_a: str, caller_id: str, request: CallRequest) -> CallContext:
+        """What a call connect's dial-whom URL is told. CallTo is the number
+        the call is placed from, never leg B's own (a URL)."""
+        custom = str(request.metadata.get("custom_field", ""))[:MAX_CUSTOM_FIELD_CHARS]
+        return CallContext(call_id, leg_a, caller_id, custom)
+
+    def _router(self, context: CallContext, spec: RouteSpec) -> Router:
+        call_id = context.call_id
+
         async def speak(text: str) -> str:
             audio = await self.renderer.render(text)
             return self.config.whisper_path_on_switch(audio.path)
@@ -254,9 +340,7 @@ class CallService:
         async def screen(targets: Sequence[str]) -> dict[str, str]:
             return await self.compliance.screen(targets, call_id)
 
-        custom = str(request.metadata.get("custom_field", ""))[:MAX_CUSTOM_FIELD_CHARS]
-        # CallTo: the number the call is placed from, never leg B's own (a URL).
-        return Router(spec, CallContext(call_id, leg_a, caller_id, custom),
+        return Router(spec, context,
                       groups=self.groups.get, agents=self.agents,
                       busy_targets=self.backend.busy_targets, dial_whom=self.dial_whom,
                       speak=speak, unreached_message=self.config.whisper.b_unreached_message,

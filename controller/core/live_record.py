@@ -91,7 +91,7 @@ class LiveRecord(CallConnect):
     def _drop_queued(self, at: float, reason: str) -> None:
         for record in self._queued():
             record.update(status="dropped", reason=reason, ended_at=at)
-            del self.prepared[record["id"]]
+            self.prepared.pop(record["id"], None)
 
     def _finish(self, at: float, record: dict[str, Any], status: str,
                 outcome: str | None = None, reason: str | None = None) -> None:
@@ -103,7 +103,7 @@ class LiveRecord(CallConnect):
             record["reason"] = reason
         if record["type"] == "connect":
             record["attempts"] = [dict(a) for a in self.attempts[self.connect_from:]]
-        del self.prepared[record["id"]]
+        self.prepared.pop(record["id"], None)
         self._report("call.action.completed", dict(record))
 
     def _report(self, event: str, data: dict[str, Any]) -> None:

@@ -18,6 +18,8 @@ import structlog
 from controller.calls.request import CallRequest
 from controller.calls.runner import ActiveCall, DuplicateRequest
 from controller.config import Config
+from controller.core.live import LiveCall
+from controller.core.live_table import LIVE_STATES
 from controller.core.outcomes import Leg
 from controller.core.states import CallState, Transition
 from controller.daemon.metrics import Metrics
@@ -64,8 +66,10 @@ def request_from_dict(data: dict[str, Any]) -> CallRequest:
     return CallRequest.model_validate(fields)
 
 
-def status_events(transition: Transition) -> list[tuple[str, str]]:
-    """(webhook event, leg) pairs that one transition stands for."""
+def status_events(transition: Transition, inbound: bool = False) -> list[tuple[str, str]]:
+    """(webhook event, leg) pairs that one transition stands for. A single-leg
+    call's leg A answers when its first action starts; an inbound caller is
+    answered by the switch, for a step, without a transition of its own."""
     to, came_from = transition.to_state, transition.from_state
     if to is CallState.DIALING_A:
         return [("initiated", "a")]
@@ -73,8 +77,8 @@ def status_events(transition: Transition) -> list[tuple[str, str]]:
         return [("ringing", "a")]
     if to is CallState.RINGING_B:
         return [("ringing", "b")]
-    if came_from in (CallState.DIALING_A, CallState.RINGING_A) and to in (
-            CallState.WHISPERING, CallState.DIALING_B, CallState.ROUTING):
+    if came_from in (CallState.DIALING_A, CallState.RINGING_A) and not inbound and to in (
+            CallState.WHISPERING, CallState.DIALING_B, CallState.ROUTING, *LIVE_STATES):
         return [("answered", "a")]
     if to is CallState.CONFIRMING:
         return [("answered", "b")]
@@ -133,8 +137,9 @@ class StoreListener:
                                   {"from": str(t.from_state), "to": str(t.to_state),
                                    "reason": t.reason}) for t in transitions]
         deliveries = []
+        inbound = isinstance(call.core, LiveCall) and call.core.direction == "inbound"
         for transition in transitions:
-            for event, leg in status_events(transition):
+            for event, leg in status_events(transition, inbound):
                 if event in call.request.webhook_events:
                     deliveries += self._deliveries(call, f"call.{event}", {
                         "call_uuid": call.call_id, "leg": leg, "state": str(transition.to_state),
@@ -160,6 +165,16 @@ class StoreListener:
             self._saving.pop(call.call_id, None)
         self.metrics.calls.labels(result["status"]).inc()
         self.metrics.active_calls.dec()
+
+    async def call_reported(self, call: ActiveCall, event: str, data: dict[str, Any]) -> None:
+        """Saved with the call's state as it is now, like a transition's callbacks."""
+        if event.removeprefix("call.") not in call.request.webhook_events:
+            return
+        deliveries = self._deliveries(call, event, {**data, "metadata": call.request.metadata})
+        if call.call_id in self._ending:
+            self._ending[call.call_id][1].extend(deliveries)
+            return
+        await self._save(self.record_of(call), [], deliveries)
 
     async def _save(self, record: StoredCall, timeline: list[TimelineEntry],
                     deliveries: list[WebhookDelivery]) -> None:

@@ -26,8 +26,9 @@ from typing import Any
 import structlog
 
 from controller import __version__
+from controller.actions.spec import ActionsRequest
 from controller.api.app import create_app
-from controller.api.interface import Hangup
+from controller.api.interface import Hangup, QueuedActions
 from controller.api.status.schemas import ComponentStatus, Status
 from controller.app import Controller
 from controller.backends.base import RECONNECT_DELAYS
@@ -37,7 +38,7 @@ from controller.calls.idempotency import bind_key, replay_of
 from controller.calls.request import CallRequest
 from controller.compliance.dnc import DncEntry
 from controller.config import Config
-from controller.core.machine import CallConnect
+from controller.core.live import core_from_snapshot
 from controller.daemon.admission import Admission, LegLimits
 from controller.daemon.http_server import api_server, listen
 from controller.daemon.listener import StoreListener, request_from_dict
@@ -234,7 +235,7 @@ class Daemon:
     async def _reconcile(self) -> None:
         """Calls a previous run left open: follow the live ones again, close
         the ones that ended meanwhile with what the switch kept."""
-        open_calls = [(stored, CallConnect.from_snapshot(stored.snapshot))
+        open_calls = [(stored, core_from_snapshot(stored.snapshot))
                       for stored in await self.store.open_calls()]
         for stored, core in open_calls:
             # Every call holds its agents again before any of them routes again.
@@ -321,6 +322,15 @@ class Daemon:
             return Hangup(stored, already_ended=True)
         await self.calls.hangup(call_id, "api")
         return Hangup(stored)
+
+    async def queue_actions(self, call_id: str, request: ActionsRequest) -> QueuedActions | None:
+        stored = await self.store.get_call(call_id)
+        if stored is None:
+            return None
+        queued = await self.calls.queue_actions(call_id, request.actions, request.replace)
+        if queued is None:  # ended, or not placed yet (scheduled)
+            return QueuedActions(ended=True, status=stored.status)
+        return QueuedActions(tuple((action.id, action.type) for action in queued))
 
     def agent_groups(self) -> Mapping[str, Group]:
         return self.groups

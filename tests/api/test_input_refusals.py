@@ -18,6 +18,7 @@ from controller.config import load_config
 from controller.webhooks.signing import Signer
 from tests.api.switch_down import serving, switch_down_env
 from tests.lab.conftest import LAB_CONFIG, SIGNING_SECRET, TOKEN, DaemonProcess
+from tests.openapi_document import OpenApiDocument
 
 LEG_A, LEG_B = "+27115550101", "+27115550202"
 
@@ -180,3 +181,37 @@ def test_the_lab_configs_meet_the_signing_rules() -> None:
     assert Signer(load_config(LAB_CONFIG, environ).webhook.daemon_signing_secret()).signs
     for path in (LAB_CONFIG, LAB_CONFIG.parent / "docker" / "callconnect.toml"):
         assert load_config(path, environ={}).webhook.daemon_signing_secret() is None
+
+
+# ---------------------------------------------------------------- actions
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"actions": [{"type": "hangup"}, {"type": "gather", "max_digits": 33}]},
+     "actions[1].max_digits"),
+    ({"actions": [{"type": "play", "text": "hi"}, {"type": "dial"}]}, "actions[1].type"),
+    ({"actions": [{"type": "gather", "valid_digits": "1x"}]}, "actions[0].valid_digits"),
+    ({"leg_b": LEG_B, "actions": [{"type": "hangup"}]}, "actions"),  # one of the two
+    ({}, "actions"),
+])
+def test_a_single_leg_calls_actions_are_checked_before_anything_is_dialed(
+        daemon: DaemonProcess, fields: dict[str, Any], field: str) -> None:
+    with client(daemon) as api:
+        response = api.post("/v1/calls", json={"leg_a": LEG_A, "record": False, **fields})
+    refused(response, 400, "invalid-field", field)
+    OpenApiDocument().check("post", "/v1/calls", response)
+
+
+def test_actions_for_a_call_are_checked_and_an_unknown_call_is_named(daemon: DaemonProcess) -> None:
+    path = "/v1/calls/{call_id}/actions"
+    with client(daemon) as api:
+        bad = api.post("/v1/calls/c1/actions",
+                       json={"actions": [{"type": "pause", "seconds": 1},
+                                         {"type": "pause", "seconds": 0}]})
+        empty = api.post("/v1/calls/c1/actions", json={"actions": []})
+        unknown = api.post("/v1/calls/nobody/actions", json={"actions": [{"type": "hangup"}]})
+    refused(bad, 400, "invalid-field", "actions[1].seconds")
+    refused(empty, 400, "invalid-field", "actions")
+    refused(unknown, 404, "call-not-found", None)
+    for response in (bad, empty, unknown):
+        OpenApiDocument().check("post", path, response)

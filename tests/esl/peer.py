@@ -1580,6 +1580,8 @@ class Listener:
     async def call_ended(self, call: ActiveCall, result: dict[str, Any]) -> None:
         self.results[call.call_id] = result
 
+    async def call_reported(self, call: ActiveCall, event: str, data: dict[str, Any]) -> None: ...
+
 
 def freeswitch_controller(config: Config, listener: Listener | None = None,
                           event_format: str = "plain") -> Controller:

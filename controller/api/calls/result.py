@@ -9,7 +9,7 @@ is never dropped on its way out; the document says so too."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,6 +90,27 @@ class RecordingResult(BaseModel):
                             "when api.public_url is set")
 
 
+class ActionRecord(BaseModel):
+    """One action of a live call: what it was, and what came of it."""
+
+    model_config = OPEN
+
+    id: str
+    type: str
+    spec: dict[str, Any] = Field(description="The action as it was accepted, defaults filled")
+    status: Literal["queued", "running", "completed", "failed", "dropped", "canceled"]
+    outcome: str | None = Field(description="played, gathered, no-input, invalid, bridged, "
+                                "hung-up, redirected, a connect's status ...")
+    reason: str | None = Field(description="Why it failed, was dropped or canceled")
+    queued_at: float
+    started_at: float | None
+    ended_at: float | None
+    source: str = Field(description="Where it came from: request, api, number, incoming_url, "
+                        "action_url, redirect, fallback")
+    digits: str | None = Field(None, description="A gather's keys")
+    attempts: list[AttemptResult] | None = Field(None, description="A connect's attempts")
+
+
 class CallResult(BaseModel):
     """How a call ended: what GET /v1/calls/{id} shows once it has, and the
     completion webhook's data."""
@@ -122,3 +143,10 @@ class CallResult(BaseModel):
     metadata: dict[str, Any] = Field(description="Echoed from the request")
     scheduled_for: float | None = Field(
         None, description="A scheduled call closed before it was placed: when it was due")
+    direction: Literal["inbound", "outbound"] = Field(
+        "outbound", description="inbound: it arrived at the switch; outbound: placed by the API")
+    from_: str | None = Field(None, alias="from", description=(
+        "Inbound: the caller; outbound: the number the call is placed from (its caller ID)"))
+    to: str | None = Field(None, description="Inbound: the number dialed; outbound: leg A")
+    actions: list[ActionRecord] = Field([], description="A live call's actions, in order")
+    digits: str | None = Field(None, description="The last gather's keys")

@@ -43,6 +43,7 @@ from controller.errors import (
     InvalidField,
     InvalidNumber,
     InvalidRequest,
+    NotALiveCall,
     OutsideCallingHours,
     RateLimited,
     SameLegs,
@@ -69,7 +70,8 @@ REPLAYED = {"Idempotency-Replayed": {
     "schema": {"type": "string", "enum": ["true"]}}}
 ON_A_CALL = (UNAUTHORIZED, STORE_UNAVAILABLE, ApiErrorId.CALL_NOT_FOUND)
 # What queueing actions can answer besides 202 and ON_A_CALL.
-ACTION_ERRORS = (*BODY_ERRORS, ApiErrorId.CALL_ENDED, *ids_of((WhisperError, WhisperBusy)))
+ACTION_ERRORS = (*BODY_ERRORS, ApiErrorId.CALL_ENDED, *ids_of((
+    InvalidNumber, NotALiveCall, WhisperError, WhisperBusy)))
 
 
 def routes(ops: Operations, auth: Sequence[Depends], caller: Any) -> APIRouter:

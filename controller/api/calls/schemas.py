@@ -3,11 +3,11 @@ request itself: :class:`controller.calls.request.CallRequest`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from controller.api.calls.result import CallResult, StoredRequest
+from controller.api.calls.result import ActionRecord, CallResult, StoredRequest
 from controller.core.outcomes import CallStatus
 from controller.store import StoredCall
 
@@ -44,6 +44,13 @@ class TimelineItem(BaseModel):
 class Call(BaseModel):
     call_uuid: str
     state: str
+    direction: Literal["inbound", "outbound"]
+    from_: str | None = Field(alias="from", description=(
+        "Inbound: the caller; outbound: the number the call is placed from (its caller ID)"))
+    to: str | None = Field(description="Inbound: the number dialed; outbound: leg A")
+    actions: list[ActionRecord] = Field(description="A live call's actions: the queue and each "
+                                        "one's outcome (empty for a call connect)")
+    digits: str | None = Field(description="The last gather's keys")
     status: CallStatus | None = Field(description="Set once the call has ended")
     created_at: float
     updated_at: float
@@ -63,7 +70,13 @@ def call_view(stored: StoredCall, timeline: list[TimelineItem] | None = None) ->
     """The call as :class:`Call` documents it. Its request and result go out
     as stored: a row an older version wrote is shown, never re-shaped or
     refused by today's models (the routes answer it without FastAPI's check)."""
-    return {"call_uuid": stored.call_id, "state": stored.state, "status": stored.status,
+    snapshot, request = stored.snapshot, stored.request
+    return {"call_uuid": stored.call_id, "state": stored.state,
+            "direction": snapshot.get("direction", "outbound"),
+            "from": snapshot.get("from", request.get("caller_id")),
+            "to": snapshot.get("to", request.get("leg_a")),
+            "actions": snapshot.get("actions", []), "digits": snapshot.get("digits"),
+            "status": stored.status,
             "created_at": stored.created_at, "updated_at": stored.updated_at,
             "request": stored.request, "result": stored.result,
             "timeline": [item.model_dump() for item in timeline or []],

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.api.calls.result import OPEN, CallResult
+from controller.api.calls.result import OPEN, ActionRecord, CallResult
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
 
@@ -88,6 +88,39 @@ class IncomingAnswer(BaseModel):
                                   "whisper": "Incoming sales call"}]])
 
 
+class GatheredData(BaseModel):
+    model_config = OPEN
+
+    call_uuid: str
+    action_id: str = Field(description="The gather's id")
+    digits: str = Field(description="The keys pressed (the finish key left out)")
+    ended_by: str = Field(description="finish-key, max-digits or timeout")
+    valid: bool = Field(description="Something was pressed, and only valid_digits")
+    tries: int
+    direction: Literal["inbound", "outbound"]
+    from_: str = Field(alias="from")
+    to: str
+    state: CallState
+    metadata: dict[str, Any] = Field(description="Echoed from the request or the number")
+
+
+class CallGathered(BaseModel):
+    type: Literal["call.gathered"]
+    timestamp: float = Field(description="Unix time the event was made")
+    data: GatheredData
+
+
+class ActionCompletedData(ActionRecord):
+    call_uuid: str
+    metadata: dict[str, Any] = Field(description="Echoed from the request or the number")
+
+
+class CallActionCompleted(BaseModel):
+    type: Literal["call.action.completed"]
+    timestamp: float = Field(description="Unix time the event was made")
+    data: ActionCompletedData
+
+
 Headers = Annotated[WebhookHeaders, Header()]
 
 # How the daemon takes the receiver's answer.
@@ -132,12 +165,27 @@ def webhooks() -> APIRouter:
 
     @router.post("call.answered", operation_id="callAnswered", summary="A leg answered",
                  description="Leg A answered, or leg B answered (before its on-answer whisper "
-                 "and confirm key, if any). " + SENT)
+                 "and confirm key, if any). For a single-leg call (leg_a and actions) this is "
+                 "the notify URL's event: its call_uuid is the id to send actions to. " + SENT)
     def answered(body: CallAnswered, headers: Headers) -> None: ...
 
     @router.post("call.bridged", operation_id="callBridged", summary="The legs are connected",
                  description="Leg B accepted and the two legs are bridged. " + SENT)
     def bridged(body: CallBridged, headers: Headers) -> None: ...
+
+    @router.post("call.gathered", operation_id="callGathered", summary="A gather ended",
+                 description="A live call's gather action ended: the keys pressed and how it "
+                 "ended (webhook_events: gathered). With its action_url, the same data is also "
+                 "POSTed there, signed the same way, and its {\"actions\": [...]} answer "
+                 "replaces what is left. " + SENT)
+    def gathered(body: CallGathered, headers: Headers) -> None: ...
+
+    @router.post("call.action.completed", operation_id="callActionCompleted",
+                 summary="An action of a live call ended",
+                 description="One action ended, whatever its outcome (completed, failed, "
+                 "dropped, canceled), with its record as getCall shows it (webhook_events: "
+                 "action.completed). " + SENT)
+    def action_completed(body: CallActionCompleted, headers: Headers) -> None: ...
 
     @router.post("call.completed", operation_id="callCompleted", summary="The call has ended",
                  description="Exactly one per call, whatever its end, with the whole result (as "

@@ -24,9 +24,11 @@ from controller.core.events import (
     LegAnswered,
     LegEnded,
     LegHungUp,
+    OriginateFailed,
     PauseFinished,
     PlayFinished,
     RecordingChanged,
+    SwitchLost,
 )
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
@@ -335,3 +337,21 @@ def test_outbound_not_answered_drops_its_actions() -> None:
     assert (result["status"], result["leg_a_status"]) == ("no-answer", "no-answer")
     assert result["actions"][0]["status"] == "dropped"
     assert run.live.plan == OUTBOUND_PLAN
+
+
+def test_outbound_that_cannot_be_placed_fails() -> None:
+    run = outbound_started()
+    run.queue(T0 + 0.3, play("p1"))
+    run.send(OriginateFailed(at=T0 + 0.4, reason="no route"),
+             LegEnded(at=T0 + 0.5, leg=Leg.A, cause=3, channel="chan-a"))
+    result = run.result()
+    assert result["status"] == "failed"
+    assert result["actions"][0]["status"] == "dropped"
+
+
+def test_the_switch_lost_while_idle_ends_an_answered_call_completed() -> None:
+    run = inbound_answered(play("p1"))
+    run.send(PlayFinished(at=T0 + 3, action_id="p1", played=True))
+    run.send(SwitchLost(at=T0 + 9, reason="connection lost"))
+    result = run.result()
+    assert (result["status"], result["reason"]) == ("completed", "switch lost: connection lost")

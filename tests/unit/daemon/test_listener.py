@@ -15,8 +15,18 @@ import pytest
 from controller.calls.request import CallRequest
 from controller.calls.runner import ActiveCall
 from controller.config import Config
-from controller.core.commands import CallEnded, Command
-from controller.core.events import Event, LegAnswered, LegCreated, LegEnded, LegHungUp, LegRinging
+from controller.core.commands import CallEnded, Command, Report
+from controller.core.events import (
+    ActionsQueued,
+    DigitsGathered,
+    Event,
+    LegAnswered,
+    LegCreated,
+    LegEnded,
+    LegHungUp,
+    LegRinging,
+)
+from controller.core.live import LiveCall, core_from_snapshot
 from controller.core.machine import CallConnect
 from controller.core.outcomes import Leg
 from controller.core.plan import Attempt, CallPlan
@@ -35,6 +45,15 @@ from controller.store import (
 from controller.store.sqlite import SqliteStore
 from controller.webhooks.outbox import Outbox
 from tests.openapi_document import OpenApiDocument
+from tests.unit.core.live_helpers import (
+    CALLER,
+    CUSTOMER,
+    INBOUND_PLAN,
+    NUMBER,
+    OUTBOUND_PLAN,
+    gather,
+    pause,
+)
 
 T0 = 1_795_260_000.0
 URL = "https://hooks.example.com/calls?token=t"
@@ -369,3 +388,71 @@ async def test_a_taken_idempotency_key_is_a_duplicate_request(listener: StoreLis
     await start(listener, new_call("c4", key="order-43"))
     assert active_calls(listener) == 3
 
+
+
+# ---------------------------------------------------------------- live calls
+
+
+async def tell_live(listener: StoreListener, call: ActiveCall, commands: list[Command]) -> None:
+    """``tell``, with the status callbacks a live call's core reports, in
+    the order of the commands (as the runner carries them out)."""
+    new = call.core.timeline[call.logged:]
+    call.logged = len(call.core.timeline)
+    if new:
+        await listener.call_changed(call, new)
+    for command in commands:
+        if isinstance(command, Report):
+            await listener.call_reported(call, command.event, command.data)
+        elif isinstance(command, CallEnded):
+            await listener.call_ended(call, dict(command.result))
+
+
+async def test_a_single_leg_calls_answer_gather_and_actions_are_sent_once_each_and_it_restores(
+        listener: StoreListener, disk: Disk) -> None:
+    request = CallRequest(leg_a=CUSTOMER, actions=[], webhook_url=URL, metadata={"crm": "42"},
+                          webhook_events=["answered", "gathered", "action.completed", "completed"])
+    call = ActiveCall(LiveCall.outbound(OUTBOUND_PLAN, NUMBER, 30, created_at=T0), request,
+                      idempotency_key=None, whisper=None, recording_path=None)
+    await listener.call_created(call)
+    await tell_live(listener, call, call.core.start())
+    ask = gather("g1")
+    for event in [*RING_A, ActionsQueued(T0 + 0.3, (ask, pause("p1")), source="request"),
+                  LegAnswered(T0 + 1.0, Leg.A, "chan-a"),
+                  DigitsGathered(T0 + 2.0, "g1", "1", "max-digits")]:
+        await tell_live(listener, call, call.core.handle(event))
+    stored = await disk.get_call(call.call_id)
+    assert stored is not None and stored.state == "pausing"
+    # Restored from the store, it is the same live call, mid-pause.
+    restored = core_from_snapshot(stored.snapshot)
+    assert isinstance(restored, LiveCall) and restored.digits == "1"
+    assert restored.running_action is not None and restored.running_action.id == "p1"
+    await tell_live(listener, call, call.core.handle(LegEnded(T0 + 3.0, Leg.A, 16)))
+    sent = [(d.event_type, d.payload["data"].get("leg") or d.payload["data"].get("id"))
+            for d in await disk.deliveries(call.call_id)]
+    assert sent == [("call.answered", "a"), ("call.gathered", None),
+                    ("call.action.completed", "g1"), ("call.action.completed", "p1"),
+                    ("call.completed", None)]
+    [gathered] = [d.payload["data"] for d in await disk.deliveries(call.call_id)
+                  if d.event_type == "call.gathered"]
+    assert (gathered["digits"], gathered["metadata"]) == ("1", {"crm": "42"})
+    [completed] = [d.payload["data"] for d in await disk.deliveries(call.call_id)
+                   if d.event_type == "call.completed"]
+    assert (completed["direction"], completed["from"], completed["to"]) == (
+        "outbound", NUMBER, CUSTOMER)
+    assert completed["digits"] == "1" and [a["id"] for a in completed["actions"]] == ["g1", "p1"]
+    document = OpenApiDocument()  # status callbacks as the API document specifies them
+    for delivery in (await disk.deliveries(call.call_id))[:-1]:
+        document.webhook(delivery.payload)
+
+
+async def test_an_inbound_caller_gets_no_answered_callback_for_a_step(listener: StoreListener,
+                                                                      disk: Disk) -> None:
+    request = CallRequest(leg_a=CALLER, actions=[], webhook_url=URL, webhook_events=["answered"])
+    call = ActiveCall(LiveCall.inbound(INBOUND_PLAN, CALLER, NUMBER, 30, created_at=T0), request,
+                      idempotency_key=None, whisper=None, recording_path=None)
+    await listener.call_created(call)
+    await tell_live(listener, call, call.core.start())
+    for event in [LegCreated(T0 + 0.1, Leg.A, "chan-a"), LegRinging(T0 + 0.1, Leg.A),
+                  ActionsQueued(T0 + 0.2, (pause("p1"),), source="number")]:
+        await tell_live(listener, call, call.core.handle(event))
+    assert await disk.deliveries(call.call_id) == []

@@ -1,0 +1,106 @@
+"""A live call's snapshot: restored mid-gather, idle or mid-connect, it goes on as if never stored."""
+
+from __future__ import annotations
+
+import json
+
+from controller.core.commands import CallEnded, DialLegB, PlayToLegA
+from controller.core.events import (
+    DigitPressed,
+    DigitsGathered,
+    EndedWhileAway,
+    IdleTimedOut,
+    LegAnswered,
+    LegCreated,
+    LegEnded,
+    LegRinging,
+    PlayFinished,
+)
+from controller.core.live import LiveCall, core_from_snapshot
+from controller.core.machine import CallConnect
+from controller.core.outcomes import Leg
+from controller.core.states import CallState
+from tests.unit.core.helpers import T0, bridged
+from tests.unit.core.live_helpers import (
+    AGENT,
+    CALLER,
+    NUMBER,
+    LiveRun,
+    connect,
+    gather,
+    inbound_answered,
+    inbound_ringing,
+    play,
+    steps,
+)
+
+
+def restored(run: LiveRun) -> LiveRun:
+    """The call as a restarted daemon picks it up from its stored snapshot."""
+    stored = json.loads(json.dumps(run.call.snapshot()))
+    call = core_from_snapshot(stored)
+    assert isinstance(call, LiveCall)
+    assert json.loads(json.dumps(call.snapshot())) == stored
+    return LiveRun(call)
+
+
+def test_core_from_snapshot_restores_either_flow() -> None:
+    two_leg = bridged()
+    assert type(core_from_snapshot(two_leg.call.snapshot())) is CallConnect
+    live = inbound_ringing()
+    call = core_from_snapshot(live.call.snapshot())
+    assert type(call) is LiveCall
+    assert call.result() == live.call.result()
+
+
+def test_a_call_restored_mid_gather_keeps_the_digits_so_far() -> None:
+    run = inbound_answered(gather("g1", max_digits=3, action_url=None), play("p2"))
+    run.send(DigitPressed(at=T0 + 5, action_id="g1", digit="7"))
+    again = restored(run)
+    assert again.state() is CallState.GATHERING
+    assert again.live.running_action == gather("g1", max_digits=3)
+    assert again.record_of("g1")["digits"] == "7"
+    # The switch's gather went on meanwhile, and reports its end.
+    again.send(DigitPressed(at=T0 + 6, action_id="g1", digit="8"))
+    commands = again.send(DigitsGathered(at=T0 + 7, action_id="g1", digits="78", ended_by="finish-key"))
+    assert steps(commands) == [PlayToLegA("p2", ("/tts/p2",), 1)]
+    [gathered] = again.reports("call.gathered")
+    assert (gathered["digits"], gathered["from"], gathered["to"]) == ("78", CALLER, NUMBER)
+
+
+def test_a_call_restored_mid_gather_that_ended_meanwhile_keeps_the_digits_so_far() -> None:
+    run = inbound_answered(gather("g1", max_digits=3))
+    run.send(DigitPressed(at=T0 + 5, action_id="g1", digit="7"))
+    again = restored(run)
+    [*_, ended] = again.send(EndedWhileAway(at=T0 + 9, a_cause=16, a_answered=True, b_outcome=None,
+                                            talk_seconds=None))
+    assert isinstance(ended, CallEnded)
+    result = again.result()
+    assert (result["status"], result["digits"]) == ("completed", "7")
+    assert result["reason"] == "ended while the controller was away from the switch"
+    assert (result["actions"][0]["status"], result["actions"][0]["digits"]) == ("canceled", "7")
+
+
+def test_a_call_restored_while_idle_times_out() -> None:
+    run = inbound_answered(play("p1"))
+    run.send(PlayFinished(at=T0 + 3, action_id="p1", played=True))
+    again = restored(run)
+    assert again.state() is CallState.IDLE
+    again.send(IdleTimedOut(at=T0 + 33), LegEnded(at=T0 + 33, leg=Leg.A, cause=16, channel="chan-a"))
+    result = again.result()
+    assert (result["status"], result["reason"]) == ("completed", "idle timeout")
+    assert len(again.ended()) == 1
+
+
+def test_a_call_restored_mid_connect_still_has_its_queue() -> None:
+    run = inbound_ringing()
+    run.queue(T0 + 1, connect("k1"), play("p1"))
+    run.send(LegCreated(at=T0 + 1.1, leg=Leg.B, channel="chan-b"), LegRinging(at=T0 + 1.2, leg=Leg.B))
+    again = restored(run)
+    assert again.state() is CallState.RINGING_B
+    assert again.live.running_action == connect("k1")
+    assert again.live.plan.leg_b == AGENT and again.live.plan.whisper_on_answer
+    assert isinstance(run.commands[0], DialLegB)
+    again.send(LegAnswered(at=T0 + 4, leg=Leg.B, channel="chan-b"))
+    assert again.state() is CallState.CONFIRMING
+    assert [r["status"] for r in again.live.actions] == ["running", "queued"]
