@@ -56,6 +56,7 @@ from controller.errors import (
 )
 from controller.inbound.numbers import Number, NumberSettings
 from controller.inbound.registry import NumberRegistry
+from controller.inbound.service import InboundCalls
 from controller.outbound import redact
 from controller.recording_links import RecordingLinks
 from controller.routing.agents import AgentState
@@ -118,6 +119,9 @@ class Daemon:
                                    self.metrics, self._scheduled_call_wait)
         self.calls.scheduling = self.scheduler
         self.controller.backend.observe_event_lag = self.metrics.event_lag.observe
+        self.inbound = InboundCalls(config, self.numbers, self.controller.backend,
+                                    self.controller.renderer, self.calls.live.preparer, self.calls,
+                                    self.calls.live.fetcher, self._inbound_refusal)
         self.retention = Retention(config.retention, Path(config.media.recording_dir), self.store,
                                    self.controller.renderer, self.metrics, self.calls.calls.keys)
         self.admission = Admission(config.api.max_calls_per_second, config.api.max_active_calls)
@@ -147,6 +151,7 @@ class Daemon:
     async def _serve(self) -> None:
         await self.groups.load()
         await self.numbers.load()
+        self.inbound.attach()  # numbers known: calls may arrive once the switch is connected
         api = self.config.api
         server = api_server(create_app(self, api), api)
         sockets = listen(api)
@@ -168,6 +173,7 @@ class Daemon:
         else:
             self.systemd.stopping()
         server.should_exit = True
+        await self.inbound.stop()
         await self.outbox.stop()
         for task in tasks[2:]:
             task.cancel()
@@ -412,6 +418,14 @@ class Daemon:
         else:
             self.metrics.observe_backlog(backlog, time.time())
         return self.metrics.render()
+
+    def _inbound_refusal(self) -> str | None:
+        """Why an arriving call cannot be taken now (None: it can): the
+        daemon-wide limits, as for a call placed over the API."""
+        if self.draining:
+            return "the daemon is draining"
+        wait = self.admission.admit(len(self.calls.calls))
+        return None if wait is None else f"over the daemon's call limits (retry in {wait:.1f} s)"
 
     def _scheduled_call_wait(self) -> float | None:
         """Seconds before the scheduler may place a due call (None: now):

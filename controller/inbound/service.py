@@ -8,7 +8,7 @@ dialplan), from the backend's ``on_incoming`` to its first actions.
   over ``api.max_calls_per_second`` / ``api.max_active_calls``) is refused
   unanswered with cause 34 (no circuit available: SIP 503), like any overload.
 * Otherwise the call gets an id and is started by the call service (stored,
-  claimed on the switch, followed as a LiveCall). Then, in the background
+  claimed on the switch, followed as a LiveCall: ``CallService.start_live``). Then, in the background
   (the backend's event loop is never held up by a URL): with the number's
   ``incoming_url``, ``call.incoming`` is POSTed there within
   ``incoming_timeout``. Its actions are queued; a 204 or empty answer
@@ -31,19 +31,24 @@ import structlog
 from controller.actions.prepare import ActionContext, ActionPreparer
 from controller.actions.spec import Action, HangupAction
 from controller.backends.base import Backend, EventSink, IncomingCall
+from controller.calls.live import DEFAULT_IDLE_TIMEOUT, Inbound
+from controller.calls.request import CallRequest
 from controller.config import Config
-from controller.core.events import ActionsFetchFailed, ActionsQueued
+from controller.core.events import ActionsFetchFailed, ActionsQueued, Event
 from controller.core.plan import PreparedAction
 from controller.errors import CallConnectError, InvalidRequest, SwitchError
 from controller.inbound.numbers import Number, check_actions
 from controller.inbound.registry import NumberRegistry
 from controller.numbers import normalize_number, parse_target
+from controller.store import IdempotencyKey
 from controller.tts import WhisperRenderer
 
 log = structlog.get_logger(__name__)
 
 # Q.850 cause 34, no circuit/channel available: SIP 503, "try again later".
 OVERLOADED_CAUSE = 34
+# Q.850 cause 41, temporary failure (SIP 503): the call could not be started.
+NOT_STARTED_CAUSE = 41
 ANONYMOUS = "anonymous"
 _MAX_CALLER_CHARS = 128
 # Most characters of a reason kept as a hangup action's reason.
@@ -61,16 +66,34 @@ class InboundCall:
     caller: str
     number: Number
 
+    def request(self) -> CallRequest:
+        """The call as the store keeps it: from the caller, with the
+        number's webhook settings and metadata. Its actions come after it
+        is claimed (queued by :class:`InboundCalls`), so it has none: it is
+        made by the controller from settings already checked, not read from
+        outside."""
+        settings = self.number.settings
+        return CallRequest.model_construct(
+            leg_a=self.caller, leg_b=None, actions=None,
+            webhook_url=settings.webhook_url or None,
+            webhook_events=list(settings.webhook_events), metadata=dict(settings.metadata))
+
+
+class StartedCall(Protocol):
+    @property
+    def events(self) -> asyncio.Queue[Event]:
+        """Where the call's events go: the core takes them in turn."""
+
 
 class LiveCalls(Protocol):
-    """The call service's side of an inbound call."""
+    """The call service's side of an inbound call (CallService)."""
 
-    async def start_inbound(self, call: InboundCall) -> EventSink:
-        """Store the call, claim it on the switch (``Backend.claim(call.incoming,
-        call.call_id, sink)``) and follow it as an inbound LiveCall (from the
-        caller, to the number, the number's idle_timeout, webhook_url,
-        webhook_events and metadata). Returns the sink its events go to.
-        SwitchError if the switch would not hand the call over."""
+    async def start_live(self, request: CallRequest, *, call_id: str | None = None,
+                         idempotency_key: IdempotencyKey | None = None,
+                         inbound: Inbound | None = None, idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
+                         source: str = "request") -> StartedCall:
+        """Inbound: store the call, claim it on the switch and follow it as
+        an inbound LiveCall, queueing ``request.actions`` (none here)."""
 
 
 class ActionSource(Protocol):
@@ -146,11 +169,16 @@ class InboundCalls:
         call = InboundCall(str(uuid.uuid4()), incoming,
                            caller_of(incoming.caller, self.config.calls.default_region), number)
         try:
-            sink = await self.calls.start_inbound(call)
-        except SwitchError as exc:  # the caller hung up meanwhile, or the link went
-            log.error("inbound.claim_failed", call_id=call.call_id, to=number.number,
-                      error=exc.message)
+            started = await self.calls.start_live(
+                call.request(), call_id=call.call_id,
+                inbound=Inbound(incoming, call.caller, number.number),
+                idle_timeout=number.settings.idle_timeout, source="number")
+        except CallConnectError as exc:  # the store failed: the call cannot be followed
+            log.error("inbound.not_started", call_id=call.call_id, to=number.number,
+                      error_id=exc.error_id, error=exc.message)
+            await self._refuse(incoming, None, NOT_STARTED_CAUSE)
             return
+        sink = started.events.put_nowait
         log.info("inbound.taken", call_id=call.call_id, caller=call.caller, to=number.number,
                  incoming_url=bool(number.settings.incoming_url))
         task = asyncio.create_task(self._queue_first_actions(call, sink),

@@ -1,10 +1,10 @@
 """A call arriving for the controller, from the backend's on_incoming to its
-first actions: the numbers in a real SQLite store, the messages rendered by
-the real TTS, the actions prepared by the real preparer, and incoming_url a
-real HTTP server on loopback asked by the real action fetcher. The switch is
-one that records what it was told (claims, refusals), as the other service
-tests use; the backends' own claim and refuse are tested against their
-switches."""
+first actions: the numbers in a real SQLite store, the call started by the
+real call service (the core's LiveCall, the real preparer and TTS), and
+incoming_url a real HTTP server on loopback asked by the real action
+fetcher. The switch is one that records what it was told (claims,
+refusals, commands), as the other service tests use; the backends' own
+claim and refuse are tested against their switches."""
 
 from __future__ import annotations
 
@@ -15,27 +15,29 @@ import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from controller.actions.fetch import ActionFetcher
-from controller.actions.prepare import ActionPreparer
 from controller.backends.base import EventSink, IncomingCall
-from controller.calls.checks import RequestChecks
 from controller.calls.groups import GroupRegistry
+from controller.calls.runner import ActiveCall
+from controller.calls.service import CallService
 from controller.config import Config, InboundConfig, MediaConfig
-from controller.core.events import ActionsFetchFailed, ActionsQueued, Event
+from controller.core.commands import (
+    Command,
+    DialLegB,
+    HangupLegs,
+    OriginateLegA,
+    PlayToLegA,
+    WaitForActions,
+)
+from controller.core.live import LiveCall
 from controller.inbound.numbers import NumberSettings
 from controller.inbound.registry import NumberRegistry
-from controller.inbound.service import (
-    OVERLOADED_CAUSE,
-    InboundCall,
-    InboundCalls,
-    caller_of,
-)
+from controller.inbound.service import OVERLOADED_CAUSE, InboundCalls, caller_of
 from controller.jsonio import loads
 from controller.outbound import OutboundConfig
 from controller.routing.spec import parse_group
@@ -43,11 +45,14 @@ from controller.store.sqlite import SqliteStore
 from controller.tts import WhisperRenderer
 from tests.conftest import Serve
 from tests.openapi_document import OpenApiDocument
+from tests.unit.calls.test_live_calls import Reports
 from tests.unit.conftest import RecordingSwitch
 
 SECRET = "whsec_" + base64.b64encode(b"n" * 32).decode()
 NUMBER, AGENT = "+27115550900", "+27115550202"
 CALLER = IncomingCall("chan-1", "0115550101", "27115550900", 1000.0)
+WAIT_SECONDS = 10.0  # a bound on every wait: each expected step comes far sooner
+C = TypeVar("C", bound=Command)
 
 
 class SwitchAtTheDoor(RecordingSwitch):
@@ -66,36 +71,10 @@ class SwitchAtTheDoor(RecordingSwitch):
 
 
 @dataclass
-class TakenCalls:
-    """The call service's side: claims the call and keeps what it is sent."""
-
-    switch: SwitchAtTheDoor
-    started: list[InboundCall] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    queued: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def start_inbound(self, call: InboundCall) -> EventSink:
-        self.started.append(call)
-
-        def sink(event: Event) -> None:
-            self.events.append(event)
-            if isinstance(event, ActionsQueued):
-                self.queued.set()
-
-        await self.switch.claim(call.incoming, call.call_id, sink)
-        return sink
-
-    async def first_actions(self) -> ActionsQueued:
-        await asyncio.wait_for(self.queued.wait(), 20)
-        [queued] = [e for e in self.events if isinstance(e, ActionsQueued)]
-        return queued
-
-
-@dataclass
 class Door:
     inbound: InboundCalls
     switch: SwitchAtTheDoor
-    calls: TakenCalls
+    calls: CallService
     numbers: NumberRegistry
     config: Config
     refusal: list[str | None] = field(default_factory=lambda: [None])
@@ -103,23 +82,43 @@ class Door:
     async def put(self, **settings: Any) -> None:
         await self.numbers.put(NUMBER, NumberSettings.model_validate(settings))
 
+    def call(self) -> ActiveCall:
+        [(_, call_id)] = self.switch.claimed
+        return self.calls.calls[call_id]
+
+    async def first_actions(self) -> list[dict[str, Any]]:
+        """The records of the actions first queued on the one call taken."""
+        call = self.call()
+        async with asyncio.timeout(WAIT_SECONDS):
+            while not call.core.actions and not any(
+                    isinstance(c, WaitForActions) for c in self.switch.commands):
+                await asyncio.sleep(0.01)
+        return list(call.core.actions)
+
+    async def command(self, kind: type[C]) -> C:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while True:
+                found = [c for c in self.switch.commands if isinstance(c, kind)]
+                if found:
+                    return found[0]
+                await asyncio.sleep(0.01)
+
 
 @pytest.fixture
 async def door(tmp_path: Path, store: SqliteStore) -> Door:
     config = Config(outbound=OutboundConfig(allow_private=True))
     config.media = MediaConfig(whisper_dir=str(tmp_path / "media"),
                                recording_dir=str(tmp_path / "recordings"))
+    config.webhook.signing_secret = SECRET
     renderer = WhisperRenderer(tmp_path / "media")
     groups = GroupRegistry("ZA", {"sales": parse_group("sales", {"agents": [AGENT]}, "ZA",
                                                        lambda name: False)})
     numbers = NumberRegistry("ZA", config.outbound, {}, store)
     switch = SwitchAtTheDoor()
-    calls = TakenCalls(switch)
+    calls = CallService(config, switch, renderer, Reports(), groups=groups)
     refusal: list[str | None] = [None]
-    inbound = InboundCalls(config, numbers, switch, renderer,
-                           ActionPreparer(config, RequestChecks(config, groups, renderer), renderer),
-                           calls, ActionFetcher(config.outbound, SECRET, 10.0),
-                           admit=lambda: refusal[0])
+    inbound = InboundCalls(config, numbers, switch, renderer, calls.live.preparer, calls,
+                           calls.live.fetcher, admit=lambda: refusal[0])
     inbound.attach()
     return Door(inbound, switch, calls, numbers, config, refusal)
 
@@ -174,7 +173,7 @@ async def test_an_unknown_number_hears_the_message_and_is_hung_up_unallocated(
     assert audio is not None and Path(audio).is_relative_to(tmp_path / "media")
     with wave.open(audio) as heard:  # the message, spoken
         assert heard.getnframes() / heard.getframerate() > 1.0
-    assert door.calls.started == [] and door.switch.claimed == []
+    assert door.calls.calls == {} and door.switch.claimed == []
 
 
 async def test_an_unknown_number_may_be_rejected_unanswered_with_its_cause(door: Door) -> None:
@@ -184,7 +183,7 @@ async def test_an_unknown_number_may_be_rejected_unanswered_with_its_cause(door:
     await door.inbound.on_incoming(IncomingCall("chan-3", "+27115550101", "not a number", 1.0))
     assert [(i.channel, audio, cause) for i, audio, cause in door.switch.refused] == [
         ("chan-2", None, 21), ("chan-3", None, 21)]
-    assert door.calls.started == []
+    assert door.calls.calls == {}
 
 
 async def test_a_call_over_the_daemons_limits_is_refused_not_left_ringing(door: Door) -> None:
@@ -192,36 +191,38 @@ async def test_a_call_over_the_daemons_limits_is_refused_not_left_ringing(door: 
     door.refusal[0] = "over api.max_active_calls"
     await door.inbound.on_incoming(CALLER)
     assert door.switch.refused == [(CALLER, None, OVERLOADED_CAUSE)]
-    assert door.calls.started == []
+    assert door.calls.calls == {} and door.switch.claimed == []
 
 
 # ------------------------------------------------------------ the number's actions
 
 
-async def test_a_connect_applet_number_queues_its_actions_with_the_callers_number(
+async def test_a_connect_applet_number_puts_the_caller_through_showing_their_number(
         door: Door) -> None:
     await door.put(actions=[{"type": "connect", "to": "group:sales", "caller_id": "caller",
                              "whisper": "Incoming sales call"}], idle_timeout=20)
     await door.inbound.on_incoming(CALLER)
-    [call] = door.calls.started
-    assert (call.caller, call.number.number, call.incoming) == ("+27115550101", NUMBER, CALLER)
-    assert call.number.settings.idle_timeout == 20
+    call = door.call()
+    core = call.core
+    assert isinstance(core, LiveCall)
+    assert (core.direction, core.from_, core.to, core.idle_timeout) == (
+        "inbound", "+27115550101", NUMBER, 20)
     assert door.switch.claimed == [(CALLER, call.call_id)]
-    queued = await door.calls.first_actions()
-    assert queued.source == "number" and not queued.replace
-    [connect] = queued.actions
-    assert connect.type == "connect" and connect.connect is not None
-    # The agent is shown the caller's own number; the caller is the call's one leg.
-    assert (connect.connect.leg_a, connect.connect.caller_id) == ("+27115550101", "+27115550101")
-    assert connect.connect.leg_b == "group:sales" and connect.connect.whisper_audio
+    [connect] = await door.first_actions()
+    assert (connect["type"], connect["source"]) == ("connect", "number")
+    dial = await door.command(DialLegB)
+    # The agent is rung showing the caller's own number; nobody originates the caller.
+    assert (dial.targets, dial.caller_id) == ((AGENT,), "+27115550101")
+    assert not any(isinstance(c, OriginateLegA) for c in door.switch.commands)
 
 
 async def test_a_number_whose_actions_no_longer_run_hangs_up_saying_why(door: Door) -> None:
     await door.put(actions=[{"type": "connect", "to": "group:support"}])
     await door.inbound.on_incoming(CALLER)
-    [hangup] = (await door.calls.first_actions()).actions
-    assert hangup.type == "hangup"
-    assert "actions[0].to" in hangup.spec["reason"] and "support" in hangup.spec["reason"]
+    [hangup] = await door.first_actions()
+    assert hangup["type"] == "hangup"
+    assert "actions[0].to" in hangup["spec"]["reason"] and "support" in hangup["spec"]["reason"]
+    await door.command(HangupLegs)
 
 
 # ------------------------------------------------------------ incoming_url
@@ -233,28 +234,30 @@ async def test_incoming_url_is_posted_the_call_signed_and_its_actions_run(
         {"type": "play", "text": "Welcome to support"}, {"type": "hangup"}]}))
     await door.put(incoming_url=url.url, metadata={"line": "support"})
     await door.inbound.on_incoming(CALLER)
-    queued = await door.calls.first_actions()
-    assert queued.source == "incoming_url"
-    assert [a.type for a in queued.actions] == ["play", "hangup"]
-    assert queued.actions[0].audio  # the text, rendered
+    call_id = door.call().call_id
+    records = await door.first_actions()
+    assert [(r["type"], r["source"]) for r in records] == [
+        ("play", "incoming_url"), ("hangup", "incoming_url")]
+    play = await door.command(PlayToLegA)
+    assert play.audio and Path(play.audio[0]).is_file()  # the text, rendered
     [(headers, body)] = url.received
     Webhook(SECRET).verify(body, headers)
     sent = loads(body)
-    call_id = door.calls.started[0].call_id
     assert sent["type"] == "call.incoming"
     assert sent["data"] == {"call_uuid": call_id, "from": "+27115550101", "to": NUMBER,
                             "direction": "inbound", "at": 1000.0, "metadata": {"line": "support"}}
     OpenApiDocument().webhook(sent)
 
 
-async def test_a_204_leaves_the_call_waiting_for_actions(door: Door, serve: Serve) -> None:
+async def test_a_204_leaves_the_call_waiting_for_actions_with_ringback(
+        door: Door, serve: Serve) -> None:
     url = await incoming_url(serve, answering(204))
-    await door.put(incoming_url=url.url, fallback_actions=[{"type": "hangup"}])
+    await door.put(incoming_url=url.url, fallback_actions=[{"type": "hangup"}], idle_timeout=40)
     await door.inbound.on_incoming(CALLER)
-    queued = await door.calls.first_actions()
-    # Nothing to run: the call goes on to wait, ringing, up to its idle timeout.
-    assert (queued.actions, queued.source) == ((), "incoming_url")
-    assert not any(isinstance(e, ActionsFetchFailed) for e in door.calls.events)
+    assert await door.first_actions() == []
+    wait = await door.command(WaitForActions)
+    assert (wait.seconds, wait.ringback) == (40, True)
+    assert door.call().core.incoming_error is None
 
 
 @pytest.mark.parametrize(("answer", "why"), [
@@ -270,14 +273,12 @@ async def test_a_failing_incoming_url_runs_the_fallback_and_the_call_says_why(
     await door.put(incoming_url=url.url, incoming_timeout=0.5,
                    fallback_actions=[{"type": "connect", "to": AGENT}])
     await door.inbound.on_incoming(CALLER)
-    queued = await door.calls.first_actions()
-    [failed] = [e for e in door.calls.events if isinstance(e, ActionsFetchFailed)]
-    assert failed.action_id == "" and why in failed.reason
-    assert "crm-secret" not in failed.reason  # the URL's query holds its token
-    assert door.calls.events.index(failed) < door.calls.events.index(queued)
-    assert queued.source == "fallback"
-    [connect] = queued.actions
-    assert connect.connect is not None and connect.connect.leg_b == AGENT
+    [connect] = await door.first_actions()
+    assert (connect["type"], connect["source"]) == ("connect", "fallback")
+    reason = door.call().core.incoming_error
+    assert reason is not None and why in reason
+    assert "crm-secret" not in reason  # the URL's query holds its token
+    assert (await door.command(DialLegB)).targets == (AGENT,)
 
 
 async def test_without_fallback_actions_a_failing_url_hangs_up_with_the_reason(
@@ -285,19 +286,20 @@ async def test_without_fallback_actions_a_failing_url_hangs_up_with_the_reason(
     url = await incoming_url(serve, answering(503))
     await door.put(incoming_url=url.url)
     await door.inbound.on_incoming(CALLER)
-    [hangup] = (await door.calls.first_actions()).actions
-    assert hangup.type == "hangup" and "incoming_url failed" in hangup.spec["reason"]
-    assert "HTTP 503" in hangup.spec["reason"]
+    [hangup] = await door.first_actions()
+    assert hangup["type"] == "hangup" and "incoming_url failed" in hangup["spec"]["reason"]
+    assert "HTTP 503" in hangup["spec"]["reason"]
 
 
 async def test_stop_cancels_the_urls_still_being_asked(door: Door, serve: Serve) -> None:
     url = await incoming_url(serve, answering(200, {"actions": [{"type": "hangup"}]}, delay=30))
     await door.put(incoming_url=url.url, incoming_timeout=30.0)
     await door.inbound.on_incoming(CALLER)
-    while not url.received:
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(WAIT_SECONDS):
+        while not url.received:
+            await asyncio.sleep(0.01)
     await asyncio.wait_for(door.inbound.stop(), 5)
-    assert door.calls.events == []
+    assert door.call().core.actions == []
 
 
 # ------------------------------------------------------------ the caller
