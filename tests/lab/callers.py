@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+import dpkt
 
 REPO = Path(__file__).resolve().parents[2]
 CALL_IN = REPO / "sip-lab" / "phones" / "call-in.xml"
@@ -25,9 +28,36 @@ def wait(milliseconds: int) -> str:
     return f'<pause milliseconds="{milliseconds}"/>'
 
 
-def press(key: str) -> str:
-    """One RFC 2833 key press (about 140 ms of events)."""
-    return f'<nop><action><exec play_pcap_audio="{SOUNDS / _KEY_FILES[key]}"/></action></nop>'
+class Keypad:
+    """Key presses for one call. Debian's dtmf_2833_*.pcap were each cut from
+    one recording, so their RTP sequence numbers and timestamps only rise in
+    the order 0-9, *, #: a later press of a lower key would reach the switch
+    as an old packet and be dropped. Each press here is a copy whose numbers
+    go on from the press before."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.presses = 0
+
+    def press(self, key: str) -> str:
+        """One RFC 2833 key press (about 140 ms of events)."""
+        self.presses += 1
+        copy = self.folder / f"press-{self.presses}-{_KEY_FILES[key]}"
+        with (SOUNDS / _KEY_FILES[key]).open("rb") as source, copy.open("wb") as target:
+            reader = dpkt.pcap.Reader(source)
+            writer = dpkt.pcap.Writer(target, linktype=reader.datalink())
+            first: tuple[int, int] | None = None
+            for at, frame in reader:
+                ethernet = dpkt.ethernet.Ethernet(frame)
+                udp = ethernet.data.data
+                rtp = bytearray(udp.data)
+                sequence, timestamp = struct.unpack("!HI", rtp[2:8])
+                first = first or (sequence, timestamp)
+                struct.pack_into("!HI", rtp, 2, 1000 + 100 * self.presses + sequence - first[0],
+                                 8000 * self.presses + timestamp - first[1])
+                udp.data, udp.sum = bytes(rtp), 0
+                writer.writepkt(bytes(ethernet), at)
+        return f'<nop><action><exec play_pcap_audio="{copy}"/></action></nop>'
 
 
 def talk() -> str:

@@ -31,6 +31,7 @@ from controller.core.commands import (
 from controller.core.events import (
     DigitPressed,
     DigitsGathered,
+    EndedWhileAway,
     Event,
     IdleTimedOut,
     LegAnswered,
@@ -42,7 +43,7 @@ from controller.core.events import (
     RecordingChanged,
 )
 from controller.core.outcomes import Leg
-from tests.lab.callers import CALLER_MEDIA_PORT, Caller, call_in, press, talk, wait
+from tests.lab.callers import CALLER_MEDIA_PORT, Caller, Keypad, call_in, talk, wait
 from tests.lab.capture import SOUND_RMS, Capture, rtp_rms
 
 NUMBER = "+27115550900"
@@ -133,8 +134,9 @@ async def test_a_call_in_is_claimed_played_to_and_gathers_the_keys_pressed(
     play = tone(lab_config, "play", 2, 440)
     prompt = tone(lab_config, "prompt", 30, 660)
     # From the answer: 2 s of play, then the prompt, during which 1 is pressed.
+    keys = Keypad(tmp_path)
     phones.append(call_in(tmp_path, NUMBER, CALLER, (
-        wait(3500), press("1"), wait(1000), press("2"), wait(1000), press("#"))))
+        wait(3500), keys.press("1"), wait(1000), keys.press("2"), wait(1000), keys.press("#"))))
     incoming = await arrivals.next()
     assert (incoming.caller, incoming.dialed) == (CALLER, NUMBER)
     call_id, events = str(uuid.uuid4()), Events()
@@ -191,6 +193,11 @@ async def test_the_idle_timeout_before_an_answer_turns_the_caller_away_unanswere
     assert (await events.next(LegEnded)).leg is Leg.A
     assert not [e for e in events.seen if isinstance(e, LegAnswered)]
     assert await phones[0].finished() == ["final 480"]  # cause 19, no answer
+    # What a restarted controller would learn: never answered.
+    [ended] = await arrivals.backend.reattach(call_id, "idle", Events().sink)
+    assert isinstance(ended, EndedWhileAway)
+    assert (ended.a_answered, ended.a_cause) == (False, 19)
+    arrivals.backend.forget(call_id)
 
 
 @pytest.mark.lab
@@ -250,3 +257,35 @@ async def test_recording_started_and_stopped_by_steps_leaves_a_file_with_sound(
             assert audioop.rms(frames, audio.getsampwidth()) > SOUND_RMS, "the recording is silent"
     finally:
         host_file.unlink(missing_ok=True)
+
+
+@pytest.mark.lab
+async def test_a_claimed_call_is_found_again_by_its_call_id_after_a_restart(
+        arrivals: Arrivals, phones: list[Caller], lab_config: Config, tmp_path: Path) -> None:
+    keys = Keypad(tmp_path)  # 4 then 2: a key lower than the one before
+    phones.append(call_in(tmp_path, NUMBER, CALLER, (
+        wait(1000), keys.press("4"), wait(1000), keys.press("2"), wait(1000), keys.press("#"))))
+    call_id, events = await claimed(arrivals)
+    await arrivals.backend.execute(call_id, GatherDigits("g1", None, max_digits=4, finish_on_key="#",
+                                                         timeout=10, inter_digit_timeout=5))
+    await events.next(DigitsGathered)
+    # The controller goes away before it recorded the gather's end; a new
+    # one follows the call again from its last known state.
+    await arrivals.backend.close()
+    restarted = AsteriskBackend(lab_config.asterisk)
+    await restarted.connect()
+    try:
+        again = Events()
+        missed = await restarted.reattach(call_id, "gathering", again.sink)
+        assert [(type(e), getattr(e, "digits", None), getattr(e, "ended_by", None))
+                for e in missed] == [(DigitsGathered, "42", "finish-key")]
+        await restarted.execute(call_id, HangupLegs((Leg.A,)))  # acts on the claimed channel
+        assert (await again.next(LegEnded)).cause == 16
+        assert await phones[0].finished() == ["answered", "bye"]
+        # Gone while nobody listened: the dialplan kept how it ended.
+        [ended] = await restarted.reattach(call_id, "gathering", Events().sink)
+        assert isinstance(ended, EndedWhileAway)
+        assert (ended.a_answered, ended.a_cause) == (True, 16)
+        restarted.forget(call_id)
+    finally:
+        await restarted.close()
