@@ -21,6 +21,7 @@ from controller.backends.asterisk.backend import AsteriskBackend
 from controller.backends.base import IncomingCall
 from controller.config import Config
 from controller.core.commands import (
+    DialLegB,
     GatherDigits,
     HangupLegs,
     PauseLegA,
@@ -29,6 +30,7 @@ from controller.core.commands import (
     WaitForActions,
 )
 from controller.core.events import (
+    AnswerAccepted,
     DigitPressed,
     DigitsGathered,
     EndedWhileAway,
@@ -48,6 +50,7 @@ from tests.lab.capture import SOUND_RMS, Capture, rtp_rms
 
 NUMBER = "+27115550900"
 CALLER = "+27115550999"
+AGENT_SIP_PORT = 5072  # lab-answer-b, where +27115550202 rings
 E = TypeVar("E", bound=Event)
 
 
@@ -80,14 +83,15 @@ class Events:
     def sink(self, event: Event) -> None:
         self.queue.put_nowait(event)
 
-    async def next(self, kind: type[E], timeout: float = 20) -> E:
-        """The next event of this kind; the ones before it are kept in seen."""
+    async def next(self, kind: type[E], timeout: float = 20, leg: Leg | None = None) -> E:
+        """The next event of this kind (on this leg); the ones before it are
+        kept in seen."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     event = await self.queue.get()
                     self.seen.append(event)
-                    if isinstance(event, kind):
+                    if isinstance(event, kind) and (leg is None or getattr(event, "leg", None) is leg):
                         return event
         except TimeoutError:
             raise AssertionError(f"no {kind.__name__} within {timeout:g} s; saw {self.seen}") from None
@@ -289,3 +293,29 @@ async def test_a_claimed_call_is_found_again_by_its_call_id_after_a_restart(
         restarted.forget(call_id)
     finally:
         await restarted.close()
+
+
+@pytest.mark.lab
+async def test_a_claimed_call_is_connected_to_an_agent_who_hears_the_whisper_first(
+        arrivals: Arrivals, phones: list[Caller], lab_config: Config, tmp_path: Path) -> None:
+    whisper = tone(lab_config, "agent-whisper", 1, 784)
+    phones.append(call_in(tmp_path, NUMBER, CALLER))
+    async with Capture() as capture:
+        call_id, events = await claimed(arrivals)
+        # The caller rings on until the agent (lab-answer-b) accepted; the
+        # switch ends the bridge after 3 s.
+        await arrivals.backend.execute(call_id, DialLegB(
+            ("+27115550202",), ring_timeout=10, time_limit=3, caller_id=CALLER,
+            answer_audio=whisper))
+        await events.next(AnswerAccepted)
+        assert [e.leg for e in events.seen if isinstance(e, LegAnswered)] == [Leg.B]
+        await events.next(LegAnswered, leg=Leg.A)  # by the bridge
+        await events.next(LegEnded, leg=Leg.A)
+        if Leg.B not in [e.leg for e in events.seen if isinstance(e, LegEnded)]:
+            await events.next(LegEnded, leg=Leg.B)
+        assert await phones[0].finished() == ["answered", "bye"]
+    invites = [p.payload.decode() for p in capture.packets()
+               if p.dport == AGENT_SIP_PORT and p.payload.startswith(b"INVITE ")]
+    assert invites, "the agent was never invited"
+    [from_header] = [line for line in invites[0].splitlines() if line.startswith("From:")]
+    assert f"sip:{CALLER}@" in from_header, "the agent is shown the caller's number"
