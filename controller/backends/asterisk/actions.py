@@ -67,8 +67,6 @@ CONTEXT_GATHER = "callconnect-gather"
 CONTEXT_PAUSE = "callconnect-pause"
 CONTEXT_RECORD = "callconnect-record"
 CONTEXT_IDLE = "callconnect-idle"
-# Steps a live call's leg A runs (the steps that answer an incoming call).
-LIVE_STEP_CONTEXTS = (CONTEXT_PLAY, CONTEXT_GATHER, CONTEXT_PAUSE, CONTEXT_RECORD)
 
 
 def dial_string(target: Target, config: AsteriskConfig) -> str:
