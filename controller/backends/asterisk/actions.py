@@ -20,11 +20,16 @@ from controller.core.commands import (
     AnnounceToLegA,
     Command,
     DialLegB,
+    GatherDigits,
     HangupLegs,
     OriginateLegA,
+    PauseLegA,
     PlayMessageThenHangup,
+    PlayToLegA,
     PlayWhisper,
+    RecordLegA,
     StartRecording,
+    WaitForActions,
 )
 from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
@@ -45,6 +50,9 @@ _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
 # A channel as Asterisk names it (its name or unique id): never starting with
 # "/", which Hangup reads as a regular expression over every channel.
 _CHANNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:;+~*/-]{0,200}")
+# An action's id, echoed back by the step's UserEvent (CallAction).
+_ACTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_KEYS = "0123456789*#"
 
 CONTEXT_LEG_A = "callconnect-leg-a"
 CONTEXT_HOLD = "callconnect-hold"
@@ -53,6 +61,12 @@ CONTEXT_DIAL = "callconnect-dial"
 CONTEXT_MESSAGE = "callconnect-message"
 CONTEXT_ANSWER = "callconnect-answer"
 CONTEXT_ANNOUNCE = "callconnect-announce"
+CONTEXT_REFUSE = "callconnect-refuse"
+CONTEXT_PLAY = "callconnect-play"
+CONTEXT_GATHER = "callconnect-gather"
+CONTEXT_PAUSE = "callconnect-pause"
+CONTEXT_RECORD = "callconnect-record"
+CONTEXT_IDLE = "callconnect-idle"
 
 
 def dial_string(target: Target, config: AsteriskConfig) -> str:
@@ -86,10 +100,35 @@ def trunk_of(target: Target, config: AsteriskConfig) -> str | None:
 
 
 def encode(call_id: str, command: Command, config: AsteriskConfig,
-           b_channel: str | None = None) -> list[Action]:
+           b_channel: str | None = None, a_channel: str | None = None) -> list[Action]:
     """The AMI actions, in order, that carry out one command on one call;
-    SwitchActionFailed if any value would not be printable ASCII."""
-    actions = _encode(call_id, command, config, b_channel)
+    SwitchActionFailed if any value would not be printable ASCII.
+    ``a_channel``: leg A's channel when it is not the one we originated
+    (``<call id>-a``): an incoming call's, once claimed."""
+    _checked(call_id, _CALL_ID, "call id")
+    a = _checked(a_channel, _CHANNEL, "channel") if a_channel else leg_a_channel_id(call_id)
+    return _printable(_encode(call_id, command, config, b_channel, a))
+
+
+def claim_actions(channel: str, call_id: str) -> list[Action]:
+    """Take an incoming call for ``call_id``: its hangup handler keeps the
+    outcome under the call id from now on, and it leaves the wait for a
+    claim (ringing still) for callconnect-hold, until the first step."""
+    return _printable(_steer(_checked(channel, _CHANNEL, "channel"), CONTEXT_HOLD,
+                             {"CC_CALL_ID": _checked(call_id, _CALL_ID, "call id")}))
+
+
+def refuse_actions(channel: str, audio: str | None, cause: int) -> list[Action]:
+    """Turn an incoming call away: answer, play ``audio`` and hang up, or with
+    no audio reject it unanswered with the Q.850 ``cause``."""
+    if not 1 <= cause <= 127:
+        raise SwitchActionFailed(f"refusing hangup cause {cause}: Q.850 causes are 1-127")
+    return _printable(_steer(_checked(channel, _CHANNEL, "channel"), CONTEXT_REFUSE,
+                             {"CC_AUDIO": _audio(audio) if audio else "",
+                              "CC_CAUSE": str(cause)}))
+
+
+def _printable(actions: list[Action]) -> list[Action]:
     for action in actions:
         for key, value in action.items():
             if _UNSAFE.search(value):
@@ -99,8 +138,10 @@ def encode(call_id: str, command: Command, config: AsteriskConfig,
 
 
 def _encode(call_id: str, command: Command, config: AsteriskConfig,
-            b_channel: str | None) -> list[Action]:
-    a_channel = leg_a_channel_id(_checked(call_id, _CALL_ID, "call id"))
+            b_channel: str | None, a_channel: str) -> list[Action]:
+    live = _live_step(a_channel, command)
+    if live is not None:
+        return live
     if isinstance(command, OriginateLegA):
         action: Action = {
             "Action": "Originate",
@@ -144,6 +185,44 @@ def _encode(call_id: str, command: Command, config: AsteriskConfig,
                 actions.append({"Action": "Hangup", "Channel": channel, "Cause": "16"})
         return actions
     raise SwitchActionFailed(f"the Asterisk backend cannot run {type(command).__name__}")
+
+
+def _live_step(channel: str, command: Command) -> list[Action] | None:
+    """A live call's step on leg A, or None for any other command."""
+    if isinstance(command, PlayToLegA):
+        if not command.audio:
+            raise SwitchActionFailed("refusing a play with no audio")
+        return _steer(channel, CONTEXT_PLAY, {
+            "CC_ACTION": _action_id(command.action_id),
+            # Playback plays files joined by & in turn.
+            "CC_AUDIO": "&".join(_audio(path) for path in command.audio),
+            "CC_LOOP": _bounded(command.loop, 1, 10, "loop")})
+    if isinstance(command, GatherDigits):
+        key = command.finish_on_key
+        if key and not (len(key) == 1 and key in _KEYS):
+            raise SwitchActionFailed(f"refusing finish key {key!r}: one of 0-9, * or #")
+        return _steer(channel, CONTEXT_GATHER, {
+            "CC_ACTION": _action_id(command.action_id),
+            "CC_PROMPT": _audio(command.prompt_audio) if command.prompt_audio else "",
+            "CC_MAX_DIGITS": _bounded(command.max_digits, 1, 32, "max digits"),
+            "CC_FINISH_KEY": key,
+            "CC_TIMEOUT": _bounded(command.timeout, 1, 60, "timeout"),
+            "CC_INTER_DIGIT": _bounded(command.inter_digit_timeout, 1, 30, "inter-digit timeout")})
+    if isinstance(command, PauseLegA):
+        return _steer(channel, CONTEXT_PAUSE, {
+            "CC_ACTION": _action_id(command.action_id),
+            "CC_SECONDS": _bounded(command.seconds, 1, 600, "pause")})
+    if isinstance(command, RecordLegA):
+        variables = {"CC_ACTION": _action_id(command.action_id),
+                     "CC_RECORD": "start" if command.file else "stop"}
+        if command.file:
+            variables["CC_RECORD_FILE"] = _checked(command.file, _PATH, "recording path")
+        return _steer(channel, CONTEXT_RECORD, variables)
+    if isinstance(command, WaitForActions):
+        return _steer(channel, CONTEXT_IDLE, {
+            "CC_WAIT": _bounded(command.seconds, 1, 3600, "idle timeout"),
+            "CC_RINGBACK": "1" if command.ringback else ""})
+    return None
 
 
 def dial_strings(targets: tuple[str, ...], config: AsteriskConfig) -> dict[str, str]:
@@ -192,6 +271,16 @@ def _audio(path: str) -> str:
     # Playback wants the path without its extension; it picks the format.
     checked = _checked(path, _PATH, "audio path")
     return checked.rsplit(".", 1)[0] if checked.endswith(".wav") else checked
+
+
+def _action_id(value: str) -> str:
+    return _checked(value, _ACTION_ID, "action id")
+
+
+def _bounded(value: int, low: int, high: int, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SwitchActionFailed(f"refusing {what} {value!r}: a whole number from {low} to {high}")
+    return str(value)
 
 
 def _checked(value: str, pattern: re.Pattern[str], what: str) -> str:

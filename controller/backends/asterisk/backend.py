@@ -29,21 +29,14 @@ from panoramisk.message import Message
 from controller.backends.base import RECONNECT_DELAYS, EventSink, IncomingCall
 from controller.config import AsteriskConfig
 from controller.core.commands import Command, DialLegB, HangupLegs, PlayWhisper
-from controller.core.events import (
-    DialFinished,
-    EndedWhileAway,
-    Event,
-    LegAnswered,
-    LegCreated,
-    WhisperFinished,
-)
+from controller.core.events import Event, LegCreated, LegRinging
 from controller.core.outcomes import Leg
-from controller.core.states import CallState
 from controller.errors import SwitchActionFailed, SwitchUnavailable
 from controller.numbers import TargetKind, target_of
 
-from .actions import CONTEXT_DIAL, CONTEXT_HOLD, dial_string, dial_strings, encode, trunk_of
-from .events import AmiEventTranslator, dial_outcome, leg_a_channel_id
+from . import reattach
+from .actions import claim_actions, dial_string, dial_strings, encode, refuse_actions, trunk_of
+from .events import AmiEventTranslator, leg_a_channel_id
 from .protocol import AmiProtocol
 
 log = structlog.get_logger(__name__)
@@ -112,6 +105,8 @@ class AsteriskBackend:
         self._in_flight: set[asyncio.Future[Any]] = set()
         self._reconnecting: asyncio.Future[None] | None = None
         self._deferred_hangups: list[str] = []
+        # Incoming channels seen after a restart: uniqueid -> its CC_CALL_ID.
+        self._claimed_channels: dict[str, str] = {}
         self._closing = False
         self.connected = False
         self.reconnects = 0
@@ -255,53 +250,23 @@ class AsteriskBackend:
                        then_dial: DialLegB | None = None) -> list[Event]:
         # then_dial is not needed: the dialplan dials leg B after the whisper itself.
         self.watch(call_id, sink)
-        now = time.time()
-        channels = await self._channels()
-        a_id = leg_a_channel_id(call_id)
-        leg_a = next((c for c in channels if c.get("Uniqueid") == a_id), None)
-        if leg_a is None:
-            return [await self._outcome_kept(call_id, now)]
-        events: list[Event] = []
-        core_state = CallState(state)
-        leg_b = next((c for c in channels
-                      if c.get("Linkedid") == a_id and c.get("Uniqueid") != a_id), None)
-        if core_state is CallState.WHISPERING and (
-                leg_b is not None or leg_a.get("Context") in (CONTEXT_DIAL, CONTEXT_HOLD)):
-            # The whisper ended meanwhile and the switch went on to dial B.
-            events.append(WhisperFinished(now, True))
-            core_state = CallState.DIALING_B
-        if leg_b is not None:
-            self._translator.adopt(call_id, Leg.B, leg_b["Uniqueid"])
-            if core_state is CallState.DIALING_B:
-                events.append(LegCreated(now, Leg.B, leg_b["Uniqueid"]))
-            if leg_b.get("ChannelStateDesc") == "Up" and core_state in (
-                    CallState.DIALING_B, CallState.RINGING_B):
-                events.append(LegAnswered(now, Leg.B, leg_b["Uniqueid"]))
-        if leg_a.get("Context") == CONTEXT_HOLD:
-            # A step ended while we were away and A now waits for the next.
-            if core_state in (CallState.DIALING_A, CallState.RINGING_A):
-                events.append(LegAnswered(now, Leg.A))
-            elif core_state in (CallState.DIALING_B, CallState.RINGING_B) and leg_b is None:
-                status = await self._getvar(a_id, "DIALSTATUS")
-                events.append(DialFinished(now, dial_outcome(status or "")))
-        return events
+        found = await reattach.missed(self, call_id, state, time.time(), await self._channels(),
+                                      self._claimed_channels)
+        if found.leg_a is not None and found.leg_a != leg_a_channel_id(call_id):
+            self._translator.claim(call_id, found.leg_a)
+        if found.leg_b is not None:
+            self._translator.adopt(call_id, Leg.B, found.leg_b)
+        return found.events
 
-    async def _outcome_kept(self, call_id: str, now: float) -> EndedWhileAway:
-        """What the callconnect-outcome hangup handler kept in AstDB."""
+    async def kept_outcome(self, call_id: str) -> str:
+        """The outcome callconnect-outcome kept in AstDB for the call, "" if none."""
         responses = await self._send_list({"Action": "DBGet", "Family": OUTCOME_FAMILY,
                                            "Key": call_id})
-        value = next((m.get("Val", "") for m in responses if m.get("Event") == "DBGetResponse"), "")
-        parts = value.split(":") if value else []
-        if len(parts) != 4:
-            return EndedWhileAway(now, None, False, None, None)
-        ended, cause, dial_status, talked = parts
-        return EndedWhileAway(
-            at=float(ended) if ended.isdigit() else now,
-            a_cause=int(cause) if cause.isdigit() else None,
-            a_answered=True,  # the handler is set only once A answered
-            b_outcome=dial_outcome(dial_status) if dial_status else None,
-            talk_seconds=float(talked) if talked.isdigit() else None,
-        )
+        return next((str(m.get("Val", "")) for m in responses
+                     if m.get("Event") == "DBGetResponse"), "")
+
+    async def getvar(self, channel: str, name: str) -> str | None:
+        return await self._getvar(channel, name)
 
     async def _getvar(self, channel: str, name: str) -> str | None:
         response = await self._send({"Action": "Getvar", "Channel": channel, "Variable": name})
@@ -345,27 +310,39 @@ class AsteriskBackend:
         return busy
 
     async def claim(self, incoming: IncomingCall, call_id: str, sink: EventSink) -> None:
-        raise SwitchActionFailed("inbound calls are not supported yet")  # TODO(live calls)
+        # Routed to the call before the first action, so no event is missed;
+        # the channel was created and rang before anyone knew its call.
+        self._translator.claim(call_id, incoming.channel)
+        self._sinks[call_id] = sink
+        await self._run(claim_actions(incoming.channel, call_id), call_id)
+        sink(LegCreated(incoming.at, Leg.A, incoming.channel))
+        sink(LegRinging(incoming.at, Leg.A))
 
     async def refuse(self, incoming: IncomingCall, audio: str | None, cause: int) -> None:
-        raise SwitchActionFailed("inbound calls are not supported yet")  # TODO(live calls)
+        await self._run(refuse_actions(incoming.channel, audio, cause), "")
 
     async def execute(self, call_id: str, command: Command) -> None:
         dial = command.then_dial if isinstance(command, PlayWhisper) else command
         if isinstance(dial, DialLegB):
             self._translator.expect_dial(call_id, dial_strings(dial.targets, self._config))
         b_channel = self._translator.channel_of(call_id, Leg.B)
-        actions = encode(call_id, command, self._config, b_channel)
+        actions = encode(call_id, command, self._config, b_channel,
+                         self._translator.channel_of(call_id, Leg.A))
         if isinstance(command, HangupLegs) and not self.connected and not self._closing:
             # Hung up as soon as the link is back, in case the channels outlived it.
             self._deferred_hangups += [a["Channel"] for a in actions if a["Action"] == "Hangup"]
             return
+        await self._run(actions, call_id, hangup=isinstance(command, HangupLegs))
+
+    async def _run(self, actions: list[dict[str, str]], call_id: str,
+                   hangup: bool = False) -> None:
+        """Send the actions in order; SwitchActionFailed at the first refused."""
         for action in actions:
             response = await self._send(action)
             if response.success:
                 continue
             message = response.get("Message", "") or "no reason given"
-            if isinstance(command, HangupLegs) and "No such channel" in message:
+            if hangup and "No such channel" in message:
                 continue  # it hung up by itself meanwhile: that is what we wanted
             if action["Action"] == "Originate" and message == NO_EXTENSION:
                 message += (f" ({action['Context']} is missing: load "
@@ -415,9 +392,21 @@ class AsteriskBackend:
         if self.observe_event_lag is not None and "Timestamp" in message:
             with contextlib.suppress(ValueError):  # the translator logs malformed events
                 self.observe_event_lag(now - float(message["Timestamp"]))
+        incoming = self._translator.incoming(message, now)
+        if incoming is not None:
+            self._spawn(self._tell_incoming(incoming))
+            return
         for routed in self._translator.translate(message, now):
             sink = self._sinks.get(routed.call_id)
             if sink is not None:
                 sink(routed.event)
 
-
+    async def _tell_incoming(self, incoming: IncomingCall) -> None:
+        # Unclaimed, the dialplan hangs the call up by itself after a few seconds.
+        if self.on_incoming is None:
+            log.warning("ami.incoming.nobody_listening", channel=incoming.channel)
+            return
+        try:
+            await self.on_incoming(incoming)
+        except Exception:  # one call's failure must not reach the event loop
+            log.exception("ami.incoming.failed", channel=incoming.channel)

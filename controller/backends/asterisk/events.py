@@ -10,17 +10,22 @@ Uniqueid.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
 
+from controller.backends.base import IncomingCall
 from controller.core.events import (
     AnswerAccepted,
     AnswerDeclined,
     CommandFailed,
     DialFinished,
+    DigitPressed,
+    DigitsGathered,
     Event,
+    IdleTimedOut,
     LegAnswered,
     LegCreated,
     LegEnded,
@@ -28,6 +33,9 @@ from controller.core.events import (
     LegRinging,
     MessageFinished,
     OriginateFailed,
+    PauseFinished,
+    PlayFinished,
+    RecordingChanged,
     RecordingStarted,
     WhisperFinished,
 )
@@ -48,6 +56,16 @@ _ORIGINATE_REASONS = {
 }
 
 
+# What the inbound dialplan hands over (it FILTERs the caller to these
+# characters already; checked again, as any outside input).
+_NUMBER = re.compile(r"\+?[0-9]{1,32}")
+# Asterisk's Uniqueid: [systemname-]epoch.sequence
+_UNIQUEID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,150}")
+_ACTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_DIGITS = re.compile(r"[0-9*#]{0,32}")
+_GATHER_ENDINGS = frozenset({"finish-key", "max-digits", "timeout"})
+
+
 def leg_a_channel_id(call_id: str) -> str:
     return call_id + LEG_A_SUFFIX
 
@@ -65,8 +83,40 @@ class AmiEventTranslator:
         self._dials: dict[str, dict[str, str]] = {}
         self._targets: dict[str, str] = {}  # leg B uniqueid -> its target
 
+        # Call id -> leg A's channel for incoming calls: answered by a step
+        # (or the bridge), which the channel's own Newstate tells.
+        self._claimed: dict[str, str] = {}
+
     def watch(self, call_id: str) -> None:
-        self._legs[leg_a_channel_id(call_id)] = (call_id, Leg.A)
+        if call_id not in self._claimed:
+            self._legs[leg_a_channel_id(call_id)] = (call_id, Leg.A)
+
+    def claim(self, call_id: str, uniqueid: str) -> None:
+        """An incoming call's channel is leg A of this call from now on."""
+        self._legs.pop(leg_a_channel_id(call_id), None)
+        self._legs[uniqueid] = (call_id, Leg.A)
+        self._claimed[call_id] = uniqueid
+
+    def incoming(self, message: Mapping[str, str], now: float) -> IncomingCall | None:
+        """The call the inbound dialplan announces (UserEvent Step: incoming)
+        on a channel nobody has claimed; None for anything else, or when a
+        value is not what the dialplan sends (logged)."""
+        if message.get("Event") != "UserEvent" or message.get("UserEvent") != USER_EVENT_NAME \
+                or message.get("Step") != "incoming":
+            return None
+        uniqueid, caller, dialed = (message.get(key, "") for key in ("Uniqueid", "Caller", "Dialed"))
+        fields = (uniqueid, caller, dialed)
+        if not all(isinstance(value, str) for value in fields) or uniqueid in self._legs:
+            return None
+        if not _UNIQUEID.fullmatch(uniqueid) or not _NUMBER.fullmatch(dialed) \
+                or (caller and not _NUMBER.fullmatch(caller)):
+            log.warning("ami.incoming.malformed", uniqueid=uniqueid[:40], dialed=dialed[:40])
+            return None
+        try:
+            at = _timestamp(message, now)
+        except TypeError:
+            at = now
+        return IncomingCall(channel=uniqueid, caller=caller, dialed=dialed, at=at)
 
     def expect_dial(self, call_id: str, dial_strings: dict[str, str]) -> None:
         """Leg B is about to be dialed with these dial strings (-> targets):
@@ -77,6 +127,7 @@ class AmiEventTranslator:
         for uniqueid in [u for u, (c, _) in self._legs.items() if c == call_id]:
             del self._legs[uniqueid]
             self._targets.pop(uniqueid, None)
+        self._claimed.pop(call_id, None)
         self._dials.pop(call_id, None)
 
     def adopt(self, call_id: str, leg: Leg, uniqueid: str) -> None:
@@ -135,7 +186,10 @@ class AmiEventTranslator:
             uniqueid = m["Uniqueid"]
             return [Routed(owner[0], LegAnswered(at, Leg.B, uniqueid,
                                                  self._targets.get(uniqueid, "")))]
-        if m.get("ChannelStateDesc") != "Ringing":
+        state = m.get("ChannelStateDesc")
+        if state == "Up" and self._claimed.get(owner[0]) == m["Uniqueid"]:
+            return [Routed(owner[0], LegAnswered(at, Leg.A, m["Uniqueid"]))]
+        if state != "Ringing":
             return []
         return [Routed(owner[0], LegRinging(at, Leg.A))]
 
@@ -171,10 +225,23 @@ class AmiEventTranslator:
 
     def _UserEvent(self, m: Mapping[str, str], at: float) -> list[Routed]:
         owner = self._leg_of(m)
-        if owner is None or m.get("UserEvent") != USER_EVENT_NAME:
+        if m.get("UserEvent") != USER_EVENT_NAME:
+            return []
+        step = m.get("Step", "")
+        if owner is None:
+            if step == "unclaimed":
+                log.warning("ami.incoming.unclaimed", uniqueid=m.get("Uniqueid", "")[:40],
+                            dialed=str(m.get("Dialed", ""))[:40],
+                            hint="nobody claimed the incoming call in time; the switch hung it up")
             return []
         call_id = owner[0]
-        step = m.get("Step", "")
+        live = _LIVE_STEPS.get(step)
+        if live is not None and owner[1] is Leg.A:
+            event = live(m, at)
+            if event is None:
+                log.warning("ami.userevent.malformed", step=step, call_id=call_id)
+                return []
+            return [Routed(call_id, event)]
         if step == "answered":
             return [Routed(call_id, LegAnswered(at, Leg.A))]
         if step == "whisper-done":
@@ -224,6 +291,66 @@ class AmiEventTranslator:
             self._targets.pop(uniqueid, None)
         cause = int(m.get("Cause") or 0)
         return [Routed(owner[0], LegEnded(at, owner[1], cause, m.get("Cause-txt", ""), uniqueid))]
+
+
+def _action(m: Mapping[str, str]) -> str | None:
+    action_id = m.get("CallAction", "")
+    return action_id if _ACTION_ID.fullmatch(action_id) else None
+
+
+def _play_done(m: Mapping[str, str], at: float) -> Event | None:
+    action_id = _action(m)
+    return None if action_id is None else PlayFinished(
+        at, action_id, m.get("PlaybackStatus") == "SUCCESS")
+
+
+def _digit(m: Mapping[str, str], at: float) -> Event | None:
+    action_id, digit = _action(m), m.get("Digit", "")
+    if action_id is None or len(digit) != 1 or not _DIGITS.fullmatch(digit):
+        return None
+    return DigitPressed(at, action_id, digit)
+
+
+def _gather_done(m: Mapping[str, str], at: float) -> Event | None:
+    action_id, digits, ended_by = _action(m), m.get("Digits", ""), m.get("EndedBy", "")
+    if action_id is None or not _DIGITS.fullmatch(digits) or ended_by not in _GATHER_ENDINGS:
+        return None
+    return DigitsGathered(at, action_id, digits, ended_by)
+
+
+def _pause_done(m: Mapping[str, str], at: float) -> Event | None:
+    action_id = _action(m)
+    return None if action_id is None else PauseFinished(at, action_id)
+
+
+def _record(recording: bool) -> Callable[[Mapping[str, str], float], Event | None]:
+    def translate(m: Mapping[str, str], at: float) -> Event | None:
+        action_id = _action(m)
+        return None if action_id is None else RecordingChanged(at, action_id, recording)
+    return translate
+
+
+def _record_failed(m: Mapping[str, str], at: float) -> Event | None:
+    action_id = _action(m)
+    return None if action_id is None else RecordingChanged(
+        at, action_id, False, _recording_failure(m.get("Status", "")))
+
+
+def _idle_timeout(m: Mapping[str, str], at: float) -> Event | None:
+    return IdleTimedOut(at)
+
+
+# The live-call steps' UserEvents (callconnect-play, -gather, ...) on leg A.
+_LIVE_STEPS: dict[str, Callable[[Mapping[str, str], float], Event | None]] = {
+    "play-done": _play_done,
+    "digit": _digit,
+    "gather-done": _gather_done,
+    "pause-done": _pause_done,
+    "record-started": _record(True),
+    "record-stopped": _record(False),
+    "record-failed": _record_failed,
+    "idle-timeout": _idle_timeout,
+}
 
 
 def _recording_failure(status: str) -> str:

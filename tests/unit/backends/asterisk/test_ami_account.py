@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from controller.backends.asterisk import actions
 from controller.backends.asterisk.backend import CONTEXT_FORGET, EVENT_CLASSES, forget_outcome_action
 from controller.backends.asterisk.events import AmiEventTranslator
 
@@ -58,3 +59,18 @@ def test_forgetting_an_outcome_originates_a_local_channel_for_call_ids_only() ->
     assert action["Application"] == "NoOp" and action["Async"] == "true"
     for bad in ("x@other-context", "5f0c/../x", "5f0c\r\nAction: Hangup", ""):
         assert forget_outcome_action(bad) is None
+
+
+def test_every_context_the_controller_steers_to_is_in_the_dialplan() -> None:
+    dialplan = (ASTERISK / "extensions_callconnect.conf").read_text()
+    contexts = [value for name, value in vars(actions).items() if name.startswith("CONTEXT_")]
+    assert len(contexts) >= 13
+    missing = [c for c in contexts if f"\n[{c}]\n" not in dialplan]
+    assert not missing, f"contexts the encoders redirect to but the dialplan lacks: {missing}"
+
+
+def test_no_caller_text_reaches_the_controller_unfiltered() -> None:
+    # The one caller-controlled value the inbound dialplan passes on.
+    dialplan = (ASTERISK / "extensions_callconnect.conf").read_text()
+    uses = [line for line in dialplan.splitlines() if "CALLERID(" in line and not line.startswith(";")]
+    assert uses and all("FILTER(0-9+,${CALLERID(num):0:32})" in line for line in uses), uses

@@ -38,6 +38,10 @@ def translate_all(messages: list[Message], call_ids: list[str]) -> list[object]:
         translator.watch(call_id)
     events: list[object] = []
     for message in messages:
+        # An incoming call the inbound dialplan announces is claimed at once.
+        incoming = translator.incoming(message, now=0.0)
+        if incoming is not None:
+            translator.claim("inbound-call", incoming.channel)
         events += [routed.event for routed in translator.translate(message, now=0.0)]
     return events
 
@@ -64,7 +68,7 @@ def mutated_wire(draw: st.DrawFn) -> tuple[bytes, list[str]]:
         elif kind == 4:  # noise before it
             frame = draw(st.binary(max_size=60)) + frame
         out.append(frame)
-    call_ids = [call_id_of(wire) for wire in WIRES.values()]
+    call_ids = [call_id_of(wire) for name, wire in WIRES.items() if not name.startswith("inbound-")]
     return b"".join(out), call_ids
 
 

@@ -1,0 +1,159 @@
+"""What became of a call while the controller was away (a restart, a lost
+link): read from the switch's channels, their variables and the outcome the
+dialplan kept in AstDB, never guessed from timing.
+
+Leg A is the channel we originated (``<call id>-a``), or for an incoming call
+the channel the controller claimed, which carries the call id in CC_CALL_ID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from controller.core.events import (
+    DialFinished,
+    DigitsGathered,
+    EndedWhileAway,
+    Event,
+    LegAnswered,
+    LegCreated,
+    PauseFinished,
+    PlayFinished,
+    RecordingChanged,
+    WhisperFinished,
+)
+from controller.core.outcomes import Leg
+from controller.core.states import CallState
+
+from .actions import CONTEXT_DIAL, CONTEXT_HOLD
+from .events import dial_outcome, leg_a_channel_id
+
+# Contexts where a claimed incoming channel can be: every callconnect step
+# but the wait for a claim (callconnect-incoming, no call id yet).
+_STEP_CONTEXT_PREFIX = "callconnect-"
+_UNCLAIMED_CONTEXT = "callconnect-incoming"
+_GATHER_ENDINGS = ("finish-key", "max-digits", "timeout")
+
+
+class AmiQueries(Protocol):
+    async def getvar(self, channel: str, name: str) -> str | None: ...
+
+    async def kept_outcome(self, call_id: str) -> str:
+        """The callconnect-outcome handler's AstDB value, "" if none."""
+
+
+@dataclass
+class Found:
+    """Leg A and leg B as found on the switch, and the events missed."""
+
+    leg_a: str | None = None
+    leg_b: str | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+async def find_claimed(ami: AmiQueries, call_id: str, channels: Sequence[Mapping[str, str]],
+                       known: dict[str, str]) -> Mapping[str, str] | None:
+    """The incoming channel claimed for ``call_id``: its CC_CALL_ID names it.
+    ``known`` (uniqueid -> call id) saves asking the same channel twice; it
+    is pruned to the channels that still exist."""
+    live = {c.get("Uniqueid", "") for c in channels}
+    for uniqueid in [u for u in known if u not in live]:
+        del known[uniqueid]
+    for channel in channels:
+        uniqueid = channel.get("Uniqueid", "")
+        context = channel.get("Context", "")
+        if uniqueid.endswith("-a") or not context.startswith(_STEP_CONTEXT_PREFIX) \
+                or context == _UNCLAIMED_CONTEXT:
+            continue
+        if uniqueid not in known:
+            known[uniqueid] = await ami.getvar(uniqueid, "CC_CALL_ID") or ""
+        if known[uniqueid] == call_id:
+            return channel
+    return None
+
+
+async def missed(ami: AmiQueries, call_id: str, state: str, now: float,
+                 channels: Sequence[Mapping[str, str]], known: dict[str, str]) -> Found:
+    a_id = leg_a_channel_id(call_id)
+    leg_a = next((c for c in channels if c.get("Uniqueid") == a_id), None) \
+        or await find_claimed(ami, call_id, channels, known)
+    if leg_a is None:
+        return Found(events=[await outcome_kept(ami, call_id, now)])
+    a_id = leg_a["Uniqueid"]
+    found = Found(leg_a=a_id)
+    core_state = CallState(state)
+    leg_b = next((c for c in channels
+                  if c.get("Linkedid") == a_id and c.get("Uniqueid") != a_id), None)
+    if core_state is CallState.WHISPERING and (
+            leg_b is not None or leg_a.get("Context") in (CONTEXT_DIAL, CONTEXT_HOLD)):
+        # The whisper ended meanwhile and the switch went on to dial B.
+        found.events.append(WhisperFinished(now, True))
+        core_state = CallState.DIALING_B
+    if leg_b is not None:
+        found.leg_b = leg_b["Uniqueid"]
+        if core_state is CallState.DIALING_B:
+            found.events.append(LegCreated(now, Leg.B, leg_b["Uniqueid"]))
+        if leg_b.get("ChannelStateDesc") == "Up" and core_state in (
+                CallState.DIALING_B, CallState.RINGING_B):
+            found.events.append(LegAnswered(now, Leg.B, leg_b["Uniqueid"]))
+    if core_state is CallState.RINGING_A and leg_a.get("ChannelStateDesc") == "Up" \
+            and not a_id.endswith("-a"):
+        # A claimed incoming call a step answered while we were away.
+        found.events.append(LegAnswered(now, Leg.A, a_id))
+    if leg_a.get("Context") == CONTEXT_HOLD:
+        # A step ended while we were away and A now waits for the next.
+        if core_state in (CallState.DIALING_A, CallState.RINGING_A) and a_id.endswith("-a"):
+            found.events.append(LegAnswered(now, Leg.A))
+        elif core_state in (CallState.DIALING_B, CallState.RINGING_B) and leg_b is None:
+            status = await ami.getvar(a_id, "DIALSTATUS")
+            found.events.append(DialFinished(now, dial_outcome(status or "")))
+        else:
+            step_end = await _live_step_end(ami, a_id, core_state, now)
+            if step_end is not None:
+                found.events.append(step_end)
+    return found
+
+
+async def _live_step_end(ami: AmiQueries, channel: str, state: CallState,
+                         now: float) -> Event | None:
+    """How the live call's step that was running ended, from the variables
+    the step's context left on the channel (the action it ran: CC_ACTION)."""
+    if state not in (CallState.PLAYING, CallState.GATHERING, CallState.PAUSING,
+                     CallState.RECORDING_STEP):
+        return None
+    action_id = await ami.getvar(channel, "CC_ACTION")
+    if not action_id:
+        return None
+    if state is CallState.PLAYING:
+        return PlayFinished(now, action_id, await ami.getvar(channel, "PLAYBACKSTATUS") == "SUCCESS")
+    if state is CallState.GATHERING:
+        ended_by = await ami.getvar(channel, "CC_ENDED_BY") or "timeout"
+        digits = await ami.getvar(channel, "CC_DIGITS") or ""
+        return DigitsGathered(now, action_id, digits,
+                              ended_by if ended_by in _GATHER_ENDINGS else "timeout")
+    if state is CallState.PAUSING:
+        return PauseFinished(now, action_id)
+    started = await ami.getvar(channel, "CC_RECORD") == "start" \
+        and await ami.getvar(channel, "TRYSTATUS") == "SUCCESS"
+    return RecordingChanged(now, action_id, started)
+
+
+async def outcome_kept(ami: AmiQueries, call_id: str, now: float) -> EndedWhileAway:
+    """What the callconnect-outcome hangup handler kept in AstDB: end time,
+    cause, leg B's dial status, seconds B talked, and for an incoming call
+    whether it was answered (an originated leg A has the handler only once
+    answered)."""
+    value = await ami.kept_outcome(call_id)
+    parts = value.split(":") if value else []
+    if len(parts) not in (4, 5):
+        return EndedWhileAway(now, None, False, None, None)
+    ended, cause, dial_status, talked = parts[:4]
+    return EndedWhileAway(
+        at=float(ended) if ended.isdigit() else now,
+        a_cause=int(cause) if cause.isdigit() else None,
+        a_answered=len(parts) == 4 or parts[4] == "1",
+        b_outcome=dial_outcome(dial_status) if dial_status else None,
+        talk_seconds=float(talked) if talked.isdigit() else None,
+    )
