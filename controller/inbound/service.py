@@ -69,12 +69,13 @@ class InboundCall:
     def request(self) -> CallRequest:
         """The call as the store keeps it: from the caller, with the
         number's webhook settings and metadata. Its actions come after it
-        is claimed (queued by :class:`InboundCalls`), so it has none: it is
-        made by the controller from settings already checked, not read from
-        outside."""
+        is claimed (queued by :class:`InboundCalls`), so its list is empty:
+        a single-leg call's request, which the store's copy is read back as
+        after a restart. It is made by the controller from settings already
+        checked, not read from outside."""
         settings = self.number.settings
         return CallRequest.model_construct(
-            leg_a=self.caller, leg_b=None, actions=None,
+            leg_a=self.caller, leg_b=None, actions=[],
             webhook_url=settings.webhook_url or None,
             webhook_events=list(settings.webhook_events), metadata=dict(settings.metadata))
 

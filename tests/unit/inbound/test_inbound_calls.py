@@ -35,9 +35,10 @@ from controller.core.commands import (
     WaitForActions,
 )
 from controller.core.live import LiveCall
-from controller.inbound.numbers import NumberSettings
+from controller.daemon.listener import request_as_dict, request_from_dict
+from controller.inbound.numbers import Number, NumberSettings
 from controller.inbound.registry import NumberRegistry
-from controller.inbound.service import OVERLOADED_CAUSE, InboundCalls, caller_of
+from controller.inbound.service import OVERLOADED_CAUSE, InboundCall, InboundCalls, caller_of
 from controller.jsonio import loads
 from controller.outbound import OutboundConfig
 from controller.routing.spec import parse_group
@@ -318,3 +319,15 @@ async def test_stop_cancels_the_urls_still_being_asked(door: Door, serve: Serve)
 ])
 def test_the_caller_is_normalised_and_never_trusted(given: str, caller: str) -> None:
     assert caller_of(given, "ZA") == caller
+
+
+@pytest.mark.parametrize("caller", ["+27115550101", "anonymous", "sip:desk@pbx.example.com"])
+def test_an_inbound_calls_request_reads_back_from_the_store(caller: str) -> None:
+    """A daemon restarted while an inbound call runs reads the stored request
+    back as any call's (the lab showed the restart failing on it)."""
+    settings = NumberSettings.model_validate({"webhook_url": "http://127.0.0.1:9/hook",
+                                              "webhook_events": ["completed"],
+                                              "metadata": {"line": "sales"}})
+    request = InboundCall("call-1", CALLER, caller, Number(NUMBER, settings)).request()
+    kept = request_as_dict(request, None)
+    assert request_from_dict(kept).model_dump() == request.model_dump()
