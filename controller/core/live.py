@@ -289,6 +289,8 @@ class LiveCall(LiveRecord):
         if ev.leg is Leg.B:
             return super()._on_LegAnswered(ev)
         leg = self.legs[Leg.A]
+        if leg.answered_at is not None:
+            return []  # told again (a restarted controller reads the channel): the first stands
         leg.status = LegStatus.ANSWERED
         leg.answered_at = ev.at
         if self.state in (CallState.DIALING_A, CallState.RINGING_A) and self.direction == "outbound":

@@ -281,8 +281,9 @@ async def test_a_claimed_call_is_found_again_by_its_call_id_after_a_restart(
     try:
         again = Events()
         missed = await restarted.reattach(call_id, "gathering", again.sink)
+        # The caller is answered (the core keeps the answer it already had), and the gather ended.
         assert [(type(e), getattr(e, "digits", None), getattr(e, "ended_by", None))
-                for e in missed] == [(DigitsGathered, "42", "finish-key")]
+                for e in missed] == [(LegAnswered, None, None), (DigitsGathered, "42", "finish-key")]
         await restarted.execute(call_id, HangupLegs((Leg.A,)))  # acts on the claimed channel
         assert (await again.next(LegEnded)).cause == 16
         assert await phones[0].finished() == ["answered", "bye"]

@@ -98,9 +98,10 @@ async def missed(ami: AmiQueries, call_id: str, state: str, now: float,
         if leg_b.get("ChannelStateDesc") == "Up" and core_state in (
                 CallState.DIALING_B, CallState.RINGING_B):
             found.events.append(LegAnswered(now, Leg.B, leg_b["Uniqueid"]))
-    if core_state is CallState.RINGING_A and leg_a.get("ChannelStateDesc") == "Up" \
-            and not a_id.endswith("-a"):
-        # A claimed incoming call a step answered while we were away.
+    if leg_a.get("ChannelStateDesc") == "Up" and not a_id.endswith("-a"):
+        # A claimed incoming call is answered: maybe by a step that started
+        # just before we went away, its Newstate never read. The core keeps
+        # the answer it already had.
         found.events.append(LegAnswered(now, Leg.A, a_id))
     if leg_a.get("Context") == CONTEXT_HOLD:
         # A step ended while we were away and A now waits for the next.

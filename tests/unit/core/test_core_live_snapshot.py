@@ -81,6 +81,23 @@ def test_a_call_restored_mid_gather_that_ended_meanwhile_keeps_the_digits_so_far
     assert (result["actions"][0]["status"], result["actions"][0]["digits"]) == ("canceled", "7")
 
 
+def test_a_call_restored_mid_gather_learns_its_answer_once() -> None:
+    """Gone just after the gather started: the restarted controller learns
+    from the switch that the caller was answered; told again, the first
+    answer stands."""
+    run = inbound_ringing()
+    run.queue(T0 + 0.5, gather("g1", max_digits=3), source="number")
+    again = restored(run)
+    assert again.state() is CallState.GATHERING and again.live.legs[Leg.A].answered_at is None
+    again.send(LegAnswered(at=T0 + 4, leg=Leg.A, channel="chan-a"))
+    again.send(LegAnswered(at=T0 + 6, leg=Leg.A, channel="chan-a"))
+    again.send(DigitsGathered(at=T0 + 8, action_id="g1", digits="123", ended_by="max-digits"),
+               IdleTimedOut(at=T0 + 38), LegEnded(at=T0 + 38, leg=Leg.A, cause=16, channel="chan-a"))
+    result = again.result()
+    assert (result["status"], result["digits"]) == ("completed", "123")
+    assert result["leg_a_answered_at"] == T0 + 4
+
+
 def test_a_call_restored_while_idle_times_out() -> None:
     run = inbound_answered(play("p1"))
     run.send(PlayFinished(at=T0 + 3, action_id="p1", played=True))
