@@ -144,7 +144,7 @@ async def test_idempotency_key_returns_the_first_call(daemon: DaemonProcess) -> 
     ({"leg_a": "+27115550101", "leg_b": "+27115550202", "colour": "red"}, "invalid-field", "colour"),
     ({"leg_b": "+27115550202"}, "invalid-field", "leg_a"),
     ({"leg_a": "+27115550101", "leg_b": "+27115550202", "webhook_events": ["hung-up"]},
-     "invalid-field", "webhook_events.0"),
+     "invalid-field", "webhook_events[0]"),
 ])
 async def test_bad_requests_name_the_field_and_dial_nothing(
         daemon: DaemonProcess, body: dict[str, Any], error_id: str, field: str | None) -> None:
