@@ -15,14 +15,19 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+from aiohttp import web
 
 from controller.app import Controller
 from controller.backends.asterisk.backend import AsteriskBackend
 from controller.cli import ConsoleListener
 from controller.config import Config, load_config
+from tests.conftest import Serve, WebhookReceiver
+from tests.lab.callers import Caller
+from tests.lab.live_parts import AGENT_PORTS, NUMBER, ActionsUrl, Agent, StartActionsUrl
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "sip-lab" / "lab"
@@ -204,3 +209,85 @@ async def wait_for_state(client: httpx.AsyncClient, call_id: str, *states: str,
                 return body
         await asyncio.sleep(0.1)
     raise AssertionError(f"call {call_id} never reached {states}: {body.get('state')}")
+
+
+# ---------------------------------------------------------------- live calls through the daemon
+
+async def put_number(daemon: DaemonProcess, settings: dict[str, Any],
+                     number: str = NUMBER) -> None:
+    async with api(daemon) as client:
+        response = await client.put(f"/v1/numbers/{quote(number, safe='')}", json=settings)
+    assert response.status_code == 200, response.text
+
+
+async def put_group(daemon: DaemonProcess, name: str, agents: list[str]) -> None:
+    async with api(daemon) as client:
+        response = await client.put(f"/v1/groups/{name}", json={"agents": agents})
+    assert response.status_code == 200, response.text
+
+
+async def calls_to(daemon: DaemonProcess, number: str, timeout: float = 20) -> list[str]:
+    """The ids of the calls that came in to ``number`` (waits for the first)."""
+    deadline = time.monotonic() + timeout
+    async with api(daemon) as client:
+        while time.monotonic() < deadline:
+            calls = (await client.get("/v1/calls")).json()["calls"]
+            found = [c["call_uuid"] for c in calls if c.get("to") == number]
+            if found:
+                return found
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"no call to {number} reached the daemon within {timeout:g} s")
+
+
+async def ended(daemon: DaemonProcess, call_id: str) -> dict[str, Any]:
+    """The call once it ended: its GET /v1/calls/{id} body."""
+    async with api(daemon) as client:
+        return await wait_for_state(client, call_id, "ended")
+
+
+async def webhooks(receiver: WebhookReceiver, *types: str, timeout: float = 30,
+                   ) -> list[dict[str, Any]]:
+    """The bodies received once one of each type in ``types`` has arrived."""
+    deadline = time.monotonic() + timeout
+    while not all(any(b["type"] == t for b in receiver.bodies) for t in types):
+        got = [b["type"] for b in receiver.bodies]
+        assert time.monotonic() < deadline, f"waited for {types}; got {got}"
+        await asyncio.sleep(0.05)
+    return receiver.bodies
+
+
+@pytest.fixture
+def agents() -> Iterator[Callable[[str], Agent]]:
+    """Start agent phones of the test's own (a scenario of sip-lab/phones each)."""
+    started: list[Agent] = []
+
+    def start(behaviour: str) -> Agent:
+        agent = Agent.start(AGENT_PORTS[len(started)], behaviour)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.finished(timeout=0.1)
+
+
+@pytest.fixture
+async def callers() -> AsyncIterator[list[Caller]]:
+    """The phones a test calls in with (tests/lab/callers.py), stopped at its end."""
+    started: list[Caller] = []
+    yield started
+    for phone in started:
+        phone.stop()
+
+
+@pytest.fixture
+def actions_url(serve: Serve) -> StartActionsUrl:
+    """Start a URL on loopback that answers as told (see ActionsUrl)."""
+    async def start(*answers: tuple[int, str, float]) -> ActionsUrl:
+        server = ActionsUrl(list(answers) or [(204, "", 0.0)])
+        app = web.Application()
+        app.router.add_route("*", "/actions", server.handle)
+        server.url = f"{await serve(app)}/actions"
+        return server
+
+    return start
