@@ -76,8 +76,8 @@ class Outcome(StrEnum):
     ALL_BUSY = "all_busy"
 
 
-WebhookEvent = Literal["initiated", "ringing", "answered", "bridged", "completed", "gathered",
-                       "action.completed"]
+WebhookEvent = Literal["initiated", "ringing", "answered", "bridged", "completed", "incoming",
+                       "gathered", "action.completed"]
 WhisperTiming = Literal["before_dial", "on_answer"]
 WhileRinging = Literal["ringback", "music"]
 OutsideHours = Literal["refuse", "schedule"]

@@ -95,7 +95,9 @@ class LiveCall(LiveRecord):
         leg.status = LegStatus.RINGING
         leg.awaiting_channel = True  # the backend's claim reports it
         self._goto(self.created_at, CallState.RINGING_A, f"incoming call from {self.from_} to {self.to}")
-        return []
+        self._report("call.incoming", {"direction": self.direction, "from": self.from_, "to": self.to,
+                                       "at": self.created_at})
+        return self._take_reports()
 
     def _maybe_end(self, at: float) -> list[Command]:
         return self._take_reports() + super()._maybe_end(at)

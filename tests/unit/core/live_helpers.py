@@ -106,7 +106,10 @@ class LiveRun(Run):
 def inbound_ringing(idle_timeout: int = 30) -> LiveRun:
     """An inbound call claimed by the controller: the caller rings, nothing queued yet."""
     run = LiveRun(LiveCall.inbound(INBOUND_PLAN, CALLER, NUMBER, idle_timeout, created_at=T0))
-    assert run.call.start() == []
+    # Nothing for the switch (the caller is there already): the news of the call only.
+    assert run.call.start() == [Report("call.incoming", {
+        "call_uuid": INBOUND_PLAN.call_id, "direction": "inbound", "from": CALLER, "to": NUMBER,
+        "at": T0})]
     run.send(LegCreated(at=A_CLAIMED, leg=Leg.A, channel="chan-a"),
              LegRinging(at=A_CLAIMED, leg=Leg.A))
     assert run.state() is CallState.RINGING_A

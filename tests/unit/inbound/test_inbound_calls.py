@@ -78,6 +78,7 @@ class Door:
     calls: CallService
     numbers: NumberRegistry
     config: Config
+    reports: Reports
     refusal: list[str | None] = field(default_factory=lambda: [None])
 
     async def put(self, **settings: Any) -> None:
@@ -116,12 +117,13 @@ async def door(tmp_path: Path, store: SqliteStore) -> Door:
                                                        lambda name: False)})
     numbers = NumberRegistry("ZA", config.outbound, {}, store)
     switch = SwitchAtTheDoor()
-    calls = CallService(config, switch, renderer, Reports(), groups=groups)
+    reports = Reports()
+    calls = CallService(config, switch, renderer, reports, groups=groups)
     refusal: list[str | None] = [None]
     inbound = InboundCalls(config, numbers, switch, renderer, calls.live.preparer, calls,
                            calls.live.fetcher, admit=lambda: refusal[0])
     inbound.attach()
-    return Door(inbound, switch, calls, numbers, config, refusal)
+    return Door(inbound, switch, calls, numbers, config, reports, refusal)
 
 
 Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -248,6 +250,11 @@ async def test_incoming_url_is_posted_the_call_signed_and_its_actions_run(
     assert sent["data"] == {"call_uuid": call_id, "from": "+27115550101", "to": NUMBER,
                             "direction": "inbound", "at": 1000.0, "metadata": {"line": "support"}}
     OpenApiDocument().webhook(sent)
+    # The same news goes to the number's webhook_url as a status callback
+    # (when its webhook_events name "incoming"): the listener adds the metadata.
+    assert door.reports.reported[0] == ("call.incoming", {
+        "call_uuid": call_id, "from": "+27115550101", "to": NUMBER, "direction": "inbound",
+        "at": 1000.0})
 
 
 async def test_a_204_leaves_the_call_waiting_for_actions_with_ringback(
