@@ -26,8 +26,11 @@ from controller.core.states import CallState
 from .actions import EslCommand, Verb, channel_filters, watch_filters
 from .causes import dial_outcome
 from .ids import b_leg_index, leg_uuid
+from .inbound import find_claimed
+from .live import STEP_VARIABLE
+from .live_events import gathered, step_end
 from .steps import steps_of
-from .tracking import PlaybackKind
+from .tracking import LiveStep, PlaybackKind, StepKind
 from .translator import FsEventTranslator
 from .wire import Reply, channel_rows, parse_dump
 
@@ -42,6 +45,10 @@ async def read_back(send: Send, translator: FsEventTranslator, call_id: str,
         await send(esl)
     now = time.time()
     a = await _dump(send, leg_uuid(call_id, Leg.A))
+    if a is None and (claimed := await find_claimed(send, call_id)) is not None:
+        translator.claim(call_id, claimed)  # an incoming call's leg A
+        await send(channel_filters([claimed])[0])
+        a = await _dump(send, claimed)
     if a is None:
         return [ended_while_away(state, now)]
     b_legs: list[tuple[str, dict[str, str]]] = []
@@ -83,7 +90,7 @@ def missed_events(translator: FsEventTranslator, call_id: str, state: CallState,
     """What the core missed of a live call in ``state``, from Leg A's dump and
     its Leg B channels' (``b_legs``, adopted by the translator already), in
     dial order; the translator is told what it still has to wait for."""
-    a_channel = leg_uuid(call_id, Leg.A)
+    a_channel = translator.a_channel(call_id) or leg_uuid(call_id, Leg.A)
     steps = steps_of(b_legs[0][1]) if b_legs else None
     a_answered = a.get("Answer-State") == "answered"
     b_answered = [(c, d) for c, d in b_legs if d.get("Answer-State") == "answered"]
@@ -119,4 +126,37 @@ def missed_events(translator: FsEventTranslator, call_id: str, state: CallState,
             events.append(DialFinished(now, dial_outcome(a)))
     elif state is CallState.ANNOUNCING and running == "playback":
         translator.expect_playback(call_id, app_data, PlaybackKind.MESSAGE)
+    elif state in LIVE_STEPS or state is CallState.IDLE:
+        translator.resume_live(call_id, a_answered, state is CallState.IDLE)
+        if state is not CallState.IDLE:
+            events += resume_step(translator, call_id, a, running, app_data, now)
     return events
+
+
+# A live call's steps, each ended by the end of an application on leg A.
+LIVE_STEPS = (CallState.PLAYING, CallState.GATHERING, CallState.PAUSING,
+              CallState.RECORDING_STEP)
+
+
+def resume_step(translator: FsEventTranslator, call_id: str, a: Mapping[str, str], running: str,
+                app_data: str, now: float) -> list[Event]:
+    """The step leg A ran when the controller went away (its kind and action
+    on the channel, ``live.STEP_VARIABLE``): still running, its end is
+    waited for; over, it is reported now (a play as played: the switch keeps
+    no more). No mark (the step was never sent) reports nothing: the hold
+    limit ends the call."""
+    kind_text, _, action_id = a.get(f"variable_{STEP_VARIABLE}", "").partition("/")
+    if kind_text not in set(StepKind) or not action_id:
+        return []
+    step = LiveStep(StepKind(kind_text), action_id, running, app_data)
+    if step.kind is StepKind.GATHER:
+        words = app_data.split(" ")  # read's arguments (live.read_argument)
+        step.max_digits = int(words[1]) if len(words) > 6 and words[1].isdigit() else 1
+        step.finish_key = words[5] if len(words) > 6 and len(words[5]) == 1 else ""
+    if running in ("playback", "read", "sleep"):
+        translator.expect_step(call_id, step)
+        return []
+    step.done = step.played = step.recording = True
+    if step.kind is StepKind.GATHER:
+        step.digits, step.ended_by = gathered(step, a)
+    return [step_end(step, now)]
