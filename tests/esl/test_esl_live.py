@@ -39,6 +39,7 @@ from controller.core.events import (
     PauseFinished,
     PlayFinished,
     RecordingChanged,
+    SwitchLost,
 )
 from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
@@ -285,6 +286,18 @@ async def test_a_restarted_controller_hears_of_a_step_that_ended_while_it_was_aw
         again.forget(CALL_ID)
     finally:
         await again.close()
+
+
+async def test_a_claimed_call_is_hung_up_once_a_lost_link_is_back(
+        peer: EslPeer, backend: FreeswitchBackend, announced: asyncio.Queue[IncomingCall]) -> None:
+    channel, incoming = await call_in(peer, announced)
+    sink = Sink()
+    await backend.claim(incoming, CALL_ID, sink)
+    peer.drop_connections()
+    await sink.wait_for(SwitchLost)
+    await wait_until(lambda: channel.hangup_cause is not None, 10)
+    assert channel.hangup_cause == "NORMAL_CLEARING"
+    backend.forget(CALL_ID)
 
 
 # ---------------------------------------------------------------- the wire

@@ -486,7 +486,8 @@ class FreeswitchBackend:
             if call is not None:
                 call.cancel_confirm_timer()
             self._defer(encode(call_id, HangupLegs((Leg.A, Leg.B)), self._config,
-                               b_channels=self._translator.b_channels(call_id)))
+                               b_channels=self._translator.b_channels(call_id),
+                               a_channel=self._translator.a_channel(call_id)))
             if call is not None and call.sink is not None:
                 call.sink(SwitchLost(now, f"lost the connection to FreeSWITCH ({reason})"))
         if self._reconnect is None or self._reconnect.done():
