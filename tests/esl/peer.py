@@ -471,7 +471,8 @@ class Channel:
     bridged_with: Channel | None = None
     recording: tuple[str, float] | None = None
     destroyed: bool = False
-    apps: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
+    # (application, argument, event-lock) sent to the channel, in order.
+    apps: asyncio.Queue[tuple[str, str, bool]] = field(default_factory=asyncio.Queue)
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -950,9 +951,9 @@ class EslPeer:
                 cause = (cause or "normal_clearing").upper()
         else:
             app, data = "playback", path
-        channel.apps.put_nowait((app, data))
+        channel.apps.put_nowait((app, data, True))  # switch_ivr_broadcast: event-lock
         if cause:
-            channel.apps.put_nowait(("hangup", cause))
+            channel.apps.put_nowait(("hangup", cause, True))
         return "+OK Message sent\n"
 
     async def _api_uuid_kill(self, args: str) -> str:
@@ -1104,7 +1105,8 @@ class EslPeer:
         command = headers.get("call-command", "")
         if command == "execute":
             channel.apps.put_nowait((headers.get("execute-app-name", ""),
-                                     headers.get("execute-app-arg", "")))
+                                     headers.get("execute-app-arg", ""),
+                                     headers.get("event-lock", "") == "true"))
         elif command == "hangup":
             self.hangup(channel, headers.get("hangup-cause", "NORMAL_CLEARING").upper())
         return "+OK"
@@ -1424,7 +1426,12 @@ class EslPeer:
         if not ch.hangup_cause:
             self.hangup(ch, "NORMAL_CLEARING")
 
-    async def _execute(self, ch: Channel, app: str, data: str) -> None:
+    async def _execute(self, ch: Channel, app: str, data: str, locked: bool = True) -> None:
+        """switch_core_session_exec(). An application that plays or waits
+        (playback, read, sleep) parses the channel's messages as it goes
+        (switch_ivr_parse_all_events): what was sent behind it runs at once,
+        inside it, unless it was sent with ``event-lock: true``; seen on
+        FreeSWITCH 1.10.12 in the lab."""
         ch.variables["current_application"] = app
         ch.variables["current_application_data"] = data
         ch.variables.pop("current_application_response", None)
@@ -1432,7 +1439,13 @@ class EslPeer:
         self._execute_event("CHANNEL_EXECUTE", ch, app, data)
         handler = getattr(self, "_app_" + app, None)
         response = "_none_"
-        if handler is not None:
+        if handler is not None and not locked and app in ("playback", "read", "sleep"):
+            behind = asyncio.ensure_future(self._run_queued(ch))
+            try:
+                response = await handler(ch, data)
+            finally:
+                behind.cancel()
+        elif handler is not None:
             response = await handler(ch, data)
         ch.variables["current_application_response"] = response
         self._execute_event("CHANNEL_EXECUTE_COMPLETE", ch, app, data, response)
@@ -1466,8 +1479,8 @@ class EslPeer:
             else:
                 key.cancel()
             if getter in done:
-                app, app_data = getter.result()
-                await self._execute(ch, app, app_data)
+                app, app_data, locked = getter.result()
+                await self._execute(ch, app, app_data, locked)
             else:
                 getter.cancel()
         return "_none_"
@@ -1709,8 +1722,8 @@ class EslPeer:
     async def _run_queued(self, ch: Channel) -> None:
         """What is sent to a channel while its bridge rings runs at once."""
         while True:
-            app, data = await ch.apps.get()
-            await self._execute(ch, app, data)
+            app, data, locked = await ch.apps.get()
+            await self._execute(ch, app, data, locked)
 
     async def _api_on(self, ch: Channel, prefix: str) -> None:
         """switch_channel_api_on(): every variable whose name starts with

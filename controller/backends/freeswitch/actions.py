@@ -329,10 +329,14 @@ def _hold_limit(a: str, seconds: int = HOLD_LIMIT) -> EslCommand:
     return esl_command(Verb.API, f"sched_hangup +{seconds} {a} {HOLD_TIMEOUT_CAUSE}")
 
 
-def execute(channel: str, app: str, arg: str) -> EslCommand:
-    """``sendmsg``: run ``app`` on the channel (queued behind what it runs)."""
+def execute(channel: str, app: str, arg: str, lock: bool = False) -> EslCommand:
+    """``sendmsg``: run ``app`` on the channel. What is sent behind an
+    application that plays or waits runs at once, inside it, unless that
+    one was sent with ``lock`` (``event-lock: true``: the channel takes its
+    next message only once this application is done)."""
     text = f"{channel}\ncall-command: execute\nexecute-app-name: {app}"
-    return esl_command(Verb.SENDMSG, text + (f"\nexecute-app-arg: {arg}" if arg else ""))
+    text += f"\nexecute-app-arg: {arg}" if arg else ""
+    return esl_command(Verb.SENDMSG, text + ("\nevent-lock: true" if lock else ""))
 
 
 def _variables(pairs: list[tuple[str, str]]) -> str:
@@ -363,7 +367,7 @@ def esl_command(verb: Verb, text: str, job_uuid: str | None = None,
     command = EslCommand(verb, text, job_uuid, missing_ok, optional)
     lines = command.wire.split("\n")
     # sendmsg carries its own header lines; nothing else may have a line end.
-    allowed_lines = 4 if verb is Verb.SENDMSG else (2 if job_uuid else 1)
+    allowed_lines = 5 if verb is Verb.SENDMSG else (2 if job_uuid else 1)
     if len(lines) > allowed_lines or any(_UNSAFE.search(line) for line in lines):
         raise SwitchActionFailed(f"refusing to send {command.name} with control characters")
     return command

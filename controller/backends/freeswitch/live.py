@@ -15,6 +15,11 @@ sent to it with ``sendmsg``, which FreeSWITCH runs one after the other:
   when this last application completes, so the limit is always armed before
   the controller hears of the end and sends the next step.
 
+Each is sent with ``event-lock: true``: without it, FreeSWITCH runs what is
+sent behind a ``playback``, ``read`` or ``sleep`` at once, inside it (seen
+on 1.10.12: the hold limit was armed, and the step's end reported, while the
+file still played).
+
 The action's id is kept on the channel (``callconnect_action``) so that a
 restarted controller can tell which action a step belonged to. Values are
 checked before they are put in a command, as in ``actions.py``.
@@ -79,11 +84,11 @@ def encode_step(a: str, step: Command, *, answered: bool) -> list[EslCommand]:
     commands = [esl_command(Verb.API, f"sched_del {a}"),
                 esl_command(Verb.API, f"uuid_setvar {a} {STEP_VARIABLE} {kind}/{action_id}")]
     if not answered:
-        commands.append(execute(a, "answer", ""))
+        commands.append(execute(a, "answer", "", lock=True))
     if isinstance(step, GatherDigits):
         # read leaves the last terminator in read_terminator_used: clear it.
-        commands.append(execute(a, "unset", "read_terminator_used"))
-    commands += [execute(a, app, data), execute(a, "sched_hangup", TRAILER)]
+        commands.append(execute(a, "unset", "read_terminator_used", lock=True))
+    commands += [execute(a, app, data, lock=True), execute(a, "sched_hangup", TRAILER, lock=True)]
     return commands
 
 
@@ -175,7 +180,7 @@ def refuse_commands(channel: str, audio: str | None, cause: int) -> list[EslComm
         return [esl_command(Verb.API, f"uuid_kill {channel} {cause}", missing_ok=True)]
     return [esl_command(Verb.API, f"sched_del {channel}"),
             esl_command(Verb.API, f"sched_hangup +{REFUSE_LIMIT} {channel} {cause}"),
-            execute(channel, "pre_answer", ""),
-            execute(channel, "playback", sound_path(audio)),
-            execute(channel, "hangup", str(cause))]
+            execute(channel, "pre_answer", "", lock=True),
+            execute(channel, "playback", sound_path(audio), lock=True),
+            execute(channel, "hangup", str(cause), lock=True)]
 
