@@ -97,6 +97,20 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   none plays the file and reads again for as long as the leg is up. The DTMF
   event comes when the digit is read (switch_channel_dequeue_dtmf: DTMF-Digit,
   DTMF-Duration; DTMF-Source in newer releases), with no ``variable_*``.
+* Incoming calls (``call_in``), as seen on FreeSWITCH 1.10.12 in the lab: an
+  inbound channel runs dialplans/freeswitch/callconnect_inbound.xml (``set``,
+  ``sched_hangup``, ``ring_ready``, ``event`` raising ``CUSTOM`` with
+  ``Event-Subclass`` and the channel's variables, ``park``); a connection
+  gets a ``CUSTOM`` event only for a subclass named after ``CUSTOM`` in its
+  ``event`` command. Its caller (:class:`Caller`) presses keys once
+  answered and may hang up; the SIP statuses it gets are kept (180 from
+  ring_ready, 183 from pre_answer, 200 from answer, and for a hangup before
+  the answer mod_sofia's hangup_cause_to_sip()). ``read`` (switch_ivr_read:
+  a key stops the prompt and counts, terminators, read_terminator_used),
+  ``record_session``/``stop_record_session``, ``unset``, ``uuid_getvar``.
+  ``park`` takes a key it gets and drops it (its DTMF event). What is sent
+  behind a ``playback``, ``read`` or ``sleep`` runs at once, inside it,
+  unless that one came with ``event-lock: true`` (uuid_broadcast's do).
 * Directory users, mod_dptools user_outgoing_channel(): an unknown user fails
   with SUBSCRIBER_ABSENT, an unregistered one with USER_NOT_REGISTERED (its
   contact is ``error/user_not_registered``), both with no channel; the

@@ -11,9 +11,10 @@ the link is back.
 Only this call's events reach the controller: after ``event plain <names>``,
 the connection filters on ``Unique-ID`` of each of the call's channels (ids we
 set with ``origination_uuid``: Leg A's from the start, each Leg B channel's
-just before it is dialed) and on the Job-UUID of its originate, plus
-``Event-Name HEARTBEAT`` so that the filter list is never empty (an empty list
-lets every event of a busy switch through).
+just before it is dialed; a claimed incoming channel's own), on the Job-UUID
+of its originate, on the inbound dialplan's ``CUSTOM callconnect::incoming``
+(``inbound.py``; live steps: ``live.py``), plus ``Event-Name HEARTBEAT`` so
+that the filter list is never empty.
 
 Routing features ride on FreeSWITCH's own: an attempt's targets ring at once
 (``,`` in the bridge's dial string) and the first to answer wins; an on-answer
