@@ -813,6 +813,7 @@ class EslPeer:
         self.directory: set[str] | None = None
         # The inbound dialplan's hangup of a call nobody claims (its sched_hangup +10).
         self.unclaimed_after = 10
+        self.hashes: dict[str, str] = {}  # mod_hash's entries, "<realm>_<key>"
         self.domain = "127.0.0.1"  # vanilla vars.xml: $${domain} = $${local_ip_v4}
         # The scheduler's tasks by group (sched_hangup: the channel id).
         self.scheduled: dict[str, list[asyncio.TimerHandle]] = {}
@@ -1002,6 +1003,22 @@ class EslPeer:
         else:
             channel.variables.pop(argv[1], None)
         return "+OK\n"
+
+    async def _api_hash(self, args: str) -> str:
+        """mod_hash: ``insert/<realm>/<key>/<value>``, ``select/<realm>/<key>``
+        (the value, or nothing), ``delete/<realm>/<key>``."""
+        argv = args.strip().split("/", 3)
+        if len(argv) < 3:
+            return "-ERR Usage: hash [insert|delete|select]/<realm>/<key>/<value>\n"
+        key = f"{argv[1]}_{argv[2]}"
+        if argv[0] == "insert" and len(argv) == 4:
+            self.hashes[key] = argv[3]
+            return "+OK\n"
+        if argv[0] == "delete":
+            return "+OK\n" if self.hashes.pop(key, None) is not None else "-ERR Not found\n"
+        if argv[0] == "select":
+            return self.hashes.get(key, "")
+        return "-ERR Usage: hash [insert|delete|select]/<realm>/<key>/<value>\n"
 
     async def _api_uuid_getvar(self, args: str) -> str:
         argv = split_args(args)

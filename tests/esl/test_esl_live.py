@@ -248,11 +248,12 @@ async def test_a_restarted_controller_finds_a_claimed_call_and_its_gather(
         peer: EslPeer, make_config: MakeConfig, announced: asyncio.Queue[IncomingCall],
         backend: FreeswitchBackend, tmp_path: Path) -> None:
     caller = Caller(keys=((1.5, "4"), (1.8, "#")))
-    _, incoming = await call_in(peer, announced, caller)
+    channel, incoming = await call_in(peer, announced, caller)
     await backend.claim(incoming, CALL_ID, Sink())
     await backend.execute(CALL_ID, GatherDigits("g1", audio(tmp_path, "menu", 3.0), 3, "#", 5, 3))
     await backend.close()  # the controller goes away mid-gather
 
+    assert peer.hashes == {f"callconnect_{CALL_ID}": channel.uuid}
     again = FreeswitchBackend(make_config().freeswitch)
     await again.connect()
     try:
@@ -263,6 +264,28 @@ async def test_a_restarted_controller_finds_a_claimed_call_and_its_gather(
         assert gathered == DigitsGathered(gathered.at, "g1", "4", "finish-key")
         await again.execute(CALL_ID, HangupLegs((Leg.A,)))
         await sink.wait_for(LegEnded)
+        again.forget(CALL_ID)
+        await wait_until(lambda: not peer.hashes)  # its entry goes with it
+    finally:
+        await again.close()
+
+
+async def test_without_mod_hash_a_restarted_controller_finds_the_call_by_its_variable(
+        peer: EslPeer, make_config: MakeConfig, announced: asyncio.Queue[IncomingCall],
+        backend: FreeswitchBackend) -> None:
+    peer.refuse["hash"] = "-ERR hash Command not found!\n"
+    channel, incoming = await call_in(peer, announced)
+    await backend.claim(incoming, CALL_ID, Sink())
+    await backend.execute(CALL_ID, WaitForActions(30, ringback=True))
+    await backend.close()
+    again = FreeswitchBackend(make_config().freeswitch)
+    await again.connect()
+    try:
+        sink = Sink()
+        assert await again.reattach(CALL_ID, "idle", sink) == []
+        await again.execute(CALL_ID, HangupLegs((Leg.A,)))
+        await sink.wait_for(LegEnded)
+        assert channel.hangup_cause == "NORMAL_CLEARING"
         again.forget(CALL_ID)
     finally:
         await again.close()

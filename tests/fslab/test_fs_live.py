@@ -232,3 +232,33 @@ async def test_a_call_nobody_claims_is_turned_away_by_the_switch_itself(
         await phone_done(phone, tmp_path)
     statuses = statuses_to_caller(capture.packets())
     assert 180 in statuses and statuses[-1] == 503
+
+
+@pytest.mark.fslab
+async def test_a_restarted_controller_finds_the_claimed_caller_and_its_gather(
+        backend: FreeswitchBackend, announced: asyncio.Queue[IncomingCall], fs_config: Config,
+        tmp_path: Path) -> None:
+    prompt = tone(tmp_path, "menu", 8.0, 440)
+    async with calling_phone(NUMBER, tmp_path) as phone:
+        incoming = await asyncio.wait_for(announced.get(), 10)
+        await backend.claim(incoming, CALL_ID, Sink())
+        await backend.execute(CALL_ID, GatherDigits("g1", prompt, 4, "#", 10, 5))
+        await backend.close()  # the controller goes away while the caller hears the menu
+
+        again = FreeswitchBackend(fs_config.freeswitch)
+        await again.connect()
+        try:
+            sink = Sink()
+            # Still gathering (its end comes as an event), or over by now (its
+            # end comes back at once): either way with the caller's keys.
+            for missed in await again.reattach(CALL_ID, "gathering", sink):
+                sink(missed)
+            gathered = await sink.wait_for(DigitsGathered)
+            assert (gathered.action_id, gathered.digits) == ("g1", "25")  # type: ignore[attr-defined]
+            await again.execute(CALL_ID, WaitForActions(1, ringback=False))
+            await sink.wait_for(LegEnded)
+            assert sink.of(IdleTimedOut)
+            await phone_done(phone, tmp_path)
+            again.forget(CALL_ID)
+        finally:
+            await again.close()

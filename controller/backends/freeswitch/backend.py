@@ -88,7 +88,7 @@ from .calls import FsCall
 from .ids import leg_uuid
 from .inbound import claim_channel, incoming_call
 from .link import Connection, EslLink
-from .live import LIVE_COMMANDS, encode_step, live_step, refuse_commands
+from .live import LIVE_COMMANDS, encode_step, live_step, refuse_commands, unclaim_command
 from .live_events import Routed
 from .queries import send_all
 from .reattach import read_back
@@ -191,9 +191,11 @@ class FreeswitchBackend:
         if call is not None:
             call.cancel_confirm_timer()
         b_channels = self._filtered_channels(call_id)
+        claimed = self._translator.a_channel(call_id) is not None
         self._translator.forget(call_id)
         if followed and self.connected:
-            self._spawn(self._send_quietly(unwatch_filters(call_id, b_channels)))
+            self._spawn(self._send_quietly(unwatch_filters(call_id, b_channels)
+                                           + ([unclaim_command(call_id)] if claimed else [])))
 
     def _filtered_channels(self, call_id: str) -> list[str]:
         """The call's channels with a filter of their own (Leg A's comes with
@@ -397,8 +399,7 @@ class FreeswitchBackend:
             self._spawn(self._announce(incoming))
 
     async def _announce(self, incoming: IncomingCall) -> None:
-        """Hand an incoming call to on_incoming; unclaimed (nobody listens,
-        or it fails), the dialplan's own hangup ends it."""
+        """To on_incoming; unclaimed, the dialplan's own hangup ends it."""
         if self.on_incoming is None:
             log.warning("esl.incoming_unhandled", channel=incoming.channel)
             return

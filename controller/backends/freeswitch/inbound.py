@@ -18,7 +18,7 @@ from controller.backends.base import IncomingCall
 from controller.errors import SwitchActionFailed
 
 from .actions import CALL_ID_VARIABLE, INCOMING_SUBCLASS, EslCommand, Verb
-from .live import claim_commands
+from .live import CLAIMS_REALM, claim_commands
 from .queries import send_all
 from .wire import Reply, channel_rows
 
@@ -68,8 +68,14 @@ async def claim_channel(send: Send, channel: str, call_id: str) -> None:
 
 
 async def find_claimed(send: Send, call_id: str) -> str | None:
-    """The incoming channel claimed for ``call_id`` (its callconnect_call_id
-    variable), if the switch still has it."""
+    """The incoming channel claimed for ``call_id``, if the switch still has
+    it: the one mod_hash keeps for it, else the inbound channel whose
+    callconnect_call_id variable is the call id (``show channels`` lists a
+    new channel only a moment after it exists)."""
+    kept = await send(EslCommand(Verb.API, f"hash select/{CLAIMS_REALM}/{call_id}"))
+    channel = kept.body.strip()
+    if _UUID.fullmatch(channel) and await _claimed_for(send, channel, call_id):
+        return channel
     reply = await send(EslCommand(Verb.API, "show channels as json"))
     try:
         rows = channel_rows(reply.body)
@@ -77,9 +83,11 @@ async def find_claimed(send: Send, call_id: str) -> str | None:
         return None
     candidates = [row.get("uuid", "") for row in rows if row.get("direction") == "inbound"]
     for channel in candidates[:MAX_SCANNED]:
-        if not _UUID.fullmatch(channel):
-            continue
-        answer = await send(EslCommand(Verb.API, f"uuid_getvar {channel} {CALL_ID_VARIABLE}"))
-        if answer.body.strip() == call_id:
+        if _UUID.fullmatch(channel) and await _claimed_for(send, channel, call_id):
             return channel
     return None
+
+
+async def _claimed_for(send: Send, channel: str, call_id: str) -> bool:
+    answer = await send(EslCommand(Verb.API, f"uuid_getvar {channel} {CALL_ID_VARIABLE}"))
+    return answer.body.strip() == call_id

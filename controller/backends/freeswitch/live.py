@@ -64,6 +64,8 @@ NO_TERMINATOR = "none"
 # The hangup after an idle wait: the hold limit's cause, read as the idle
 # timeout while the leg waits for actions.
 IDLE_CAUSE = HOLD_TIMEOUT_CAUSE
+# mod_hash's realm of claimed calls: call id -> the incoming channel's uuid.
+CLAIMS_REALM = "callconnect"
 # Seconds an incoming call being refused may take for its message at most.
 REFUSE_LIMIT = 60
 TRAILER = f"+{HOLD_LIMIT} {HOLD_TIMEOUT_CAUSE}"
@@ -155,18 +157,29 @@ def claim_commands(channel: str, call_id: str) -> list[EslCommand]:
     """Take a parked incoming channel: its events let through, the dialplan's
     unclaimed hangup disarmed (the scheduler group named after the channel),
     the call id on the channel for a restart (set first: if the caller is
-    gone, its "no such channel" says so), the hold limit armed, and what an
+    gone, its "no such channel" says so) and the channel under the call id in
+    mod_hash (optional: without mod_hash a restart looks through the
+    channels), the hold limit armed, and what an
     originated leg A gets for a connect: a failed bridge returns to park, an
     ended one hangs the caller up."""
     checked(channel, CHANNEL_ID, "channel id")
+    checked(call_id, CHANNEL_ID, "call id")
     setvar = f"uuid_setvar {channel}"
     return [esl_command(Verb.FILTER, f"Unique-ID {channel}"),
-            esl_command(Verb.API, f"{setvar} {CALL_ID_VARIABLE} "
-                                  f"{checked(call_id, CHANNEL_ID, 'call id')}"),
+            esl_command(Verb.API, f"{setvar} {CALL_ID_VARIABLE} {call_id}"),
             esl_command(Verb.API, f"sched_del {channel}"),
+            # Found at once after a restart (show channels lags the channels).
+            esl_command(Verb.API, f"hash insert/{CLAIMS_REALM}/{call_id}/{channel}",
+                        optional=True),
             esl_command(Verb.API, f"sched_hangup +{HOLD_LIMIT} {channel} {HOLD_TIMEOUT_CAUSE}"),
             esl_command(Verb.API, f"{setvar} continue_on_fail true"),
             esl_command(Verb.API, f"{setvar} hangup_after_bridge true")]
+
+
+def unclaim_command(call_id: str) -> EslCommand:
+    """The call's entry in mod_hash, dropped once its end is recorded."""
+    return esl_command(Verb.API, f"hash delete/{CLAIMS_REALM}/"
+                                 f"{checked(call_id, CHANNEL_ID, 'call id')}", optional=True)
 
 
 def refuse_commands(channel: str, audio: str | None, cause: int) -> list[EslCommand]:
