@@ -348,10 +348,13 @@ def test_each_step_disarms_the_hold_limit_first_and_arms_it_again_last() -> None
     assert "execute-app-name: answer" in wire[2]
     assert wire[3].endswith("execute-app-arg: file_string:///m/a.wav!/m/b.wav!/m/a.wav!/m/b.wav"
                             "\nevent-lock: true")
-    assert wire[4].endswith("execute-app-name: sched_hangup\nexecute-app-arg: +120 "
+    assert wire[4].endswith("execute-app-name: set\nexecute-app-arg: callconnect_done=p1"
+                            "\nevent-lock: true")
+    assert wire[5].endswith("execute-app-name: sched_hangup\nexecute-app-arg: +120 "
                             "RECOVERY_ON_TIMER_EXPIRE\nevent-lock: true")
     gather = encode_step(a, GatherDigits("g1", None, 4, "", 5, 3), answered=True)
-    assert gather[-2].wire.endswith("execute-app-arg: 1 4 silence callconnect_digits 5000 none "
+    assert gather[1].wire == f"api uuid_setvar {a} callconnect_action gather/g1/4/"
+    assert gather[-3].wire.endswith("execute-app-arg: 1 4 silence callconnect_digits 5000 none "
                                     "3000\nevent-lock: true")
     with pytest.raises(SwitchActionFailed):
         encode_step(a, GatherDigits("g1", None, 4, "x", 5, 3), answered=True)

@@ -20,8 +20,9 @@ sent behind a ``playback``, ``read`` or ``sleep`` at once, inside it (seen
 on 1.10.12: the hold limit was armed, and the step's end reported, while the
 file still played).
 
-The action's id is kept on the channel (``callconnect_action``) so that a
-restarted controller can tell which action a step belonged to. Values are
+The step is kept on the channel (``callconnect_action``), and its action's
+id once its application is over (``callconnect_done``), so that a restarted
+controller can tell which step ran and whether it is over. Values are
 checked before they are put in a command, as in ``actions.py``.
 """
 
@@ -55,10 +56,13 @@ from .actions import (
 from .tracking import LiveStep, StepKind
 
 LIVE_COMMANDS = (PlayToLegA, GatherDigits, PauseLegA, RecordLegA, WaitForActions)
-# The channel variable ``read`` leaves the digits in, and the one naming the
-# running step (<kind>/<action id>) for a restarted controller.
+# The channel variable ``read`` leaves the digits in; for a restarted
+# controller, the one naming the last step sent (<kind>/<action id>, a
+# gather's /<max digits>/<finish key> after it), and the one set to the
+# action id once the step's application is over.
 DIGITS_VARIABLE = "callconnect_digits"
 STEP_VARIABLE = "callconnect_action"
+DONE_VARIABLE = "callconnect_done"
 # read's terminators when there is no finish key: no key is one of these letters.
 NO_TERMINATOR = "none"
 # The hangup after an idle wait: the hold limit's cause, read as the idle
@@ -83,15 +87,19 @@ def encode_step(a: str, step: Command, *, answered: bool) -> list[EslCommand]:
         raise SwitchActionFailed(f"not a live step: {type(step).__name__}")
     kind, app, data = step_application(step)
     action_id = checked(step.action_id, _ACTION_ID, "action id")
+    mark = f"{kind}/{action_id}"
+    if isinstance(step, GatherDigits):
+        mark += f"/{step.max_digits}/{step.finish_on_key}"
     commands = [esl_command(Verb.API, f"sched_del {a}"),
-                esl_command(Verb.API, f"uuid_setvar {a} {STEP_VARIABLE} {kind}/{action_id}")]
+                esl_command(Verb.API, f"uuid_setvar {a} {STEP_VARIABLE} {mark}")]
     if not answered:
         commands.append(execute(a, "answer", "", lock=True))
     if isinstance(step, GatherDigits):
         # read leaves the last terminator in read_terminator_used: clear it.
         commands.append(execute(a, "unset", "read_terminator_used", lock=True))
-    commands += [execute(a, app, data, lock=True), execute(a, "sched_hangup", TRAILER, lock=True)]
-    return commands
+    return [*commands, execute(a, app, data, lock=True),
+            execute(a, "set", f"{DONE_VARIABLE}={action_id}", lock=True),
+            execute(a, "sched_hangup", TRAILER, lock=True)]
 
 
 def live_step(step: Command) -> LiveStep | None:
@@ -105,18 +113,26 @@ def live_step(step: Command) -> LiveStep | None:
     return LiveStep(kind, step.action_id, app, data)
 
 
+# The application that does each kind of step.
+STEP_APPLICATIONS = {StepKind.PLAY: "playback", StepKind.GATHER: "read", StepKind.PAUSE: "sleep",
+                     StepKind.RECORD_START: "record_session",
+                     StepKind.RECORD_STOP: "stop_record_session"}
+
+
 def step_application(step: PlayToLegA | GatherDigits | PauseLegA | RecordLegA
                      ) -> tuple[StepKind, str, str]:
     """The step's kind and the application (name, argument) that does it."""
     if isinstance(step, PlayToLegA):
-        return StepKind.PLAY, "playback", play_argument(step.audio, step.loop)
-    if isinstance(step, GatherDigits):
-        return StepKind.GATHER, "read", read_argument(step)
-    if isinstance(step, PauseLegA):
-        return StepKind.PAUSE, "sleep", str(seconds_in_range(step.seconds, "pause") * 1000)
-    if step.file is None:
-        return StepKind.RECORD_STOP, "stop_record_session", "all"
-    return StepKind.RECORD_START, "record_session", sound_path(step.file)
+        kind, data = StepKind.PLAY, play_argument(step.audio, step.loop)
+    elif isinstance(step, GatherDigits):
+        kind, data = StepKind.GATHER, read_argument(step)
+    elif isinstance(step, PauseLegA):
+        kind, data = StepKind.PAUSE, str(seconds_in_range(step.seconds, "pause") * 1000)
+    elif step.file is None:
+        kind, data = StepKind.RECORD_STOP, "all"
+    else:
+        kind, data = StepKind.RECORD_START, sound_path(step.file)
+    return kind, STEP_APPLICATIONS[kind], data
 
 
 def play_argument(audio: tuple[str, ...], loop: int) -> str:

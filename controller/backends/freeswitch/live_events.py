@@ -41,7 +41,8 @@ class LiveEvents(CallTracker):
         if step is None:
             return None
         application = e.get("Application", "")
-        if not step.done and application == step.app and e.get("Application-Data") == step.data:
+        if (not step.done and application == step.app
+                and step.data in (None, e.get("Application-Data"))):
             step.done = True
             if step.kind is StepKind.PLAY:
                 step.played = e.get("Application-Response") == "FILE PLAYED"

@@ -27,7 +27,7 @@ from .actions import EslCommand, Verb, channel_filters, watch_filters
 from .causes import dial_outcome
 from .ids import b_leg_index, leg_uuid
 from .inbound import find_claimed
-from .live import STEP_VARIABLE
+from .live import DONE_VARIABLE, STEP_APPLICATIONS, STEP_VARIABLE
 from .live_events import gathered, step_end
 from .steps import steps_of
 from .tracking import LiveStep, PlaybackKind, StepKind
@@ -129,7 +129,7 @@ def missed_events(translator: FsEventTranslator, call_id: str, state: CallState,
     elif state in LIVE_STEPS or state is CallState.IDLE:
         translator.resume_live(call_id, a_answered, state is CallState.IDLE)
         if state is not CallState.IDLE:
-            events += resume_step(translator, call_id, a, running, app_data, now)
+            events += resume_step(translator, call_id, a, now)
     return events
 
 
@@ -138,25 +138,24 @@ LIVE_STEPS = (CallState.PLAYING, CallState.GATHERING, CallState.PAUSING,
               CallState.RECORDING_STEP)
 
 
-def resume_step(translator: FsEventTranslator, call_id: str, a: Mapping[str, str], running: str,
-                app_data: str, now: float) -> list[Event]:
-    """The step leg A ran when the controller went away (its kind and action
-    on the channel, ``live.STEP_VARIABLE``): still running, its end is
-    waited for; over, it is reported now (a play as played: the switch keeps
-    no more). No mark (the step was never sent) reports nothing: the hold
-    limit ends the call."""
-    kind_text, _, action_id = a.get(f"variable_{STEP_VARIABLE}", "").partition("/")
-    if kind_text not in set(StepKind) or not action_id:
+def resume_step(translator: FsEventTranslator, call_id: str, a: Mapping[str, str],
+                now: float) -> list[Event]:
+    """The last step sent to leg A before the controller went away (on the
+    channel: ``live.STEP_VARIABLE``): over (``live.DONE_VARIABLE`` names its
+    action), it is reported now (a play as played: the switch keeps no
+    more); else its end, still to come, is waited for. No mark (the step was
+    never sent) reports nothing: the hold limit ends the call."""
+    mark = a.get(f"variable_{STEP_VARIABLE}", "").split("/")
+    if len(mark) < 2 or mark[0] not in set(StepKind) or not mark[1]:
         return []
-    step = LiveStep(StepKind(kind_text), action_id, running, app_data)
-    if step.kind is StepKind.GATHER:
-        words = app_data.split(" ")  # read's arguments (live.read_argument)
-        step.max_digits = int(words[1]) if len(words) > 6 and words[1].isdigit() else 1
-        step.finish_key = words[5] if len(words) > 6 and len(words[5]) == 1 else ""
-    if running in ("playback", "read", "sleep"):
+    kind, action_id = StepKind(mark[0]), mark[1]
+    step = LiveStep(kind, action_id, STEP_APPLICATIONS[kind], None)
+    if kind is StepKind.GATHER and len(mark) == 4 and mark[2].isdigit():
+        step.max_digits, step.finish_key = int(mark[2]), mark[3]
+    if a.get(f"variable_{DONE_VARIABLE}") != action_id:
         translator.expect_step(call_id, step)
         return []
     step.done = step.played = step.recording = True
-    if step.kind is StepKind.GATHER:
+    if kind is StepKind.GATHER:
         step.digits, step.ended_by = gathered(step, a)
     return [step_end(step, now)]

@@ -33,14 +33,14 @@ class StepKind(StrEnum):
 
 @dataclass
 class LiveStep:
-    """The step leg A runs now: ``app`` with ``data`` does it; its end is
-    reported once the hold limit queued behind it has run (``done``: the
-    application completed)."""
+    """The step leg A runs now: ``app`` with ``data`` (None: any, after a
+    restart) does it; its end is reported once the hold limit queued behind
+    it has run (``done``: the application completed)."""
 
     kind: StepKind
     action_id: str
     app: str
-    data: str
+    data: str | None
     max_digits: int = 0
     finish_key: str = ""
     pressed: str = ""  # keys reported so far (a gather)
