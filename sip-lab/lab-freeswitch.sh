@@ -35,6 +35,8 @@ fs_install_config() {
   mkdir -p "$conf" "$FS_STATE/log" "$FS_STATE/db" "$FS_STATE/temp" "$FS_STATE/storage" \
     "$FS_STATE/media" "$FS_STATE/recordings" "$moh"
   cp "$HERE/freeswitch/freeswitch.xml" "$conf/"
+  # The inbound dialplan a user installs, as is.
+  cp "$REPO/dialplans/freeswitch/callconnect_inbound.xml" "$conf/"
   # The Event Socket config a user installs, with the lab's password.
   sed "s/name=\"password\" value=\"[^\"]*\"/name=\"password\" value=\"$FS_PASSWORD\"/" \
     "$REPO/dialplans/freeswitch/event_socket.conf.xml" > "$conf/event_socket.conf.xml"

@@ -97,6 +97,20 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   none plays the file and reads again for as long as the leg is up. The DTMF
   event comes when the digit is read (switch_channel_dequeue_dtmf: DTMF-Digit,
   DTMF-Duration; DTMF-Source in newer releases), with no ``variable_*``.
+* Incoming calls (``call_in``), as seen on FreeSWITCH 1.10.12 in the lab: an
+  inbound channel runs dialplans/freeswitch/callconnect_inbound.xml (``set``,
+  ``sched_hangup``, ``ring_ready``, ``event`` raising ``CUSTOM`` with
+  ``Event-Subclass`` and the channel's variables, ``park``); a connection
+  gets a ``CUSTOM`` event only for a subclass named after ``CUSTOM`` in its
+  ``event`` command. Its caller (:class:`Caller`) presses keys once
+  answered and may hang up; the SIP statuses it gets are kept (180 from
+  ring_ready, 183 from pre_answer, 200 from answer, and for a hangup before
+  the answer mod_sofia's hangup_cause_to_sip()). ``read`` (switch_ivr_read:
+  a key stops the prompt and counts, terminators, read_terminator_used),
+  ``record_session``/``stop_record_session``, ``unset``, ``uuid_getvar``.
+  ``park`` takes a key it gets and drops it (its DTMF event). What is sent
+  behind a ``playback``, ``read`` or ``sleep`` runs at once, inside it,
+  unless that one came with ``event-lock: true`` (uuid_broadcast's do).
 * Directory users, mod_dptools user_outgoing_channel(): an unknown user fails
   with SUBSCRIBER_ABSENT, an unregistered one with USER_NOT_REGISTERED (its
   contact is ``error/user_not_registered``), both with no channel; the
@@ -180,8 +194,10 @@ CAUSES = {
     "CALL_REJECTED": 21, "UNALLOCATED_NUMBER": 1, "NORMAL_TEMPORARY_FAILURE": 41,
     "RECOVERY_ON_TIMER_EXPIRE": 102, "ORIGINATOR_CANCEL": 487, "ALLOTTED_TIMEOUT": 602,
     "INVALID_GATEWAY": 608, "INVALID_PROFILE": 611, "CHAN_NOT_IMPLEMENTED": 66,
-    "MANAGER_REQUEST": 503,
+    "MANAGER_REQUEST": 503, "NORMAL_CIRCUIT_CONGESTION": 34, "NO_ROUTE_DESTINATION": 3,
 }
+# switch_channel_str2cause(): a cause may also be given by its number.
+CAUSE_NAMES = {number: name for name, number in CAUSES.items()}
 # switch_ivr_originate(): DIALSTATUS for the cause of a dial that failed.
 DIALSTATUS = {"USER_BUSY": "BUSY", "NO_ANSWER": "NOANSWER", "ORIGINATOR_CANCEL": "CANCEL",
               "CALL_REJECTED": "DONTCALL", "DESTINATION_OUT_OF_ORDER": "INVALIDARGS",
@@ -193,7 +209,7 @@ VARIABLE_EVENTS = {
     "CHANNEL_UNPARK", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_PROGRESS",
     "CHANNEL_PROGRESS_MEDIA", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE",
     "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_DESTROY", "RECORD_START",
-    "RECORD_STOP", "PLAYBACK_START", "PLAYBACK_STOP",
+    "RECORD_STOP", "PLAYBACK_START", "PLAYBACK_STOP", "CUSTOM",
 }
 # Where FreeSWITCH raises each event (Event-Calling-File / -Function).
 CALLING = {
@@ -390,6 +406,25 @@ class Phone:
 _KEYS = {"star": "*", "hash": "#"}
 
 
+@dataclass(frozen=True)
+class Caller:
+    """A phone that calls the switch (an inbound call): once answered it
+    presses ``keys`` (RFC 2833), each (seconds after the answer, key), and
+    hangs up ``hangup_after`` seconds after the answer (None: it waits for
+    the switch's BYE)."""
+
+    number: str = "+27115550111"
+    keys: tuple[tuple[float, str], ...] = ()
+    hangup_after: float | None = None
+
+
+# mod_sofia hangup_cause_to_sip(): the SIP status an unanswered inbound call
+# is refused with, for the causes the peer uses (480 for the rest).
+SIP_STATUS = {"UNALLOCATED_NUMBER": 404, "USER_BUSY": 486, "NO_ANSWER": 480,
+              "CALL_REJECTED": 603, "NORMAL_CIRCUIT_CONGESTION": 503,
+              "RECOVERY_ON_TIMER_EXPIRE": 504, "NORMAL_TEMPORARY_FAILURE": 503}
+
+
 def phone_for(destination: str, answer_delay: float, reject_delay: float,
               hangup_after: float) -> Phone:
     if destination.startswith(("sip:", "sips:")):
@@ -450,7 +485,8 @@ class Channel:
     bridged_with: Channel | None = None
     recording: tuple[str, float] | None = None
     destroyed: bool = False
-    apps: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
+    # (application, argument, event-lock) sent to the channel, in order.
+    apps: asyncio.Queue[tuple[str, str, bool]] = field(default_factory=asyncio.Queue)
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -460,6 +496,9 @@ class Channel:
     winner: bool = False  # group_confirm: it confirmed (CF_WINNER)
     tagged: bool = False  # group_confirm: answered, confirming (CF_TAGGED)
     displacing: set[str] = field(default_factory=set)  # uuid_displace / displace_session files
+    direction: str = "outbound"  # "inbound": a call to the switch (call_in)
+    caller: Caller | None = None  # inbound: the phone that called
+    responses: list[int] = field(default_factory=list)  # inbound: SIP statuses it sent back
 
     def basic_data(self) -> list[tuple[str, str]]:
         if self.hangup_cause:
@@ -471,8 +510,9 @@ class Channel:
         headers = [
             ("Channel-State", self.state), ("Channel-Call-State", self.call_state),
             ("Channel-State-Number", str(self.state_number)), ("Channel-Name", self.name),
-            ("Unique-ID", self.uuid), ("Call-Direction", "outbound"),
-            ("Presence-Call-Direction", "outbound"), ("Channel-HIT-Dialplan", "false"),
+            ("Unique-ID", self.uuid), ("Call-Direction", self.direction),
+            ("Presence-Call-Direction", self.direction),
+            ("Channel-HIT-Dialplan", "true" if self.direction == "inbound" else "false"),
             ("Channel-Call-UUID", self.originator.uuid if self.originator else self.uuid),
             ("Answer-State", answer_state),
         ]
@@ -539,6 +579,7 @@ class PeerConnection:
         self.authed = False
         self.format = "plain"
         self.events: set[str] = set()
+        self.subclasses: set[str] = set()  # CUSTOM's, after "CUSTOM" in an event command
         self.filters: list[tuple[str, str]] = []
         self.commands: list[str] = []
         self.wire = bytearray()  # every byte sent, for recording fixtures
@@ -563,6 +604,9 @@ class PeerConnection:
     def offer(self, name: str, headers: list[tuple[str, str]], body: str | None) -> None:
         if not self.authed or not ("ALL" in self.events or name in self.events):
             return
+        subclass = dict(headers).get("Event-Subclass")
+        if name == "CUSTOM" and "ALL" not in self.events and subclass not in self.subclasses:
+            return  # mod_event_socket: a CUSTOM event only for a subscribed subclass
         if self.filters and not self._passes(headers):
             return
         self.sent.append((name, dict(headers).get("Unique-ID", "")))
@@ -695,11 +739,16 @@ class PeerConnection:
 
     def _event(self, words: list[str]) -> None:
         names = 0
+        custom = False
         for i, word in enumerate(words):
             if i == 0 and word.lower() in ("plain", "json", "xml"):
                 self.format = word.lower()
                 continue
+            if custom:  # the words after CUSTOM are its subclasses, as given
+                self.subclasses.add(word)
+                continue
             self.events.add(word.upper())
+            custom = word.upper() == "CUSTOM"
             names += 1
         if not names:
             self.reply("-ERR no keywords supplied")
@@ -762,6 +811,9 @@ class EslPeer:
         # The directory's users for user/NAME (None: any name is a user);
         # a user named offline-* is not registered.
         self.directory: set[str] | None = None
+        # The inbound dialplan's hangup of a call nobody claims (its sched_hangup +10).
+        self.unclaimed_after = 10
+        self.hashes: dict[str, str] = {}  # mod_hash's entries, "<realm>_<key>"
         self.domain = "127.0.0.1"  # vanilla vars.xml: $${domain} = $${local_ip_v4}
         # The scheduler's tasks by group (sched_hangup: the channel id).
         self.scheduled: dict[str, list[asyncio.TimerHandle]] = {}
@@ -914,9 +966,9 @@ class EslPeer:
                 cause = (cause or "normal_clearing").upper()
         else:
             app, data = "playback", path
-        channel.apps.put_nowait((app, data))
+        channel.apps.put_nowait((app, data, True))  # switch_ivr_broadcast: event-lock
         if cause:
-            channel.apps.put_nowait(("hangup", cause))
+            channel.apps.put_nowait(("hangup", cause, True))
         return "+OK Message sent\n"
 
     async def _api_uuid_kill(self, args: str) -> str:
@@ -951,6 +1003,29 @@ class EslPeer:
         else:
             channel.variables.pop(argv[1], None)
         return "+OK\n"
+
+    async def _api_hash(self, args: str) -> str:
+        """mod_hash: ``insert/<realm>/<key>/<value>``, ``select/<realm>/<key>``
+        (the value, or nothing), ``delete/<realm>/<key>``."""
+        argv = args.strip().split("/", 3)
+        if len(argv) < 3:
+            return "-ERR Usage: hash [insert|delete|select]/<realm>/<key>/<value>\n"
+        key = f"{argv[1]}_{argv[2]}"
+        if argv[0] == "insert" and len(argv) == 4:
+            self.hashes[key] = argv[3]
+            return "+OK\n"
+        if argv[0] == "delete":
+            return "+OK\n" if self.hashes.pop(key, None) is not None else "-ERR Not found\n"
+        if argv[0] == "select":
+            return self.hashes.get(key, "")
+        return "-ERR Usage: hash [insert|delete|select]/<realm>/<key>/<value>\n"
+
+    async def _api_uuid_getvar(self, args: str) -> str:
+        argv = split_args(args)
+        channel = self._live(argv[0]) if argv else None
+        if channel is None or len(argv) < 2:
+            return "-ERR No such channel!\n"
+        return channel.variables.get(argv[1]) or "_undef_"
 
     async def _api_sched_hangup(self, args: str) -> str:
         """mod_commands sched_hangup: ``[+]<time> <uuid> [<cause>]``."""
@@ -1024,7 +1099,7 @@ class EslPeer:
     async def _api_show(self, args: str) -> str:
         if not args.startswith("channels"):
             return "-USAGE: show channels [as json]\n"
-        rows = [{"uuid": ch.uuid, "direction": "outbound", "created": "",
+        rows = [{"uuid": ch.uuid, "direction": ch.direction, "created": "",
                  "created_epoch": str(ch.created // 1_000_000), "name": ch.name,
                  "state": ch.state, "cid_name": ch.caller_number, "cid_num": ch.caller_number,
                  "ip_addr": "", "dest": ch.destination,
@@ -1061,7 +1136,8 @@ class EslPeer:
         command = headers.get("call-command", "")
         if command == "execute":
             channel.apps.put_nowait((headers.get("execute-app-name", ""),
-                                     headers.get("execute-app-arg", "")))
+                                     headers.get("execute-app-arg", ""),
+                                     headers.get("event-lock", "") == "true"))
         elif command == "hangup":
             self.hangup(channel, headers.get("hangup-cause", "NORMAL_CLEARING").upper())
         return "+OK"
@@ -1267,8 +1343,7 @@ class EslPeer:
             getter.cancel()
             return None
         digit: str = getter.result()
-        self.emit("DTMF", ch, after=[("DTMF-Digit", digit), ("DTMF-Duration", "2000"),
-                                     ("DTMF-Source", "RTP")])
+        self._dtmf_event(ch, digit)
         return digit
 
     async def _phone(self, ch: Channel, phone: Phone) -> None:
@@ -1322,6 +1397,10 @@ class EslPeer:
         """switch_channel_perform_hangup(), then the hangup state handlers."""
         if ch.hangup_cause:
             return
+        if cause.isdigit():
+            cause = CAUSE_NAMES.get(int(cause), "NORMAL_CLEARING")
+        if ch.direction == "inbound" and not disposition and not ch.answered.is_set():
+            ch.responses.append(SIP_STATUS.get(cause, 480))  # the INVITE's final answer
         if disposition == "recv_bye":  # sofia_handle_sip_i_bye, before the hangup
             ch.variables["sip_term_status"] = "200"
             ch.variables["proto_specific_hangup_cause"] = "sip:200"
@@ -1339,7 +1418,8 @@ class EslPeer:
             ch.variables["sip_hangup_disposition"] = disposition
         elif not disposition:  # ours: mod_sofia's on_hangup handler
             ch.variables["sip_hangup_disposition"] = (
-                "send_bye" if ch.answered.is_set() else "send_cancel")
+                "send_bye" if ch.answered.is_set()
+                else "send_refuse" if ch.direction == "inbound" else "send_cancel")
         ch.call_state = "HANGUP"
         self._stop_recording(ch)
         ch.gone.set()
@@ -1377,7 +1457,12 @@ class EslPeer:
         if not ch.hangup_cause:
             self.hangup(ch, "NORMAL_CLEARING")
 
-    async def _execute(self, ch: Channel, app: str, data: str) -> None:
+    async def _execute(self, ch: Channel, app: str, data: str, locked: bool = True) -> None:
+        """switch_core_session_exec(). An application that plays or waits
+        (playback, read, sleep) parses the channel's messages as it goes
+        (switch_ivr_parse_all_events): what was sent behind it runs at once,
+        inside it, unless it was sent with ``event-lock: true``; seen on
+        FreeSWITCH 1.10.12 in the lab."""
         ch.variables["current_application"] = app
         ch.variables["current_application_data"] = data
         ch.variables.pop("current_application_response", None)
@@ -1385,7 +1470,13 @@ class EslPeer:
         self._execute_event("CHANNEL_EXECUTE", ch, app, data)
         handler = getattr(self, "_app_" + app, None)
         response = "_none_"
-        if handler is not None:
+        if handler is not None and not locked and app in ("playback", "read", "sleep"):
+            behind = asyncio.ensure_future(self._run_queued(ch))
+            try:
+                response = await handler(ch, data)
+            finally:
+                behind.cancel()
+        elif handler is not None:
             response = await handler(ch, data)
         ch.variables["current_application_response"] = response
         self._execute_event("CHANNEL_EXECUTE_COMPLETE", ch, app, data, response)
@@ -1409,21 +1500,174 @@ class EslPeer:
                 break
             getter = asyncio.ensure_future(ch.apps.get())
             gone = asyncio.ensure_future(ch.gone.wait())
+            key = asyncio.ensure_future(ch.dtmf.get())
             wait = None if expires is None else max(expires - loop.time(), 0)
-            done, _ = await asyncio.wait({getter, gone}, timeout=wait,
+            done, _ = await asyncio.wait({getter, gone, key}, timeout=wait,
                                          return_when=asyncio.FIRST_COMPLETED)
             gone.cancel()
+            if key in done:  # switch_ivr_park dequeues a key (its DTMF event) and drops it
+                self._dtmf_event(ch, key.result())
+            else:
+                key.cancel()
             if getter in done:
-                app, app_data = getter.result()
-                await self._execute(ch, app, app_data)
+                app, app_data, locked = getter.result()
+                await self._execute(ch, app, app_data, locked)
             else:
                 getter.cancel()
         return "_none_"
 
-    async def _app_playback(self, ch: Channel, path: str) -> str:
-        seconds = wav_seconds(path)
+    def _dtmf_event(self, ch: Channel, digit: str) -> None:
+        """switch_channel_dequeue_dtmf(): a key taken from the channel."""
+        self.emit("DTMF", ch, after=[("DTMF-Digit", digit), ("DTMF-Duration", "2000"),
+                                     ("DTMF-Source", "RTP")])
+
+    # ------------------------------------------------------------ inbound calls
+
+    async def call_in(self, number: str, caller: Caller | None = None,
+                      context: str = "callconnect-inbound") -> Channel:
+        """A phone calls ``number`` on the switch: mod_sofia creates the
+        channel and runs the dialplan (dialplans/freeswitch/
+        callconnect_inbound.xml, the only context the peer knows: any other
+        is refused with NO_ROUTE_DESTINATION, and so is a number it does not
+        match)."""
+        caller = caller or Caller()
+        name = f"sofia/lab/{caller.number}@127.0.0.1:5190"
+        ch = Channel(str(uuid.uuid4()), name, number, {}, caller.number, direction="inbound",
+                     caller=caller)
+        ch.variables.update({"direction": "inbound", "uuid": ch.uuid, "channel_name": name,
+                             "session_id": str(next(self._sequence)),
+                             "sip_profile_name": "lab", "destination_number": number})
+        self.channels[ch.uuid] = ch
+        self.emit("CHANNEL_CREATE", ch)
+        ch.phone_task = self.spawn(self._dialplan(ch, context), ch)
+        await asyncio.sleep(0)
+        return ch
+
+    async def _dialplan(self, ch: Channel, context: str) -> None:
+        if context != "callconnect-inbound" or not re.fullmatch(r"\+?[0-9]{1,20}", ch.destination):
+            self.hangup(ch, "NO_ROUTE_DESTINATION")
+            return
+        for app, data in (("set", f"callconnect_dialed={ch.destination}"),
+                          ("sched_hangup", f"+{self.unclaimed_after} NORMAL_CIRCUIT_CONGESTION"),
+                          ("ring_ready", ""),
+                          ("event", "Event-Name=CUSTOM,Event-Subclass=callconnect::incoming")):
+            await self._execute(ch, app, data)
+        await self._run_app_then_hangup(ch, "park", "")
+
+    def _caller_answered(self, ch: Channel) -> None:
+        """The caller got the 200: it presses its keys and may hang up."""
+        caller = ch.caller
+        if caller is None:
+            return
+
+        async def act() -> None:
+            started = asyncio.get_running_loop().time()
+            for at, key in caller.keys:
+                await asyncio.sleep(max(at - (asyncio.get_running_loop().time() - started), 0))
+                if ch.hangup_cause:
+                    return
+                ch.dtmf.put_nowait(key)
+            if caller.hangup_after is not None:
+                left = caller.hangup_after - (asyncio.get_running_loop().time() - started)
+                if await self._until(ch, max(left, 0)):
+                    self.hangup(ch, "NORMAL_CLEARING", "recv_bye")
+
+        self.spawn(act(), ch)
+
+    async def _app_answer(self, ch: Channel, data: str) -> str:
+        if not ch.answered.is_set():
+            ch.responses.append(200)
+            self._answer(ch)
+            self._caller_answered(ch)
+        return "_none_"
+
+    async def _app_pre_answer(self, ch: Channel, data: str) -> str:
+        if not ch.answered.is_set() and 183 not in ch.responses:
+            ch.responses.append(183)
+            self.emit("CHANNEL_PROGRESS_MEDIA", ch)
+        return "_none_"
+
+    async def _app_ring_ready(self, ch: Channel, data: str) -> str:
+        if not ch.progress and not ch.answered.is_set():
+            ch.progress = now_us()
+            ch.call_state = "RINGING"
+            ch.responses.append(180)
+            self.emit("CHANNEL_PROGRESS", ch)
+        return "_none_"
+
+    async def _app_unset(self, ch: Channel, data: str) -> str:
+        ch.variables.pop(data, None)
+        return "_none_"
+
+    async def _app_event(self, ch: Channel, data: str) -> str:
+        """mod_dptools event: ``Name=value,...``; Event-Name and
+        Event-Subclass name the event, the channel's data comes with it."""
+        fields = dict(part.split("=", 1) for part in data.split(",") if "=" in part)
+        name = fields.pop("Event-Name", "CHANNEL_APPLICATION")
+        self.emit(name, ch, before=[("Event-Subclass", fields.pop("Event-Subclass", ""))],
+                  after=list(fields.items()))
+        return "_none_"
+
+    async def _app_record_session(self, ch: Channel, path: str) -> str:
+        ch.recording = (path, time.monotonic())
+        self.emit("RECORD_START", ch, after=[("Record-File-Path", path)])
+        return "_none_"
+
+    async def _app_stop_record_session(self, ch: Channel, data: str) -> str:
+        self._stop_recording(ch)
+        return "_none_"
+
+    async def _app_read(self, ch: Channel, data: str) -> str:
+        """mod_dptools read, switch_ivr_read(): ``<min> <max> <prompt|silence>
+        <variable> <timeout ms> <terminators> <digit timeout ms>``. A key
+        during the prompt stops it and counts; a terminator in what was read
+        ends it (read_terminator_used); the digits go in the variable."""
+        argv = data.split(" ")
+        least, most = max(int(argv[0]), 1), int(argv[1])
+        prompt, variable = argv[2], argv[3]
+        first, terminators, between = int(argv[4]) / 1000, argv[5], int(argv[6]) / 1000
+        ch.variables.pop("read_result", None)
+        ch.variables.pop(variable, None)
+        digits = ""
+        if prompt != "silence":
+            digits = await self._play_until_key(ch, prompt)
+        terminator = ""
+        if len(digits) < most:
+            while not ch.hangup_cause:
+                if digits and digits[-1] in terminators:
+                    terminator, digits = digits[-1], digits[:-1]
+                    break
+                if len(digits) >= most:
+                    break
+                digit = await self._read_digit(ch, between if digits else first)
+                if digit is None:
+                    break
+                digits += digit
+        if terminator:
+            ch.variables["read_terminator_used"] = terminator
+        if digits:
+            ch.variables[variable] = digits
+        ch.variables["read_result"] = "success" if len(digits) >= least else "failure"
+        return "_none_"
+
+    async def _play_until_key(self, ch: Channel, path: str) -> str:
+        """switch_ivr_play_file() with a digit buffer: the first key stops the
+        file and is the buffer."""
+        seconds = wav_seconds(path.removeprefix("file_string://").split("!")[0])
         if seconds is None:
+            return ""
+        self.emit("PLAYBACK_START", ch, after=[("Playback-File-Path", path)])
+        digit = await self._read_digit(ch, seconds)
+        self.emit("PLAYBACK_STOP", ch, after=[("Playback-File-Path", path),
+                                              ("Playback-Status", "break" if digit else "done")])
+        return digit or ""
+
+    async def _app_playback(self, ch: Channel, path: str) -> str:
+        """A file, or ``file_string://a!b`` (mod_dptools: one after the other)."""
+        lengths = [wav_seconds(p) for p in path.removeprefix("file_string://").split("!")]
+        if any(length is None for length in lengths):
             return "FILE NOT FOUND"
+        seconds = sum(length or 0.0 for length in lengths)
         self.emit("PLAYBACK_START", ch, after=[("Playback-File-Path", path)])
         finished = await self._until(ch, seconds)
         self.emit("PLAYBACK_STOP", ch, after=[("Playback-File-Path", path),
@@ -1509,8 +1753,8 @@ class EslPeer:
     async def _run_queued(self, ch: Channel) -> None:
         """What is sent to a channel while its bridge rings runs at once."""
         while True:
-            app, data = await ch.apps.get()
-            await self._execute(ch, app, data)
+            app, data, locked = await ch.apps.get()
+            await self._execute(ch, app, data, locked)
 
     async def _api_on(self, ch: Channel, prefix: str) -> None:
         """switch_channel_api_on(): every variable whose name starts with

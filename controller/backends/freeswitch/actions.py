@@ -75,9 +75,13 @@ EVENT_NAMES = (
 )
 EVENT_FORMATS = ("plain", "json")
 BASE_FILTER = "Event-Name HEARTBEAT"
+# Raised by the inbound dialplan for every call it parks for the controller
+# (dialplans/freeswitch/callconnect_inbound.xml), let through by its own filter.
+INCOMING_SUBCLASS = "callconnect::incoming"
+INCOMING_FILTER = f"Event-Subclass {INCOMING_SUBCLASS}"
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
-_CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+CHANNEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # gateway and profile names
 _NUMBER = re.compile(r"\+?[0-9]{1,20}")
 _PATH = re.compile(r"/[A-Za-z0-9_./-]{1,1000}")
@@ -119,12 +123,12 @@ def dial_string(target: str, config: FreeswitchConfig) -> str:
     gateway), SIP URIs through the URI profile, ``endpoint:NAME`` as the
     switch's own user NAME (``user/NAME``, in the default domain)."""
     if target.startswith(("sip:", "sips:")):
-        profile = _checked(config.uri_profile, _NAME, "sofia profile")
-        return f"sofia/{profile}/{_checked(target, SIP_URI, 'SIP URI')}"
+        profile = checked(config.uri_profile, _NAME, "sofia profile")
+        return f"sofia/{profile}/{checked(target, SIP_URI, 'SIP URI')}"
     if target.startswith(ENDPOINT_PREFIX):
-        return f"user/{_checked(target[len(ENDPOINT_PREFIX):], ENDPOINT_NAME, 'endpoint name')}"
-    gateway = _checked(number_gateway(target, config), _NAME, "gateway name")
-    return f"sofia/gateway/{gateway}/{_checked(target, _NUMBER, 'number')}"
+        return f"user/{checked(target[len(ENDPOINT_PREFIX):], ENDPOINT_NAME, 'endpoint name')}"
+    gateway = checked(number_gateway(target, config), _NAME, "gateway name")
+    return f"sofia/gateway/{gateway}/{checked(target, _NUMBER, 'number')}"
 
 
 def number_gateway(number: str, config: FreeswitchConfig) -> str:
@@ -146,14 +150,14 @@ def answer_steps(command: DialLegB) -> AnswerSteps | None:
     key = command.confirm_key
     if key is not None and not _CONFIRM_KEY.fullmatch(key):
         raise SwitchActionFailed(f"refusing confirm key {key!r}: one of 0-9, * or #")
-    audio = _path(command.answer_audio) if command.answer_audio else None
-    return AnswerSteps(key, audio, _seconds(command.confirm_timeout, "confirm timeout", high=60))
+    audio = sound_path(command.answer_audio) if command.answer_audio else None
+    return AnswerSteps(key, audio, seconds_in_range(command.confirm_timeout, "confirm timeout", high=60))
 
 
 def watch_filters(call_id: str) -> list[EslCommand]:
     """Event filters that let through this call's Leg A and Leg A's originate
     job; each Leg B channel gets its own just before it is dialed."""
-    _checked(call_id, _CALL_ID, "call id")
+    checked(call_id, CHANNEL_ID, "call id")
     return [
         EslCommand(Verb.FILTER, f"Unique-ID {leg_uuid(call_id, Leg.A)}"),
         EslCommand(Verb.FILTER, f"Job-UUID {originate_job_uuid(call_id)}"),
@@ -161,7 +165,7 @@ def watch_filters(call_id: str) -> list[EslCommand]:
 
 
 def channel_filters(channels: Sequence[str]) -> list[EslCommand]:
-    return [_command(Verb.FILTER, f"Unique-ID {_checked(channel, _CALL_ID, 'channel id')}")
+    return [esl_command(Verb.FILTER, f"Unique-ID {checked(channel, CHANNEL_ID, 'channel id')}")
             for channel in channels]
 
 
@@ -174,24 +178,29 @@ def subscription(event_format: str, calls: Sequence[tuple[str, Sequence[str]]]) 
     """What a new connection sends first: the events it reads, in
     ``event_format``, and the filters of the calls followed already, each
     given as (call id, its channels but Leg A)."""
-    commands = [f"event {event_format} {' '.join(EVENT_NAMES)}", f"filter {BASE_FILTER}"]
+    # CUSTOM comes last: the words after it are its subclasses.
+    commands = [f"event {event_format} {' '.join(EVENT_NAMES)} CUSTOM {INCOMING_SUBCLASS}",
+                f"filter {BASE_FILTER}", f"filter {INCOMING_FILTER}"]
     for call_id, channels in calls:
         commands += [f.wire for f in [*watch_filters(call_id), *channel_filters(channels)]]
     return commands
 
 
 def encode(call_id: str, command: Command, config: FreeswitchConfig, *, b_index: int = 0,
-           b_channels: Sequence[str] = (), hold_music: bool = False) -> list[EslCommand]:
+           b_channels: Sequence[str] = (), hold_music: bool = False,
+           a_channel: str | None = None) -> list[EslCommand]:
     """The Event Socket commands, in order, that carry out one core command.
 
     ``b_index`` numbers the first channel of a DialLegB's attempt;
     ``b_channels`` are the Leg B channels a HangupLegs hangs up; ``hold_music``
-    says Leg A may be hearing the hold music now (it is stopped first).
+    says Leg A may be hearing the hold music now (it is stopped first);
+    ``a_channel`` is Leg A's channel when it is not ours by id (a claimed
+    incoming call).
     """
-    _checked(call_id, _CALL_ID, "call id")
-    a = leg_uuid(call_id, Leg.A)
+    checked(call_id, CHANNEL_ID, "call id")
+    a = checked(a_channel, CHANNEL_ID, "channel id") if a_channel else leg_uuid(call_id, Leg.A)
     if isinstance(command, OriginateLegA):
-        ring = _seconds(command.ring_timeout, "ring timeout")
+        ring = seconds_in_range(command.ring_timeout, "ring timeout")
         variables = [
             ("origination_uuid", a),
             (CALL_ID_VARIABLE, call_id),
@@ -208,25 +217,25 @@ def encode(call_id: str, command: Command, config: FreeswitchConfig, *, b_index:
         variables += _caller_id(command.caller_id)
         text = f"originate {_variables(variables)}{dial_string(command.target, config)} &park()"
         return [*watch_filters(call_id),
-                _command(Verb.BGAPI, text, job_uuid=originate_job_uuid(call_id))]
+                esl_command(Verb.BGAPI, text, job_uuid=originate_job_uuid(call_id))]
     if isinstance(command, PlayWhisper):
         return [*_next_step(a, hold_music), _hold_limit(a),
-                _command(Verb.API, f"uuid_broadcast {a} {_path(command.audio)} aleg")]
+                esl_command(Verb.API, f"uuid_broadcast {a} {sound_path(command.audio)} aleg")]
     if isinstance(command, PlayMessageThenHangup):
         # app!cause::args: play, then hang up with cause (switch_ivr_broadcast).
-        audio = _path(command.audio)
+        audio = sound_path(command.audio)
         return [*_next_step(a, hold_music), _hold_limit(a),
-                _command(Verb.API, f"uuid_broadcast {a} playback!{HANGUP_CAUSE}::{audio} aleg")]
+                esl_command(Verb.API, f"uuid_broadcast {a} playback!{HANGUP_CAUSE}::{audio} aleg")]
     if isinstance(command, DialLegB):
         return _dial(call_id, a, command, config, b_index, hold_music)
     if isinstance(command, StartRecording):
-        return [_command(Verb.API, f"uuid_record {a} start {_path(command.file)}")]
+        return [esl_command(Verb.API, f"uuid_record {a} start {sound_path(command.file)}")]
     if isinstance(command, HangupLegs):
         channels: list[str] = []
         for leg in command.legs:
-            channels += [a] if leg is Leg.A else [_checked(channel, _CALL_ID, "channel id")
+            channels += [a] if leg is Leg.A else [checked(channel, CHANNEL_ID, "channel id")
                                                   for channel in b_channels]
-        return [_command(Verb.API, f"uuid_kill {channel} {HANGUP_CAUSE}", missing_ok=True)
+        return [esl_command(Verb.API, f"uuid_kill {channel} {HANGUP_CAUSE}", missing_ok=True)
                 for channel in channels]
     raise SwitchActionFailed(f"the FreeSWITCH backend cannot run {type(command).__name__}")
 
@@ -238,8 +247,8 @@ def _dial(call_id: str, a: str, command: DialLegB, config: FreeswitchConfig, b_i
     FreeSWITCH cancels the others (LOSE_RACE). With answer steps the one that
     answers hears the whisper and must press the key (group_confirm_*) before
     FreeSWITCH bridges it."""
-    ring = _seconds(command.ring_timeout, "ring timeout")
-    limit = _seconds(command.time_limit, "time limit", high=86400)
+    ring = seconds_in_range(command.ring_timeout, "ring timeout")
+    limit = seconds_in_range(command.time_limit, "time limit", high=86400)
     if not command.targets:
         raise SwitchActionFailed("refusing to dial leg B with no target")
     steps = answer_steps(command)
@@ -270,22 +279,22 @@ def _dial(call_id: str, a: str, command: DialLegB, config: FreeswitchConfig, b_i
         *_next_step(a, hold_music or command.hold_music),
         *channel_filters([channel for channel, _ in dial_legs(call_id, command.targets, b_index)]),
         # A is answered, so the originate plays transfer_ringback, not ringback.
-        _command(Verb.API, f"uuid_setvar {a} transfer_ringback {ringback}"),
+        esl_command(Verb.API, f"uuid_setvar {a} transfer_ringback {ringback}"),
         # A's hold limit covers the dial and the wait for the next step after
         # one that did not connect; the bridge's start disarms it. (Nothing can
         # be queued behind the bridge for a failure only: FreeSWITCH runs
         # applications sent to A while the bridge rings, switch_ivr_originate.c
         # switch_ivr_parse_all_events.)
         _hold_limit(a, dial_seconds + HOLD_LIMIT),
-        _command(Verb.API, f"uuid_setvar {a} {BRIDGE_START_API} sched_del {a}"),
-        _execute(a, "bridge", bridge),
+        esl_command(Verb.API, f"uuid_setvar {a} {BRIDGE_START_API} sched_del {a}"),
+        execute(a, "bridge", bridge),
     ]
 
 
 def restart_music(call_id: str) -> EslCommand:
     """Hold music for Leg A again after a bridge that did not connect."""
     a = leg_uuid(call_id, Leg.A)
-    return _command(Verb.API, f"uuid_displace {a} start {HOLD_MUSIC} 0 mux", optional=True)
+    return esl_command(Verb.API, f"uuid_displace {a} start {HOLD_MUSIC} 0 mux", optional=True)
 
 
 def _confirm_variables(steps: AnswerSteps) -> list[tuple[str, str]]:
@@ -310,19 +319,24 @@ def _confirm_variables(steps: AnswerSteps) -> list[tuple[str, str]]:
 def _next_step(a: str, hold_music: bool) -> list[EslCommand]:
     """Leg A stops waiting: disarm its hold limit (sched_del of its channel id,
     the scheduler group of sched_hangup) and stop the hold music."""
-    commands = [_command(Verb.API, f"sched_del {a}")]
+    commands = [esl_command(Verb.API, f"sched_del {a}")]
     if hold_music:
-        commands.append(_command(Verb.API, f"uuid_displace {a} stop {HOLD_MUSIC}", optional=True))
+        commands.append(esl_command(Verb.API, f"uuid_displace {a} stop {HOLD_MUSIC}", optional=True))
     return commands
 
 
 def _hold_limit(a: str, seconds: int = HOLD_LIMIT) -> EslCommand:
-    return _command(Verb.API, f"sched_hangup +{seconds} {a} {HOLD_TIMEOUT_CAUSE}")
+    return esl_command(Verb.API, f"sched_hangup +{seconds} {a} {HOLD_TIMEOUT_CAUSE}")
 
 
-def _execute(channel: str, app: str, arg: str) -> EslCommand:
-    return _command(Verb.SENDMSG, f"{channel}\ncall-command: execute\nexecute-app-name: {app}\n"
-                                  f"execute-app-arg: {arg}")
+def execute(channel: str, app: str, arg: str, lock: bool = False) -> EslCommand:
+    """``sendmsg``: run ``app`` on the channel. What is sent behind an
+    application that plays or waits runs at once, inside it, unless that
+    one was sent with ``lock`` (``event-lock: true``: the channel takes its
+    next message only once this application is done)."""
+    text = f"{channel}\ncall-command: execute\nexecute-app-name: {app}"
+    text += f"\nexecute-app-arg: {arg}" if arg else ""
+    return esl_command(Verb.SENDMSG, text + ("\nevent-lock: true" if lock else ""))
 
 
 def _variables(pairs: list[tuple[str, str]]) -> str:
@@ -333,33 +347,33 @@ def _variables(pairs: list[tuple[str, str]]) -> str:
 def _caller_id(caller_id: str | None) -> list[tuple[str, str]]:
     if not caller_id:
         return []
-    number = _checked(caller_id, _CALLER_ID, "caller ID")
+    number = checked(caller_id, _CALLER_ID, "caller ID")
     return [("origination_caller_id_number", number)]
 
 
-def _path(path: str) -> str:
+def sound_path(path: str) -> str:
     # FreeSWITCH plays a path with its extension (it picks the format by it).
-    return _checked(path, _PATH, "audio path")
+    return checked(path, _PATH, "audio path")
 
 
-def _seconds(value: int, what: str, high: int = 600) -> int:
+def seconds_in_range(value: int, what: str, high: int = 600) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
         raise SwitchActionFailed(f"refusing to send {what} {value!r} to FreeSWITCH")
     return value
 
 
-def _command(verb: Verb, text: str, job_uuid: str | None = None,
+def esl_command(verb: Verb, text: str, job_uuid: str | None = None,
              missing_ok: bool = False, optional: bool = False) -> EslCommand:
     command = EslCommand(verb, text, job_uuid, missing_ok, optional)
     lines = command.wire.split("\n")
     # sendmsg carries its own header lines; nothing else may have a line end.
-    allowed_lines = 4 if verb is Verb.SENDMSG else (2 if job_uuid else 1)
+    allowed_lines = 5 if verb is Verb.SENDMSG else (2 if job_uuid else 1)
     if len(lines) > allowed_lines or any(_UNSAFE.search(line) for line in lines):
         raise SwitchActionFailed(f"refusing to send {command.name} with control characters")
     return command
 
 
-def _checked(value: str, pattern: re.Pattern[str], what: str) -> str:
+def checked(value: str, pattern: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise SwitchActionFailed(
             f"refusing to send {what} {value!r} to FreeSWITCH: unexpected characters")

@@ -11,9 +11,10 @@ the link is back.
 Only this call's events reach the controller: after ``event plain <names>``,
 the connection filters on ``Unique-ID`` of each of the call's channels (ids we
 set with ``origination_uuid``: Leg A's from the start, each Leg B channel's
-just before it is dialed) and on the Job-UUID of its originate, plus
-``Event-Name HEARTBEAT`` so that the filter list is never empty (an empty list
-lets every event of a busy switch through).
+just before it is dialed; a claimed incoming channel's own), on the Job-UUID
+of its originate, on the inbound dialplan's ``CUSTOM callconnect::incoming``
+(``inbound.py``; live steps: ``live.py``), plus ``Event-Name HEARTBEAT`` so
+that the filter list is never empty.
 
 Routing features ride on FreeSWITCH's own: an attempt's targets ring at once
 (``,`` in the bridge's dial string) and the first to answer wins; an on-answer
@@ -47,6 +48,7 @@ from controller.core.commands import (
     OriginateLegA,
     PlayMessageThenHangup,
     PlayWhisper,
+    WaitForActions,
 )
 from controller.core.events import (
     AnswerAccepted,
@@ -56,15 +58,18 @@ from controller.core.events import (
     EndedWhileAway,
     Event,
     LegAnswered,
+    LegCreated,
     LegEnded,
+    LegRinging,
     SwitchLost,
     WhisperFinished,
 )
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
 from controller.errors import SwitchActionFailed, SwitchError, SwitchUnavailable
-from controller.numbers import ENDPOINT_PREFIX, TargetKind, target_of
+from controller.numbers import TargetKind, target_of
 
+from . import queries
 from .actions import (
     EVENT_FORMATS,
     HANGUP_CAUSE,
@@ -81,11 +86,15 @@ from .actions import (
 )
 from .calls import FsCall
 from .ids import leg_uuid
+from .inbound import claim_channel, incoming_call
 from .link import Connection, EslLink
+from .live import LIVE_COMMANDS, encode_step, live_step, refuse_commands, unclaim_command
+from .live_events import Routed
+from .queries import send_all
 from .reattach import read_back
 from .tracking import PlaybackKind
-from .translator import FsEventTranslator, Routed, WaitForKey
-from .wire import Frame, Reply, channel_names, channel_rows, decode_event
+from .translator import FsEventTranslator, WaitForKey
+from .wire import Frame, Reply, decode_event
 
 log = structlog.get_logger(__name__)
 
@@ -182,9 +191,11 @@ class FreeswitchBackend:
         if call is not None:
             call.cancel_confirm_timer()
         b_channels = self._filtered_channels(call_id)
+        claimed = self._translator.a_channel(call_id) is not None
         self._translator.forget(call_id)
         if followed and self.connected:
-            self._spawn(self._send_quietly(unwatch_filters(call_id, b_channels)))
+            self._spawn(self._send_quietly(unwatch_filters(call_id, b_channels)
+                                           + ([unclaim_command(call_id)] if claimed else [])))
 
     def _filtered_channels(self, call_id: str) -> list[str]:
         """The call's channels with a filter of their own (Leg A's comes with
@@ -206,12 +217,26 @@ class FreeswitchBackend:
         return missed
 
     async def claim(self, incoming: IncomingCall, call_id: str, sink: EventSink) -> None:
-        raise SwitchActionFailed("inbound calls are not supported yet")  # TODO(live calls)
+        """The parked incoming channel becomes leg A (see ``live.py``)."""
+        self.watch(call_id, sink)
+        self._translator.claim(call_id, incoming.channel)
+        await claim_channel(self._send, incoming.channel, call_id)
+        now = time.time()
+        sink(LegCreated(now, Leg.A, incoming.channel))
+        sink(LegRinging(now, Leg.A))
 
     async def refuse(self, incoming: IncomingCall, audio: str | None, cause: int) -> None:
-        raise SwitchActionFailed("inbound calls are not supported yet")  # TODO(live calls)
+        await send_all(self._send, refuse_commands(incoming.channel, audio, cause))
 
     async def execute(self, call_id: str, command: Command) -> None:
+        a_channel = self._translator.a_channel(call_id)
+        if isinstance(command, LIVE_COMMANDS):
+            a = a_channel or leg_uuid(call_id, Leg.A)
+            steps = encode_step(a, command, answered=self._translator.a_answered(call_id))
+            self._translator.expect_step(call_id, live_step(command),
+                                         idle=isinstance(command, WaitForActions))
+            await send_all(self._send, steps, call_id)
+            return
         if isinstance(command, OriginateLegA):
             self._call(call_id).hold_music = command.hold_music
         if isinstance(command, (PlayWhisper, DialLegB, PlayMessageThenHangup)):
@@ -220,7 +245,8 @@ class FreeswitchBackend:
         known = self._calls.get(call_id)
         hold_music = known is not None and known.hold_music
         commands = encode(call_id, command, self._config, b_index=b_index,
-                          b_channels=self._translator.b_channels(call_id), hold_music=hold_music)
+                          b_channels=self._translator.b_channels(call_id), hold_music=hold_music,
+                          a_channel=a_channel)
         if isinstance(command, HangupLegs) and not self.connected and not self._closing:
             self._defer(commands)  # sent as soon as the link is back
             return
@@ -233,14 +259,9 @@ class FreeswitchBackend:
             self._translator.expect_dial(call_id, dial_legs(call_id, command.targets, b_index),
                                          answer_steps(command))
             self._call(call_id).hold_music = hold_music or command.hold_music
-        for esl in commands:
-            reply = await self._send(esl)
-            if reply.ok or esl.optional:
-                continue
-            if esl.missing_ok and "no such channel" in reply.text.lower():
-                continue  # it hung up by itself meanwhile: that is what we wanted
-            raise SwitchActionFailed(f"FreeSWITCH refused {esl.name}: {reply.text}",
-                                     action=esl.name, call_id=call_id)
+        if not isinstance(command, HangupLegs):
+            self._translator.expect_step(call_id, None)  # a two-leg step on a live call
+        await send_all(self._send, commands, call_id)
 
     async def _leg_a_waiting(self, call_id: str) -> None:
         """Before Leg A's next step: the hold music restarted after a failed
@@ -274,30 +295,10 @@ class FreeswitchBackend:
         return number_gateway(target, self._config)
 
     async def busy_targets(self, targets: Sequence[str]) -> set[str]:
-        """Endpoints (``endpoint:NAME``, the switch's user NAME) on a call of
-        any kind: a channel whose presence_id is NAME@<domain> (FreeSWITCH
-        sets it on calls to and from a directory user) in ``show channels``.
-        Numbers and URIs it cannot tell about."""
-        names = {t: t[len(ENDPOINT_PREFIX):].lower() for t in targets
-                 if target_of(t).kind is TargetKind.ENDPOINT}
-        if not names:
-            return set()
-        try:
-            reply = await self._send(EslCommand(Verb.API, "show channels as json"))
-            rows = channel_rows(reply.body)
-        except (SwitchError, ValueError) as exc:
-            log.warning("esl.busy_targets_unknown", error=str(exc))
-            return set()
-        in_use = {row.get("presence_id", "").split("@", 1)[0].lower() for row in rows}
-        return {target for target, name in names.items() if name in in_use}
+        return await queries.busy_targets(self._send, targets)
 
     async def active_channels(self) -> list[str]:
-        reply = await self._send(EslCommand(Verb.API, "show channels as json"))
-        try:
-            return channel_names(reply.body)
-        except ValueError as exc:
-            raise SwitchActionFailed(f"FreeSWITCH answered show channels with {reply.text[:80]!r}",
-                                     action="api show") from exc
+        return await queries.active_channels(self._send)
 
     # ------------------------------------------------------------ connection
 
@@ -391,7 +392,21 @@ class FreeswitchBackend:
         stamp = event.get("Event-Date-Timestamp", "")
         if self.observe_event_lag is not None and stamp.isdigit():
             self.observe_event_lag(now - int(stamp) / 1_000_000)
-        self._dispatch(self._translator.translate(event, now))
+        incoming = incoming_call(event, now)
+        if incoming is None:
+            self._dispatch(self._translator.translate(event, now))
+        else:
+            self._spawn(self._announce(incoming))
+
+    async def _announce(self, incoming: IncomingCall) -> None:
+        """To on_incoming; unclaimed, the dialplan's own hangup ends it."""
+        if self.on_incoming is None:
+            log.warning("esl.incoming_unhandled", channel=incoming.channel)
+            return
+        try:
+            await self.on_incoming(incoming)
+        except Exception:
+            log.exception("esl.incoming_failed", channel=incoming.channel)
 
     def _dispatch(self, routed_events: list[Routed]) -> None:
         for routed in routed_events:
@@ -473,7 +488,8 @@ class FreeswitchBackend:
             if call is not None:
                 call.cancel_confirm_timer()
             self._defer(encode(call_id, HangupLegs((Leg.A, Leg.B)), self._config,
-                               b_channels=self._translator.b_channels(call_id)))
+                               b_channels=self._translator.b_channels(call_id),
+                               a_channel=self._translator.a_channel(call_id)))
             if call is not None and call.sink is not None:
                 call.sink(SwitchLost(now, f"lost the connection to FreeSWITCH ({reason})"))
         if self._reconnect is None or self._reconnect.done():

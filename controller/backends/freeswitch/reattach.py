@@ -26,8 +26,11 @@ from controller.core.states import CallState
 from .actions import EslCommand, Verb, channel_filters, watch_filters
 from .causes import dial_outcome
 from .ids import b_leg_index, leg_uuid
+from .inbound import find_claimed
+from .live import DONE_VARIABLE, STEP_APPLICATIONS, STEP_VARIABLE
+from .live_events import gathered, step_end
 from .steps import steps_of
-from .tracking import PlaybackKind
+from .tracking import LiveStep, PlaybackKind, StepKind
 from .translator import FsEventTranslator
 from .wire import Reply, channel_rows, parse_dump
 
@@ -42,6 +45,10 @@ async def read_back(send: Send, translator: FsEventTranslator, call_id: str,
         await send(esl)
     now = time.time()
     a = await _dump(send, leg_uuid(call_id, Leg.A))
+    if a is None and (claimed := await find_claimed(send, call_id)) is not None:
+        translator.claim(call_id, claimed)  # an incoming call's leg A
+        await send(channel_filters([claimed])[0])
+        a = await _dump(send, claimed)
     if a is None:
         return [ended_while_away(state, now)]
     b_legs: list[tuple[str, dict[str, str]]] = []
@@ -83,7 +90,7 @@ def missed_events(translator: FsEventTranslator, call_id: str, state: CallState,
     """What the core missed of a live call in ``state``, from Leg A's dump and
     its Leg B channels' (``b_legs``, adopted by the translator already), in
     dial order; the translator is told what it still has to wait for."""
-    a_channel = leg_uuid(call_id, Leg.A)
+    a_channel = translator.a_channel(call_id) or leg_uuid(call_id, Leg.A)
     steps = steps_of(b_legs[0][1]) if b_legs else None
     a_answered = a.get("Answer-State") == "answered"
     b_answered = [(c, d) for c, d in b_legs if d.get("Answer-State") == "answered"]
@@ -119,4 +126,36 @@ def missed_events(translator: FsEventTranslator, call_id: str, state: CallState,
             events.append(DialFinished(now, dial_outcome(a)))
     elif state is CallState.ANNOUNCING and running == "playback":
         translator.expect_playback(call_id, app_data, PlaybackKind.MESSAGE)
+    elif state in LIVE_STEPS or state is CallState.IDLE:
+        translator.resume_live(call_id, a_answered, state is CallState.IDLE)
+        if state is not CallState.IDLE:
+            events += resume_step(translator, call_id, a, now)
     return events
+
+
+# A live call's steps, each ended by the end of an application on leg A.
+LIVE_STEPS = (CallState.PLAYING, CallState.GATHERING, CallState.PAUSING,
+              CallState.RECORDING_STEP)
+
+
+def resume_step(translator: FsEventTranslator, call_id: str, a: Mapping[str, str],
+                now: float) -> list[Event]:
+    """The last step sent to leg A before the controller went away (on the
+    channel: ``live.STEP_VARIABLE``): over (``live.DONE_VARIABLE`` names its
+    action), it is reported now (a play as played: the switch keeps no
+    more); else its end, still to come, is waited for. No mark (the step was
+    never sent) reports nothing: the hold limit ends the call."""
+    mark = a.get(f"variable_{STEP_VARIABLE}", "").split("/")
+    if len(mark) < 2 or mark[0] not in set(StepKind) or not mark[1]:
+        return []
+    kind, action_id = StepKind(mark[0]), mark[1]
+    step = LiveStep(kind, action_id, STEP_APPLICATIONS[kind], None)
+    if kind is StepKind.GATHER and len(mark) == 4 and mark[2].isdigit():
+        step.max_digits, step.finish_key = int(mark[2]), mark[3]
+    if a.get(f"variable_{DONE_VARIABLE}") != action_id:
+        translator.expect_step(call_id, step)
+        return []
+    step.done = step.played = step.recording = True
+    if kind is StepKind.GATHER:
+        step.digits, step.ended_by = gathered(step, a)
+    return [step_end(step, now)]

@@ -21,6 +21,36 @@ class PlaybackKind(StrEnum):
     MESSAGE = "message"
 
 
+class StepKind(StrEnum):
+    """A live call's step on leg A (see ``live.py``)."""
+
+    PLAY = "play"
+    GATHER = "gather"
+    PAUSE = "pause"
+    RECORD_START = "record-start"
+    RECORD_STOP = "record-stop"
+
+
+@dataclass
+class LiveStep:
+    """The step leg A runs now: ``app`` with ``data`` (None: any, after a
+    restart) does it; its end is reported once the hold limit queued behind
+    it has run (``done``: the application completed)."""
+
+    kind: StepKind
+    action_id: str
+    app: str
+    data: str | None
+    max_digits: int = 0
+    finish_key: str = ""
+    pressed: str = ""  # keys reported so far (a gather)
+    done: bool = False
+    played: bool = False  # a play: the file played to its end
+    digits: str = ""  # a gather: what read left
+    ended_by: str = ""
+    recording: bool = False  # a record step: RECORD_START seen (start), or not stopped
+
+
 @dataclass
 class BLeg:
     call_id: str
@@ -53,6 +83,10 @@ class FollowedCall:
     a_ended: bool = False
     dial: Dial | None = None
     b_legs: list[str] = field(default_factory=list)  # every Leg B channel, every attempt
+    a_channel: str | None = None  # a claimed incoming channel (else leg A's id is ours)
+    a_answered: bool = False
+    step: LiveStep | None = None
+    idle: bool = False  # waiting for actions: the switch's hangup is the idle timeout
 
 
 class CallTracker:
@@ -98,6 +132,37 @@ class CallTracker:
             call.dial = Dial([], steps)
         if channel not in call.dial.legs:
             call.dial.legs.append(channel)
+
+    def claim(self, call_id: str, channel: str) -> None:
+        """Leg A of the call is this incoming channel."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.a_channel = channel
+            self._a[channel] = call_id
+
+    def a_channel(self, call_id: str) -> str | None:
+        """Leg A's channel when it is a claimed incoming one."""
+        call = self._calls.get(call_id)
+        return call.a_channel if call is not None else None
+
+    def a_answered(self, call_id: str) -> bool:
+        call = self._calls.get(call_id)
+        return call is not None and call.a_answered
+
+    def resume_live(self, call_id: str, answered: bool, idle: bool) -> None:
+        """After a restart: leg A of a live call is answered or not, and
+        waits for actions or runs a step."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.a_answered = answered
+            call.idle = idle
+
+    def expect_step(self, call_id: str, step: LiveStep | None, idle: bool = False) -> None:
+        """Leg A is about to run ``step`` (None: none), or to wait for actions."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.step = step
+            call.idle = idle
 
     def expect_dial(self, call_id: str, legs: list[tuple[str, str]],
                     steps: AnswerSteps | None) -> None:

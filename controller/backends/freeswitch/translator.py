@@ -37,16 +37,11 @@ from controller.core.events import (
 from controller.core.outcomes import Leg
 
 from .causes import HANGUP_CAUSES, REFUSALS, cause_name, dial_outcome, originate_failure, q850_cause
-from .tracking import BLeg, CallTracker, Dial, FollowedCall, PlaybackKind
+from .live_events import LiveEvents, Routed
+from .tracking import BLeg, Dial, FollowedCall, PlaybackKind
 from .wire import BODY_KEY
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Routed:
-    call_id: str
-    event: Event
 
 
 @dataclass(frozen=True)
@@ -58,8 +53,9 @@ class WaitForKey(Event):
     seconds: float
 
 
-class FsEventTranslator(CallTracker):
-    """The calls it follows (see CallTracker), and what their events mean."""
+class FsEventTranslator(LiveEvents):
+    """The calls it follows (see CallTracker), and what their events mean
+    (a live call's steps: LiveEvents)."""
 
     def translate(self, event: Mapping[str, str], now: float) -> list[Routed]:
         """The core events one FreeSWITCH event means; [] for anything not ours.
@@ -114,6 +110,7 @@ class FsEventTranslator(CallTracker):
     def _CHANNEL_ANSWER(self, e: Mapping[str, str], at: float) -> list[Routed]:
         a = self._a_owner(e)
         if a is not None:
+            a[1].a_answered = True
             return [Routed(a[0], LegAnswered(at, Leg.A, e["Unique-ID"]))]
         b = self._b_owner(e)
         if b is None:
@@ -162,8 +159,9 @@ class FsEventTranslator(CallTracker):
     def _CHANNEL_HANGUP(self, e: Mapping[str, str], at: float) -> list[Routed]:
         a = self._a_owner(e)
         if a is not None:
+            idle = self._idle_over(a[0], a[1], e, at)
             a[1].a_going = True
-            return self._a_hung_up(a[0], a[1], e, at)
+            return idle + self._a_hung_up(a[0], a[1], e, at)
         b = self._b_owner(e)
         if b is None:
             return []
@@ -178,8 +176,9 @@ class FsEventTranslator(CallTracker):
             call_id, call = a
             if call.a_ended:
                 return []
+            routed = self._idle_over(call_id, call, e, at)
             call.a_going = True
-            routed = self._a_hung_up(call_id, call, e, at)
+            routed += self._a_hung_up(call_id, call, e, at)
             call.a_ended = True
             routed.append(Routed(call_id, LegEnded(at, Leg.A, q850_cause(e), cause_name(e),
                                                    e["Unique-ID"])))
@@ -226,6 +225,9 @@ class FsEventTranslator(CallTracker):
         return []
 
     def _DTMF(self, e: Mapping[str, str], at: float) -> list[Routed]:
+        a = self._a_owner(e)
+        if a is not None:
+            return self._step_key(a[0], a[1], e, at)
         confirming = self._confirming(e)
         if confirming is None:
             return []
@@ -277,6 +279,9 @@ class FsEventTranslator(CallTracker):
         if a is None:
             return []
         call_id, call = a
+        step_end = self._step_execute_complete(call_id, call, e, at)
+        if step_end is not None:
+            return step_end
         application = e.get("Application", "")
         if application == "playback":
             # Only when PLAYBACK_STOP never came: a file that could not be
@@ -322,9 +327,15 @@ class FsEventTranslator(CallTracker):
 
     def _RECORD_START(self, e: Mapping[str, str], at: float) -> list[Routed]:
         a = self._a_owner(e)
-        if a is None:
+        if a is None or self._step_record(a[1], True):
             return []
         return [Routed(a[0], RecordingStarted(at))]
+
+    def _RECORD_STOP(self, e: Mapping[str, str], at: float) -> list[Routed]:
+        a = self._a_owner(e)
+        if a is not None:
+            self._step_record(a[1], False)
+        return []
 
     def _BACKGROUND_JOB(self, e: Mapping[str, str], at: float) -> list[Routed]:
         call_id = self._jobs.get(e.get("Job-UUID", ""))

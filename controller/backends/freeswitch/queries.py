@@ -1,0 +1,61 @@
+"""Sending a list of commands, and the questions the backend asks the
+switch about channels that are not necessarily its own: which endpoints are
+busy, which channels exist."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+
+from controller.errors import SwitchActionFailed, SwitchError
+from controller.numbers import ENDPOINT_PREFIX, TargetKind, target_of
+
+from .actions import EslCommand, Verb
+from .wire import Reply, channel_names, channel_rows
+
+log = structlog.get_logger(__name__)
+
+Send = Callable[[EslCommand], Awaitable[Reply]]
+SHOW_CHANNELS = EslCommand(Verb.API, "show channels as json")
+
+
+async def send_all(send: Send, commands: list[EslCommand], call_id: str = "") -> None:
+    """Send each in turn; SwitchActionFailed at the first refused (a hangup
+    of a channel that is gone already, or an optional command, is fine)."""
+    for esl in commands:
+        reply = await send(esl)
+        if reply.ok or esl.optional:
+            continue
+        if esl.missing_ok and "no such channel" in reply.text.lower():
+            continue  # it hung up by itself meanwhile: that is what we wanted
+        raise SwitchActionFailed(f"FreeSWITCH refused {esl.name}: {reply.text}",
+                                 action=esl.name, call_id=call_id)
+
+
+async def busy_targets(send: Send, targets: Sequence[str]) -> set[str]:
+    """Endpoints (``endpoint:NAME``, the switch's user NAME) on a call of
+    any kind: a channel whose presence_id is NAME@<domain> (FreeSWITCH
+    sets it on calls to and from a directory user) in ``show channels``.
+    Numbers and URIs it cannot tell about."""
+    names = {t: t[len(ENDPOINT_PREFIX):].lower() for t in targets
+             if target_of(t).kind is TargetKind.ENDPOINT}
+    if not names:
+        return set()
+    try:
+        reply = await send(SHOW_CHANNELS)
+        rows = channel_rows(reply.body)
+    except (SwitchError, ValueError) as exc:
+        log.warning("esl.busy_targets_unknown", error=str(exc))
+        return set()
+    in_use = {row.get("presence_id", "").split("@", 1)[0].lower() for row in rows}
+    return {target for target, name in names.items() if name in in_use}
+
+
+async def active_channels(send: Send) -> list[str]:
+    reply = await send(SHOW_CHANNELS)
+    try:
+        return channel_names(reply.body)
+    except ValueError as exc:
+        raise SwitchActionFailed(f"FreeSWITCH answered show channels with {reply.text[:80]!r}",
+                                 action="api show") from exc
