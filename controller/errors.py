@@ -75,6 +75,13 @@ class NotALiveCall(InvalidRequest):
     error_id = "call-takes-no-actions"
 
 
+class TooManyActions(InvalidRequest):
+    """The call has been given as many actions as one call may have
+    (:data:`controller.actions.spec.MAX_ACTIONS_PER_CALL`)."""
+
+    error_id = "too-many-actions"
+
+
 class GroupFromConfig(InvalidRequest):
     error_id = "group-from-config"
 

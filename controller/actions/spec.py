@@ -28,6 +28,8 @@ from controller.errors import InvalidField
 from controller.tts import MAX_TEXT_CHARS, check_text, control_character
 
 MAX_ACTIONS = 50
+# Every action a call is given, from every source: its record stays with the call.
+MAX_ACTIONS_PER_CALL = 500
 MAX_LOOP = 10
 MAX_DIGITS = 32
 DIGITS_PATTERN = r"^[0-9*#]*$"

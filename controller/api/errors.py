@@ -37,6 +37,7 @@ from controller.errors import (
     SameLegs,
     SwitchActionFailed,
     SwitchUnavailable,
+    TooManyActions,
     TrunkLimit,
     UrlDisabled,
     WhisperBusy,
@@ -71,6 +72,7 @@ _REFUSALS: tuple[type[CallRefused], ...] = (
 _EXCEPTIONS: dict[type[CallConnectError], int] = {
     InvalidRequest: 400, InvalidNumber: 400, SameLegs: 400, InvalidField: 400,
     GroupFromConfig: 409, DncFromFile: 409, NumberFromConfig: 409, NotALiveCall: 409,
+    TooManyActions: 409,
     UrlDisabled: 409, BodyTooLarge: 413,
     SwitchUnavailable: 503, SwitchActionFailed: 503, WhisperError: 503, StoreError: 503,
     **{refusal: refusal.http_status for refusal in _REFUSALS},

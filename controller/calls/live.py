@@ -17,7 +17,7 @@ import structlog
 
 from controller.actions.fetch import ActionFetcher, FetchFailed
 from controller.actions.prepare import ActionContext, ActionPreparer
-from controller.actions.spec import Action, ConnectAction
+from controller.actions.spec import MAX_ACTIONS_PER_CALL, Action, ConnectAction
 from controller.backends.base import Backend, IncomingCall
 from controller.calls.checks import RequestChecks
 from controller.calls.request import MAX_CUSTOM_FIELD_CHARS, CallRequest
@@ -26,7 +26,14 @@ from controller.core.commands import FetchActions
 from controller.core.events import ActionsFetchFailed, ActionsQueued, CommandFailed, Event
 from controller.core.live import LiveCall
 from controller.core.plan import CallPlan, PreparedAction
-from controller.errors import InvalidRequest, NotALiveCall, SwitchError, WhisperBusy, WhisperError
+from controller.errors import (
+    InvalidRequest,
+    NotALiveCall,
+    SwitchError,
+    TooManyActions,
+    WhisperBusy,
+    WhisperError,
+)
 from controller.outbound import redact
 from controller.routing.router import CallContext, Router
 from controller.routing.spec import RouteSpec
@@ -104,9 +111,25 @@ class LiveCalls:
             raise NotALiveCall(f"call {call_id} is a call connect (leg_a and leg_b): actions run "
                                "on single-leg calls (leg_a and actions) and inbound calls",
                                call_id=call_id)
+        over = self._over_limit(call, len(actions))
+        if over:
+            raise TooManyActions(over, call_id=call_id)
         prepared = await self.preparer.prepare(actions, self.context_of(call.core))
+        call.actions_given += len(prepared)
         call.events.put_nowait(ActionsQueued(time.time(), tuple(prepared), replace, source))
         return prepared
+
+    @staticmethod
+    def _over_limit(call: ActiveCall, count: int) -> str | None:
+        """Why ``count`` more actions may not join the call (None: they may).
+        A restored call counts the records it kept."""
+        assert isinstance(call.core, LiveCall)
+        given = max(call.actions_given, len(call.core.actions))
+        if given + count <= MAX_ACTIONS_PER_CALL:
+            return None
+        return (f"the call has been given {given} actions; one call takes at most "
+                f"{MAX_ACTIONS_PER_CALL}, so these {count} were refused (end the call, or place a "
+                "new one)")
 
     @staticmethod
     def context_of(core: LiveCall) -> ActionContext:
@@ -129,7 +152,11 @@ class LiveCalls:
             if actions is None and command.kind != "incoming":
                 raise FetchFailed(f"{where} answered no actions (HTTP 204 or an empty body); it "
                                   "must answer 200 with {\"actions\": [...]}")
+            over = self._over_limit(call, len(actions or []))
+            if over:
+                raise FetchFailed(f"{where} answered more actions than the call may take: {over}")
             prepared = await self.preparer.prepare(actions or [], self.context_of(call.core))
+            call.actions_given += len(prepared)
         except FetchFailed as exc:
             reason = exc.message
         except (InvalidRequest, WhisperError, WhisperBusy) as exc:

@@ -64,6 +64,7 @@ class ActiveCall:
     # A live call: the connect action ``router`` was built for, and the URL being asked.
     router_action: str | None = None
     fetching: asyncio.Task[None] | None = None
+    actions_given: int = 0  # every action handed to a live call (queued ones not yet recorded too)
 
     @property
     def call_id(self) -> str:

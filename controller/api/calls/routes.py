@@ -49,6 +49,7 @@ from controller.errors import (
     SameLegs,
     SwitchActionFailed,
     SwitchUnavailable,
+    TooManyActions,
     TrunkLimit,
     WhisperBusy,
     WhisperError,
@@ -71,7 +72,7 @@ REPLAYED = {"Idempotency-Replayed": {
 ON_A_CALL = (UNAUTHORIZED, STORE_UNAVAILABLE, ApiErrorId.CALL_NOT_FOUND)
 # What queueing actions can answer besides 202 and ON_A_CALL.
 ACTION_ERRORS = (*BODY_ERRORS, ApiErrorId.CALL_ENDED, *ids_of((
-    InvalidNumber, NotALiveCall, WhisperError, WhisperBusy)))
+    InvalidNumber, NotALiveCall, TooManyActions, WhisperError, WhisperBusy)))
 
 
 def routes(ops: Operations, auth: Sequence[Depends], caller: Any) -> APIRouter:

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from controller.actions.spec import parse_answer
+from controller.actions.spec import MAX_ACTIONS, MAX_ACTIONS_PER_CALL, parse_answer
 from controller.backends.base import IncomingCall
 from controller.calls.decision import Placed
 from controller.calls.groups import GroupRegistry
@@ -46,7 +46,7 @@ from controller.core.events import (
 )
 from controller.core.outcomes import Leg
 from controller.core.states import Transition
-from controller.errors import InvalidRequest, NotALiveCall
+from controller.errors import InvalidRequest, NotALiveCall, TooManyActions
 from controller.jsonio import loads
 from controller.outbound import OutboundConfig
 from controller.routing.spec import parse_group
@@ -256,6 +256,24 @@ async def test_actions_sent_to_a_live_call_run_after_the_queue_or_replace_it(
     await asyncio.wait_for(call.wait(), WAIT_SECONDS)
     assert await calls.queue_actions(call.call_id, parse_answer(
         {"actions": [{"type": "hangup"}]})) is None  # ended: none taken
+
+
+async def test_a_call_takes_so_many_actions_and_then_refuses_more_with_why(
+        service: Service) -> None:
+    calls, _, _ = service
+    decision = await calls.place(make_request(leg_a=CUSTOMER, actions=[]))
+    assert isinstance(decision, Placed)
+    call = decision.call
+    answer_leg_a(call)
+    fifty = parse_answer({"actions": [{"type": "pause", "seconds": 1}] * MAX_ACTIONS})
+    for _ in range(MAX_ACTIONS_PER_CALL // MAX_ACTIONS):
+        assert await calls.queue_actions(call.call_id, fifty) is not None
+    with pytest.raises(TooManyActions) as caught:
+        await calls.queue_actions(call.call_id, parse_answer({"actions": [{"type": "hangup"}]}))
+    assert f"at most {MAX_ACTIONS_PER_CALL}" in caught.value.message
+    feed(call, LegEnded(5.0, Leg.A, 16, channel="chan-a"))
+    await asyncio.wait_for(call.wait(), WAIT_SECONDS)
+    assert len(call.core.actions) == MAX_ACTIONS_PER_CALL  # type: ignore[attr-defined]
 
 
 async def test_a_call_connect_takes_no_actions(service: Service) -> None:
