@@ -31,7 +31,18 @@ from tests.lab.conftest import (
     webhooks,
 )
 from tests.lab.live_fixtures import CallIn
-from tests.lab.live_parts import CALLER, NUMBER, Agent, StartActionsUrl, sip_to, sound_to_caller
+from tests.lab.live_parts import (
+    CALLER,
+    NUMBER,
+    Agent,
+    StartActionsUrl,
+    entered,
+    sip_to,
+    sound_to,
+    sound_to_caller,
+)
+
+NO_ANSWER = "+27115550301"  # the lab phone that rings and never answers, on either switch
 
 
 class LiveActionTests:
@@ -69,6 +80,33 @@ class LiveActionTests:
             ("gather", "completed"), ("play", "completed"), ("hangup", "completed")]
         assert call["result"] == completed
         assert patient.finished() == 0  # its scenario ran to the end: the switch's BYE
+
+    async def test_a_connect_nobody_answers_leaves_no_hold_music_behind(
+            self, daemon: DaemonProcess, agents: Callable[[str], Agent]) -> None:
+        patient = agents("answer.xml")
+        async with Capture() as capture, api(daemon) as client:
+            placed = await client.post("/v1/calls", json={"leg_a": patient.uri, "actions": [
+                {"type": "connect", "to": NO_ANSWER, "ring_timeout": 3, "while_ringing": "music",
+                 "record": False},
+                {"type": "pause", "seconds": 4},
+                {"type": "hangup", "reason": "nobody answered"}]})
+            assert placed.status_code == 202, placed.text
+            call = await wait_for_state(client, placed.json()["call_uuid"], "ended")
+        result = call["result"]
+        assert [(a["type"], a["status"]) for a in result["actions"]] == [
+            ("connect", "completed"), ("pause", "completed"), ("hangup", "completed")]
+        assert result["actions"][0]["outcome"] != "bridged"
+        packets = capture.packets()
+        # Music while B rang (the capture hears the patient's side); then the
+        # no-answer message ("playing"), and the pause after it is silence:
+        # the music stopped with the connect.
+        music = sound_to(packets, patient.media_port, after=entered(result, "ringing-b"),
+                         before=entered(result, "playing"))
+        assert music >= 25, f"the patient heard {music} packets of music while the connect rang"
+        pause = entered(result, "pausing")
+        after = sound_to(packets, patient.media_port, after=pause + 0.5)
+        assert after == 0, f"the patient heard {after} packets of sound in the pause"
+        assert patient.finished() == 0
 
     async def test_actions_sent_to_a_waiting_call_play_then_hang_up(
             self, daemon: DaemonProcess, caller_phone: CallIn,
