@@ -10,6 +10,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+# The live-call fixtures both labs' suites use (agents, the calling phone, a
+# URL that answers actions).
+pytest_plugins = ("tests.lab.live_fixtures",)
+
 
 class WebhookReceiver:
     """A real HTTP server on loopback that records what it is sent and answers

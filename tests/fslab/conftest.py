@@ -17,7 +17,9 @@ import pytest
 from controller.app import Controller
 from controller.cli import ConsoleListener
 from controller.config import Config, load_config
+from tests.lab.callers import FREESWITCH_SIP
 from tests.lab.conftest import DaemonProcess
+from tests.lab.live_parts import LabSwitch
 
 from .esl import channel_rows
 
@@ -80,7 +82,7 @@ async def no_fs_channels_left(request: pytest.FixtureRequest) -> AsyncIterator[N
 
 
 @pytest.fixture
-async def start_fs_daemon(fslab: None,
+async def start_daemon(fslab: None,
                           tmp_path: Path) -> AsyncIterator[Callable[..., DaemonProcess]]:
     started: list[DaemonProcess] = []
 
@@ -97,7 +99,14 @@ async def start_fs_daemon(fslab: None,
 
 
 @pytest.fixture
-async def fs_daemon(start_fs_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
-    running = start_fs_daemon()
+async def daemon(start_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
+    running = start_daemon()
     await running.ready()
     return running
+
+
+@pytest.fixture
+def lab_switch(fslab: None) -> LabSwitch:
+    """The live-call tests' switch (tests/lab/live_calls.py, live_actions.py)."""
+    return LabSwitch(FREESWITCH_SIP, refused_with_message=("final 404",),
+                     idle_unanswered="final 504")

@@ -19,9 +19,9 @@ from .esl import channel_rows
 
 @pytest.mark.fslab
 async def test_daemon_places_a_call_and_signs_every_status_webhook(
-        fs_daemon: DaemonProcess, webhook_receiver: StartReceiver) -> None:
+        daemon: DaemonProcess, webhook_receiver: StartReceiver) -> None:
     statuses = await webhook_receiver()
-    async with api(fs_daemon) as client:
+    async with api(daemon) as client:
         response = await client.post("/v1/calls", json={
             "leg_a": "+27115550101", "leg_b": "011 555 0202", "time_limit": 3,
             "whisper": "Connecting you to John Smith from the website form",
@@ -51,8 +51,8 @@ async def test_daemon_places_a_call_and_signs_every_status_webhook(
 
 
 @pytest.mark.fslab
-async def test_daemon_hangup_cancels_a_ringing_call(fs_daemon: DaemonProcess) -> None:
-    async with api(fs_daemon) as client:
+async def test_daemon_hangup_cancels_a_ringing_call(daemon: DaemonProcess) -> None:
+    async with api(daemon) as client:
         call_id = (await client.post("/v1/calls", json={
             "leg_a": "+27115550301", "leg_b": "+27115550202"})).json()["call_uuid"]
         await wait_for_state(client, call_id, "ringing-a")
@@ -63,15 +63,15 @@ async def test_daemon_hangup_cancels_a_ringing_call(fs_daemon: DaemonProcess) ->
 
 @pytest.mark.fslab
 async def test_sigkill_mid_call_then_restart_reattaches_and_follows_the_call(
-        start_fs_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
+        start_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver()
-    call_id = await place_then_kill(start_fs_daemon, {
+    call_id = await place_then_kill(start_daemon, {
         "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 8,
         "webhook_url": receiver.url}, "bridged")
     # The call goes on on the switch while no controller follows it.
     rows = await channel_rows()
     assert len([r for r in rows if r.get("uuid", "").startswith(call_id.replace("-", ""))]) == 2
-    second = start_fs_daemon()
+    second = start_daemon()
     await second.ready()
     async with api(second) as client:
         ended = await wait_for_state(client, call_id, "ended")
@@ -85,14 +85,14 @@ async def test_sigkill_mid_call_then_restart_reattaches_and_follows_the_call(
 
 @pytest.mark.fslab
 async def test_a_call_that_ended_while_the_daemon_was_down_is_closed(
-        start_fs_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
+        start_daemon: Callable[..., DaemonProcess], webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver()
-    call_id = await place_then_kill(start_fs_daemon, {
+    call_id = await place_then_kill(start_daemon, {
         "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 2,
         "webhook_url": receiver.url}, "bridged")
     await asyncio.sleep(4)  # the switch's own time limit ends the call meanwhile
     assert await channel_rows() == []
-    second = start_fs_daemon()
+    second = start_daemon()
     await second.ready()
     async with api(second) as client:
         ended = await wait_for_state(client, call_id, "ended")
@@ -108,13 +108,13 @@ async def test_a_call_that_ended_while_the_daemon_was_down_is_closed(
 
 @pytest.mark.fslab
 async def test_restart_while_leg_b_rings_picks_the_dial_up_again(
-        start_fs_daemon: Callable[..., DaemonProcess]) -> None:
+        start_daemon: Callable[..., DaemonProcess]) -> None:
     """Reattach mid-dial: the new daemon finds the ringing Leg B channel by its
     id (show channels), and the dial's end still moves the call on."""
-    call_id = await place_then_kill(start_fs_daemon, {
+    call_id = await place_then_kill(start_daemon, {
         "leg_a": "+27115550101", "leg_b": "+27115550301", "ring_timeout": 6,
         "record": False}, "ringing-b")
-    second = start_fs_daemon()
+    second = start_daemon()
     await second.ready()
     async with api(second) as client:
         ended = await wait_for_state(client, call_id, "ended")
@@ -127,14 +127,14 @@ async def test_restart_while_leg_b_rings_picks_the_dial_up_again(
 
 @pytest.mark.fslab
 async def test_restart_during_the_whisper_dials_leg_b_after_it(
-        start_fs_daemon: Callable[..., DaemonProcess]) -> None:
+        start_daemon: Callable[..., DaemonProcess]) -> None:
     """Reattach mid-whisper: the new daemon sees A still playing it (uuid_dump)
     and dials B when it ends."""
-    call_id = await place_then_kill(start_fs_daemon, {
+    call_id = await place_then_kill(start_daemon, {
         "leg_a": "+27115550101", "leg_b": "+27115550202", "time_limit": 2, "record": False,
         "whisper": "Connecting you to John Smith from the website form, who asked for a call"},
         "whispering")
-    second = start_fs_daemon()
+    second = start_daemon()
     await second.ready()
     async with api(second) as client:
         ended = await wait_for_state(client, call_id, "ended")

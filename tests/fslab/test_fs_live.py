@@ -34,7 +34,7 @@ from controller.core.events import (
     PlayFinished,
     RecordingChanged,
 )
-from tests.lab.test_call_connect import SOUND_RMS, Capture, Packet, rtp_rms
+from tests.lab.capture import SOUND_RMS, Capture, Packet, rtp_rms
 
 REPO = Path(__file__).resolve().parents[2]
 CALLER_PHONE = REPO / "sip-lab" / "phones" / "fs-call-in.xml"

@@ -48,10 +48,10 @@ def phones(tmp_path: Path) -> Iterator[Callable[..., Phone]]:
 
 @pytest.mark.fslab
 async def test_simultaneous_ring_first_answer_wins_and_the_others_stop_ringing(
-        fs_daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+        daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
     slow, winner, other = phones("no-answer.xml"), phones("answer.xml"), phones("no-answer.xml")
     await settle()
-    result = await connect(fs_daemon, {"leg_a": AGENT, "leg_b": [slow.uri, winner.uri, other.uri],
+    result = await connect(daemon, {"leg_a": AGENT, "leg_b": [slow.uri, winner.uri, other.uri],
                                        "time_limit": 3, "record": False})
     assert result["status"] == "completed", result["reason"]
     assert result["answered_by"] == winner.uri
@@ -68,10 +68,10 @@ async def test_simultaneous_ring_first_answer_wins_and_the_others_stop_ringing(
 
 @pytest.mark.fslab
 async def test_sequential_ring_each_target_with_its_own_ring_timeout(
-        fs_daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+        daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
     first, second, third = phones("no-answer.xml"), phones("busy.xml"), phones("answer.xml")
     await settle()
-    result = await connect(fs_daemon, {
+    result = await connect(daemon, {
         "leg_a": AGENT, "strategy": "sequential", "time_limit": 2, "record": False,
         "leg_b": [{"to": first.uri, "ring_timeout": 3}, second.uri, third.uri]})
     assert result["status"] == "completed", result["reason"]
@@ -86,8 +86,8 @@ async def test_sequential_ring_each_target_with_its_own_ring_timeout(
 
 
 @pytest.mark.fslab
-async def test_an_endpoint_target_is_the_directory_user(fs_daemon: DaemonProcess) -> None:
-    result = await connect(fs_daemon, {"leg_a": AGENT, "leg_b": "endpoint:lab-answer-b",
+async def test_an_endpoint_target_is_the_directory_user(daemon: DaemonProcess) -> None:
+    result = await connect(daemon, {"leg_a": AGENT, "leg_b": "endpoint:lab-answer-b",
                                        "time_limit": 2, "record": False})
     assert result["status"] == "completed", result["reason"]
     assert result["answered_by"] == "endpoint:lab-answer-b"
@@ -95,10 +95,10 @@ async def test_an_endpoint_target_is_the_directory_user(fs_daemon: DaemonProcess
 
 @pytest.mark.fslab
 async def test_on_answer_whisper_then_confirm_key_bridges(
-        fs_daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+        daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
     agent = phones("answer-press-1.xml")
     await settle()
-    result = await connect(fs_daemon, {
+    result = await connect(daemon, {
         "leg_a": CUSTOMER, "leg_b": agent.uri, "whisper": WHISPER, "whisper_timing": "on_answer",
         "confirm_key": "1", "time_limit": 2, "record": False})
     assert result["status"] == "completed", result["reason"]
@@ -112,10 +112,10 @@ async def test_on_answer_whisper_then_confirm_key_bridges(
 
 @pytest.mark.fslab
 async def test_on_answer_whisper_without_a_key_bridges_after_it(
-        fs_daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+        daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
     agent = phones("answer.xml")
     await settle()
-    result = await connect(fs_daemon, {
+    result = await connect(daemon, {
         "leg_a": CUSTOMER, "leg_b": agent.uri, "whisper": "Connecting you to a caller from "
         "the website form", "whisper_timing": "on_answer", "time_limit": 2, "record": False})
     assert result["status"] == "completed", result["reason"]
@@ -124,10 +124,10 @@ async def test_on_answer_whisper_without_a_key_bridges_after_it(
 
 @pytest.mark.fslab
 async def test_a_wrong_key_declines_and_routing_moves_on(
-        fs_daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+        daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
     wrong, right = phones("answer-press-5.xml"), phones("answer-press-1.xml")
     await settle()
-    result = await connect(fs_daemon, {
+    result = await connect(daemon, {
         "leg_a": CUSTOMER, "leg_b": [wrong.uri, right.uri], "strategy": "sequential",
         "confirm_key": "1", "confirm_timeout": 5, "time_limit": 2, "record": False})
     assert [a["outcome"] for a in result["attempts"]] == ["declined", "answered"]
@@ -137,11 +137,11 @@ async def test_a_wrong_key_declines_and_routing_moves_on(
 
 
 @pytest.mark.fslab
-async def test_no_key_in_time_declines(fs_daemon: DaemonProcess,
+async def test_no_key_in_time_declines(daemon: DaemonProcess,
                                        phones: Callable[..., Phone]) -> None:
     agent = phones("answer.xml")
     await settle()
-    result = await connect(fs_daemon, {"leg_a": CUSTOMER, "leg_b": agent.uri, "confirm_key": "1",
+    result = await connect(daemon, {"leg_a": CUSTOMER, "leg_b": agent.uri, "confirm_key": "1",
                                        "confirm_timeout": 2, "record": False})
     assert result["status"] == "no-answer", result["reason"]
     assert result["attempts"][0]["outcome"] == "declined"
@@ -174,9 +174,9 @@ def tone_power(samples: bytes, hz: float, rate: int = 8000, block: int = 800) ->
 @pytest.mark.fslab
 @pytest.mark.parametrize(("while_ringing", "music"), [("music", True), ("ringback", False)])
 async def test_leg_a_hears_music_or_ringback_while_leg_b_rings(
-        fs_daemon: DaemonProcess, while_ringing: str, music: bool) -> None:
+        daemon: DaemonProcess, while_ringing: str, music: bool) -> None:
     async with Capture() as capture:
-        result = await connect(fs_daemon, {
+        result = await connect(daemon, {
             "leg_a": AGENT, "leg_b": NO_ANSWER, "ring_timeout": 4, "record": False,
             "while_ringing": while_ringing, "fallbacks": {"no_answer": {"hangup": True}}})
     assert result["status"] == "no-answer", result["reason"]
@@ -205,13 +205,13 @@ async def bridged_a_leg(daemon: DaemonProcess, body: dict[str, object]) -> tuple
 
 @pytest.mark.fslab
 async def test_a_bridged_leg_a_has_no_hold_limit_and_no_music(
-        fs_daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
+        daemon: DaemonProcess, phones: Callable[..., Phone]) -> None:
     """A's hold limit (hangup after 120 s waiting for the controller) and its
     hold music are for a leg A that waits, never for a bridged one: a call
     longer than the hold limit is not cut, and the music does not play over it."""
     silent = phones("no-answer.xml")
     await settle()
-    call_id, a = await bridged_a_leg(fs_daemon, {
+    call_id, a = await bridged_a_leg(daemon, {
         "leg_a": AGENT, "leg_b": [{"to": silent.uri, "ring_timeout": 2}, CUSTOMER],
         "strategy": "sequential", "while_ringing": "music", "time_limit": 4, "record": False})
     # A's bridge thread runs api_before_bridge after its first 10 frames (200 ms).
@@ -221,7 +221,7 @@ async def test_a_bridged_leg_a_has_no_hold_limit_and_no_music(
         tasks, bugs = await fs_api("show tasks"), await fs_api(f"uuid_buglist {a}")
         if a not in tasks:
             break
-    async with api(fs_daemon) as client:
+    async with api(daemon) as client:
         result = (await wait_for_state(client, call_id, "ended"))["result"]
     assert result["status"] == "completed", result["reason"]
     assert [at["outcome"] for at in result["attempts"]] == ["no-answer", "answered"]
@@ -230,7 +230,7 @@ async def test_a_bridged_leg_a_has_no_hold_limit_and_no_music(
 
 
 @pytest.mark.fslab
-async def test_an_endpoint_agent_on_another_call_is_skipped(fs_daemon: DaemonProcess) -> None:
+async def test_an_endpoint_agent_on_another_call_is_skipped(daemon: DaemonProcess) -> None:
     """The switch says who is busy: a call to the directory user that the
     daemon did not place (presence_id in show channels) makes it busy."""
     other = "00000000000000000000000000other-a"
@@ -238,11 +238,11 @@ async def test_an_endpoint_agent_on_another_call_is_skipped(fs_daemon: DaemonPro
         placed = await switch.api(f"originate {{origination_uuid={other}}}user/lab-answer-b &park()")
         assert placed.startswith("+OK"), placed
         try:
-            async with api(fs_daemon) as client:
+            async with api(daemon) as client:
                 response = await client.put("/v1/groups/desk", json={
                     "strategy": "sequential", "agents": ["endpoint:lab-answer-b", CUSTOMER]})
                 assert response.status_code == 200, response.text
-            result = await connect(fs_daemon, {"leg_a": AGENT, "leg_b": "group:desk",
+            result = await connect(daemon, {"leg_a": AGENT, "leg_b": "group:desk",
                                                "time_limit": 2, "record": False})
         finally:
             await switch.api(f"uuid_kill {other}")

@@ -1,4 +1,5 @@
-"""A SIPp phone that calls in to the lab's Asterisk (sip-lab/phones/call-in.xml),
+"""A SIPp phone that calls in to a lab switch (sip-lab/phones/call-in.xml:
+the Asterisk lab's on udp 5060 by default, or the FreeSWITCH lab's on 5080),
 with the key presses and talk of one test put into the scenario's steps."""
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ CALLER_SIP_PORT, CALLER_MEDIA_PORT = 5091, 16110
 _KEY_FILES = {**{str(d): f"dtmf_2833_{d}.pcap" for d in range(10)},
               "*": "dtmf_2833_star.pcap", "#": "dtmf_2833_pound.pcap"}
 STEPS_START, STEPS_END = "<!-- steps -->", "<!-- /steps -->"
+# Where each lab switch takes incoming calls (sip-lab/asterisk, sip-lab/freeswitch).
+ASTERISK_SIP, FREESWITCH_SIP = "127.0.0.1:5060", "127.0.0.1:5080"
 # What the scenario logs (sipp puts a time stamp before each).
 _MESSAGE = re.compile(r"\b(answered|final [0-9]{3}|bye)\s*$", re.MULTILINE)
 
@@ -90,9 +93,11 @@ class Caller:
             self.process.wait(timeout=10)
 
 
-def call_in(folder: Path, number: str, caller: str, steps: tuple[str, ...] = ()) -> Caller:
-    """Start a phone calling ``number`` from ``caller``; once answered it runs
-    ``steps`` (wait, press, talk), then waits for the switch to hang up."""
+def call_in(folder: Path, number: str, caller: str, steps: tuple[str, ...] = (),
+            switch: str = ASTERISK_SIP) -> Caller:
+    """Start a phone calling ``number`` from ``caller`` at the switch's SIP
+    address; once answered it runs ``steps`` (wait, press, talk), then waits
+    for the switch to hang up."""
     template = CALL_IN.read_text()
     start, end = template.index(STEPS_START), template.index(STEPS_END)
     scenario = folder / "call-in.xml"
@@ -101,6 +106,6 @@ def call_in(folder: Path, number: str, caller: str, steps: tuple[str, ...] = ())
     argv = ["sipp", "-sf", str(scenario), "-s", number, "-key", "caller", caller,
             "-i", "127.0.0.1", "-p", str(CALLER_SIP_PORT), "-mi", "127.0.0.1",
             "-mp", str(CALLER_MEDIA_PORT), "-m", "1", "-nostdin", "-trace_logs",
-            "-log_file", str(log), "-trace_err", "-error_file", str(errors), "127.0.0.1:5060"]
+            "-log_file", str(log), "-trace_err", "-error_file", str(errors), switch]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return Caller(process, log, errors)

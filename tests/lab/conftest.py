@@ -19,15 +19,14 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from aiohttp import web
 
 from controller.app import Controller
 from controller.backends.asterisk.backend import AsteriskBackend
 from controller.cli import ConsoleListener
 from controller.config import Config, load_config
-from tests.conftest import Serve, WebhookReceiver
-from tests.lab.callers import Caller
-from tests.lab.live_parts import AGENT_PORTS, NUMBER, ActionsUrl, Agent, StartActionsUrl
+from tests.conftest import WebhookReceiver
+from tests.lab.callers import ASTERISK_SIP
+from tests.lab.live_parts import NUMBER, LabSwitch
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "sip-lab" / "lab"
@@ -257,37 +256,7 @@ async def webhooks(receiver: WebhookReceiver, *types: str, timeout: float = 30,
 
 
 @pytest.fixture
-def agents() -> Iterator[Callable[[str], Agent]]:
-    """Start agent phones of the test's own (a scenario of sip-lab/phones each)."""
-    started: list[Agent] = []
-
-    def start(behaviour: str) -> Agent:
-        agent = Agent.start(AGENT_PORTS[len(started)], behaviour)
-        started.append(agent)
-        return agent
-
-    yield start
-    for agent in started:
-        agent.finished(timeout=0.1)
-
-
-@pytest.fixture
-async def callers() -> AsyncIterator[list[Caller]]:
-    """The phones a test calls in with (tests/lab/callers.py), stopped at its end."""
-    started: list[Caller] = []
-    yield started
-    for phone in started:
-        phone.stop()
-
-
-@pytest.fixture
-def actions_url(serve: Serve) -> StartActionsUrl:
-    """Start a URL on loopback that answers as told (see ActionsUrl)."""
-    async def start(*answers: tuple[int, str, float]) -> ActionsUrl:
-        server = ActionsUrl(list(answers) or [(204, "", 0.0)])
-        app = web.Application()
-        app.router.add_route("*", "/actions", server.handle)
-        server.url = f"{await serve(app)}/actions"
-        return server
-
-    return start
+def lab_switch(lab: None) -> LabSwitch:
+    """The live-call tests' switch (tests/lab/live_calls.py, live_actions.py)."""
+    return LabSwitch(ASTERISK_SIP, refused_with_message=("answered", "bye"),
+                     idle_unanswered="final 480")

@@ -1,8 +1,8 @@
-"""The parts of a live-call test through the daemon: agent phones of the
-test's own (SIPp on their own ports, reached as sip: URIs), a URL that
-answers actions (incoming_url, action_url, dial whom) on loopback, and
-what a loopback capture says the phones heard. The fixtures that start them
-are in conftest.py."""
+"""The parts of a live-call test through the daemon, on either lab switch:
+what sets the switches apart, agent phones of the test's own (SIPp on their
+own ports, reached as sip: URIs), a URL that answers actions (incoming_url,
+action_url, dial whom) on loopback, and what a loopback capture says the
+phones heard. The fixtures that start them are in live_fixtures.py."""
 
 from __future__ import annotations
 
@@ -28,6 +28,21 @@ CUSTOMER = "+27115550202"  # the lab's answering phone lab-answer-b (udp 5072)
 # The agents' own ports: clear of the lab phones (5071-5076), the caller
 # (5091, media 16110) and test_routing's phones (5081-, media 16110-).
 AGENT_PORTS = (5093, 5094)
+
+
+@dataclass(frozen=True)
+class LabSwitch:
+    """The switch a live-call test runs on (each lab's conftest.py gives its
+    own as the ``lab_switch`` fixture): where it takes incoming calls, and
+    what a calling phone sees where the two switches differ."""
+
+    sip_address: str
+    # Refused with a message: Asterisk answers, plays it and hangs up;
+    # FreeSWITCH plays it as early media (183), then sends the status.
+    refused_with_message: tuple[str, ...]
+    # An unanswered caller at its idle timeout: Asterisk hangs up with cause
+    # 19 (480); FreeSWITCH with its hold limit's RECOVERY_ON_TIMER_EXPIRE (504).
+    idle_unanswered: str
 
 
 @dataclass

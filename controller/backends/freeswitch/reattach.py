@@ -105,7 +105,13 @@ def missed_events(translator: FsEventTranslator, call_id: str, state: CallState,
     translator.resume(call_id, bridged or state is CallState.BRIDGED,
                       b_answered[0][0] if b_answered else None)
     events: list[Event] = []
-    if state in (CallState.DIALING_A, CallState.RINGING_A):
+    ringing = state in (CallState.DIALING_A, CallState.RINGING_A)
+    if a_answered and not ringing and translator.a_channel(call_id) is not None:
+        # A claimed caller is answered: maybe by a step sent just before we
+        # went away, its CHANNEL_ANSWER never read. The core keeps the
+        # answer it already had.
+        events.append(LegAnswered(now, Leg.A, a_channel))
+    if ringing:
         events.append(LegCreated(now, Leg.A, a_channel))
         if a_answered:
             events.append(LegAnswered(now, Leg.A, a_channel))
