@@ -14,6 +14,7 @@ from controller.backends.freeswitch.actions import (
     dial_legs,
     dial_string,
     encode,
+    restart_music,
     unwatch_filters,
     watch_filters,
 )
@@ -94,6 +95,16 @@ def test_hold_music_starts_when_leg_a_answers() -> None:
                              CONFIG)
     assert ("execute_on_answer='sched_hangup +120 RECOVERY_ON_TIMER_EXPIRE',"
             "execute_on_answer_music='displace_session local_stream://moh mux'}") in originate.wire
+
+
+def test_hold_music_comes_back_after_an_attempt_on_leg_as_own_channel() -> None:
+    assert restart_music(CALL).wire == f"api uuid_displace {A} start local_stream://moh 0 mux"
+    # A claimed incoming caller's channel is the switch's, not named after the call.
+    caller = "9f0c2d4e-1b2a-4c3d-8e9f-0a1b2c3d4e5f"
+    assert restart_music(CALL, caller).wire == (
+        f"api uuid_displace {caller} start local_stream://moh 0 mux")
+    with pytest.raises(SwitchActionFailed):
+        restart_music(CALL, "x y")
 
 
 def test_whisper_and_message_are_broadcast_to_leg_a_with_a_fresh_hold_limit() -> None:

@@ -291,9 +291,10 @@ def _dial(call_id: str, a: str, command: DialLegB, config: FreeswitchConfig, b_i
     ]
 
 
-def restart_music(call_id: str) -> EslCommand:
-    """Hold music for Leg A again after a bridge that did not connect."""
-    a = leg_uuid(call_id, Leg.A)
+def restart_music(call_id: str, a_channel: str | None = None) -> EslCommand:
+    """Hold music for Leg A again after a bridge that did not connect
+    (``a_channel``: a claimed incoming call's channel, as for encode)."""
+    a = checked(a_channel, CHANNEL_ID, "channel id") if a_channel else leg_uuid(call_id, Leg.A)
     return esl_command(Verb.API, f"uuid_displace {a} start {HOLD_MUSIC} 0 mux", optional=True)
 
 

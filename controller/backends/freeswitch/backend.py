@@ -427,7 +427,8 @@ class FreeswitchBackend:
             elif isinstance(ev, AnswerAccepted) and call is not None:
                 call.cancel_confirm_timer()
             elif isinstance(ev, DialFinished) and call is not None and call.hold_music:
-                call.music_restart = self._spawn(self._send_quietly([restart_music(call_id)]))
+                call.music_restart = self._spawn(self._send_quietly(
+                    [restart_music(call_id, self._translator.a_channel(call_id))]))
             if call is not None and call.sink is not None:
                 call.sink(ev)
 
