@@ -302,10 +302,10 @@ class RetentionConfig(Section):
 
 
 class InboundConfig(Section):
-    """Calls to a number that is not in [numbers] nor added over the API:
-    "message" answers, says unknown_number_message and hangs up; "reject"
-    turns the call away unanswered. Either way with the Q.850 cause
-    unknown_number_cause (1, unallocated number: SIP 404)."""
+    """Calls to a number that is not in [numbers] nor added over the API,
+    never answered: "message" lets the caller hear unknown_number_message as
+    early media first; "reject" turns the call away at once. Either way with
+    the Q.850 cause unknown_number_cause (1, unallocated number: SIP 404)."""
 
     unknown_number: Literal["message", "reject"] = "message"
     unknown_number_message: Name = "Sorry, this number is not in service. Goodbye."

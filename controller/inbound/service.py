@@ -2,7 +2,7 @@
 dialplan), from the backend's ``on_incoming`` to its first actions.
 
 * A number the controller does not answer is refused as ``[inbound]`` says:
-  a short message then hang up, or turned away unanswered; either way with
+  a short message as early media, or nothing; then turned away unanswered, with
   the configured Q.850 cause, and logged. It is never left ringing.
 * A call that arrives while the daemon cannot take one more (draining, or
   over ``api.max_calls_per_second`` / ``api.max_active_calls``) is refused

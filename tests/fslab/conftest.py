@@ -108,5 +108,4 @@ async def daemon(start_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
 @pytest.fixture
 def lab_switch(fslab: None) -> LabSwitch:
     """The live-call tests' switch (tests/lab/live_calls.py, live_actions.py)."""
-    return LabSwitch(FREESWITCH_SIP, refused_with_message=("final 404",),
-                     idle_unanswered="final 504")
+    return LabSwitch(FREESWITCH_SIP, idle_unanswered="final 504")

@@ -258,5 +258,4 @@ async def webhooks(receiver: WebhookReceiver, *types: str, timeout: float = 30,
 @pytest.fixture
 def lab_switch(lab: None) -> LabSwitch:
     """The live-call tests' switch (tests/lab/live_calls.py, live_actions.py)."""
-    return LabSwitch(ASTERISK_SIP, refused_with_message=("answered", "bye"),
-                     idle_unanswered="final 480")
+    return LabSwitch(ASTERISK_SIP, idle_unanswered="final 480")

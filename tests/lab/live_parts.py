@@ -37,9 +37,6 @@ class LabSwitch:
     what a calling phone sees where the two switches differ."""
 
     sip_address: str
-    # Refused with a message: Asterisk answers, plays it and hangs up;
-    # FreeSWITCH plays it as early media (183), then sends the status.
-    refused_with_message: tuple[str, ...]
     # An unanswered caller at its idle timeout: Asterisk hangs up with cause
     # 19 (480); FreeSWITCH with its hold limit's RECOVERY_ON_TIMER_EXPIRE (504).
     idle_unanswered: str

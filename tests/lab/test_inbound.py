@@ -229,7 +229,7 @@ async def test_a_refused_call_hears_the_message_then_is_hung_up(
         phones.append(call_in(tmp_path, "+27115550901", CALLER))
         incoming = await arrivals.next()
         await arrivals.backend.refuse(incoming, message, 21)
-        assert await phones[0].finished() == ["answered", "bye"]
+        assert await phones[0].finished() == ["final 403"]  # never answered: early media
     heard = [p for p in capture.packets()
              if p.dport == CALLER_MEDIA_PORT and rtp_rms(p.payload) > SOUND_RMS]
     assert len(heard) >= 50, f"the caller heard {len(heard)} frames of sound (20 ms each)"

@@ -119,8 +119,8 @@ def claim_actions(channel: str, call_id: str) -> list[Action]:
 
 
 def refuse_actions(channel: str, audio: str | None, cause: int) -> list[Action]:
-    """Turn an incoming call away: answer, play ``audio`` and hang up, or with
-    no audio reject it unanswered with the Q.850 ``cause``."""
+    """Turn an incoming call away unanswered: ``audio`` (if any) as early
+    media, then the Q.850 ``cause``."""
     if not 1 <= cause <= 127:
         raise SwitchActionFailed(f"refusing hangup cause {cause}: Q.850 causes are 1-127")
     return _printable(_steer(_checked(channel, _CHANNEL, "channel"), CONTEXT_REFUSE,
