@@ -21,7 +21,8 @@ from tests.lab.conftest import DaemonProcess, api, log_events, wait_for_state
 from tests.openapi_document import OpenApiDocument
 
 from .conftest import channels_gone
-from .peer import EslPeer
+from .peer import Caller as PeerCaller
+from .peer import Channel, EslPeer
 from .test_esl_daemon import freeswitch_env
 
 
@@ -128,3 +129,63 @@ async def test_a_call_the_store_cannot_read_back_is_closed_failed_and_the_others
     [logged] = log_events(second, "daemon.reconcile_unreadable")
     assert logged["call_id"] == unreadable and problem in logged["error"], logged
     assert not await channels_gone(peer), "the unreadable call's channels were left up"
+
+
+# ---------------------------------------------------------------- an inbound caller's answer
+
+NUMBER = "+27115550900"
+
+
+async def inbound_connect(daemon: DaemonProcess, peer: EslPeer, receiver: WebhookReceiver,
+                          agent: str, time_limit: int) -> tuple[str, Channel]:
+    """A number whose callers are connected to ``agent``; one caller calls it.
+    The call's id and the caller's channel on the switch."""
+    async with api(daemon) as client:
+        put = await client.put(f"/v1/numbers/{NUMBER}", json={
+            "actions": [{"type": "connect", "to": agent, "time_limit": time_limit}],
+            "webhook_url": receiver.url, "webhook_events": ["completed"]})
+        assert put.status_code == 200, put.text
+        caller = await peer.call_in(NUMBER, PeerCaller())
+        async with asyncio.timeout(15):
+            while not (calls := (await client.get("/v1/calls")).json()["calls"]):
+                await asyncio.sleep(0.05)
+    return calls[0]["call_uuid"], caller
+
+
+def answered_on_switch(channel: Channel) -> float:
+    assert channel.answered_at, f"the switch never answered {channel.uuid}"
+    return channel.answered_at / 1e6
+
+
+async def test_a_caller_answered_by_the_bridge_while_the_daemon_was_away_keeps_its_answer_time(
+        peer: EslPeer, tmp_path: Path, webhook_receiver: StartReceiver) -> None:
+    receiver = await webhook_receiver()
+    store = tmp_path / "store.sqlite3"
+    env = freeswitch_env(peer, tmp_path)
+    first = DaemonProcess(store, tmp_path / "first.log", env)
+    first.start()
+    try:
+        await first.ready()
+        call_id, caller = await inbound_connect(
+            first, peer, receiver, "sip:answer-after-2000@127.0.0.1", time_limit=8)
+        async with api(first) as client:
+            await wait_for_state(client, call_id, "ringing-b", timeout=15)
+        first.signal(signal.SIGKILL)  # the agent answers, and the caller with it, meanwhile
+        first.wait(10)
+    finally:
+        first.stop()
+    async with asyncio.timeout(15):
+        await caller.answered.wait()
+    [agent] = [c for c in peer.channels.values() if c.originator is caller]
+
+    second = DaemonProcess(store, tmp_path / "second.log", env)
+    second.start()
+    try:
+        await second.ready()
+        [result] = (await completions(receiver, 1)).values()
+    finally:
+        second.stop()
+    assert result["status"] == "completed", result["reason"]
+    # When the switch answered them, not when the daemon came back.
+    assert result["leg_a"]["answered_at"] == answered_on_switch(caller)
+    assert result["leg_b"]["answered_at"] == answered_on_switch(agent)
