@@ -136,20 +136,34 @@ async def test_a_call_the_store_cannot_read_back_is_closed_failed_and_the_others
 NUMBER = "+27115550900"
 
 
-async def inbound_connect(daemon: DaemonProcess, peer: EslPeer, receiver: WebhookReceiver,
-                          agent: str, time_limit: int) -> tuple[str, Channel]:
-    """A number whose callers are connected to ``agent``; one caller calls it.
-    The call's id and the caller's channel on the switch."""
+async def call_in(daemon: DaemonProcess, peer: EslPeer, receiver: WebhookReceiver,
+                  action: dict[str, Any], caller: PeerCaller | None = None) -> tuple[str, Channel]:
+    """A number whose callers get ``action``; one caller calls it. The call's
+    id and the caller's channel on the switch."""
     async with api(daemon) as client:
         put = await client.put(f"/v1/numbers/{NUMBER}", json={
-            "actions": [{"type": "connect", "to": agent, "time_limit": time_limit}],
-            "webhook_url": receiver.url, "webhook_events": ["completed"]})
+            "actions": [action], "webhook_url": receiver.url, "webhook_events": ["completed"]})
         assert put.status_code == 200, put.text
-        caller = await peer.call_in(NUMBER, PeerCaller())
+        channel = await peer.call_in(NUMBER, caller or PeerCaller())
         async with asyncio.timeout(15):
             while not (calls := (await client.get("/v1/calls")).json()["calls"]):
                 await asyncio.sleep(0.05)
-    return calls[0]["call_uuid"], caller
+    return calls[0]["call_uuid"], channel
+
+
+async def stored_answer(store: Path, call_id: str, within: float = 10) -> float:
+    """Leg A's answer as the store has it, once it has one."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        with sqlite3.connect(store) as db:
+            (text,) = db.execute("SELECT snapshot FROM calls WHERE call_id = ?",
+                                 (call_id,)).fetchone()
+        answered = json.loads(text)["legs"]["a"]["answered_at"]
+        if answered is not None:
+            return float(answered)
+        assert asyncio.get_running_loop().time() < deadline, \
+            f"the store has no answer of leg A after {within:g} s"
+        await asyncio.sleep(0.05)
 
 
 def answered_on_switch(channel: Channel) -> float:
@@ -166,8 +180,8 @@ async def test_a_caller_answered_by_the_bridge_while_the_daemon_was_away_keeps_i
     first.start()
     try:
         await first.ready()
-        call_id, caller = await inbound_connect(
-            first, peer, receiver, "sip:answer-after-2000@127.0.0.1", time_limit=8)
+        call_id, caller = await call_in(first, peer, receiver, {
+            "type": "connect", "to": "sip:answer-after-2000@127.0.0.1", "time_limit": 8})
         async with api(first) as client:
             await wait_for_state(client, call_id, "ringing-b", timeout=15)
         first.signal(signal.SIGKILL)  # the agent answers, and the caller with it, meanwhile
@@ -189,3 +203,40 @@ async def test_a_caller_answered_by_the_bridge_while_the_daemon_was_away_keeps_i
     # When the switch answered them, not when the daemon came back.
     assert result["leg_a"]["answered_at"] == answered_on_switch(caller)
     assert result["leg_b"]["answered_at"] == answered_on_switch(agent)
+
+
+
+async def test_a_caller_a_step_answered_whose_call_ended_while_the_daemon_was_away_stays_answered(
+        peer: EslPeer, tmp_path: Path, webhook_receiver: StartReceiver) -> None:
+    receiver = await webhook_receiver()
+    store = tmp_path / "store.sqlite3"
+    env = freeswitch_env(peer, tmp_path)
+    first = DaemonProcess(store, tmp_path / "first.log", env)
+    first.start()
+    try:
+        await first.ready()
+        # The pause answers the caller, who hangs up 4 s later.
+        call_id, caller = await call_in(first, peer, receiver, {"type": "pause", "seconds": 10},
+                                        PeerCaller(hangup_after=4.0))
+        async with api(first) as client:
+            await wait_for_state(client, call_id, "pausing", timeout=15)
+        # An answer that moves the call to no other state is stored at once too.
+        await stored_answer(store, call_id, within=2)
+        assert not caller.gone.is_set(), "the call ended before the daemon stored its answer"
+        first.signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.stop()
+    async with asyncio.timeout(15):
+        await caller.gone.wait()
+
+    second = DaemonProcess(store, tmp_path / "second.log", env)
+    second.start()
+    try:
+        await second.ready()
+        [result] = (await completions(receiver, 1)).values()
+    finally:
+        second.stop()
+    assert result["status"] == "completed", result["reason"]
+    assert result["leg_a"]["status"] == "completed"
+    assert result["leg_a"]["answered_at"] == pytest.approx(answered_on_switch(caller), abs=0.01)

@@ -67,3 +67,22 @@ async def test_a_caller_the_bridge_answered_while_the_daemon_was_away_keeps_its_
     # Answered when the switch bridged it, before the daemon came back.
     assert ringing <= result["leg_a"]["answered_at"] <= answered, (ringing, answered, result)
     assert ringing <= result["leg_b"]["answered_at"] <= answered, (ringing, answered, result)
+
+
+@pytest.mark.lab
+async def test_a_caller_the_bridge_answered_whose_call_ended_while_the_daemon_was_away_stays_answered(
+        start_daemon: Callable[..., DaemonProcess], agents: Callable[[str], Agent],
+        callers: list[Caller], webhook_receiver: StartReceiver, tmp_path: Path) -> None:
+    call_id, ringing = await killed_while_the_agent_rings(
+        start_daemon, agents, callers, webhook_receiver, tmp_path, time_limit=2)
+    answered = await phone_logged(callers[0], "answered")
+    # The switch ends the bridge at its time limit, before the daemon is back.
+    assert await callers[0].finished() == ["answered", "bye"]
+    second = start_daemon()
+    await second.ready()
+    call = await ended(second, call_id)
+    result = call["result"]
+    assert call["status"] == "completed", result["reason"]
+    assert result["leg_a"]["status"] == "completed"
+    assert ringing <= result["leg_a"]["answered_at"] <= answered, (ringing, answered, result)
+    assert result["talk_seconds"] > 0, result

@@ -80,7 +80,7 @@ async def missed(ami: AmiQueries, call_id: str, state: str, now: float,
     leg_a = next((c for c in channels if c.get("Uniqueid") == a_id), None) \
         or await find_claimed(ami, call_id, channels, known)
     if leg_a is None:
-        return Found(events=[await outcome_kept(ami, call_id, now)])
+        return Found(events=await outcome_kept(ami, call_id, now))
     a_id = leg_a["Uniqueid"]
     found = Found(leg_a=a_id)
     core_state = CallState(state)
@@ -157,20 +157,24 @@ async def _live_step_end(ami: AmiQueries, channel: str, state: CallState,
     return RecordingChanged(now, action_id, started)
 
 
-async def outcome_kept(ami: AmiQueries, call_id: str, now: float) -> EndedWhileAway:
+async def outcome_kept(ami: AmiQueries, call_id: str, now: float) -> list[Event]:
     """What the callconnect-outcome hangup handler kept in AstDB: end time,
     cause, leg B's dial status, seconds B talked, and for an incoming call
-    whether it was answered (an originated leg A has the handler only once
-    answered)."""
+    whether it was answered and when (an originated leg A has the handler
+    only once answered). An incoming caller's answer comes first, with its
+    time; the core keeps the answer it already had."""
     value = await ami.kept_outcome(call_id)
     parts = value.split(":") if value else []
-    if len(parts) not in (4, 5):
-        return EndedWhileAway(now, None, False, None, None)
+    if len(parts) not in (4, 5, 6):
+        return [EndedWhileAway(now, None, False, None, None)]
     ended, cause, dial_status, talked = parts[:4]
-    return EndedWhileAway(
+    answered = len(parts) == 4 or parts[4] == "1"
+    away = EndedWhileAway(
         at=float(ended) if ended.isdigit() else now,
         a_cause=int(cause) if cause.isdigit() else None,
-        a_answered=len(parts) == 4 or parts[4] == "1",
+        a_answered=answered,
         b_outcome=dial_outcome(dial_status) if dial_status else None,
         talk_seconds=float(talked) if talked.isdigit() else None,
     )
+    answered_at = _unix_time(parts[5]) if answered and len(parts) == 6 else None
+    return [away] if answered_at is None else [LegAnswered(answered_at, Leg.A), away]
