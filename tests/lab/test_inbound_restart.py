@@ -84,5 +84,6 @@ async def test_a_caller_the_bridge_answered_whose_call_ended_while_the_daemon_wa
     result = call["result"]
     assert call["status"] == "completed", result["reason"]
     assert result["leg_a"]["status"] == "completed"
+    assert result["leg_a"]["answered_at"] is not None, "the caller's answer was lost"
     assert ringing <= result["leg_a"]["answered_at"] <= answered, (ringing, answered, result)
     assert result["talk_seconds"] > 0, result
