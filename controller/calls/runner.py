@@ -22,6 +22,7 @@ from controller.core.events import (
     Announcement,
     CommandFailed,
     Event,
+    LegAnswered,
     SwitchLost,
     TargetsChosen,
 )
@@ -226,12 +227,17 @@ class CallRunner:
             self.reservations.release(call.call_id)
 
     async def _handle(self, call: ActiveCall, event: Event) -> None:
+        answered = _answered_at(call, event)
         try:
             commands = call.core.handle(event)
         except InvalidTransition as exc:
             log.error("call.invalid_transition", call_id=call.call_id, error_id=exc.error_id,
                       error=exc.message)
             commands = call.core.handle(CommandFailed(event.at, "core", exc.message))
+        if len(call.core.timeline) == call.logged and _answered_at(call, event) != answered:
+            # An answer that moves the call nowhere (an inbound caller answered
+            # by a step or the bridge) is stored too: a restart must not lose it.
+            await self.listener.call_changed(call, [])
         await self._run_commands(call, commands)
 
     async def _run_commands(self, call: ActiveCall, commands: list[Command]) -> None:
@@ -337,6 +343,11 @@ class CallRunner:
                  if action.get("file") and action["status"] == "completed"]
         on_switch = files[-1] if files else core.plan.recording_file
         return None if on_switch is None else self.recording_dir / Path(on_switch).name
+
+
+def _answered_at(call: ActiveCall, event: Event) -> float | None:
+    """When the leg an answer names was answered, as the core has it."""
+    return call.core.legs[event.leg].answered_at if isinstance(event, LegAnswered) else None
 
 
 async def _keep_books(call: ActiveCall, note: Awaitable[None]) -> None:

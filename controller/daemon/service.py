@@ -38,14 +38,15 @@ from controller.calls.idempotency import bind_key, replay_of
 from controller.calls.request import CallRequest
 from controller.compliance.dnc import DncEntry
 from controller.config import Config
-from controller.core.live import core_from_snapshot
+from controller.core.machine import CallConnect
 from controller.daemon.admission import Admission, LegLimits
 from controller.daemon.http_server import api_server, listen
-from controller.daemon.listener import StoreListener, request_from_dict
+from controller.daemon.listener import StoreListener
 from controller.daemon.metrics import Metrics
 from controller.daemon.retention import Retention
 from controller.daemon.scheduler import Scheduler
 from controller.daemon.systemd import Systemd
+from controller.daemon.unreadable import UnreadableCalls
 from controller.errors import (
     ConfigError,
     DaemonFailed,
@@ -124,6 +125,8 @@ class Daemon:
                                     self.calls.live.fetcher, self._inbound_refusal)
         self.retention = Retention(config.retention, Path(config.media.recording_dir), self.store,
                                    self.controller.renderer, self.metrics, self.calls.calls.keys)
+        self.unreadable = UnreadableCalls(config, self.store, self.controller.backend,
+                                          self.outbox, self.metrics)
         self.admission = Admission(config.api.max_calls_per_second, config.api.max_active_calls)
         self.draining = False
         self.switch_reason = "not connected yet"
@@ -240,16 +243,20 @@ class Daemon:
 
     async def _reconcile(self) -> None:
         """Calls a previous run left open: follow the live ones again, close
-        the ones that ended meanwhile with what the switch kept."""
-        open_calls = [(stored, core_from_snapshot(stored.snapshot))
-                      for stored in await self.store.open_calls()]
-        for stored, core in open_calls:
+        the ones that ended meanwhile with what the switch kept. One that
+        cannot be read back is closed as failed (:mod:`.unreadable`): it
+        never keeps the daemon, nor the others, from starting."""
+        open_calls: list[tuple[StoredCall, CallConnect, CallRequest]] = []
+        for stored in await self.store.open_calls():
+            read = await self.unreadable.read_back(stored)
+            if read is not None:
+                open_calls.append((stored, *read))
+        for stored, core, _ in open_calls:
             # Every call holds its agents again before any of them routes again.
             self.calls.reservations.follow(stored.call_id, core)
-        for stored, core in open_calls:
+        for stored, core, request in open_calls:
             try:
-                await self.calls.resume(core, request_from_dict(stored.request),
-                                        stored.idempotency_key)
+                await self.calls.resume(core, request, stored.idempotency_key)
             except SwitchError as exc:
                 log.error("daemon.reconcile_failed", call_id=stored.call_id, error=exc.message)
                 continue

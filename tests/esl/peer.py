@@ -71,8 +71,9 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   Playback-Status (done/break), lasting the WAV file's real length, and answers
   FILE PLAYED or FILE NOT FOUND; ``bridge`` dials with the ``{var=value}``
   list (origination_uuid, originate_timeout, execute_on_answer), raises
-  CHANNEL_BRIDGE/UNBRIDGE, sets originate_disposition and DIALSTATUS when it
-  fails, hangs the caller up unless continue_on_fail=true, and hangs it up
+  CHANNEL_BRIDGE/UNBRIDGE (answering a caller not answered yet first), sets
+  originate_disposition and DIALSTATUS when it fails, hangs the caller up
+  unless continue_on_fail=true, and hangs it up
   after a bridge when hangup_after_bridge=true; ``sched_hangup +N <cause>``;
   applications sent with ``sendmsg`` while the channel is parked run one after
   the other.
@@ -1726,6 +1727,10 @@ class EslPeer:
             if not a.hangup_cause and a.variables.get("continue_on_fail") != "true":
                 self.hangup(a, outcome if outcome in CAUSES else "NORMAL_TEMPORARY_FAILURE")
             return "_none_"
+        if not a.answered.is_set():
+            # switch_ivr_multi_threaded_bridge(): a caller not answered yet
+            # (an incoming call) is answered once the peer is.
+            self._answer(a)
         a.bridged_with, b.bridged_with = b, a
         a.bridged_at = b.bridged_at = now_us()
         a.variables["bridge_uuid"] = b.uuid

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import audioop
 import subprocess
+import time
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from controller.core.events import (
     PlayFinished,
     RecordingChanged,
 )
+from controller.core.outcomes import Leg
 from tests.lab.capture import SOUND_RMS, Capture, Packet, rtp_rms
 
 REPO = Path(__file__).resolve().parents[2]
@@ -249,12 +251,17 @@ async def test_a_restarted_controller_finds_the_claimed_caller_and_its_gather(
         await again.connect()
         try:
             sink = Sink()
+            back = time.time()
             # Still gathering (its end comes as an event), or over by now (its
             # end comes back at once): either way with the caller's keys.
             for missed in await again.reattach(CALL_ID, "gathering", sink):
                 sink(missed)
             gathered = await sink.wait_for(DigitsGathered)
             assert (gathered.action_id, gathered.digits) == ("g1", "25")  # type: ignore[attr-defined]
+            # The gather answered the caller before the controller came back:
+            # the answer comes back with the switch's time for it.
+            [answered] = [e for e in sink.of(LegAnswered) if isinstance(e, LegAnswered)]
+            assert answered.leg is Leg.A and answered.at < back, (answered, back)
             await again.execute(CALL_ID, WaitForActions(1, ringback=False))
             await sink.wait_for(LegEnded)
             assert sink.of(IdleTimedOut)

@@ -287,10 +287,13 @@ async def test_a_claimed_call_is_found_again_by_its_call_id_after_a_restart(
         await restarted.execute(call_id, HangupLegs((Leg.A,)))  # acts on the claimed channel
         assert (await again.next(LegEnded)).cause == 16
         assert await phones[0].finished() == ["answered", "bye"]
-        # Gone while nobody listened: the dialplan kept how it ended.
-        [ended] = await restarted.reattach(call_id, "gathering", Events().sink)
+        # Gone while nobody listened: the dialplan kept how it ended, and
+        # when the caller was answered.
+        [answered, ended] = await restarted.reattach(call_id, "gathering", Events().sink)
         assert isinstance(ended, EndedWhileAway)
         assert (ended.a_answered, ended.a_cause) == (True, 16)
+        assert isinstance(answered, LegAnswered) and answered.leg is Leg.A
+        assert answered.at == missed[0].at < ended.at
         restarted.forget(call_id)
     finally:
         await restarted.close()

@@ -60,6 +60,7 @@ CONTEXT_WHISPER = "callconnect-whisper"
 CONTEXT_DIAL = "callconnect-dial"
 CONTEXT_MESSAGE = "callconnect-message"
 CONTEXT_ANSWER = "callconnect-answer"
+CONTEXT_BRIDGE = "callconnect-bridge"
 CONTEXT_ANNOUNCE = "callconnect-announce"
 CONTEXT_REFUSE = "callconnect-refuse"
 CONTEXT_PLAY = "callconnect-play"
@@ -233,9 +234,12 @@ def dial_strings(targets: tuple[str, ...], config: AsteriskConfig) -> dict[str, 
 def _dial_variables(command: DialLegB, config: AsteriskConfig) -> dict[str, str]:
     # r: ringback to leg A while B rings (m: music); S(n): the switch ends the
     # call n seconds after B answers, even if we are gone; U(): what B does
-    # between answering and the bridge (whisper, confirm key).
+    # between answering and the bridge (whisper, confirm key), and at least
+    # the note of when an incoming caller is answered by the bridge.
     options = ("m" if command.hold_music else "r") + f"S({int(command.time_limit)})"
-    if command.answer_audio or command.confirm_key or command.record_file:
+    if not (command.answer_audio or command.confirm_key or command.record_file):
+        options += f"U({CONTEXT_BRIDGE})"
+    else:
         key = command.confirm_key or ""
         if key and not (len(key) == 1 and key in "0123456789*#"):
             raise SwitchActionFailed(f"refusing confirm key {key!r}: one of 0-9, * or #")

@@ -80,7 +80,7 @@ async def missed(ami: AmiQueries, call_id: str, state: str, now: float,
     leg_a = next((c for c in channels if c.get("Uniqueid") == a_id), None) \
         or await find_claimed(ami, call_id, channels, known)
     if leg_a is None:
-        return Found(events=[await outcome_kept(ami, call_id, now)])
+        return Found(events=await outcome_kept(ami, call_id, now))
     a_id = leg_a["Uniqueid"]
     found = Found(leg_a=a_id)
     core_state = CallState(state)
@@ -97,16 +97,17 @@ async def missed(ami: AmiQueries, call_id: str, state: str, now: float,
             found.events.append(LegCreated(now, Leg.B, leg_b["Uniqueid"]))
         if leg_b.get("ChannelStateDesc") == "Up" and core_state in (
                 CallState.DIALING_B, CallState.RINGING_B):
-            found.events.append(LegAnswered(now, Leg.B, leg_b["Uniqueid"]))
+            found.events.append(LegAnswered(await answered_at(ami, leg_b["Uniqueid"], now),
+                                            Leg.B, leg_b["Uniqueid"]))
     if leg_a.get("ChannelStateDesc") == "Up" and not a_id.endswith("-a"):
-        # A claimed incoming call is answered: maybe by a step that started
-        # just before we went away, its Newstate never read. The core keeps
-        # the answer it already had.
-        found.events.append(LegAnswered(now, Leg.A, a_id))
+        # A claimed incoming call is answered: maybe by a step or the bridge
+        # while we were away, its Newstate never read. The core keeps the
+        # answer it already had.
+        found.events.append(LegAnswered(await answered_at(ami, a_id, now), Leg.A, a_id))
     if leg_a.get("Context") == CONTEXT_HOLD:
         # A step ended while we were away and A now waits for the next.
         if core_state in (CallState.DIALING_A, CallState.RINGING_A) and a_id.endswith("-a"):
-            found.events.append(LegAnswered(now, Leg.A))
+            found.events.append(LegAnswered(await answered_at(ami, a_id, now), Leg.A))
         elif core_state in (CallState.DIALING_B, CallState.RINGING_B) and leg_b is None:
             status = await ami.getvar(a_id, "DIALSTATUS")
             found.events.append(DialFinished(now, dial_outcome(status or "")))
@@ -115,6 +116,21 @@ async def missed(ami: AmiQueries, call_id: str, state: str, now: float,
             if step_end is not None:
                 found.events.append(step_end)
     return found
+
+
+async def answered_at(ami: AmiQueries, channel: str, now: float) -> float:
+    """When the channel was answered, as the dialplan kept it (CC_ANSWERED_AT);
+    ``now`` for one answered by a dialplan that did not keep it."""
+    return _unix_time(await ami.getvar(channel, "CC_ANSWERED_AT")) or now
+
+
+def _unix_time(text: str | None) -> float | None:
+    """A time the dialplan wrote (``${STRFTIME(,,%s.%3q)}``), if it reads as one."""
+    try:
+        value = float(text or "")
+    except ValueError:
+        return None
+    return value if 0 < value < 1e11 else None
 
 
 async def _live_step_end(ami: AmiQueries, channel: str, state: CallState,
@@ -141,20 +157,24 @@ async def _live_step_end(ami: AmiQueries, channel: str, state: CallState,
     return RecordingChanged(now, action_id, started)
 
 
-async def outcome_kept(ami: AmiQueries, call_id: str, now: float) -> EndedWhileAway:
+async def outcome_kept(ami: AmiQueries, call_id: str, now: float) -> list[Event]:
     """What the callconnect-outcome hangup handler kept in AstDB: end time,
     cause, leg B's dial status, seconds B talked, and for an incoming call
-    whether it was answered (an originated leg A has the handler only once
-    answered)."""
+    whether it was answered and when (an originated leg A has the handler
+    only once answered). An incoming caller's answer comes first, with its
+    time; the core keeps the answer it already had."""
     value = await ami.kept_outcome(call_id)
     parts = value.split(":") if value else []
-    if len(parts) not in (4, 5):
-        return EndedWhileAway(now, None, False, None, None)
+    if len(parts) not in (4, 5, 6):
+        return [EndedWhileAway(now, None, False, None, None)]
     ended, cause, dial_status, talked = parts[:4]
-    return EndedWhileAway(
+    answered = len(parts) == 4 or parts[4] == "1"
+    away = EndedWhileAway(
         at=float(ended) if ended.isdigit() else now,
         a_cause=int(cause) if cause.isdigit() else None,
-        a_answered=len(parts) == 4 or parts[4] == "1",
+        a_answered=answered,
         b_outcome=dial_outcome(dial_status) if dial_status else None,
         talk_seconds=float(talked) if talked.isdigit() else None,
     )
+    answered_at = _unix_time(parts[5]) if answered and len(parts) == 6 else None
+    return [away] if answered_at is None else [LegAnswered(answered_at, Leg.A), away]

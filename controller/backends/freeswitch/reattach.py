@@ -84,6 +84,13 @@ def ended_while_away(state: CallState, now: float) -> EndedWhileAway:
     return EndedWhileAway(now, None, answered, None, None)
 
 
+def answered_at(dump: Mapping[str, str], now: float) -> float:
+    """When the channel was answered, as the switch keeps it (its caller
+    profile's answered time, in microseconds); ``now`` if it has none."""
+    micros = dump.get("Caller-Channel-Answered-Time", "")
+    return int(micros) / 1e6 if micros.isdigit() and int(micros) > 0 else now
+
+
 def missed_events(translator: FsEventTranslator, call_id: str, state: CallState,
                   a: Mapping[str, str], b_legs: Sequence[tuple[str, Mapping[str, str]]],
                   now: float) -> list[Event]:
@@ -105,17 +112,14 @@ def missed_events(translator: FsEventTranslator, call_id: str, state: CallState,
     translator.resume(call_id, bridged or state is CallState.BRIDGED,
                       b_answered[0][0] if b_answered else None)
     events: list[Event] = []
-    ringing = state in (CallState.DIALING_A, CallState.RINGING_A)
-    if a_answered and not ringing and translator.a_channel(call_id) is not None:
-        # A claimed caller is answered: maybe by a step sent just before we
-        # went away, its CHANNEL_ANSWER never read. The core keeps the
-        # answer it already had.
-        events.append(LegAnswered(now, Leg.A, a_channel))
-    if ringing:
+    ringing_a = state in (CallState.DIALING_A, CallState.RINGING_A)
+    if ringing_a:
         events.append(LegCreated(now, Leg.A, a_channel))
-        if a_answered:
-            events.append(LegAnswered(now, Leg.A, a_channel))
-    elif state is CallState.WHISPERING:
+    if a_answered and (ringing_a or translator.a_channel(call_id) is not None):
+        # Also a claimed incoming call answered by a step or the bridge, maybe
+        # while we were away: the core keeps the answer it already had.
+        events.append(LegAnswered(answered_at(a, now), Leg.A, a_channel))
+    if state is CallState.WHISPERING:
         if running == "playback":
             translator.expect_playback(call_id, app_data, PlaybackKind.WHISPER)
         else:
@@ -124,7 +128,7 @@ def missed_events(translator: FsEventTranslator, call_id: str, state: CallState,
         for channel, _ in b_legs:
             events.append(LegCreated(now, Leg.B, channel))
         for channel, dump in b_answered[:1]:
-            events.append(LegAnswered(now, Leg.B, channel,
+            events.append(LegAnswered(answered_at(dump, now), Leg.B, channel,
                                       dump.get("variable_callconnect_target", "")))
             if steps is not None and bridged:
                 events.append(AnswerAccepted(now))

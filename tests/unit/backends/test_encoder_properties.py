@@ -104,7 +104,7 @@ AMI_CALL_VARIABLE = re.compile(r"CC_CALL_ID=[A-Za-z0-9][A-Za-z0-9-]{0,62}(,CC_HO
 AMI_PATH = re.compile(r"/[A-Za-z0-9_./-]+")
 AMI_OPTIONS = re.compile(r"[rm]S\([0-9]+\)"
                          r"(U\(callconnect-answer\^(/[A-Za-z0-9_./-]+)?\^[0-9*#]?\^[0-9]+"
-                         r"\^(/[A-Za-z0-9_./-]+)?\))?")
+                         r"\^(/[A-Za-z0-9_./-]+)?\)|U\(callconnect-bridge\))")
 CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
 
 

@@ -56,7 +56,7 @@ def test_whisper_arms_leg_bs_dial_then_redirects_leg_a() -> None:
     values = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
     assert values == {"CC_AUDIO": "/var/lib/callconnect/media/abc",
                       "CC_DIAL": "PJSIP/+27115550202@jhb", "CC_RING_TIMEOUT": "25",
-                      "CC_DIAL_OPTIONS": "rS(600)"}
+                      "CC_DIAL_OPTIONS": "rS(600)U(callconnect-bridge)"}
     assert actions[-1]["Context"] == "callconnect-whisper"
     message = encode("c1", PlayMessageThenHangup("/m/sorry.wav"), CONFIG)
     assert message[-1]["Context"] == "callconnect-message"
@@ -66,7 +66,7 @@ def test_dial_b_sets_dial_string_timeout_and_time_limit() -> None:
     actions = encode("c1", DialLegB(("+27115550202",), 25, 600, None), CONFIG)
     values = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
     assert values == {"CC_DIAL": "PJSIP/+27115550202@jhb", "CC_RING_TIMEOUT": "25",
-                      "CC_DIAL_OPTIONS": "rS(600)"}
+                      "CC_DIAL_OPTIONS": "rS(600)U(callconnect-bridge)"}
     assert actions[-1] == {"Action": "Redirect", "Channel": "c1-a",
                            "Context": "callconnect-dial", "Exten": "s", "Priority": "1"}
 
