@@ -9,13 +9,13 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import StartReceiver
-from tests.lab.callers import Caller, call_in
+from tests.lab.callers import Caller
 from tests.lab.conftest import DaemonProcess, api, calls_to, ended, put_number, wait_for_state
+from tests.lab.live_fixtures import CallIn
 from tests.lab.live_parts import CALLER, NUMBER, Agent
 
 
@@ -30,10 +30,11 @@ async def phone_logged(caller: Caller, message: str, timeout: float = 30) -> flo
 
 async def killed_while_the_agent_rings(
         start_daemon: Callable[..., DaemonProcess], agents: Callable[[str], Agent],
-        callers: list[Caller], webhook_receiver: StartReceiver, tmp_path: Path,
-        time_limit: int) -> tuple[str, float]:
+        caller_phone: CallIn, webhook_receiver: StartReceiver,
+        time_limit: int) -> tuple[str, Caller, float]:
     """An inbound caller connected to an agent who rings 4 s: the daemon is
-    SIGKILLed while the agent rings. The call's id, and when the connect rang."""
+    SIGKILLed while the agent rings. The call's id, the caller's phone, and
+    when the connect rang."""
     agent = agents("answer-late.xml")
     receiver = await webhook_receiver()
     first = start_daemon()
@@ -41,27 +42,27 @@ async def killed_while_the_agent_rings(
     await put_number(first, {"actions": [{"type": "connect", "to": agent.uri,
                                           "time_limit": time_limit}],
                              "webhook_url": receiver.url, "webhook_events": ["completed"]})
-    callers.append(call_in(tmp_path, NUMBER, CALLER))
+    caller = caller_phone(NUMBER, CALLER)
     [call_id] = await calls_to(first, NUMBER)
     async with api(first) as client:
         await wait_for_state(client, call_id, "ringing-b")
     ringing = time.time()
     first.signal(signal.SIGKILL)
     first.wait(10)
-    return call_id, ringing
+    return call_id, caller, ringing
 
 
 @pytest.mark.lab
 async def test_a_caller_the_bridge_answered_while_the_daemon_was_away_keeps_its_answer_time(
         start_daemon: Callable[..., DaemonProcess], agents: Callable[[str], Agent],
-        callers: list[Caller], webhook_receiver: StartReceiver, tmp_path: Path) -> None:
-    call_id, ringing = await killed_while_the_agent_rings(
-        start_daemon, agents, callers, webhook_receiver, tmp_path, time_limit=8)
-    answered = await phone_logged(callers[0], "answered")  # the agent took it: bridged
+        caller_phone: CallIn, webhook_receiver: StartReceiver) -> None:
+    call_id, caller, ringing = await killed_while_the_agent_rings(
+        start_daemon, agents, caller_phone, webhook_receiver, time_limit=8)
+    answered = await phone_logged(caller, "answered")  # the agent took it: bridged
     second = start_daemon()
     await second.ready()
     call = await ended(second, call_id)
-    assert await callers[0].finished() == ["answered", "bye"]
+    assert await caller.finished() == ["answered", "bye"]
     result = call["result"]
     assert call["status"] == "completed", result["reason"]
     # Answered when the switch bridged it, before the daemon came back.
@@ -72,12 +73,12 @@ async def test_a_caller_the_bridge_answered_while_the_daemon_was_away_keeps_its_
 @pytest.mark.lab
 async def test_a_caller_the_bridge_answered_whose_call_ended_while_the_daemon_was_away_stays_answered(
         start_daemon: Callable[..., DaemonProcess], agents: Callable[[str], Agent],
-        callers: list[Caller], webhook_receiver: StartReceiver, tmp_path: Path) -> None:
-    call_id, ringing = await killed_while_the_agent_rings(
-        start_daemon, agents, callers, webhook_receiver, tmp_path, time_limit=2)
-    answered = await phone_logged(callers[0], "answered")
+        caller_phone: CallIn, webhook_receiver: StartReceiver) -> None:
+    call_id, caller, ringing = await killed_while_the_agent_rings(
+        start_daemon, agents, caller_phone, webhook_receiver, time_limit=2)
+    answered = await phone_logged(caller, "answered")
     # The switch ends the bridge at its time limit, before the daemon is back.
-    assert await callers[0].finished() == ["answered", "bye"]
+    assert await caller.finished() == ["answered", "bye"]
     second = start_daemon()
     await second.ready()
     call = await ended(second, call_id)
