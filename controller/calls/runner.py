@@ -320,12 +320,6 @@ class CallRunner:
             result["recording"] = {"path": str(recording), "url": None, "signed_url": None,
                                    "signed_url_expires_at": None}
         result["metadata"] = call.request.metadata
-        # Every call says which way it went; a call connect is placed like a single-leg call.
-        result.setdefault("direction", "outbound")
-        result.setdefault("from", call.core.plan.caller_id)
-        result.setdefault("to", call.core.plan.leg_a)
-        result.setdefault("actions", [])
-        result.setdefault("digits", None)
         log.info("call.ended", call_id=call.call_id, status=result["status"],
                  reason=result["reason"], hangup_by=result["hangup_by"],
                  talk_seconds=result["talk_seconds"])

@@ -88,6 +88,13 @@ class ConnectRecord(Call):
             "recording_error": self.recording_error,
             "answered_by": b.target if self.bridged_at is not None else None,
             "attempts": self.attempts,
+            # Every call says which way it went: a call connect is placed like
+            # a single-leg call (a live call's record says its own).
+            "direction": "outbound",
+            "from": self.plan.caller_id,
+            "to": self.plan.leg_a,
+            "actions": [],
+            "digits": None,
             "timeline": [
                 {"at": t.at, "from": str(t.from_state), "to": str(t.to_state), "reason": t.reason}
                 for t in self.timeline
