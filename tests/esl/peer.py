@@ -171,7 +171,7 @@ import sys
 import time
 import uuid
 import wave
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -779,7 +779,10 @@ class PeerConnection:
         if name in self.peer.refuse:
             self.api_response(self.peer.refuse[name])
             return
-        self.api_response(await self.peer.run_api(name, args))
+        answer = await self.peer.run_api(name, args)
+        if name in self.peer.meanwhile:
+            await self.peer.meanwhile[name](args)
+        self.api_response(answer)
 
     def _bgapi(self, text: str, job_uuid: str | None) -> None:
         job = (job_uuid or str(uuid.uuid4()))[:36]
@@ -809,6 +812,10 @@ class EslPeer:
         self.split_writes = False
         self.stall: dict[str, float] = {}  # api command -> seconds before it answers
         self.refuse: dict[str, str] = {}  # api command (or "bgapi <cmd>") -> reply
+        # api command -> what the switch does, given the command's arguments,
+        # after taking its answer and before sending it: the events of that
+        # reach the listener first.
+        self.meanwhile: dict[str, Callable[[str], Awaitable[None]]] = {}
         # The directory's users for user/NAME (None: any name is a user);
         # a user named offline-* is not registered.
         self.directory: set[str] | None = None

@@ -271,6 +271,39 @@ async def test_a_restarted_controller_finds_a_claimed_call_and_its_gather(
         await again.close()
 
 
+async def test_a_gather_that_ends_while_a_restarted_controller_reads_the_switch_still_ends(
+        peer: EslPeer, make_config: MakeConfig, announced: asyncio.Queue[IncomingCall],
+        backend: FreeswitchBackend, tmp_path: Path) -> None:
+    channel, incoming = await call_in(peer, announced)
+    await backend.claim(incoming, CALL_ID, Sink())
+    await backend.execute(CALL_ID, GatherDigits("g1", audio(tmp_path, "menu", 30.0), 3, "#", 5, 3))
+    await wait_until(lambda: channel.variables.get("current_application") == "read")
+    await backend.close()
+
+    async def caller_presses_while_the_dump_is_on_its_way(args: str) -> None:
+        # The dump says the gather still runs; the gather's end reaches the
+        # controller before that answer does.
+        if args.startswith(channel.uuid) and not channel.variables.get("callconnect_done"):
+            channel.dtmf.put_nowait("7")
+            channel.dtmf.put_nowait("#")
+            await wait_until(lambda: channel.variables.get("callconnect_done") == "g1")
+
+    peer.meanwhile["uuid_dump"] = caller_presses_while_the_dump_is_on_its_way
+    again = FreeswitchBackend(make_config().freeswitch)
+    await again.connect()
+    try:
+        sink = Sink()
+        missed = await again.reattach(CALL_ID, "gathering", sink)
+        assert [type(e) for e in missed] == [LegAnswered]
+        gathered = await sink.wait_for(DigitsGathered)
+        assert gathered == DigitsGathered(gathered.at, "g1", "7", "finish-key")
+        await again.execute(CALL_ID, HangupLegs((Leg.A,)))
+        await sink.wait_for(LegEnded)
+        again.forget(CALL_ID)
+    finally:
+        await again.close()
+
+
 async def test_without_mod_hash_a_restarted_controller_finds_the_call_by_its_variable(
         peer: EslPeer, make_config: MakeConfig, announced: asyncio.Queue[IncomingCall],
         backend: FreeswitchBackend) -> None:

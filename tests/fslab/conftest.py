@@ -21,7 +21,7 @@ from tests.lab.callers import FREESWITCH_SIP
 from tests.lab.conftest import DaemonProcess
 from tests.lab.live_parts import LabSwitch
 
-from .esl import channel_rows
+from .esl import channel_rows, fs_api
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "sip-lab" / "lab"
@@ -78,6 +78,8 @@ async def no_fs_channels_left(request: pytest.FixtureRequest) -> AsyncIterator[N
         return
     left = await channels_left()
     if left:
+        # This test fails; the next ones start on an empty switch all the same.
+        await fs_api("hupall NORMAL_CLEARING")
         pytest.fail(f"channels left on FreeSWITCH after the test: {left}")
 
 

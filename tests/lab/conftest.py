@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from panoramisk import Manager
 
 from controller.app import Controller
 from controller.backends.asterisk.backend import AsteriskBackend
@@ -76,7 +77,8 @@ async def no_channels_left(request: pytest.FixtureRequest) -> AsyncIterator[None
     yield
     if "lab" not in request.fixturenames:
         return
-    backend = AsteriskBackend(load_config(LAB_CONFIG).asterisk)
+    config = load_config(LAB_CONFIG).asterisk
+    backend = AsteriskBackend(config)
     await backend.connect()
     try:
         channels: list[str] = []
@@ -85,9 +87,21 @@ async def no_channels_left(request: pytest.FixtureRequest) -> AsyncIterator[None
             if not channels:
                 return
             await asyncio.sleep(0.1)
-        pytest.fail(f"channels left on the switch after the test: {channels}")
     finally:
         await backend.close()
+    # This test fails; the next ones start on an empty switch all the same.
+    await hang_up_every_channel(config.host, config.port)
+    pytest.fail(f"channels left on the switch after the test: {channels}")
+
+
+async def hang_up_every_channel(host: str, port: int) -> None:
+    manager = Manager(loop=asyncio.get_running_loop(), host=host, port=port,
+                      username=OBSERVER_USERNAME, secret=OBSERVER_SECRET, ping_delay=10)
+    await asyncio.wait_for(manager.connect(), 10)
+    try:
+        await asyncio.wait_for(manager.send_action({"Action": "Hangup", "Channel": "/.*/"}), 10)
+    finally:
+        manager.close()
 
 
 # ---------------------------------------------------------------- the daemon as a process
@@ -126,8 +140,10 @@ class DaemonProcess:
                  "--log-level", "info", "--json-logs", "daemon"],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
 
-    async def ready(self, want: int = 200, timeout: float = 30) -> dict[str, Any]:
-        """Wait on /status, as a supervisor would."""
+    async def ready(self, want: int = 200, timeout: float = 30,
+                    until: Callable[[dict[str, Any]], bool] = lambda _: True) -> dict[str, Any]:
+        """Wait on /status, as a supervisor would, for ``want`` with a body
+        that satisfies ``until``."""
         deadline = time.monotonic() + timeout
         last: Any = None
         async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
@@ -137,7 +153,7 @@ class DaemonProcess:
                 try:
                     response = await client.get("/status")
                     last = response.json()
-                    if response.status_code == want:
+                    if response.status_code == want and until(last):
                         return dict(last)
                 except httpx.HTTPError as exc:
                     last = repr(exc)

@@ -36,7 +36,7 @@ from controller.numbers import TargetKind, target_of
 
 from . import reattach
 from .actions import claim_actions, dial_string, dial_strings, encode, refuse_actions, trunk_of
-from .events import AmiEventTranslator, leg_a_channel_id
+from .events import AmiEventTranslator, Routed, leg_a_channel_id
 from .protocol import AmiProtocol
 
 log = structlog.get_logger(__name__)
@@ -249,13 +249,19 @@ class AsteriskBackend:
     async def reattach(self, call_id: str, state: str, sink: EventSink,
                        then_dial: DialLegB | None = None) -> list[Event]:
         # then_dial is not needed: the dialplan dials leg B after the whisper itself.
+        # Events that come while the switch is read wait until the translator
+        # knows the call's channels (see held.py).
         self.watch(call_id, sink)
-        found = await reattach.missed(self, call_id, state, time.time(), await self._channels(),
-                                      self._claimed_channels)
-        if found.leg_a is not None and found.leg_a != leg_a_channel_id(call_id):
-            self._translator.claim(call_id, found.leg_a)
-        if found.leg_b is not None:
-            self._translator.adopt(call_id, Leg.B, found.leg_b)
+        self._translator.hold()
+        try:
+            found = await reattach.missed(self, call_id, state, time.time(),
+                                          await self._channels(), self._claimed_channels)
+            if found.leg_a is not None and found.leg_a != leg_a_channel_id(call_id):
+                self._translator.claim(call_id, found.leg_a)
+            if found.leg_b is not None:
+                self._translator.adopt(call_id, Leg.B, found.leg_b)
+        finally:
+            self._deliver(self._translator.release())
         return found.events
 
     async def kept_outcome(self, call_id: str) -> str:
@@ -396,7 +402,10 @@ class AsteriskBackend:
         if incoming is not None:
             self._spawn(self._tell_incoming(incoming))
             return
-        for routed in self._translator.translate(message, now):
+        self._deliver(self._translator.translate(message, now))
+
+    def _deliver(self, routed_events: list[Routed]) -> None:
+        for routed in routed_events:
             sink = self._sinks.get(routed.call_id)
             if sink is not None:
                 sink(routed.event)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from controller.backends.base import IncomingCall
+from controller.backends.held import EventHold
 from controller.core.events import (
     AnswerAccepted,
     AnswerDeclined,
@@ -78,6 +79,7 @@ class Routed:
 
 class AmiEventTranslator:
     def __init__(self) -> None:
+        self._hold = EventHold()
         self._legs: dict[str, tuple[str, Leg]] = {}
         # Per call: the dial strings of leg B's current attempt -> targets.
         self._dials: dict[str, dict[str, str]] = {}
@@ -140,12 +142,24 @@ class AmiEventTranslator:
                 return uniqueid
         return None
 
+    def hold(self) -> None:
+        """Keep events untranslated until :meth:`release` (see ``held.py``)."""
+        self._hold.hold()
+
+    def release(self) -> list[Routed]:
+        """One hold is over; after the last, the held events translated."""
+        return [routed for message, now in self._hold.release()
+                for routed in self.translate(message, now)]
+
     def translate(self, message: Mapping[str, str], now: float) -> list[Routed]:
-        """The core events one AMI event means; [] for anything not ours.
+        """The core events one AMI event means; [] for anything not ours (or
+        held: see :meth:`hold`).
 
         ``now`` stands in for the event's time when Asterisk sent no
         Timestamp header (manager.conf timestampevents=no).
         """
+        if self._hold.keep(message, now):
+            return []
         name = message.get("Event", "")
         # Event names are CamelCase words; anything else ("_init__") names no handler.
         handler = getattr(self, "_" + name, None) \

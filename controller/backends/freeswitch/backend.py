@@ -8,13 +8,12 @@ re-establishes a lost connection with backoff: a lost connection ends the calls
 it was following with ``SwitchLost``, and their channels are hung up as soon as
 the link is back.
 
-Only this call's events reach the controller: after ``event plain <names>``,
-the connection filters on ``Unique-ID`` of each of the call's channels (ids we
-set with ``origination_uuid``: Leg A's from the start, each Leg B channel's
-just before it is dialed; a claimed incoming channel's own), on the Job-UUID
-of its originate, on the inbound dialplan's ``CUSTOM callconnect::incoming``
-(``inbound.py``; live steps: ``live.py``), plus ``Event-Name HEARTBEAT`` so
-that the filter list is never empty.
+Only our calls' events reach the controller: the connection filters on the
+``Unique-ID`` of each call's channels (set with ``origination_uuid``: Leg A's
+from the start, each Leg B's just before its dial; a claimed incoming
+channel's own), its originate's Job-UUID, the inbound dialplan's ``CUSTOM
+callconnect::incoming`` (``inbound.py``; live steps: ``live.py``), and
+``HEARTBEAT`` so that the filter list is never empty.
 
 Routing features ride on FreeSWITCH's own: an attempt's targets ring at once
 (``,`` in the bridge's dial string) and the first to answer wins; an on-answer
@@ -128,10 +127,8 @@ class FreeswitchBackend:
         self.connected = False
         self.reconnects = 0
         self.on_incoming: Callable[[IncomingCall], Awaitable[None]] | None = None
-        # Told how late each switch event is handled, in seconds (for metrics).
-        self.observe_event_lag: Callable[[float], None] | None = None
-        # Never called: calls end when the link is lost (_on_lost), so there
-        # is nothing to look at again once it is back.
+        self.observe_event_lag: Callable[[float], None] | None = None  # seconds late, for metrics
+        # Never called: calls end with a lost link (_on_lost); nothing to look at again.
         self.on_reconnect: Callable[[], Awaitable[None]] | None = None
 
     @property
@@ -206,14 +203,20 @@ class FreeswitchBackend:
                        then_dial: DialLegB | None = None) -> list[Event]:
         """Follow a call again after a restart (see ``reattach.py``). The dial
         that follows a whisper is the adapter's, not the switch's: it starts
-        now if the whisper ended meanwhile, else when it ends."""
+        now if the whisper ended meanwhile, else when it ends. Events that
+        come while the switch is read wait until the translator knows what
+        to expect (see FsEventTranslator.hold)."""
         self.watch(call_id, sink)
-        missed = await read_back(self._send, self._translator, call_id, CallState(state))
-        if then_dial is not None and CallState(state) is CallState.WHISPERING:
-            if any(isinstance(ev, WhisperFinished) for ev in missed):
-                self._dial_after_whisper(call_id, then_dial)
-            elif not any(isinstance(ev, EndedWhileAway) for ev in missed):
-                self._call(call_id).then_dial = then_dial
+        self._translator.hold()
+        try:
+            missed = await read_back(self._send, self._translator, call_id, CallState(state))
+            if then_dial is not None and CallState(state) is CallState.WHISPERING:
+                if any(isinstance(ev, WhisperFinished) for ev in missed):
+                    self._dial_after_whisper(call_id, then_dial)
+                elif not any(isinstance(ev, EndedWhileAway) for ev in missed):
+                    self._call(call_id).then_dial = then_dial
+        finally:
+            self._dispatch(self._translator.release())
         return missed
 
     async def claim(self, incoming: IncomingCall, call_id: str, sink: EventSink) -> None:
@@ -459,12 +462,9 @@ class FreeswitchBackend:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        call = self._call(call_id)
-        call.cancel_confirm_timer()
-        # Counted from now, not from the event's time: the switch's clock may
-        # not be ours.
-        call.confirm_timer = loop.call_later(ev.seconds + CONFIRM_GRACE,
-                                             self._confirm_expired, call_id, ev.channel)
+        self._call(call_id).start_confirm_timer(
+            loop, ev.seconds + CONFIRM_GRACE,
+            functools.partial(self._confirm_expired, call_id, ev.channel))
 
     def _confirm_expired(self, call_id: str, channel: str) -> None:
         call = self._calls.get(call_id)

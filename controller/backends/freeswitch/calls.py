@@ -4,6 +4,7 @@ forgetting a call is dropping that record."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.backends.base import EventSink
@@ -28,3 +29,10 @@ class FsCall:
         if self.confirm_timer is not None:
             self.confirm_timer.cancel()
             self.confirm_timer = None
+
+    def start_confirm_timer(self, loop: asyncio.AbstractEventLoop, seconds: float,
+                            expired: Callable[[], None]) -> None:
+        """``expired`` runs in ``seconds`` unless cancelled first; counted
+        from now, not from the event's time: the switch's clock may not be ours."""
+        self.cancel_confirm_timer()
+        self.confirm_timer = loop.call_later(seconds, expired)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from controller.backends.held import EventHold
 from controller.core.events import (
     AnswerAccepted,
     AnswerDeclined,
@@ -57,9 +58,25 @@ class FsEventTranslator(LiveEvents):
     """The calls it follows (see CallTracker), and what their events mean
     (a live call's steps: LiveEvents)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._hold = EventHold()
+
+    def hold(self) -> None:
+        """Keep events untranslated until :meth:`release` (see ``held.py``)."""
+        self._hold.hold()
+
+    def release(self) -> list[Routed]:
+        """One hold is over; after the last, the held events translated."""
+        return [routed for event, now in self._hold.release()
+                for routed in self.translate(event, now)]
+
     def translate(self, event: Mapping[str, str], now: float) -> list[Routed]:
-        """The core events one FreeSWITCH event means; [] for anything not ours.
-        ``now`` stands in for the event's time if it has no timestamp."""
+        """The core events one FreeSWITCH event means; [] for anything not ours
+        (or held: see :meth:`hold`). ``now`` stands in for the event's time if
+        it has no timestamp."""
+        if self._hold.keep(event, now):
+            return []
         name = event.get("Event-Name", "")
         handler = getattr(self, "_" + name, None)
         if handler is None:

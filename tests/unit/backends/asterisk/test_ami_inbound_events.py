@@ -149,3 +149,22 @@ def test_a_second_incoming_event_for_a_claimed_channel_is_not_a_new_call() -> No
     end = wire.index(b"\r\n\r\n", start) + 4
     arrived, _ = replay(parse([wire + wire[start:end]]))
     assert len(arrived) == 1
+
+
+def test_steps_that_end_while_a_reattach_reads_the_switch_are_routed_once_it_knows_the_channel(
+        ) -> None:
+    # A restarted controller learns which channel it claimed from its read of
+    # the switch; the steps' events that arrive meanwhile wait for that.
+    messages = parse([(FIXTURES / "inbound-gather.ami").read_bytes()])
+    translator = AmiEventTranslator()
+    translator.hold()
+    channels = [incoming.channel for m in messages
+                if (incoming := translator.incoming(m, now=0.0)) is not None]
+    held = [r for m in messages if translator.incoming(m, now=0.0) is None
+            for r in translator.translate(m, now=0.0)]
+    assert held == []
+    translator.claim(CALL_ID, channels[0])
+    events = [routed.event for routed in translator.release()]
+    # As if claimed at once, and the channel's creation, held with the rest.
+    assert untimed(events) == [("LegCreated", Leg.A, channels[0]),
+                               *untimed(replay(messages)[1])]
