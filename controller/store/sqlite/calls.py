@@ -29,6 +29,10 @@ from controller.store.sqlite.deliveries import delivery_params, insert_deliverie
 
 ENDED = "ended"
 SCHEDULED = "scheduled"  # waiting for its calling window; nothing dialed yet
+# The calls still open, in the words of the calls_open partial index (schema
+# v6): literals, since SQLite uses a partial index only for a query whose own
+# terms imply its WHERE, which a bound parameter never does.
+_OPEN = f"state NOT IN ('{ENDED}', '{SCHEDULED}')"
 
 CALL_COLUMNS = ("call_id, created_at, updated_at, state, status, request, snapshot, result, "
                 "idempotency_key, idempotency_scope, request_hash")
@@ -143,8 +147,7 @@ class SqliteCalls(SqliteDatabase):
         conditions: list[str] = []
         params: list[Any] = []
         if status == "active":
-            conditions.append("state NOT IN (?, ?)")
-            params += [ENDED, SCHEDULED]
+            conditions.append(_OPEN)
         elif status == SCHEDULED:
             conditions.append("state = ?")
             params.append(SCHEDULED)
@@ -160,8 +163,9 @@ class SqliteCalls(SqliteDatabase):
         if cursor is not None:
             # Keyset paging: strictly after the last row of the previous page in (created_at, call_id) order.
             last_created_at, last_call_id = decode_cursor(cursor)
-            conditions.append("(created_at < ? OR (created_at = ? AND call_id < ?))")
-            params += [last_created_at, last_created_at, last_call_id]
+            # As a row value, so that SQLite starts the index search there.
+            conditions.append("(created_at, call_id) < (?, ?)")
+            params += [last_created_at, last_call_id]
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         async with self._use("listing calls", write=False) as db:
             rows = list(await db.execute_fetchall(
@@ -174,8 +178,7 @@ class SqliteCalls(SqliteDatabase):
     async def open_calls(self) -> list[StoredCall]:
         async with self._use("reading open calls", write=False) as db:
             rows = await db.execute_fetchall(
-                f"SELECT {CALL_COLUMNS} FROM calls WHERE state NOT IN (?, ?) "
-                "ORDER BY created_at, call_id", (ENDED, SCHEDULED))
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE {_OPEN} ORDER BY created_at, call_id")
         return [_call_from_row(row) for row in rows]
 
     async def save_call(self, call: StoredCall, timeline: list[TimelineEntry],

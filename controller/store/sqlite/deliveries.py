@@ -124,8 +124,8 @@ class SqliteDeliveries(SqliteDatabase):
         if cursor is not None:
             # Keyset paging, as for calls: strictly after the previous page's last row.
             last_created_at, last_event_id = decode_cursor(cursor)
-            conditions.append("(created_at < ? OR (created_at = ? AND event_id < ?))")
-            params += [last_created_at, last_created_at, last_event_id]
+            conditions.append("(created_at, event_id) < (?, ?)")
+            params += [last_created_at, last_event_id]
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         async with self._use("listing deliveries", write=False) as db:
             rows = list(await db.execute_fetchall(

@@ -1,0 +1,187 @@
+"""The store's queries on a big store: each statement the store runs for a
+list page, the start's pick-up of open calls, the do-not-call look-up and
+the prunes is planned by SQLite on an index, never as a scan of every call
+(or delivery), and never sorts what it found. The plans are SQLite's own
+(EXPLAIN QUERY PLAN of the statement the store sent, with its parameters).
+A file of schema version 5 gains the indexes of version 6 and keeps every row."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+
+from controller.store import TimelineEntry
+from controller.store.sqlite import SqliteStore
+from controller.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+
+from .builders import make_call, make_delivery
+
+Statements = list[tuple[str, tuple[Any, ...]]]
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> Statements:
+    """Every statement a store sends through aiosqlite, with its parameters."""
+    sent: Statements = []
+    execute, fetchall = aiosqlite.Connection.execute, aiosqlite.Connection.execute_fetchall
+
+    async def recorded_execute(self: aiosqlite.Connection, sql: str,
+                               parameters: Any = None) -> aiosqlite.Cursor:
+        sent.append((sql, tuple(parameters or ())))
+        return await execute(self, sql, parameters)
+
+    async def recorded_fetchall(self: aiosqlite.Connection, sql: str,
+                                parameters: Any = None) -> Any:
+        sent.append((sql, tuple(parameters or ())))
+        return await fetchall(self, sql, parameters)
+
+    monkeypatch.setattr(aiosqlite.Connection, "execute", recorded_execute)
+    monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", recorded_fetchall)
+    return sent
+
+
+async def filled(store: SqliteStore) -> None:
+    for number in range(6):
+        ended = number % 2 == 0
+        await store.create_call(make_call(f"call-{number}", 1000.0 + number,
+                                          state="ended" if ended else "dialing-a",
+                                          status="completed" if ended else None))
+    await store.save_call(make_call("call-0", 1000.0, state="ended", status="completed"),
+                          [TimelineEntry("call-0", 1001.0, "transition", {"to": "ended"})],
+                          [make_delivery("evt-0", "call-0")])
+    await store.put_dnc("+27115550909", "asked", 1000.0)
+
+
+def plans(path: Path, sent: Statements) -> Iterator[tuple[str, list[str]]]:
+    """SQLite's plan of each SELECT or DELETE sent."""
+    with closing(sqlite3.connect(path)) as db:
+        for sql, parameters in sent:
+            if sql.lstrip().upper().startswith(("SELECT", "DELETE")):
+                yield sql, [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", parameters)]
+
+
+def assert_indexed(path: Path, sent: Statements, *, ordered_scan: str | None = None) -> None:
+    """No statement scans a whole table or sorts; ``ordered_scan``, if given,
+    is the one index a statement may walk in order (a LIMIT stops it)."""
+    found = list(plans(path, sent))
+    assert found, "the operation sent no statement"
+    for sql, plan in found:
+        for step in plan:
+            assert "TEMP B-TREE" not in step, (sql, plan)
+            if step.startswith("SCAN"):
+                assert ordered_scan is not None and step.endswith(f"USING INDEX {ordered_scan}"), \
+                    (sql, plan)
+
+
+Operation = Callable[[SqliteStore], Awaitable[Any]]
+
+
+async def a_cursor(store: SqliteStore, **filters: Any) -> str:
+    cursor = (await store.list_calls(limit=1, **filters)).next_cursor
+    assert cursor is not None
+    return cursor
+
+
+@pytest.mark.parametrize(("operation", "ordered_scan"), [
+    (lambda s: s.list_calls(status="completed"), None),
+    (lambda s: s.list_calls(status="busy", created_after=900.0, created_before=1100.0), None),
+    (lambda s: s.list_calls(created_after=1001.0, created_before=1004.0), None),
+    (lambda s: s.list_calls(status="active"), "calls_open"),
+    (lambda s: s.open_calls(), "calls_open"),
+    (lambda s: s.dnc_entries(["+27115550909", "+27115550908"]), None),
+    (lambda s: s.prune_calls(1002.0), None),
+    (lambda s: s.prune_deliveries(1002.0), None),
+    # The first page walks the creation-time index from its newest end, for one page.
+    (lambda s: s.list_calls(limit=2), "calls_by_created_at"),
+], ids=["status", "status-and-window", "window", "active", "open-calls", "do-not-call",
+        "prune-calls", "prune-deliveries", "first-page"])
+async def test_a_query_on_many_calls_reads_an_index(store: SqliteStore, statements: Statements,
+                                                    operation: Operation,
+                                                    ordered_scan: str | None) -> None:
+    await filled(store)
+    statements.clear()
+    await operation(store)
+    assert_indexed(store.path, statements, ordered_scan=ordered_scan)
+
+
+@pytest.mark.parametrize("filters", [{}, {"status": "completed"}, {"status": "active"}],
+                         ids=["all", "status", "active"])
+async def test_a_page_behind_a_cursor_starts_at_the_cursor(
+        store: SqliteStore, statements: Statements, filters: dict[str, Any]) -> None:
+    await filled(store)
+    cursor = await a_cursor(store, **filters)
+    statements.clear()
+    page = await store.list_calls(limit=1, cursor=cursor, **filters)
+    assert page.calls  # the page is the one after the cursor's row
+    [(sql, plan)] = list(plans(store.path, statements))
+    assert len(plan) == 1 and plan[0].startswith("SEARCH calls USING INDEX"), (sql, plan)
+    assert "<" in plan[0] and "TEMP B-TREE" not in plan[0], (sql, plan)
+
+
+TABLES = ("calls", "timeline", "deliveries", "disabled_urls", "agent_groups", "agents",
+          "agent_calls", "group_cursors", "dnc", "number_attempts", "numbers", "heartbeat")
+
+
+def rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with closing(sqlite3.connect(path)) as db:
+        return {table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                for table in TABLES}
+
+
+async def test_a_version_5_file_keeps_every_row_and_gains_the_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    async with aiosqlite.connect(path) as db:
+        for step in MIGRATIONS[:5]:
+            await step(db)
+        await db.execute("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                         "version INTEGER NOT NULL)")
+        await db.execute("INSERT INTO schema_version VALUES (1, 5)")
+        await db.commit()
+    async with aiosqlite.connect(path) as db:
+        request = '{"leg_a": "+27115550101", "leg_b": "+27115550202"}'
+        for number, (state, status) in enumerate([("ended", "completed"), ("ended", "busy"),
+                                                  ("dialing-a", None), ("scheduled", None)]):
+            await db.execute(
+                "INSERT INTO calls (call_id, created_at, updated_at, state, status, request, "
+                "snapshot, result, idempotency_key, idempotency_scope, request_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, '{}', NULL, ?, 'scope', 'hash')",
+                (f"call-{number}", 1000.0 + number, 1001.0 + number, state, status, request,
+                 f"key-{number}"))
+            await db.execute("INSERT INTO timeline (call_id, at, kind, data) VALUES (?, ?, "
+                             "'transition', '{}')", (f"call-{number}", 1000.0 + number))
+            await db.execute("INSERT INTO deliveries VALUES (?, ?, 'https://h.example.com/', "
+                             "'call.completed', '{}', ?, ?, 'delivered', 1, 200, NULL, ?)",
+                             (f"evt-{number}", f"call-{number}", 1000.0 + number, 1000.0, 1002.0))
+        for statement in (
+                "INSERT INTO disabled_urls VALUES ('https://gone.example.com/', 5.0)",
+                "INSERT INTO agent_groups VALUES ('desk', '{}')",
+                "INSERT INTO agents VALUES ('+27115550101', NULL, 7.0)",
+                "INSERT INTO agent_calls VALUES ('+27115550101', 'call-0', 1000.0)",
+                "INSERT INTO group_cursors VALUES ('desk', 3)",
+                "INSERT INTO dnc VALUES ('+27115550909', 'asked', 1.0)",
+                "INSERT INTO number_attempts VALUES ('+27115550202', 'call-0', 1000.0)",
+                "INSERT INTO numbers VALUES ('+27115550900', '{}', 2.0)",
+                "INSERT INTO heartbeat VALUES (1, 9.0)"):
+            await db.execute(statement)
+        await db.commit()
+    before = rows(path)
+    assert all(before.values())  # every table has a row to keep
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert [c.call_id for c in await store.open_calls()] == ["call-2"]
+    finally:
+        await store.close()
+    assert rows(path) == before
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = "
+                                                  "'index'")}
+        assert {"calls_open", "calls_by_status", "calls_by_state",
+                "deliveries_by_created_at"} <= indexes
