@@ -70,10 +70,13 @@ lint: $(VENV)/.installed
 
 # Load benchmark on the lab: the controller next to a bare-AMI control lane,
 # every figure with its goal; writes docs/bench/latest.{json,png}. ~15 minutes.
-# Brings the lab down when it ends, as make test does.
+# Then the components' CPU (bench.micro) and the daemon on a store of 1 M calls
+# (bench.store: docs/bench/store.json; its store is built once, ~12 GiB in
+# .bench/store/cache). Brings the lab down when it ends, as make test does.
 bench: install
 	@$(LAB) up asterisk
-	@$(PY) -m bench.run && $(PY) -m bench.micro; status=$$?; $(LAB) down asterisk; exit $$status
+	@$(PY) -m bench.run && $(PY) -m bench.micro && $(PY) -m bench.store; status=$$?; \
+	  $(LAB) down asterisk; exit $$status
 
 # The soak run for longer than make test's 150 s: calls for 10 minutes, with an
 # Asterisk restart and a webhook outage in the middle; memory must stay flat.
@@ -102,4 +105,4 @@ lab-status:
 	@$(LAB) status
 
 clean: lab-down
-	rm -rf $(VENV) .lab .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .lab .bench .pytest_cache .mypy_cache .ruff_cache
