@@ -253,6 +253,8 @@ async def test_a_version_2_store_is_migrated_keeping_its_calls(tmp_path: Path) -
         db.execute("DROP TABLE dnc")
         db.execute("DROP TABLE number_attempts")
         db.execute("DROP TABLE numbers")  # version 5's
+        db.execute("DROP INDEX calls_open")  # version 6's
+        db.execute("DROP INDEX deliveries_by_created_at")  # version 6's
         db.execute("UPDATE schema_version SET version = 2")
     store = SqliteStore(path)
     await store.open()
