@@ -107,6 +107,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
+    """CPU seconds per second the process spends with no call: what a step
+    subtracts before it divides by its calls (timers, pings, the bench's own
+    /status samples)."""
+    before, started = cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - started)
+
+
 def asterisk_pid() -> int:
     return int(ASTERISK_PID.read_text().strip())
 

@@ -49,6 +49,7 @@ from .lanes import (
     Step,
     asterisk_pid,
     cpu_seconds,
+    idle_cpu_rate,
     lag_p99_ms,
     machine,
     percentile,
@@ -117,18 +118,19 @@ class Bench:
 
     async def control_lane(self, run: int, whisper: str) -> float:
         sustained = 0.0
+        switch_idle = await idle_cpu_rate(self.switch_pid)
         for rate in self.rates(run):
             async def place() -> Call:
                 call = Call("control", f"bench-ctl-{self.serial + 1}-a", self.b_number(), time.time())
                 self.ami.calls[call.key] = call
                 await self.ami.originate(call, whisper, self.args.talk)
                 return call
-            switch0 = cpu_seconds(self.switch_pid)
+            switch0, wall0 = cpu_seconds(self.switch_pid), time.monotonic()
             calls = await self.offer(rate, place)
             await self.drain(calls, "control")
             step = self.record_step(run, "control", rate, calls)
-            step.switch_cpu_ms_per_call = self.per_call(cpu_seconds(self.switch_pid) - switch0,
-                                                        calls)
+            step.switch_cpu_ms_per_call = self.per_call(
+                cpu_seconds(self.switch_pid) - switch0, switch_idle, wall0, calls)
             if step.success < SUCCESS_GOAL:
                 break
             sustained = rate
@@ -140,6 +142,8 @@ class Bench:
         await daemon.ready()
         sustained = 0.0
         sampling = asyncio.create_task(self.sample(daemon, samples))
+        idle, switch_idle = await asyncio.gather(idle_cpu_rate(daemon.process.pid),
+                                                 idle_cpu_rate(self.switch_pid))
         try:
             for rate in self.rates(run):
                 async def place() -> Call | None:
@@ -166,9 +170,10 @@ class Bench:
                 step = self.record_step(run, "controller", rate, calls,
                                         cpu=100 * (cpu1 - cpu0) / (wall1 - wall0),
                                         lag=lag_p99_ms(lag0, lag1))
-                step.cpu_ms_per_call = self.per_call(daemon.cpu_seconds() - cpu0, calls)
+                step.cpu_ms_per_call = self.per_call(daemon.cpu_seconds() - cpu0, idle, wall0,
+                                                     calls)
                 step.switch_cpu_ms_per_call = self.per_call(
-                    cpu_seconds(self.switch_pid) - switch0, calls)
+                    cpu_seconds(self.switch_pid) - switch0, switch_idle, wall0, calls)
                 if step.success < SUCCESS_GOAL:
                     break
                 sustained = rate
@@ -178,8 +183,12 @@ class Bench:
         return sustained
 
     @staticmethod
-    def per_call(seconds: float, calls: list[Call]) -> float | None:
-        return round(1000 * seconds / len(calls), 3) if calls else None
+    def per_call(seconds: float, idle_rate: float, since: float,
+                 calls: list[Call]) -> float | None:
+        """CPU ms per call: what the step's time cost over the process's idle
+        rate (see idle_cpu_rate), shared among its calls."""
+        busy = seconds - idle_rate * (time.monotonic() - since)
+        return round(1000 * max(busy, 0.0) / len(calls), 3) if calls else None
 
     async def sample(self, daemon: Daemon, samples: list[tuple[int, int]]) -> None:
         while True:
