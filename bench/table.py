@@ -9,6 +9,10 @@ from pathlib import Path
 LATEST = Path(__file__).resolve().parents[1] / "docs" / "bench" / "latest.json"
 
 
+def cell(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def main() -> None:
     report = json.loads(LATEST.read_text())
     machine = report["machine"]
@@ -19,17 +23,22 @@ def main() -> None:
     for figure in report["figures"]:
         value = figure["value"]
         shown = "-" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
-        print(f"| {figure['figure'].strip()} | {shown} {figure['unit']} | {figure['goal']} | "
-              f"{'yes' if figure['met'] else '**no**'} |")
-    print("\n| lane | calls/s | completed | whisper->INVITE p99 ms | controller CPU % "
-          "| event lag p99 ms (bucket) | bare AMI client lag p99 ms |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+        met = "-" if figure["met"] is None and figure["goal"] == "-" else (
+            "yes" if figure["met"] else "**no**")
+        print(f"| {figure['figure'].strip()} | {shown} {figure['unit']} | {figure['goal']} | {met} |")
+    print("\n| run | lane | calls/s | completed | controller CPU ms/call | Asterisk CPU ms/call "
+          "| webhook p50 / p99 ms | whisper->INVITE p99 ms | event lag p99 ms (bucket) "
+          "| bare AMI client lag p99 ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for step in report["steps"]:
-        def cell(value: float | None, digits: int = 1) -> str:
-            return "-" if value is None else f"{value:.{digits}f}"
-        print(f"| {step['lane']} | {step['rate']:g} | {100 * step['success']:.1f} % "
-              f"| {cell(step['gap_p99_ms'])} | {cell(step['cpu_percent'], 0)} "
-              f"| {cell(step['event_lag_p99_ms'])} | {cell(step['observer_lag_p99_ms'])} |")
+        webhook = step.get("webhook_ms") or {}
+        latency = (f"{cell(webhook.get('p50'), 0)} / {cell(webhook.get('p99'), 0)}"
+                   if webhook else "-")
+        print(f"| {step['run']} | {step['lane']} | {step['rate']:g} "
+              f"| {100 * step['success']:.1f} % | {cell(step['cpu_ms_per_call'], 2)} "
+              f"| {cell(step['switch_cpu_ms_per_call'], 2)} | {latency} "
+              f"| {cell(step['gap_p99_ms'])} | {cell(step['event_lag_p99_ms'])} "
+              f"| {cell(step['observer_lag_p99_ms'])} |")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ up then, as after any restart.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import Coroutine, Mapping, Sequence
@@ -210,6 +211,12 @@ class Daemon:
         self._stop.set()
 
     def _serving(self) -> None:
+        # What start-up built (the app and its schemas, number metadata, the
+        # modules) lives as long as the daemon. Frozen, it is out of the
+        # collector's reach: a full collection then scans the calls' objects
+        # alone, not a pause of tens of ms for every request in flight.
+        gc.collect()
+        gc.freeze()
         address = f"{self.config.api.host}:{self.config.api.port}"
         self.systemd.ready(f"serving the API on {address}; the switch's state is at /status")
         log.info("daemon.ready", api=address, switch_connected=self.switch_connected)

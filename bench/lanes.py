@@ -1,0 +1,302 @@
+"""The bench's parts on the lab: the calls and steps it records, a capture
+of leg B's INVITEs, an AMI observer (whisper ends, the control lane's
+outcomes), the daemon as a process, and the CPU of a process from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dpkt
+import httpx
+from panoramisk import Manager
+from panoramisk.message import Message
+
+REPO = Path(__file__).resolve().parents[1]
+LAB = REPO / "sip-lab" / "lab"
+LAB_DIR = Path(os.environ.get("CALLCONNECT_LAB_DIR", REPO / ".lab"))
+MEDIA = LAB_DIR / "root/var/lib/callconnect/media"
+RECORDINGS = LAB_DIR / "root/var/lib/callconnect/recordings"
+ASTERISK_PID = LAB_DIR / "run" / "asterisk.pid"
+LEG_A = "+27115550101"
+B_PREFIX = "+2711556"  # each call gets its own leg B number: +27 11 556 NNNN
+B_PORT = 5072  # lab-answer-b
+TOKEN = "bench"
+
+
+@dataclass
+class BenchRefused(RuntimeError):
+    """A call the bench meant to place was refused (not a 429 it measures):
+    the bench's own setup is wrong, and every figure after it would be too."""
+
+
+def refused(lane: str, response: httpx.Response) -> BenchRefused:
+    return BenchRefused(f"{lane} lane: POST /v1/calls answered {response.status_code}: "
+                        f"{response.text[:500]}")
+
+
+@dataclass
+class Call:
+    lane: str
+    key: str  # call_uuid (controller) or ChannelId (control)
+    b_number: str
+    placed_at: float
+    answered_b: bool = False
+    ended: bool = False
+    status: str = "pending"
+    ended_at: float | None = None
+    webhook_at: float | None = None
+    whisper_ready: bool | None = None
+
+    @property
+    def webhook_ms(self) -> float | None:
+        """Call end (the switch's time) to its completion webhook received."""
+        if self.webhook_at is None or self.ended_at is None:
+            return None
+        return (self.webhook_at - self.ended_at) * 1000
+
+
+@dataclass
+class Step:
+    run: int
+    lane: str
+    rate: float
+    offered: int
+    completed: int
+    success: float
+    gap_p99_ms: float | None = None
+    cpu_percent: float | None = None  # the controller's, while the step's calls were offered
+    cpu_ms_per_call: float | None = None  # the controller's, from the step's start to its drain
+    switch_cpu_ms_per_call: float | None = None  # Asterisk's, over the same time
+    event_lag_p99_ms: float | None = None
+    observer_lag_p99_ms: float | None = None  # a bare AMI client's lag: Asterisk's own delay
+    webhook_ms: dict[str, float | None] | None = None  # p50, p90, p99 (controller lane)
+
+
+def say(text: str) -> None:
+    print(f"[bench] {text}", flush=True)
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    data = sorted(values)
+    if not data:
+        return None
+    index = min(len(data) - 1, max(0, round(q * (len(data) - 1))))
+    return data[index]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's user and system CPU so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
+    """CPU seconds per second the process spends with no call: what a step
+    subtracts before it divides by its calls (timers, pings, the bench's own
+    /status samples)."""
+    before, started = cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - started)
+
+
+def asterisk_pid() -> int:
+    return int(ASTERISK_PID.read_text().strip())
+
+
+def machine() -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    asterisk = subprocess.run([LAB, "cli", "core show version"], capture_output=True,
+                              text=True).stdout.strip()
+    sipp = subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": str(round(
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)),
+        "kernel": platform.release(), "python": platform.python_version(),
+        "asterisk": asterisk.split(" built")[0],
+        "sipp": next((w for w in sipp.split() if w.startswith("v3")), "?"),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+class Capture:
+    """INVITEs to leg B on the wire (tcpdump on loopback, SIP only)."""
+
+    def __init__(self) -> None:
+        self.file = Path(tempfile.mkstemp(suffix=".pcap")[1])
+        self.process = subprocess.Popen(
+            ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-n", "-s", "600", "-w",
+             str(self.file), f"udp dst port {B_PORT}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert self.process.stderr is not None
+        self.process.stderr.readline()  # "listening on lo ..."
+
+    def invites(self) -> dict[str, float]:
+        time.sleep(0.5)
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=10)
+        first: dict[str, float] = {}
+        with self.file.open("rb") as handle:
+            for at, frame in dpkt.pcap.Reader(handle):
+                payload = bytes(dpkt.ethernet.Ethernet(frame).data.data.data)
+                if payload.startswith(b"INVITE sip:"):
+                    number = payload[11:payload.index(b"@")].decode()
+                    first.setdefault(number, at)
+        self.file.unlink()
+        return first
+
+
+class AmiObserver:
+    """What the switch says about the bench's calls: whisper ends (both lanes)
+    and the control lane's outcomes."""
+
+    def __init__(self) -> None:
+        self.whisper_done: dict[str, float] = {}  # leg A Uniqueid -> switch time
+        self.lags_ms: list[float] = []  # this observer's own event lag: Asterisk's side
+        self.calls: dict[str, Call] = {}  # control lane: leg A ChannelId -> call
+        self.manager = Manager(host="127.0.0.1", port=5038, username="lab-observer",
+                               secret="lab-observer", events="call,user", ping_delay=10)
+        self.manager.register_event("*", self.on_event)
+
+    async def connect(self) -> None:
+        await self.manager.connect()
+        login = self.manager.authenticated_future
+        if login is not None:
+            await asyncio.wait_for(login, 10)
+        # Only what it reads, so the measuring process stays light under load.
+        await asyncio.wait_for(self.manager.send_action({
+            "Action": "Filter", "Operation": "Add",
+            "Filter": "Event: (UserEvent|DialEnd|Hangup|OriginateResponse)[[:space:]]"}), 10)
+
+    def on_event(self, manager: Manager, event: Message) -> None:
+        name, uniqueid = event.get("Event"), event.get("Uniqueid", "")
+        if "Timestamp" in event:
+            self.lags_ms.append((time.time() - float(event["Timestamp"])) * 1000)
+        if name == "UserEvent" and event.get("Step") == "whisper-done":
+            self.whisper_done[uniqueid] = float(event.get("Timestamp", time.time()))
+        call = self.calls.get(uniqueid)
+        if call is None:
+            return
+        if name == "DialEnd" and event.get("DialStatus") == "ANSWER" and event.get("DestUniqueid") \
+                and event.get("DestUniqueid") != uniqueid:
+            call.answered_b = True
+        elif name == "OriginateResponse" and event.get("Response") == "Failure":
+            call.ended, call.status = True, "failed"
+        elif name == "Hangup":
+            call.ended = True
+            call.ended_at = float(event.get("Timestamp", time.time()))
+            call.status = "completed" if call.answered_b else "failed"
+
+    async def originate(self, call: Call, whisper: str, talk: int) -> None:
+        response = await asyncio.wait_for(self.manager.send_action({
+            "Action": "Originate", "Channel": f"PJSIP/{LEG_A}@lab-answer-a",
+            "Context": "bench-control", "Exten": "s", "Priority": "1", "Timeout": "30000",
+            "ChannelId": call.key, "Async": "true",
+            "Variable": [f"CC_AUDIO={whisper}", f"CC_DIAL=PJSIP/{call.b_number}@lab-answer-b",
+                         f"CC_TALK={talk}",
+                         f"CC_RECORDING=/var/lib/callconnect/recordings/{call.key}.wav"]},
+            as_list=False), 10)
+        if not response.success:
+            raise BenchRefused(f"control lane: AMI Originate refused: {response.get('Message')}")
+
+
+class Daemon:
+    def __init__(self, workdir: Path, talk: int, max_rate: float = 0.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "bench.toml"
+        config.write_text(f"""
+[asterisk]
+secret = "callconnect-lab"
+trunk_endpoint = "lab-answer-b"
+uri_endpoint = "lab-uri"
+routes = [{{ prefix = "+271155501", endpoint = "lab-answer-a" }},
+          {{ prefix = "{B_PREFIX}", endpoint = "lab-answer-b" }}]
+[calls]
+time_limit = {talk}
+[media]
+whisper_dir = "{MEDIA}"
+whisper_switch_dir = "/var/lib/callconnect/media"
+recording_dir = "{RECORDINGS}"
+recording_switch_dir = "/var/lib/callconnect/recordings"
+[api]
+port = {self.port}
+tokens = ["{TOKEN}"]
+max_calls_per_second = {max_rate}
+[store]
+path = "{workdir / f"bench-{self.port}.sqlite3"}"
+[outbound]
+allow_private = true  # the bench's webhook receiver is on loopback
+[webhook]
+retry_base_seconds = 0.5
+unsigned = true  # the bench's own receiver on loopback does not verify
+""")
+        self.log = (workdir / "daemon.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "controller", "--config", str(config), "--log-level", "warning",
+             "daemon"], stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+        # Enough connections that the bench's own client never limits the offered rate.
+        self.client = httpx.AsyncClient(base_url=self.url, timeout=10,
+                                        limits=httpx.Limits(max_connections=2000),
+                                        headers={"Authorization": f"Bearer {TOKEN}"})
+
+    async def ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if (await self.client.get("/status")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+        raise RuntimeError("the daemon did not become ready; see the bench's daemon.log")
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    async def lag_buckets(self) -> dict[float, float]:
+        text = (await self.client.get("/metrics")).text
+        buckets = {}
+        for line in text.splitlines():
+            if line.startswith("callconnect_switch_event_lag_seconds_bucket"):
+                le = line.split('le="')[1].split('"')[0]
+                buckets[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+        return buckets
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+        self.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(self.process.wait, 120)
+        self.log.close()
+
+
+def lag_p99_ms(before: dict[float, float], after: dict[float, float]) -> float | None:
+    counts = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = counts[-1][1] if counts else 0
+    if not total:
+        return None
+    for le, cumulative in counts:
+        if cumulative >= 0.99 * total:
+            return le * 1000
+    return None

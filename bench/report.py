@@ -1,0 +1,164 @@
+"""The bench's report: each figure next to its goal, the table printed, and
+the charts (CPU per call against rate for both lanes; the completion
+webhook's latency percentiles per step; success against rate; whisper end to
+leg B's INVITE)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .lanes import Call, Step, percentile
+
+SUCCESS_GOAL = 0.999
+CPU_PER_CALL_GOAL_MS = 2.5
+
+
+@dataclass
+class Report:
+    machine: dict[str, str]
+    settings: dict[str, Any]
+    steps: list[Step] = field(default_factory=list)
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    gaps_ms: dict[str, list[float]] = field(default_factory=dict)
+    sustained: dict[str, list[float]] = field(default_factory=dict)  # lane -> each run's rate
+
+    def figure(self, name: str, value: Any, goal: str, met: bool | None, unit: str = "") -> None:
+        self.figures.append({"figure": name, "value": value, "unit": unit, "goal": goal,
+                             "met": met})
+
+    def common_rate(self) -> float:
+        """The rate both lanes sustained (the median of their runs): the
+        switch's own limit here, when the controller keeps up."""
+        return min(statistics.median(self.sustained["control"]),
+                   statistics.median(self.sustained["controller"]))
+
+    def lane_steps(self, lane: str, run: int | None = None) -> list[Step]:
+        return [s for s in self.steps if s.lane == lane and (run is None or s.run == run)]
+
+
+def webhook_percentiles(calls: list[Call]) -> dict[str, float | None]:
+    latencies = [ms for c in calls if (ms := c.webhook_ms) is not None]
+    return {name: percentile(latencies, q) for name, q in (("p50", 0.5), ("p90", 0.9),
+                                                          ("p99", 0.99))}
+
+
+def add_figures(report: Report, samples: list[tuple[int, int]], overload: dict[str, Any],
+                whisper_ready: list[bool]) -> None:
+    control_runs, controller_runs = report.sustained["control"], report.sustained["controller"]
+    ratios = [b / a for a, b in zip(control_runs, controller_runs, strict=True) if a]
+    ratio = statistics.median(ratios) if ratios else None
+    runs = ", ".join(f"{b:g}/{a:g}" for a, b in zip(control_runs, controller_runs, strict=True))
+    report.figure("sustained rate (>= 99.9 % success), controller / control, median of runs",
+                  ratio and round(ratio, 3), ">= 0.95", ratio is not None and ratio >= 0.95,
+                  f"(runs: {runs} calls/s)")
+    common = report.common_rate()
+    control_gap = percentile(report.gaps_ms["control"], 0.99)
+    controller_gap = percentile(report.gaps_ms["controller"], 0.99)
+    gap = None if controller_gap is None or control_gap is None else controller_gap - control_gap
+    report.figure("whisper end -> leg B INVITE on the wire, p99, controller minus control "
+                  "(sustained rates)", gap and round(gap, 2), "<= 5 ms",
+                  gap is not None and gap <= 5, "ms")
+    # The first run's step at the control lane's peak (or the highest below it).
+    peak = [s for s in report.lane_steps("controller", 1) if s.rate <= (control_runs[0] or 1)]
+    at_peak = peak[-1] if peak else None
+    control_peak = {s.rate: s for s in report.lane_steps("control", 1)}.get(
+        at_peak.rate if at_peak else -1)
+    lag = at_peak.event_lag_p99_ms if at_peak else None
+    report.figure("AMI event lag p99 at peak (histogram bucket bound)", lag, "<= 5 ms",
+                  lag is not None and lag <= 5, "ms")
+    # The same moment seen by a bare AMI client: Asterisk's own delivery delay.
+    bare = at_peak.observer_lag_p99_ms if at_peak else None
+    excess = None if lag is None or bare is None else round(lag - bare, 2)
+    report.figure("  of which the controller's own (minus a bare AMI client's p99)", excess,
+                  "<= 5 ms", excess is not None and excess <= 5, "ms")
+    cpu = at_peak.cpu_ms_per_call if at_peak else None
+    report.figure(f"controller CPU per call at {at_peak.rate if at_peak else '?'} calls/s "
+                  "(control's peak; by component: python -m bench.micro)",
+                  cpu and round(cpu, 2), f"<= {CPU_PER_CALL_GOAL_MS} ms",
+                  cpu is not None and cpu <= CPU_PER_CALL_GOAL_MS, "ms")
+    ours = at_peak.switch_cpu_ms_per_call if at_peak else None
+    bare_switch = control_peak.switch_cpu_ms_per_call if control_peak else None
+    report.figure("  Asterisk's CPU per call there, controller lane / control lane",
+                  ours and bare_switch and round(ours / bare_switch, 2), "-", None,
+                  f"({ours and round(ours, 2)} / {bare_switch and round(bare_switch, 2)} ms)")
+    slope = None
+    if len({n for n, _ in samples}) > 2:
+        slope = statistics.linear_regression([n for n, _ in samples],
+                                             [r for _, r in samples]).slope
+    report.figure("controller memory per active call (RSS slope)", slope and round(slope, 1),
+                  "<= 64 KiB", slope is not None and slope <= 64, "KiB")
+    sustained_steps = [s for s in report.lane_steps("controller")
+                       if s.rate <= common and s.success >= SUCCESS_GOAL and s.webhook_ms]
+    worst = max(sustained_steps, key=lambda s: (s.webhook_ms or {}).get("p99") or 0.0,
+                default=None)
+    worst_p99 = (worst.webhook_ms or {}).get("p99") if worst else None
+    report.figure("call end -> completion webhook received, p99, worst sustained step",
+                  worst_p99 and round(worst_p99, 1), "<= 50 ms",
+                  worst_p99 is not None and worst_p99 <= 50,
+                  f"ms (at {worst.rate:g} calls/s, run {worst.run})" if worst else "ms")
+    share = sum(whisper_ready) / len(whisper_ready) if whisper_ready else None
+    report.figure("whisper audio ready before leg A answered", share, ">= 99.9 %",
+                  share is not None and share >= 0.999)
+    admitted_ok = (overload["admitted_completed"] / overload["admitted"]
+                   if overload["admitted"] else None)
+    report.figure("at 1.5x: admitted calls that complete / admitted", admitted_ok, "1.0",
+                  admitted_ok == 1.0, f"({overload['admitted_completed']}/{overload['admitted']}, "
+                                      f"{overload['refused']} refused, "
+                                      f"{overload['unanswered']} unanswered in 10 s)")
+    refusal = overload["refusal_p99_ms"]
+    report.figure("at 1.5x: 429 answer time p99", refusal and round(refusal, 2), "<= 10 ms",
+                  refusal is not None and refusal <= 10, "ms")
+
+
+def print_table(report: Report) -> None:
+    print()
+    print(f"{'figure':<90} {'value':>18}  {'goal':<20} met")
+    for f in report.figures:
+        value = "-" if f["value"] is None else f"{f['value']} {f['unit']}".strip()
+        met = "-" if f["met"] is None and f["goal"] == "-" else ("yes" if f["met"] else "NO")
+        print(f"{f['figure']:<90} {value:>18}  {f['goal']:<20} {met}")
+    print()
+
+
+def chart(report: Report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ((cpu, webhook), (success, gaps)) = plt.subplots(2, 2, figsize=(12, 8.5))
+    controller = report.lane_steps("controller", 1)
+    control = report.lane_steps("control", 1)
+    for steps, attribute, style, label in (
+            (controller, "cpu_ms_per_call", "s-", "controller (the daemon)"),
+            (controller, "switch_cpu_ms_per_call", "^-", "Asterisk, controller lane"),
+            (control, "switch_cpu_ms_per_call", "o-", "Asterisk, control lane")):
+        shown = [(s.rate, getattr(s, attribute)) for s in steps if getattr(s, attribute)]
+        cpu.plot([r for r, _ in shown], [v for _, v in shown], style, label=label)
+    cpu.axhline(CPU_PER_CALL_GOAL_MS, color="grey", linestyle=":", label="controller goal")
+    cpu.set(xlabel="offered calls/s", ylabel="CPU ms per call", title="CPU per call against rate")
+    for name, style in (("p50", "o-"), ("p90", "s-"), ("p99", "^-")):
+        shown = [(s.rate, (s.webhook_ms or {}).get(name)) for s in controller]
+        webhook.plot([r for r, v in shown if v is not None],
+                     [v for _, v in shown if v is not None], style, label=name)
+    webhook.axhline(50, color="grey", linestyle=":", label="p99 goal")
+    webhook.set(xlabel="offered calls/s", ylabel="ms", yscale="log",
+                title="call end -> completion webhook, per step")
+    for lane, style in (("control", "o-"), ("controller", "s-")):
+        steps = report.lane_steps(lane, 1)
+        success.plot([s.rate for s in steps], [100 * s.success for s in steps], style, label=lane)
+        lane_gaps = report.gaps_ms.get(lane, [])
+        if lane_gaps:
+            gaps.hist(lane_gaps, bins=40, alpha=0.6, label=f"{lane} (n={len(lane_gaps)})")
+    success.axhline(100 * SUCCESS_GOAL, color="grey", linestyle=":")
+    success.set(xlabel="offered calls/s", ylabel="completed %", title="success against rate")
+    gaps.set(xlabel="ms", ylabel="calls", title="whisper end -> leg B INVITE on the wire")
+    for axes in (cpu, webhook, success, gaps):
+        axes.legend()
+    fig.suptitle(f"callconnect bench (first run), {report.machine['cores']} cores, "
+                 f"{report.machine['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
