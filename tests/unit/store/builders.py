@@ -1,8 +1,11 @@
-"""Records for the store tests."""
+"""Records and old store files for the store tests."""
 
 from __future__ import annotations
 
+import aiosqlite
+
 from controller.store import IdempotencyKey, StoredCall, WebhookDelivery
+from controller.store.sqlite.schema import MIGRATIONS
 
 
 def make_call(call_id: str, created_at: float = 1000.0, *, state: str = "dialing-a",
@@ -19,3 +22,13 @@ def make_delivery(event_id: str, call_id: str, *, created_at: float = 1000.0,
     return WebhookDelivery(event_id=event_id, call_id=call_id, url=url, event_type="call.completed",
                            payload={"id": event_id, "type": "call.completed", "data": {}},
                            created_at=created_at, next_attempt_at=next_attempt_at)
+
+
+async def at_version(db: aiosqlite.Connection, version: int) -> None:
+    """The schema an older callconnect (``version``) left on an empty file,
+    for a migration test to put its rows in."""
+    for migration in MIGRATIONS[:version]:
+        await migration(db)
+    await db.execute("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                     "version INTEGER NOT NULL)")
+    await db.execute("INSERT INTO schema_version VALUES (1, ?)", (version,))

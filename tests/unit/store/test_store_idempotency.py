@@ -14,8 +14,8 @@ from controller.calls.idempotency import bind_key, replay_of
 from controller.calls.request import make_request
 from controller.store import IdempotencyKey, StoredCall, StoreError, TimelineEntry
 from controller.store.sqlite import SqliteStore
-from controller.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
-from tests.unit.store.builders import make_call, make_delivery
+from controller.store.sqlite.schema import SCHEMA_VERSION
+from tests.unit.store.builders import at_version, make_call, make_delivery
 
 
 def keyed(call_id: str, key: IdempotencyKey) -> StoredCall:
@@ -72,11 +72,7 @@ async def version_3_file(path: Path) -> None:
     """A store as callconnect with schema version 3 left it: a call with a
     key (unique on its own then), its timeline and a webhook delivery."""
     async with aiosqlite.connect(path) as db:
-        for migration in MIGRATIONS[:3]:
-            await migration(db)
-        await db.execute("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), "
-                         "version INTEGER NOT NULL)")
-        await db.execute("INSERT INTO schema_version VALUES (1, 3)")
+        await at_version(db, 3)
         await db.execute(
             "INSERT INTO calls (call_id, created_at, updated_at, state, status, request, snapshot, "
             "result, idempotency_key) VALUES ('old', 1.0, 2.0, 'ended', 'completed', '{}', '{}', "

@@ -9,7 +9,8 @@ from pathlib import Path
 import aiosqlite
 
 from controller.store.sqlite import SqliteStore
-from controller.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from controller.store.sqlite.schema import SCHEMA_VERSION
+from tests.unit.store.builders import at_version
 
 
 async def test_a_number_is_kept_replaced_and_deleted(store: SqliteStore) -> None:
@@ -28,11 +29,7 @@ async def test_a_number_is_kept_replaced_and_deleted(store: SqliteStore) -> None
 async def test_a_version_4_file_gains_the_numbers_table(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     async with aiosqlite.connect(path) as db:
-        for step in MIGRATIONS[:4]:
-            await step(db)
-        await db.execute("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), "
-                         "version INTEGER NOT NULL)")
-        await db.execute("INSERT INTO schema_version VALUES (1, 4)")
+        await at_version(db, 4)
         await db.execute("INSERT INTO dnc VALUES ('+27115550909', 'asked', 1.0)")
         await db.commit()
     store = SqliteStore(path)

@@ -18,9 +18,9 @@ import pytest
 
 from controller.store import TimelineEntry
 from controller.store.sqlite import SqliteStore
-from controller.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from controller.store.sqlite.schema import SCHEMA_VERSION
 
-from .builders import make_call, make_delivery
+from .builders import at_version, make_call, make_delivery
 
 Statements = list[tuple[str, tuple[Any, ...]]]
 
@@ -137,11 +137,7 @@ def rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 async def test_a_version_5_file_keeps_every_row_and_gains_the_indexes(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     async with aiosqlite.connect(path) as db:
-        for step in MIGRATIONS[:5]:
-            await step(db)
-        await db.execute("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), "
-                         "version INTEGER NOT NULL)")
-        await db.execute("INSERT INTO schema_version VALUES (1, 5)")
+        await at_version(db, 5)
         await db.commit()
     async with aiosqlite.connect(path) as db:
         request = '{"leg_a": "+27115550101", "leg_b": "+27115550202"}'
