@@ -129,7 +129,8 @@ class ConnectionGuard:
 
 class HeadTooLarge(Exception):
     """Raised from a parser callback: it stops httptools before the request
-    reaches the app; uvicorn then calls ``send_400_response``."""
+    reaches the app; uvicorn then logs "Invalid HTTP request received." and
+    calls ``send_400_response``, which answers 431 instead."""
 
 
 class GuardedProtocol(HttpToolsProtocol):
