@@ -3,9 +3,10 @@
 
 * switch events: the recorded AMI streams through panoramisk's parser, the
   translator and the call core (also as events/s, next to the parser alone);
-* HTTP: POST /v1/calls through the daemon's own server (uvicorn's h11, the
-  socket, FastAPI's validation and auth, the answer's JSON) down to the
-  daemon's place_call, which answers at once; the client is another process;
+* HTTP: POST /v1/calls through the daemon's own server (uvicorn's httptools
+  protocol on uvloop, the socket, FastAPI's validation and auth, the answer's
+  JSON) down to the daemon's place_call, which answers at once; the client is
+  another process;
 * routing and compliance: the request checked into a route spec, screened
   (destination policy, do-not-call and cap look-ups in the SQLite store) and
   its first targets chosen;
@@ -13,8 +14,9 @@
   completion webhook), CONCURRENT calls at a time as under load;
 * webhooks: a call's completion webhook encoded and signed.
 
-CPU is the process's (all threads: aiosqlite's and SQLite's work counts).
-Figures drift between runs on a shared machine: compare runs made together."""
+CPU is the process's (all threads: aiosqlite's and SQLite's work counts). The
+components run on the daemon's event loop, uvloop. Figures drift between runs
+on a shared machine: compare runs made together."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
+import uvloop
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
@@ -184,7 +187,7 @@ for _ in range(count):
 
 
 async def http_per_call(answer: StoredCall) -> float:
-    """The daemon's own HTTP server (uvicorn with its h11 protocol, the
+    """The daemon's own HTTP server (uvicorn with its httptools protocol, the
     socket, FastAPI) answering POST /v1/calls on loopback."""
     settings = ApiConfig(host="127.0.0.1", port=free_port(), tokens=[TOKEN])
     server = api_server(create_app(cast(Operations, PlacingOperations(answer)), settings), settings)
@@ -318,7 +321,7 @@ def main() -> None:
     print(f"[micro] panoramisk parse only:          {parse_rate:12,.0f} events/s")
     print(f"[micro] parse + translator + call core: {full_rate:12,.0f} events/s "
           f"({full_rate / parse_rate:.2f} of parse-only)")
-    figures = asyncio.run(components())
+    figures = uvloop.run(components())  # the daemon's loop (controller/cli.py)
     print(f"[micro] CPU per call, by component ({CALLS} calls; the store {CONCURRENT} at a time):")
     for name, seconds in figures.items():
         print(f"[micro]   {name:<46} {seconds * 1000:7.3f} ms")

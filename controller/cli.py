@@ -26,6 +26,7 @@ import time
 from typing import Any, get_args
 
 import structlog
+import uvloop
 
 from controller import __version__, logs, shipped_files
 from controller.app import Controller
@@ -314,7 +315,7 @@ def _daemon(config: Config) -> int:
     from controller.daemon.service import run_daemon
 
     try:
-        asyncio.run(run_daemon(config))
+        uvloop.run(run_daemon(config))
     except CallConnectError as exc:
         # One log line, JSON under systemd like every other, says why it stopped.
         structlog.get_logger(__name__).error("daemon.failed", **exc.as_dict())

@@ -51,8 +51,9 @@ HTTP_ERRORS = {400: InvalidRequest.error_id, 404: ApiErrorId.NOT_FOUND.value,
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 
 
-def bearer_token(credentials: Credentials) -> str:
-    """The request's token (RequestGuard has checked it already)."""
+async def bearer_token(credentials: Credentials) -> str:
+    """The request's token (RequestGuard has checked it already). Async only
+    so that FastAPI calls it on the loop, not through its thread pool."""
     return credentials.credentials if credentials else ""
 
 

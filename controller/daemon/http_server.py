@@ -1,16 +1,18 @@
-"""The API's HTTP server: uvicorn with h11, plus what uvicorn lacks against
-slow or idle clients.
+"""The API's HTTP server: uvicorn with httptools on uvloop, plus what uvicorn
+lacks against slow, idle or oversized clients.
 
 uvicorn's ``timeout_keep_alive`` only runs between two requests; nothing
 limits how long a request's head or body may take to arrive, so each
 half-sent request holds a socket (and a file) for good. Its
 ``limit_concurrency`` answers 503 but still accepts and keeps every socket,
-so it does not keep the process under its open-file limit. Hence a small
+so it does not keep the process under its open-file limit. httptools bounds
+neither a head's size nor its number of header fields. Hence a small
 protocol subclass: the head must arrive whole within ``header_timeout``
 (from the connection, or from the previous answer), the body within
-``body_timeout`` after it; and at ``max_connections`` a new connection closes
-the connection that has waited longest for a request head, or is itself
-closed when every connection is busy with a request.
+``body_timeout`` after it; a head over MAX_HEAD_BYTES or MAX_HEADER_FIELDS
+gets 431 and the connection closes; and at ``max_connections`` a new
+connection closes the connection that has waited longest for a request head,
+or is itself closed when every connection is busy with a request.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
-import h11
 import structlog
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from controller.config import ApiConfig
 from controller.errors import ConfigError, DaemonFailed
@@ -41,6 +42,17 @@ log = structlog.get_logger(__name__)
 LISTEN_BACKLOG = 64
 OTHER_FILES = 128
 MIN_CONNECTIONS = 16
+# A request's head (request line and header fields): h11's bound, which the
+# daemon had before httptools; and Apache's default number of fields. Each
+# field is kept parsed while the head arrives, so the count bounds memory too.
+MAX_HEAD_BYTES = 16384
+MAX_HEADER_FIELDS = 100
+_REFUSAL = (f"request head too large: at most {MAX_HEAD_BYTES} bytes and {MAX_HEADER_FIELDS} "
+            "header fields").encode()
+HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                  b"content-type: text/plain; charset=utf-8\r\n"
+                  b"content-length: " + str(len(_REFUSAL)).encode() + b"\r\n"
+                  b"connection: close\r\n\r\n" + _REFUSAL)
 
 
 class ApiServer(uvicorn.Server):
@@ -112,15 +124,25 @@ class ConnectionGuard:
         self.body_timeout = body_timeout
         self.max_connections = max_connections
         # Connections waiting for a request head, longest waiting first.
-        self.waiting: dict[GuardedH11Protocol, None] = {}
+        self.waiting: dict[GuardedProtocol, None] = {}
 
 
-class GuardedH11Protocol(H11Protocol):
+class HeadTooLarge(Exception):
+    """Raised from a parser callback: it stops httptools before the request
+    reaches the app; uvicorn then logs "Invalid HTTP request received." and
+    calls ``send_400_response``, which answers 431 instead."""
+
+
+class GuardedProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, guard: ConnectionGuard, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.guard = guard
         self.phase = ""  # head, body, or app (the request is whole)
         self.deadline: asyncio.TimerHandle | None = None
+        self.in_body = False  # the parser is inside a request's body
+        self.unanswered = 0  # requests whose head has come and whose answer has not gone
+        self.head_bytes = 0  # of the head being read
+        self.head_too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         room = len(self.connections) < self.guard.max_connections
@@ -137,10 +159,44 @@ class GuardedH11Protocol(H11Protocol):
         self.follow()
 
     def data_received(self, data: bytes) -> None:
+        # Counted per read: a read that ends one request and starts the next
+        # one's head does not count against it, so a head may pass the bound
+        # by at most one read before it is refused.
+        if not self.in_body:
+            self.head_bytes += len(data)
         super().data_received(data)
-        self.follow()
+        if self.transport.is_closing():
+            return  # answered already: httptools could not parse it, or too many fields
+        if not self.in_body and self.head_bytes > MAX_HEAD_BYTES:
+            self.refuse_head()
+        else:
+            self.follow()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= MAX_HEADER_FIELDS:
+            self.head_too_large = True
+            raise HeadTooLarge
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.in_body = True
+        self.head_bytes = 0
+        self.unanswered += 1
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.in_body = False
+        self.head_bytes = 0
+
+    def send_400_response(self, msg: str) -> None:
+        if self.head_too_large:
+            self.refuse_head()
+        else:
+            super().send_400_response(msg)
 
     def on_response_complete(self) -> None:
+        self.unanswered -= 1
         super().on_response_complete()
         if not self.transport.is_closing():
             self.follow()
@@ -152,9 +208,11 @@ class GuardedH11Protocol(H11Protocol):
 
     def follow(self) -> None:
         """Start the phase's clock when the request enters a new phase; the
-        clock is not restarted by each byte, so a trickle does not help."""
-        state = self.conn.their_state
-        phase = "head" if state is h11.IDLE else "body" if state is h11.SEND_BODY else "app"
+        clock is not restarted by each byte, so a trickle does not help. A
+        request pipelined behind one the app is answering has no clock: it is
+        not read until that answer has gone."""
+        phase = ("head" if self.unanswered == 0
+                 else "body" if self.unanswered == 1 and self.in_body else "app")
         if phase == self.phase:
             return
         self.phase = phase
@@ -172,6 +230,14 @@ class GuardedH11Protocol(H11Protocol):
         if self.deadline is not None:
             self.deadline.cancel()
             self.deadline = None
+
+    def refuse_head(self) -> None:
+        self.stop_clock()
+        self.guard.waiting.pop(self, None)
+        log.info("api.request_head_too_large", max_bytes=MAX_HEAD_BYTES,
+                 max_fields=MAX_HEADER_FIELDS)
+        self.transport.write(HEAD_TOO_LARGE)
+        self.transport.close()
 
     def drop(self, event: str) -> None:
         self.stop_clock()
@@ -209,7 +275,9 @@ def connection_cap(wanted: int, open_file_limit: int) -> int:
 def api_server(app: FastAPI, settings: ApiConfig) -> ApiServer:
     guard = ConnectionGuard(settings.header_timeout, settings.body_timeout,
                             connection_cap(settings.max_connections, raise_open_file_limit()))
-    protocol = cast("type[asyncio.Protocol]", functools.partial(GuardedH11Protocol, guard=guard))
+    protocol = cast("type[asyncio.Protocol]", functools.partial(GuardedProtocol, guard=guard))
+    # ws="none": the API has no WebSocket routes, and an upgraded connection
+    # would leave the guard.
     return ApiServer(uvicorn.Config(
-        app, host=settings.host, port=settings.port, http=protocol, backlog=LISTEN_BACKLOG,
-        log_config=None, access_log=False, lifespan="off"))
+        app, host=settings.host, port=settings.port, http=protocol, ws="none",
+        backlog=LISTEN_BACKLOG, log_config=None, access_log=False, lifespan="off"))

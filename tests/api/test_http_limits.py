@@ -5,6 +5,8 @@ clients, on the real daemon process (its switch unreachable, so no lab):
   also under a low open-file limit;
 * a half-sent head or body is closed within its timeout, however slowly the
   client trickles bytes;
+* a head over 16 KiB or 100 header fields gets 431 and the connection
+  closes, also when it comes in pieces; one within both bounds is answered;
 * the token is checked before the body is read, and a body over
   api.max_body_bytes gets 413 body-too-large;
 * /status does not write the store on every GET;
@@ -27,6 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from controller.daemon.http_server import MAX_HEAD_BYTES, MAX_HEADER_FIELDS
 from tests.api.switch_down import switch_down_env
 from tests.lab.conftest import LAB_CONFIG, REPO, TOKEN, DaemonProcess
 
@@ -189,6 +192,58 @@ def test_a_half_sent_body_is_closed_within_the_body_timeout(daemon: Daemon) -> N
                      b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"leg_a\"")
         took = seconds_until_closed(sock, b" ", BODY_TIMEOUT + 5)
     assert took < BODY_TIMEOUT + 3
+
+
+# ------------------------------------------------------------------ oversized heads
+
+
+def answer_until_closed(sock: socket.socket) -> bytes:
+    """Everything the daemon sends until it closes the connection."""
+    answer = b""
+    while part := sock.recv(65536):
+        answer += part
+    return answer
+
+
+def test_a_head_over_the_byte_bound_gets_431_even_in_pieces(daemon: Daemon) -> None:
+    start = b"GET /status HTTP/1.1\r\nHost: test\r\n"
+    field = b"X-Padding: " + b"y" * 1000 + b"\r\n"
+    within = (MAX_HEAD_BYTES - len(start)) // len(field)
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        sock.sendall(start)
+        for _ in range(within):  # in pieces, so that the bound holds across reads
+            time.sleep(0.01)
+            sock.sendall(field)
+        time.sleep(0.01)
+        sock.sendall(b"X-Last: " + b"z" * 2000 + b"\r\n")  # over the bound, not yet whole
+        answer = answer_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer
+    assert f"at most {MAX_HEAD_BYTES} bytes and {MAX_HEADER_FIELDS} header fields".encode() \
+        in answer, answer
+
+
+def head_of(fields: int, padding: int = 0) -> bytes:
+    """A GET /status with this many header fields in all, one of them
+    ``padding`` bytes long."""
+    return (b"GET /status HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+            + b"X-Padding: " + b"y" * padding + b"\r\n"
+            + b"".join(b"X-Field-%d: v\r\n" % n for n in range(fields - 3)) + b"\r\n")
+
+
+def test_a_head_over_the_field_bound_gets_431(daemon: Daemon) -> None:
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        sock.sendall(head_of(MAX_HEADER_FIELDS + 1))
+        answer = answer_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer
+
+
+def test_a_head_within_both_bounds_is_answered(daemon: Daemon) -> None:
+    head = head_of(MAX_HEADER_FIELDS, padding=MAX_HEAD_BYTES - len(head_of(MAX_HEADER_FIELDS)))
+    assert len(head) == MAX_HEAD_BYTES
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        sock.sendall(head)
+        answer = answer_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 503 "), answer  # /status, with the switch down
 
 
 # ------------------------------------------------------------------ token first, body limit
