@@ -42,6 +42,12 @@ Action = dict[str, str]
 # Every value is printable ASCII: no CR or LF to start a header of its own,
 # no other control character, nothing a terminal or parser might read twice.
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
+# Asterisk reads an AMI line of up to 1024 bytes with its CR LF (manager.c's
+# input buffer) and drops a whole action that holds a longer one.
+MAX_LINE = 1024
+# What Asterisk's argument parser reads in ARRAY()'s value: a backslash
+# before each keeps it literal (the parser drops the backslash).
+_ARRAY_SYNTAX = re.compile(r'([\\",()\[\]])')
 _CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # PJSIP endpoint names from the config
 _NUMBER = re.compile(r"\+?[0-9]{1,20}")
@@ -135,6 +141,10 @@ def _printable(actions: list[Action]) -> list[Action]:
             if _UNSAFE.search(value):
                 raise SwitchActionFailed(f"refusing to send {key} {value!r} to AMI: "
                                          "it holds a control or non-ASCII character")
+            if len(key) + len(value) + 4 > MAX_LINE:
+                raise SwitchActionFailed(
+                    f"refusing to send {key} of {len(value)} characters to AMI: Asterisk drops "
+                    f"an action with a line over {MAX_LINE} bytes (fewer targets at once fit)")
     return actions
 
 
@@ -262,13 +272,39 @@ def _dial_variables(command: DialLegB, config: AsteriskConfig) -> dict[str, str]
 def _steer(channel: str, context: str, variables: dict[str, str]) -> list[Action]:
     """Set the step's inputs, then send the channel to the step's context.
     One AMI session runs its actions in order, so the Setvars land first."""
-    actions: list[Action] = [
-        {"Action": "Setvar", "Channel": channel, "Variable": name, "Value": value}
-        for name, value in variables.items()
-    ]
-    actions.append({"Action": "Redirect", "Channel": channel, "Context": context,
-                    "Exten": "s", "Priority": "1"})
-    return actions
+    return [*_setvars(channel, variables),
+            {"Action": "Redirect", "Channel": channel, "Context": context,
+             "Exten": "s", "Priority": "1"}]
+
+
+def _setvars(channel: str, variables: dict[str, str]) -> list[Action]:
+    """The variables in as few Setvars as fit in AMI's lines: several at once
+    through ``ARRAY(name,...)``, whose value is theirs joined by commas, each
+    escaped for Asterisk's argument parser. Each action costs the switch a
+    parse, a response and a lock of the channel."""
+    groups: list[list[tuple[str, str]]] = []
+    for name, value in variables.items():
+        group = [*groups[-1], (name, value)] if groups else []
+        if group and _fits(group):
+            groups[-1] = group
+        else:
+            groups.append([(name, value)])
+    return [_setvar(channel, group) for group in groups]
+
+
+def _setvar(channel: str, group: list[tuple[str, str]]) -> Action:
+    if len(group) == 1:
+        [(name, value)] = group
+        return {"Action": "Setvar", "Channel": channel, "Variable": name, "Value": value}
+    return {"Action": "Setvar", "Channel": channel,
+            "Variable": f"ARRAY({','.join(name for name, _ in group)})",
+            "Value": ",".join(_ARRAY_SYNTAX.sub(r"\\\1", value) for _, value in group)}
+
+
+def _fits(group: list[tuple[str, str]]) -> bool:
+    action = _setvar("", group)
+    return all(len(key) + len(value) + 4 <= MAX_LINE
+               for key, value in action.items() if key in ("Variable", "Value"))
 
 
 def _audio(path: str) -> str:

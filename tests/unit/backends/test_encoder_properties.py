@@ -29,6 +29,7 @@ from controller.core.commands import (
 from controller.core.outcomes import Leg
 from controller.errors import InvalidNumber, SwitchActionFailed
 from controller.numbers import parse_target
+from tests.unit.backends.asterisk.setvars import variables_set
 
 PROPERTY = settings(max_examples=400, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -163,7 +164,7 @@ def test_ami_actions_hold_no_control_character_and_keep_their_structure(
             assert "CallerID" not in action or re.fullmatch(r"<\+?[0-9]{1,20}>", action["CallerID"])
         if action["Action"] == "Hangup":  # "/..." would be a regular expression over channels
             assert not action["Channel"].startswith("/") and "," not in action["Channel"], action
-    variables = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
+    variables = variables_set(actions)
     dial = _dial_of(command)
     if dial is not None:
         parts = variables["CC_DIAL"].split("&")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.backends.asterisk.actions import dial_string, encode
+from controller.backends.asterisk.actions import MAX_LINE, dial_string, encode
 from controller.config import AsteriskConfig, Route
 from controller.core.commands import (
     DialLegB,
@@ -18,6 +18,7 @@ from controller.core.commands import (
 from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
 from controller.numbers import target_of
+from tests.unit.backends.asterisk.setvars import separate_args, variables_set
 
 CONFIG = AsteriskConfig(trunk_endpoint="trunk", uri_endpoint="uri-out", routes=[
     Route("+2711", "jhb"), Route("+271155501", "lab-a")])
@@ -52,8 +53,9 @@ def test_whisper_arms_leg_bs_dial_then_redirects_leg_a() -> None:
     command = PlayWhisper("/var/lib/callconnect/media/abc.wav",
                           DialLegB(("+27115550202",), 25, 600, None))
     actions = encode("c1", command, CONFIG)
-    assert [a["Action"] for a in actions] == ["Setvar"] * 4 + ["Redirect"]
-    values = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
+    # One Setvar sets all four (ARRAY()): two actions where five were.
+    assert [a["Action"] for a in actions] == ["Setvar", "Redirect"]
+    values = variables_set(actions)
     assert values == {"CC_AUDIO": "/var/lib/callconnect/media/abc",
                       "CC_DIAL": "PJSIP/+27115550202@jhb", "CC_RING_TIMEOUT": "25",
                       "CC_DIAL_OPTIONS": "rS(600)U(callconnect-bridge)"}
@@ -64,7 +66,7 @@ def test_whisper_arms_leg_bs_dial_then_redirects_leg_a() -> None:
 
 def test_dial_b_sets_dial_string_timeout_and_time_limit() -> None:
     actions = encode("c1", DialLegB(("+27115550202",), 25, 600, None), CONFIG)
-    values = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
+    values = variables_set(actions)
     assert values == {"CC_DIAL": "PJSIP/+27115550202@jhb", "CC_RING_TIMEOUT": "25",
                       "CC_DIAL_OPTIONS": "rS(600)U(callconnect-bridge)"}
     assert actions[-1] == {"Action": "Redirect", "Channel": "c1-a",
@@ -77,11 +79,11 @@ def test_recording_is_started_by_the_dialplan_as_b_accepts_not_over_ami() -> Non
     assert encode("c1", StartRecording("/r/c1.wav"), CONFIG) == []
     actions = encode("c1", DialLegB(("+27115550202",), 25, 600, None, record_file="/r/c1.wav"),
                      CONFIG)
-    values = {a["Variable"]: a["Value"] for a in actions if a["Action"] == "Setvar"}
+    values = variables_set(actions)
     assert values["CC_DIAL_OPTIONS"] == "rS(600)U(callconnect-answer^^^5^/r/c1.wav)"
     both = encode("c1", DialLegB(("+27115550202",), 25, 600, None, "/m/hi.wav", "1", 7,
                                  record_file="/r/c1.wav"), CONFIG)
-    values = {a["Variable"]: a["Value"] for a in both if a["Action"] == "Setvar"}
+    values = variables_set(both)
     assert values["CC_DIAL_OPTIONS"] == "rS(600)U(callconnect-answer^/m/hi^1^7^/r/c1.wav)"
 
 
@@ -118,7 +120,7 @@ def test_audio_paths_are_checked(bad: str) -> None:
 
 def test_simultaneous_targets_ring_in_one_dial() -> None:
     command = DialLegB(("+27115550202", "sip:agent@127.0.0.1:5090", "endpoint:desk-7"), 20, 600, None)
-    values = {a["Variable"]: a["Value"] for a in encode("c1", command, CONFIG) if a["Action"] == "Setvar"}
+    values = variables_set(encode("c1", command, CONFIG))
     assert values["CC_DIAL"] == ("PJSIP/+27115550202@jhb&PJSIP/uri-out/sip:agent@127.0.0.1:5090"
                                  "&PJSIP/desk-7")
     with pytest.raises(SwitchActionFailed):
@@ -130,7 +132,7 @@ def test_hold_music_and_answer_steps_become_dial_options() -> None:
     assert originate["Variable"] == "CC_CALL_ID=c1,CC_HOLD_MUSIC=1"
     command = DialLegB(("+27115550202",), 25, 600, None, answer_audio="/m/whisper.wav",
                        confirm_key="1", confirm_timeout=7, hold_music=True)
-    values = {a["Variable"]: a["Value"] for a in encode("c1", command, CONFIG) if a["Action"] == "Setvar"}
+    values = variables_set(encode("c1", command, CONFIG))
     assert values["CC_DIAL_OPTIONS"] == "mS(600)U(callconnect-answer^/m/whisper^1^7^)"
 
 
@@ -138,3 +140,22 @@ def test_hold_music_and_answer_steps_become_dial_options() -> None:
 def test_confirm_keys_are_single_dtmf_digits(key: str) -> None:
     with pytest.raises(SwitchActionFailed):
         encode("c1", DialLegB(("+27115550202",), 25, 600, None, confirm_key=key), CONFIG)
+
+
+def test_the_reader_of_array_values_splits_as_asterisk_does() -> None:
+    assert separate_args('a,(b,c),"d,e",f\\,g,[h,i],') == ["a", "(b,c)", "d,e", "f,g", "[h,i]", ""]
+
+
+def test_a_steps_inputs_go_in_one_setvar_until_a_line_would_be_too_long() -> None:
+    many = tuple(f"+2711555{n:04d}" for n in range(43))  # 988 characters of dial strings
+    actions = encode("c1", PlayWhisper("/m/w.wav", DialLegB(many, 25, 600, None)), CONFIG)
+    assert [a["Action"] for a in actions] == ["Setvar", "Setvar", "Redirect"]
+    assert all(len(f"{key}: {value}\r\n") <= MAX_LINE for a in actions for key, value in a.items())
+    assert variables_set(actions)["CC_DIAL"].split("&") == [f"PJSIP/{n}@jhb" for n in many]
+    assert variables_set(actions)["CC_DIAL_OPTIONS"] == "rS(600)U(callconnect-bridge)"
+
+
+def test_a_value_longer_than_an_ami_line_is_refused_with_the_limit() -> None:
+    many = tuple(f"+2711555{n:04d}" for n in range(60))
+    with pytest.raises(SwitchActionFailed, match="over 1024 bytes"):
+        encode("c1", DialLegB(many, 25, 600, None), CONFIG)

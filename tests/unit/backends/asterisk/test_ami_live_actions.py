@@ -21,6 +21,7 @@ from controller.core.commands import (
 )
 from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
+from tests.unit.backends.asterisk.setvars import variables_set
 
 CONFIG = AsteriskConfig(trunk_endpoint="trunk")
 INBOUND = "1796012622.0"  # an incoming call's Uniqueid, as Asterisk names it
@@ -33,7 +34,7 @@ def steered(actions: list[dict[str, str]], channel: str) -> tuple[dict[str, str]
     *setvars, redirect = actions
     assert [a["Action"] for a in setvars] == ["Setvar"] * len(setvars)
     assert (redirect["Action"], redirect["Exten"], redirect["Priority"]) == ("Redirect", "s", "1")
-    return {a["Variable"]: a["Value"] for a in setvars}, redirect["Context"]
+    return variables_set(setvars), redirect["Context"]
 
 
 def test_play_sends_every_file_and_the_loop_count_to_the_claimed_channel() -> None:
