@@ -38,6 +38,8 @@ from controller.core.events import (
 from controller.core.outcomes import Leg
 from tests.lab.capture import SOUND_RMS, Capture, Packet, rtp_rms
 
+from .esl import channel_rows
+
 REPO = Path(__file__).resolve().parents[2]
 CALLER_PHONE = REPO / "sip-lab" / "phones" / "fs-call-in.xml"
 CALLER_SIP_PORT, CALLER_MEDIA_PORT = 5190, 17190
@@ -236,6 +238,14 @@ async def test_a_call_nobody_claims_is_turned_away_by_the_switch_itself(
     assert 180 in statuses and statuses[-1] == 503
 
 
+async def answered_on_the_switch(channel: str, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not any(row.get("uuid") == channel and row.get("callstate") == "ACTIVE"
+                  for row in await channel_rows()):
+        assert time.monotonic() < deadline, f"FreeSWITCH did not answer {channel}"
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.fslab
 async def test_a_restarted_controller_finds_the_claimed_caller_and_its_gather(
         backend: FreeswitchBackend, announced: asyncio.Queue[IncomingCall], fs_config: Config,
@@ -246,6 +256,8 @@ async def test_a_restarted_controller_finds_the_claimed_caller_and_its_gather(
         await backend.claim(incoming, CALL_ID, Sink())
         await backend.execute(CALL_ID, GatherDigits("g1", prompt, 4, "#", 10, 5))
         await backend.close()  # the controller goes away while the caller hears the menu
+        # The gather answers the caller while the controller is away.
+        await answered_on_the_switch(incoming.channel)
 
         again = FreeswitchBackend(fs_config.freeswitch)
         await again.connect()
