@@ -146,19 +146,21 @@ class Capture:
         assert self.process.stderr is not None
         self.process.stderr.readline()  # "listening on lo ..."
 
-    def invites(self) -> dict[str, float]:
+    def invites(self) -> dict[str, list[float]]:
+        """When each leg B number got an INVITE, every time (a long bench
+        reuses its 10,000 numbers; a retransmission adds a later time)."""
         time.sleep(0.5)
         self.process.send_signal(signal.SIGINT)
         self.process.wait(timeout=10)
-        first: dict[str, float] = {}
+        seen: dict[str, list[float]] = {}
         with self.file.open("rb") as handle:
             for at, frame in dpkt.pcap.Reader(handle):
                 payload = bytes(dpkt.ethernet.Ethernet(frame).data.data.data)
                 if payload.startswith(b"INVITE sip:"):
                     number = payload[11:payload.index(b"@")].decode()
-                    first.setdefault(number, at)
+                    seen.setdefault(number, []).append(at)
         self.file.unlink()
-        return first
+        return seen
 
 
 class AmiObserver:

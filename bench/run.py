@@ -265,7 +265,7 @@ class Bench:
             + (f", webhook p99 {p99:.0f} ms" if p99 is not None else ""))
         return step
 
-    def gaps(self, invites: dict[str, float]) -> None:
+    def gaps(self, invites: dict[str, list[float]]) -> None:
         """Whisper end to B's INVITE, per call and per step; the lanes' lists
         over the rates both lanes sustained (a saturated step says nothing
         about the controller)."""
@@ -275,8 +275,12 @@ class Bench:
             step_gaps = []
             for call in self.step_calls[id(step)]:
                 a_id = call.key if call.lane == "control" else f"{call.key}-a"
-                if call.b_number in invites and a_id in self.ami.whisper_done:
-                    step_gaps.append((invites[call.b_number] - self.ami.whisper_done[a_id]) * 1000)
+                done = self.ami.whisper_done.get(a_id)
+                if done is not None and call.b_number in invites:
+                    # The INVITE of this call: the one nearest its whisper's end
+                    # (the number's other calls are minutes away).
+                    invite = min(invites[call.b_number], key=lambda at: abs(at - done))
+                    step_gaps.append((invite - done) * 1000)
             step.gap_p99_ms = percentile(step_gaps, 0.99)
             if step.success >= SUCCESS_GOAL and step.rate <= up_to:
                 by_lane[step.lane] += step_gaps
