@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +18,9 @@ import dpkt
 import httpx
 from panoramisk import Manager
 from panoramisk.message import Message
+
+from . import common
+from .common import BenchRefused, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 LAB = REPO / "sip-lab" / "lab"
@@ -32,12 +32,6 @@ LEG_A = "+27115550101"
 B_PREFIX = "+2711556"  # each call gets its own leg B number: +27 11 556 NNNN
 B_PORT = 5072  # lab-answer-b
 TOKEN = "bench"
-
-
-@dataclass
-class BenchRefused(RuntimeError):
-    """A call the bench meant to place was refused (not a 429 it measures):
-    the bench's own setup is wrong, and every figure after it would be too."""
 
 
 def refused(lane: str, response: httpx.Response) -> BenchRefused:
@@ -87,20 +81,6 @@ def say(text: str) -> None:
     print(f"[bench] {text}", flush=True)
 
 
-def percentile(values: Iterable[float], q: float) -> float | None:
-    data = sorted(values)
-    if not data:
-        return None
-    index = min(len(data) - 1, max(0, round(q * (len(data) - 1))))
-    return data[index]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def cpu_seconds(pid: int) -> float:
     """The process's user and system CPU so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -121,17 +101,11 @@ def asterisk_pid() -> int:
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     asterisk = subprocess.run([LAB, "cli", "core show version"], capture_output=True,
                               text=True).stdout.strip()
     sipp = subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": str(round(
-        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)),
-        "kernel": platform.release(), "python": platform.python_version(),
-        "asterisk": asterisk.split(" built")[0],
-        "sipp": next((w for w in sipp.split() if w.startswith("v3")), "?"),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    return {**common.machine(), "asterisk": asterisk.split(" built")[0],
+            "sipp": next((w for w in sipp.split() if w.startswith("v3")), "?")}
 
 
 class Capture:

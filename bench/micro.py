@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ import uvloop
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from bench.common import free_port
 from controller.api.app import create_app
 from controller.api.interface import Operations
 from controller.backends.asterisk.events import AmiEventTranslator
@@ -211,12 +211,6 @@ async def send_requests(port: int, count: int) -> None:
     _, err = await asyncio.wait_for(client.communicate(json.dumps(REQUEST).encode()), 120)
     if client.returncode != 0:
         raise RuntimeError(f"the HTTP client failed: {err.decode()[-500:]}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def cpu_per_call(one: Callable[[], Awaitable[None]], calls: int = CALLS) -> float:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .lanes import Call, Step, percentile
+from .common import percentile
+from .lanes import Call, Step
 
 SUCCESS_GOAL = 0.999
 CPU_PER_CALL_GOAL_MS = 2.5

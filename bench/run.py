@@ -35,6 +35,7 @@ from aiohttp import web
 
 from controller.tts import WhisperRenderer
 
+from .common import BenchRefused, percentile
 from .lanes import (
     B_PREFIX,
     LAB,
@@ -42,7 +43,6 @@ from .lanes import (
     MEDIA,
     REPO,
     AmiObserver,
-    BenchRefused,
     Call,
     Capture,
     Daemon,
@@ -52,7 +52,6 @@ from .lanes import (
     idle_cpu_rate,
     lag_p99_ms,
     machine,
-    percentile,
     refused,
     say,
 )

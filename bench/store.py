@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import sqlite3
 import sys
 import time
@@ -43,6 +41,8 @@ from typing import Any
 
 import httpx
 
+from bench import common
+from bench.common import BenchRefused, percentile
 from bench.store_build import build, dnc_number, placed_number, say
 from bench.store_daemon import LEG_A, REPO, WHISPER, Peer, StoreDaemon, WebhookReceiver
 from controller.store.sqlite.cursor import encode_cursor
@@ -59,22 +59,8 @@ PAGE_GOAL_MS = 20.0
 START_GOAL_S = 5.0
 
 
-class BenchRefused(RuntimeError):
-    """A request the bench meant to succeed did not: its setup is wrong."""
-
-
-def percentile(values: list[float], q: float) -> float:
-    data = sorted(values)
-    return data[min(len(data) - 1, max(0, round(q * (len(data) - 1))))]
-
-
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": str(round(
-        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)),
-        "kernel": platform.release(), "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    return {**common.machine(), "sqlite": sqlite3.sqlite_version}
 
 
 @dataclass
@@ -227,9 +213,11 @@ class Report:
     def latency(self, name: str, times: list[float], goal: str = "-",
                 goal_ms: float | None = None) -> float:
         """A figure of p99 (and its p50, for comparison) of ``times`` in ms."""
-        p99 = percentile(times, 0.99)
+        p99, p50 = percentile(times, 0.99), percentile(times, 0.5)
+        if p99 is None or p50 is None:
+            raise BenchRefused(f"{name}: nothing was measured")
         self.figure(name, round(p99, 2), goal, None if goal_ms is None else p99 <= goal_ms, "ms",
-                    round(percentile(times, 0.5), 2))
+                    round(p50, 2))
         return p99
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import httpx
 from aiohttp import web
+
+from bench.common import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "bench-store"
@@ -39,12 +40,6 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Peer:

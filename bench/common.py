@@ -1,0 +1,41 @@
+"""What every bench shares: a free port on loopback, percentiles, the
+machine a run was made on, and the error that stops a run whose setup is
+wrong."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class BenchRefused(RuntimeError):
+    """A request the bench meant to succeed was refused (not a 429 it
+    measures): its setup is wrong, and every figure after it would be too."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    data = sorted(values)
+    if not data:
+        return None
+    index = min(len(data) - 1, max(0, round(q * (len(data) - 1))))
+    return data[index]
+
+
+def machine() -> dict[str, str]:
+    """The machine and Python a run was made on, and when."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": str(round(
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)),
+        "kernel": platform.release(), "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
