@@ -10,7 +10,8 @@ them when the read is over.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import structlog
 
@@ -20,6 +21,7 @@ log = structlog.get_logger(__name__)
 MAX_HELD = 10_000
 
 HeldEvent = tuple[Mapping[str, str], float]  # an event and when it arrived
+Routed = TypeVar("Routed")
 
 
 class EventHold:
@@ -43,10 +45,12 @@ class EventHold:
                         "the switch was read after a restart")
         return True
 
-    def release(self) -> list[HeldEvent]:
-        """One read is over; after the last, the events it kept, in order."""
+    def release(self, translate: Callable[[Mapping[str, str], float], list[Routed]]
+                ) -> list[Routed]:
+        """One read is over; after the last, the events it kept, in order,
+        through ``translate`` (the translator's own, no longer holding)."""
         self._holds = max(self._holds - 1, 0)
         if self._holds:
             return []
         held, self._held = self._held, []
-        return held
+        return [routed for event, now in held for routed in translate(event, now)]

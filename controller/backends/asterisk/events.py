@@ -148,8 +148,7 @@ class AmiEventTranslator:
 
     def release(self) -> list[Routed]:
         """One hold is over; after the last, the held events translated."""
-        return [routed for message, now in self._hold.release()
-                for routed in self.translate(message, now)]
+        return self._hold.release(self.translate)
 
     def translate(self, message: Mapping[str, str], now: float) -> list[Routed]:
         """The core events one AMI event means; [] for anything not ours (or

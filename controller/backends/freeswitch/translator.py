@@ -68,8 +68,7 @@ class FsEventTranslator(LiveEvents):
 
     def release(self) -> list[Routed]:
         """One hold is over; after the last, the held events translated."""
-        return [routed for event, now in self._hold.release()
-                for routed in self.translate(event, now)]
+        return self._hold.release(self.translate)
 
     def translate(self, event: Mapping[str, str], now: float) -> list[Routed]:
         """The core events one FreeSWITCH event means; [] for anything not ours
