@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -37,6 +36,7 @@ from controller.numbers import TargetKind, target_of
 from . import reattach
 from .actions import claim_actions, dial_string, dial_strings, encode, refuse_actions, trunk_of
 from .events import AmiEventTranslator, Routed, leg_a_channel_id
+from .forget import FORGET_EVERY, forget_action, forget_batches, is_call_id
 from .protocol import AmiProtocol
 
 log = structlog.get_logger(__name__)
@@ -47,24 +47,9 @@ log = structlog.get_logger(__name__)
 EVENT_CLASSES = "call,user"
 # AstDB family where the dialplan keeps each call's outcome (callconnect-outcome).
 OUTCOME_FAMILY = "callconnect"
-# A Local channel into this context deletes a call's outcome: the DBDel action
-# would need the `system` class.
-CONTEXT_FORGET = "callconnect-forget"
-_CALL_ID = re.compile(r"[0-9a-f][0-9a-f-]{0,63}")
 # Asterisk's answer when the context an action names has no such extension:
 # for Originate it means the callconnect dialplan is not loaded.
 NO_EXTENSION = "Extension does not exist."
-
-
-def forget_outcome_action(call_id: str) -> dict[str, str] | None:
-    """The Originate that deletes a call's kept outcome: a Local channel runs
-    callconnect-forget with the call id as its extension, which deletes the
-    AstDB entry and hangs up (the originate then fails, unanswered: expected)."""
-    if not _CALL_ID.fullmatch(call_id):
-        return None
-    return {"Action": "Originate", "ActionID": f"forget-{call_id}",
-            "Channel": f"Local/{call_id}@{CONTEXT_FORGET}", "Application": "NoOp",
-            "Timeout": "5000", "Async": "true"}
 
 
 class _Connection(Manager):  # type: ignore[misc]  # panoramisk has no type hints
@@ -105,6 +90,9 @@ class AsteriskBackend:
         self._in_flight: set[asyncio.Future[Any]] = set()
         self._reconnecting: asyncio.Future[None] | None = None
         self._deferred_hangups: list[str] = []
+        # Ended calls whose kept outcome is still to be deleted (see forget.py).
+        self._outcomes_to_forget: list[str] = []
+        self._forgetting: asyncio.Task[None] | None = None
         # Incoming channels seen after a restart: uniqueid -> its CC_CALL_ID.
         self._claimed_channels: dict[str, str] = {}
         self._closing = False
@@ -163,6 +151,10 @@ class AsteriskBackend:
         self._spawn(self._heartbeat(manager))
 
     async def close(self) -> None:
+        if self.connected and self._outcomes_to_forget:
+            await self._forget_outcomes(after=0)
+        if self._forgetting is not None:
+            self._forgetting.cancel()
         self._closing = True
         if self._reconnecting is not None:
             self._reconnecting.cancel()
@@ -213,6 +205,8 @@ class AsteriskBackend:
             self.reconnects += 1
             log.info("ami.reconnected", address=self.address, attempts=attempt)
             await self._hang_up_deferred()
+            if self._outcomes_to_forget:
+                self._forgetting = asyncio.ensure_future(self._forget_outcomes(after=0))
             if self.on_reconnect is not None:
                 await self.on_reconnect()
             return
@@ -233,18 +227,25 @@ class AsteriskBackend:
     def forget(self, call_id: str) -> None:
         self._translator.forget(call_id)
         self._sinks.pop(call_id, None)
-        if self.connected:
-            self._spawn(self._forget_outcome(call_id))
-
-    async def _forget_outcome(self, call_id: str) -> None:
-        action = forget_outcome_action(call_id)
-        if action is None:
-            log.warning("ami.outcome_not_deleted", call_id=call_id, error="not a call id")
+        if not is_call_id(call_id):
+            log.warning("ami.outcome_not_deleted", call_id=call_id[:70], error="not a call id")
             return
-        try:
-            await self._send(action)
-        except (SwitchActionFailed, SwitchUnavailable) as exc:
-            log.warning("ami.outcome_not_deleted", call_id=call_id, error=exc.message)
+        self._outcomes_to_forget.append(call_id)
+        if self.connected and (self._forgetting is None or self._forgetting.done()):
+            self._forgetting = asyncio.ensure_future(self._forget_outcomes(FORGET_EVERY))
+
+    async def _forget_outcomes(self, after: float) -> None:
+        """Delete the gathered outcomes, ``after`` seconds from the first. Those
+        not sent (the link is down) wait for the next connection."""
+        await asyncio.sleep(after)
+        call_ids, self._outcomes_to_forget = self._outcomes_to_forget, []
+        for batch in forget_batches(call_ids):
+            try:
+                await self._send(forget_action(batch))
+            except SwitchUnavailable:
+                self._outcomes_to_forget += batch
+            except SwitchActionFailed as exc:
+                log.warning("ami.outcome_not_deleted", calls=len(batch), error=exc.message)
 
     async def reattach(self, call_id: str, state: str, sink: EventSink,
                        then_dial: DialLegB | None = None) -> list[Event]:

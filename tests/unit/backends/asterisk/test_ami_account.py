@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 
 from controller.backends.asterisk import actions
-from controller.backends.asterisk.backend import CONTEXT_FORGET, EVENT_CLASSES, forget_outcome_action
+from controller.backends.asterisk.backend import EVENT_CLASSES
 from controller.backends.asterisk.events import AmiEventTranslator
+from controller.backends.asterisk.forget import CONTEXT_FORGET
 
 ASTERISK = Path(__file__).parents[4] / "dialplans" / "asterisk"
 
@@ -48,17 +49,8 @@ def test_the_dialplan_records_and_forgets_without_the_system_class() -> None:
     dialplan = (ASTERISK / "extensions_callconnect.conf").read_text()
     assert "TryExec(MixMonitor(${ARG4}))" in dialplan
     assert "Step: recording-started" in dialplan and "Step: recording-failed" in dialplan
-    assert f"[{CONTEXT_FORGET}]" in dialplan and "DB_DELETE(callconnect/${EXTEN})" in dialplan
-
-
-def test_forgetting_an_outcome_originates_a_local_channel_for_call_ids_only() -> None:
-    call_id = "5f0c1a2b-0000-4000-8000-000000000001"
-    action = forget_outcome_action(call_id)
-    assert action is not None
-    assert action["Channel"] == f"Local/{call_id}@callconnect-forget"
-    assert action["Application"] == "NoOp" and action["Async"] == "true"
-    for bad in ("x@other-context", "5f0c/../x", "5f0c\r\nAction: Hangup", ""):
-        assert forget_outcome_action(bad) is None
+    assert f"[{CONTEXT_FORGET}]" in dialplan
+    assert "DB_DELETE(callconnect/${CC_FORGET_ID})" in dialplan
 
 
 def test_every_context_the_controller_steers_to_is_in_the_dialplan() -> None:
