@@ -89,11 +89,18 @@ class LegLimits:
         self.clock = clock
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._starting: dict[str, tuple[set[str], set[str]]] = {}  # call id -> (agents, trunks)
+        # Each live call's (agents, trunks), worked out again only when its
+        # attempt or its agent changes: every request counts every live call.
+        self._usage: dict[str, tuple[tuple[int, str | None], set[str], set[str]]] = {}
+        self._limited = bool(config.agent_max_active or config.agent_calls_per_second
+                             or config.trunk_max_active or config.trunk_calls_per_second)
 
     def admit(self, call_id: str, legs: Sequence[tuple[str, str]]) -> None:
         """``legs``: (field, normalised target), leg A first, then leg B's
         targets known now. TrunkLimit or AgentLimit if over a limit; else the
         call holds its place until :meth:`release`."""
+        if not self._limited:
+            return
         field_a, agent = legs[0]
         trunks: dict[str, str] = {}  # trunk -> the first field dialed through it
         for field, target in legs:
@@ -148,14 +155,21 @@ class LegLimits:
     def _in_progress(self) -> tuple[dict[str, int], dict[str, int]]:
         agents: dict[str, int] = {}
         trunks: dict[str, int] = {}
+        usage = {}
         for call_id, call in self.calls.items():
             if call_id in self._starting or call.core.finished:
                 continue
-            call_agents, call_trunks = self._used_by(call)
+            key = (len(call.core.attempts), call.agent)
+            known = self._usage.get(call_id)
+            if known is None or known[0] != key:
+                known = (key, *self._used_by(call))
+            usage[call_id] = known
+            _, call_agents, call_trunks = known
             for agent in call_agents:
                 agents[agent] = agents.get(agent, 0) + 1
             for trunk in call_trunks:
                 trunks[trunk] = trunks.get(trunk, 0) + 1
+        self._usage = usage
         for call_agents, call_trunks in self._starting.values():
             for agent in call_agents:
                 agents[agent] = agents.get(agent, 0) + 1
