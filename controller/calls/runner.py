@@ -174,6 +174,18 @@ class CallRunner:
 
     def follow(self, call: ActiveCall) -> None:
         call.task = asyncio.create_task(self._follow(call), name=f"call-{call.call_id}")
+        # A callback, not a finally: it also runs for a task canceled before it ever ran.
+        call.task.add_done_callback(lambda _: self._let_go(call))
+
+    def _let_go(self, call: ActiveCall) -> None:
+        """The call is over for the controller: what it held is released."""
+        for task in (call.routing, call.fetching):
+            if task is not None:
+                task.cancel()
+        self.backend.forget(call.call_id)
+        self.calls.pop(call.call_id, None)
+        self.compliance.release(call.call_id)
+        self.reservations.release(call.call_id)
 
     def spawn_routing(self, call: ActiveCall, command: ChooseTargets) -> None:
         """Ask the router in the background: a dial-whom URL may take seconds,
@@ -217,14 +229,6 @@ class CallRunner:
             log.exception("call.follow_failed", call_id=call.call_id)
             if not call.done.done():
                 call.done.set_exception(exc)
-        finally:
-            for task in (call.routing, call.fetching):
-                if task is not None:
-                    task.cancel()
-            self.backend.forget(call.call_id)
-            self.calls.pop(call.call_id, None)
-            self.compliance.release(call.call_id)
-            self.reservations.release(call.call_id)
 
     async def _handle(self, call: ActiveCall, event: Event) -> None:
         answered = _answered_at(call, event)

@@ -1,6 +1,8 @@
 """A TCP proxy between the controller and the lab's real AMI, for fault tests:
 it can cut Asterisk's stream into small reads, slip malformed frames between
-real ones, and go silent without closing (a link that dies with no FIN)."""
+real ones, go silent without closing (a link that dies with no FIN), and
+answer Redirects itself as Asterisk does while the channel's last Redirect is
+still being carried out."""
 
 from __future__ import annotations
 
@@ -30,9 +32,13 @@ JUNK_FRAMES = (
 
 
 class AmiProxy:
-    def __init__(self, chunk: int = 0, junk: bool = False, seed: int = 7) -> None:
+    def __init__(self, chunk: int = 0, junk: bool = False, seed: int = 7,
+                 redirects_refused: int = 0) -> None:
         self.chunk = chunk  # > 0: pass Asterisk's bytes on in reads of 1..chunk bytes
         self.junk = junk  # slip a JUNK_FRAME in after every real frame
+        # Each Redirect is refused this many times before it reaches Asterisk.
+        self.redirects_refused = redirects_refused
+        self.refusals = 0
         self.random = random.Random(seed)
         self.connections = 0
         self.junk_sent = 0
@@ -65,8 +71,9 @@ class AmiProxy:
         upstream_reader, upstream_writer = await asyncio.open_connection(*AMI)
         silent = asyncio.Event()
         self.silent.append(silent)
-        pumps = [asyncio.create_task(self._pump(client_reader, upstream_writer, silent, False)),
-                 asyncio.create_task(self._pump(upstream_reader, client_writer, silent, True))]
+        pumps = [asyncio.create_task(self._actions(client_reader, upstream_writer, client_writer,
+                                                   silent)),
+                 asyncio.create_task(self._pump(upstream_reader, client_writer, silent))]
         self._tasks.update(pumps)
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         if silent.is_set():
@@ -77,17 +84,41 @@ class AmiProxy:
             with contextlib.suppress(OSError):
                 writer.close()
 
+    async def _actions(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter,
+                       client: asyncio.StreamWriter, silent: asyncio.Event) -> None:
+        """The controller's actions on to Asterisk, but the Redirects to refuse."""
+        pending = b""
+        refused: dict[bytes, int] = {}  # a Redirect's frame without its ActionID -> refusals
+        while not silent.is_set():
+            data = await reader.read(4096)
+            if not data or silent.is_set():
+                return
+            pending += data
+            while FRAME_END in pending:
+                frame, _, pending = pending.partition(FRAME_END)
+                lines = frame.split(b"\r\n")
+                action_id = next((line for line in lines if line.lower().startswith(b"actionid:")),
+                                 None)
+                if b"Action: Redirect" in lines and action_id is not None:
+                    same = b"\r\n".join(line for line in lines if line != action_id)
+                    if refused.get(same, 0) < self.redirects_refused:
+                        refused[same] = refused.get(same, 0) + 1
+                        self.refusals += 1
+                        client.write(b"Response: Error\r\n" + action_id + b"\r\n"
+                                     b"Message: Redirect failed, channel not up.\r\n\r\n")
+                        continue
+                upstream.write(frame + FRAME_END)
+            await upstream.drain()
+            await client.drain()
+
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    silent: asyncio.Event, from_asterisk: bool) -> None:
+                    silent: asyncio.Event) -> None:
+        """Asterisk's frames on to the controller, cut and salted as asked."""
         pending = b""
         while not silent.is_set():
             data = await reader.read(4096)
             if not data or silent.is_set():
                 return
-            if not from_asterisk:
-                writer.write(data)
-                await writer.drain()
-                continue
             pending += data
             out = b""
             while FRAME_END in pending:

@@ -45,6 +45,7 @@ from controller.core.events import (
     RecordingChanged,
 )
 from controller.core.outcomes import Leg
+from tests.lab.ami_proxy import AmiProxy
 from tests.lab.callers import CALLER_MEDIA_PORT, Caller, Keypad, call_in, talk, wait
 from tests.lab.capture import SOUND_RMS, Capture, rtp_rms
 
@@ -165,6 +166,33 @@ async def test_a_call_in_is_claimed_played_to_and_gathers_the_keys_pressed(
 
     await backend.execute(call_id, HangupLegs((Leg.A,)))
     assert (await events.next(LegEnded)).leg is Leg.A
+    assert await phones[0].finished() == ["answered", "bye"]
+
+
+@pytest.mark.lab
+async def test_a_step_sent_while_the_claim_is_still_being_carried_out_is_sent_again(
+        lab_config: Config, phones: list[Caller], tmp_path: Path) -> None:
+    """Under load Asterisk refuses a Redirect that comes while the channel is
+    still leaving for the previous one (the claim's, then at once the first
+    step's) as "channel not up". The proxy answers each Redirect so twice
+    before passing it on: the claim and the play still happen."""
+    proxy = AmiProxy(redirects_refused=2)
+    config = lab_config.model_copy(deep=True)
+    config.asterisk.port = await proxy.start()
+    backend = AsteriskBackend(config.asterisk)
+    await backend.connect()
+    try:
+        arrivals = Arrivals(backend)
+        phones.append(call_in(tmp_path, NUMBER, CALLER, (wait(200),)))  # then waits for the BYE
+        call_id, events = await claimed(arrivals)
+        await backend.execute(call_id, PlayToLegA("p1", (tone(lab_config, "retried", 1, 440),)))
+        assert (await events.next(PlayFinished)).played
+        await backend.execute(call_id, HangupLegs((Leg.A,)))
+        await events.next(LegEnded)
+    finally:
+        await backend.close()
+        await proxy.close()
+    assert proxy.refusals == 2 * 2  # the claim's Redirect and the play's
     assert await phones[0].finished() == ["answered", "bye"]
 
 

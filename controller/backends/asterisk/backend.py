@@ -47,6 +47,11 @@ log = structlog.get_logger(__name__)
 EVENT_CLASSES = "call,user"
 # AstDB family where the dialplan keeps each call's outcome (callconnect-outcome).
 OUTCOME_FAMILY = "callconnect"
+# Asterisk's answer to a Redirect while the channel is still leaving for the
+# previous one (a claim's hold, then at once the first step): the async goto
+# is carried out within milliseconds, so the Redirect is sent again.
+REDIRECT_PENDING = "Redirect failed, channel not up."
+REDIRECT_RETRY_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2)  # seconds; a hung-up channel still fails
 # Asterisk's answer when the context an action names has no such extension:
 # for Originate it means the callconnect dialplan is not loaded.
 NO_EXTENSION = "Extension does not exist."
@@ -346,6 +351,11 @@ class AsteriskBackend:
         """Send the actions in order; SwitchActionFailed at the first refused."""
         for action in actions:
             response = await self._send(action)
+            for delay in REDIRECT_RETRY_DELAYS:
+                if response.success or response.get("Message") != REDIRECT_PENDING:
+                    break
+                await asyncio.sleep(delay)
+                response = await self._send(action)
             if response.success:
                 continue
             message = response.get("Message", "") or "no reason given"

@@ -1,4 +1,4 @@
-"""The default store: one SQLite file, written through aiosqlite.
+"""The default store: one SQLite file, over the connection of :mod:`~controller.store.sqlite.link`.
 
 One module per aggregate (calls, deliveries, groups, numbers, agents, compliance), each
 a class over the connection of :mod:`~controller.store.sqlite.connection`;

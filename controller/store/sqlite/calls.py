@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from controller.errors import InvalidField
 from controller.jsonio import loads
 from controller.store import (
@@ -26,6 +24,7 @@ from controller.store import (
 from controller.store.sqlite.connection import SqliteDatabase, dump_json
 from controller.store.sqlite.cursor import decode_cursor, encode_cursor
 from controller.store.sqlite.deliveries import delivery_params, insert_deliveries
+from controller.store.sqlite.link import SqliteLink
 
 ENDED = "ended"
 SCHEDULED = "scheduled"  # waiting for its calling window; nothing dialed yet
@@ -60,11 +59,11 @@ class _Entries:
         self.timeline = [(e.call_id, e.at, e.kind, dump_json(e.data)) for e in timeline]
         self.deliveries = [delivery_params(d) for d in deliveries]
 
-    async def insert(self, db: aiosqlite.Connection) -> None:
+    async def insert(self, db: SqliteLink) -> None:
         await self.insert_all(db, [self])
 
     @staticmethod
-    async def insert_all(db: aiosqlite.Connection, changes: list[_Entries]) -> None:
+    async def insert_all(db: SqliteLink, changes: list[_Entries]) -> None:
         timeline = [entry for change in changes for entry in change.timeline]
         deliveries = [delivery for change in changes for delivery in change.deliveries]
         if timeline:

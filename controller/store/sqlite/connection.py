@@ -35,11 +35,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import structlog
 
 from controller.jsonio import dumps_text
 from controller.store import StoreError
+from controller.store.sqlite.link import SqliteLink
 from controller.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = structlog.get_logger(__name__)
@@ -78,7 +78,7 @@ class SqliteDatabase:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._db: aiosqlite.Connection | None = None
+        self._db: SqliteLink | None = None
         self._lock = asyncio.Lock()
         self._batch: _Batch | None = None  # the open transaction's writes
         self._committing: asyncio.Task[None] | None = None
@@ -107,7 +107,7 @@ class SqliteDatabase:
         return StoreError(message, path=where, action=action,
                           sqlite_error=getattr(exc, "sqlite_errorname", type(exc).__name__))
 
-    def _open_db(self, action: str) -> aiosqlite.Connection:
+    def _open_db(self, action: str) -> SqliteLink:
         if self._db is None:
             raise StoreError(f"store {self.path} is not open", path=str(self.path), action=action)
         return self._db
@@ -125,7 +125,7 @@ class SqliteDatabase:
                 return deleted
 
     @asynccontextmanager
-    async def _use(self, action: str, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
+    async def _use(self, action: str, *, write: bool) -> AsyncIterator[SqliteLink]:
         """The connection, alone. With write=False, once no write is waiting
         for its commit. With write=True, inside a savepoint of the open
         transaction (rolled back on any error); returns once that is committed."""
@@ -179,7 +179,7 @@ class SqliteDatabase:
                 raise
         await asyncio.shield(batch.committed)
 
-    def _lost(self, db: aiosqlite.Connection, batch: _Batch | None, error: StoreError) -> None:
+    def _lost(self, db: SqliteLink, batch: _Batch | None, error: StoreError) -> None:
         """SQLite rolls the whole transaction back on some errors (a full disk,
         I/O): then the writes before this one in it are lost too."""
         if batch is not None and not db.in_transaction and self._batch is batch:
@@ -193,7 +193,7 @@ class SqliteDatabase:
             self._batch = None
             db = self._open_db("committing")
             try:
-                await db.execute("COMMIT")
+                await db.commit()
             except sqlite3.Error as exc:
                 error = self._error("committing", exc)
                 try:
@@ -220,11 +220,9 @@ class SqliteDatabase:
                              f"{exc.strerror or exc}; it must be a file the controller's user owns",
                              path=str(self.path), action="open") from exc
         try:
-            # isolation_level=None: transactions are begun and ended explicitly in _use.
-            db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+            db = SqliteLink.open(self.path, BUSY_TIMEOUT_SECONDS)
         except sqlite3.Error as exc:
             raise self._error("opening", exc) from exc
-        db.row_factory = sqlite3.Row
         self._db = db
         try:
             await self._configure(db)
@@ -247,7 +245,7 @@ class SqliteDatabase:
             except FileNotFoundError:
                 continue
 
-    async def _configure(self, db: aiosqlite.Connection) -> None:
+    async def _configure(self, db: SqliteLink) -> None:
         try:
             [(journal_mode,)] = await db.execute_fetchall("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA synchronous = FULL")
@@ -257,7 +255,7 @@ class SqliteDatabase:
             raise StoreError(f"{self.path} cannot use WAL journaling (got {journal_mode!r}); put it on "
                              "a local filesystem", path=str(self.path), action="opening")
 
-    async def _enforce_foreign_keys(self, db: aiosqlite.Connection) -> None:
+    async def _enforce_foreign_keys(self, db: SqliteLink) -> None:
         # Only after the migration: one may rebuild a table, and with foreign
         # keys on, dropping the old table would delete its children. The
         # migration checks them itself before it commits.

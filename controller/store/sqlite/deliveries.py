@@ -7,8 +7,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import aiosqlite
-
 from controller.errors import InvalidField
 from controller.jsonio import loads
 from controller.store import (
@@ -22,6 +20,7 @@ from controller.store import (
 )
 from controller.store.sqlite.connection import SqliteDatabase, dump_json
 from controller.store.sqlite.cursor import decode_cursor, encode_cursor
+from controller.store.sqlite.link import SqliteLink
 
 DELIVERY_COLUMNS = ("event_id, call_id, url, event_type, payload, created_at, next_attempt_at, state, "
                     "attempts, last_status_code, last_error, delivered_at")
@@ -44,7 +43,7 @@ def delivery_params(delivery: WebhookDelivery) -> tuple[Any, ...]:
             delivery.last_error, delivery.delivered_at)
 
 
-async def insert_deliveries(db: aiosqlite.Connection, params: list[tuple[Any, ...]]) -> None:
+async def insert_deliveries(db: SqliteLink, params: list[tuple[Any, ...]]) -> None:
     """Insert deliveries encoded by :func:`delivery_params`, in the caller's transaction."""
     await db.executemany(
         f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", params)

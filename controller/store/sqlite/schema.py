@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import aiosqlite
+from controller.store.sqlite.link import SqliteLink
 
 
-async def _create_schema_v1(db: aiosqlite.Connection) -> None:
+async def _create_schema_v1(db: SqliteLink) -> None:
     for statement in (
         """CREATE TABLE heartbeat (
              id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -55,7 +55,7 @@ async def _create_schema_v1(db: aiosqlite.Connection) -> None:
         await db.execute(statement)
 
 
-async def _add_routing_v2(db: aiosqlite.Connection) -> None:
+async def _add_routing_v2(db: SqliteLink) -> None:
     """Agent groups made over the API, and the agent state their strategies use."""
     for statement in (
         """CREATE TABLE agent_groups (
@@ -78,7 +78,7 @@ async def _add_routing_v2(db: aiosqlite.Connection) -> None:
         await db.execute(statement)
 
 
-async def _add_compliance_v3(db: aiosqlite.Connection) -> None:
+async def _add_compliance_v3(db: SqliteLink) -> None:
     """The do-not-call numbers added over the API, and the calls placed to
     each number (the daily cap counts them). Scheduled calls are rows of
     ``calls`` in state "scheduled": no table of their own."""
@@ -98,7 +98,7 @@ async def _add_compliance_v3(db: aiosqlite.Connection) -> None:
         await db.execute(statement)
 
 
-async def _scope_idempotency_keys_v4(db: aiosqlite.Connection) -> None:
+async def _scope_idempotency_keys_v4(db: SqliteLink) -> None:
     """An idempotency key belongs to the token that sent it (a hash of the
     token: ``idempotency_scope``) and is bound to its request body
     (``request_hash``). The key is no longer unique on its own, so the table
@@ -133,7 +133,7 @@ async def _scope_idempotency_keys_v4(db: aiosqlite.Connection) -> None:
         await db.execute(statement)
 
 
-async def _add_numbers_v5(db: aiosqlite.Connection) -> None:
+async def _add_numbers_v5(db: SqliteLink) -> None:
     """The numbers made over the API (PUT /v1/numbers/{number}): each as its
     settings were given, by its number in E.164."""
     await db.execute("""CREATE TABLE numbers (
@@ -142,7 +142,7 @@ async def _add_numbers_v5(db: aiosqlite.Connection) -> None:
              updated_at REAL NOT NULL)""")
 
 
-async def _index_big_stores_v6(db: aiosqlite.Connection) -> None:
+async def _index_big_stores_v6(db: SqliteLink) -> None:
     """Indexes that keep a store of millions of calls as quick as an empty one:
 
     * calls by status with call_id last, so a filtered page reads its rows in
@@ -169,7 +169,7 @@ async def _index_big_stores_v6(db: aiosqlite.Connection) -> None:
 
 # MIGRATIONS[i] takes the schema from version i to i + 1. Append a step for
 # every schema change; never edit one that has been released.
-MIGRATIONS: tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...] = (
+MIGRATIONS: tuple[Callable[[SqliteLink], Awaitable[None]], ...] = (
     _create_schema_v1, _add_routing_v2, _add_compliance_v3, _scope_idempotency_keys_v4,
     _add_numbers_v5, _index_big_stores_v6)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import aiosqlite
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 from controller.store import IdempotencyKey, StoredCall, WebhookDelivery
+from controller.store.sqlite.link import SqliteLink
 from controller.store.sqlite.schema import MIGRATIONS
 
 
@@ -24,7 +27,7 @@ def make_delivery(event_id: str, call_id: str, *, created_at: float = 1000.0,
                            created_at=created_at, next_attempt_at=next_attempt_at)
 
 
-async def at_version(db: aiosqlite.Connection, version: int) -> None:
+async def at_version(db: SqliteLink, version: int) -> None:
     """The schema an older callconnect (``version``) left on an empty file,
     for a migration test to put its rows in."""
     for migration in MIGRATIONS[:version]:
@@ -32,3 +35,16 @@ async def at_version(db: aiosqlite.Connection, version: int) -> None:
     await db.execute("CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), "
                      "version INTEGER NOT NULL)")
     await db.execute("INSERT INTO schema_version VALUES (1, ?)", (version,))
+
+
+@asynccontextmanager
+async def old_file(path: Path) -> AsyncIterator[SqliteLink]:
+    """A store file as an older callconnect wrote it: what the block writes,
+    in one transaction, committed when the block ends."""
+    db = SqliteLink.open(path, busy_timeout=5.0)
+    try:
+        await db.execute("BEGIN")
+        yield db
+        await db.commit()
+    finally:
+        await db.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
 from controller.calls.decision import Refused, Replayed
@@ -15,7 +14,7 @@ from controller.calls.request import make_request
 from controller.store import IdempotencyKey, StoredCall, StoreError, TimelineEntry
 from controller.store.sqlite import SqliteStore
 from controller.store.sqlite.schema import SCHEMA_VERSION
-from tests.unit.store.builders import at_version, make_call, make_delivery
+from tests.unit.store.builders import at_version, make_call, make_delivery, old_file
 
 
 def keyed(call_id: str, key: IdempotencyKey) -> StoredCall:
@@ -71,7 +70,7 @@ def test_another_body_is_refused_and_a_call_from_before_replays() -> None:
 async def version_3_file(path: Path) -> None:
     """A store as callconnect with schema version 3 left it: a call with a
     key (unique on its own then), its timeline and a webhook delivery."""
-    async with aiosqlite.connect(path) as db:
+    async with old_file(path) as db:
         await at_version(db, 3)
         await db.execute(
             "INSERT INTO calls (call_id, created_at, updated_at, state, status, request, snapshot, "
@@ -85,7 +84,6 @@ async def version_3_file(path: Path) -> None:
             "next_attempt_at, state, attempts) VALUES (?, ?, ?, ?, '{}', ?, ?, 'pending', 0)",
             (delivery.event_id, delivery.call_id, delivery.url, delivery.event_type,
              delivery.created_at, delivery.next_attempt_at))
-        await db.commit()
 
 
 async def test_a_version_3_file_is_migrated_keeping_calls_timelines_and_deliveries(

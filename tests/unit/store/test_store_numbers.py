@@ -6,11 +6,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import aiosqlite
-
 from controller.store.sqlite import SqliteStore
 from controller.store.sqlite.schema import SCHEMA_VERSION
-from tests.unit.store.builders import at_version
+from tests.unit.store.builders import at_version, old_file
 
 
 async def test_a_number_is_kept_replaced_and_deleted(store: SqliteStore) -> None:
@@ -28,10 +26,9 @@ async def test_a_number_is_kept_replaced_and_deleted(store: SqliteStore) -> None
 
 async def test_a_version_4_file_gains_the_numbers_table(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    async with aiosqlite.connect(path) as db:
+    async with old_file(path) as db:
         await at_version(db, 4)
         await db.execute("INSERT INTO dnc VALUES ('+27115550909', 'asked', 1.0)")
-        await db.commit()
     store = SqliteStore(path)
     await store.open()
     try:

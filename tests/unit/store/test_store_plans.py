@@ -13,36 +13,34 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from controller.store import TimelineEntry
 from controller.store.sqlite import SqliteStore
+from controller.store.sqlite.link import SqliteLink
 from controller.store.sqlite.schema import SCHEMA_VERSION
 
-from .builders import at_version, make_call, make_delivery
+from .builders import at_version, make_call, make_delivery, old_file
 
 Statements = list[tuple[str, tuple[Any, ...]]]
 
 
 @pytest.fixture
 def statements(monkeypatch: pytest.MonkeyPatch) -> Statements:
-    """Every statement a store sends through aiosqlite, with its parameters."""
+    """Every statement a store sends to SQLite, with its parameters."""
     sent: Statements = []
-    execute, fetchall = aiosqlite.Connection.execute, aiosqlite.Connection.execute_fetchall
+    execute, fetchall = SqliteLink.execute, SqliteLink.execute_fetchall
 
-    async def recorded_execute(self: aiosqlite.Connection, sql: str,
-                               parameters: Any = None) -> aiosqlite.Cursor:
+    async def recorded_execute(self: SqliteLink, sql: str, parameters: Any = ()) -> Any:
         sent.append((sql, tuple(parameters or ())))
         return await execute(self, sql, parameters)
 
-    async def recorded_fetchall(self: aiosqlite.Connection, sql: str,
-                                parameters: Any = None) -> Any:
+    async def recorded_fetchall(self: SqliteLink, sql: str, parameters: Any = ()) -> Any:
         sent.append((sql, tuple(parameters or ())))
         return await fetchall(self, sql, parameters)
 
-    monkeypatch.setattr(aiosqlite.Connection, "execute", recorded_execute)
-    monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", recorded_fetchall)
+    monkeypatch.setattr(SqliteLink, "execute", recorded_execute)
+    monkeypatch.setattr(SqliteLink, "execute_fetchall", recorded_fetchall)
     return sent
 
 
@@ -136,10 +134,9 @@ def rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 async def test_a_version_5_file_keeps_every_row_and_gains_the_indexes(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    async with aiosqlite.connect(path) as db:
+    async with old_file(path) as db:
         await at_version(db, 5)
-        await db.commit()
-    async with aiosqlite.connect(path) as db:
+    async with old_file(path) as db:
         request = '{"leg_a": "+27115550101", "leg_b": "+27115550202"}'
         for number, (state, status) in enumerate([("ended", "completed"), ("ended", "busy"),
                                                   ("dialing-a", None), ("scheduled", None)]):
@@ -165,7 +162,6 @@ async def test_a_version_5_file_keeps_every_row_and_gains_the_indexes(tmp_path: 
                 "INSERT INTO numbers VALUES ('+27115550900', '{}', 2.0)",
                 "INSERT INTO heartbeat VALUES (1, 9.0)"):
             await db.execute(statement)
-        await db.commit()
     before = rows(path)
     assert all(before.values())  # every table has a row to keep
     store = SqliteStore(path)
