@@ -12,7 +12,10 @@
   its first targets chosen;
 * store: a call's life in SQLite (create, each transition, the end with its
   completion webhook), CONCURRENT calls at a time as under load;
-* webhooks: a call's completion webhook encoded and signed.
+* webhooks: a call's completion webhook encoded and signed;
+* not in the total, for calls routed by one: a dial-whom URL asked through
+  the live calls' outbound client (the [outbound] checks, the GET, the
+  bounded read, the answer parsed), the URL another process on loopback.
 
 CPU is the process's (all threads: aiosqlite's and SQLite's work counts). The
 components run on the daemon's event loop, uvloop. Figures drift between runs
@@ -51,6 +54,9 @@ from controller.core.plan import Attempt, CallPlan
 from controller.core.states import CallState
 from controller.daemon.http_server import api_server
 from controller.logs import setup as setup_logs
+from controller.outbound import OutboundConfig
+from controller.outbound_client import live_calls_client
+from controller.routing.dial_whom import DialWhomClient
 from controller.store import StoredCall, TimelineEntry, WebhookDelivery
 from controller.store.sqlite import SqliteStore
 from controller.tts import WhisperRenderer
@@ -213,6 +219,50 @@ async def send_requests(port: int, count: int) -> None:
         raise RuntimeError(f"the HTTP client failed: {err.decode()[-500:]}")
 
 
+# A dial-whom URL in another process, so only the asker's CPU is counted;
+# kept alive and answering in one write, as a CRM's server would.
+DIAL_WHOM_URL = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Whom(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 65536
+    def log_message(self, *args): pass
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "12")
+        self.end_headers()
+        self.wfile.write(b"+27115550202")
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Whom).serve_forever()
+"""
+
+
+async def dial_whom_per_ask() -> float:
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(sys.executable, "-c", DIAL_WHOM_URL, str(port))
+    client = live_calls_client(OutboundConfig(allow_private=True))
+    asker = DialWhomClient("ZA", client, timeout=10.0)
+    url = f"http://127.0.0.1:{port}/whom"
+    try:
+        async with asyncio.timeout(30):
+            while True:  # until it listens
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+
+        async def one() -> None:
+            await asker.ask(url, None, {"CallSid": "micro"})
+        return await cpu_per_call(one)
+    finally:
+        await client.aclose()
+        server.kill()
+        await server.wait()
+
+
 async def cpu_per_call(one: Callable[[], Awaitable[None]], calls: int = CALLS) -> float:
     await one()  # warm: imports, caches, the first connection
     started = time.process_time()
@@ -282,7 +332,8 @@ def webhooks_per_call(core: CallConnect) -> float:
     return (time.process_time() - started) / CALLS
 
 
-async def components() -> dict[str, float]:
+async def components() -> tuple[dict[str, float], float]:
+    """The figures of the components every call uses, and a dial-whom ask's."""
     core = a_finished_call()
     recorded = streams()
     started = time.process_time()
@@ -301,7 +352,7 @@ async def components() -> dict[str, float]:
                        "webhooks (encode + sign)": webhooks_per_call(core)}
         finally:
             await store.close()
-    return figures
+    return figures, await dial_whom_per_ask()
 
 
 def main() -> None:
@@ -315,11 +366,12 @@ def main() -> None:
     print(f"[micro] panoramisk parse only:          {parse_rate:12,.0f} events/s")
     print(f"[micro] parse + translator + call core: {full_rate:12,.0f} events/s "
           f"({full_rate / parse_rate:.2f} of parse-only)")
-    figures = uvloop.run(components())  # the daemon's loop (controller/cli.py)
+    figures, dial_whom = uvloop.run(components())  # the daemon's loop (controller/cli.py)
     print(f"[micro] CPU per call, by component ({CALLS} calls; the store {CONCURRENT} at a time):")
     for name, seconds in figures.items():
         print(f"[micro]   {name:<46} {seconds * 1000:7.3f} ms")
     print(f"[micro]   {'total':<46} {sum(figures.values()) * 1000:7.3f} ms  (goal: <= 2.5 ms)")
+    print(f"[micro]   {'dial-whom URL asked (calls routed by one)':<46} {dial_whom * 1000:7.3f} ms")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The Controller: builds the backend, the whisper renderer and the call
-service from the config at start-up, and takes them down in order."""
+"""The Controller: builds the backend, the whisper renderer, the live calls'
+outbound HTTP client and the call service from the config at start-up, and
+takes them down in order."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from controller.calls.runner import CallListener
 from controller.calls.service import CallService
 from controller.compliance.book import ComplianceBook
 from controller.config import Config
+from controller.outbound_client import live_calls_client
 from controller.routing.agents import AgentBook
 from controller.tts import WhisperRenderer
 
@@ -38,8 +40,11 @@ class Controller:
             max_concurrent_renders=whisper.max_concurrent_renders,
             render_wait_seconds=whisper.render_wait_seconds,
             cache_max_age_days=whisper.cache_max_age_days, cache_max_mb=whisper.cache_max_mb)
+        # One for the controller's life: each dial-whom or action URL request
+        # reuses its TLS context and kept-alive connections.
+        self.outbound = live_calls_client(config.outbound)
         self.calls = CallService(config, self.backend, self.renderer, listener, agents, records,
-                                 groups)
+                                 groups, outbound=self.outbound)
         self.backend.on_reconnect = self.calls.reattach_live
 
     async def start(self) -> None:
@@ -47,7 +52,10 @@ class Controller:
         await self.backend.connect()
 
     async def stop(self) -> None:
-        await self.backend.close()
+        try:
+            await self.backend.close()
+        finally:
+            await self.outbound.aclose()
 
     async def __aenter__(self) -> Controller:
         await self.start()

@@ -199,7 +199,10 @@ async def _place(config: Config, request: CallRequest, progress: bool) -> tuple[
     except SwitchError as unreachable:
         # The request is checked all the same: bad input is named even now
         # (place refuses it, or stops at the switch it cannot reach).
-        decision = await controller.calls.place(request)
+        try:
+            decision = await controller.calls.place(request)
+        finally:
+            await controller.stop()
         if isinstance(decision, Refused) and not isinstance(decision.reason, SwitchUnavailable):
             raise decision.reason from None
         raise unreachable from None

@@ -7,8 +7,12 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
+
+from controller.outbound import OutboundConfig
+from controller.outbound_client import live_calls_client
 
 # The live-call fixtures both labs' suites use (agents, the calling phone, a
 # URL that answers actions).
@@ -73,3 +77,21 @@ def webhook_receiver(serve: Serve) -> StartReceiver:
         return receiver
 
     return start
+
+
+LiveClients = Callable[[OutboundConfig], httpx.AsyncClient]
+
+
+@pytest.fixture
+async def live_clients() -> AsyncIterator[LiveClients]:
+    """Makes the live calls' outbound client for a policy, as a Controller
+    does, and closes each when the test ends."""
+    made: list[httpx.AsyncClient] = []
+
+    def make(policy: OutboundConfig) -> httpx.AsyncClient:
+        made.append(live_calls_client(policy))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.aclose()

@@ -12,17 +12,16 @@ timeout and the answer by :data:`MAX_ANSWER_BYTES`. A 2xx answer with JSON
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 import httpx
 
 from controller.actions.spec import Action, parse_answer
-from controller.errors import CallConnectError, InvalidRequest, OutboundRefused
+from controller.errors import CallConnectError, InvalidRequest
 from controller.jsonio import loads
-from controller.outbound import OutboundConfig, redact
-from controller.outbound_client import outbound_client, read_limited
+from controller.outbound import redact
+from controller.outbound_client import AnswerRules, ask
 from controller.webhooks.envelope import envelope, new_event_id
 from controller.webhooks.signing import Signer
 
@@ -37,10 +36,20 @@ class FetchFailed(CallConnectError):
     error_id = "actions-fetch-failed"
 
 
+# Any 2xx; the reason names the error alone (it may reach the caller's webhook).
+_ANSWERS = AnswerRules(FetchFailed, MAX_ANSWER_BYTES,
+                       status_hint="; it must answer 200 with {\"actions\": [...]}",
+                       error_words=False)
+
+
 class ActionFetcher:
-    def __init__(self, outbound: OutboundConfig, signing_secret: str | None,
+    """Asks through ``client``, the live calls' one
+    (:func:`~controller.outbound_client.live_calls_client`), which applies
+    the [outbound] policy to every request."""
+
+    def __init__(self, client: httpx.AsyncClient, signing_secret: str | None,
                  timeout: float) -> None:
-        self.outbound = outbound
+        self.client = client
         self.signer = Signer(signing_secret)
         self.timeout = timeout
 
@@ -49,37 +58,15 @@ class ActionFetcher:
         """The actions ``url`` answers (None: it answered none, 204 or an
         empty body); FetchFailed says why there are none to use."""
         limit = self.timeout if timeout is None else timeout
-        where = redact(url)
         body, headers = self.signer.request(
             new_event_id(), envelope(EVENT_TYPES.get(kind, f"call.{kind}"), payload, time.time()),
             time.time())
         headers["accept"] = "application/json"
-        try:
-            async with (
-                asyncio.timeout(limit),
-                outbound_client(self.outbound, limit, max_connections=1) as client,
-                client.stream("POST", url, content=body, headers=headers) as response,
-            ):
-                status = response.status_code
-                if not 200 <= status < 300:
-                    raise FetchFailed(f"{where} answered HTTP {status}; it must answer 200 with "
-                                      "{\"actions\": [...]}")
-                encoding = response.headers.get("content-encoding", "identity").strip().lower()
-                if encoding != "identity":
-                    raise FetchFailed(f"{where} answered with Content-Encoding {encoding[:40]!r}; "
-                                      "only uncompressed answers are read")
-                answer = await read_limited(response, MAX_ANSWER_BYTES)
-        except OutboundRefused as exc:
-            raise FetchFailed(exc.message) from None
-        except (TimeoutError, httpx.TimeoutException):
-            raise FetchFailed(f"{where} did not answer within {limit:g} s") from None
-        except (httpx.HTTPError, OSError) as exc:
-            raise FetchFailed(f"{where} could not be asked: {type(exc).__name__}") from None
-        if answer is None:
-            raise FetchFailed(f"{where} answered more than {MAX_ANSWER_BYTES} bytes")
+        status, answer = await ask(self.client, _ANSWERS, "POST", url, timeout=limit,
+                                   headers=headers, content=body)
         if status == 204 or not answer.strip():
             return None
-        return _actions_of(answer, where)
+        return _actions_of(answer, redact(url))
 
 
 def _actions_of(answer: bytes, where: str) -> list[Action]:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 import structlog
 
 from controller.actions.fetch import ActionFetcher
@@ -93,14 +94,17 @@ class CallService:
     def __init__(self, config: Config, backend: Backend, renderer: WhisperRenderer,
                  listener: CallListener, agents: AgentBook | None = None,
                  records: ComplianceBook | None = None,
-                 groups: GroupRegistry | None = None) -> None:
+                 groups: GroupRegistry | None = None, *, outbound: httpx.AsyncClient) -> None:
+        """``outbound``: the client dial-whom and action URLs are asked
+        through (controller.outbound_client.live_calls_client); its owner
+        closes it."""
         self.config = config
         self.backend = backend
         self.renderer = renderer
         self.agents: AgentBook = agents or MemoryAgentBook()
         self.groups = groups or GroupRegistry(config.calls.default_region, config.agent_groups())
         self.checks = RequestChecks(config, self.groups, renderer)
-        self.dial_whom = DialWhomClient(config.calls.default_region, config.outbound,
+        self.dial_whom = DialWhomClient(config.calls.default_region, outbound,
                                         config.routing.dial_whom_timeout)
         self.queues = CallQueues()
         # Who each live call holds, so a group offers an agent one call at a time.
@@ -113,7 +117,7 @@ class CallService:
                                  self.calls, self.reservations)
         self.runner.recording_dir = Path(config.media.recording_dir)
         self.live = LiveCalls(self.checks, ActionPreparer(config, self.checks, renderer),
-                              ActionFetcher(config.outbound, config.webhook.signing_secret or None,
+                              ActionFetcher(outbound, config.webhook.signing_secret or None,
                                             config.routing.action_url_timeout),
                               backend, self.runner, self.calls, self._router)
         self.runner.live = self.live

@@ -13,22 +13,17 @@ logged; what remains is rung.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import httpx
 import structlog
 
-from controller.errors import CallConnectError, InvalidNumber, OutboundRefused
+from controller.errors import CallConnectError, InvalidNumber
 from controller.numbers import normalize_number
 from controller.outbound import redact
-from controller.outbound_client import outbound_client, read_limited
-
-if TYPE_CHECKING:
-    from controller.outbound import OutboundConfig
+from controller.outbound_client import AnswerRules, ask
 
 log = structlog.get_logger(__name__)
 
@@ -67,11 +62,20 @@ def parse_answer(body: str, default_region: str) -> tuple[list[str], list[str]]:
     return numbers[:MAX_NUMBERS], skipped
 
 
+# Only a 200 answers the question; the reason has httpx's words (which say
+# whether the host was unreachable or refused).
+_ANSWERS = AnswerRules(DialWhomFailed, MAX_BODY_BYTES, statuses=(200,))
+
+
 class DialWhomClient:
-    def __init__(self, default_region: str, outbound: OutboundConfig,
+    """Asks through ``client``, the live calls' one
+    (:func:`~controller.outbound_client.live_calls_client`), which applies
+    the [outbound] policy to every request."""
+
+    def __init__(self, default_region: str, client: httpx.AsyncClient,
                  timeout: float = 10.0) -> None:
         self.default_region = default_region
-        self.outbound = outbound
+        self.client = client
         self.timeout = timeout
 
     async def ask(self, url: str, fallback_url: str | None,
@@ -94,29 +98,6 @@ class DialWhomClient:
         raise DialWhomFailed("; ".join(reasons))
 
     async def _get(self, url: str, params: Mapping[str, str]) -> str:
-        try:
-            # One deadline for the whole answer, however slowly it trickles in.
-            async with (
-                asyncio.timeout(self.timeout),
-                outbound_client(self.outbound, self.timeout, max_connections=1) as client,
-                # Merged with the URL's own query (a token, say): httpx's params
-                # would replace it.
-                client.stream("GET", httpx.URL(url).copy_merge_params(dict(params)),
-                              headers={"Accept": "text/plain"}) as response,
-            ):
-                if response.status_code != 200:
-                    raise DialWhomFailed(f"{redact(url)} answered HTTP {response.status_code}")
-                encoding = response.headers.get("content-encoding", "identity").strip().lower()
-                if encoding != "identity":
-                    raise DialWhomFailed(f"{redact(url)} answered with Content-Encoding {encoding[:40]!r}; "
-                                         "only uncompressed answers are read")
-                body = await read_limited(response, MAX_BODY_BYTES)
-                if body is None:
-                    raise DialWhomFailed(f"{redact(url)} answered more than {MAX_BODY_BYTES} bytes")
-        except OutboundRefused as exc:
-            raise DialWhomFailed(exc.message) from None
-        except (TimeoutError, httpx.TimeoutException):
-            raise DialWhomFailed(f"{redact(url)} did not answer within {self.timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise DialWhomFailed(f"{redact(url)} could not be asked: {exc}") from None
-        return body.decode("utf-8", errors="replace")
+        answer = await ask(self.client, _ANSWERS, "GET", url, timeout=self.timeout,
+                           headers={"Accept": "text/plain"}, params=params)
+        return answer.body.decode("utf-8", errors="replace")

@@ -19,6 +19,7 @@ from controller.store import DeliveryState, WebhookDelivery
 from controller.store.sqlite import SqliteStore
 from controller.webhooks.outbox import Outbox
 from controller.webhooks.sender import WebhookSender
+from tests.conftest import LiveClients
 
 DEFAULT = OutboundConfig()
 
@@ -184,9 +185,9 @@ async def test_the_outbox_fails_a_delivery_to_a_private_address_for_good(
 
 
 async def test_dial_whom_treats_a_refused_url_as_a_failed_ask_and_asks_the_fallback(
-        resolver: dict[str, str]) -> None:
+        resolver: dict[str, str], live_clients: LiveClients) -> None:
     resolver["whom.example.com"] = "192.168.0.10"
-    client = DialWhomClient("ZA", DEFAULT, timeout=2)
+    client = DialWhomClient("ZA", live_clients(DEFAULT), timeout=2)
     with pytest.raises(DialWhomFailed) as failed:
         await client.ask("http://whom.example.com/who", "http://localhost:9/who", {"CallSid": "c1"})
     primary, fallback = failed.value.message.split("; http://")

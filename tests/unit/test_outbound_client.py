@@ -26,7 +26,7 @@ from controller.store import DeliveryState
 from controller.store.sqlite import SqliteStore
 from controller.webhooks.outbox import Outbox
 from controller.webhooks.sender import WebhookSender
-from tests.conftest import Serve, StartReceiver
+from tests.conftest import LiveClients, Serve, StartReceiver
 from tests.unit.webhooks.test_webhook_outbox import enqueue
 
 DEFAULT = OutboundConfig()
@@ -101,7 +101,7 @@ async def test_a_webhook_goes_to_the_checked_address_not_a_rebound_one(
 
 
 async def test_dial_whom_asks_the_checked_address_not_a_rebound_one(
-        resolver: Resolver, connected: list[str], serve: Serve) -> None:
+        resolver: Resolver, connected: list[str], serve: Serve, live_clients: LiveClients) -> None:
     asked: list[str] = []
 
     async def who(request: web.Request) -> web.Response:
@@ -112,7 +112,7 @@ async def test_dial_whom_asks_the_checked_address_not_a_rebound_one(
     app.router.add_get("/who", who)
     port = (await serve(app)).rsplit(":", 1)[1]
     resolver.answers["whom.example.com"] = [PUBLIC, "127.0.0.1"]
-    client = DialWhomClient("ZA", DEFAULT, timeout=2)
+    client = DialWhomClient("ZA", live_clients(DEFAULT), timeout=2)
     with pytest.raises(DialWhomFailed, match="no route"):
         await client.ask(f"http://whom.example.com:{port}/who", None, {"CallSid": "c1"})
     assert asked == [] and resolver.asked == ["whom.example.com"] and connected == [PUBLIC]
@@ -228,7 +228,8 @@ async def test_a_huge_webhook_answer_is_cut_off_and_the_delivery_recorded(
     assert flood.sent < MOST_SENT, f"the receiver got to send {flood.sent} bytes"
 
 
-async def test_a_huge_dial_whom_answer_fails_and_the_fallback_is_asked(serve: Serve) -> None:
+async def test_a_huge_dial_whom_answer_fails_and_the_fallback_is_asked(
+        serve: Serve, live_clients: LiveClients) -> None:
     flood, url = await serve_flood(serve, "GET", "/who")
 
     async def fallback(request: web.Request) -> web.Response:
@@ -237,7 +238,7 @@ async def test_a_huge_dial_whom_answer_fails_and_the_fallback_is_asked(serve: Se
     app = web.Application()
     app.router.add_get("/fallback", fallback)
     fallback_url = await serve(app) + "/fallback"
-    client = DialWhomClient("ZA", LOOPBACK_ALLOWED, timeout=WAIT)
+    client = DialWhomClient("ZA", live_clients(LOOPBACK_ALLOWED), timeout=WAIT)
     answer = await client.ask(url, fallback_url, {"CallSid": "c1"})
     assert answer.numbers == ["+27115550303"] and answer.url == fallback_url
     # Refused on its declared length, before any of it is read:
@@ -246,7 +247,8 @@ async def test_a_huge_dial_whom_answer_fails_and_the_fallback_is_asked(serve: Se
         await client.ask(url, None, {"CallSid": "c1"})
 
 
-async def test_a_dial_whom_answer_without_a_length_is_cut_off_at_the_limit(serve: Serve) -> None:
+async def test_a_dial_whom_answer_without_a_length_is_cut_off_at_the_limit(
+        serve: Serve, live_clients: LiveClients) -> None:
     sent: list[int] = [0]
 
     async def endless(request: web.Request) -> web.StreamResponse:
@@ -264,11 +266,12 @@ async def test_a_dial_whom_answer_without_a_length_is_cut_off_at_the_limit(serve
     app.router.add_get("/who", endless)
     url = await serve(app) + "/who"
     with pytest.raises(DialWhomFailed, match=f"answered more than {MAX_BODY_BYTES} bytes"):
-        await DialWhomClient("ZA", LOOPBACK_ALLOWED, timeout=WAIT).ask(url, None, {"CallSid": "c1"})
+        await DialWhomClient("ZA", live_clients(LOOPBACK_ALLOWED), timeout=WAIT).ask(
+            url, None, {"CallSid": "c1"})
     assert sent[0] < MOST_SENT
 
 
-async def test_a_compressed_dial_whom_answer_is_refused(serve: Serve) -> None:
+async def test_a_compressed_dial_whom_answer_is_refused(serve: Serve, live_clients: LiveClients) -> None:
     async def gzipped(request: web.Request) -> web.Response:
         assert request.headers["Accept-Encoding"] == "identity"
         return web.Response(body=b"\x1f\x8b", headers={"Content-Encoding": "gzip"})
@@ -277,4 +280,4 @@ async def test_a_compressed_dial_whom_answer_is_refused(serve: Serve) -> None:
     app.router.add_get("/who", gzipped)
     url = await serve(app) + "/who"
     with pytest.raises(DialWhomFailed, match="Content-Encoding 'gzip'; only uncompressed"):
-        await DialWhomClient("ZA", LOOPBACK_ALLOWED, timeout=WAIT).ask(url, None, {})
+        await DialWhomClient("ZA", live_clients(LOOPBACK_ALLOWED), timeout=WAIT).ask(url, None, {})

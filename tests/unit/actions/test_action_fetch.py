@@ -9,6 +9,7 @@ import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
@@ -16,7 +17,7 @@ from standardwebhooks.webhooks import Webhook
 from controller.actions.fetch import MAX_ANSWER_BYTES, ActionFetcher, FetchFailed
 from controller.jsonio import loads
 from controller.outbound import OutboundConfig
-from tests.conftest import Serve
+from tests.conftest import LiveClients, Serve
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 LOOPBACK = OutboundConfig(allow_private=True)
@@ -28,6 +29,7 @@ class Url:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.answer: Answer | None = None
         self.base = ""
+        self.client: httpx.AsyncClient  # the live calls' client that asks it
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.received.append(({k.lower(): v for k, v in request.headers.items()},
@@ -37,8 +39,9 @@ class Url:
 
 
 @pytest.fixture
-async def url(serve: Serve) -> Url:
+async def url(serve: Serve, live_clients: LiveClients) -> Url:
     server = Url()
+    server.client = live_clients(LOOPBACK)
     app = web.Application()
     app.router.add_post("/next", server.handle)
     server.base = await serve(app)
@@ -52,7 +55,7 @@ def answering(status: int = 200, body: Any = b"", content_type: str = "applicati
 
 
 async def fetch(url: Url, timeout: float = 2.0) -> Any:
-    fetcher = ActionFetcher(LOOPBACK, SECRET, timeout)
+    fetcher = ActionFetcher(url.client, SECRET, timeout)
     return await fetcher.fetch(f"{url.base}/next?token=s3cret", "gather",
                                {"call_uuid": "call-1", "digits": "2"})
 
@@ -94,9 +97,9 @@ async def test_any_other_answer_fails_with_a_reason(url: Url, answer: Answer, re
     assert "s3cret" not in caught.value.message  # the query's token is never repeated
 
 
-async def test_a_url_the_policy_refuses_is_never_asked(url: Url) -> None:
+async def test_a_url_the_policy_refuses_is_never_asked(url: Url, live_clients: LiveClients) -> None:
     url.answer = answering(body=b'{"actions": []}')
-    fetcher = ActionFetcher(OutboundConfig(), None, 2.0)
+    fetcher = ActionFetcher(live_clients(OutboundConfig()), None, 2.0)
     with pytest.raises(FetchFailed):
         await fetcher.fetch(f"{url.base}/next", "redirect", {})
     assert url.received == []

@@ -22,8 +22,10 @@ from controller.config import Config, LimitsConfig
 from controller.daemon.admission import Admission, LegLimits
 from controller.daemon.service import Daemon
 from controller.errors import OutsideCallingHours
+from controller.outbound import OutboundConfig
 from controller.store import IdempotencyKey, StoredCall
 from controller.tts import WhisperRenderer
+from tests.conftest import LiveClients
 from tests.unit.conftest import QuietListener, RecordingSwitch
 
 LEG_A, LEG_B, LEG_B2 = "+27115550101", "+27115550202", "+27115550203"
@@ -53,9 +55,11 @@ class SeenBefore(QuietListener):
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[tuple[CallService, RecordingSwitch]]:
+async def service(tmp_path: Path,
+                  live_clients: LiveClients) -> AsyncIterator[tuple[CallService, RecordingSwitch]]:
     switch = RecordingSwitch()
-    calls = CallService(Config(), switch, WhisperRenderer(tmp_path), QuietListener())  # type: ignore[arg-type]
+    calls = CallService(Config(), switch, WhisperRenderer(tmp_path), QuietListener(),  # type: ignore[arg-type]
+                        outbound=live_clients(OutboundConfig()))
     yield calls, switch
     for call in calls.calls.values():
         if call.task is not None:
@@ -124,8 +128,9 @@ async def test_outside_its_window_a_call_is_scheduled_only_when_asked_and_possib
     assert switch.commands == []
 
 
-async def test_a_request_seen_before_is_replayed(tmp_path: Path) -> None:
-    calls = CallService(Config(), RecordingSwitch(), WhisperRenderer(tmp_path), SeenBefore())  # type: ignore[arg-type]
+async def test_a_request_seen_before_is_replayed(tmp_path: Path, live_clients: LiveClients) -> None:
+    calls = CallService(Config(), RecordingSwitch(), WhisperRenderer(tmp_path), SeenBefore(),  # type: ignore[arg-type]
+                        outbound=live_clients(OutboundConfig()))
     decision = await calls.place(request(), KEY)
     assert isinstance(decision, Replayed) and decision.call.call_id == "first"
     assert decision.initial_response()["call_uuid"] == "first"

@@ -20,13 +20,15 @@ from controller.core.commands import OriginateLegA
 from controller.errors import InvalidRequest
 from controller.routing.spec import parse_group
 from controller.tts import WhisperRenderer
+from tests.conftest import LiveClients
 from tests.unit.conftest import QuietListener, RecordingSwitch
 
 LEG_A, LEG_B = "+27115550101", "+27115550202"
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[tuple[CallService, RecordingSwitch]]:
+async def service(tmp_path: Path,
+                  live_clients: LiveClients) -> AsyncIterator[tuple[CallService, RecordingSwitch]]:
     config = Config()
     config.media = MediaConfig(whisper_dir=str(tmp_path / "media"),
                                recording_dir=str(tmp_path / "recordings"))
@@ -35,7 +37,7 @@ async def service(tmp_path: Path) -> AsyncIterator[tuple[CallService, RecordingS
     groups = GroupRegistry("ZA", {"sales": parse_group("sales", {"agents": ["+27115550301"]}, "ZA",
                                                        lambda name: False)})
     calls = CallService(config, switch, WhisperRenderer(tmp_path / "media", max_seconds=6.0),  # type: ignore[arg-type]
-                        QuietListener(), groups=groups)
+                        QuietListener(), groups=groups, outbound=live_clients(config.outbound))
     yield calls, switch
     for call in list(calls.calls.values()):
         if call.task is not None:

@@ -51,7 +51,7 @@ from controller.jsonio import loads
 from controller.outbound import OutboundConfig
 from controller.routing.spec import parse_group
 from controller.tts import WhisperRenderer
-from tests.conftest import Serve
+from tests.conftest import LiveClients, Serve
 from tests.openapi_document import OpenApiDocument
 from tests.unit.conftest import RecordingSwitch
 
@@ -123,7 +123,7 @@ Service = tuple[CallService, RecordingSwitch, Reports]
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[Service]:
+async def service(tmp_path: Path, live_clients: LiveClients) -> AsyncIterator[Service]:
     config = Config()
     config.media = MediaConfig(whisper_dir=str(tmp_path / "media"),
                                recording_dir=str(tmp_path / "recordings"),
@@ -136,7 +136,7 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     groups = GroupRegistry("ZA", {"support": parse_group("support", {"agents": [AGENT]}, "ZA",
                                                          lambda name: False)})
     calls = CallService(config, switch, WhisperRenderer(tmp_path / "media"),  # type: ignore[arg-type]
-                        reports, groups=groups)
+                        reports, groups=groups, outbound=live_clients(config.outbound))
     yield calls, switch, reports
     for call in list(calls.calls.values()):
         if call.task is not None:

@@ -55,12 +55,13 @@ from controller.store import IdempotencyKey, StoredCall, StoreError
 from controller.store.sqlite import SqliteStore
 from controller.store.sqlite.schema import SCHEMA_VERSION
 from controller.tts import WhisperRenderer
-from tests.conftest import Serve
+from tests.conftest import LiveClients, Serve
 from tests.unit.conftest import Clock, QuietListener, RecordingSwitch
 from tests.unit.routing.test_router import (
     AG1,
     AG2,
     AG3,
+    LOOPBACK_ALLOWED,
     N1,
     N2,
     Call,
@@ -506,12 +507,13 @@ def test_calls_per_second_per_trunk_is_a_token_bucket_untouched_by_refusals() ->
 
 
 @pytest.fixture
-def service(tmp_path: Path, store: SqliteStore) -> Iterator[tuple[CallService, RecordingSwitch]]:
+def service(tmp_path: Path, store: SqliteStore,
+            live_clients: LiveClients) -> Iterator[tuple[CallService, RecordingSwitch]]:
     config = Config()
     config.compliance.max_attempts_per_number_per_day = 1
     switch = RecordingSwitch(trunk_of)
     calls = CallService(config, switch, WhisperRenderer(tmp_path, "en", 160, 30.0), QuietListener(),
-                        records=store)
+                        records=store, outbound=live_clients(config.outbound))
     yield calls, switch
     for call in calls.calls.values():
         assert call.task is not None
@@ -607,9 +609,9 @@ async def test_limits_refuse_through_the_service_and_free_the_place_of_a_refused
 
 
 @pytest.fixture
-async def whom(serve: Serve) -> AsyncIterator[DialWhomServer]:
+async def whom(serve: Serve, live_clients: LiveClients) -> AsyncIterator[DialWhomServer]:
     """A dial-whom URL on loopback (as in test_router)."""
-    server = DialWhomServer()
+    server = DialWhomServer(live_clients(LOOPBACK_ALLOWED))
     app = web.Application()
     app.router.add_get("/{name}", server.handle)
     server.base = await serve(app)
@@ -628,7 +630,7 @@ async def test_dial_whom_numbers_on_the_dnc_list_are_skipped_and_reported(
     compliance = guard(store, Clock(1_000_000.0))
     await compliance.add_dnc(N2, "asked")
     url = whom.url("/whom", (200, f"{N2},{N1}"))
-    call = Call(screened_router(route(url, ask_again=False), compliance))
+    call = Call(screened_router(route(url, ask_again=False), compliance, asker=whom.client))
     with structlog.testing.capture_logs() as logs:
         first = await call.ask()
     assert isinstance(first, TargetsChosen)
@@ -645,7 +647,7 @@ async def test_a_dial_whom_answer_with_only_listed_numbers_fails_saying_why(
     compliance = guard(store, Clock(1_000_000.0))
     await compliance.add_dnc(N2, "asked")
     url = whom.url("/whom", (200, N2))
-    end = await Call(screened_router(route(url, ask_again=False), compliance)).ask()
+    end = await Call(screened_router(route(url, ask_again=False), compliance, asker=whom.client)).ask()
     assert isinstance(end, RouteExhausted) and end.status is CallStatus.FAILED
     assert f"{N2} (do-not-call)" in end.reason
 

@@ -24,9 +24,20 @@ from controller.routing.router import Router
 from controller.routing.spec import RouteSpec, Strategy
 from controller.store.sqlite import SqliteStore
 from controller.tts import WhisperRenderer
-from tests.conftest import Serve
+from tests.conftest import LiveClients, Serve
 from tests.unit.conftest import Clock, QuietListener, RecordingSwitch
-from tests.unit.routing.test_router import AG1, AG2, AG3, N1, N2, Call, DialWhomServer, make_router, sales
+from tests.unit.routing.test_router import (
+    AG1,
+    AG2,
+    AG3,
+    LOOPBACK_ALLOWED,
+    N1,
+    N2,
+    Call,
+    DialWhomServer,
+    make_router,
+    sales,
+)
 from tests.unit.routing.test_router import route as route_of
 
 ZA = "+27115550101"
@@ -101,14 +112,15 @@ def test_the_config_reads_the_table_and_refuses_a_prefix_that_is_not_e164(tmp_pa
 
 
 @pytest.fixture
-def service(tmp_path: Path, store: SqliteStore) -> Iterator[tuple[CallService, RecordingSwitch]]:
+def service(tmp_path: Path, store: SqliteStore,
+            live_clients: LiveClients) -> Iterator[tuple[CallService, RecordingSwitch]]:
     config = Config()
     config.destinations = DestinationsConfig(
         allowed_prefixes=["+27"], blocked_prefixes=["+2711555029"],
         sip_hosts=["pbx.example.com"], endpoints=["desk-*"])
     switch = RecordingSwitch(lambda target: None)
     calls = CallService(config, switch, WhisperRenderer(tmp_path, "en", 160, 30.0), QuietListener(),
-                        records=store)
+                        records=store, outbound=live_clients(config.outbound))
     yield calls, switch
     for call in calls.calls.values():
         assert call.task is not None
@@ -153,8 +165,8 @@ async def test_a_request_inside_the_policy_is_placed(
 
 
 @pytest.fixture
-async def whom(serve: Serve) -> AsyncIterator[DialWhomServer]:
-    server = DialWhomServer()
+async def whom(serve: Serve, live_clients: LiveClients) -> AsyncIterator[DialWhomServer]:
+    server = DialWhomServer(live_clients(LOOPBACK_ALLOWED))
     app = web.Application()
     app.router.add_get("/{name}", server.handle)
     server.base = await serve(app)
@@ -191,7 +203,7 @@ async def test_dial_whom_numbers_the_policy_refuses_are_skipped(
         whom: DialWhomServer, store: SqliteStore) -> None:
     url = whom.url("/whom", (200, f"{ZA_PREMIUM},{N2},{N1}"))
     call = Call(screened_router(route_of(url, ask_again=False), store,
-                                DestinationsConfig(blocked_prefixes=[N2])))
+                                DestinationsConfig(blocked_prefixes=[N2]), asker=whom.client))
     first = await call.ask()
     assert isinstance(first, TargetsChosen)
     assert first.attempt.targets == (N1,)

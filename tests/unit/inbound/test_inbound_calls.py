@@ -44,7 +44,7 @@ from controller.outbound import OutboundConfig
 from controller.routing.spec import parse_group
 from controller.store.sqlite import SqliteStore
 from controller.tts import WhisperRenderer
-from tests.conftest import Serve
+from tests.conftest import LiveClients, Serve
 from tests.openapi_document import OpenApiDocument
 from tests.unit.calls.test_live_calls import Reports
 from tests.unit.conftest import RecordingSwitch
@@ -107,7 +107,7 @@ class Door:
 
 
 @pytest.fixture
-async def door(tmp_path: Path, store: SqliteStore) -> Door:
+async def door(tmp_path: Path, store: SqliteStore, live_clients: LiveClients) -> Door:
     config = Config(outbound=OutboundConfig(allow_private=True))
     config.media = MediaConfig(whisper_dir=str(tmp_path / "media"),
                                recording_dir=str(tmp_path / "recordings"))
@@ -118,7 +118,8 @@ async def door(tmp_path: Path, store: SqliteStore) -> Door:
     numbers = NumberRegistry("ZA", config.outbound, {}, store)
     switch = SwitchAtTheDoor()
     reports = Reports()
-    calls = CallService(config, switch, renderer, reports, groups=groups)
+    calls = CallService(config, switch, renderer, reports, groups=groups,
+                        outbound=live_clients(config.outbound))
     refusal: list[str | None] = [None]
     inbound = InboundCalls(config, numbers, switch, renderer, calls.live.preparer, calls,
                            calls.live.fetcher, admit=lambda: refusal[0])

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from controller.core.outcomes import CallStatus
 from controller.core.plan import Attempt
 from controller.errors import InvalidField, InvalidNumber
 from controller.outbound import OutboundConfig
+from controller.outbound_client import live_calls_client
 from controller.routing.agents import MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
 from controller.routing.reservations import Reservations
@@ -41,7 +43,7 @@ from controller.routing.spec import (
     parse_group,
     parse_item,
 )
-from tests.conftest import Serve
+from tests.conftest import LiveClients, Serve
 
 REGION = "ZA"
 LEG_A = "+27115550101"
@@ -69,7 +71,8 @@ class DialWhomServer:
     gives its answers in turn, the last one again and again; every request's
     query is recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client  # the live calls' client that asks it
         self.answers: dict[str, list[Answer]] = {}
         self.asked: list[tuple[str, dict[str, str]]] = []
         self.release = asyncio.Event()
@@ -97,8 +100,8 @@ class DialWhomServer:
 
 
 @pytest.fixture
-async def dial_whom(serve: Serve) -> AsyncIterator[DialWhomServer]:
-    server = DialWhomServer()
+async def dial_whom(serve: Serve, live_clients: LiveClients) -> AsyncIterator[DialWhomServer]:
+    server = DialWhomServer(live_clients(LOOPBACK_ALLOWED))
     app = web.Application()
     app.router.add_get("/{name}", server.handle)
     server.base = await serve(app)
@@ -140,13 +143,18 @@ async def no_announcements(text: str, hold_for: int) -> None:
 def make_router(spec: RouteSpec, *, groups: Iterable[Group] = (), book: MemoryAgentBook | None = None,
                 switch: Switch | None = None, timeout: float = 0.5, call_id: str = "call-1",
                 queues: CallQueues | None = None, announce: Announce = no_announcements,
-                reservations: Reservations | None = None) -> Router:
+                reservations: Reservations | None = None,
+                asker: httpx.AsyncClient | None = None) -> Router:
+    """``asker``: the live calls' client a dial-whom URL is asked through
+    (DialWhomServer.client); a route without one never asks, and a client
+    never used holds nothing to close."""
     by_name = {group.name: replace(group, fallbacks=Guarded(group.fallbacks)) for group in groups}
     spec = replace(spec, fallbacks=Guarded(spec.fallbacks))
     return Router(spec, CallContext(call_id, LEG_A, CALLER_ID, "crm-42"),
                   groups=by_name.get, agents=book or MemoryAgentBook(),
                   busy_targets=(switch or Switch()).busy_targets,
-                  dial_whom=DialWhomClient(REGION, LOOPBACK_ALLOWED, timeout=timeout),
+                  dial_whom=DialWhomClient(REGION, asker or live_calls_client(LOOPBACK_ALLOWED),
+                                            timeout=timeout),
                   speak=speak,
                   unreached_message=UNREACHED, queues=queues or CallQueues(), announce=announce,
                   reservations=reservations or Reservations())
@@ -523,7 +531,7 @@ async def test_busy_group_before_other_targets_moves_on() -> None:
 async def test_dial_whom_numbers_are_rung_and_the_url_is_told_about_the_call(
         dial_whom: DialWhomServer) -> None:
     url = dial_whom.url("/whom", (200, f" {N1}, {N2}\n{N3} ,not-a-number,, {N1} ,123\n"))
-    call = Call(make_router(route(url, ask_again=False, ring_timeout=18)))
+    call = Call(make_router(route(url, ask_again=False, ring_timeout=18), asker=dial_whom.client))
     assert await call.ring_all("no-answer") == [(N1,), (N2,), (N3,)]
     assert [(a.source, a.ring_timeout) for a in call.attempts] == [("dial-whom", 18)] * 3
     [query] = dial_whom.queries("/whom")
@@ -537,7 +545,7 @@ async def test_dial_whom_numbers_are_rung_and_the_url_is_told_about_the_call(
 async def test_dial_whom_on_an_inbound_call_is_told_the_caller_the_number_and_the_digits(
         dial_whom: DialWhomServer) -> None:
     url = dial_whom.url("/whom", (200, N1))
-    router = make_router(route(url, ask_again=False))
+    router = make_router(route(url, ask_again=False), asker=dial_whom.client)
     router.context = CallContext.inbound("call-1", LEG_A, CALLER_ID, digits="2",
                                          custom_field="crm-42")
     assert await Call(router).ring_all("no-answer") == [(N1,)]
@@ -549,7 +557,7 @@ async def test_dial_whom_on_an_inbound_call_is_told_the_caller_the_number_and_th
 async def test_dial_whom_numbers_ring_together_in_a_simultaneous_route(
         dial_whom: DialWhomServer) -> None:
     url = dial_whom.url("/whom", (200, f"{N1},{N2},{N1}"))
-    first = await Call(make_router(route(url, strategy=Strategy.SIMULTANEOUS))).ask()
+    first = await Call(make_router(route(url, strategy=Strategy.SIMULTANEOUS), asker=dial_whom.client)).ask()
     assert isinstance(first, TargetsChosen)
     assert first.attempt == Attempt((N1, N2), 30, "dial-whom")
 
@@ -557,7 +565,7 @@ async def test_dial_whom_numbers_ring_together_in_a_simultaneous_route(
 async def test_dial_whom_error_asks_the_fallback_url(dial_whom: DialWhomServer) -> None:
     url = dial_whom.url("/primary", (500, "oops"))
     backup = dial_whom.url("/backup", (200, N2))
-    call = Call(make_router(route(url, fallback_url=backup)))
+    call = Call(make_router(route(url, fallback_url=backup), asker=dial_whom.client))
     assert await call.ring() == (N2,)
     assert dial_whom.paths() == ["/primary", "/backup"]
     assert dial_whom.queries("/backup")[0]["CallSid"] == "call-1"
@@ -566,7 +574,7 @@ async def test_dial_whom_error_asks_the_fallback_url(dial_whom: DialWhomServer) 
 async def test_dial_whom_too_slow_asks_the_fallback_url(dial_whom: DialWhomServer) -> None:
     url = dial_whom.url("/slow", HANG)
     backup = dial_whom.url("/backup", (200, N3))
-    call = Call(make_router(route(url, fallback_url=backup), timeout=0.5))
+    call = Call(make_router(route(url, fallback_url=backup), timeout=0.5, asker=dial_whom.client))
     started = time.monotonic()
     assert await call.ring() == (N3,)
     assert 0.4 < time.monotonic() - started < 3
@@ -576,7 +584,7 @@ async def test_dial_whom_too_slow_asks_the_fallback_url(dial_whom: DialWhomServe
 async def test_dial_whom_both_urls_failing_ends_the_route(dial_whom: DialWhomServer) -> None:
     url = dial_whom.url("/primary", (503, ""))
     backup = dial_whom.url("/backup", HANG)
-    end = await Call(make_router(route(url, fallback_url=backup), timeout=0.5)).ask()
+    end = await Call(make_router(route(url, fallback_url=backup), timeout=0.5, asker=dial_whom.client)).ask()
     assert isinstance(end, RouteExhausted)
     assert end.status is CallStatus.FAILED
     assert "HTTP 503" in end.reason and "did not answer within 0.5 s" in end.reason
@@ -590,7 +598,7 @@ async def test_dial_whom_with_no_number_takes_the_failed_fallback(dial_whom: Dia
     url = dial_whom.url("/whom", (200, body))
     backup = dial_whom.url("/backup", (200, N4))
     spec = route(url, fallback_url=backup, fallbacks=fallbacks({"failed": {"dial": [OTHER]}}))
-    call = Call(make_router(spec))
+    call = Call(make_router(spec, asker=dial_whom.client))
     # A 200 with no number is an answer: the backup URL is not asked.
     assert await call.ring() == (OTHER,)
     assert call.attempts[0].source == "fallback:failed"
@@ -600,7 +608,7 @@ async def test_dial_whom_with_no_number_takes_the_failed_fallback(dial_whom: Dia
 async def test_dial_whom_with_no_number_and_a_message_fallback(dial_whom: DialWhomServer) -> None:
     url = dial_whom.url("/whom", (200, ""))
     spec = route(url, fallbacks=fallbacks({"failed": {"message": "Nobody is on duty."}}))
-    end = await Call(make_router(spec)).ask()
+    end = await Call(make_router(spec, asker=dial_whom.client)).ask()
     assert isinstance(end, RouteExhausted)
     assert (end.status, end.message_audio) == (CallStatus.FAILED, "/audio/Nobody is on duty.")
     assert "no number" in end.reason
@@ -608,7 +616,7 @@ async def test_dial_whom_with_no_number_and_a_message_fallback(dial_whom: DialWh
 
 async def test_dial_whom_is_asked_again_after_a_failed_attempt(dial_whom: DialWhomServer) -> None:
     url = dial_whom.url("/whom", (200, f"{N1},{N2},{N3}"), (200, f"{N4}, {N1}"), (200, f"{N1},{N4}"))
-    call = Call(make_router(route(url)))
+    call = Call(make_router(route(url), asker=dial_whom.client))
     assert await call.ring() == (N1,)
     # The new answer replaces what was left of the first (N2, N3); N1 was rung.
     assert await call.ring("busy") == (N4,)
@@ -623,14 +631,14 @@ async def test_dial_whom_is_asked_again_after_a_failed_attempt(dial_whom: DialWh
 
 async def test_dial_whom_not_asked_again_when_told_not_to(dial_whom: DialWhomServer) -> None:
     url = dial_whom.url("/whom", (200, f"{N1},{N2}"))
-    call = Call(make_router(route(url, ask_again=False)))
+    call = Call(make_router(route(url, ask_again=False), asker=dial_whom.client))
     assert await call.ring_all("failed") == [(N1,), (N2,)]
     assert len(dial_whom.asked) == 1
 
 
 async def test_dial_whom_asked_again_is_not_asked_past_max_attempts(dial_whom: DialWhomServer) -> None:
     url = dial_whom.url("/whom", (200, f"{N1},{N2}"))
-    call = Call(make_router(route(url, max_attempts=1)))
+    call = Call(make_router(route(url, max_attempts=1), asker=dial_whom.client))
     await call.ring()
     await call.run_out("busy")
     assert len(dial_whom.asked) == 1
@@ -650,13 +658,13 @@ async def test_route_state_survives_json_and_a_new_router_per_ask(dial_whom: Dia
 
     async def run(restart: bool) -> tuple[list[Attempt], RouteExhausted]:
         book = MemoryAgentBook()
-        router = make_router(spec, groups=[group], book=book)
+        router = make_router(spec, groups=[group], book=book, asker=dial_whom.client)
         state: dict[str, Any] = {}
         attempts: list[Attempt] = []
         previous: str | None = None
         while True:
             if restart:
-                router = make_router(spec, groups=[group], book=book)
+                router = make_router(spec, groups=[group], book=book, asker=dial_whom.client)
                 state = json.loads(json.dumps(state))
             answer = await router.next(previous, state)
             if isinstance(answer, RouteExhausted):
