@@ -130,8 +130,8 @@ def add_inbound_figures(report: Report) -> None:
                 default=None)
     ours = worst[1].answer_to_action_ms.get("p99") if worst else None
     bare = worst[0].answer_to_action_ms.get("p99") if worst else None
-    report.figure("inbound: answer -> first action (Playback starts) p99, controller lane, "
-                  "worst step both lanes sustained", ours, f"<= {INBOUND_ACTION_GOAL_MS:g} ms",
+    report.figure("inbound: answer -> first action (Playback) p99, controller lane, worst "
+                  "step both sustained", ours, f"<= {INBOUND_ACTION_GOAL_MS:g} ms",
                   ours is not None and ours <= INBOUND_ACTION_GOAL_MS,
                   f"ms (at {worst[1].rate:g} calls/s)" if worst else "ms")
     report.figure("  controller lane minus control lane there",
@@ -142,8 +142,7 @@ def add_inbound_figures(report: Report) -> None:
     arrival = max(((rate, ours_ms - bare_ms, ours_ms, bare_ms)
                    for rate, ours_ms, bare_ms in gaps if ours_ms is not None and bare_ms is not None),
                   key=lambda gap: gap[1], default=None)
-    report.figure("inbound: call arrival -> first action p99, controller minus control (the "
-                  "claim and the play's steering), worst step both sustained",
+    report.figure("inbound: arrival -> first action p99, controller minus control (worst step)",
                   arrival and round(arrival[1], 2), "-", None,
                   f"ms ({arrival[2]} / {arrival[3]} ms at {arrival[0]:g} calls/s)" if arrival
                   else "ms")
@@ -156,7 +155,7 @@ def add_inbound_figures(report: Report) -> None:
     top = both[-1] if both else None
     cpu = top[1].cpu_ms_per_call if top else None
     report.figure(f"inbound: controller CPU per inbound call at {top[1].rate if top else '?'} "
-                  "calls/s (the highest step both sustained)", cpu, "-", None, "ms")
+                  "calls/s (highest step both sustained)", cpu, "-", None, "ms")
     switch = top[1].switch_cpu_ms_per_call if top else None
     bare_switch = top[0].switch_cpu_ms_per_call if top else None
     report.figure("  Asterisk's CPU per inbound call there, controller lane / control lane",

@@ -84,7 +84,7 @@ def test_the_inbound_figures_are_read_at_the_steps_both_lanes_sustained() -> Non
     assert (answer["value"], answer["met"]) == (8.0, True)  # 10 calls/s was sustained by neither
     assert "5 calls/s" in str(answer["unit"])
     assert found["controller lane minus control lane there"]["value"] == 3.0
-    assert found["inbound: call arrival -> first action p99"]["value"] == 15.0  # at 1 call/s
+    assert found["inbound: arrival -> first action p99"]["value"] == 15.0  # at 1 call/s
     assert found["inbound: sustained rate"]["value"] == 1.0
     cpu = found["inbound: controller CPU per inbound call at 5.0 calls/s"]
     assert cpu["value"] == 7.0
