@@ -62,6 +62,7 @@ CALLER_SIP_PORT, CALLER_MEDIA_PORT = 5093, 16130
 GREETING_TEXT = "Thank you for calling the benchmark."
 GREETING = "greeting.wav"  # in ACTIONS; [bench-inbound-control] plays the same file
 HOLD_SECONDS = 2  # after the greeting: [bench-inbound-control]'s Wait(2)
+SETTLE_SECONDS = 3.0
 _FINAL = re.compile(r"\bfinal ([0-9]{3})\b")
 # SIP answers that say the setup is wrong, not that the switch is loaded: the
 # number is unknown (404) or refused (403).
@@ -154,6 +155,8 @@ class InboundLanes:
 
     async def lane(self, lane: str, number: str, daemon: Daemon | None) -> None:
         pids = {"switch": self.switch_pid} | ({"controller": daemon.process.pid} if daemon else {})
+        # Past what the start (or the lane before) still does, so idle is idle.
+        await asyncio.sleep(SETTLE_SECONDS)
         idle = dict(zip(pids, await asyncio.gather(*(idle_cpu_rate(p) for p in pids.values())),
                         strict=True))
         for rate in self.rates:
@@ -238,5 +241,7 @@ def describe(step: InboundStep) -> str:
             + (f", controller CPU {step.cpu_ms_per_call:.2f} ms/call"
                if step.cpu_ms_per_call is not None else "")
             + (f", Asterisk CPU {step.switch_cpu_ms_per_call:.2f} ms/call"
-               if step.switch_cpu_ms_per_call is not None else ""))
+               if step.switch_cpu_ms_per_call is not None else "")
+            + ("; not completed: " + ", ".join(f"{n} {how}" for how, n in step.failures.items())
+               if step.failures else ""))
 

@@ -43,6 +43,19 @@ class CallerChannel:
                 and self.hung_up is not None and self.cause == NORMAL_CLEARING)
 
     @property
+    def failure(self) -> str | None:
+        """How a call that did not complete ended; None for one that did."""
+        if self.completed:
+            return None
+        if self.hung_up is None:
+            return "still up"
+        if self.answered is None:
+            return f"never answered, cause {self.cause}"
+        if self.first_action is None:
+            return f"answered without its first action, cause {self.cause}"
+        return f"cause {self.cause}"
+
+    @property
     def answer_to_action_ms(self) -> float | None:
         if self.answered is None or self.first_action is None:
             return None
@@ -108,6 +121,7 @@ class InboundStep:
     arrival_to_action_ms: dict[str, float | None]
     cpu_ms_per_call: float | None = None  # the controller's (controller lane)
     switch_cpu_ms_per_call: float | None = None  # Asterisk's, both lanes
+    failures: dict[str, int] = field(default_factory=dict)  # how the others ended -> calls
 
 
 def inbound_step(lane: str, rate: float, offered: int,
@@ -115,7 +129,14 @@ def inbound_step(lane: str, rate: float, offered: int,
     """A step's figures from its callers' channels. A call that never reached
     the switch has no channel, and counts as offered and not completed."""
     completed = sum(1 for c in channels if c.completed)
+    failures: dict[str, int] = {}
+    for failure in (c.failure for c in channels):
+        if failure is not None:
+            failures[failure] = failures.get(failure, 0) + 1
+    if offered > len(channels):
+        failures["never reached the switch"] = offered - len(channels)
     return InboundStep(lane, rate, offered, completed,
                        round(completed / offered, 4) if offered else 0.0,
                        latency_percentiles(c.answer_to_action_ms for c in channels),
-                       latency_percentiles(c.arrival_to_action_ms for c in channels))
+                       latency_percentiles(c.arrival_to_action_ms for c in channels),
+                       failures=failures)

@@ -56,6 +56,8 @@ def test_a_step_counts_only_calls_answered_played_and_hung_up_normally() -> None
     step = inbound_step("controller", 1.0, 4, log.since(0, NUMBER))
     assert (step.offered, step.completed, step.success) == (4, 1, 0.25)
     assert step.answer_to_action_ms == {"p50": 3.0, "p99": 3.0}
+    # Four calls offered, three seen on the switch.
+    assert step.failures == {"cause 34": 1, "still up": 1, "never reached the switch": 1}
     mark = len(log.order)  # the next step's calls come after this
     a_call(log, "1.5", 104.0)
     later = inbound_step("controller", 2.0, 1, log.since(mark, NUMBER))
