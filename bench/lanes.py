@@ -27,6 +27,9 @@ LAB = REPO / "sip-lab" / "lab"
 LAB_DIR = Path(os.environ.get("CALLCONNECT_LAB_DIR", REPO / ".lab"))
 MEDIA = LAB_DIR / "root/var/lib/callconnect/media"
 RECORDINGS = LAB_DIR / "root/var/lib/callconnect/recordings"
+# The inbound lanes' greeting, as the controller and as the switch see it.
+ACTIONS = LAB_DIR / "root/var/lib/callconnect/bench"
+ACTIONS_ON_SWITCH = "/var/lib/callconnect/bench"
 ASTERISK_PID = LAB_DIR / "run" / "asterisk.pid"
 LEG_A = "+27115550101"
 B_PREFIX = "+2711556"  # each call gets its own leg B number: +27 11 556 NNNN
@@ -94,6 +97,14 @@ async def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
     before, started = cpu_seconds(pid), time.monotonic()
     await asyncio.sleep(seconds)
     return (cpu_seconds(pid) - before) / (time.monotonic() - started)
+
+
+def per_call(seconds: float, idle_rate: float, since: float, calls: int) -> float | None:
+    """CPU ms per call: what a step cost a process (``seconds`` of CPU since
+    the monotonic time ``since``) over its idle rate (see idle_cpu_rate),
+    shared among the step's ``calls``."""
+    busy = seconds - idle_rate * (time.monotonic() - since)
+    return round(1000 * max(busy, 0.0) / calls, 3) if calls else None
 
 
 def asterisk_pid() -> int:
@@ -210,6 +221,8 @@ whisper_dir = "{MEDIA}"
 whisper_switch_dir = "/var/lib/callconnect/media"
 recording_dir = "{RECORDINGS}"
 recording_switch_dir = "/var/lib/callconnect/recordings"
+actions_dir = "{ACTIONS}"
+actions_switch_dir = "{ACTIONS_ON_SWITCH}"
 [api]
 port = {self.port}
 tokens = ["{TOKEN}"]

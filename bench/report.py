@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from .common import percentile
+from .inbound_calls import InboundStep
 from .lanes import Call, Step
 
 SUCCESS_GOAL = 0.999
 CPU_PER_CALL_GOAL_MS = 2.5
+INBOUND_ACTION_GOAL_MS = 20.0
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Report:
     figures: list[dict[str, Any]] = field(default_factory=list)
     gaps_ms: dict[str, list[float]] = field(default_factory=dict)
     sustained: dict[str, list[float]] = field(default_factory=dict)  # lane -> each run's rate
+    inbound_steps: list[InboundStep] = field(default_factory=list)
 
     def figure(self, name: str, value: Any, goal: str, met: bool | None, unit: str = "") -> None:
         self.figures.append({"figure": name, "value": value, "unit": unit, "goal": goal,
@@ -112,6 +115,52 @@ def add_figures(report: Report, samples: list[tuple[int, int]], overload: dict[s
     refusal = overload["refusal_p99_ms"]
     report.figure("at 1.5x: 429 answer time p99", refusal and round(refusal, 2), "<= 10 ms",
                   refusal is not None and refusal <= 10, "ms")
+
+
+def add_inbound_figures(report: Report) -> None:
+    """The inbound lanes' figures, read at the steps both lanes sustained."""
+    lanes = {lane: [s for s in report.inbound_steps if s.lane == lane]
+             for lane in ("control", "controller")}
+    sustained = {lane: max((s.rate for s in steps if s.success >= SUCCESS_GOAL), default=0.0)
+                 for lane, steps in lanes.items()}
+    control = {s.rate: s for s in lanes["control"]}
+    both = [(control[s.rate], s) for s in lanes["controller"]
+            if s.rate <= min(sustained.values()) and s.success >= SUCCESS_GOAL]
+    worst = max(both, key=lambda pair: pair[1].answer_to_action_ms.get("p99") or 0.0,
+                default=None)
+    ours = worst[1].answer_to_action_ms.get("p99") if worst else None
+    bare = worst[0].answer_to_action_ms.get("p99") if worst else None
+    report.figure("inbound: answer -> first action (Playback) p99, controller lane, worst "
+                  "step both sustained", ours, f"<= {INBOUND_ACTION_GOAL_MS:g} ms",
+                  ours is not None and ours <= INBOUND_ACTION_GOAL_MS,
+                  f"ms (at {worst[1].rate:g} calls/s)" if worst else "ms")
+    report.figure("  controller lane minus control lane there",
+                  None if ours is None or bare is None else round(ours - bare, 2), "-", None,
+                  f"ms (control lane {bare})")
+    gaps = [(c.rate, c.arrival_to_action_ms.get("p99"), b.arrival_to_action_ms.get("p99"))
+            for b, c in both]
+    arrival = max(((rate, ours_ms - bare_ms, ours_ms, bare_ms)
+                   for rate, ours_ms, bare_ms in gaps if ours_ms is not None and bare_ms is not None),
+                  key=lambda gap: gap[1], default=None)
+    report.figure("inbound: arrival -> first action p99, controller minus control (worst step)",
+                  arrival and round(arrival[1], 2), "-", None,
+                  f"ms ({arrival[2]} / {arrival[3]} ms at {arrival[0]:g} calls/s)" if arrival
+                  else "ms")
+    offered = max((s.rate for s in report.inbound_steps), default=0.0)
+    report.figure("inbound: sustained rate (>= 99.9 % success), controller / control",
+                  round(sustained["controller"] / sustained["control"], 3)
+                  if sustained["control"] else None, "-", None,
+                  f"({sustained['controller']:g}/{sustained['control']:g} calls/s; "
+                  f"ramp up to {offered:g})")
+    top = both[-1] if both else None
+    cpu = top[1].cpu_ms_per_call if top else None
+    report.figure(f"inbound: controller CPU per inbound call at {top[1].rate if top else '?'} "
+                  "calls/s (highest step both sustained)", cpu, "-", None, "ms")
+    switch = top[1].switch_cpu_ms_per_call if top else None
+    bare_switch = top[0].switch_cpu_ms_per_call if top else None
+    report.figure("  Asterisk's CPU per inbound call there, controller lane / control lane",
+                  switch and bare_switch and round(switch / bare_switch, 2), "-", None,
+                  f"({switch} / {bare_switch} ms)")
 
 
 def print_table(report: Report) -> None:

@@ -10,10 +10,12 @@ B, bridge, a fixed talk time) at a rising rate until success falls under 99.9 %:
 Both lanes run ``--runs`` times (the first over the whole ramp, the others
 from ``--fine-from`` calls/s, where the steps are 5 calls/s apart) and the
 sustained ratio is the median of the runs'; then 1.5x the sustained rate is
-offered to a daemon limited to it. Every controller figure is reported next to
-its goal, and as a ratio to the control lane where the issue asks for one,
+offered to a daemon limited to it. Then the inbound lanes (bench/inbound.py):
+callers calling a number the dialplan alone answers, and one set on the
+daemon, with the same first action. Every controller figure is reported next
+to its goal, and as a ratio to the control lane where the issue asks for one,
 since absolute figures drift on a shared 2-core machine. Writes
-docs/bench/latest.json and docs/bench/latest.png.
+docs/bench/latest.json and docs/bench/latest.png (not with --only or --smoke).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from aiohttp import web
 from controller.tts import WhisperRenderer
 
 from .common import BenchRefused, percentile
+from .inbound import InboundLanes
 from .lanes import (
     B_PREFIX,
     LAB,
@@ -52,10 +55,19 @@ from .lanes import (
     idle_cpu_rate,
     lag_p99_ms,
     machine,
+    per_call,
     refused,
     say,
 )
-from .report import SUCCESS_GOAL, Report, add_figures, chart, print_table, webhook_percentiles
+from .report import (
+    SUCCESS_GOAL,
+    Report,
+    add_figures,
+    add_inbound_figures,
+    chart,
+    print_table,
+    webhook_percentiles,
+)
 
 OUT = REPO / "docs" / "bench"
 WHISPER = "Connecting you to a caller from the benchmark"
@@ -67,7 +79,8 @@ class Bench:
         self.ami = AmiObserver()
         self.report = Report(machine(), {"step_seconds": args.step_seconds, "talk_seconds": args.talk,
                                           "rates": args.rates, "runs": args.runs,
-                                          "fine_from": args.fine_from, "whisper": WHISPER})
+                                          "fine_from": args.fine_from, "whisper": WHISPER,
+                                          "inbound_rates": args.inbound_rates})
         self.calls: list[Call] = []
         self.webhooks: dict[str, tuple[float, dict[str, Any]]] = {}
         self.serial = 0
@@ -128,8 +141,8 @@ class Bench:
             calls = await self.offer(rate, place)
             await self.drain(calls, "control")
             step = self.record_step(run, "control", rate, calls)
-            step.switch_cpu_ms_per_call = self.per_call(
-                cpu_seconds(self.switch_pid) - switch0, switch_idle, wall0, calls)
+            step.switch_cpu_ms_per_call = per_call(
+                cpu_seconds(self.switch_pid) - switch0, switch_idle, wall0, len(calls))
             if step.success < SUCCESS_GOAL:
                 break
             sustained = rate
@@ -169,10 +182,10 @@ class Bench:
                 step = self.record_step(run, "controller", rate, calls,
                                         cpu=100 * (cpu1 - cpu0) / (wall1 - wall0),
                                         lag=lag_p99_ms(lag0, lag1))
-                step.cpu_ms_per_call = self.per_call(daemon.cpu_seconds() - cpu0, idle, wall0,
-                                                     calls)
-                step.switch_cpu_ms_per_call = self.per_call(
-                    cpu_seconds(self.switch_pid) - switch0, switch_idle, wall0, calls)
+                step.cpu_ms_per_call = per_call(daemon.cpu_seconds() - cpu0, idle, wall0,
+                                                len(calls))
+                step.switch_cpu_ms_per_call = per_call(
+                    cpu_seconds(self.switch_pid) - switch0, switch_idle, wall0, len(calls))
                 if step.success < SUCCESS_GOAL:
                     break
                 sustained = rate
@@ -180,14 +193,6 @@ class Bench:
             sampling.cancel()
             await daemon.stop()
         return sustained
-
-    @staticmethod
-    def per_call(seconds: float, idle_rate: float, since: float,
-                 calls: list[Call]) -> float | None:
-        """CPU ms per call: what the step's time cost over the process's idle
-        rate (see idle_cpu_rate), shared among its calls."""
-        busy = seconds - idle_rate * (time.monotonic() - since)
-        return round(1000 * max(busy, 0.0) / len(calls), 3) if calls else None
 
     async def sample(self, daemon: Daemon, samples: list[tuple[int, int]]) -> None:
         while True:
@@ -287,6 +292,17 @@ class Bench:
 
     async def run(self) -> Report:
         workdir = Path(tempfile.mkdtemp(prefix="callconnect-bench-"))
+        if self.args.only != "inbound":
+            await self.outbound(workdir)
+        if self.args.only != "outbound":
+            say(f"inbound lanes: from {self.args.inbound_rates[0]:g} calls/s")
+            await InboundLanes(self.report, self.args.inbound_rates, self.args.step_seconds,
+                               self.switch_pid, workdir).run(self.args.talk)
+            if not self.args.smoke:
+                add_inbound_figures(self.report)
+        return self.report
+
+    async def outbound(self, workdir: Path) -> None:
         whisper = await WhisperRenderer(MEDIA).render(WHISPER)
         switch_whisper = "/var/lib/callconnect/media/" + whisper.path.stem
         await self.ami.connect()
@@ -311,7 +327,7 @@ class Bench:
                 say(f"controller lane sustained {sustained['controller'][-1]:g} calls/s")
             self.report.sustained = sustained
             if self.args.smoke:
-                return self.report
+                return
             limit = self.report.common_rate() or 1.0
             say(f"overload: 1.5x at a limit of {limit:g}/s")
             overload = await self.overload(workdir, hook_url, limit)
@@ -323,7 +339,6 @@ class Bench:
         ready = [c.whisper_ready for c in self.calls
                  if c.lane == "controller" and c.whisper_ready is not None]
         add_figures(self.report, samples, overload, ready)
-        return self.report
 
 
 def main() -> int:
@@ -338,12 +353,17 @@ def main() -> int:
                         help="runs after the first ramp from this rate (calls/s)")
     parser.add_argument("--step-seconds", type=float, default=15.0)
     parser.add_argument("--talk", type=int, default=4, help="seconds each call talks")
+    parser.add_argument("--inbound-rates", type=float, nargs="+", default=[1, 2, 5, 10, 15, 20],
+                        help="the inbound lanes' steps (calls/s)")
+    parser.add_argument("--only", choices=["outbound", "inbound"],
+                        help="run only these lanes; prints the figures and writes no report files")
     parser.add_argument("--smoke", action="store_true",
-                        help="a few calls at 1 call/s through both lanes, no overload and no "
+                        help="a few calls at 1 call/s through every lane, no overload and no "
                              "report files: fails unless every call completes (make test runs it)")
     args = parser.parse_args()
     if args.smoke:
         args.rates, args.step_seconds, args.talk, args.runs = [1.0], 3.0, 2, 1
+        args.inbound_rates = [1.0]
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     if os.geteuid() != 0:
@@ -356,12 +376,19 @@ def main() -> int:
         print(f"[bench] stopped: {exc}", file=sys.stderr)
         return 1
     if args.smoke:
-        short = [s for s in report.steps if s.success < 1.0]
-        lanes = {s.lane for s in report.steps}
-        if short or lanes != {"control", "controller"}:
+        short = ([s for s in report.steps if s.success < 1.0]
+                 + [s for s in report.inbound_steps if s.success < 1.0])
+        expected = {"control", "controller"}
+        ran = [{s.lane for s in report.steps} == expected or args.only == "inbound",
+               {s.lane for s in report.inbound_steps} == expected or args.only == "outbound"]
+        if short or not all(ran):
             print(f"[bench] smoke failed: {short or 'a lane did not run'}", file=sys.stderr)
             return 1
-        say("smoke: every call completed in both lanes")
+        say("smoke: every call completed in every lane")
+        return 0
+    if args.only:
+        print_table(report)
+        say(f"--only {args.only}: no report files written")
         return 0
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "latest.json").write_text(json.dumps(asdict(report), indent=2) + "\n")

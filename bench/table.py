@@ -39,6 +39,18 @@ def main() -> None:
               f"| {cell(step['switch_cpu_ms_per_call'], 2)} | {latency} "
               f"| {cell(step['gap_p99_ms'])} | {cell(step['event_lag_p99_ms'])} "
               f"| {cell(step['observer_lag_p99_ms'])} |")
+    inbound = report.get("inbound_steps") or []
+    if inbound:
+        print("\n| lane (inbound) | calls/s | completed | answer -> first action p50 / p99 ms "
+              "| arrival -> first action p50 / p99 ms | controller CPU ms/call "
+              "| Asterisk CPU ms/call |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for step in inbound:
+            answer, arrival = step["answer_to_action_ms"], step["arrival_to_action_ms"]
+            print(f"| {step['lane']} | {step['rate']:g} | {100 * step['success']:.1f} % "
+                  f"| {cell(answer['p50'])} / {cell(answer['p99'])} "
+                  f"| {cell(arrival['p50'])} / {cell(arrival['p99'])} "
+                  f"| {cell(step['cpu_ms_per_call'], 2)} | {cell(step['switch_cpu_ms_per_call'], 2)} |")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""make bench's smoke: a few calls at 1 call/s through both lanes (a bare AMI
-loop and the daemon's API), so a bench that can no longer place calls fails
-here rather than reporting a sustained rate of 0."""
+"""make bench's smoke: a few calls at 1 call/s through both outbound lanes (a
+bare AMI loop and the daemon's API) and both inbound lanes (callers to a
+number the dialplan alone answers, and to one set on the daemon), so a bench
+that can no longer place calls fails here rather than reporting a sustained
+rate of 0."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +14,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_bench_smoke_places_and_completes_calls_in_both_lanes(lab: None) -> None:
+def test_bench_smoke_places_and_completes_calls_in_every_lane(lab: None) -> None:
     run = subprocess.run([sys.executable, "-m", "bench.run", "--smoke"], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
-    assert "control      1.0 calls/s: 3/3 completed" in output, output
-    assert "controller   1.0 calls/s: 3/3 completed" in output, output
+    assert "[bench] control      1.0 calls/s: 3/3 completed" in output, output
+    assert "[bench] controller   1.0 calls/s: 3/3 completed" in output, output
+    for lane in ("control", "controller"):
+        # Every call answered and its first action timed on the switch's clock.
+        assert re.search(rf"\[bench\] inbound {lane:<10}   1.0 calls/s: 3/3 completed .*"
+                         r"answer -> first action p50 / p99 [0-9.]+ / [0-9.]+ ms", output), output
