@@ -32,7 +32,7 @@ from panoramisk.message import Message
 
 from controller.tts import WhisperRenderer
 
-from .common import BenchRefused
+from .common import BenchRefused, connect_watching
 from .inbound_calls import CallerChannel, ChannelLog, InboundStep, inbound_step
 from .lanes import (
     ACTIONS,
@@ -82,13 +82,7 @@ class InboundObserver:
         self.manager.register_event("*", self.on_event)
 
     async def connect(self) -> None:
-        await self.manager.connect()
-        login = self.manager.authenticated_future
-        if login is not None:
-            await asyncio.wait_for(login, 10)
-        for pattern in _OBSERVED:  # only what it reads: whitelist filters, any one lets through
-            await asyncio.wait_for(self.manager.send_action(
-                {"Action": "Filter", "Operation": "Add", "Filter": pattern}), 10)
+        await connect_watching(self.manager, _OBSERVED)
 
     def on_event(self, manager: Manager, event: Message) -> None:
         self.log.feed(event)

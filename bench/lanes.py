@@ -20,7 +20,7 @@ from panoramisk import Manager
 from panoramisk.message import Message
 
 from . import common
-from .common import BenchRefused, free_port
+from .common import BenchRefused, connect_watching, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 LAB = REPO / "sip-lab" / "lab"
@@ -161,14 +161,8 @@ class AmiObserver:
         self.manager.register_event("*", self.on_event)
 
     async def connect(self) -> None:
-        await self.manager.connect()
-        login = self.manager.authenticated_future
-        if login is not None:
-            await asyncio.wait_for(login, 10)
-        # Only what it reads, so the measuring process stays light under load.
-        await asyncio.wait_for(self.manager.send_action({
-            "Action": "Filter", "Operation": "Add",
-            "Filter": "Event: (UserEvent|DialEnd|Hangup|OriginateResponse)[[:space:]]"}), 10)
+        await connect_watching(self.manager, [
+            "Event: (UserEvent|DialEnd|Hangup|OriginateResponse)[[:space:]]"])
 
     def on_event(self, manager: Manager, event: Message) -> None:
         name, uniqueid = event.get("Event"), event.get("Uniqueid", "")
