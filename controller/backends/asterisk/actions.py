@@ -141,7 +141,7 @@ def _printable(actions: list[Action]) -> list[Action]:
             if _UNSAFE.search(value):
                 raise SwitchActionFailed(f"refusing to send {key} {value!r} to AMI: "
                                          "it holds a control or non-ASCII character")
-            if not _fits_a_line(key, value):
+            if not fits_a_line(key, value):
                 raise SwitchActionFailed(
                     f"refusing to send {key} of {len(value)} characters to AMI: Asterisk drops "
                     f"an action with a line over {MAX_LINE} bytes (fewer targets at once fit)")
@@ -303,10 +303,10 @@ def _setvar(channel: str, group: list[tuple[str, str]]) -> Action:
 
 def _fits(group: list[tuple[str, str]]) -> bool:
     action = _setvar("", group)
-    return _fits_a_line("Variable", action["Variable"]) and _fits_a_line("Value", action["Value"])
+    return fits_a_line("Variable", action["Variable"]) and fits_a_line("Value", action["Value"])
 
 
-def _fits_a_line(key: str, value: str) -> bool:
+def fits_a_line(key: str, value: str) -> bool:
     return len(f"{key}: {value}\r\n") <= MAX_LINE
 
 

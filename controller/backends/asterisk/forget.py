@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .actions import MAX_LINE
+from .actions import fits_a_line
 
 CONTEXT_FORGET = "callconnect-forget"
 # How long an ended call's outcome may stay in AstDB before it is deleted.
@@ -38,19 +38,19 @@ def is_call_id(call_id: str) -> bool:
 def forget_batches(call_ids: Iterable[str]) -> list[list[str]]:
     """The call ids in as few batches as fit: each batch's Variable header
     stays within a line Asterisk reads."""
-    room = MAX_LINE - len(f"Variable: {_VARIABLE}=\r\n")
     batches: list[list[str]] = []
-    used = room
     for call_id in call_ids:
         if not is_call_id(call_id):
             raise ValueError(f"not a call id: {call_id[:70]!r}")
-        cost = len(call_id) + len(SEPARATOR)
-        if used + cost > room:
-            batches.append([])
-            used = 0
-        batches[-1].append(call_id)
-        used += cost
+        if batches and fits_a_line("Variable", _variable([*batches[-1], call_id])):
+            batches[-1].append(call_id)
+        else:
+            batches.append([call_id])
     return batches
+
+
+def _variable(batch: list[str]) -> str:
+    return f"{_VARIABLE}={SEPARATOR.join(batch)}"
 
 
 def forget_action(batch: list[str]) -> dict[str, str]:
@@ -59,4 +59,4 @@ def forget_action(batch: list[str]) -> dict[str, str]:
     return {"Action": "Originate", "ActionID": f"forget-{batch[0]}",
             "Channel": f"Local/forget@{CONTEXT_FORGET}", "Application": "NoOp",
             "Timeout": "5000", "Async": "true",
-            "Variable": f"{_VARIABLE}={SEPARATOR.join(batch)}"}
+            "Variable": _variable(batch)}
