@@ -10,8 +10,11 @@ The cache is bounded: files unused for ``cache_max_age_days`` are deleted, and
 while it is over ``cache_max_mb`` the least recently used go first. A file used
 within :data:`IN_USE_SECONDS` (longer than any call can last) is never deleted:
 a live call may still play it. Each use refreshes a file's mtime, so the mtime
-is its last use. At most ``max_concurrent_renders`` renders run at once; a
-render that waits ``render_wait_seconds`` for a place is refused with
+is its last use, to within :data:`TOUCH_EVERY_SECONDS`: a whisper used again
+within that time is taken from memory, without touching the disk (a file
+deleted by hand is rendered again at most that long after). At most
+``max_concurrent_renders`` renders run at once; a render that waits
+``render_wait_seconds`` for a place is refused with
 :class:`~controller.errors.WhisperBusy`.
 
 Texts to speak (whispers, fallback and queue messages) are plain sentences:
@@ -52,6 +55,12 @@ FOLDER_MODE = 0o750
 IN_USE_SECONDS = 2 * 24 * 3600.0
 # Pruning on write runs at most this often; start-up prunes too.
 PRUNE_EVERY_SECONDS = 600.0
+# A cached file's mtime (its last use) is moved at most this often: the same
+# whisper on every call then costs no file system calls. Far below
+# IN_USE_SECONDS, so a file in use is never pruned.
+TOUCH_EVERY_SECONDS = 60.0
+# The most whispers remembered as recently used; past it the memory starts over.
+MAX_REMEMBERED = 512
 # The most characters a text to speak may have; the API's own limit on
 # whisper and message fields (controller.calls.request) is the same.
 MAX_TEXT_CHARS = 1000
@@ -116,6 +125,8 @@ class WhisperRenderer:
         self._renders = asyncio.Semaphore(max_concurrent_renders)
         self._max_renders = max_concurrent_renders
         self._pruned_at: float | None = None
+        # (spoken text, voice) -> the cached file and when its mtime was last moved.
+        self._recent: dict[tuple[str, str], tuple[RenderedAudio, float]] = {}
 
     @staticmethod
     def clean(text: str) -> str:
@@ -130,13 +141,16 @@ class WhisperRenderer:
         WhisperBusy if no render place frees up within render_wait_seconds."""
         spoken = check_text(text, field)
         voice = voice or self.voice
+        recent = self._recent.get((spoken, voice))
+        if recent is not None and time.monotonic() - recent[1] < TOUCH_EVERY_SECONDS:
+            return recent[0]
         version = await self.engine_version()
         key = json.dumps([spoken, voice, self.rate, version, SAMPLE_RATE])
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         path = self.directory / f"{digest}.wav"
         cached = _use(path)
         if cached is not None:
-            return cached
+            return self._remember(spoken, voice, cached)
         try:
             async with asyncio.timeout(self.render_wait_seconds):
                 await self._renders.acquire()
@@ -155,7 +169,14 @@ class WhisperRenderer:
             self._renders.release()
         log.info("whisper.rendered", file=path.name, seconds=round(seconds, 2))
         await self._prune_if_due()
+        self._remember(spoken, voice, RenderedAudio(path, seconds, cached=True))
         return RenderedAudio(path, seconds, cached=False)
+
+    def _remember(self, spoken: str, voice: str, audio: RenderedAudio) -> RenderedAudio:
+        if len(self._recent) >= MAX_REMEMBERED:
+            self._recent.clear()
+        self._recent[(spoken, voice)] = (audio, time.monotonic())
+        return audio
 
     async def _render_to(self, path: Path, digest: str, spoken: str, field: str,
                          voice: str) -> float:

@@ -37,10 +37,25 @@ async def test_same_text_is_served_from_the_cache(tmp_path: Path) -> None:
     first = await renderer.render(TEXT)
     inode = first.path.stat().st_ino
     os.utime(first.path, (1_000_000, 1_000_000))
-    again = await renderer.render("  Connecting you to John Smith   from the website form ")
+    # Another daemon (or this one after a restart) finds it on disk.
+    again = await WhisperRenderer(tmp_path).render(
+        "  Connecting you to John Smith   from the website form ")
     assert again.cached and again.path == first.path
     assert again.path.stat().st_ino == inode, "not rendered again"
     assert again.path.stat().st_mtime > 1_000_000, "the mtime says when it was last used"
+
+
+async def test_a_whisper_used_again_within_a_minute_costs_no_disk_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    renderer = WhisperRenderer(tmp_path)
+    first = await renderer.render(TEXT)
+    os.utime(first.path, (1_000_000, 1_000_000))
+    again = await renderer.render(TEXT)
+    assert again.cached and again.path == first.path and again.seconds == first.seconds
+    assert first.path.stat().st_mtime == 1_000_000, "taken from memory: the file was not touched"
+    monkeypatch.setattr("controller.tts.TOUCH_EVERY_SECONDS", 0.0)
+    assert (await renderer.render(TEXT)).cached
+    assert first.path.stat().st_mtime > 1_000_000, "past the minute, the use moves the mtime"
 
 
 async def test_voice_rate_and_text_each_change_the_file(tmp_path: Path) -> None:
