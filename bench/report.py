@@ -1,7 +1,8 @@
 """The bench's report: each figure next to its goal, the table printed, and
 the charts (CPU per call against rate for both lanes; the completion
 webhook's latency percentiles per step; success against rate; whisper end to
-leg B's INVITE)."""
+leg B's INVITE per step; and the inbound lanes' answer -> first action and
+CPU per call against rate)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,24 @@ from .lanes import Call, Step
 SUCCESS_GOAL = 0.999
 CPU_PER_CALL_GOAL_MS = 2.5
 INBOUND_ACTION_GOAL_MS = 20.0
+WHISPER_GAP_GOAL_MS = 5.0
+# A control step whose own whisper end -> INVITE p99 is above this is the
+# switch saturated (0.6-1 s at 35 calls/s on 2 cores): a difference to it
+# says nothing about the controller.
+SANE_CONTROL_GAP_MS = 50.0
+
+
+@dataclass
+class WhisperGapStep:
+    """Whisper end -> leg B's INVITE p99 of both lanes at one rate of one run,
+    and whether the goal is judged there (``left_out`` says why not)."""
+
+    run: int
+    rate: float
+    controller_p99_ms: float | None
+    control_p99_ms: float | None
+    difference_ms: float | None
+    left_out: str | None = None
 
 
 @dataclass
@@ -25,7 +44,7 @@ class Report:
     settings: dict[str, Any]
     steps: list[Step] = field(default_factory=list)
     figures: list[dict[str, Any]] = field(default_factory=list)
-    gaps_ms: dict[str, list[float]] = field(default_factory=dict)
+    whisper_gap_steps: list[WhisperGapStep] = field(default_factory=list)
     sustained: dict[str, list[float]] = field(default_factory=dict)  # lane -> each run's rate
     inbound_steps: list[InboundStep] = field(default_factory=list)
 
@@ -59,12 +78,7 @@ def add_figures(report: Report, samples: list[tuple[int, int]], overload: dict[s
                   ratio and round(ratio, 3), ">= 0.95", ratio is not None and ratio >= 0.95,
                   f"(runs: {runs} calls/s)")
     common = report.common_rate()
-    control_gap = percentile(report.gaps_ms["control"], 0.99)
-    controller_gap = percentile(report.gaps_ms["controller"], 0.99)
-    gap = None if controller_gap is None or control_gap is None else controller_gap - control_gap
-    report.figure("whisper end -> leg B INVITE on the wire, p99, controller minus control "
-                  "(sustained rates)", gap and round(gap, 2), "<= 5 ms",
-                  gap is not None and gap <= 5, "ms")
+    add_whisper_gap_figures(report)
     # The first run's step at the control lane's peak (or the highest below it).
     peak = [s for s in report.lane_steps("controller", 1) if s.rate <= (control_runs[0] or 1)]
     at_peak = peak[-1] if peak else None
@@ -115,6 +129,62 @@ def add_figures(report: Report, samples: list[tuple[int, int]], overload: dict[s
     refusal = overload["refusal_p99_ms"]
     report.figure("at 1.5x: 429 answer time p99", refusal and round(refusal, 2), "<= 10 ms",
                   refusal is not None and refusal <= 10, "ms")
+
+
+def whisper_gap_steps(steps: list[Step]) -> list[WhisperGapStep]:
+    """Controller minus control, step by step (the same run and rate), each
+    control step judged sane or left out with the reason."""
+    lanes = {lane: {(s.run, s.rate): s for s in steps if s.lane == lane}
+             for lane in ("control", "controller")}
+    compared = []
+    for key in sorted(lanes["control"].keys() | lanes["controller"].keys()):
+        control, ours = lanes["control"].get(key), lanes["controller"].get(key)
+        ours_ms = ours.gap_p99_ms if ours else None
+        bare_ms = control.gap_p99_ms if control else None
+        left_out = None
+        if control is None:
+            left_out = "the control lane stopped below this rate"
+        elif control.success < SUCCESS_GOAL:
+            left_out = f"control {100 * control.success:.1f} % completed"
+        elif bare_ms is None:
+            left_out = "no whisper timed in the control lane"
+        elif bare_ms > SANE_CONTROL_GAP_MS:
+            left_out = f"control p99 {bare_ms:.0f} ms"
+        elif ours is None:
+            left_out = "the controller lane stopped below this rate"
+        elif ours_ms is None:
+            left_out = "no whisper timed in the controller lane"
+        difference = None if ours_ms is None or bare_ms is None else round(ours_ms - bare_ms, 1)
+        compared.append(WhisperGapStep(*key,
+                                       ours_ms and round(ours_ms, 2), bare_ms and round(bare_ms, 2),
+                                       difference, left_out))
+    return compared
+
+
+def add_whisper_gap_figures(report: Report) -> None:
+    """The goal judged per step, over the steps whose control lane is sane:
+    pooling the steps' calls would let the saturated control steps' seconds
+    of delay swamp the difference."""
+    compared = report.whisper_gap_steps = whisper_gap_steps(report.steps)
+    judged = [g for g in compared if g.left_out is None]
+    worst = max(judged, key=lambda g: g.difference_ms or 0.0, default=None)
+    value = worst.difference_ms if worst else None
+    report.figure("whisper end -> leg B INVITE on the wire, p99, controller minus control, "
+                  "worst step judged", value, f"<= {WHISPER_GAP_GOAL_MS:g} ms",
+                  value is not None and value <= WHISPER_GAP_GOAL_MS,
+                  (f"ms (run {worst.run} at {worst.rate:g} calls/s; " if worst else "ms (")
+                  + f"{len(judged)} of {len(compared)} steps judged: those whose control lane "
+                  f"completed >= {100 * SUCCESS_GOAL:g} % with its own p99 <= "
+                  f"{SANE_CONTROL_GAP_MS:g} ms)")
+    for run in sorted({g.run for g in judged}):
+        shown = ", ".join(f"{g.rate:g}: {g.difference_ms:+.1f}" for g in judged if g.run == run)
+        report.figure(f"  run {run}, controller minus control per step judged "
+                      "(calls/s: ms)", shown, "-", None)
+    left_out = "; ".join(
+        f"run {run}: " + ", ".join(f"{g.rate:g} ({g.left_out})" for g in compared
+                                   if g.run == run and g.left_out is not None)
+        for run in sorted({g.run for g in compared if g.left_out is not None}))
+    report.figure("  steps left out (calls/s)", left_out or None, "-", None)
 
 
 def add_inbound_figures(report: Report) -> None:
@@ -200,15 +270,63 @@ def chart(report: Report, path: Path) -> None:
     for lane, style in (("control", "o-"), ("controller", "s-")):
         steps = report.lane_steps(lane, 1)
         success.plot([s.rate for s in steps], [100 * s.success for s in steps], style, label=lane)
-        lane_gaps = report.gaps_ms.get(lane, [])
-        if lane_gaps:
-            gaps.hist(lane_gaps, bins=40, alpha=0.6, label=f"{lane} (n={len(lane_gaps)})")
     success.axhline(100 * SUCCESS_GOAL, color="grey", linestyle=":")
     success.set(xlabel="offered calls/s", ylabel="completed %", title="success against rate")
-    gaps.set(xlabel="ms", ylabel="calls", title="whisper end -> leg B INVITE on the wire")
+    judged = [g for g in report.whisper_gap_steps if g.left_out is None]
+    styles = ("o-", "s-", "^-", "v-", "D-")
+    for index, run in enumerate(sorted({g.run for g in judged})):
+        of_run = [g for g in judged if g.run == run]
+        gaps.plot([g.rate for g in of_run], [g.difference_ms for g in of_run],
+                  styles[index % len(styles)], label=f"run {run}")
+    gaps.axhline(WHISPER_GAP_GOAL_MS, color="grey", linestyle=":", label="goal")
+    gaps.axhline(0, color="black", linewidth=0.5)
+    gaps.set(xlabel="offered calls/s", ylabel="ms",
+             title="whisper end -> leg B INVITE p99, controller minus control,\n"
+                   f"every run's steps judged (control p99 <= {SANE_CONTROL_GAP_MS:g} ms)")
     for axes in (cpu, webhook, success, gaps):
         axes.legend()
     fig.suptitle(f"callconnect bench (first run), {report.machine['cores']} cores, "
                  f"{report.machine['date']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def inbound_chart(report: Report, path: Path) -> None:
+    """The inbound lanes against rate: answer -> first action p99 (and
+    arrival -> first action, where the controller's claim shows), and CPU per
+    inbound call."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (latency, cpu) = plt.subplots(1, 2, figsize=(12, 5))
+    for lane, marker, colour in (("control", "o", "tab:blue"), ("controller", "s", "tab:orange")):
+        steps = [s for s in report.inbound_steps if s.lane == lane]
+        for attribute, line, what in (("answer_to_action_ms", "-", "answer"),
+                                      ("arrival_to_action_ms", "--", "arrival")):
+            shown = [(s.rate, p99) for s in steps
+                     if (p99 := getattr(s, attribute).get("p99")) is not None]
+            latency.plot([r for r, _ in shown], [v for _, v in shown], marker + line,
+                         color=colour, label=f"{lane} lane, {what} -> first action")
+        shown = [(s.rate, s.switch_cpu_ms_per_call) for s in steps
+                 if s.switch_cpu_ms_per_call is not None]
+        cpu.plot([r for r, _ in shown], [v for _, v in shown], marker + "-", color=colour,
+                 label=f"Asterisk, {lane} lane")
+    controller = [(s.rate, s.cpu_ms_per_call) for s in report.inbound_steps
+                  if s.lane == "controller" and s.cpu_ms_per_call is not None]
+    cpu.plot([r for r, _ in controller], [v for _, v in controller], "^-", color="tab:green",
+             label="controller (the daemon)")
+    latency.axhline(INBOUND_ACTION_GOAL_MS, color="grey", linestyle=":",
+                    label="answer -> first action goal")
+    latency.set(xlabel="offered calls/s", ylabel="p99 ms", title="first action (Playback) p99")
+    cpu.set(xlabel="offered calls/s", ylabel="CPU ms per inbound call",
+            title="CPU per inbound call against rate")
+    for axes in (latency, cpu):
+        axes.set_ylim(bottom=0)
+        axes.legend(fontsize="small")
+    fig.suptitle(f"callconnect bench, inbound lanes, {report.machine['cores']} cores, "
+                 f"{report.machine['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

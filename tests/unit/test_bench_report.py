@@ -1,13 +1,26 @@
 """The bench's figures from its steps (bench/report.py): the median of the
 runs' sustained ratios, CPU per call at the control lane's peak, the worst
-sustained step's webhook p99."""
+sustained step's webhook p99, whisper end -> leg B's INVITE judged step by
+step; and the charts."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
+import pytest
+
+from bench.inbound_calls import InboundStep
 from bench.lanes import Call, Step
-from bench.report import Report, add_figures, chart, webhook_percentiles
+from bench.report import (
+    Report,
+    add_figures,
+    chart,
+    inbound_chart,
+    print_table,
+    webhook_percentiles,
+)
 
 OVERLOAD = {"admitted": 60, "admitted_completed": 60, "refused": 30, "unanswered": 0,
             "refusal_p99_ms": 4.0}
@@ -22,7 +35,6 @@ def report() -> Report:
                                 1.0 if rate < 45 else 0.5, cpu_ms_per_call=cpu,
                                 switch_cpu_ms_per_call=5.0,
                                 webhook_ms={"p50": 10.0, "p90": 20.0, "p99": p99}))
-    bench.gaps_ms = {"control": [1.0, 2.0], "controller": [3.0, 4.0]}
     return bench
 
 
@@ -63,3 +75,94 @@ def test_the_charts_are_drawn(tmp_path: Path) -> None:
     figures(bench)
     chart(bench, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def gap_steps(*steps: tuple[int, float, float | None, float | None, float]) -> Report:
+    """A run's steps from (run, rate, control p99, controller p99, control's
+    success): whisper end -> leg B's INVITE as each lane's step measured it."""
+    bench = report()
+    bench.steps = []
+    for run, rate, control, controller, success in steps:
+        bench.steps.append(Step(run, "control", rate, 100, round(100 * success), success,
+                                gap_p99_ms=control))
+        if controller is not None:
+            bench.steps.append(Step(run, "controller", rate, 100, 100, 1.0,
+                                    gap_p99_ms=controller))
+    return bench
+
+
+def whisper(bench: Report) -> list[dict[str, object]]:
+    """The whisper figure and its rows under it."""
+    add_figures(bench, [(1, 1000), (2, 1030), (3, 1060)], OVERLOAD, [True, True])
+    start = next(i for i, f in enumerate(bench.figures)
+                 if str(f["figure"]).startswith("whisper end -> leg B INVITE"))
+    end = next(i for i, f in enumerate(bench.figures)
+               if i > start and not str(f["figure"]).startswith("  "))
+    return bench.figures[start:end]
+
+
+def test_saturated_control_steps_no_longer_make_the_whisper_goal_met(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The last run's first steps: pooled over every step up to 35 calls/s, the
+    # control lane's saturated 35 calls/s (p99 641 ms against the controller
+    # lane's 64 ms) made the difference -655 ms, and "met".
+    bench = gap_steps((1, 1.0, 7.4, 4.3, 1.0), (1, 15.0, 4.1, 8.1, 1.0), (1, 20.0, 8.1, 14.5, 1.0),
+                      (1, 30.0, 51.0, 10.9, 1.0), (1, 35.0, 640.9, 63.9, 1.0),
+                      (1, 40.0, 793569.1, 279.5, 0.918))
+    figure, run_1, left_out = whisper(bench)
+    assert (figure["value"], figure["met"]) == (6.4, False)
+    assert "run 1 at 20 calls/s; 3 of 6 steps judged" in str(figure["unit"])
+    assert run_1["value"] == "1: -3.1, 15: +4.0, 20: +6.4"
+    assert left_out["value"] == ("run 1: 30 (control p99 51 ms), 35 (control p99 641 ms), "
+                                 "40 (control 91.8 % completed)")
+    print_table(bench)
+    [line] = [line for line in capsys.readouterr().out.splitlines()
+              if line.startswith("whisper end")]
+    assert "completed >= 99.9 % with its own p99 <= 50 ms" in line
+    assert line.endswith(" NO")
+    # latest.json carries every step's values, and why each left out was.
+    steps = json.loads(json.dumps(asdict(bench)))["whisper_gap_steps"]
+    assert steps[2] == {"run": 1, "rate": 20.0, "controller_p99_ms": 14.5, "control_p99_ms": 8.1,
+                        "difference_ms": 6.4, "left_out": None}
+    assert [s["left_out"] for s in steps[3:]] == [
+        "control p99 51 ms", "control p99 641 ms", "control 91.8 % completed"]
+
+
+def test_the_whisper_goal_is_met_when_every_step_judged_is_within_5_ms() -> None:
+    bench = gap_steps((1, 1.0, 7.4, 4.3, 1.0), (1, 20.0, 8.1, 13.0, 1.0),
+                      (2, 20.0, 10.6, 12.1, 1.0), (2, 25.0, 50.0, 54.9, 1.0),
+                      (2, 35.0, 716.5, 900.0, 1.0))  # saturated: left out, however far
+    figure, run_1, run_2, left_out = whisper(bench)
+    assert (figure["value"], figure["met"]) == (4.9, True)
+    assert "run 1 at 20 calls/s; 4 of 5 steps judged" in str(figure["unit"])
+    assert (run_1["value"], run_2["value"]) == ("1: -3.1, 20: +4.9", "20: +1.5, 25: +4.9")
+    assert left_out["value"] == "run 2: 35 (control p99 716 ms)"
+
+
+def test_one_sane_step_over_5_ms_misses_the_whisper_goal() -> None:
+    bench = gap_steps((1, 20.0, 8.1, 14.5, 1.0), (2, 20.0, 10.6, 12.1, 1.0),
+                      (3, 20.0, 8.0, 17.7, 1.0), (3, 25.0, 14.5, None, 1.0))
+    figure, *runs, left_out = whisper(bench)
+    assert (figure["value"], figure["met"]) == (9.7, False)
+    assert "run 3 at 20 calls/s; 3 of 4 steps judged" in str(figure["unit"])
+    assert [r["value"] for r in runs] == ["20: +6.4", "20: +1.5", "20: +9.7"]
+    assert left_out["value"] == "run 3: 25 (the controller lane stopped below this rate)"
+
+
+def test_the_whisper_goal_is_not_met_when_no_step_is_judged() -> None:
+    figure, left_out = whisper(gap_steps((1, 35.0, 640.9, 63.9, 1.0)))
+    assert (figure["value"], figure["met"]) == (None, False)
+    assert "0 of 1 steps judged" in str(figure["unit"])
+    assert left_out["value"] == "run 1: 35 (control p99 641 ms)"
+
+
+def test_the_inbound_chart_is_drawn(tmp_path: Path) -> None:
+    bench = report()
+    for lane, cpu, switch in (("control", None, 16.0), ("controller", 11.7, 26.3)):
+        for rate in (1.0, 10.0, 20.0):
+            bench.inbound_steps.append(InboundStep(
+                lane, rate, 15, 15, 1.0, {"p50": 4.0, "p99": 7.0}, {"p50": 14.0, "p99": 25.0},
+                cpu_ms_per_call=cpu, switch_cpu_ms_per_call=switch))
+    inbound_chart(bench, tmp_path / "latest-inbound.png")
+    drawn = (tmp_path / "latest-inbound.png").read_bytes()
+    assert drawn[:8] == b"\x89PNG\r\n\x1a\n" and len(drawn) > 10_000
