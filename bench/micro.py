@@ -16,6 +16,10 @@
   the switch); not in the total, CONCURRENT lives at a time, their changes
   sharing commits;
 * webhooks: a call's completion webhook encoded and signed;
+* not in the total, a completion webhook POSTed by the outbox's sending
+  (post_once through the outbound client: the [outbound] checks, the POST
+  on a kept-alive connection, the bounded read of the answer), the receiver
+  another process on loopback;
 * not in the total, for calls routed by one: a dial-whom URL asked through
   the live calls' outbound client (the [outbound] checks, the GET, the
   bounded read, the answer parsed), the URL another process on loopback.
@@ -58,12 +62,13 @@ from controller.core.states import CallState
 from controller.daemon.http_server import api_server
 from controller.logs import setup as setup_logs
 from controller.outbound import OutboundConfig
-from controller.outbound_client import live_calls_client
+from controller.outbound_client import live_calls_client, outbound_client
 from controller.routing.dial_whom import DialWhomClient
 from controller.store import StoredCall, TimelineEntry, WebhookDelivery
 from controller.store.sqlite import SqliteStore
 from controller.tts import WhisperRenderer
 from controller.webhooks.envelope import envelope, new_event_id
+from controller.webhooks.post import post_once
 from controller.webhooks.signing import Signer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ami"
@@ -222,9 +227,10 @@ async def send_requests(port: int, count: int) -> None:
         raise RuntimeError(f"the HTTP client failed: {err.decode()[-500:]}")
 
 
-# A dial-whom URL in another process, so only the asker's CPU is counted;
-# kept alive and answering in one write, as a CRM's server would.
-DIAL_WHOM_URL = """
+# A dial-whom URL and a webhook receiver in another process, so only the
+# asker's CPU is counted; kept alive and answering in one write, as a CRM's
+# server would.
+RECEIVER = """
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Whom(BaseHTTPRequestHandler):
@@ -237,28 +243,60 @@ class Whom(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "12")
         self.end_headers()
         self.wfile.write(b"+27115550202")
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204)
+        self.end_headers()
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Whom).serve_forever()
 """
 
 
-async def dial_whom_per_ask() -> float:
+async def receiver() -> tuple[asyncio.subprocess.Process, int]:
+    """The RECEIVER, listening."""
     port = free_port()
-    server = await asyncio.create_subprocess_exec(sys.executable, "-c", DIAL_WHOM_URL, str(port))
-    client = live_calls_client(OutboundConfig(allow_private=True))
-    asker = DialWhomClient("ZA", client, timeout=10.0)
-    url = f"http://127.0.0.1:{port}/whom"
+    server = await asyncio.create_subprocess_exec(sys.executable, "-c", RECEIVER, str(port))
     try:
         async with asyncio.timeout(30):
             while True:  # until it listens
                 try:
                     _, writer = await asyncio.open_connection("127.0.0.1", port)
                     writer.close()
-                    break
+                    return server, port
                 except OSError:
                     await asyncio.sleep(0.05)
+    except BaseException:
+        server.kill()
+        await server.wait()
+        raise
 
+
+async def dial_whom_per_ask() -> float:
+    server, port = await receiver()
+    client = live_calls_client(OutboundConfig(allow_private=True))
+    asker = DialWhomClient("ZA", client, timeout=10.0)
+    url = f"http://127.0.0.1:{port}/whom"
+    try:
         async def one() -> None:
             await asker.ask(url, None, {"CallSid": "micro"})
+        return await cpu_per_call(one)
+    finally:
+        await client.aclose()
+        server.kill()
+        await server.wait()
+
+
+async def webhook_post_per_call(core: CallConnect) -> float:
+    server, port = await receiver()
+    client = outbound_client(OutboundConfig(allow_private=True), 10.0)
+    signer = Signer(SIGNING_SECRET)
+    body, headers = signer.request(new_event_id(), envelope("call.completed", core.result(),
+                                                            time.time()), time.time())
+    url = f"http://127.0.0.1:{port}/hooks/calls?token=abc"
+    try:
+        async def one() -> None:
+            answer = await post_once(client, url, body, headers, 10.0)
+            if not answer.delivered:
+                raise RuntimeError(f"the webhook receiver refused: {answer.error}")
         return await cpu_per_call(one)
     finally:
         await client.aclose()
@@ -358,6 +396,7 @@ async def components() -> tuple[dict[str, float], dict[str, float]]:
                       await store_per_call(store, core, CONCURRENT)}
         finally:
             await store.close()
+    others["completion webhook POSTed"] = await webhook_post_per_call(core)
     others["dial-whom URL asked (calls routed by one)"] = await dial_whom_per_ask()
     return figures, others
 

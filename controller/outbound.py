@@ -201,5 +201,5 @@ async def resolve_checked(host: str, port: int, policy: OutboundConfig,
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise OSError(f"host {host} resolved to no address")
+        raise socket.gaierror(socket.EAI_NONAME, f"host {host} resolved to no address")
     return addresses

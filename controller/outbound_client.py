@@ -1,19 +1,24 @@
 """The HTTP client for every URL the controller itself requests (webhooks,
-dial-whom URLs, action URLs): :func:`outbound_client`. Any later outbound URL
-goes through it too. Clients live as long as what uses them: the outbox has
-its own, sized to its concurrency; the live calls (dial-whom and action URLs)
-share one (:func:`live_calls_client`) that the Controller makes and closes, so
-a request reuses the TLS context and a kept-alive connection instead of
-building them again.
+dial-whom URLs, action URLs): :class:`OutboundClient`, on aiohttp. Any later
+outbound URL goes through it too. Clients live as long as what uses them: the
+outbox has its own, sized to its concurrency; the live calls (dial-whom and
+action URLs) share one (:func:`live_calls_client`) that the Controller makes
+and closes, so a request reuses the TLS context and a kept-alive connection
+instead of building them again.
 
 It applies the [outbound] policy (controller.outbound) to each request and to
-the address it is sent to. The host is resolved once, in
-:class:`PinnedBackend`: every address must pass the policy, and the
-connection goes to one of those very addresses. Nothing resolves the name
-again, so a name that answers a public address to the check and a private one
-to the connection (DNS rebinding) gets nowhere. The URL's own name stays in
-the Host header and in TLS (SNI and the certificate check): httpcore hands it
-to ``start_tls`` itself.
+the address it is sent to. The host is resolved once, by
+:class:`CheckedResolver`, the connection's only resolver (aiohttp's DNS cache
+is off): every address must pass the policy, and aiohttp connects to one of
+those very addresses. Nothing resolves the name again, so a name that answers
+a public address to the check and a private one to the connection (DNS
+rebinding) gets nowhere. The URL's own name stays in the Host header and in
+TLS (SNI and the certificate check): aiohttp takes them from the URL, not
+from the address. An address written in the URL is not resolved; the policy
+checks it before the request (:func:`~controller.outbound.check_before_send`).
+
+aiohttp rather than httpx: a webhook POST costs about a quarter of the CPU
+(README, "Performance").
 
 Answers are read only as far as the caller needs (:func:`read_limited`); a
 receiver that answers without end is cut off, not buffered. A request whose
@@ -25,124 +30,149 @@ user can act on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable, Mapping
+import os
+import socket
+import ssl
+from collections.abc import Collection, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import httpcore
-import httpx
+import aiohttp
+import certifi
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from controller.errors import CallConnectError, OutboundRefused
 from controller.outbound import OutboundConfig, check_before_send, redact, resolve_checked
 
 # Compressed answers could grow without bound when decoded; nothing here needs one.
 _HEADERS = {"Accept-Encoding": "identity"}
+_NUMERIC = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
 
 
-class PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves the host itself, checks every address against the policy and
-    connects to a checked address."""
+class CheckedResolver(AbstractResolver):
+    """Resolves a host once and answers only its addresses that pass the
+    policy (OutboundRefused if any does not)."""
 
-    def __init__(self, policy: OutboundConfig, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+    def __init__(self, policy: OutboundConfig, timeout: float) -> None:
         self._policy = policy
-        self._inner = inner or httpcore.AnyIOBackend()
+        self._timeout = timeout
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-                          ) -> httpcore.AsyncNetworkStream:
-        try:
-            addresses = await resolve_checked(host, port, self._policy, timeout)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} took over {timeout} s") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(f"could not resolve {host}: {exc}") from None
-        failure: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(str(address), port, timeout, local_address,
-                                                     socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc  # the next address may answer
-        assert failure is not None  # resolve_checked returns at least one address
-        raise failure
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_UNSPEC) -> list[ResolveResult]:
+        addresses = await resolve_checked(host, port, self._policy, self._timeout)
+        return [ResolveResult(hostname=host, host=str(address), port=port,
+                              family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                              proto=0, flags=_NUMERIC) for address in addresses]
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-                                  ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("outbound requests go over TCP only")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        pass
 
 
-class _PinnedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, policy: OutboundConfig, limits: httpx.Limits) -> None:
-        # One TLS context (loading the CA bundle is the costly part), given to
-        # httpx's pool and to the pool that replaces it.
-        ssl_context = httpx.create_ssl_context()
-        super().__init__(verify=ssl_context, limits=limits)
-        # httpx takes no network backend; its pool is rebuilt with one, as it built it.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=PinnedBackend(policy))
+def tls_context() -> ssl.SSLContext:
+    """The CA bundle of ``certifi`` (so a machine without a system store can
+    send), or SSL_CERT_FILE / SSL_CERT_DIR when one is set."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+class OutboundClient:
+    """Every request meets ``policy``, refused with OutboundRefused (never
+    retried: the same URL would be refused again). Redirects are not followed
+    (a 3xx is an answer), cookies are not kept, and proxy settings from the
+    environment are not used: the policy is about the address connected to.
+    ``max_connections`` None: no limit; an idle connection is closed after
+    ``keepalive_expiry`` s. Its session is made at the first request (aiohttp
+    needs the running loop); after :meth:`aclose` a request raises RuntimeError."""
+
+    def __init__(self, policy: OutboundConfig, timeout: float, max_connections: int | None = 16,
+                 keepalive_expiry: float = 5.0) -> None:
+        self._policy = policy
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        # One TLS context: loading the CA bundle is the costly part.
+        self._tls = tls_context()
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            if self._closed:
+                raise RuntimeError("the outbound client is closed")
+            connector = aiohttp.TCPConnector(
+                resolver=CheckedResolver(self._policy, self._timeout.total or 10.0),
+                use_dns_cache=False, ssl=self._tls, limit=self._max_connections or 0,
+                keepalive_timeout=self._keepalive_expiry,
+                happy_eyeballs_delay=None)  # the checked addresses in turn, as resolved
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=_HEADERS, timeout=self._timeout,
+                auto_decompress=False, trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
+        return self._session
+
+    def request(self, method: str, url: str | URL, *, headers: Mapping[str, str],
+                content: bytes | None = None, timeout: float | None = None,
+                ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """The answer, its body unread. Leaving it with its body not read to
+        the end closes its connection."""
+        check_before_send(str(url), self._policy)
+        return self._open().request(
+            method, url, data=content, headers=headers, allow_redirects=False,
+            timeout=self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout))
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
 
 
 def outbound_client(policy: OutboundConfig, timeout: float, max_connections: int | None = 16,
-                    max_keepalive: int | None = None, keepalive_expiry: float = 5.0,
-                    ) -> httpx.AsyncClient:
-    """A client whose every request meets ``policy``, refused with
-    OutboundRefused (never retried: the same URL would be refused again).
-    Redirects are not followed (a 3xx is an answer), and proxy settings from
-    the environment are not used: the policy is about the address connected to.
-    ``max_connections`` None: no limit; ``max_keepalive`` None: as many as
-    ``max_connections``; an idle connection is closed after ``keepalive_expiry`` s."""
-
-    async def check(request: httpx.Request) -> None:
-        check_before_send(str(request.url), policy)
-
-    limits = httpx.Limits(max_connections=max_connections,
-                          max_keepalive_connections=max_connections if max_keepalive is None
-                          else max_keepalive, keepalive_expiry=keepalive_expiry)
-    return httpx.AsyncClient(transport=_PinnedTransport(policy, limits), timeout=timeout,
-                             follow_redirects=False, trust_env=False, headers=_HEADERS,
-                             event_hooks={"request": [check]})
+                    keepalive_expiry: float = 5.0) -> OutboundClient:
+    return OutboundClient(policy, timeout, max_connections, keepalive_expiry)
 
 
-async def read_limited(response: httpx.Response, limit: int) -> bytes | None:
-    """The body of a streamed response as sent (not decoded), or None once it
-    passes ``limit`` bytes; the rest is never read. Closing a response that was
-    not read to its end closes its connection."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+def error_words(exc: BaseException) -> str:
+    """What went wrong, in the client's words but for the SSL context aiohttp
+    names in a connection's failure (its repr says nothing to a user)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"cannot connect to {exc.host}:{exc.port}: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}"
+    return str(exc)
+
+
+async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body of a response as sent (the client decodes nothing), or None
+    once it passes ``limit`` bytes; the rest is never read. Leaving a response
+    that was not read to its end closes its connection."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
         return None
     body = bytearray()
-    async for chunk in response.aiter_raw():
+    while chunk := await response.content.readany():
         body += chunk
         if len(body) > limit:
             return None
     return bytes(body)
 
 
-# Idle connections the live calls' client keeps open for the next request to
-# the same host, and for how long: less than servers commonly keep an idle
+# For how long the live calls' client keeps an idle connection open for the
+# next request to the same host: less than servers commonly keep an idle
 # connection (gunicorn 2 s, Node 5 s), so a request is rarely sent on one the
-# server is closing at that moment (it would fail: nothing here retries).
-LIVE_CALLS_KEEPALIVE = 16
+# server is closing at that moment.
 LIVE_CALLS_KEEPALIVE_SECONDS = 1.5
 
 
-def live_calls_client(policy: OutboundConfig) -> httpx.AsyncClient:
+def live_calls_client(policy: OutboundConfig) -> OutboundClient:
     """The client the live calls share for dial-whom and action URLs. Not the
     outbox's: a webhook backlog must never hold a connection a call is waiting
     for. No limit on connections (a call never waits for another's; the calls
     themselves are limited by admission); each request brings its own timeout
     (:func:`ask`)."""
     return outbound_client(policy, timeout=10.0, max_connections=None,
-                           max_keepalive=LIVE_CALLS_KEEPALIVE,
                            keepalive_expiry=LIVE_CALLS_KEEPALIVE_SECONDS)
 
 
@@ -154,7 +184,7 @@ class AnswerRules:
     max_bytes: int  # a longer body is refused, never read to its end
     statuses: Collection[int] = range(200, 300)
     status_hint: str = ""  # what the URL must answer, after "answered HTTP 500"
-    # "could not be asked: " followed by httpx's words, or only the error's name.
+    # "could not be asked: " followed by the client's words, or only the error's name.
     error_words: bool = True
 
 
@@ -163,38 +193,39 @@ class Answered(NamedTuple):
     body: bytes  # as sent; compressed answers are refused
 
 
-async def ask(client: httpx.AsyncClient, rules: AnswerRules, method: str, url: str, *,
+async def ask(client: OutboundClient, rules: AnswerRules, method: str, url: str, *,
               timeout: float, headers: Mapping[str, str], content: bytes | None = None,
               params: Mapping[str, str] | None = None) -> Answered:
-    """Send one request through ``client`` (an :func:`outbound_client`) and
-    read its answer within ``timeout`` seconds in all, however slowly it
-    trickles in: a status in ``rules.statuses``, uncompressed, at most
-    ``rules.max_bytes``. Anything else, a refusal of the [outbound] policy
-    included, raises ``rules.failure``; the URL appears only redacted.
-    ``params`` join the URL's own query (which may hold a token: httpx's
-    ``params`` would replace it)."""
+    """Send one request through ``client`` and read its answer within
+    ``timeout`` seconds in all, however slowly it trickles in: a status in
+    ``rules.statuses``, uncompressed, at most ``rules.max_bytes``. Anything
+    else, a refusal of the [outbound] policy included, raises
+    ``rules.failure``; the URL appears only redacted. ``params`` join the
+    URL's own query (which may hold a token), replacing a name it has."""
     where = redact(url)
-    target = httpx.URL(url).copy_merge_params(dict(params)) if params else url
+    target: str | URL = url
     try:
-        async with (
-            asyncio.timeout(timeout),
-            client.stream(method, target, content=content, headers=headers,
-                          timeout=timeout) as response,
-        ):
-            status = response.status_code
-            if status not in rules.statuses:
-                raise rules.failure(f"{where} answered HTTP {status}{rules.status_hint}")
-            encoding = response.headers.get("content-encoding", "identity").strip().lower()
-            if encoding != "identity":
-                raise rules.failure(f"{where} answered with Content-Encoding {encoding[:40]!r}; "
-                                    "only uncompressed answers are read")
-            body = await read_limited(response, rules.max_bytes)
+        async with asyncio.timeout(timeout):
+            if params:
+                target = URL(url).update_query(dict(params))
+            async with client.request(method, target, content=content, headers=headers,
+                                      timeout=timeout) as response:
+                status = response.status
+                if status not in rules.statuses:
+                    raise rules.failure(f"{where} answered HTTP {status}{rules.status_hint}")
+                encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+                if encoding != "identity":
+                    raise rules.failure(f"{where} answered with Content-Encoding {encoding[:40]!r}; "
+                                        "only uncompressed answers are read")
+                body = await read_limited(response, rules.max_bytes)
     except OutboundRefused as exc:
         raise rules.failure(exc.message) from None
-    except (TimeoutError, httpx.TimeoutException):
+    except TimeoutError:
         raise rules.failure(f"{where} did not answer within {timeout:g} s") from None
-    except (httpx.HTTPError, OSError) as exc:
-        words = str(exc) if rules.error_words else type(exc).__name__
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        # Some errors quote the URL, and its query may hold a token.
+        words = (error_words(exc).replace(str(target), where).replace(url, where)
+                 if rules.error_words else type(exc).__name__)
         raise rules.failure(f"{where} could not be asked: {words}") from None
     if body is None:
         raise rules.failure(f"{where} answered more than {rules.max_bytes} bytes")

@@ -7,12 +7,11 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
 
 from controller.outbound import OutboundConfig
-from controller.outbound_client import live_calls_client
+from controller.outbound_client import OutboundClient, live_calls_client
 
 # The live-call fixtures both labs' suites use (agents, the calling phone, a
 # URL that answers actions).
@@ -79,16 +78,16 @@ def webhook_receiver(serve: Serve) -> StartReceiver:
     return start
 
 
-LiveClients = Callable[[OutboundConfig], httpx.AsyncClient]
+LiveClients = Callable[[OutboundConfig], OutboundClient]
 
 
 @pytest.fixture
 async def live_clients() -> AsyncIterator[LiveClients]:
     """Makes the live calls' outbound client for a policy, as a Controller
     does, and closes each when the test ends."""
-    made: list[httpx.AsyncClient] = []
+    made: list[OutboundClient] = []
 
-    def make(policy: OutboundConfig) -> httpx.AsyncClient:
+    def make(policy: OutboundConfig) -> OutboundClient:
         made.append(live_calls_client(policy))
         return made[-1]
 

@@ -15,13 +15,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
-
 from controller.actions.spec import Action, parse_answer
 from controller.errors import CallConnectError, InvalidRequest
 from controller.jsonio import loads
 from controller.outbound import redact
-from controller.outbound_client import AnswerRules, ask
+from controller.outbound_client import AnswerRules, OutboundClient, ask
 from controller.webhooks.envelope import envelope, new_event_id
 from controller.webhooks.signing import Signer
 
@@ -47,7 +45,7 @@ class ActionFetcher:
     (:func:`~controller.outbound_client.live_calls_client`), which applies
     the [outbound] policy to every request."""
 
-    def __init__(self, client: httpx.AsyncClient, signing_secret: str | None,
+    def __init__(self, client: OutboundClient, signing_secret: str | None,
                  timeout: float) -> None:
         self.client = client
         self.signer = Signer(signing_secret)

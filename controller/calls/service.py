@@ -14,7 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
 import structlog
 
 from controller.actions.fetch import ActionFetcher
@@ -58,6 +57,7 @@ from controller.errors import (
     SwitchUnavailable,
     WhisperError,
 )
+from controller.outbound_client import OutboundClient
 from controller.routing.agents import AgentBook, MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
 from controller.routing.reservations import Reservations
@@ -94,7 +94,7 @@ class CallService:
     def __init__(self, config: Config, backend: Backend, renderer: WhisperRenderer,
                  listener: CallListener, agents: AgentBook | None = None,
                  records: ComplianceBook | None = None,
-                 groups: GroupRegistry | None = None, *, outbound: httpx.AsyncClient) -> None:
+                 groups: GroupRegistry | None = None, *, outbound: OutboundClient) -> None:
         """``outbound``: the client dial-whom and action URLs are asked
         through (controller.outbound_client.live_calls_client); its owner
         closes it."""

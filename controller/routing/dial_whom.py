@@ -17,13 +17,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import httpx
 import structlog
 
 from controller.errors import CallConnectError, InvalidNumber
 from controller.numbers import normalize_number
 from controller.outbound import redact
-from controller.outbound_client import AnswerRules, ask
+from controller.outbound_client import AnswerRules, OutboundClient, ask
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +61,7 @@ def parse_answer(body: str, default_region: str) -> tuple[list[str], list[str]]:
     return numbers[:MAX_NUMBERS], skipped
 
 
-# Only a 200 answers the question; the reason has httpx's words (which say
+# Only a 200 answers the question; the reason has the client's words (which say
 # whether the host was unreachable or refused).
 _ANSWERS = AnswerRules(DialWhomFailed, MAX_BODY_BYTES, statuses=(200,))
 
@@ -72,7 +71,7 @@ class DialWhomClient:
     (:func:`~controller.outbound_client.live_calls_client`), which applies
     the [outbound] policy to every request."""
 
-    def __init__(self, default_region: str, client: httpx.AsyncClient,
+    def __init__(self, default_region: str, client: OutboundClient,
                  timeout: float = 10.0) -> None:
         self.default_region = default_region
         self.client = client

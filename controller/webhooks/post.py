@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from controller.errors import OutboundRefused
 from controller.outbound import redact
-from controller.outbound_client import read_limited
+from controller.outbound_client import OutboundClient, error_words, read_limited
 from controller.webhooks.retry import is_retryable
 
 # Nothing in a webhook's answer body is used; a little is read so a short
@@ -39,29 +39,28 @@ class Answer:
 
 
 def describe(exc: BaseException, url: str) -> str:
-    text = str(exc).replace(url, redact(url))  # an error may quote the URL, and its query holds tokens
+    # An error may quote the URL, and its query holds tokens.
+    text = error_words(exc).replace(url, redact(url))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def post_once(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str],
+async def post_once(client: OutboundClient, url: str, body: bytes, headers: dict[str, str],
                     timeout: float) -> Answer:
-    """``client`` is an :func:`~controller.outbound_client.outbound_client`."""
     try:
-        # httpx's timeout bounds each read; this bounds the whole exchange.
-        async with (asyncio.timeout(timeout),
-                    client.stream("POST", url, content=body, headers=headers) as response):
+        async with (asyncio.timeout(timeout),  # the whole exchange, however slowly it trickles
+                    client.request("POST", url, content=body, headers=headers) as response):
             await read_limited(response, ANSWER_BYTES)
     except OutboundRefused as exc:  # final: retrying would resolve the same
         return Answer(None, exc.message, refused=True)
+    except aiohttp.InvalidURL as exc:  # final too
+        return Answer(None, describe(exc, url))
     # OSError: the host could not be resolved; that is retried like a network error.
-    except (httpx.HTTPError, OSError, TimeoutError) as exc:
-        timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        timed_out = isinstance(exc, TimeoutError)
         return Answer(None, f"timed out after {timeout:g} s" if timed_out else describe(exc, url),
                       retryable=True)
-    except httpx.InvalidURL as exc:
-        return Answer(None, describe(exc, url))
-    status = response.status_code
+    status = response.status
     if 200 <= status < 300:
         return Answer(status, None)
     return Answer(status, f"HTTP {status}", retryable=is_retryable(status),
-                  retry_after=response.headers.get("retry-after"))
+                  retry_after=response.headers.get("Retry-After"))

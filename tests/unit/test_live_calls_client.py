@@ -87,6 +87,6 @@ async def test_stopping_the_controller_closes_its_client_and_its_connections(
     async with asyncio.timeout(WAIT):
         while connection.transport is not None:  # the server has yet to see it closed
             await asyncio.sleep(0.01)
-    with pytest.raises(RuntimeError, match="closed"):  # httpx: a closed client sends nothing
+    with pytest.raises(RuntimeError, match="closed"):  # a closed client sends nothing
         await running.calls.live.fetcher.fetch(f"{site.base}/next", "gather", {})
     assert len(site.asked) == 1

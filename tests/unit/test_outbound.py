@@ -111,7 +111,7 @@ def test_redact_drops_userinfo_query_and_a_bad_port() -> None:
 @pytest.fixture
 async def resolver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, str]]:
     """Names resolve to the addresses the test gives, through the running
-    loop's getaddrinfo (which the policy, httpx and anyio all use)."""
+    loop's getaddrinfo (which the policy's resolver, the outbound client's only one, uses)."""
     answers: dict[str, str] = {}
     loop = asyncio.get_running_loop()
     real = loop.getaddrinfo

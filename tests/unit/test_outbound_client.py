@@ -6,6 +6,7 @@ URL's name, and answers are read only as far as they are needed."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import ssl
 import subprocess
@@ -14,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpcore
-import httpx
 import pytest
 from aiohttp import web
 
@@ -25,6 +24,7 @@ from controller.routing.dial_whom import MAX_BODY_BYTES, DialWhomClient, DialWho
 from controller.store import DeliveryState
 from controller.store.sqlite import SqliteStore
 from controller.webhooks.outbox import Outbox
+from controller.webhooks.post import post_once
 from controller.webhooks.sender import WebhookSender
 from tests.conftest import LiveClients, Serve, StartReceiver
 from tests.unit.webhooks.test_webhook_outbox import enqueue
@@ -45,14 +45,14 @@ class Resolver:
 
 @pytest.fixture
 async def resolver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Resolver]:
-    """The running loop's getaddrinfo, which every resolver here (the policy's,
-    anyio's) calls, answers the test's names as the test says."""
+    """The running loop's getaddrinfo, which the policy's resolver (the
+    outbound client's only one) calls, answers the test's names as the test says."""
     resolver = Resolver()
     loop = asyncio.get_running_loop()
     real = loop.getaddrinfo
 
     async def getaddrinfo(host: str | bytes, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(host, bytes):  # as anyio passes it
+        if isinstance(host, bytes):
             host = host.decode("ascii")
         if host in resolver.answers:
             resolver.asked.append(host)
@@ -67,20 +67,21 @@ async def resolver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Resolver]:
 
 
 @pytest.fixture
-def connected(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The hosts sockets were opened to. A public address is refused at once
-    (the test stands in for the internet); the rest connect for real."""
+async def connected(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The addresses sockets were connected to, by the running loop (as every
+    client connects). A public address is refused at once (the test stands in
+    for the internet); the rest connect for real."""
     hosts: list[str] = []
-    real = httpcore.AnyIOBackend.connect_tcp
+    loop = asyncio.get_running_loop()
+    real = loop.sock_connect
 
-    async def connect_tcp(self: httpcore.AnyIOBackend, host: str, port: int,
-                          *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        hosts.append(host)
-        if host == PUBLIC:
-            raise httpcore.ConnectError(f"{host}: no route (the test has no internet)")
-        return await real(self, host, port, *args, **kwargs)
+    async def sock_connect(sock: socket.socket, address: Any) -> None:
+        hosts.append(address[0])
+        if address[0] == PUBLIC:
+            raise OSError(errno.EHOSTUNREACH, f"{address[0]}: no route (the test has no internet)")
+        await real(sock, address)
 
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", connect_tcp)
+    monkeypatch.setattr(loop, "sock_connect", sock_connect)
     return hosts
 
 
@@ -160,15 +161,16 @@ async def test_tls_checks_the_urls_name_on_the_pinned_connection(
     resolver.answers["pinned.example.com"] = ["127.0.0.1"]
     resolver.answers["other.example.com"] = ["127.0.0.1"]
     try:
-        async with outbound_client(LOOPBACK_ALLOWED, 5) as client:
-            answer = await client.post(f"https://pinned.example.com:{port}/hook", content=b"{}")
-            assert answer.status_code == 204
-            assert server_names == ["pinned.example.com"]
-            # The same address under a name the certificate does not carry fails its check.
-            with pytest.raises(httpx.ConnectError, match="certificate") as failed:
-                await client.post(f"https://other.example.com:{port}/hook", content=b"{}")
-            assert server_names[-1] == "other.example.com", failed.value
+        client = outbound_client(LOOPBACK_ALLOWED, 5)
+        answer = await post_once(client, f"https://pinned.example.com:{port}/hook", b"{}", {}, 5)
+        assert answer.status == 204
+        assert server_names == ["pinned.example.com"]
+        # The same address under a name the certificate does not carry fails its check.
+        answer = await post_once(client, f"https://other.example.com:{port}/hook", b"{}", {}, 5)
+        assert answer.error is not None and "certificate is not valid for 'other.example.com'" in answer.error
+        assert server_names[-1] == "other.example.com", answer
     finally:
+        await client.aclose()
         await runner.cleanup()
 
 
@@ -281,3 +283,57 @@ async def test_a_compressed_dial_whom_answer_is_refused(serve: Serve, live_clien
     url = await serve(app) + "/who"
     with pytest.raises(DialWhomFailed, match="Content-Encoding 'gzip'; only uncompressed"):
         await DialWhomClient("ZA", live_clients(LOOPBACK_ALLOWED), timeout=WAIT).ask(url, None, {})
+
+
+# ---------------------------------------------------------------- what the client never does by itself
+
+@dataclass
+class Redirecting:
+    """/from answers 302 to /to, with a cookie; each request's path and the
+    Cookie header it came with are recorded."""
+
+    asked: list[tuple[str, str | None]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.asked.append((request.path, request.headers.get("Cookie")))
+        if request.path == "/from":
+            response = web.Response(status=302, headers={"Location": "/to"})
+            response.set_cookie("session", "s3cret")
+            return response
+        return web.Response(text="+27115550202")
+
+
+async def serve_redirecting(serve: Serve, resolver: Resolver) -> tuple[Redirecting, str]:
+    """The site, under a name (cookies are not kept for an IP address anyway)."""
+    site = Redirecting()
+    app = web.Application()
+    for method in ("GET", "POST"):
+        app.router.add_route(method, "/from", site.handle)
+        app.router.add_route(method, "/to", site.handle)
+    port = (await serve(app)).rsplit(":", 1)[1]
+    resolver.answers["crm.example.com"] = ["127.0.0.1"]
+    return site, f"http://crm.example.com:{port}"
+
+
+async def test_a_webhook_redirect_is_its_answer_and_its_cookie_is_not_sent_again(
+        store: SqliteStore, serve: Serve, resolver: Resolver) -> None:
+    site, base = await serve_redirecting(serve, resolver)
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=WAIT)
+    try:
+        first = await outbox.attempt(await enqueue(store, f"{base}/from"))
+        await outbox.attempt(await enqueue(store, f"{base}/from", "evt_2"))
+    finally:
+        await outbox.stop()
+    assert first.state is DeliveryState.FAILED and first.last_error == "HTTP 302"
+    assert site.asked == [("/from", None), ("/from", None)]
+
+
+async def test_a_dial_whom_redirect_fails_the_ask_and_its_cookie_is_not_sent_again(
+        serve: Serve, live_clients: LiveClients, resolver: Resolver) -> None:
+    site, base = await serve_redirecting(serve, resolver)
+    client = DialWhomClient("ZA", live_clients(LOOPBACK_ALLOWED), timeout=WAIT)
+    for _ in range(2):
+        with pytest.raises(DialWhomFailed, match="answered HTTP 302"):
+            await client.ask(f"{base}/from", None, {"CallSid": "c1"})
+    assert site.asked == [("/from", None), ("/from", None)]

@@ -9,7 +9,6 @@ import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
@@ -17,6 +16,7 @@ from standardwebhooks.webhooks import Webhook
 from controller.actions.fetch import MAX_ANSWER_BYTES, ActionFetcher, FetchFailed
 from controller.jsonio import loads
 from controller.outbound import OutboundConfig
+from controller.outbound_client import OutboundClient
 from tests.conftest import LiveClients, Serve
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -29,7 +29,7 @@ class Url:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.answer: Answer | None = None
         self.base = ""
-        self.client: httpx.AsyncClient  # the live calls' client that asks it
+        self.client: OutboundClient  # the live calls' client that asks it
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.received.append(({k.lower(): v for k, v in request.headers.items()},

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
 
@@ -25,7 +24,7 @@ from controller.core.outcomes import CallStatus
 from controller.core.plan import Attempt
 from controller.errors import InvalidField, InvalidNumber
 from controller.outbound import OutboundConfig
-from controller.outbound_client import live_calls_client
+from controller.outbound_client import OutboundClient, live_calls_client
 from controller.routing.agents import MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
 from controller.routing.reservations import Reservations
@@ -71,7 +70,7 @@ class DialWhomServer:
     gives its answers in turn, the last one again and again; every request's
     query is recorded."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: OutboundClient) -> None:
         self.client = client  # the live calls' client that asks it
         self.answers: dict[str, list[Answer]] = {}
         self.asked: list[tuple[str, dict[str, str]]] = []
@@ -144,7 +143,7 @@ def make_router(spec: RouteSpec, *, groups: Iterable[Group] = (), book: MemoryAg
                 switch: Switch | None = None, timeout: float = 0.5, call_id: str = "call-1",
                 queues: CallQueues | None = None, announce: Announce = no_announcements,
                 reservations: Reservations | None = None,
-                asker: httpx.AsyncClient | None = None) -> Router:
+                asker: OutboundClient | None = None) -> Router:
     """``asker``: the live calls' client a dial-whom URL is asked through
     (DialWhomServer.client); a route without one never asks, and a client
     never used holds nothing to close."""
