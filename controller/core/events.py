@@ -218,6 +218,20 @@ class RecordingChanged(Event):
     error: str | None = None
 
 
+StepEnd = PlayFinished | DigitsGathered | PauseFinished | RecordingChanged
+
+
+@dataclass(frozen=True)
+class FoundBetweenSteps(Event):
+    """A controller picking the call up again found leg A waiting between
+    steps, with ``last_end`` the end of the last step the switch ran on it
+    (None: none ran). If that is not the running action's end, the action's
+    step never started: the controller stopped after it chose the step and
+    before the switch took it up, and the step is sent again."""
+
+    last_end: StepEnd | None
+
+
 @dataclass(frozen=True)
 class IdleTimedOut(Event):
     """The leg waited WaitForActions' seconds with nothing to run; the switch

@@ -47,6 +47,7 @@ from controller.core.events import (
     DigitPressed,
     DigitsGathered,
     EndedWhileAway,
+    FoundBetweenSteps,
     IdleTimedOut,
     LegAnswered,
     LegEnded,
@@ -68,6 +69,9 @@ from controller.errors import InvalidTransition
 # The source an ActionsQueued has when it answers the FetchActions of a running action.
 _ANSWER_SOURCE = {"gather": "action_url", "redirect": "redirect"}
 _AWAY = "ended while the controller was away from the switch"
+# The actions run as one step on leg A, and the state each runs in.
+_STEP_STATES = {"play": CallState.PLAYING, "gather": CallState.GATHERING,
+                "pause": CallState.PAUSING, "record": CallState.RECORDING_STEP}
 
 
 class LiveCall(LiveRecord):
@@ -146,21 +150,13 @@ class LiveCall(LiveRecord):
         action = self.prepared[record["id"]]
         step = f"{why}; {action.type} {action.id}"
         spec = action.spec
-        if action.type == "play":
-            self._goto(at, CallState.PLAYING, step)
-            return [PlayToLegA(action.id, action.audio, spec.get("loop", 1))]
-        if action.type == "gather":
-            record.update(digits="", ended_by=None, tries=1)
-            self._goto(at, CallState.GATHERING, step)
-            return [self._gather(action)]
-        if action.type == "pause":
-            self._goto(at, CallState.PAUSING, step)
-            return [PauseLegA(action.id, spec["seconds"])]
-        if action.type == "record":
-            if action.record_file:
+        if action.type in _STEP_STATES:
+            if action.type == "gather":
+                record.update(digits="", ended_by=None, tries=1)
+            if action.type == "record" and action.record_file:
                 record["file"] = action.record_file
-            self._goto(at, CallState.RECORDING_STEP, step)
-            return [RecordLegA(action.id, action.record_file)]
+            self._goto(at, _STEP_STATES[action.type], step)
+            return [self._step(action)]
         if action.type == "redirect":
             self._goto(at, CallState.FETCHING, step)
             return [FetchActions(action.id, spec["url"], "redirect",
@@ -171,6 +167,16 @@ class LiveCall(LiveRecord):
             return self._connect(at, action.connect, step)
         self._finish(at, record, "failed", reason=f"cannot run an action of type {action.type!r}")
         return self._run_next(at, f"{action.type} {action.id} failed")
+
+    def _step(self, action: PreparedAction) -> Command:
+        """The command that runs a play, gather, pause or record on leg A."""
+        if action.type == "play":
+            return PlayToLegA(action.id, action.audio, action.spec.get("loop", 1))
+        if action.type == "gather":
+            return self._gather(action)
+        if action.type == "pause":
+            return PauseLegA(action.id, action.spec["seconds"])
+        return RecordLegA(action.id, action.record_file)
 
     def _step_done(self, at: float, action_id: str, status: str, outcome: str | None,
                    reason: str | None = None) -> list[Command]:
@@ -207,6 +213,21 @@ class LiveCall(LiveRecord):
             return self._step_done(ev.at, ev.action_id, "failed", None, ev.error)
         self.recording_started = self.recording_started or ev.recording
         return self._step_done(ev.at, ev.action_id, "completed", "started" if ev.recording else "stopped")
+
+    def _on_FoundBetweenSteps(self, ev: FoundBetweenSteps) -> list[Command]:
+        running = self._running()
+        if running is None:
+            return []
+        end = ev.last_end
+        if end is not None and end.action_id == running["id"]:
+            handler = getattr(self, "_on_" + type(end).__name__)
+            commands: list[Command] = handler(end)
+            return commands
+        if running["type"] not in _STEP_STATES:
+            # A connect's message to leg A, not kept to send again: its outcome is set already.
+            return self._step_done(ev.at, running["id"], "completed", None)
+        # The step never started (the controller stopped before the switch took it up).
+        return [self._step(self.prepared[running["id"]])]
 
     def _on_IdleTimedOut(self, ev: IdleTimedOut) -> list[Command]:
         # The switch hangs leg A up itself.

@@ -26,6 +26,7 @@ from controller.core.events import (
     DialFinished,
     DigitPressed,
     DigitsGathered,
+    FoundBetweenSteps,
     IdleTimedOut,
     LegRinging,
     PauseFinished,
@@ -40,7 +41,8 @@ from controller.core.table import ANSWER_A, ANSWER_B, STOPS, EventKind, Table, b
 
 # The events only a live call takes (the two-leg table refuses them).
 LIVE_EVENTS: tuple[EventKind, ...] = (ActionsQueued, ActionsFetchFailed, PlayFinished, DigitPressed,
-                                      DigitsGathered, PauseFinished, RecordingChanged, IdleTimedOut)
+                                      DigitsGathered, PauseFinished, RecordingChanged, IdleTimedOut,
+                                      FoundBetweenSteps)
 # The states only a live call goes through.
 LIVE_STATES = frozenset({CallState.PLAYING, CallState.GATHERING, CallState.PAUSING,
                          CallState.RECORDING_STEP, CallState.FETCHING, CallState.IDLE})
@@ -48,6 +50,9 @@ LIVE_STATES = frozenset({CallState.PLAYING, CallState.GATHERING, CallState.PAUSI
 # The ends of the steps the switch runs on leg A.
 STEP_ENDS: tuple[EventKind, ...] = (PlayFinished, DigitPressed, DigitsGathered, PauseFinished,
                                     RecordingChanged, IdleTimedOut)
+# Leg A found between steps after a restart: the step states take it (their
+# step may never have started), the others have no step on the switch.
+_FOUND = (FoundBetweenSteps,)
 # Every state before the end takes actions, answers from a URL, and stops.
 _ALWAYS = (ActionsQueued, ActionsFetchFailed, *STOPS)
 # What a connect leaves behind once the queue has gone on.
@@ -72,10 +77,10 @@ _HANDLED: dict[CallState, tuple[EventKind, ...]] = {
     CallState.CONFIRMING: (ANSWER_A, AnswerAccepted, AnswerDeclined, DialFinished, *_ALWAYS),
     CallState.BRIDGED: (ANSWER_A, *_ALWAYS),
     # One step on leg A each.
-    CallState.PLAYING: (LegRinging, ANSWER_A, PlayFinished, *_ALWAYS),
-    CallState.GATHERING: (LegRinging, ANSWER_A, DigitPressed, DigitsGathered, *_ALWAYS),
-    CallState.PAUSING: (LegRinging, ANSWER_A, PauseFinished, *_ALWAYS),
-    CallState.RECORDING_STEP: (LegRinging, ANSWER_A, RecordingChanged, *_ALWAYS),
+    CallState.PLAYING: (LegRinging, ANSWER_A, PlayFinished, *_FOUND, *_ALWAYS),
+    CallState.GATHERING: (LegRinging, ANSWER_A, DigitPressed, DigitsGathered, *_FOUND, *_ALWAYS),
+    CallState.PAUSING: (LegRinging, ANSWER_A, PauseFinished, *_FOUND, *_ALWAYS),
+    CallState.RECORDING_STEP: (LegRinging, ANSWER_A, RecordingChanged, *_FOUND, *_ALWAYS),
     CallState.FETCHING: (LegRinging, ANSWER_A, *_ALWAYS),
     CallState.IDLE: (LegRinging, ANSWER_A, IdleTimedOut, *_ALWAYS),
     CallState.ENDING: (),  # the outcome is decided: only the channels matter now
@@ -84,19 +89,19 @@ _HANDLED: dict[CallState, tuple[EventKind, ...]] = {
 
 _IGNORED: dict[CallState, tuple[EventKind, ...]] = {
     CallState.NEW: (),
-    CallState.DIALING_A: _CONNECT_LATE,
-    CallState.RINGING_A: _CONNECT_LATE,
-    CallState.ROUTING: (DialFinished, *STEP_ENDS),
-    CallState.DIALING_B: (Announcement, *STEP_ENDS),
-    CallState.RINGING_B: (Announcement, *STEP_ENDS),
-    CallState.CONFIRMING: (LegRinging, Announcement, *STEP_ENDS),
-    CallState.BRIDGED: (LegRinging, *_CONNECT_LATE, *STEP_ENDS),
+    CallState.DIALING_A: (*_CONNECT_LATE, *_FOUND),
+    CallState.RINGING_A: (*_CONNECT_LATE, *_FOUND),
+    CallState.ROUTING: (DialFinished, *STEP_ENDS, *_FOUND),
+    CallState.DIALING_B: (Announcement, *STEP_ENDS, *_FOUND),
+    CallState.RINGING_B: (Announcement, *STEP_ENDS, *_FOUND),
+    CallState.CONFIRMING: (LegRinging, Announcement, *STEP_ENDS, *_FOUND),
+    CallState.BRIDGED: (LegRinging, *_CONNECT_LATE, *STEP_ENDS, *_FOUND),
     CallState.PLAYING: (*_CONNECT_LATE, *_steps_but(PlayFinished)),
     CallState.GATHERING: (*_CONNECT_LATE, *_steps_but(DigitPressed, DigitsGathered)),
     CallState.PAUSING: (*_CONNECT_LATE, *_steps_but(PauseFinished)),
     CallState.RECORDING_STEP: (*_CONNECT_LATE, *_steps_but(RecordingChanged)),
-    CallState.FETCHING: (*_CONNECT_LATE, *STEP_ENDS),
-    CallState.IDLE: (*_CONNECT_LATE, *_steps_but(IdleTimedOut)),
+    CallState.FETCHING: (*_CONNECT_LATE, *STEP_ENDS, *_FOUND),
+    CallState.IDLE: (*_CONNECT_LATE, *_steps_but(IdleTimedOut), *_FOUND),
     CallState.ENDING: (LegRinging, ANSWER_A, ANSWER_B, AnswerAccepted, AnswerDeclined, WhisperFinished,
                        DialFinished, TargetsChosen, RouteExhausted, Announcement, *STOPS, *LIVE_EVENTS),
     CallState.ENDED: (),

@@ -156,6 +156,9 @@ class LiveActionTests:
         [call_id] = await calls_to(first, NUMBER)
         async with api(first) as client:
             await wait_for_state(client, call_id, "gathering")
+        # Killed once the gather is the call's running step: the switch may not
+        # have taken it up yet (its Redirect unsent), and the restarted daemon
+        # then finds the caller waiting between steps and sends it again.
         first.signal(signal.SIGKILL)
         first.wait(10)
         second = start_daemon()

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from panoramisk import Manager
 
+from controller.backends.asterisk.actions import encode
 from controller.backends.asterisk.backend import AsteriskBackend
 from controller.backends.base import IncomingCall
 from controller.config import Config
@@ -35,6 +37,7 @@ from controller.core.events import (
     DigitsGathered,
     EndedWhileAway,
     Event,
+    FoundBetweenSteps,
     IdleTimedOut,
     LegAnswered,
     LegCreated,
@@ -308,10 +311,13 @@ async def test_a_claimed_call_is_found_again_by_its_call_id_after_a_restart(
     await restarted.connect()
     try:
         again = Events()
-        missed = await restarted.reattach(call_id, "gathering", again.sink)
-        # The caller is answered (the core keeps the answer it already had), and the gather ended.
-        assert [(type(e), getattr(e, "digits", None), getattr(e, "ended_by", None))
-                for e in missed] == [(LegAnswered, None, None), (DigitsGathered, "42", "finish-key")]
+        [answered_now, found] = await restarted.reattach(call_id, "gathering", again.sink)
+        # The caller is answered (the core keeps the answer it already had),
+        # and waits between steps: the gather ended.
+        assert isinstance(answered_now, LegAnswered) and answered_now.leg is Leg.A
+        assert isinstance(found, FoundBetweenSteps) and isinstance(found.last_end, DigitsGathered)
+        assert (found.last_end.action_id, found.last_end.digits, found.last_end.ended_by) == (
+            "g1", "42", "finish-key")
         await restarted.execute(call_id, HangupLegs((Leg.A,)))  # acts on the claimed channel
         assert (await again.next(LegEnded)).cause == 16
         assert await phones[0].finished() == ["answered", "bye"]
@@ -321,10 +327,59 @@ async def test_a_claimed_call_is_found_again_by_its_call_id_after_a_restart(
         assert isinstance(ended, EndedWhileAway)
         assert (ended.a_answered, ended.a_cause) == (True, 16)
         assert isinstance(answered, LegAnswered) and answered.leg is Leg.A
-        assert answered.at == missed[0].at < ended.at
+        assert answered.at == answered_now.at < ended.at
         restarted.forget(call_id)
     finally:
         await restarted.close()
+
+
+@pytest.mark.lab
+async def test_a_step_set_up_but_never_started_is_found_so_and_runs_when_sent_again(
+        arrivals: Arrivals, phones: list[Caller], lab_config: Config, tmp_path: Path) -> None:
+    """The controller went away after it set a gather up on the caller's
+    channel (its Setvars) and before the Redirect that starts it: a restarted
+    one finds the caller waiting, unanswered, with no end of the gather, and
+    the gather sent again runs."""
+    keys = Keypad(tmp_path)
+    phones.append(call_in(tmp_path, NUMBER, CALLER, (
+        wait(1000), keys.press("4"), wait(500), keys.press("2"))))
+    incoming = await arrivals.next()
+    call_id = str(uuid.uuid4())
+    await arrivals.backend.claim(incoming, call_id, Events().sink)
+    gather = GatherDigits("g1", None, max_digits=2, finish_on_key="", timeout=10,
+                          inter_digit_timeout=5)
+    *setup, start = encode(call_id, gather, lab_config.asterisk, a_channel=incoming.channel)
+    assert start["Action"] == "Redirect"
+    await send_as_the_controller(lab_config, setup)
+    await arrivals.backend.close()
+    restarted = AsteriskBackend(lab_config.asterisk)
+    await restarted.connect()
+    try:
+        again = Events()
+        [found] = await restarted.reattach(call_id, "gathering", again.sink)
+        assert found == FoundBetweenSteps(found.at, None)
+        await restarted.execute(call_id, gather)
+        gathered = await again.next(DigitsGathered)
+        assert (gathered.action_id, gathered.digits, gathered.ended_by) == ("g1", "42", "max-digits")
+        await restarted.execute(call_id, HangupLegs((Leg.A,)))
+        assert await phones[0].finished() == ["answered", "bye"]
+        restarted.forget(call_id)
+    finally:
+        await restarted.close()
+
+
+async def send_as_the_controller(config: Config, actions: list[dict[str, str]]) -> None:
+    """Send AMI actions on a connection of the controller's account of their own."""
+    manager = Manager(loop=asyncio.get_running_loop(), host=config.asterisk.host,
+                      port=config.asterisk.port, username=config.asterisk.username,
+                      secret=config.asterisk.secret, ping_delay=10)
+    await asyncio.wait_for(manager.connect(), 10)
+    try:
+        for action in actions:
+            response = await asyncio.wait_for(manager.send_action(action), 10)
+            assert response.success, f"Asterisk refused {action}: {response}"
+    finally:
+        manager.close()
 
 
 @pytest.mark.lab

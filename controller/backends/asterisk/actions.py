@@ -204,7 +204,7 @@ def _live_step(channel: str, command: Command) -> list[Action] | None:
         if not command.audio:
             raise SwitchActionFailed("refusing a play with no audio")
         return _steer(channel, CONTEXT_PLAY, {
-            "CC_ACTION": _action_id(command.action_id),
+            **_step_of(command.action_id),
             # Playback plays files joined by & in turn.
             "CC_AUDIO": "&".join(_audio(path) for path in command.audio),
             "CC_LOOP": _bounded(command.loop, 1, 10, "loop")})
@@ -213,7 +213,7 @@ def _live_step(channel: str, command: Command) -> list[Action] | None:
         if key and not (len(key) == 1 and key in _KEYS):
             raise SwitchActionFailed(f"refusing finish key {key!r}: one of 0-9, * or #")
         return _steer(channel, CONTEXT_GATHER, {
-            "CC_ACTION": _action_id(command.action_id),
+            **_step_of(command.action_id),
             "CC_PROMPT": _audio(command.prompt_audio) if command.prompt_audio else "",
             "CC_MAX_DIGITS": _bounded(command.max_digits, 1, 32, "max digits"),
             "CC_FINISH_KEY": key,
@@ -221,10 +221,10 @@ def _live_step(channel: str, command: Command) -> list[Action] | None:
             "CC_INTER_DIGIT": _bounded(command.inter_digit_timeout, 1, 30, "inter-digit timeout")})
     if isinstance(command, PauseLegA):
         return _steer(channel, CONTEXT_PAUSE, {
-            "CC_ACTION": _action_id(command.action_id),
+            **_step_of(command.action_id),
             "CC_SECONDS": _bounded(command.seconds, 1, 600, "pause")})
     if isinstance(command, RecordLegA):
-        variables = {"CC_ACTION": _action_id(command.action_id),
+        variables = {**_step_of(command.action_id),
                      "CC_RECORD": "start" if command.file else "stop"}
         if command.file:
             variables["CC_RECORD_FILE"] = _checked(command.file, _PATH, "recording path")
@@ -234,6 +234,14 @@ def _live_step(channel: str, command: Command) -> list[Action] | None:
             "CC_WAIT": _bounded(command.seconds, 1, 3600, "idle timeout"),
             "CC_RINGBACK": "1" if command.ringback else ""})
     return None
+
+
+def _step_of(action_id: str) -> dict[str, str]:
+    """The step's action, and its end mark cleared (the dialplan sets
+    CC_DONE to the action as the step ends): set in the step's first Setvar,
+    so a restarted controller that finds the channel waiting with no mark
+    of the action knows its step never started."""
+    return {"CC_ACTION": _action_id(action_id), "CC_DONE": ""}
 
 
 def dial_strings(targets: tuple[str, ...], config: AsteriskConfig) -> dict[str, str]:

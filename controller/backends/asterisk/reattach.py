@@ -17,17 +17,19 @@ from controller.core.events import (
     DigitsGathered,
     EndedWhileAway,
     Event,
+    FoundBetweenSteps,
     LegAnswered,
     LegCreated,
     PauseFinished,
     PlayFinished,
     RecordingChanged,
+    StepEnd,
     WhisperFinished,
 )
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
 
-from .actions import CONTEXT_DIAL, CONTEXT_HOLD
+from .actions import CONTEXT_DIAL, CONTEXT_HOLD, CONTEXT_IDLE
 from .events import dial_outcome, leg_a_channel_id
 
 # Contexts where a claimed incoming channel can be: every callconnect step
@@ -104,17 +106,21 @@ async def missed(ami: AmiQueries, call_id: str, state: str, now: float,
         # while we were away, its Newstate never read. The core keeps the
         # answer it already had.
         found.events.append(LegAnswered(await answered_at(ami, a_id, now), Leg.A, a_id))
-    if leg_a.get("Context") == CONTEXT_HOLD:
-        # A step ended while we were away and A now waits for the next.
-        if core_state in (CallState.DIALING_A, CallState.RINGING_A) and a_id.endswith("-a"):
-            found.events.append(LegAnswered(await answered_at(ami, a_id, now), Leg.A))
-        elif core_state in (CallState.DIALING_B, CallState.RINGING_B) and leg_b is None:
-            status = await ami.getvar(a_id, "DIALSTATUS")
-            found.events.append(DialFinished(now, dial_outcome(status or "")))
-        else:
-            step_end = await _live_step_end(ami, a_id, core_state, now)
-            if step_end is not None:
-                found.events.append(step_end)
+    context = leg_a.get("Context")
+    # In hold, a step ended while we were away and A now waits for the next.
+    if context == CONTEXT_HOLD and core_state in (CallState.DIALING_A, CallState.RINGING_A) \
+            and a_id.endswith("-a"):
+        found.events.append(LegAnswered(await answered_at(ami, a_id, now), Leg.A))
+    elif context == CONTEXT_HOLD and core_state in (CallState.DIALING_B, CallState.RINGING_B) \
+            and leg_b is None:
+        status = await ami.getvar(a_id, "DIALSTATUS")
+        found.events.append(DialFinished(now, dial_outcome(status or "")))
+    elif context in (CONTEXT_HOLD, CONTEXT_IDLE):
+        # Between steps (idle: waiting for actions) while the core runs one:
+        # the step ended while we were away, or it never started.
+        step_end = await _live_step_end(ami, a_id, core_state, now)
+        if step_end is not None:
+            found.events.append(step_end)
     return found
 
 
@@ -135,14 +141,22 @@ def _unix_time(text: str | None) -> float | None:
 
 async def _live_step_end(ami: AmiQueries, channel: str, state: CallState,
                          now: float) -> Event | None:
-    """How the live call's step that was running ended, from the variables
-    the step's context left on the channel (the action it ran: CC_ACTION)."""
+    """Leg A waits between steps while the core runs one: the end of the
+    last step the switch ran on it, from the variables the step's context
+    left (its action: CC_ACTION, marked ended: CC_DONE), or none if the step
+    set up last never started (the core sends it again)."""
     if state not in (CallState.PLAYING, CallState.GATHERING, CallState.PAUSING,
                      CallState.RECORDING_STEP):
         return None
     action_id = await ami.getvar(channel, "CC_ACTION")
-    if not action_id:
-        return None
+    if not action_id or await ami.getvar(channel, "CC_DONE") != action_id:
+        return FoundBetweenSteps(now, None)
+    return FoundBetweenSteps(now, await _step_end(ami, channel, state, action_id, now))
+
+
+async def _step_end(ami: AmiQueries, channel: str, state: CallState, action_id: str,
+                    now: float) -> StepEnd:
+    """How the step of ``action_id`` ended, as its context left it on the channel."""
     if state is CallState.PLAYING:
         return PlayFinished(now, action_id, await ami.getvar(channel, "PLAYBACKSTATUS") == "SUCCESS")
     if state is CallState.GATHERING:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
-from controller.core.commands import CallEnded, DialLegB, PlayToLegA
+from controller.core.commands import CallEnded, DialLegB, GatherDigits, HangupLegs, PlayToLegA
 from controller.core.events import (
     DigitPressed,
     DigitsGathered,
     EndedWhileAway,
+    FoundBetweenSteps,
     IdleTimedOut,
     LegAnswered,
     LegCreated,
@@ -28,6 +29,7 @@ from tests.unit.core.live_helpers import (
     LiveRun,
     connect,
     gather,
+    hangup,
     inbound_answered,
     inbound_ringing,
     play,
@@ -96,6 +98,47 @@ def test_a_call_restored_mid_gather_learns_its_answer_once() -> None:
     result = again.result()
     assert (result["status"], result["digits"]) == ("completed", "123")
     assert result["leg_a_answered_at"] == T0 + 4
+
+
+def test_a_step_chosen_but_never_started_is_sent_again() -> None:
+    """Gone after the gather was stored as running, before the switch took
+    it up: the restarted controller finds the caller waiting between steps
+    with no end of the gather (none at all, or the previous step's), and
+    sends the gather again; its digits count once it ends."""
+    for last_end in (None, PlayFinished(at=T0 + 2, action_id="p0", played=True)):
+        run = inbound_ringing()
+        gather_sent = GatherDigits("g1", "/tts/g1", max_digits=3, finish_on_key="#", timeout=5,
+                                   inter_digit_timeout=3)
+        assert steps(run.queue(T0 + 0.5, gather("g1", max_digits=3), hangup("h1"),
+                               source="number")) == [gather_sent]
+        again = restored(run)
+        assert steps(again.send(FoundBetweenSteps(at=T0 + 3, last_end=last_end))) == [gather_sent]
+        assert again.state() is CallState.GATHERING and again.record_of("g1")["tries"] == 1
+        again.send(LegAnswered(at=T0 + 3.1, leg=Leg.A, channel="chan-a"))
+        assert steps(again.send(DigitsGathered(at=T0 + 9, action_id="g1", digits="123",
+                                               ended_by="max-digits"))) == [HangupLegs((Leg.A,))]
+        again.send(LegEnded(at=T0 + 9.1, leg=Leg.A, cause=16, channel="chan-a"))
+        result = again.result()
+        assert (result["status"], result["digits"]) == ("completed", "123")
+        assert [(a["id"], a["status"]) for a in result["actions"]] == [
+            ("g1", "completed"), ("h1", "completed")]
+
+
+def test_a_step_that_ended_while_away_is_taken_from_its_end_as_found() -> None:
+    run = inbound_answered(gather("g1", max_digits=3), play("p2"))
+    again = restored(run)
+    commands = again.send(FoundBetweenSteps(at=T0 + 9, last_end=DigitsGathered(
+        at=T0 + 9, action_id="g1", digits="42", ended_by="timeout")))
+    assert steps(commands) == [PlayToLegA("p2", ("/tts/p2",), 1)]
+    assert again.record_of("g1")["digits"] == "42"
+    [gathered] = again.reports("call.gathered")
+    assert (gathered["digits"], gathered["ended_by"]) == ("42", "timeout")
+    # Found between steps again (the link lost once more) with only the
+    # gather's end: the play never started, and is sent again.
+    assert again.state() is CallState.PLAYING
+    assert steps(again.send(FoundBetweenSteps(at=T0 + 10, last_end=DigitsGathered(
+        at=T0 + 10, action_id="g1", digits="42", ended_by="timeout")))) == [
+        PlayToLegA("p2", ("/tts/p2",), 1)]
 
 
 def test_a_call_restored_while_idle_times_out() -> None:

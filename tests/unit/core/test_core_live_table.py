@@ -12,6 +12,7 @@ from controller.core.events import (
     DigitPressed,
     DigitsGathered,
     Event,
+    FoundBetweenSteps,
     IdleTimedOut,
     PauseFinished,
     PlayFinished,
@@ -47,6 +48,7 @@ def event_of(kind: EventKind) -> Event:
         PauseFinished: PauseFinished(at, "x1"),
         RecordingChanged: RecordingChanged(at, "x1", True),
         IdleTimedOut: IdleTimedOut(at),
+        FoundBetweenSteps: FoundBetweenSteps(at, None),
     }
     return live[kind] if kind in live else two_leg_event_of(kind)
 
@@ -93,6 +95,12 @@ def test_each_step_ends_only_in_its_own_state() -> None:
     assert set(own) == set(STEP_ENDS)
     for kind, state in own.items():
         assert [s for s, row in LIVE_TABLE.items() if row.get(kind) is Verdict.HANDLE] == [state]
+
+
+def test_leg_a_found_between_steps_matters_only_while_a_step_runs() -> None:
+    steps = {CallState.PLAYING, CallState.GATHERING, CallState.PAUSING, CallState.RECORDING_STEP}
+    assert {s for s, row in LIVE_TABLE.items()
+            if row.get(FoundBetweenSteps) is Verdict.HANDLE} == steps
 
 
 def call_in(state: CallState, kind: EventKind) -> LiveCall:
