@@ -1,8 +1,9 @@
 """CPU per call of each of the controller's components, without a switch
 (python -m bench.micro, no lab, no root):
 
-* switch events: the recorded AMI streams through panoramisk's parser, the
-  translator and the call core (also as events/s, next to the parser alone);
+* switch events: the recorded AMI streams through the daemon's AMI reader
+  (controller/backends/asterisk/protocol.py, panoramisk's Messages), the
+  translator and the call core (also as events/s, next to the reader alone);
 * HTTP: POST /v1/calls through the daemon's own server (uvicorn's httptools
   protocol on uvloop, the socket, FastAPI's validation and auth, the answer's
   JSON) down to the daemon's place_call, which answers at once; the client is
@@ -41,13 +42,13 @@ from pathlib import Path
 from typing import cast
 
 import uvloop
-from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from bench.common import free_port
 from controller.api.app import create_app
 from controller.api.interface import Operations
 from controller.backends.asterisk.events import AmiEventTranslator
+from controller.backends.asterisk.protocol import AmiProtocol
 from controller.calls.checks import RequestChecks
 from controller.calls.decision import Decision, Scheduled
 from controller.calls.request import CallRequest
@@ -103,14 +104,21 @@ def streams() -> list[tuple[str, bytes]]:
     return found
 
 
+def reader(sink: Sink) -> AmiProtocol:
+    """The daemon's AMI protocol, on a connection panoramisk's Manager set up."""
+    protocol = AmiProtocol()
+    protocol.connection_made(transport=None)
+    protocol.factory = sink
+    protocol.encoding = "utf8"  # the Manager's
+    return protocol
+
+
 def parse_only(recorded: list[tuple[str, bytes]]) -> tuple[int, float]:
     sink = Sink()
     started = time.perf_counter()
     for _ in range(ROUNDS):
         for _, wire in recorded:
-            protocol = AMIProtocol()
-            protocol.connection_made(transport=None)
-            protocol.factory = sink
+            protocol = reader(sink)
             protocol.data_received(wire)
     return sink.count, time.perf_counter() - started
 
@@ -140,9 +148,7 @@ def full_path(recorded: list[tuple[str, bytes]]) -> tuple[int, float]:
                                                            "nobody more to ring", "/m/s"))
 
             sink = Sink(handle)
-            protocol = AMIProtocol()
-            protocol.connection_made(transport=None)
-            protocol.factory = sink
+            protocol = reader(sink)
             protocol.data_received(wire)
             handled += sink.count
     return handled, time.perf_counter() - started
@@ -164,10 +170,7 @@ def a_finished_call() -> CallConnect:
         for routed in translator.translate(message, 0.0):
             if not core.finished:
                 core.handle(routed.event)
-    protocol = AMIProtocol()
-    protocol.connection_made(transport=None)
-    protocol.factory = Sink(handle)
-    protocol.data_received(recorded[call_id])
+    reader(Sink(handle)).data_received(recorded[call_id])
     return core
 
 
@@ -409,7 +412,7 @@ def main() -> None:
     parse_rate, full_rate = parsed / parse_seconds, handled / full_seconds
     print(f"[micro] recorded AMI streams: {len(recorded)} calls, {parsed // ROUNDS} events, "
           f"x{ROUNDS}")
-    print(f"[micro] panoramisk parse only:          {parse_rate:12,.0f} events/s")
+    print(f"[micro] AMI reader only:                {parse_rate:12,.0f} events/s")
     print(f"[micro] parse + translator + call core: {full_rate:12,.0f} events/s "
           f"({full_rate / parse_rate:.2f} of parse-only)")
     figures, others = uvloop.run(components())  # the daemon's loop (controller/cli.py)

@@ -37,7 +37,7 @@ from . import reattach
 from .actions import claim_actions, dial_string, dial_strings, encode, refuse_actions, trunk_of
 from .events import AmiEventTranslator, Routed, leg_a_channel_id
 from .forget import FORGET_EVERY, forget_action, forget_batches, is_call_id
-from .protocol import AmiProtocol
+from .protocol import AmiManager, AmiProtocol
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ REDIRECT_RETRY_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2)  # seconds; a hung-up chann
 NO_EXTENSION = "Extension does not exist."
 
 
-class _Connection(Manager):  # type: ignore[misc]  # panoramisk has no type hints
+class _Connection(AmiManager):
     """One AMI connection. panoramisk's Manager would reconnect by itself at a
     fixed pace, resend the actions that were waiting for an answer, and ping
     without waiting for the pong; the backend does all three its own way."""
