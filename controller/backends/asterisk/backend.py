@@ -407,7 +407,8 @@ class AsteriskBackend:
     def _route_event(self, message: Message) -> None:
         now = time.time()
         if self.observe_event_lag is not None and "Timestamp" in message:
-            with contextlib.suppress(ValueError):  # the translator logs malformed events
+            # A list (the header twice) or a non-number: the translator uses its own clock.
+            with contextlib.suppress(ValueError, TypeError):
                 self.observe_event_lag(now - float(message["Timestamp"]))
         incoming = self._translator.incoming(message, now)
         if incoming is not None:

@@ -381,7 +381,7 @@ def _timestamp(message: Mapping[str, str], now: float) -> float:
         return now
     try:
         return float(value)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: the header came twice, as a list
         return now
 
 

@@ -199,6 +199,15 @@ def test_event_time_is_the_switch_timestamp() -> None:
     assert routed.event == LegHungUp(5.0, Leg.A, 0, channel="c1-a")
 
 
+def test_an_event_with_its_timestamp_given_twice_is_still_translated() -> None:
+    translator = AmiEventTranslator()
+    translator.watch("c1")
+    [message] = parse([b"Event: HangupRequest\r\nUniqueid: c1-a\r\nCause: 17\r\n"
+                       b"Timestamp: 1795260166.6\r\nTimestamp: 1795260166.7\r\n\r\n"])
+    [routed] = translator.translate(message, now=5.0)
+    assert routed.event == LegHungUp(5.0, Leg.A, 17, channel="c1-a")
+
+
 @pytest.mark.parametrize(
     ("dial_status", "outcome"),
     [
