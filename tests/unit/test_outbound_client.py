@@ -337,3 +337,25 @@ async def test_a_dial_whom_redirect_fails_the_ask_and_its_cookie_is_not_sent_aga
         with pytest.raises(DialWhomFailed, match="answered HTTP 302"):
             await client.ask(f"{base}/from", None, {"CallSid": "c1"})
     assert site.asked == [("/from", None), ("/from", None)]
+
+
+async def test_a_webhook_url_reaches_the_receiver_exactly_as_written(
+        store: SqliteStore, serve: Serve) -> None:
+    # A signed URL's escapes are part of what its receiver checks: none is
+    # decoded (%2F, %7E, %41) and no dot segment is removed.
+    raw: list[str] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        raw.append(request.raw_path)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receive)
+    written = "/hooks/a%7Eb/./c?token=a%2Fb%7E%41&sig=x%3D%3D"
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=WAIT)
+    try:
+        sent = await outbox.attempt(await enqueue(store, await serve(app) + written))
+    finally:
+        await outbox.stop()
+    assert sent.state is DeliveryState.DELIVERED
+    assert raw == [written]
