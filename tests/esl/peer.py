@@ -145,7 +145,8 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   (the scheduler API page documents ``playback!normal_clearing::<path>``),
   ``uuid_kill`` (``-ERR No such channel!``), ``uuid_record <uuid> start
   <path>`` (RECORD_START/RECORD_STOP, and a real WAV file is written),
-  ``uuid_setvar``, ``show channels [as json]`` (with presence_id).
+  ``uuid_setvar``, ``uuid_setvar_multi``, ``show channels [as json]`` (with
+  presence_id).
 
 The peer can also split its writes into random small TCP writes, inject raw
 bytes (malformed frames), hold the reply to a command (as a FreeSWITCH busy
@@ -1011,6 +1012,25 @@ class EslPeer:
         else:
             channel.variables.pop(argv[1], None)
         return "+OK\n"
+
+    async def _api_uuid_setvar_multi(self, args: str) -> str:
+        """mod_commands uuid_setvar_multi: ``<uuid> <var>=<value>;...``; an
+        empty value (or none) unsets the variable."""
+        channel_uuid, _, pairs = args.partition(" ")
+        channel = self._live(channel_uuid)
+        if channel is None:
+            return "-ERR No such channel!\n"
+        names = 0
+        for pair in pairs.split(";"):
+            name, _, value = pair.partition("=")
+            if not name:
+                continue
+            names += 1
+            if value:
+                channel.variables[name] = value
+            else:
+                channel.variables.pop(name, None)
+        return "+OK\n" if names else "-USAGE: <uuid> <var>=<value>;<var>=<value>...\n"
 
     async def _api_hash(self, args: str) -> str:
         """mod_hash: ``insert/<realm>/<key>/<value>``, ``select/<realm>/<key>``

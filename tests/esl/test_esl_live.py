@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from controller.backends.base import IncomingCall
+from controller.backends.freeswitch.actions import Verb
 from controller.backends.freeswitch.backend import FreeswitchBackend
 from controller.backends.freeswitch.inbound import incoming_call
 from controller.backends.freeswitch.live import claim_commands, encode_step
@@ -30,6 +31,7 @@ from controller.core.events import (
     DigitPressed,
     DigitsGathered,
     Event,
+    FoundBetweenSteps,
     IdleTimedOut,
     LegAnswered,
     LegCreated,
@@ -43,8 +45,9 @@ from controller.core.events import (
 )
 from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
+from tests.fslab.esl import EslClient
 
-from .conftest import MakeConfig, wait_until
+from .conftest import PASSWORD, MakeConfig, wait_until
 from .peer import Caller, Channel, EslPeer, write_recording
 
 CALL_ID = "5f0c1c1e-2b7a-4c3d-9e8f-0a1b2c3d4e5f"
@@ -337,10 +340,122 @@ async def test_a_restarted_controller_hears_of_a_step_that_ended_while_it_was_aw
     again = FreeswitchBackend(make_config().freeswitch)
     await again.connect()
     try:
-        missed = await again.reattach(CALL_ID, "gathering", Sink())
-        assert [(type(e), getattr(e, "digits", None)) for e in missed] == [
-            (LegAnswered, None), (DigitsGathered, "8")]
+        [answered, found] = await again.reattach(CALL_ID, "gathering", Sink())
+        # Leg A waits between steps, the gather's end on it.
+        assert isinstance(answered, LegAnswered)
+        assert found == FoundBetweenSteps(found.at, DigitsGathered(found.at, "g1", "8", "max-digits"))
         await again.execute(CALL_ID, HangupLegs((Leg.A,)))
+        again.forget(CALL_ID)
+    finally:
+        await again.close()
+
+
+def press(channel: Channel, keys: str) -> None:
+    """The caller presses ``keys`` now (the peer's channel takes them in turn)."""
+    for key in keys:
+        channel.dtmf.put_nowait(key)
+
+
+async def step_setup_only(peer: EslPeer, channel: Channel, step: GatherDigits) -> None:
+    """What the controller sends of ``step`` before the application that runs
+    it (the API commands), sent on a connection of its own: as if it stopped
+    right after them."""
+    commands = encode_step(channel.uuid, step, answered=False)
+    setup = commands[:[c.verb for c in commands].index(Verb.SENDMSG)]
+    assert [c.verb for c in setup] == [Verb.API, Verb.API]
+    async with EslClient("127.0.0.1", peer.port, PASSWORD) as client:
+        for command in setup:
+            assert (await client.api(command.text)).startswith("+OK")
+
+
+@pytest.mark.parametrize("sent", ["nothing", "its setup"])
+async def test_a_step_stored_as_running_that_never_started_is_found_so_and_runs_when_sent_again(
+        peer: EslPeer, make_config: MakeConfig, announced: asyncio.Queue[IncomingCall],
+        backend: FreeswitchBackend, sent: str) -> None:
+    """The controller stored a gather as running and stopped before the
+    switch took it up (before anything of it was sent, or after its setup):
+    a restarted one finds the caller waiting, unanswered, with no end of the
+    gather, and the gather sent again runs."""
+    channel, incoming = await call_in(peer, announced)
+    await backend.claim(incoming, CALL_ID, Sink())
+    gather = GatherDigits("g1", None, 3, "#", 5, 3)
+    if sent == "its setup":
+        await step_setup_only(peer, channel, gather)
+    await backend.close()
+
+    again = FreeswitchBackend(make_config().freeswitch)
+    await again.connect()
+    try:
+        sink = Sink()
+        [found] = await again.reattach(CALL_ID, "gathering", sink)
+        assert found == FoundBetweenSteps(found.at, None)
+        assert channel.responses == [180]  # still ringing: nothing answered it
+        await again.execute(CALL_ID, gather)
+        await wait_until(lambda: channel.variables.get("current_application") == "read")
+        press(channel, "4#")
+        gathered = await sink.wait_for(DigitsGathered)
+        assert gathered == DigitsGathered(gathered.at, "g1", "4", "finish-key")
+        assert channel.responses == [180, 200]
+        await again.execute(CALL_ID, HangupLegs((Leg.A,)))
+        await sink.wait_for(LegEnded)
+        again.forget(CALL_ID)
+    finally:
+        await again.close()
+
+
+async def test_a_restarted_controller_finds_the_end_of_the_step_before_one_never_sent(
+        peer: EslPeer, make_config: MakeConfig, announced: asyncio.Queue[IncomingCall],
+        backend: FreeswitchBackend, tmp_path: Path) -> None:
+    """A play ended; the gather after it was stored as running but never
+    sent: the end found is the play's (the core, running the gather, sends
+    the gather again)."""
+    channel, incoming = await call_in(peer, announced)
+    sink = Sink()
+    await backend.claim(incoming, CALL_ID, sink)
+    await backend.execute(CALL_ID, PlayToLegA("p1", (audio(tmp_path, "hello", 0.2),)))
+    await sink.wait_for(PlayFinished)
+    await backend.close()
+
+    again = FreeswitchBackend(make_config().freeswitch)
+    await again.connect()
+    try:
+        [answered, found] = await again.reattach(CALL_ID, "gathering", Sink())
+        assert isinstance(answered, LegAnswered)
+        assert found == FoundBetweenSteps(found.at, PlayFinished(found.at, "p1", True))
+        await again.execute(CALL_ID, HangupLegs((Leg.A,)))
+        again.forget(CALL_ID)
+    finally:
+        await again.close()
+    await wait_until(lambda: channel.hangup_cause is not None)
+
+
+async def test_a_gather_tried_again_is_running_not_over_with_the_first_tries_end(
+        peer: EslPeer, make_config: MakeConfig, announced: asyncio.Queue[IncomingCall],
+        backend: FreeswitchBackend) -> None:
+    """A gather sent again under the same action id (a retry) clears the
+    first try's end mark: a restarted controller finds the retry running
+    and gets its own digits."""
+    channel, incoming = await call_in(peer, announced)
+    sink = Sink()
+    await backend.claim(incoming, CALL_ID, sink)
+    await backend.execute(CALL_ID, GatherDigits("g1", None, 3, "#", 1, 1))
+    first = await sink.wait_for(DigitsGathered)
+    assert first == DigitsGathered(first.at, "g1", "", "timeout")
+    await backend.execute(CALL_ID, GatherDigits("g1", None, 3, "#", 5, 3))
+    await wait_until(lambda: channel.variables.get("current_application") == "read")
+    await backend.close()
+
+    again = FreeswitchBackend(make_config().freeswitch)
+    await again.connect()
+    try:
+        sink = Sink()
+        missed = await again.reattach(CALL_ID, "gathering", sink)
+        assert [type(e) for e in missed] == [LegAnswered]
+        press(channel, "6#")
+        gathered = await sink.wait_for(DigitsGathered)
+        assert gathered == DigitsGathered(gathered.at, "g1", "6", "finish-key")
+        await again.execute(CALL_ID, HangupLegs((Leg.A,)))
+        await sink.wait_for(LegEnded)
         again.forget(CALL_ID)
     finally:
         await again.close()
@@ -379,7 +494,8 @@ def test_each_step_disarms_the_hold_limit_first_and_arms_it_again_last() -> None
     commands = encode_step(a, PlayToLegA("p1", ("/m/a.wav", "/m/b.wav"), loop=2), answered=False)
     wire = [c.wire for c in commands]
     assert wire[0] == f"api sched_del {a}"
-    assert wire[1] == f"api uuid_setvar {a} callconnect_action play/p1"
+    # The step set up, its end mark cleared, in one command.
+    assert wire[1] == f"api uuid_setvar_multi {a} callconnect_done=;callconnect_action=play/p1"
     assert "execute-app-name: answer" in wire[2]
     assert wire[3].endswith("execute-app-arg: file_string:///m/a.wav!/m/b.wav!/m/a.wav!/m/b.wav"
                             "\nevent-lock: true")
@@ -388,7 +504,7 @@ def test_each_step_disarms_the_hold_limit_first_and_arms_it_again_last() -> None
     assert wire[5].endswith("execute-app-name: sched_hangup\nexecute-app-arg: +120 "
                             "RECOVERY_ON_TIMER_EXPIRE\nevent-lock: true")
     gather = encode_step(a, GatherDigits("g1", None, 4, "", 5, 3), answered=True)
-    assert gather[1].wire == f"api uuid_setvar {a} callconnect_action gather/g1/4/"
+    assert gather[1].wire == f"api uuid_setvar_multi {a} callconnect_done=;callconnect_action=gather/g1/4/"
     assert gather[-3].wire.endswith("execute-app-arg: 1 4 silence callconnect_digits 5000 none "
                                     "3000\nevent-lock: true")
     with pytest.raises(SwitchActionFailed):

@@ -14,17 +14,22 @@ MAX_BODY = 4 * 1024 * 1024
 
 
 class EslClient:
-    def __init__(self) -> None:
+    """The lab's switch by default; ``host``, ``port``, ``password`` another
+    (the Event Socket peer of tests/esl)."""
+
+    def __init__(self, host: str = HOST, port: int = PORT, password: str = PASSWORD) -> None:
+        self._address = (host, port, password)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def __aenter__(self) -> EslClient:
         self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(HOST, PORT), TIMEOUT)
+            asyncio.open_connection(*self._address[:2]), TIMEOUT)
         headers, _ = await self._frame()
         assert headers.get("Content-Type") == "auth/request", headers
-        reply = await self.command(f"auth {PASSWORD}")
-        assert reply.startswith("+OK"), f"the lab FreeSWITCH refused the password: {reply}"
+        reply = await self.command(f"auth {self._address[2]}")
+        host, port, _ = self._address
+        assert reply.startswith("+OK"), f"the switch at {host}:{port} refused the password: {reply}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -20,13 +20,16 @@ from pathlib import Path
 import pytest
 
 from controller.backends.base import IncomingCall
+from controller.backends.freeswitch.actions import Verb
 from controller.backends.freeswitch.backend import FreeswitchBackend
+from controller.backends.freeswitch.live import encode_step
 from controller.config import Config
 from controller.core.commands import GatherDigits, PauseLegA, PlayToLegA, RecordLegA, WaitForActions
 from controller.core.events import (
     DigitPressed,
     DigitsGathered,
     Event,
+    FoundBetweenSteps,
     IdleTimedOut,
     LegAnswered,
     LegEnded,
@@ -38,7 +41,7 @@ from controller.core.events import (
 from controller.core.outcomes import Leg
 from tests.lab.capture import SOUND_RMS, Capture, Packet, rtp_rms
 
-from .esl import channel_rows
+from .esl import EslClient, channel_rows
 
 REPO = Path(__file__).resolve().parents[2]
 CALLER_PHONE = REPO / "sip-lab" / "phones" / "fs-call-in.xml"
@@ -264,10 +267,11 @@ async def test_a_restarted_controller_finds_the_claimed_caller_and_its_gather(
         try:
             sink = Sink()
             back = time.time()
-            # Still gathering (its end comes as an event), or over by now (its
-            # end comes back at once): either way with the caller's keys.
+            # Still gathering (its end comes as an event), or over by now (the
+            # caller found between steps, with its end): either way with the
+            # caller's keys.
             for missed in await again.reattach(CALL_ID, "gathering", sink):
-                sink(missed)
+                sink(missed.last_end or missed if isinstance(missed, FoundBetweenSteps) else missed)
             gathered = await sink.wait_for(DigitsGathered)
             assert (gathered.action_id, gathered.digits) == ("g1", "25")  # type: ignore[attr-defined]
             # The gather answered the caller before the controller came back:
@@ -277,6 +281,45 @@ async def test_a_restarted_controller_finds_the_claimed_caller_and_its_gather(
             await again.execute(CALL_ID, WaitForActions(1, ringback=False))
             await sink.wait_for(LegEnded)
             assert sink.of(IdleTimedOut)
+            await phone_done(phone, tmp_path)
+            again.forget(CALL_ID)
+        finally:
+            await again.close()
+
+
+@pytest.mark.fslab
+async def test_a_step_set_up_but_never_started_is_found_so_and_runs_when_sent_again(
+        backend: FreeswitchBackend, announced: asyncio.Queue[IncomingCall], fs_config: Config,
+        tmp_path: Path) -> None:
+    """The controller went away after it set a gather up on the caller's
+    channel (its API commands) and before the applications that run it: a
+    restarted one finds the caller waiting, unanswered, with no end of the
+    gather, and the gather sent again runs."""
+    async with calling_phone(NUMBER, tmp_path) as phone:
+        incoming = await asyncio.wait_for(announced.get(), 10)
+        await backend.claim(incoming, CALL_ID, Sink())
+        gather = GatherDigits("g1", None, 4, "#", 10, 5)
+        commands = encode_step(incoming.channel, gather, answered=False)
+        setup = commands[:[c.verb for c in commands].index(Verb.SENDMSG)]
+        switch = fs_config.freeswitch
+        async with EslClient(switch.host, switch.port, switch.password) as client:
+            for command in setup:  # on a connection of the controller's account of their own
+                answer = await client.api(command.text)
+                assert answer.startswith("+OK"), f"FreeSWITCH refused {command.wire}: {answer}"
+        await backend.close()
+
+        again = FreeswitchBackend(switch)
+        await again.connect()
+        try:
+            sink = Sink()
+            [found] = await again.reattach(CALL_ID, "gathering", sink)
+            assert found == FoundBetweenSteps(found.at, None)
+            await again.execute(CALL_ID, gather)
+            gathered = await sink.wait_for(DigitsGathered)
+            assert (gathered.action_id, gathered.digits, gathered.ended_by) == (  # type: ignore[attr-defined]
+                "g1", "25", "finish-key")
+            await again.execute(CALL_ID, WaitForActions(1, ringback=False))
+            await sink.wait_for(LegEnded)
             await phone_done(phone, tmp_path)
             again.forget(CALL_ID)
         finally:

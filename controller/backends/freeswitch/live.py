@@ -21,9 +21,11 @@ on 1.10.12: the hold limit was armed, and the step's end reported, while the
 file still played).
 
 The step is kept on the channel (``callconnect_action``), and its action's
-id once its application is over (``callconnect_done``), so that a restarted
-controller can tell which step ran and whether it is over. Values are
-checked before they are put in a command, as in ``actions.py``.
+id once its application is over (``callconnect_done``, cleared in the same
+command that sets the step), so that a restarted controller can tell which
+step was set up last, whether it ran, and whether it is over (see
+``reattach.py``). Values are checked before they are put in a command, as in
+``actions.py``.
 """
 
 from __future__ import annotations
@@ -91,7 +93,9 @@ def encode_step(a: str, step: Command, *, answered: bool) -> list[EslCommand]:
     if isinstance(step, GatherDigits):
         mark += f"/{step.max_digits}/{step.finish_on_key}"
     commands = [esl_command(Verb.API, f"sched_del {a}"),
-                esl_command(Verb.API, f"uuid_setvar {a} {STEP_VARIABLE} {mark}")]
+                # At once: the end of an earlier run of the same action (a
+                # gather tried again) is never read as this run's.
+                esl_command(Verb.API, f"uuid_setvar_multi {a} {DONE_VARIABLE}=;{STEP_VARIABLE}={mark}")]
     if not answered:
         commands.append(execute(a, "answer", "", lock=True))
     if isinstance(step, GatherDigits):

@@ -15,6 +15,7 @@ from controller.core.events import (
     PauseFinished,
     PlayFinished,
     RecordingChanged,
+    StepEnd,
 )
 
 from .live import DIGITS_VARIABLE, IDLE_CAUSE, TRAILER
@@ -106,7 +107,7 @@ def gathered(step: LiveStep, e: Mapping[str, str]) -> tuple[str, str]:
     return digits, "timeout"
 
 
-def step_end(step: LiveStep, at: float) -> Event:
+def step_end(step: LiveStep, at: float) -> StepEnd:
     if step.kind is StepKind.PLAY:
         return PlayFinished(at, step.action_id, step.played)
     if step.kind is StepKind.GATHER:

@@ -16,6 +16,7 @@ from controller.core.events import (
     DialFinished,
     EndedWhileAway,
     Event,
+    FoundBetweenSteps,
     LegAnswered,
     LegCreated,
     WhisperFinished,
@@ -150,22 +151,31 @@ LIVE_STEPS = (CallState.PLAYING, CallState.GATHERING, CallState.PAUSING,
 
 def resume_step(translator: FsEventTranslator, call_id: str, a: Mapping[str, str],
                 now: float) -> list[Event]:
-    """The last step sent to leg A before the controller went away (on the
-    channel: ``live.STEP_VARIABLE``): over (``live.DONE_VARIABLE`` names its
-    action), it is reported now (a play as played: the switch keeps no
-    more); else its end, still to come, is waited for. No mark (the step was
-    never sent) reports nothing: the hold limit ends the call."""
+    """Leg A of a live call whose step the core runs, as the controller
+    finds it after a restart. The last step set up on it (``live.STEP_VARIABLE``)
+    either still runs (leg A runs its application: its end, still to come,
+    is waited for) or leg A waits between steps: then FoundBetweenSteps
+    with that step's end if it is over (``live.DONE_VARIABLE`` names its
+    action; a gather with the digits ``read`` left, a play as played: the
+    switch keeps no more), else with none (its application never ran). The
+    core takes the end as its running step's only if it is that action's;
+    otherwise that step never reached the switch, and it sends it again."""
     mark = a.get(f"variable_{STEP_VARIABLE}", "").split("/")
     if len(mark) < 2 or mark[0] not in set(StepKind) or not mark[1]:
-        return []
+        return [FoundBetweenSteps(now, None)]  # no step was ever set up on leg A
     kind, action_id = StepKind(mark[0]), mark[1]
     step = LiveStep(kind, action_id, STEP_APPLICATIONS[kind], None)
     if kind is StepKind.GATHER and len(mark) == 4 and mark[2].isdigit():
         step.max_digits, step.finish_key = int(mark[2]), mark[3]
-    if a.get(f"variable_{DONE_VARIABLE}") != action_id:
+    if a.get(f"variable_{DONE_VARIABLE}") == action_id:
+        step.done = step.played = step.recording = True
+        if kind is StepKind.GATHER:
+            step.digits, step.ended_by = gathered(step, a)
+        return [FoundBetweenSteps(now, step_end(step, now))]
+    if a.get("variable_current_application") == step.app:
+        # It runs: its end comes as events. (Were the controller stopped
+        # between this application and the mark behind it, the step would
+        # have ended unmarked: the switch shows no difference.)
         translator.expect_step(call_id, step)
         return []
-    step.done = step.played = step.recording = True
-    if kind is StepKind.GATHER:
-        step.digits, step.ended_by = gathered(step, a)
-    return [step_end(step, now)]
+    return [FoundBetweenSteps(now, None)]  # set up, but its application never sent
