@@ -278,37 +278,42 @@ class CallRunner:
                 return
 
     async def _log_transitions(self, call: ActiveCall) -> None:
+        # The call's change and its bookkeeping start together, so that they
+        # share one transaction and one sync (the store's group commit); each
+        # is still written before the call goes on. The change goes first:
+        # its save is queued to run after this turn, where the others join it.
+        writes: list[Awaitable[None]] = []
+        new = call.core.timeline[call.logged:]
+        if new:
+            for transition in new:
+                log.info("call.transition", call_id=call.call_id,
+                         from_state=str(transition.from_state), to_state=str(transition.to_state),
+                         reason=transition.reason)
+            call.logged = len(call.core.timeline)
+            writes.append(self.listener.call_changed(call, new))
+            writes += self._count_calls(call, new)
         b = call.core.legs[Leg.B]
         if call.agent is None and call.core.bridged_at is not None:
             # The target that took the call (one that answered and declined did not).
             call.agent = b.target
-            await _keep_books(call, self.agents.agent_call_started(
-                b.target, call.call_id, b.answered_at or call.core.bridged_at))
-        new = call.core.timeline[call.logged:]
-        if not new:
-            return
-        await self._count_calls(call, new)
-        for transition in new:
-            log.info("call.transition", call_id=call.call_id, from_state=str(transition.from_state),
-                     to_state=str(transition.to_state), reason=transition.reason)
-        call.logged = len(call.core.timeline)
-        await self.listener.call_changed(call, new)
+            writes.append(_keep_books(call, self.agents.agent_call_started(
+                b.target, call.call_id, b.answered_at or call.core.bridged_at)))
+        await asyncio.gather(*writes)
 
-    async def _count_calls(self, call: ActiveCall, transitions: list[Transition]) -> None:
+    def _count_calls(self, call: ActiveCall, transitions: list[Transition]) -> list[Awaitable[None]]:
         """Numbers dialed by these transitions count against the daily cap:
         leg A when it is originated, leg B's targets when they are dialed."""
+        counts: list[Awaitable[None]] = []
         for transition in transitions:
             if transition.to_state is CallState.DIALING_A:
-                await _keep_books(call, self.compliance.record(
-                    call.call_id, [call.core.plan.leg_a], transition.at))
+                counts.append(_keep_books(call, self.compliance.record(
+                    call.call_id, [call.core.plan.leg_a], transition.at)))
             elif transition.to_state is CallState.DIALING_B and call.core.attempts:
-                await _keep_books(call, self.compliance.record(
-                    call.call_id, call.core.attempts[-1]["targets"], transition.at))
+                counts.append(_keep_books(call, self.compliance.record(
+                    call.call_id, call.core.attempts[-1]["targets"], transition.at)))
+        return counts
 
     async def _finish(self, call: ActiveCall, result: dict[str, Any]) -> None:
-        if call.agent is not None:
-            await _keep_books(call, self.agents.agent_call_ended(
-                call.agent, call.call_id, call.core.ended_at or time.time()))
         result = dict(result)
         result["whisper"] = None
         if call.request.whisper:
@@ -327,7 +332,12 @@ class CallRunner:
         log.info("call.ended", call_id=call.call_id, status=result["status"],
                  reason=result["reason"], hangup_by=result["hangup_by"],
                  talk_seconds=result["talk_seconds"])
-        await self.listener.call_ended(call, result)
+        # One transaction for both, as in _log_transitions (the call's first).
+        writes = [self.listener.call_ended(call, result)]
+        if call.agent is not None:
+            writes.append(_keep_books(call, self.agents.agent_call_ended(
+                call.agent, call.call_id, call.core.ended_at or time.time())))
+        await asyncio.gather(*writes)
         if not call.done.done():
             call.done.set_result(result)
 
