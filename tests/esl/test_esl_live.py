@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import wave
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,18 @@ async def call_in(peer: EslPeer, queue: asyncio.Queue[IncomingCall],
     channel = await peer.call_in(NUMBER, caller)
     incoming = await asyncio.wait_for(queue.get(), 5)
     return channel, incoming
+
+
+@asynccontextmanager
+async def restarted(make_config: MakeConfig) -> AsyncIterator[FreeswitchBackend]:
+    """The controller's backend started again on the same switch (the first
+    one closed, as by a restart)."""
+    again = FreeswitchBackend(make_config().freeswitch)
+    await again.connect()
+    try:
+        yield again
+    finally:
+        await again.close()
 
 
 async def test_an_incoming_call_is_announced_with_who_called_and_the_number_dialed(
@@ -257,9 +270,7 @@ async def test_a_restarted_controller_finds_a_claimed_call_and_its_gather(
     await backend.close()  # the controller goes away mid-gather
 
     assert peer.hashes == {f"callconnect_{CALL_ID}": channel.uuid}
-    again = FreeswitchBackend(make_config().freeswitch)
-    await again.connect()
-    try:
+    async with restarted(make_config) as again:
         sink = Sink()
         missed = await again.reattach(CALL_ID, "gathering", sink)
         # The gather still runs; the caller was answered when the switch says.
@@ -270,8 +281,6 @@ async def test_a_restarted_controller_finds_a_claimed_call_and_its_gather(
         await sink.wait_for(LegEnded)
         again.forget(CALL_ID)
         await wait_until(lambda: not peer.hashes)  # its entry goes with it
-    finally:
-        await again.close()
 
 
 async def test_a_gather_that_ends_while_a_restarted_controller_reads_the_switch_still_ends(
@@ -292,9 +301,7 @@ async def test_a_gather_that_ends_while_a_restarted_controller_reads_the_switch_
             await wait_until(lambda: channel.variables.get("callconnect_done") == "g1")
 
     peer.meanwhile["uuid_dump"] = caller_presses_while_the_dump_is_on_its_way
-    again = FreeswitchBackend(make_config().freeswitch)
-    await again.connect()
-    try:
+    async with restarted(make_config) as again:
         sink = Sink()
         missed = await again.reattach(CALL_ID, "gathering", sink)
         assert [type(e) for e in missed] == [LegAnswered]
@@ -303,8 +310,6 @@ async def test_a_gather_that_ends_while_a_restarted_controller_reads_the_switch_
         await again.execute(CALL_ID, HangupLegs((Leg.A,)))
         await sink.wait_for(LegEnded)
         again.forget(CALL_ID)
-    finally:
-        await again.close()
 
 
 async def test_without_mod_hash_a_restarted_controller_finds_the_call_by_its_variable(
@@ -315,17 +320,13 @@ async def test_without_mod_hash_a_restarted_controller_finds_the_call_by_its_var
     await backend.claim(incoming, CALL_ID, Sink())
     await backend.execute(CALL_ID, WaitForActions(30, ringback=True))
     await backend.close()
-    again = FreeswitchBackend(make_config().freeswitch)
-    await again.connect()
-    try:
+    async with restarted(make_config) as again:
         sink = Sink()
         assert await again.reattach(CALL_ID, "idle", sink) == []
         await again.execute(CALL_ID, HangupLegs((Leg.A,)))
         await sink.wait_for(LegEnded)
         assert channel.hangup_cause == "NORMAL_CLEARING"
         again.forget(CALL_ID)
-    finally:
-        await again.close()
 
 
 async def test_a_restarted_controller_hears_of_a_step_that_ended_while_it_was_away(
@@ -337,17 +338,13 @@ async def test_a_restarted_controller_hears_of_a_step_that_ended_while_it_was_aw
     await backend.close()
     await wait_until(lambda: channel.variables.get("current_application") == "sched_hangup")
 
-    again = FreeswitchBackend(make_config().freeswitch)
-    await again.connect()
-    try:
+    async with restarted(make_config) as again:
         [answered, found] = await again.reattach(CALL_ID, "gathering", Sink())
         # Leg A waits between steps, the gather's end on it.
         assert isinstance(answered, LegAnswered)
         assert found == FoundBetweenSteps(found.at, DigitsGathered(found.at, "g1", "8", "max-digits"))
         await again.execute(CALL_ID, HangupLegs((Leg.A,)))
         again.forget(CALL_ID)
-    finally:
-        await again.close()
 
 
 def press(channel: Channel, keys: str) -> None:
@@ -383,9 +380,7 @@ async def test_a_step_stored_as_running_that_never_started_is_found_so_and_runs_
         await step_setup_only(peer, channel, gather)
     await backend.close()
 
-    again = FreeswitchBackend(make_config().freeswitch)
-    await again.connect()
-    try:
+    async with restarted(make_config) as again:
         sink = Sink()
         [found] = await again.reattach(CALL_ID, "gathering", sink)
         assert found == FoundBetweenSteps(found.at, None)
@@ -399,8 +394,6 @@ async def test_a_step_stored_as_running_that_never_started_is_found_so_and_runs_
         await again.execute(CALL_ID, HangupLegs((Leg.A,)))
         await sink.wait_for(LegEnded)
         again.forget(CALL_ID)
-    finally:
-        await again.close()
 
 
 async def test_a_restarted_controller_finds_the_end_of_the_step_before_one_never_sent(
@@ -416,16 +409,12 @@ async def test_a_restarted_controller_finds_the_end_of_the_step_before_one_never
     await sink.wait_for(PlayFinished)
     await backend.close()
 
-    again = FreeswitchBackend(make_config().freeswitch)
-    await again.connect()
-    try:
+    async with restarted(make_config) as again:
         [answered, found] = await again.reattach(CALL_ID, "gathering", Sink())
         assert isinstance(answered, LegAnswered)
         assert found == FoundBetweenSteps(found.at, PlayFinished(found.at, "p1", True))
         await again.execute(CALL_ID, HangupLegs((Leg.A,)))
         again.forget(CALL_ID)
-    finally:
-        await again.close()
     await wait_until(lambda: channel.hangup_cause is not None)
 
 
@@ -445,9 +434,7 @@ async def test_a_gather_tried_again_is_running_not_over_with_the_first_tries_end
     await wait_until(lambda: channel.variables.get("current_application") == "read")
     await backend.close()
 
-    again = FreeswitchBackend(make_config().freeswitch)
-    await again.connect()
-    try:
+    async with restarted(make_config) as again:
         sink = Sink()
         missed = await again.reattach(CALL_ID, "gathering", sink)
         assert [type(e) for e in missed] == [LegAnswered]
@@ -457,8 +444,6 @@ async def test_a_gather_tried_again_is_running_not_over_with_the_first_tries_end
         await again.execute(CALL_ID, HangupLegs((Leg.A,)))
         await sink.wait_for(LegEnded)
         again.forget(CALL_ID)
-    finally:
-        await again.close()
 
 
 async def test_a_claimed_call_is_hung_up_once_a_lost_link_is_back(
