@@ -70,8 +70,8 @@ from controller.errors import InvalidTransition
 _ANSWER_SOURCE = {"gather": "action_url", "redirect": "redirect"}
 _AWAY = "ended while the controller was away from the switch"
 # The actions run as one step on leg A, and the state each runs in.
-_STEP_STATES = {"play": CallState.PLAYING, "gather": CallState.GATHERING,
-                "pause": CallState.PAUSING, "record": CallState.RECORDING_STEP}
+STEP_STATES = {"play": CallState.PLAYING, "gather": CallState.GATHERING,
+               "pause": CallState.PAUSING, "record": CallState.RECORDING_STEP}
 
 
 class LiveCall(LiveRecord):
@@ -150,12 +150,12 @@ class LiveCall(LiveRecord):
         action = self.prepared[record["id"]]
         step = f"{why}; {action.type} {action.id}"
         spec = action.spec
-        if action.type in _STEP_STATES:
+        if action.type in STEP_STATES:
             if action.type == "gather":
                 record.update(digits="", ended_by=None, tries=1)
             if action.type == "record" and action.record_file:
                 record["file"] = action.record_file
-            self._goto(at, _STEP_STATES[action.type], step)
+            self._goto(at, STEP_STATES[action.type], step)
             return [self._step(action)]
         if action.type == "redirect":
             self._goto(at, CallState.FETCHING, step)
@@ -223,7 +223,7 @@ class LiveCall(LiveRecord):
             handler = getattr(self, "_on_" + type(end).__name__)
             commands: list[Command] = handler(end)
             return commands
-        if running["type"] not in _STEP_STATES:
+        if running["type"] not in STEP_STATES:
             # A connect's message to leg A, not kept to send again: its outcome is set already.
             return self._step_done(ev.at, running["id"], "completed", None)
         # The step never started (the controller stopped before the switch took it up).

@@ -26,6 +26,7 @@ from controller.core.events import (
     StepEnd,
     WhisperFinished,
 )
+from controller.core.live import STEP_STATES
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
 
@@ -145,8 +146,7 @@ async def _live_step_end(ami: AmiQueries, channel: str, state: CallState,
     last step the switch ran on it, from the variables the step's context
     left (its action: CC_ACTION, marked ended: CC_DONE), or none if the step
     set up last never started (the core sends it again)."""
-    if state not in (CallState.PLAYING, CallState.GATHERING, CallState.PAUSING,
-                     CallState.RECORDING_STEP):
+    if state not in STEP_STATES.values():
         return None
     action_id = await ami.getvar(channel, "CC_ACTION")
     if not action_id or await ami.getvar(channel, "CC_DONE") != action_id:

@@ -21,6 +21,7 @@ from controller.core.events import (
     LegCreated,
     WhisperFinished,
 )
+from controller.core.live import STEP_STATES
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
 
@@ -137,16 +138,11 @@ def missed_events(translator: FsEventTranslator, call_id: str, state: CallState,
             events.append(DialFinished(now, dial_outcome(a)))
     elif state is CallState.ANNOUNCING and running == "playback":
         translator.expect_playback(call_id, app_data, PlaybackKind.MESSAGE)
-    elif state in LIVE_STEPS or state is CallState.IDLE:
+    elif state in STEP_STATES.values() or state is CallState.IDLE:
         translator.resume_live(call_id, a_answered, state is CallState.IDLE)
         if state is not CallState.IDLE:
             events += resume_step(translator, call_id, a, now)
     return events
-
-
-# A live call's steps, each ended by the end of an application on leg A.
-LIVE_STEPS = (CallState.PLAYING, CallState.GATHERING, CallState.PAUSING,
-              CallState.RECORDING_STEP)
 
 
 def resume_step(translator: FsEventTranslator, call_id: str, a: Mapping[str, str],
