@@ -80,7 +80,10 @@ class Routed:
 class AmiEventTranslator:
     def __init__(self) -> None:
         self._hold = EventHold()
+        # Uniqueid -> (call id, leg), and per call its channels in the order
+        # they became ours: both changed only through _own and _disown.
         self._legs: dict[str, tuple[str, Leg]] = {}
+        self._channels: dict[str, dict[str, Leg]] = {}
         # Per call: the dial strings of leg B's current attempt -> targets.
         self._dials: dict[str, dict[str, str]] = {}
         self._targets: dict[str, str] = {}  # leg B uniqueid -> its target
@@ -91,12 +94,12 @@ class AmiEventTranslator:
 
     def watch(self, call_id: str) -> None:
         if call_id not in self._claimed:
-            self._legs[leg_a_channel_id(call_id)] = (call_id, Leg.A)
+            self._own(leg_a_channel_id(call_id), call_id, Leg.A)
 
     def claim(self, call_id: str, uniqueid: str) -> None:
         """An incoming call's channel is leg A of this call from now on."""
-        self._legs.pop(leg_a_channel_id(call_id), None)
-        self._legs[uniqueid] = (call_id, Leg.A)
+        self._disown(leg_a_channel_id(call_id))
+        self._own(uniqueid, call_id, Leg.A)
         self._claimed[call_id] = uniqueid
 
     def incoming(self, message: Mapping[str, str], now: float) -> IncomingCall | None:
@@ -126,7 +129,7 @@ class AmiEventTranslator:
         self._dials[call_id] = dial_strings
 
     def forget(self, call_id: str) -> None:
-        for uniqueid in [u for u, (c, _) in self._legs.items() if c == call_id]:
+        for uniqueid in self._channels.pop(call_id, {}):
             del self._legs[uniqueid]
             self._targets.pop(uniqueid, None)
         self._claimed.pop(call_id, None)
@@ -134,13 +137,26 @@ class AmiEventTranslator:
 
     def adopt(self, call_id: str, leg: Leg, uniqueid: str) -> None:
         """A channel of ours found on the switch after a restart."""
-        self._legs[uniqueid] = (call_id, leg)
+        self._own(uniqueid, call_id, leg)
 
     def channel_of(self, call_id: str, leg: Leg) -> str | None:
-        for uniqueid, owner in self._legs.items():
-            if owner == (call_id, leg):
-                return uniqueid
-        return None
+        """The call's first channel of that leg still ours."""
+        channels = self._channels.get(call_id, {})
+        return next((uniqueid for uniqueid, its_leg in channels.items() if its_leg is leg), None)
+
+    def _own(self, uniqueid: str, call_id: str, leg: Leg) -> None:
+        self._disown(uniqueid)
+        self._legs[uniqueid] = (call_id, leg)
+        self._channels.setdefault(call_id, {})[uniqueid] = leg
+
+    def _disown(self, uniqueid: str) -> None:
+        owner = self._legs.pop(uniqueid, None)
+        if owner is None:
+            return
+        channels = self._channels[owner[0]]
+        del channels[uniqueid]
+        if not channels:
+            del self._channels[owner[0]]
 
     def hold(self) -> None:
         """Keep events untranslated until :meth:`release` (see ``held.py``)."""
@@ -160,14 +176,13 @@ class AmiEventTranslator:
         if self._hold.keep(message, now):
             return []
         name = message.get("Event", "")
-        # Event names are CamelCase words; anything else ("_init__") names no handler.
-        handler = getattr(self, "_" + name, None) \
-            if isinstance(name, str) and name[:1].isupper() and name.isalnum() else None
+        # A header that came twice is a list: no event of ours.
+        handler = EVENT_HANDLERS.get(name) if isinstance(name, str) else None
         if handler is None:
             return []
         try:
             at = _timestamp(message, now)
-            routed: list[Routed] = handler(message, at)
+            routed = handler(self, message, at)
         # TypeError, AttributeError: a header that came twice, which panoramisk
         # gives as a list instead of a string.
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
@@ -213,7 +228,7 @@ class AmiEventTranslator:
         dest = m.get("DestUniqueid", "")
         if owner is None or owner[1] is not Leg.A or not dest:
             return []
-        self._legs[dest] = (owner[0], Leg.B)
+        self._own(dest, owner[0], Leg.B)
         tech = m.get("DestChannel", "").split("/", 1)[0]
         dialed = f"{tech}/{m.get('DialString', '')}"
         self._targets[dest] = self._dials.get(owner[0], {}).get(dialed, "")
@@ -300,10 +315,18 @@ class AmiEventTranslator:
         if owner is None:
             return []
         if owner[1] is Leg.B:
-            del self._legs[uniqueid]
+            self._disown(uniqueid)
             self._targets.pop(uniqueid, None)
         cause = int(m.get("Cause") or 0)
         return [Routed(owner[0], LegEnded(at, owner[1], cause, m.get("Cause-txt", ""), uniqueid))]
+
+
+# The AMI events the translator reads (manager_callconnect.conf's eventfilter
+# lets only these through), each to its handler.
+EVENT_HANDLERS: dict[str, Callable[[AmiEventTranslator, Mapping[str, str], float], list[Routed]]] = {
+    name: getattr(AmiEventTranslator, "_" + name)
+    for name in ("Newchannel", "Newstate", "DialBegin", "DialState", "DialEnd", "UserEvent",
+                 "OriginateResponse", "HangupRequest", "Hangup")}
 
 
 def _action(m: Mapping[str, str]) -> str | None:

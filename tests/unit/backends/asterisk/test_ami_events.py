@@ -284,3 +284,35 @@ def test_every_dial_of_leg_b_names_the_plans_recording_file() -> None:
     core.start()
     [dial] = core.handle(LegAnswered(1.0, Leg.A))
     assert dial.record_file == "/r/c1.wav"  # type: ignore[attr-defined]
+
+
+def test_each_calls_channels_are_found_and_forgotten_by_call() -> None:
+    translator = AmiEventTranslator()
+    for call_id in ("c1", "c2"):
+        translator.watch(call_id)
+        for n, dest in enumerate((f"{call_id}-b1", f"{call_id}-b2")):
+            translator.translate(Message({
+                "Event": "DialBegin", "Uniqueid": f"{call_id}-a", "DestUniqueid": dest,
+                "DestChannel": f"PJSIP/{dest}", "DialString": f"t{n}"}), now=1.0)
+    assert [translator.channel_of(c, leg) for c in ("c1", "c2") for leg in (Leg.A, Leg.B)] \
+        == ["c1-a", "c1-b1", "c2-a", "c2-b1"]
+    # The first of leg B's channels hangs up: the other is leg B's now.
+    [ended] = translator.translate(Message({"Event": "Hangup", "Uniqueid": "c1-b1"}), now=2.0)
+    assert ended.call_id == "c1" and translator.channel_of("c1", Leg.B) == "c1-b2"
+    translator.forget("c1")
+    assert (translator.channel_of("c1", Leg.A), translator.channel_of("c1", Leg.B)) == (None, None)
+    assert translator.translate(Message({"Event": "Hangup", "Uniqueid": "c1-b2"}), now=3.0) == []
+    assert translator.channel_of("c2", Leg.B) == "c2-b1", "another call's channels stay"
+    # An incoming call claimed: its channel replaces the placeholder for leg A.
+    translator.watch("c3")
+    translator.claim("c3", "1700000000.7")
+    assert translator.channel_of("c3", Leg.A) == "1700000000.7"
+    assert translator.translate(Message({"Event": "Hangup", "Uniqueid": "c3-a"}), now=4.0) == []
+
+
+def test_an_event_name_given_twice_names_no_event() -> None:
+    translator = AmiEventTranslator()
+    translator.watch("c1")
+    message = Message({"Event": "Hangup", "Uniqueid": "c1-a"})
+    message["Event"] = ["Hangup", "Hangup"]
+    assert translator.translate(message, now=1.0) == []
