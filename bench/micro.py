@@ -11,11 +11,11 @@
 * routing and compliance: the request checked into a route spec, screened
   (destination policy, do-not-call and cap look-ups in the SQLite store) and
   its first targets chosen;
-* store: a call's life in SQLite (create, each transition, the end with its
-  completion webhook), one call at a time, so each change is a transaction
-  of its own, as the daemon's changes mostly are (they come one by one from
-  the switch); not in the total, CONCURRENT lives at a time, their changes
-  sharing commits;
+* store: a simple connected call's life in SQLite (create, each change with
+  the bookkeeping it causes, the end with its completion webhook: 8 commits),
+  one call at a time, so each change is a transaction of its own, as the
+  daemon's changes mostly are (they come one by one from the switch); not in
+  the total, CONCURRENT lives at a time, their changes sharing commits;
 * webhooks: a call's completion webhook encoded and signed;
 * not in the total, a completion webhook POSTed by the outbox's sending
   (post_once through the outbound client: the [outbound] checks, the POST
@@ -77,9 +77,14 @@ ROUNDS = 300
 CALLS = 400  # calls per component
 CONCURRENT = 40  # calls at a time in the store, as at 40 calls/s with 1 s between transitions
 TOKEN = "micro"
-REQUEST = {"leg_a": "+27115550101", "leg_b": "+27115550202",
+LEG_A_NUMBER, LEG_B_NUMBER = "+27115550101", "+27115550202"
+REQUEST = {"leg_a": LEG_A_NUMBER, "leg_b": LEG_B_NUMBER,
            "whisper": "Connecting you to a caller from the benchmark",
            "webhook_url": "https://crm.example.com/hooks/calls?token=abc"}
+# A simple connected call's changes before its end, each saved on its own
+# (the end is saved with its result and completion webhook).
+STORED_CHANGES = (CallState.DIALING_A, CallState.RINGING_A, CallState.DIALING_B,
+                  CallState.RINGING_B, CallState.BRIDGED, CallState.ENDING)
 SIGNING_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 bytes: the bench's own
 
 
@@ -341,26 +346,38 @@ async def routing_per_call(store: SqliteStore, workdir: Path) -> float:
 async def store_per_call(store: SqliteStore, core: CallConnect, concurrent: int) -> float:
     request = CallRequest.model_validate(REQUEST).model_dump(mode="json")
     snapshot, result = core.snapshot(), core.result()
-    transitions = 8  # a completed call's: dialing-a ... ended
     serial = 0
 
     async def life() -> None:
+        """A simple connected call's writes, as the runner makes them: its
+        creation, then each change with the bookkeeping it causes, started
+        together so that they share a commit (tests/unit/calls/test_store_commits.py
+        counts the same call through the daemon's own runner)."""
         nonlocal serial
         serial += 1
         call_id = f"store-{concurrent}-{serial}"
         now = time.time()
         record = StoredCall(call_id, now, now, str(CallState.DIALING_A), None, request, snapshot)
         await store.create_call(record)
-        for step in range(transitions):
+        for step, state in enumerate(STORED_CHANGES):
             # The listener snapshots the call at each of its changes.
-            record = StoredCall(call_id, now, now, str(CallState.DIALING_A), None, request,
-                                core.snapshot())
-            await store.save_call(record, [TimelineEntry(call_id, now + step, "transition", {
-                "from": "a", "to": "b", "reason": "micro"})], [])
+            record = StoredCall(call_id, now, now, str(state), None, request, core.snapshot())
+            writes = [store.save_call(record, [TimelineEntry(call_id, now + step, "transition", {
+                "from": "a", "to": str(state), "reason": "micro"})], [])]
+            if state is CallState.DIALING_A:  # the daily cap's count of the numbers dialed
+                writes.append(store.record_attempts(call_id, [LEG_A_NUMBER], now))
+            elif state is CallState.DIALING_B:
+                writes.append(store.record_attempts(call_id, [LEG_B_NUMBER], now))
+            elif state is CallState.BRIDGED:  # the agent busy
+                writes.append(store.agent_call_started(LEG_B_NUMBER, call_id, now))
+            await asyncio.gather(*writes)
         ended = StoredCall(call_id, now, now, "ended", "completed", request, core.snapshot(), result)
-        await store.save_call(ended, [], [WebhookDelivery(
-            new_event_id(), call_id, REQUEST["webhook_url"], "call.completed",
-            envelope("call.completed", result, now), now, now)])
+        await asyncio.gather(
+            store.save_call(ended, [TimelineEntry(call_id, now + 9, "transition", {
+                "from": "ending", "to": "ended", "reason": "micro"})], [WebhookDelivery(
+                    new_event_id(), call_id, REQUEST["webhook_url"], "call.completed",
+                    envelope("call.completed", result, now), now, now)]),
+            store.agent_call_ended(LEG_B_NUMBER, call_id, now))  # the agent free
 
     async def wave() -> None:
         await asyncio.gather(*(life() for _ in range(concurrent)))
