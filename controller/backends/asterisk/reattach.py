@@ -30,7 +30,7 @@ from controller.core.live import STEP_STATES
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
 
-from .actions import CONTEXT_DIAL, CONTEXT_HOLD, CONTEXT_IDLE
+from .actions import CONTEXT_DIAL, CONTEXT_HOLD, CONTEXT_IDLE, MAX_TRY
 from .events import dial_outcome, leg_a_channel_id
 
 # Contexts where a claimed incoming channel can be: every callconnect step
@@ -144,14 +144,25 @@ async def _live_step_end(ami: AmiQueries, channel: str, state: CallState,
                          now: float) -> Event | None:
     """Leg A waits between steps while the core runs one: the end of the
     last step the switch ran on it, from the variables the step's context
-    left (its action: CC_ACTION, marked ended: CC_DONE), or none if the step
-    set up last never started (the core sends it again)."""
+    left (its action: CC_ACTION, its try: CC_TRY, marked ended: CC_DONE), or
+    none if the step set up last never started (the core sends it again; it
+    does so too for an end of an earlier try than the one it runs)."""
     if state not in STEP_STATES.values():
         return None
     action_id = await ami.getvar(channel, "CC_ACTION")
     if not action_id or await ami.getvar(channel, "CC_DONE") != action_id:
         return FoundBetweenSteps(now, None)
-    return FoundBetweenSteps(now, await _step_end(ami, channel, state, action_id, now))
+    return FoundBetweenSteps(now, await _step_end(ami, channel, state, action_id, now),
+                             _try_read(await ami.getvar(channel, "CC_TRY")))
+
+
+def _try_read(text: str | None) -> int:
+    """A step's try as the controller set it on the channel; 1 when it has
+    none (a step set up by a version that did not mark it)."""
+    value = text or ""
+    if len(value) <= len(str(MAX_TRY)) and value.isascii() and value.isdigit():
+        return max(1, int(value))
+    return 1
 
 
 async def _step_end(ami: AmiQueries, channel: str, state: CallState, action_id: str,
