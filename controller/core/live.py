@@ -70,6 +70,19 @@ from controller.errors import InvalidTransition
 _ANSWER_SOURCE = {"gather": "action_url", "redirect": "redirect"}
 _AWAY = "ended while the controller was away from the switch"
 # The actions run as one step on leg A, and the state each runs in.
+# The most tries of one step a backend keeps on the channel (a gather's are far fewer).
+MAX_TRY = 99
+
+
+def try_on_channel(text: str | None) -> int:
+    """A step's try as the controller left it on the channel; 1 when it left
+    none (a step set up by a version that did not mark it) or it reads as no try."""
+    value = text or ""
+    if len(value) <= len(str(MAX_TRY)) and value.isascii() and value.isdigit():
+        return max(1, int(value))
+    return 1
+
+
 STEP_STATES = {"play": CallState.PLAYING, "gather": CallState.GATHERING,
                "pause": CallState.PAUSING, "record": CallState.RECORDING_STEP}
 

@@ -31,6 +31,7 @@ from controller.core.commands import (
     StartRecording,
     WaitForActions,
 )
+from controller.core.live import MAX_TRY
 from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
 from controller.numbers import ENDPOINT_NAME, ENDPOINT_PREFIX, SIP_URI, Target, TargetKind, target_of
@@ -59,8 +60,6 @@ _CHANNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:;+~*/-]{0,200}")
 # An action's id, echoed back by the step's UserEvent (CallAction).
 _ACTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _KEYS = "0123456789*#"
-# A step's try number (CC_TRY) is at most this: a gather's tries are far fewer.
-MAX_TRY = 99
 
 CONTEXT_LEG_A = "callconnect-leg-a"
 CONTEXT_HOLD = "callconnect-hold"

@@ -26,11 +26,11 @@ from controller.core.events import (
     StepEnd,
     WhisperFinished,
 )
-from controller.core.live import STEP_STATES
+from controller.core.live import STEP_STATES, try_on_channel
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
 
-from .actions import CONTEXT_DIAL, CONTEXT_HOLD, CONTEXT_IDLE, MAX_TRY
+from .actions import CONTEXT_DIAL, CONTEXT_HOLD, CONTEXT_IDLE
 from .events import dial_outcome, leg_a_channel_id
 
 # Contexts where a claimed incoming channel can be: every callconnect step
@@ -153,16 +153,7 @@ async def _live_step_end(ami: AmiQueries, channel: str, state: CallState,
     if not action_id or await ami.getvar(channel, "CC_DONE") != action_id:
         return FoundBetweenSteps(now, None)
     return FoundBetweenSteps(now, await _step_end(ami, channel, state, action_id, now),
-                             _try_read(await ami.getvar(channel, "CC_TRY")))
-
-
-def _try_read(text: str | None) -> int:
-    """A step's try as the controller set it on the channel; 1 when it has
-    none (a step set up by a version that did not mark it)."""
-    value = text or ""
-    if len(value) <= len(str(MAX_TRY)) and value.isascii() and value.isdigit():
-        return max(1, int(value))
-    return 1
+                             try_on_channel(await ami.getvar(channel, "CC_TRY")))
 
 
 async def _step_end(ami: AmiQueries, channel: str, state: CallState, action_id: str,

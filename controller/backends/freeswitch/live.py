@@ -41,6 +41,7 @@ from controller.core.commands import (
     RecordLegA,
     WaitForActions,
 )
+from controller.core.live import MAX_TRY
 from controller.errors import SwitchActionFailed
 
 from .actions import (
@@ -67,8 +68,6 @@ DIGITS_VARIABLE = "callconnect_digits"
 STEP_VARIABLE = "callconnect_action"
 TRY_VARIABLE = "callconnect_try"
 DONE_VARIABLE = "callconnect_done"
-# A step's try number is at most this: a gather's tries are far fewer.
-MAX_TRY = 99
 # read's terminators when there is no finish key: no key is one of these letters.
 NO_TERMINATOR = "none"
 # The hangup after an idle wait: the hold limit's cause, read as the idle

@@ -21,7 +21,7 @@ from controller.core.events import (
     LegCreated,
     WhisperFinished,
 )
-from controller.core.live import STEP_STATES
+from controller.core.live import STEP_STATES, try_on_channel
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
 
@@ -29,7 +29,7 @@ from .actions import EslCommand, Verb, channel_filters, watch_filters
 from .causes import dial_outcome
 from .ids import b_leg_index, leg_uuid
 from .inbound import find_claimed
-from .live import DONE_VARIABLE, MAX_TRY, STEP_APPLICATIONS, STEP_VARIABLE, TRY_VARIABLE
+from .live import DONE_VARIABLE, STEP_APPLICATIONS, STEP_VARIABLE, TRY_VARIABLE
 from .live_events import gathered, step_end
 from .steps import steps_of
 from .tracking import LiveStep, PlaybackKind, StepKind
@@ -168,7 +168,7 @@ def resume_step(translator: FsEventTranslator, call_id: str, a: Mapping[str, str
         step.done = step.played = step.recording = True
         if kind is StepKind.GATHER:
             step.digits, step.ended_by = gathered(step, a)
-        tried = _try_read(a.get(f"variable_{TRY_VARIABLE}"))
+        tried = try_on_channel(a.get(f"variable_{TRY_VARIABLE}"))
         return [FoundBetweenSteps(now, step_end(step, now), tried)]
     if a.get("variable_current_application") == step.app:
         # It runs: its end comes as events. (Were the controller stopped
@@ -177,12 +177,3 @@ def resume_step(translator: FsEventTranslator, call_id: str, a: Mapping[str, str
         translator.expect_step(call_id, step)
         return []
     return [FoundBetweenSteps(now, None)]  # set up, but its application never sent
-
-
-def _try_read(text: str | None) -> int:
-    """A step's try as the controller set it on the channel; 1 when it has
-    none (a step set up by a version that did not mark it)."""
-    value = text or ""
-    if len(value) <= len(str(MAX_TRY)) and value.isascii() and value.isdigit():
-        return max(1, int(value))
-    return 1

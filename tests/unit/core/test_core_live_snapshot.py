@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from controller.core.commands import CallEnded, DialLegB, GatherDigits, HangupLegs, PlayToLegA
 from controller.core.events import (
     DigitPressed,
@@ -17,7 +19,7 @@ from controller.core.events import (
     LegRinging,
     PlayFinished,
 )
-from controller.core.live import LiveCall, core_from_snapshot
+from controller.core.live import LiveCall, core_from_snapshot, try_on_channel
 from controller.core.machine import CallConnect
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
@@ -206,3 +208,10 @@ def test_a_call_restored_mid_connect_still_has_its_queue() -> None:
     again.send(LegAnswered(at=T0 + 4, leg=Leg.B, channel="chan-b"))
     assert again.state() is CallState.CONFIRMING
     assert [r["status"] for r in again.live.actions] == ["running", "queued"]
+
+
+@pytest.mark.parametrize(("on_channel", "try_number"), [
+    ("2", 2), ("99", 99), (None, 1), ("", 1), ("0", 1), ("100", 1), ("-2", 1), ("٣", 1), ("2 ", 1)])
+def test_a_try_is_read_from_the_channel_as_the_controller_left_it(
+        on_channel: str | None, try_number: int) -> None:
+    assert try_on_channel(on_channel) == try_number
