@@ -106,7 +106,10 @@ class GatherDigits(Command):
     """Collect up to ``max_digits`` keys (a key pressed during the prompt stops
     it and counts); each key is reported with DigitPressed, the end with
     DigitsGathered. ``finish_on_key`` "" means none; ``timeout`` is seconds to
-    the first key, ``inter_digit_timeout`` seconds between keys."""
+    the first key, ``inter_digit_timeout`` seconds between keys.
+    ``try_number`` counts the action's tries from 1: the backend keeps it on
+    the channel with the step, so that a restarted controller knows which
+    try an end it finds belongs to (FoundBetweenSteps)."""
 
     action_id: str
     prompt_audio: str | None
@@ -114,6 +117,7 @@ class GatherDigits(Command):
     finish_on_key: str
     timeout: int
     inter_digit_timeout: int
+    try_number: int = 1
 
 
 @dataclass(frozen=True)

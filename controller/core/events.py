@@ -225,11 +225,15 @@ StepEnd = PlayFinished | DigitsGathered | PauseFinished | RecordingChanged
 class FoundBetweenSteps(Event):
     """A controller picking the call up again found leg A waiting between
     steps, with ``last_end`` the end of the last step the switch ran on it
-    (None: none ran). If that is not the running action's end, the action's
-    step never started: the controller stopped after it chose the step and
-    before the switch took it up, and the step is sent again."""
+    (None: none ran), and ``end_try`` the try of its action that step was
+    (a gather's ``GatherDigits.try_number``; 1 for every other step). If
+    that is not the end of the running action's current try, the try's step
+    never started: the controller stopped after it chose the step (or stored
+    a gather's next try) and before the switch took it up, and the step is
+    sent again."""
 
     last_end: StepEnd | None
+    end_try: int = 1
 
 
 @dataclass(frozen=True)

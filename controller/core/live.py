@@ -70,6 +70,19 @@ from controller.errors import InvalidTransition
 _ANSWER_SOURCE = {"gather": "action_url", "redirect": "redirect"}
 _AWAY = "ended while the controller was away from the switch"
 # The actions run as one step on leg A, and the state each runs in.
+# The most tries of one step a backend keeps on the channel (a gather's are far fewer).
+MAX_TRY = 99
+
+
+def try_on_channel(text: str | None) -> int:
+    """A step's try as the controller left it on the channel; 1 when it left
+    none (a step set up by a version that did not mark it) or it reads as no try."""
+    value = text or ""
+    if len(value) <= len(str(MAX_TRY)) and value.isascii() and value.isdigit():
+        return max(1, int(value))
+    return 1
+
+
 STEP_STATES = {"play": CallState.PLAYING, "gather": CallState.GATHERING,
                "pause": CallState.PAUSING, "record": CallState.RECORDING_STEP}
 
@@ -156,7 +169,7 @@ class LiveCall(LiveRecord):
             if action.type == "record" and action.record_file:
                 record["file"] = action.record_file
             self._goto(at, STEP_STATES[action.type], step)
-            return [self._step(action)]
+            return [self._step(action, 1)]
         if action.type == "redirect":
             self._goto(at, CallState.FETCHING, step)
             return [FetchActions(action.id, spec["url"], "redirect",
@@ -168,12 +181,13 @@ class LiveCall(LiveRecord):
         self._finish(at, record, "failed", reason=f"cannot run an action of type {action.type!r}")
         return self._run_next(at, f"{action.type} {action.id} failed")
 
-    def _step(self, action: PreparedAction) -> Command:
-        """The command that runs a play, gather, pause or record on leg A."""
+    def _step(self, action: PreparedAction, try_number: int) -> Command:
+        """The command that runs a play, gather, pause or record on leg A
+        (only a gather is tried more than once)."""
         if action.type == "play":
             return PlayToLegA(action.id, action.audio, action.spec.get("loop", 1))
         if action.type == "gather":
-            return self._gather(action)
+            return self._gather(action, try_number)
         if action.type == "pause":
             return PauseLegA(action.id, action.spec["seconds"])
         return RecordLegA(action.id, action.record_file)
@@ -219,15 +233,17 @@ class LiveCall(LiveRecord):
         if running is None:
             return []
         end = ev.last_end
-        if end is not None and end.action_id == running["id"]:
+        try_number: int = running.get("tries", 1)
+        if end is not None and end.action_id == running["id"] and ev.end_try == try_number:
             handler = getattr(self, "_on_" + type(end).__name__)
             commands: list[Command] = handler(end)
             return commands
         if running["type"] not in STEP_STATES:
             # A connect's message to leg A, not kept to send again: its outcome is set already.
             return self._step_done(ev.at, running["id"], "completed", None)
-        # The step never started (the controller stopped before the switch took it up).
-        return [self._step(self.prepared[running["id"]])]
+        # The step never started (the controller stopped before the switch took
+        # it up): no end at all, another action's, or a gather's earlier try's.
+        return [self._step(self.prepared[running["id"]], try_number)]
 
     def _on_IdleTimedOut(self, ev: IdleTimedOut) -> list[Command]:
         # The switch hangs leg A up itself.
@@ -236,10 +252,11 @@ class LiveCall(LiveRecord):
         self._decide(ev.at, CallStatus.CANCELED, "idle timeout")
         return []
 
-    def _gather(self, action: PreparedAction) -> GatherDigits:
+    def _gather(self, action: PreparedAction, try_number: int) -> GatherDigits:
         spec = action.spec
         return GatherDigits(action.id, action.audio[0] if action.audio else None, spec["max_digits"],
-                            spec["finish_on_key"], spec["timeout"], spec["inter_digit_timeout"])
+                            spec["finish_on_key"], spec["timeout"], spec["inter_digit_timeout"],
+                            try_number)
 
     def _on_DigitPressed(self, ev: DigitPressed) -> list[Command]:
         running = self._running()
@@ -259,7 +276,7 @@ class LiveCall(LiveRecord):
             running.update(tries=running["tries"] + 1, digits="")
             self._goto(ev.at, CallState.GATHERING,
                        f"gather {ev.action_id}: nothing valid ({ev.ended_by}); try {running['tries']}")
-            return [self._gather(self.prepared[ev.action_id])]
+            return [self._gather(self.prepared[ev.action_id], running["tries"])]
         self.digits = ev.digits
         running["outcome"] = "gathered" if valid else ("invalid" if ev.digits else "no-input")
         gathered = {"action_id": ev.action_id, "digits": ev.digits, "ended_by": ev.ended_by,

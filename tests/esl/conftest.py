@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from controller.backends.base import IncomingCall
+from controller.backends.freeswitch.backend import FreeswitchBackend
 from controller.config import Config, FreeswitchConfig, MediaConfig
 
 from .peer import EslPeer, Listener, freeswitch_controller
@@ -64,6 +66,29 @@ def make_config(tmp_path: Path, peer: EslPeer) -> MakeConfig:
         return esl_config(tmp_path, peer.port, **overrides)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture
+async def backend(make_config: MakeConfig) -> AsyncIterator[FreeswitchBackend]:
+    """The FreeSWITCH backend, connected to the peer."""
+    switch = FreeswitchBackend(make_config().freeswitch)
+    await switch.connect()
+    try:
+        yield switch
+    finally:
+        await switch.close()
+
+
+@pytest.fixture
+def announced(backend: FreeswitchBackend) -> asyncio.Queue[IncomingCall]:
+    """The incoming calls the backend announces (on_incoming)."""
+    queue: asyncio.Queue[IncomingCall] = asyncio.Queue()
+
+    async def take(incoming: IncomingCall) -> None:
+        queue.put_nowait(incoming)
+
+    backend.on_incoming = take
+    return queue
 
 
 Waiter = Callable[[Callable[[], bool], float], Awaitable[None]]

@@ -72,28 +72,6 @@ class Sink:
         return self.of(kind)[0]
 
 
-@pytest.fixture
-async def backend(make_config: MakeConfig) -> AsyncIterator[FreeswitchBackend]:
-    switch = FreeswitchBackend(make_config().freeswitch)
-    await switch.connect()
-    try:
-        yield switch
-    finally:
-        await switch.close()
-
-
-@pytest.fixture
-def announced(backend: FreeswitchBackend) -> asyncio.Queue[IncomingCall]:
-    """The incoming calls the backend announces (on_incoming)."""
-    queue: asyncio.Queue[IncomingCall] = asyncio.Queue()
-
-    async def take(incoming: IncomingCall) -> None:
-        queue.put_nowait(incoming)
-
-    backend.on_incoming = take
-    return queue
-
-
 def audio(tmp_path: Path, name: str, seconds: float) -> str:
     path = tmp_path / f"{name}.wav"
     write_recording(str(path), seconds)
@@ -480,7 +458,8 @@ def test_each_step_disarms_the_hold_limit_first_and_arms_it_again_last() -> None
     wire = [c.wire for c in commands]
     assert wire[0] == f"api sched_del {a}"
     # The step set up, its end mark cleared, in one command.
-    assert wire[1] == f"api uuid_setvar_multi {a} callconnect_done=;callconnect_action=play/p1"
+    assert wire[1] == (f"api uuid_setvar_multi {a} callconnect_done=;callconnect_action=play/p1;"
+                       "callconnect_try=1")
     assert "execute-app-name: answer" in wire[2]
     assert wire[3].endswith("execute-app-arg: file_string:///m/a.wav!/m/b.wav!/m/a.wav!/m/b.wav"
                             "\nevent-lock: true")
@@ -488,11 +467,14 @@ def test_each_step_disarms_the_hold_limit_first_and_arms_it_again_last() -> None
                             "\nevent-lock: true")
     assert wire[5].endswith("execute-app-name: sched_hangup\nexecute-app-arg: +120 "
                             "RECOVERY_ON_TIMER_EXPIRE\nevent-lock: true")
-    gather = encode_step(a, GatherDigits("g1", None, 4, "", 5, 3), answered=True)
-    assert gather[1].wire == f"api uuid_setvar_multi {a} callconnect_done=;callconnect_action=gather/g1/4/"
+    gather = encode_step(a, GatherDigits("g1", None, 4, "", 5, 3, try_number=2), answered=True)
+    assert gather[1].wire == (f"api uuid_setvar_multi {a} callconnect_done=;"
+                              "callconnect_action=gather/g1/4/;callconnect_try=2")
     assert gather[-3].wire.endswith("execute-app-arg: 1 4 silence callconnect_digits 5000 none "
                                     "3000\nevent-lock: true")
     with pytest.raises(SwitchActionFailed):
         encode_step(a, GatherDigits("g1", None, 4, "x", 5, 3), answered=True)
+    with pytest.raises(SwitchActionFailed):
+        encode_step(a, GatherDigits("g1", None, 4, "#", 5, 3, try_number=0), answered=True)
     with pytest.raises(SwitchActionFailed):
         encode_step(a, PlayToLegA("p 1", ("/m/a.wav",)), answered=True)

@@ -40,6 +40,8 @@ from controller.core.events import (
 )
 from controller.core.outcomes import Leg
 from tests.lab.capture import SOUND_RMS, Capture, Packet, rtp_rms
+from tests.lab.gather_retry import a_retry_stored_but_never_sent_is_asked_after_a_restart
+from tests.lab.live_fixtures import CallIn
 
 from .esl import EslClient, channel_rows
 
@@ -324,3 +326,10 @@ async def test_a_step_set_up_but_never_started_is_found_so_and_runs_when_sent_ag
             again.forget(CALL_ID)
         finally:
             await again.close()
+
+
+@pytest.mark.fslab
+async def test_a_gather_retry_stored_but_never_sent_is_asked_after_a_restart(
+        fs_config: Config, caller_phone: CallIn, tmp_path: Path) -> None:
+    await a_retry_stored_but_never_sent_is_asked_after_a_restart(
+        lambda: FreeswitchBackend(fs_config.freeswitch), caller_phone, tmp_path)

@@ -51,6 +51,8 @@ from controller.core.outcomes import Leg
 from tests.lab.ami_proxy import AmiProxy
 from tests.lab.callers import CALLER_MEDIA_PORT, Caller, Keypad, call_in, talk, wait
 from tests.lab.capture import SOUND_RMS, Capture, rtp_rms
+from tests.lab.gather_retry import a_retry_stored_but_never_sent_is_asked_after_a_restart
+from tests.lab.live_fixtures import CallIn
 
 NUMBER = "+27115550900"
 CALLER = "+27115550999"
@@ -406,3 +408,10 @@ async def test_a_claimed_call_is_connected_to_an_agent_who_hears_the_whisper_fir
     assert invites, "the agent was never invited"
     [from_header] = [line for line in invites[0].splitlines() if line.startswith("From:")]
     assert f"sip:{CALLER}@" in from_header, "the agent is shown the caller's number"
+
+
+@pytest.mark.lab
+async def test_a_gather_retry_stored_but_never_sent_is_asked_after_a_restart(
+        lab_config: Config, caller_phone: CallIn, tmp_path: Path) -> None:
+    await a_retry_stored_but_never_sent_is_asked_after_a_restart(
+        lambda: AsteriskBackend(lab_config.asterisk), caller_phone, tmp_path)

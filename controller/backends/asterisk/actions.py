@@ -31,6 +31,7 @@ from controller.core.commands import (
     StartRecording,
     WaitForActions,
 )
+from controller.core.live import MAX_TRY
 from controller.core.outcomes import Leg
 from controller.errors import SwitchActionFailed
 from controller.numbers import ENDPOINT_NAME, ENDPOINT_PREFIX, SIP_URI, Target, TargetKind, target_of
@@ -213,7 +214,7 @@ def _live_step(channel: str, command: Command) -> list[Action] | None:
         if key and not (len(key) == 1 and key in _KEYS):
             raise SwitchActionFailed(f"refusing finish key {key!r}: one of 0-9, * or #")
         return _steer(channel, CONTEXT_GATHER, {
-            **_step_of(command.action_id),
+            **_step_of(command.action_id, command.try_number),
             "CC_PROMPT": _audio(command.prompt_audio) if command.prompt_audio else "",
             "CC_MAX_DIGITS": _bounded(command.max_digits, 1, 32, "max digits"),
             "CC_FINISH_KEY": key,
@@ -236,12 +237,15 @@ def _live_step(channel: str, command: Command) -> list[Action] | None:
     return None
 
 
-def _step_of(action_id: str) -> dict[str, str]:
-    """The step's action, and its end mark cleared (the dialplan sets
-    CC_DONE to the action as the step ends): set in the step's first Setvar,
-    so a restarted controller that finds the channel waiting with no mark
-    of the action knows its step never started."""
-    return {"CC_ACTION": _action_id(action_id), "CC_DONE": ""}
+def _step_of(action_id: str, try_number: int = 1) -> dict[str, str]:
+    """The step's action and its try (a gather's; 1 for every other step),
+    and its end mark cleared (the dialplan sets CC_DONE to the action as the
+    step ends): set in the step's first Setvar, so a restarted controller
+    that finds the channel waiting with no mark of the action knows its step
+    never started, and one that finds the end of an earlier try of the
+    action (a gather tried again) knows this try never started."""
+    return {"CC_ACTION": _action_id(action_id), "CC_TRY": _bounded(try_number, 1, MAX_TRY, "try"),
+            "CC_DONE": ""}
 
 
 def dial_strings(targets: tuple[str, ...], config: AsteriskConfig) -> dict[str, str]:

@@ -26,7 +26,7 @@ from controller.core.events import (
     StepEnd,
     WhisperFinished,
 )
-from controller.core.live import STEP_STATES
+from controller.core.live import STEP_STATES, try_on_channel
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
 
@@ -144,14 +144,16 @@ async def _live_step_end(ami: AmiQueries, channel: str, state: CallState,
                          now: float) -> Event | None:
     """Leg A waits between steps while the core runs one: the end of the
     last step the switch ran on it, from the variables the step's context
-    left (its action: CC_ACTION, marked ended: CC_DONE), or none if the step
-    set up last never started (the core sends it again)."""
+    left (its action: CC_ACTION, its try: CC_TRY, marked ended: CC_DONE), or
+    none if the step set up last never started (the core sends it again; it
+    does so too for an end of an earlier try than the one it runs)."""
     if state not in STEP_STATES.values():
         return None
     action_id = await ami.getvar(channel, "CC_ACTION")
     if not action_id or await ami.getvar(channel, "CC_DONE") != action_id:
         return FoundBetweenSteps(now, None)
-    return FoundBetweenSteps(now, await _step_end(ami, channel, state, action_id, now))
+    return FoundBetweenSteps(now, await _step_end(ami, channel, state, action_id, now),
+                             try_on_channel(await ami.getvar(channel, "CC_TRY")))
 
 
 async def _step_end(ami: AmiQueries, channel: str, state: CallState, action_id: str,

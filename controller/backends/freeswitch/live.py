@@ -20,12 +20,13 @@ sent behind a ``playback``, ``read`` or ``sleep`` at once, inside it (seen
 on 1.10.12: the hold limit was armed, and the step's end reported, while the
 file still played).
 
-The step is kept on the channel (``callconnect_action``), and its action's
+The step is kept on the channel (``callconnect_action``, with its try in
+``callconnect_try``: a gather's, 1 for every other step), and its action's
 id once its application is over (``callconnect_done``, cleared in the same
 command that sets the step), so that a restarted controller can tell which
-step was set up last, whether it ran, and whether it is over (see
-``reattach.py``). Values are checked before they are put in a command, as in
-``actions.py``.
+step was set up last, whether it ran, and whether it is over, and which try
+of its action an end it finds belongs to (see ``reattach.py``). Values are
+checked before they are put in a command, as in ``actions.py``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from controller.core.commands import (
     RecordLegA,
     WaitForActions,
 )
+from controller.core.live import MAX_TRY
 from controller.errors import SwitchActionFailed
 
 from .actions import (
@@ -60,10 +62,11 @@ from .tracking import LiveStep, StepKind
 LIVE_COMMANDS = (PlayToLegA, GatherDigits, PauseLegA, RecordLegA, WaitForActions)
 # The channel variable ``read`` leaves the digits in; for a restarted
 # controller, the one naming the last step sent (<kind>/<action id>, a
-# gather's /<max digits>/<finish key> after it), and the one set to the
-# action id once the step's application is over.
+# gather's /<max digits>/<finish key> after it), the one with its try, and
+# the one set to the action id once the step's application is over.
 DIGITS_VARIABLE = "callconnect_digits"
 STEP_VARIABLE = "callconnect_action"
+TRY_VARIABLE = "callconnect_try"
 DONE_VARIABLE = "callconnect_done"
 # read's terminators when there is no finish key: no key is one of these letters.
 NO_TERMINATOR = "none"
@@ -90,12 +93,16 @@ def encode_step(a: str, step: Command, *, answered: bool) -> list[EslCommand]:
     kind, app, data = step_application(step)
     action_id = checked(step.action_id, _ACTION_ID, "action id")
     mark = f"{kind}/{action_id}"
+    try_number = 1
     if isinstance(step, GatherDigits):
         mark += f"/{step.max_digits}/{step.finish_on_key}"
+        try_number = seconds_in_range(step.try_number, "try", high=MAX_TRY)
     commands = [esl_command(Verb.API, f"sched_del {a}"),
                 # At once: the end of an earlier run of the same action (a
-                # gather tried again) is never read as this run's.
-                esl_command(Verb.API, f"uuid_setvar_multi {a} {DONE_VARIABLE}=;{STEP_VARIABLE}={mark}")]
+                # gather tried again) is never read as this run's, and an end
+                # found is always of the try named with it.
+                esl_command(Verb.API, f"uuid_setvar_multi {a} {DONE_VARIABLE}=;{STEP_VARIABLE}={mark};"
+                                      f"{TRY_VARIABLE}={try_number}")]
     if not answered:
         commands.append(execute(a, "answer", "", lock=True))
     if isinstance(step, GatherDigits):

@@ -21,7 +21,7 @@ from controller.core.events import (
     LegCreated,
     WhisperFinished,
 )
-from controller.core.live import STEP_STATES
+from controller.core.live import STEP_STATES, try_on_channel
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
 
@@ -29,7 +29,7 @@ from .actions import EslCommand, Verb, channel_filters, watch_filters
 from .causes import dial_outcome
 from .ids import b_leg_index, leg_uuid
 from .inbound import find_claimed
-from .live import DONE_VARIABLE, STEP_APPLICATIONS, STEP_VARIABLE
+from .live import DONE_VARIABLE, STEP_APPLICATIONS, STEP_VARIABLE, TRY_VARIABLE
 from .live_events import gathered, step_end
 from .steps import steps_of
 from .tracking import LiveStep, PlaybackKind, StepKind
@@ -153,9 +153,10 @@ def resume_step(translator: FsEventTranslator, call_id: str, a: Mapping[str, str
     is waited for) or leg A waits between steps: then FoundBetweenSteps
     with that step's end if it is over (``live.DONE_VARIABLE`` names its
     action; a gather with the digits ``read`` left, a play as played: the
-    switch keeps no more), else with none (its application never ran). The
-    core takes the end as its running step's only if it is that action's;
-    otherwise that step never reached the switch, and it sends it again."""
+    switch keeps no more) and its try (``live.TRY_VARIABLE``), else with
+    none (its application never ran). The core takes the end as its running
+    step's only if it is the end of that action's current try; otherwise
+    that step (or try) never reached the switch, and it sends it again."""
     mark = a.get(f"variable_{STEP_VARIABLE}", "").split("/")
     if len(mark) < 2 or mark[0] not in set(StepKind) or not mark[1]:
         return [FoundBetweenSteps(now, None)]  # no step was ever set up on leg A
@@ -167,7 +168,8 @@ def resume_step(translator: FsEventTranslator, call_id: str, a: Mapping[str, str
         step.done = step.played = step.recording = True
         if kind is StepKind.GATHER:
             step.digits, step.ended_by = gathered(step, a)
-        return [FoundBetweenSteps(now, step_end(step, now))]
+        tried = try_on_channel(a.get(f"variable_{TRY_VARIABLE}"))
+        return [FoundBetweenSteps(now, step_end(step, now), tried)]
     if a.get("variable_current_application") == step.app:
         # It runs: its end comes as events. (Were the controller stopped
         # between this application and the mark behind it, the step would

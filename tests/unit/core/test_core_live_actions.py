@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from controller.core.commands import (
     CallEnded,
     FetchActions,
@@ -143,11 +145,11 @@ def test_gather_retries_until_a_valid_key() -> None:
     assert isinstance(first, GatherDigits)
     # 5 is not valid: the prompt is played again.
     retry = run.send(DigitsGathered(at=T0 + 5, action_id="g1", digits="5", ended_by="max-digits"))
-    assert retry == [first]
-    assert run.state() is CallState.GATHERING
+    assert retry == [replace(first, try_number=2)]  # the same gather, as its second try
+    assert (first.try_number, run.state()) == (1, CallState.GATHERING)
     assert run.record_of("g1")["tries"] == 2
     retry = run.send(DigitsGathered(at=T0 + 9, action_id="g1", digits="", ended_by="timeout"))
-    assert retry == [first]
+    assert retry == [replace(first, try_number=3)]
     run.send(DigitsGathered(at=T0 + 12, action_id="g1", digits="1", ended_by="max-digits"))
     g1 = run.record_of("g1")
     assert (g1["status"], g1["outcome"], g1["digits"], g1["tries"]) == ("completed", "gathered", "1", 3)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from controller.core.commands import CallEnded, DialLegB, GatherDigits, HangupLegs, PlayToLegA
 from controller.core.events import (
     DigitPressed,
@@ -17,7 +19,7 @@ from controller.core.events import (
     LegRinging,
     PlayFinished,
 )
-from controller.core.live import LiveCall, core_from_snapshot
+from controller.core.live import LiveCall, core_from_snapshot, try_on_channel
 from controller.core.machine import CallConnect
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
@@ -141,6 +143,48 @@ def test_a_step_that_ended_while_away_is_taken_from_its_end_as_found() -> None:
         PlayToLegA("p2", ("/tts/p2",), 1)]
 
 
+def _retry_stored() -> tuple[LiveRun, GatherDigits]:
+    """A gather with one retry whose try 1 ended with nothing valid: try 2
+    is stored, and its command returned (not yet sent) when the daemon stops."""
+    run = inbound_answered(gather("g1", retries=1, valid_digits="12"), play("p2"))
+    [retry] = steps(run.send(DigitsGathered(at=T0 + 5, action_id="g1", digits="9",
+                                            ended_by="max-digits")))
+    assert isinstance(retry, GatherDigits) and retry.try_number == 2
+    return run, retry
+
+
+def test_a_gather_retry_stored_but_never_sent_is_sent_again() -> None:
+    """The switch still shows try 1's end: it is not taken as try 2's (one
+    more failed try, or no-input), the retry is sent again, as try 2."""
+    run, retry = _retry_stored()
+    again = restored(run)
+    try_1_end = DigitsGathered(at=T0 + 5, action_id="g1", digits="9", ended_by="max-digits")
+    assert steps(again.send(FoundBetweenSteps(at=T0 + 8, last_end=try_1_end, end_try=1))) == [retry]
+    g1 = again.record_of("g1")
+    assert (again.state(), g1["status"], g1["tries"], g1["digits"]) == (
+        CallState.GATHERING, "running", 2, "")
+    assert again.reports("call.gathered") == []
+    # Try 2 runs, and its keys are the gather's.
+    assert steps(again.send(DigitsGathered(at=T0 + 11, action_id="g1", digits="2",
+                                           ended_by="max-digits"))) == [PlayToLegA("p2", ("/tts/p2",), 1)]
+    [gathered] = again.reports("call.gathered")
+    assert (gathered["digits"], gathered["valid"], gathered["tries"]) == ("2", True, 2)
+
+
+def test_a_gather_retry_that_ended_while_away_is_taken_as_its_end() -> None:
+    """Try 2 reached the switch and ended: its end, found, is try 2's."""
+    for digits, outcome, valid in (("1", "gathered", True), ("", "no-input", False)):
+        run, _ = _retry_stored()
+        again = restored(run)
+        try_2_end = DigitsGathered(at=T0 + 9, action_id="g1", digits=digits, ended_by="timeout")
+        commands = again.send(FoundBetweenSteps(at=T0 + 10, last_end=try_2_end, end_try=2))
+        assert steps(commands) == [PlayToLegA("p2", ("/tts/p2",), 1)]
+        g1 = again.record_of("g1")
+        assert (g1["status"], g1["outcome"], g1["tries"]) == ("completed", outcome, 2)
+        [gathered] = again.reports("call.gathered")
+        assert (gathered["digits"], gathered["valid"], gathered["tries"]) == (digits, valid, 2)
+
+
 def test_a_call_restored_while_idle_times_out() -> None:
     run = inbound_answered(play("p1"))
     run.send(PlayFinished(at=T0 + 3, action_id="p1", played=True))
@@ -164,3 +208,10 @@ def test_a_call_restored_mid_connect_still_has_its_queue() -> None:
     again.send(LegAnswered(at=T0 + 4, leg=Leg.B, channel="chan-b"))
     assert again.state() is CallState.CONFIRMING
     assert [r["status"] for r in again.live.actions] == ["running", "queued"]
+
+
+@pytest.mark.parametrize(("on_channel", "try_number"), [
+    ("2", 2), ("99", 99), (None, 1), ("", 1), ("0", 1), ("100", 1), ("-2", 1), ("٣", 1), ("2 ", 1)])
+def test_a_try_is_read_from_the_channel_as_the_controller_left_it(
+        on_channel: str | None, try_number: int) -> None:
+    assert try_on_channel(on_channel) == try_number

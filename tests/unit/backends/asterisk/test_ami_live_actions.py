@@ -41,7 +41,8 @@ def test_play_sends_every_file_and_the_loop_count_to_the_claimed_channel() -> No
     command = PlayToLegA("act-1", ("/m/welcome.wav", "/m/menu.wav"), loop=3)
     values, context = steered(encode("c1", command, CONFIG, a_channel=INBOUND), INBOUND)
     assert context == "callconnect-play"
-    assert values == {"CC_ACTION": "act-1", "CC_DONE": "", "CC_AUDIO": "/m/welcome&/m/menu", "CC_LOOP": "3"}
+    assert values == {"CC_ACTION": "act-1", "CC_TRY": "1", "CC_DONE": "",
+                      "CC_AUDIO": "/m/welcome&/m/menu", "CC_LOOP": "3"}
 
 
 def test_without_a_claimed_channel_steps_act_on_the_originated_leg_a() -> None:
@@ -54,8 +55,9 @@ def test_gather_sends_its_limits_and_keys() -> None:
                            inter_digit_timeout=3)
     values, context = steered(encode("c1", command, CONFIG, a_channel=INBOUND), INBOUND)
     assert context == "callconnect-gather"
-    assert values == {"CC_ACTION": "g1", "CC_DONE": "", "CC_PROMPT": "/m/prompt", "CC_MAX_DIGITS": "4",
-                      "CC_FINISH_KEY": "#", "CC_TIMEOUT": "5", "CC_INTER_DIGIT": "3"}
+    assert values == {"CC_ACTION": "g1", "CC_TRY": "1", "CC_DONE": "", "CC_PROMPT": "/m/prompt",
+                      "CC_MAX_DIGITS": "4", "CC_FINISH_KEY": "#", "CC_TIMEOUT": "5",
+                      "CC_INTER_DIGIT": "3"}
     no_prompt = GatherDigits("g2", None, max_digits=1, finish_on_key="", timeout=1,
                              inter_digit_timeout=1)
     values, _ = steered(encode("c1", no_prompt, CONFIG, a_channel=INBOUND), INBOUND)
@@ -65,24 +67,28 @@ def test_gather_sends_its_limits_and_keys() -> None:
 def test_record_starts_into_its_file_and_stops_with_none() -> None:
     values, context = steered(encode("c1", RecordLegA("r1", "/r/c1-step.wav"), CONFIG), "c1-a")
     assert context == "callconnect-record"
-    assert values == {"CC_ACTION": "r1", "CC_DONE": "", "CC_RECORD": "start",
+    assert values == {"CC_ACTION": "r1", "CC_TRY": "1", "CC_DONE": "", "CC_RECORD": "start",
                       "CC_RECORD_FILE": "/r/c1-step.wav"}
     values, _ = steered(encode("c1", RecordLegA("r2", None), CONFIG), "c1-a")
-    assert values == {"CC_ACTION": "r2", "CC_DONE": "", "CC_RECORD": "stop"}
+    assert values == {"CC_ACTION": "r2", "CC_TRY": "1", "CC_DONE": "", "CC_RECORD": "stop"}
 
 
-@pytest.mark.parametrize("command", [
-    PlayToLegA("s1", ("/m/welcome.wav",)),
-    GatherDigits("s1", "/m/prompt.wav", max_digits=4, finish_on_key="#", timeout=5,
-                 inter_digit_timeout=3),
-    PauseLegA("s1", 5), RecordLegA("s1", "/r/c1-step.wav")])
-def test_a_step_clears_its_end_mark_with_its_action_in_its_first_setvar(command: Command) -> None:
+@pytest.mark.parametrize(("command", "try_number"), [
+    (PlayToLegA("s1", ("/m/welcome.wav",)), "1"),
+    (GatherDigits("s1", "/m/prompt.wav", max_digits=4, finish_on_key="#", timeout=5,
+                  inter_digit_timeout=3, try_number=3), "3"),
+    (PauseLegA("s1", 5), "1"), (RecordLegA("s1", "/r/c1-step.wav"), "1")])
+def test_a_step_clears_its_end_mark_with_its_action_and_try_in_its_first_setvar(
+        command: Command, try_number: str) -> None:
     """The dialplan marks a step ended (CC_DONE=CC_ACTION): one set up and
     never started carries no mark of its action, even if only its first
-    Setvar was sent, so a restarted controller sends it again."""
+    Setvar was sent, so a restarted controller sends it again. Its try is
+    set with it (1 for all but a gather tried again, so a gather's try never
+    outlives its step), so an end found is matched to the try that ran."""
     first, *_ = encode("c1", command, CONFIG)
     set_first = variables_set([first])
-    assert (set_first["CC_ACTION"], set_first["CC_DONE"]) == ("s1", "")
+    assert (set_first["CC_ACTION"], set_first["CC_TRY"], set_first["CC_DONE"]) == (
+        "s1", try_number, "")
 
 
 def test_waiting_for_actions_rings_only_an_unanswered_call() -> None:
@@ -126,6 +132,8 @@ def test_refuse_plays_a_message_or_rejects_with_the_cause() -> None:
     GatherDigits("g1", None, max_digits=4, finish_on_key="#", timeout=0, inter_digit_timeout=3),
     GatherDigits("g1", "/m/${SHELL(id)}.wav", max_digits=4, finish_on_key="#", timeout=5,
                  inter_digit_timeout=3),
+    GatherDigits("g1", None, max_digits=4, finish_on_key="#", timeout=5, inter_digit_timeout=3,
+                 try_number=0),
     PauseLegA("w1", 0),
     PauseLegA("w1\r\nAction: Hangup", 5),
     RecordLegA("r1", "/r/x.wav^y"),
