@@ -149,9 +149,12 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   presence_id).
 
 The peer can also split its writes into random small TCP writes, inject raw
-bytes (malformed frames), hold the reply to a command (as a FreeSWITCH busy
-with it would: one command at a time per connection), refuse a command, refuse
-the connection by ACL, and drop every connection at once.
+bytes (malformed frames), hold the reply to a command or to an application's
+sendmsg (as a FreeSWITCH busy with it would: one command at a time per
+connection), refuse a command, refuse the connection by ACL, and drop every
+connection at once. It keeps the pieces the controller's bytes came in
+(``PeerConnection.received``), and, as a switch reading its socket, still
+reads what a controller that died sent before its connection was reset.
 
 ``python -m tests.esl.peer record tests/fixtures/esl`` runs every lab scenario
 against a peer through the real controller and writes what the controller
@@ -161,6 +164,7 @@ received, byte for byte, as the translator's fixtures.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -176,7 +180,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from tests.scenarios import SCENARIOS, scenario_folders, scenario_spec
 
@@ -570,6 +574,28 @@ class Channel:
 
 # ---------------------------------------------------------------- connections
 
+class ChunkReader(asyncio.StreamReader):
+    """A connection's reader that keeps the last pieces of bytes as the
+    socket gave them (``received``: what the controller sent in one write
+    comes as one piece on loopback), and reads what came before a reset, as a
+    switch reading its socket does (Linux keeps it readable: the reset is
+    seen after it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: collections.deque[bytes] = collections.deque(maxlen=1000)
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:  # bytes, from the socket
+        self.received.append(bytes(data))
+        super().feed_data(data)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if isinstance(exc, ConnectionResetError):
+            self.feed_eof()
+            return
+        super().set_exception(exc)
+
+
 class PeerConnection:
     """One Event Socket client, served as mod_event_socket's listener_run does."""
 
@@ -584,6 +610,7 @@ class PeerConnection:
         self.subclasses: set[str] = set()  # CUSTOM's, after "CUSTOM" in an event command
         self.filters: list[tuple[str, str]] = []
         self.commands: list[str] = []
+        self.received = reader.received if isinstance(reader, ChunkReader) else None
         self.wire = bytearray()  # every byte sent, for recording fixtures
         self.sent: list[tuple[str, str]] = []  # (Event-Name, Unique-ID) of every event sent
         self._out: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -720,8 +747,8 @@ class PeerConnection:
         if lower.startswith("filter "):
             self._filter(command[7:].strip())
         elif lower.startswith("sendmsg"):
-            self.reply(self.peer.sendmsg(command[7:].strip() or headers.get("session-id", ""),
-                                         headers))
+            self.reply(await self._sendmsg(command[7:].strip() or headers.get("session-id", ""),
+                                           headers))
         elif lower.startswith("api "):
             await self._api(command[4:].strip())
         elif lower.startswith("bgapi "):
@@ -773,6 +800,11 @@ class PeerConnection:
         else:
             self.reply("-ERR invalid syntax")
 
+    async def _sendmsg(self, channel_uuid: str, headers: dict[str, str]) -> str:
+        hook = self.peer.on_sendmsg.get(headers.get("execute-app-name", ""))
+        refusal = await hook(channel_uuid) if hook is not None else None
+        return refusal or self.peer.sendmsg(channel_uuid, headers)
+
     async def _api(self, text: str) -> None:
         name, _, args = text.partition(" ")
         if name in self.peer.stall:
@@ -817,6 +849,10 @@ class EslPeer:
         # after taking its answer and before sending it: the events of that
         # reach the listener first.
         self.meanwhile: dict[str, Callable[[str], Awaitable[None]]] = {}
+        # Application name -> what the switch does, given the channel id, before
+        # it answers a sendmsg that runs it (the listener is busy meanwhile):
+        # a text returned is the reply, the application refused.
+        self.on_sendmsg: dict[str, Callable[[str], Awaitable[str | None]]] = {}
         # The directory's users for user/NAME (None: any name is a user);
         # a user named offline-* is not registered.
         self.directory: set[str] | None = None
@@ -841,7 +877,10 @@ class EslPeer:
     # ------------------------------------------------------------ control
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        def protocol() -> asyncio.StreamReaderProtocol:  # asyncio.start_server's, our reader
+            return asyncio.StreamReaderProtocol(ChunkReader(), self._accept)
+
+        self._server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -14,6 +14,7 @@ from controller.backends.freeswitch.actions import (
     dial_legs,
     dial_string,
     encode,
+    execute,
     restart_music,
     unwatch_filters,
     watch_filters,
@@ -218,6 +219,8 @@ def test_recording_and_hangups() -> None:
 def test_command_names_for_logs() -> None:
     assert EslCommand(Verb.API, "uuid_kill x").name == "api uuid_kill"
     assert EslCommand(Verb.SENDMSG, "x\ncall-command: execute").name == "sendmsg"
+    # A sendmsg by its application: the error of one refused among a step's says which.
+    assert execute("x", "playback", "/m/a.wav", lock=True).name == "sendmsg playback"
 
 
 BAD_TARGETS = [

@@ -112,10 +112,12 @@ class EslCommand:
 
     @property
     def name(self) -> str:
-        """What to call it in a log or an error: 'api uuid_kill', 'sendmsg'."""
+        """What to call it in a log or an error: 'api uuid_kill', 'sendmsg
+        playback' (a sendmsg by the application it runs)."""
         if self.verb in (Verb.API, Verb.BGAPI):
             return f"{self.verb} {self.text.split(' ', 1)[0]}"
-        return str(self.verb)
+        app = self.text.partition("\nexecute-app-name: ")[2].split("\n", 1)[0]
+        return f"{self.verb} {app}" if app else str(self.verb)
 
 
 def dial_string(target: str, config: FreeswitchConfig) -> str:

@@ -65,7 +65,7 @@ from controller.core.events import (
 )
 from controller.core.outcomes import Leg
 from controller.core.states import CallState
-from controller.errors import SwitchActionFailed, SwitchError, SwitchUnavailable
+from controller.errors import SwitchActionFailed, SwitchUnavailable
 from controller.numbers import TargetKind, target_of
 
 from . import queries
@@ -89,7 +89,7 @@ from .inbound import claim_channel, incoming_call
 from .link import Connection, EslLink
 from .live import LIVE_COMMANDS, encode_step, live_step, refuse_commands, unclaim_command
 from .live_events import Routed
-from .queries import send_all
+from .queries import send_all, send_quietly
 from .reattach import read_back
 from .tracking import PlaybackKind
 from .translator import FsEventTranslator, WaitForKey
@@ -191,7 +191,7 @@ class FreeswitchBackend:
         claimed = self._translator.a_channel(call_id) is not None
         self._translator.forget(call_id)
         if followed and self.connected:
-            self._spawn(self._send_quietly(unwatch_filters(call_id, b_channels)
+            self._spawn(send_quietly(self._send, unwatch_filters(call_id, b_channels)
                                            + ([unclaim_command(call_id)] if claimed else [])))
 
     def _filtered_channels(self, call_id: str) -> list[str]:
@@ -223,13 +223,13 @@ class FreeswitchBackend:
         """The parked incoming channel becomes leg A (see ``live.py``)."""
         self.watch(call_id, sink)
         self._translator.claim(call_id, incoming.channel)
-        await claim_channel(self._send, incoming.channel, call_id)
+        await claim_channel(self._send_together, incoming.channel, call_id)
         now = time.time()
         sink(LegCreated(now, Leg.A, incoming.channel))
         sink(LegRinging(now, Leg.A))
 
     async def refuse(self, incoming: IncomingCall, audio: str | None, cause: int) -> None:
-        await send_all(self._send, refuse_commands(incoming.channel, audio, cause))
+        await send_all(self._send_together, refuse_commands(incoming.channel, audio, cause))
 
     async def execute(self, call_id: str, command: Command) -> None:
         a_channel = self._translator.a_channel(call_id)
@@ -238,7 +238,7 @@ class FreeswitchBackend:
             steps = encode_step(a, command, answered=self._translator.a_answered(call_id))
             self._translator.expect_step(call_id, live_step(command),
                                          idle=isinstance(command, WaitForActions))
-            await send_all(self._send, steps, call_id)
+            await send_all(self._send_together, steps, call_id)
             return
         if isinstance(command, OriginateLegA):
             self._call(call_id).hold_music = command.hold_music
@@ -264,7 +264,7 @@ class FreeswitchBackend:
             self._call(call_id).hold_music = hold_music or command.hold_music
         if not isinstance(command, HangupLegs):
             self._translator.expect_step(call_id, None)  # a two-leg step on a live call
-        await send_all(self._send, commands, call_id)
+        await send_all(self._send_together, commands, call_id)
 
     async def _leg_a_waiting(self, call_id: str) -> None:
         """Before Leg A's next step: the hold music restarted after a failed
@@ -343,22 +343,16 @@ class FreeswitchBackend:
     # ------------------------------------------------------------ commands
 
     async def _send(self, esl: EslCommand) -> Reply:
+        return (await self._send_together([esl]))[0]
+
+    async def _send_together(self, commands: list[EslCommand]) -> list[Reply]:
+        """``commands`` in one write (see ``queries.send_all``)."""
         conn = self._conn
         if conn is None or not self.connected:
             raise SwitchUnavailable(f"not connected to FreeSWITCH at {self.address}"
                                     + ("; reconnecting" if self._reconnect else ""),
                                     address=self.address)
-        return await self._link.send(conn, esl, self._config.action_timeout)
-
-    async def _send_quietly(self, commands: list[EslCommand]) -> None:
-        for esl in commands:
-            try:
-                reply = await self._send(esl)
-            except SwitchError as exc:
-                log.warning("esl.command_failed", command=esl.name, error=exc.message)
-                return
-            if not reply.ok and not (esl.missing_ok and "no such channel" in reply.text.lower()):
-                log.warning("esl.command_refused", command=esl.name, reply=reply.text)
+        return await self._link.send_together(conn, commands, self._config.action_timeout)
 
     def _defer(self, commands: list[EslCommand]) -> None:
         for esl in commands:
@@ -369,7 +363,7 @@ class FreeswitchBackend:
         deferred, self._deferred = list(self._deferred.values()), {}
         if deferred:
             log.info("esl.deferred_hangups", count=len(deferred))
-            await self._send_quietly(deferred)
+            await send_quietly(self._send, deferred)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         loop = self._loop
@@ -430,8 +424,8 @@ class FreeswitchBackend:
             elif isinstance(ev, AnswerAccepted) and call is not None:
                 call.cancel_confirm_timer()
             elif isinstance(ev, DialFinished) and call is not None and call.hold_music:
-                call.music_restart = self._spawn(self._send_quietly(
-                    [restart_music(call_id, self._translator.a_channel(call_id))]))
+                call.music_restart = self._spawn(send_quietly(
+                    self._send, [restart_music(call_id, self._translator.a_channel(call_id))]))
             if call is not None and call.sink is not None:
                 call.sink(ev)
 
@@ -443,7 +437,7 @@ class FreeswitchBackend:
             return
         siblings = self._translator.siblings(call_id, channel)
         if siblings:
-            self._spawn(self._send_quietly([
+            self._spawn(send_quietly(self._send, [
                 EslCommand(Verb.API, f"uuid_kill {c} {LOST_RACE_CAUSE}", missing_ok=True)
                 for c in siblings]))
 
@@ -455,7 +449,7 @@ class FreeswitchBackend:
             call.cancel_confirm_timer()
         channel = self._translator.declined_channel(call_id)
         if channel is not None:
-            self._spawn(self._send_quietly([
+            self._spawn(send_quietly(self._send, [
                 EslCommand(Verb.API, f"uuid_kill {channel} {HANGUP_CAUSE}", missing_ok=True)]))
 
     def _start_confirm_timer(self, call_id: str, ev: WaitForKey) -> None:

@@ -19,7 +19,7 @@ from controller.errors import SwitchActionFailed
 
 from .actions import CALL_ID_VARIABLE, INCOMING_SUBCLASS, EslCommand, Verb
 from .live import CLAIMS_REALM, claim_commands
-from .queries import send_all
+from .queries import SendTogether, send_all
 from .wire import Reply, channel_rows
 
 Send = Callable[[EslCommand], Awaitable[Reply]]
@@ -54,12 +54,12 @@ def _bounded(text: str, most: int) -> str:
     return _UNPRINTABLE.sub("", text)[:most]
 
 
-async def claim_channel(send: Send, channel: str, call_id: str) -> None:
+async def claim_channel(send: SendTogether, channel: str, call_id: str) -> None:
     """Claim the parked channel for ``call_id`` (``live.claim_commands``):
     its filter first, so that no event of it is missed from then on."""
     commands = claim_commands(channel, call_id)
-    await send(commands[0])
-    reply = await send(commands[1])
+    await send(commands[:1])
+    [reply] = await send(commands[1:2])
     if not reply.ok:
         raise SwitchActionFailed(f"cannot claim the incoming call: {reply.text} (the caller hung "
                                  "up, or the switch hung it up unclaimed)",

@@ -58,7 +58,14 @@ THREAD_NAME = "callconnect-esl"
 # ---------------------------------------------------------------- gevent side
 
 class _NoAnswer(Exception):
-    """FreeSWITCH did not answer a command in time (raised in the gevent thread)."""
+    """FreeSWITCH did not answer a command in time (raised in the gevent
+    thread): the first unanswered of the commands sent together, its
+    ``index`` among them and its first two words (an ``auth`` only its first)."""
+
+    def __init__(self, index: int, data: str) -> None:
+        words = data.split("\n", 1)[0].split(" ")
+        super().__init__(" ".join(words[:1] if words[0] == "auth" else words[:2]))
+        self.index = index
 
 
 class _ConnectError(Exception):
@@ -148,20 +155,29 @@ class Connection(InboundESL):  # type: ignore[misc]  # greenswitch has no type h
     def send(self, data: str, timeout: float | None = None) -> Reply:
         """Send one command and wait for its reply (greenswitch's authenticate()
         calls this too)."""
+        return self.send_together([data], timeout)[0]
+
+    def send_together(self, frames: Sequence[str], timeout: float | None = None) -> list[Reply]:
+        """Send ``frames`` in one write and wait at most ``timeout`` for all
+        their replies, in order. One write: a controller killed right after it
+        cannot leave the switch with only the first of them."""
         if not self.connected:
             raise NotConnectedError(self.lost_reason or "not connected")
-        result = gevent.event.AsyncResult()
+        results = [gevent.event.AsyncResult() for _ in frames]
         with self._send_lock:  # keep the reply queue in the order of the bytes sent
-            self._commands_sent.append(result)
-            self.sock.sendall((data + "\n\n").encode())
-        result.wait(self.reply_timeout if timeout is None else timeout)
-        if not result.ready():
-            # The entry stays queued: FreeSWITCH answers in order, so a late
-            # reply still lands on it and not on the next command.
-            raise _NoAnswer(data.split("\n", 1)[0])
-        reply: Reply = result.get(block=False)
-        return reply
-
+            self._commands_sent.extend(results)
+            self.sock.sendall("".join(data + "\n\n" for data in frames).encode())
+        deadline = gevent.get_hub().loop.now() + (self.reply_timeout if timeout is None
+                                                  else timeout)
+        replies: list[Reply] = []
+        for index, result in enumerate(results):
+            result.wait(max(0.0, deadline - gevent.get_hub().loop.now()))
+            if not result.ready():
+                # The entries stay queued: FreeSWITCH answers in order, so a
+                # late reply still lands on its own and not on the next command.
+                raise _NoAnswer(index, frames[index])
+            replies.append(result.get(block=False))
+        return replies
     def expect_ok(self, data: str) -> None:
         reply = self.send(data)
         if not reply.ok:
@@ -350,19 +366,29 @@ class EslLink:
                 "(event_socket.conf.xml listen-ip and listen-port)?")
 
     async def send(self, conn: Connection, esl: EslCommand, timeout: float) -> Reply:
+        return (await self.send_together(conn, [esl], timeout))[0]
+
+    async def send_together(self, conn: Connection, commands: Sequence[EslCommand],
+                            timeout: float) -> list[Reply]:
+        """``commands`` in one write, their replies in order, all within
+        ``timeout``; SwitchActionFailed names the first one unanswered."""
+        what = ", ".join(esl.name for esl in commands)
+        frames = [esl.wire for esl in commands]
         try:
-            # The gevent side gives up a little later, so the answer to "how
-            # long" is always this side's timeout.
-            return await self._run(lambda: conn.send(esl.wire, timeout + 0.5), timeout, esl.name)
+            # The gevent side gives up first, so the error names the command
+            # it waited for; this side's extra half second covers the hop back.
+            return await self._run(lambda: conn.send_together(frames, timeout), timeout + 0.5,
+                                   what)
         except SwitchError:
             raise
         except _NoAnswer as exc:
-            raise SwitchActionFailed(f"FreeSWITCH did not answer {esl.name} within "
-                                     f"{timeout:g} s", action=esl.name) from exc
+            name = commands[exc.index].name
+            raise SwitchActionFailed(f"FreeSWITCH did not answer {name} within "
+                                     f"{timeout:g} s", action=name) from exc
         except (NotConnectedError, OSError) as exc:
             raise SwitchActionFailed(f"lost the connection to FreeSWITCH at {self._address} "
-                                     f"while waiting for {esl.name} ({exc})",
-                                     action=esl.name) from exc
+                                     f"while waiting for {what} ({exc})",
+                                     action=commands[0].name) from exc
 
     async def shutdown(self, conn: Connection, timeout: float) -> None:
         """Say goodbye and close, if the thread still runs; never raises."""

@@ -17,20 +17,50 @@ from .wire import Reply, channel_names, channel_rows
 log = structlog.get_logger(__name__)
 
 Send = Callable[[EslCommand], Awaitable[Reply]]
+# Commands sent in one write, their replies in order.
+SendTogether = Callable[[list[EslCommand]], Awaitable[list[Reply]]]
 SHOW_CHANNELS = EslCommand(Verb.API, "show channels as json")
 
 
-async def send_all(send: Send, commands: list[EslCommand], call_id: str = "") -> None:
-    """Send each in turn; SwitchActionFailed at the first refused (a hangup
-    of a channel that is gone already, or an optional command, is fine)."""
+async def send_all(send: SendTogether, commands: list[EslCommand], call_id: str = "") -> None:
+    """Send each in turn, a run of ``sendmsg`` in one write (a channel's queue
+    of applications: a controller killed while sending it cannot leave the
+    channel with its first applications and not the rest); SwitchActionFailed
+    names the first refused (a hangup of a channel that is gone already, or
+    an optional command, is fine)."""
+    for group in _runs_of_sendmsg(commands):
+        for esl, reply in zip(group, await send(group), strict=True):
+            if reply.ok or esl.optional:
+                continue
+            if esl.missing_ok and "no such channel" in reply.text.lower():
+                continue  # it hung up by itself meanwhile: that is what we wanted
+            raise SwitchActionFailed(f"FreeSWITCH refused {esl.name}: {reply.text}",
+                                     action=esl.name, call_id=call_id)
+
+
+async def send_quietly(send: Send, commands: list[EslCommand]) -> None:
+    """Send each in turn, a refusal or failure only logged (the first failure
+    ends the list: the link is gone)."""
     for esl in commands:
-        reply = await send(esl)
-        if reply.ok or esl.optional:
-            continue
-        if esl.missing_ok and "no such channel" in reply.text.lower():
-            continue  # it hung up by itself meanwhile: that is what we wanted
-        raise SwitchActionFailed(f"FreeSWITCH refused {esl.name}: {reply.text}",
-                                 action=esl.name, call_id=call_id)
+        try:
+            reply = await send(esl)
+        except SwitchError as exc:
+            log.warning("esl.command_failed", command=esl.name, error=exc.message)
+            return
+        if not reply.ok and not (esl.missing_ok and "no such channel" in reply.text.lower()):
+            log.warning("esl.command_refused", command=esl.name, reply=reply.text)
+
+
+def _runs_of_sendmsg(commands: list[EslCommand]) -> list[list[EslCommand]]:
+    """``commands`` cut into groups: each run of sendmsgs one group, any
+    other command a group of its own."""
+    groups: list[list[EslCommand]] = []
+    for esl in commands:
+        if esl.verb is Verb.SENDMSG and groups and groups[-1][-1].verb is Verb.SENDMSG:
+            groups[-1].append(esl)
+        else:
+            groups.append([esl])
+    return groups
 
 
 async def busy_targets(send: Send, targets: Sequence[str]) -> set[str]:
