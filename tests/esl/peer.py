@@ -589,7 +589,7 @@ class ChunkReader(asyncio.StreamReader):
         self.received.append(bytes(data))
         super().feed_data(data)
 
-    def set_exception(self, exc: BaseException) -> None:
+    def set_exception(self, exc: Exception) -> None:
         if isinstance(exc, ConnectionResetError):
             self.feed_eof()
             return
