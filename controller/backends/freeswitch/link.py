@@ -178,6 +178,7 @@ class Connection(InboundESL):  # type: ignore[misc]  # greenswitch has no type h
                 raise _NoAnswer(index, frames[index])
             replies.append(result.get(block=False))
         return replies
+
     def expect_ok(self, data: str) -> None:
         reply = self.send(data)
         if not reply.ok:
