@@ -43,7 +43,7 @@ import httpx
 
 from bench import common
 from bench.common import BenchRefused, percentile
-from bench.store_build import build, dnc_number, placed_number, say
+from bench.store_build import PLACED_NUMBERS, build, dnc_number, placed_number, say
 from bench.store_daemon import LEG_A, REPO, WHISPER, Peer, StoreDaemon, WebhookReceiver
 from controller.store.sqlite.cursor import encode_cursor
 
@@ -51,6 +51,7 @@ OUT = REPO / "docs" / "bench" / "store.json"
 WORKDIR = REPO / ".bench" / "store"
 STARTS = 3
 CALLS = 600  # per store
+WARM_FROM = 90_000  # the warm-up calls' leg B: placed_number(WARM_FROM + n)
 RATE = 5.0  # calls/s per daemon
 DNC_EVERY = 10  # every tenth call's leg B is on the big store's do-not-call list
 PAGE_REPEATS = 60
@@ -112,7 +113,7 @@ def on_dnc(number: int) -> bool:
 async def place_calls(lanes: list[Lane], hook: str, dnc_store: Lane, calls: int) -> None:
     for lane in lanes:  # warm: the whisper rendered, the first connection made
         for warm in range(3):
-            await post_call(lane, placed_number(90_000 + warm), hook, on_dnc=False)
+            await post_call(lane, placed_number(WARM_FROM + warm), hook, on_dnc=False)
         lane.posts_ms.clear()
     interval = 1 / (RATE * len(lanes))
     next_at = time.perf_counter()
@@ -196,11 +197,20 @@ async def list_pages(lanes: list[Lane]) -> None:
                                       )["next_cursor"]
 
 
-def forget_placed(lane: Lane) -> None:
-    """Take the bench's own calls out of the cached store again."""
-    with closing(sqlite3.connect(lane.store)) as db:
+def forget_placed(store: Path, placed: list[str]) -> None:
+    """Take the bench's own calls out of the cached store again, with what
+    they left beside them: the daily cap's counts of the numbers dialed, the
+    marks of the agents (leg B) they were on. Those of earlier runs too, which
+    did not take them out: each run added a few hundred rows that every call's
+    bookkeeping then read, so the store grew slower run after run."""
+    with closing(sqlite3.connect(store)) as db:
         db.execute("PRAGMA foreign_keys = ON")  # their timelines and deliveries go too
-        db.executemany("DELETE FROM calls WHERE call_id = ?", [(c,) for c in lane.placed])
+        db.executemany("DELETE FROM calls WHERE call_id = ?", [(c,) for c in placed])
+        for table in ("number_attempts", "agent_calls"):
+            db.execute(f"DELETE FROM {table} WHERE call_id NOT IN (SELECT call_id FROM calls)")
+        db.executemany("DELETE FROM agents WHERE target = ? AND target NOT IN "
+                       "(SELECT target FROM agent_calls)",
+                       [(placed_number(n),) for n in range(PLACED_NUMBERS)])
         db.commit()
 
 
@@ -285,7 +295,7 @@ async def run(workdir: Path, calls: int) -> Report:
         await receiver.stop()
         peer.stop()
         if len(lanes) == 2:
-            forget_placed(lanes[1])
+            forget_placed(lanes[1].store, lanes[1].placed)
     return report
 
 
@@ -297,10 +307,10 @@ async def guarded(work: Callable[[], Awaitable[Report]]) -> Report | None:
         return None
 
 
-def positive(text: str) -> int:
+def calls_per_store(text: str) -> int:
     number = int(text)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    if not 1 <= number <= WARM_FROM:  # the warm-up calls' numbers come after
+        raise argparse.ArgumentTypeError(f"must be 1 to {WARM_FROM}, not {number}")
     return number
 
 
@@ -309,7 +319,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=WORKDIR,
                         help="where the stores go; the big one is kept in its cache/ (~12 GiB)")
-    parser.add_argument("--calls", type=positive, default=CALLS,
+    parser.add_argument("--calls", type=calls_per_store, default=CALLS,
                         help=f"calls placed per store (default {CALLS}); fewer for a quick "
                              "look at the pages (a POST p99 of few calls says little)")
     parser.add_argument("--out", type=Path, default=OUT,
