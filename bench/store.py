@@ -14,7 +14,7 @@ Measured, for each store:
 
 * daemon start: from the process's start until /status answers 200 (the
   slowest of STARTS starts);
-* POST /v1/calls answer time p99: CALLS calls, paced at RATE calls/s per
+* POST /v1/calls answer time p99: CALLS calls (or --calls), paced at RATE calls/s per
   daemon (under its rate limit), the two daemons taking turns so that the
   machine's noise falls on both alike; every tenth call's leg B is on the big
   store's do-not-call list (403 there, placed on the empty store);
@@ -43,7 +43,7 @@ import httpx
 
 from bench import common
 from bench.common import BenchRefused, percentile
-from bench.store_build import build, dnc_number, placed_number, say
+from bench.store_build import PLACED_NUMBERS, build, dnc_number, placed_number, say
 from bench.store_daemon import LEG_A, REPO, WHISPER, Peer, StoreDaemon, WebhookReceiver
 from controller.store.sqlite.cursor import encode_cursor
 
@@ -51,6 +51,7 @@ OUT = REPO / "docs" / "bench" / "store.json"
 WORKDIR = REPO / ".bench" / "store"
 STARTS = 3
 CALLS = 600  # per store
+WARM_FROM = 90_000  # the warm-up calls' leg B: placed_number(WARM_FROM + n)
 RATE = 5.0  # calls/s per daemon
 DNC_EVERY = 10  # every tenth call's leg B is on the big store's do-not-call list
 PAGE_REPEATS = 60
@@ -104,22 +105,27 @@ async def post_call(lane: Lane, leg_b: str, hook: str, on_dnc: bool) -> None:
     lane.placed.append(answer.json()["call_uuid"])
 
 
-async def place_calls(lanes: list[Lane], hook: str, dnc_store: Lane) -> None:
+def on_dnc(number: int) -> bool:
+    """Whether the bench's ``number``-th call's leg B is a do-not-call number."""
+    return number % DNC_EVERY == 0
+
+
+async def place_calls(lanes: list[Lane], hook: str, dnc_store: Lane, calls: int) -> None:
     for lane in lanes:  # warm: the whisper rendered, the first connection made
         for warm in range(3):
-            await post_call(lane, placed_number(90_000 + warm), hook, on_dnc=False)
+            await post_call(lane, placed_number(WARM_FROM + warm), hook, on_dnc=False)
         lane.posts_ms.clear()
     interval = 1 / (RATE * len(lanes))
     next_at = time.perf_counter()
-    for number in range(CALLS):
-        on_dnc = number % DNC_EVERY == 0
-        leg_b = dnc_number(number * 7) if on_dnc else placed_number(number)
+    for number in range(calls):
+        refused = on_dnc(number)
+        leg_b = dnc_number(number * 7) if refused else placed_number(number)
         for lane in lanes:
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-            await post_call(lane, leg_b, hook, on_dnc=on_dnc and lane is dnc_store)
+            await post_call(lane, leg_b, hook, on_dnc=refused and lane is dnc_store)
         if (number + 1) % 50 == 0:
-            say(f"POST /v1/calls: {number + 1} / {CALLS} per store")
+            say(f"POST /v1/calls: {number + 1} / {calls} per store")
     for lane in lanes:
         await lane.daemon.wait_ended(lane.placed, timeout=120)
 
@@ -191,11 +197,20 @@ async def list_pages(lanes: list[Lane]) -> None:
                                       )["next_cursor"]
 
 
-def forget_placed(lane: Lane) -> None:
-    """Take the bench's own calls out of the cached store again."""
-    with closing(sqlite3.connect(lane.store)) as db:
+def forget_placed(store: Path, placed: list[str]) -> None:
+    """Take the bench's own calls out of the cached store again, with what
+    they left beside them: the daily cap's counts of the numbers dialed, the
+    marks of the agents (leg B) they were on. Those of earlier runs too, which
+    did not take them out: each run added a few hundred rows that every call's
+    bookkeeping then read, so the store grew slower run after run."""
+    with closing(sqlite3.connect(store)) as db:
         db.execute("PRAGMA foreign_keys = ON")  # their timelines and deliveries go too
-        db.executemany("DELETE FROM calls WHERE call_id = ?", [(c,) for c in lane.placed])
+        db.executemany("DELETE FROM calls WHERE call_id = ?", [(c,) for c in placed])
+        for table in ("number_attempts", "agent_calls"):
+            db.execute(f"DELETE FROM {table} WHERE call_id NOT IN (SELECT call_id FROM calls)")
+        db.executemany("DELETE FROM agents WHERE target = ? AND target NOT IN "
+                       "(SELECT target FROM agent_calls)",
+                       [(placed_number(n),) for n in range(PLACED_NUMBERS)])
         db.commit()
 
 
@@ -253,12 +268,12 @@ def print_table(report: Report) -> None:
     print()
 
 
-async def run(workdir: Path) -> Report:
+async def run(workdir: Path, calls: int) -> Report:
     big_store = await build(workdir / "cache", workdir)
     empty_store = workdir / "empty.sqlite3"
     for old in workdir.glob("empty.sqlite3*"):
         old.unlink()
-    report = Report(machine(), {"calls": CALLS, "rate_per_daemon": RATE, "dnc_every": DNC_EVERY,
+    report = Report(machine(), {"calls": calls, "rate_per_daemon": RATE, "dnc_every": DNC_EVERY,
                                 "starts": STARTS, "page_repeats": PAGE_REPEATS,
                                 "big_store_bytes": big_store.stat().st_size})
     peer, receiver = Peer(), WebhookReceiver()
@@ -269,10 +284,10 @@ async def run(workdir: Path) -> Report:
         lanes.append(await start_lane("empty", empty_store, workdir, peer))
         lanes.append(await start_lane("1M", big_store, workdir, peer))
         empty, big = lanes
-        await place_calls(lanes, receiver.url, dnc_store=big)
-        if big.refused_dnc != CALLS // DNC_EVERY:
-            raise BenchRefused(f"{big.refused_dnc} calls refused as do-not-call, not "
-                               f"{CALLS // DNC_EVERY}")
+        await place_calls(lanes, receiver.url, dnc_store=big, calls=calls)
+        expected = sum(map(on_dnc, range(calls)))
+        if big.refused_dnc != expected:
+            raise BenchRefused(f"{big.refused_dnc} calls refused as do-not-call, not {expected}")
         await list_pages(lanes)
         figures(report, empty, big)
     finally:
@@ -280,7 +295,7 @@ async def run(workdir: Path) -> Report:
         await receiver.stop()
         peer.stop()
         if len(lanes) == 2:
-            forget_placed(lanes[1])
+            forget_placed(lanes[1].store, lanes[1].placed)
     return report
 
 
@@ -292,20 +307,36 @@ async def guarded(work: Callable[[], Awaitable[Report]]) -> Report | None:
         return None
 
 
-def main() -> int:
+def calls_per_store(text: str) -> int:
+    number = int(text)
+    if not 1 <= number <= WARM_FROM:  # the warm-up calls' numbers come after
+        raise argparse.ArgumentTypeError(f"must be 1 to {WARM_FROM}, not {number}")
+    return number
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=WORKDIR,
                         help="where the stores go; the big one is kept in its cache/ (~12 GiB)")
-    args = parser.parse_args()
-    report = asyncio.run(guarded(lambda: run(args.workdir)))
+    parser.add_argument("--calls", type=calls_per_store, default=CALLS,
+                        help=f"calls placed per store (default {CALLS}); fewer for a quick "
+                             "look at the pages (a POST p99 of few calls says little)")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help=f"where the figures go (default {OUT.relative_to(REPO)})")
+    return parser.parse_args(argv)
+
+
+def main() -> int:
+    args = arguments()
+    report = asyncio.run(guarded(lambda: run(args.workdir, args.calls)))
     if report is None:
         return 1
     print_table(report)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"machine": report.machine, "settings": report.settings,
-                               "figures": report.figures}, indent=2) + "\n")
-    say(f"wrote {OUT}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": report.machine, "settings": report.settings,
+                                    "figures": report.figures}, indent=2) + "\n")
+    say(f"wrote {args.out}")
     return 0
 
 

@@ -46,9 +46,12 @@ def say(text: str) -> None:
     print(f"[store] {text}", flush=True)
 
 
+PLACED_NUMBERS = 100_000
+
+
 def placed_number(n: int) -> str:
-    """Leg B of the bench's n-th call (n < 100,000): +27 11 NNN 02 NN, the
-    peer's answering phones, never on the do-not-call list."""
+    """Leg B of the bench's n-th call (n < PLACED_NUMBERS): +27 11 NNN 02 NN,
+    the peer's answering phones, never on the do-not-call list."""
     return f"+2711{n // 100:03d}02{n % 100:02d}"
 
 
@@ -152,7 +155,7 @@ def copies(seeds: list[SeedCall], start: int, stop: int, first_at: float, step: 
            ) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
     for n in range(start, stop):
         yield seeds[n % len(seeds)].copy(str(uuid.uuid4()), first_at + n * step,
-                                         placed_number(n % 100_000))
+                                         placed_number(n % PLACED_NUMBERS))
 
 
 def bulk_copy(path: Path) -> None:

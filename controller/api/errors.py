@@ -109,8 +109,9 @@ _SCHEMAS = "#/components/schemas/"
 
 class OrjsonResponse(JSONResponse):
     """A JSON answer built by hand (errors, refusals: the 429s under
-    overload), rendered by orjson. Answers with a response model need none:
-    FastAPI renders those with pydantic's own serializer."""
+    overload; calls as stored, a page of them), rendered by orjson. Answers
+    FastAPI renders from a response model need none: pydantic's serializer
+    writes those."""
 
     def render(self, content: Any) -> bytes:
         return dumps(content)

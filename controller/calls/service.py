@@ -8,7 +8,6 @@ end, :mod:`controller.calls.runner`; the agent groups,
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -57,6 +56,7 @@ from controller.errors import (
     SwitchUnavailable,
     WhisperError,
 )
+from controller.ids import new_call_id
 from controller.outbound_client import OutboundClient
 from controller.routing.agents import AgentBook, MemoryAgentBook
 from controller.routing.dial_whom import DialWhomClient
@@ -157,7 +157,7 @@ class CallService:
                     idle_timeout: int = DEFAULT_IDLE_TIMEOUT) -> ActiveCall:
         """``place``, raising its refusals: bad input raises InvalidRequest,
         and a compliance rule or limit CallRefused, before anything is dialed."""
-        call_id = call_id or str(uuid.uuid4())
+        call_id = call_id or new_call_id()
         try:
             return await self._start(request, idempotency_key, call_id, idle_timeout)
         except BaseException:
@@ -183,7 +183,7 @@ class CallService:
         InvalidRequest naming a field, CallRefused, SwitchError, WhisperError."""
         if inbound is None:
             return await self.start(request, idempotency_key, call_id, idle_timeout=idle_timeout)
-        call_id = call_id or str(uuid.uuid4())
+        call_id = call_id or new_call_id()
         try:
             return await self.live.start_inbound(request, call_id, inbound, idempotency_key,
                                                  idle_timeout, source)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from controller.config import Config
 from controller.daemon.listener import request_as_dict, request_from_dict
 from controller.daemon.metrics import Metrics
 from controller.errors import CallConnectError, OutsideCallingHours
+from controller.ids import new_call_id
 from controller.store import (
     IdempotencyKey,
     Store,
@@ -38,6 +38,7 @@ from controller.store import (
     WebhookDelivery,
 )
 from controller.store.sqlite import SCHEDULED
+from controller.webhooks.envelope import new_event_id
 from controller.webhooks.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -65,7 +66,7 @@ class Scheduler:
         call already stored under the idempotency key, if any."""
         now = time.time()
         at = float(refusal.details["next_window_at"])
-        stored = StoredCall(call_id=str(uuid.uuid4()), created_at=now, updated_at=now,
+        stored = StoredCall(call_id=new_call_id(), created_at=now, updated_at=now,
                             state=SCHEDULED, status=None,
                             request=request_as_dict(request, idempotency_key),
                             snapshot={"scheduled_for": at, "reason": refusal.message},
@@ -165,7 +166,7 @@ class Scheduler:
         result = _unplaced_result(stored, status, reason, hangup_by, now)
         url = stored.request.get("webhook_url") or self.config.webhook.url
         deliveries = [WebhookDelivery(
-            event_id=f"evt_{uuid.uuid4().hex}", call_id=stored.call_id, url=url,
+            event_id=new_event_id(), call_id=stored.call_id, url=url,
             event_type="call.completed",
             payload={"type": "call.completed", "timestamp": now, "data": result},
             created_at=now, next_attempt_at=now)] if url else []

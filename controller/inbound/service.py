@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,6 +36,7 @@ from controller.config import Config
 from controller.core.events import ActionsFetchFailed, ActionsQueued, Event
 from controller.core.plan import PreparedAction
 from controller.errors import CallConnectError, InvalidRequest, SwitchError
+from controller.ids import new_call_id
 from controller.inbound.numbers import Number, check_actions
 from controller.inbound.registry import NumberRegistry
 from controller.numbers import normalize_number, parse_target
@@ -167,7 +167,7 @@ class InboundCalls:
                         reason=refusal, cause=OVERLOADED_CAUSE)
             await self._refuse(incoming, None, OVERLOADED_CAUSE)
             return
-        call = InboundCall(str(uuid.uuid4()), incoming,
+        call = InboundCall(new_call_id(), incoming,
                            caller_of(incoming.caller, self.config.calls.default_region), number)
         try:
             started = await self.calls.start_live(

@@ -6,15 +6,15 @@ where Standard Webhooks signs it and a receiver drops repeats by it.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from controller.ids import time_ordered_uuid
 from controller.jsonio import dumps
 
 
 def new_event_id() -> str:
-    return f"evt_{uuid.uuid4().hex}"
+    return f"evt_{time_ordered_uuid().hex}"
 
 
 def envelope(event_type: str, data: Mapping[str, Any], at: float) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from controller.api.errors import (
     STORE_UNAVAILABLE,
     UNAUTHORIZED,
     ApiErrorId,
+    OrjsonResponse,
     answers,
     error,
     failure,
@@ -125,8 +126,10 @@ def routes(ops: Operations, auth: Sequence[Depends], caller: Any) -> APIRouter:
         except (ValueError, InvalidRequest):  # the store says InvalidField
             return error(InvalidField.error_id, "cursor: not a cursor this API gave out",
                          field="cursor")
-        return JSONResponse({"calls": [call_view(c) for c in page.calls],
-                             "next_cursor": page.next_cursor})
+        # orjson: a page of 50 calls is about 160 KB of JSON, which the
+        # standard library took 1.5 ms to write.
+        return OrjsonResponse({"calls": [call_view(c) for c in page.calls],
+                               "next_cursor": page.next_cursor})
 
     @router.get("/v1/calls/{call_id}", response_model=CallView, operation_id="getCall",
                 summary="A call's full state and timeline", responses=answers(*ON_A_CALL))
@@ -138,7 +141,7 @@ def routes(ops: Operations, auth: Sequence[Depends], caller: Any) -> APIRouter:
             return not_found(call_id)
         timeline = [TimelineItem(at=t.at, kind=t.kind, data=t.data)
                     for t in await ops.timeline(call_id)]
-        return JSONResponse(call_view(stored, timeline))
+        return OrjsonResponse(call_view(stored, timeline))
 
     @router.post("/v1/calls/{call_id}/hangup", status_code=202, response_model=CallView,
                  operation_id="hangUpCall", summary="Cancel or end a call",
@@ -153,7 +156,7 @@ def routes(ops: Operations, auth: Sequence[Depends], caller: Any) -> APIRouter:
         if done.already_ended:
             return error(ApiErrorId.CALL_ENDED, f"call {call_id} has already ended",
                          call_id=call_id, status=done.call.status)
-        return JSONResponse(call_view(done.call), status_code=202)
+        return OrjsonResponse(call_view(done.call), status_code=202)
 
     @router.post("/v1/calls/{call_id}/actions", status_code=202, response_model=ActionsAccepted,
                  operation_id="queueActions", summary="Run actions on a live call",

@@ -51,6 +51,12 @@ def _call_from_row(row: sqlite3.Row) -> StoredCall:
             row["idempotency_key"], row["idempotency_scope"], row["request_hash"]))
 
 
+def _list_order(row: sqlite3.Row) -> tuple[float, str]:
+    """A row's place in the list (newest first is this, descending), as
+    SQLite compares it: call ids as UTF-8 bytes, the order of their code points."""
+    return row["created_at"], row["call_id"]
+
+
 class _Entries:
     """A change's timeline entries and webhook deliveries, encoded before the
     transaction (a value JSON cannot take fails without touching the file)."""
@@ -166,10 +172,17 @@ class SqliteCalls(SqliteDatabase):
             conditions.append("(created_at, call_id) < (?, ?)")
             params += [last_created_at, last_call_id]
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        # The page's rows are picked from an index alone, then read in the
+        # table's order (rowid, the order calls were created in): read newest
+        # first, a page of calls not in memory cost one disk read per table
+        # page (about 80); read forward, the kernel reads ahead (a few reads).
+        keys = (f"SELECT rowid FROM calls {where} "
+                "ORDER BY created_at DESC, call_id DESC LIMIT ?")
         async with self._use("listing calls", write=False) as db:
             rows = list(await db.execute_fetchall(
-                f"SELECT {CALL_COLUMNS} FROM calls {where} "
-                "ORDER BY created_at DESC, call_id DESC LIMIT ?", (*params, limit + 1)))
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE rowid IN ({keys}) ORDER BY rowid",
+                (*params, limit + 1)))
+        rows.sort(key=_list_order, reverse=True)
         calls = [_call_from_row(row) for row in rows[:limit]]
         more = len(rows) > limit
         return CallPage(calls, encode_cursor(calls[-1].created_at, calls[-1].call_id) if more else None)

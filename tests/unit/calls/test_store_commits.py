@@ -6,6 +6,7 @@ sync) of its own; and all of it is in the store once the call has ended."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ async def test_a_calls_bookkeeping_shares_the_commits_of_its_changes(
     decision = await calls.place(make_request(leg_a=LEG_A, leg_b=LEG_B, record=False))
     assert isinstance(decision, Placed)
     call = decision.call
+    assert uuid.UUID(call.call_id).version == 7  # time-ordered: stored at the indexes' end
     await next_command(switch, OriginateLegA)
     for event in (LegCreated(1.0, Leg.A, "a"), LegRinging(1.1, Leg.A), LegAnswered(2.0, Leg.A, "a")):
         call.events.put_nowait(event)

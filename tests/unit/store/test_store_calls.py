@@ -89,6 +89,32 @@ async def test_pages_newest_first_with_filters(store: SqliteStore) -> None:
     assert everything.next_cursor is None
 
 
+async def test_pages_keep_their_order_whatever_order_the_calls_were_stored_in(
+        store: SqliteStore) -> None:
+    """Rows are read in the table's order and put in the list's: calls stored
+    out of creation order (a clock set back, a scheduled call placed later),
+    ties on created_at (ordered by call id, as SQLite compares text: "z"
+    before "é" in UTF-8) and the page breaks between them come out as one list."""
+    stored = [("b", 300.0), ("é", 100.0), ("a", 300.0), ("z", 100.0), ("c", 200.0),
+              ("d", 500.0), ("e", 400.0), ("ab", 300.0)]
+    for call_id, created_at in stored:
+        await store.create_call(make_call(call_id, created_at, state="ended", status="completed"))
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        page = await store.list_calls(limit=3, cursor=cursor)
+        pages.append([call.call_id for call in page.calls])
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert pages == [["d", "e", "b"], ["ab", "a", "c"], ["é", "z"]]
+    everything = await store.list_calls(status="completed", limit=8)
+    assert [call.call_id for call in everything.calls] == [
+        "d", "e", "b", "ab", "a", "c", "é", "z"]
+    assert [call.created_at for call in everything.calls] == sorted(
+        (at for _, at in stored), reverse=True)
+
+
 async def test_a_foreign_cursor_is_refused(store: SqliteStore) -> None:
     for cursor in ["not base64!", "bm90IGpzb24=", "WzEsMiwzXQ=="]:
         with pytest.raises(InvalidField):
