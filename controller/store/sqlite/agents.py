@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from controller.routing.agents import AgentState
@@ -26,8 +27,10 @@ class SqliteAgents(SqliteDatabase):
                     tuple(states)):
                 states[row["target"]].on_call = row["on_call"]
                 states[row["target"]].last_ended_at = row["last_ended_at"]
+            # Rows past the history an agent's next call prunes are not its history.
             for row in await db.execute_fetchall(
-                    f"SELECT target, at FROM agent_calls WHERE target IN ({marks})", tuple(states)):
+                    f"SELECT target, at FROM agent_calls WHERE target IN ({marks}) AND at >= ?",
+                    (*states, time.time() - AGENT_HISTORY_SECONDS)):
                 states[row["target"]].calls.append(row["at"])
         return states
 
@@ -38,8 +41,10 @@ class SqliteAgents(SqliteDatabase):
                              (target, call_id))
             await db.execute("INSERT OR IGNORE INTO agent_calls (target, call_id, at) "
                              "VALUES (?, ?, ?)", (target, call_id, at))
-            await db.execute("DELETE FROM agent_calls WHERE at < ?",
-                             (at - AGENT_HISTORY_SECONDS,))
+            # This agent's old calls only: found by its index, where every
+            # agent's would be a scan of the whole history at every call.
+            await db.execute("DELETE FROM agent_calls WHERE target = ? AND at < ?",
+                             (target, at - AGENT_HISTORY_SECONDS))
 
     async def agent_call_ended(self, target: str, call_id: str, at: float) -> None:
         async with self._use("saving agent state", write=True) as db:

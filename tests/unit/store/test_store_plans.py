@@ -96,10 +96,12 @@ async def a_cursor(store: SqliteStore, **filters: Any) -> str:
     (lambda s: s.dnc_entries(["+27115550909", "+27115550908"]), None),
     (lambda s: s.prune_calls(1002.0), None),
     (lambda s: s.prune_deliveries(1002.0), None),
+    (lambda s: s.agent_call_started("agent:7", "call-new", 1005.0), None),
+    (lambda s: s.agent_states(["agent:7", "agent:8"]), None),
     # The first page walks the creation-time index from its newest end, for one page.
     (lambda s: s.list_calls(limit=2), "calls_by_created_at"),
 ], ids=["status", "status-and-window", "window", "active", "open-calls", "do-not-call",
-        "prune-calls", "prune-deliveries", "first-page"])
+        "prune-calls", "prune-deliveries", "agent-busy", "agent-states", "first-page"])
 async def test_a_query_on_many_calls_reads_an_index(store: SqliteStore, statements: Statements,
                                                     operation: Operation,
                                                     ordered_scan: str | None) -> None:

@@ -3,8 +3,13 @@ with what belongs to it; what is new, live, scheduled or pending stays."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from contextlib import closing
+
 from controller.store import DeliveryState, TimelineEntry, WebhookDelivery
 from controller.store.sqlite import SCHEDULED, SqliteStore
+from controller.store.sqlite.agents import AGENT_HISTORY_SECONDS
 from controller.store.sqlite.connection import PRUNE_BATCH
 from tests.unit.store.builders import make_call, make_delivery
 
@@ -69,3 +74,22 @@ async def test_pruning_goes_on_past_one_batch(store: SqliteStore) -> None:
 
     page = await store.list_calls(limit=10)
     assert [c.call_id for c in page.calls] == ["live"]
+
+
+async def test_an_agents_calls_older_than_its_history_go_when_it_takes_a_call(
+        store: SqliteStore) -> None:
+    now = time.time()
+    old = now - AGENT_HISTORY_SECONDS - 1
+    for agent in ("agent:1", "agent:2"):
+        await store.agent_call_started(agent, f"{agent}-old", old)
+        await store.agent_call_ended(agent, f"{agent}-old", old + 60)
+    await store.agent_call_started("agent:1", "agent:1-recent", now - 86400)
+    await store.agent_call_started("agent:1", "agent:1-now", now)
+    states = await store.agent_states(["agent:1", "agent:2"])
+    assert sorted(states["agent:1"].calls) == [now - 86400, now], "its old call is gone"
+    # Another agent's old call waits for that agent's next call, and is not its history.
+    assert states["agent:2"].calls == []
+    with closing(sqlite3.connect(store.path)) as db:
+        kept = db.execute("SELECT target, call_id FROM agent_calls ORDER BY at").fetchall()
+    assert kept == [("agent:2", "agent:2-old"), ("agent:1", "agent:1-recent"),
+                    ("agent:1", "agent:1-now")]
