@@ -6,6 +6,7 @@ sync) of its own; and all of it is in the store once the call has ended."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -82,12 +83,15 @@ async def test_a_calls_bookkeeping_shares_the_commits_of_its_changes(
     call = decision.call
     assert uuid.UUID(call.call_id).version == 7  # time-ordered: stored at the indexes' end
     await next_command(switch, OriginateLegA)
-    for event in (LegCreated(1.0, Leg.A, "a"), LegRinging(1.1, Leg.A), LegAnswered(2.0, Leg.A, "a")):
+    now = time.time()  # the agent's history is read back as of now
+    for event in (LegCreated(now + 1.0, Leg.A, "a"), LegRinging(now + 1.1, Leg.A),
+                  LegAnswered(now + 2.0, Leg.A, "a")):
         call.events.put_nowait(event)
     await next_command(switch, DialLegB)
-    for event in (LegCreated(2.1, Leg.B, "b"), LegRinging(2.2, Leg.B), LegAnswered(3.0, Leg.B, "b"),
-                  LegHungUp(9.0, Leg.A, 16, channel="a"), LegEnded(9.1, Leg.A, 16, channel="a"),
-                  LegEnded(9.2, Leg.B, 16, channel="b")):
+    for event in (LegCreated(now + 2.1, Leg.B, "b"), LegRinging(now + 2.2, Leg.B),
+                  LegAnswered(now + 3.0, Leg.B, "b"), LegHungUp(now + 9.0, Leg.A, 16, channel="a"),
+                  LegEnded(now + 9.1, Leg.A, 16, channel="a"),
+                  LegEnded(now + 9.2, Leg.B, 16, channel="b")):
         call.events.put_nowait(event)
     result = await asyncio.wait_for(call.wait(), WAIT_SECONDS)
     await listener.flush()
@@ -100,7 +104,7 @@ async def test_a_calls_bookkeeping_shares_the_commits_of_its_changes(
     target = call.core.legs[Leg.B].target
     assert target is not None
     [agent] = (await store.agent_states([target])).values()
-    assert (agent.on_call, agent.last_ended_at, len(agent.calls)) == (None, 9.2, 1)
+    assert (agent.on_call, agent.last_ended_at, len(agent.calls)) == (None, now + 9.2, 1)
     # ... and it took no commit of its own: one commit for the call's creation,
     # then one for each change saved (leg A's and B's counts, the agent's busy
     # and free marks joined the changes that caused them).
