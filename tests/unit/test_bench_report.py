@@ -6,13 +6,15 @@ step; and the charts."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from bench.inbound_calls import InboundStep
-from bench.lanes import Call, Step
+from bench.lanes import Call, Step, idle_cpu_rate
 from bench.report import (
     Report,
     add_figures,
@@ -166,3 +168,18 @@ def test_the_inbound_chart_is_drawn(tmp_path: Path) -> None:
     inbound_chart(bench, tmp_path / "latest-inbound.png")
     drawn = (tmp_path / "latest-inbound.png").read_bytes()
     assert drawn[:8] == b"\x89PNG\r\n\x1a\n" and len(drawn) > 10_000
+
+
+async def test_the_idle_cpu_rate_leaves_out_work_left_from_the_start() -> None:
+    # A process busy for its first second (as the daemon is, reading its
+    # recordings folder), then idle: one window spanning both would call it
+    # busy a third of the time.
+    process = subprocess.Popen([sys.executable, "-c", (
+        "import time\nstart = time.process_time()\n"
+        "while time.process_time() - start < 1.0: pass\ntime.sleep(30)")])
+    try:
+        rate = await idle_cpu_rate(process.pid, windows=3, seconds=1.0)
+    finally:
+        process.kill()
+        process.wait()
+    assert rate < 0.05
