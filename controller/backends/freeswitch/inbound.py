@@ -12,17 +12,15 @@ does.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 from controller.backends.base import IncomingCall
 from controller.errors import SwitchActionFailed
 
 from .actions import CALL_ID_VARIABLE, INCOMING_SUBCLASS, EslCommand, Verb
 from .live import CLAIMS_REALM, claim_commands
-from .queries import SendTogether, send_all
-from .wire import Reply, channel_rows
-
-Send = Callable[[EslCommand], Awaitable[Reply]]
+from .queries import Send, SendTogether, send_all
+from .wire import channel_rows
 
 # The dialplan keeps the number dialed here (the destination may be
 # rewritten on the way in).

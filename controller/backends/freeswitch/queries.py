@@ -30,10 +30,8 @@ async def send_all(send: SendTogether, commands: list[EslCommand], call_id: str 
     an optional command, is fine)."""
     for group in _runs_of_sendmsg(commands):
         for esl, reply in zip(group, await send(group), strict=True):
-            if reply.ok or esl.optional:
+            if reply.ok or esl.optional or _gone_already(esl, reply):
                 continue
-            if esl.missing_ok and "no such channel" in reply.text.lower():
-                continue  # it hung up by itself meanwhile: that is what we wanted
             raise SwitchActionFailed(f"FreeSWITCH refused {esl.name}: {reply.text}",
                                      action=esl.name, call_id=call_id)
 
@@ -47,8 +45,13 @@ async def send_quietly(send: Send, commands: list[EslCommand]) -> None:
         except SwitchError as exc:
             log.warning("esl.command_failed", command=esl.name, error=exc.message)
             return
-        if not reply.ok and not (esl.missing_ok and "no such channel" in reply.text.lower()):
+        if not reply.ok and not _gone_already(esl, reply):
             log.warning("esl.command_refused", command=esl.name, reply=reply.text)
+
+
+def _gone_already(esl: EslCommand, reply: Reply) -> bool:
+    """A refusal that is what was wanted: the channel hung up by itself meanwhile."""
+    return esl.missing_ok and "no such channel" in reply.text.lower()
 
 
 def _runs_of_sendmsg(commands: list[EslCommand]) -> list[list[EslCommand]]:
