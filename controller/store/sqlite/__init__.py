@@ -1,9 +1,9 @@
-"""The default store: one SQLite file, over the connection of :mod:`~controller.store.sqlite.link`.
+"""The default store: one SQLite file, over the connections of :mod:`~controller.store.sqlite.link`.
 
 One module per aggregate (calls, deliveries, groups, numbers, agents, compliance), each
-a class over the connection of :mod:`~controller.store.sqlite.connection`;
-:class:`SqliteStore` is all of them on that one connection, so a call's change
-and the deliveries it causes still commit together.
+a class over the connections of :mod:`~controller.store.sqlite.connection`;
+:class:`SqliteStore` is all of them on those connections (one writes, one reads),
+so a call's change and the deliveries it causes still commit together.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The store's one SQLite connection: statements on the event loop, each
-commit on a thread of its own.
+"""A connection of the store (it has one that writes and one that reads):
+statements on the event loop, each commit on a thread of its own.
 
 A statement touches SQLite's page cache only, and takes microseconds; what
 waits on the disk is a commit (the write and fsync of the WAL), so only the

@@ -6,6 +6,7 @@ import asyncio
 import os
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,57 @@ async def test_writes_made_together_are_each_committed_when_they_return(store: S
     assert seen_on_return == {f"c{i}": True for i in range(20)}
     assert await store.get_call("never-created") is None
     assert len(await store.due_deliveries(2000.0, 100)) == 20
+
+
+async def test_a_read_during_a_commit_reads_the_last_commit_at_once(store: SqliteStore) -> None:
+    """A read neither waits for the open transaction's commit nor sees its
+    writes. When reads waited for it, each commit under a steady stream of
+    writes found the next transaction already open, and a read waited for
+    seconds."""
+    assert store._db is not None
+    await store.create_call(make_call("c0"))
+    disk_free = threading.Event()
+    store._db._disk.submit(disk_free.wait, 10)  # the commit thread is busy: the next commit waits
+    writing = asyncio.create_task(store.create_call(make_call("c1")))
+    try:
+        async with asyncio.timeout(5):
+            while not store._db.in_transaction:  # c1 is written, not yet committed
+                await asyncio.sleep(0.001)
+        assert await asyncio.wait_for(store.get_call("c0"), 1) == make_call("c0")
+        assert await asyncio.wait_for(store.get_call("c1"), 1) is None
+        assert not writing.done()
+    finally:
+        disk_free.set()
+    await writing
+    assert await store.get_call("c1") == make_call("c1")
+
+
+async def test_writes_waiting_for_a_commit_go_on_in_one_turn_of_the_loop(
+        store: SqliteStore) -> None:
+    """Queued on a lock, the writes waiting for a commit took one turn of the
+    event loop each once it ended; under load a turn is long, and at 35
+    calls/s a write waited up to a second."""
+    db = store._db
+    assert db is not None
+    disk_free = [threading.Event(), threading.Event()]
+    db._disk.submit(disk_free[0].wait, 10)  # the first commit waits for the disk
+    first = asyncio.create_task(store.ping())
+    await asyncio.sleep(0.05)  # its commit is on the thread
+    assert not first.done()
+    db._disk.submit(disk_free[1].wait, 10)  # and so will the next
+    waiting = [asyncio.create_task(store.create_call(make_call(f"c{i}"))) for i in range(50)]
+    await asyncio.sleep(0.05)
+    disk_free[0].set()
+    await asyncio.wait_for(first, 5)
+    turns = 0
+    async with asyncio.timeout(5):  # the second commit waits: count the calls written before it
+        while (await db.execute_fetchall("SELECT count(*) FROM calls"))[0][0] < 50:
+            await asyncio.sleep(0)
+            turns += 1
+    disk_free[1].set()
+    await asyncio.wait_for(asyncio.gather(*waiting), 5)
+    assert turns < 10  # about 50 when each waiting write took a turn of its own
+    assert len((await store.list_calls(limit=100)).calls) == 50
 
 
 async def test_a_full_disk_under_writes_made_together_fails_each_and_keeps_the_rest(
