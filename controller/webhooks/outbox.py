@@ -17,9 +17,12 @@ are the ones the command line's sender uses too (controller.webhooks). Outcomes:
   non-public address it does not allow (controller.outbound): failed, final.
 
 Fairness: at most ``concurrency`` deliveries are in flight, and at most
-``per_host`` of them to one host (name and port), so a slow or dead receiver
-holds a few slots, never all of them; deliveries not yet tried are taken
-before retries (the store's due order), so fresh webhooks pass an old backlog.
+``per_host`` requests to one host (name and port) wait for its answer, so a
+slow or dead receiver holds a few slots, never all of them; deliveries not yet
+tried are taken before retries (the store's due order), so fresh webhooks pass
+an old backlog. A host's slot is free again once it has answered: saving the
+outcome asks nothing of it, and under load that save waits for its commit
+about as long as the request took.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ class Outbox:
         self._clock = clock
         # Redirects are not followed: a 3xx is a final answer, as the README promises.
         self._client = outbound_client(outbound, timeout, max_connections=self._concurrency)
-        self._host_of: dict[str, str] = {}  # event_id -> host, for the deliveries in flight
+        self._asking: Counter[str] = Counter()  # host -> requests waiting for its answer
         self._wake = asyncio.Event()
         self._stopping = False
         self._run_task: asyncio.Task[None] | None = None
@@ -117,16 +120,14 @@ class Outbox:
 
     def _start_due(self, in_flight: dict[str, asyncio.Task[WebhookDelivery]],
                    due: list[WebhookDelivery]) -> None:
-        busy = Counter(self._host_of[event_id] for event_id in in_flight)
         for delivery in due:
             if len(in_flight) >= self._concurrency:
                 return
             host = _host_key(delivery.url)
-            if delivery.event_id in in_flight or busy[host] >= self._per_host:
+            if delivery.event_id in in_flight or self._asking[host] >= self._per_host:
                 continue
-            busy[host] += 1
-            self._host_of[delivery.event_id] = host
-            in_flight[delivery.event_id] = asyncio.create_task(self.attempt(delivery))
+            self._asking[host] += 1
+            in_flight[delivery.event_id] = asyncio.create_task(self.attempt(delivery, host))
 
     async def _wait(self, in_flight: dict[str, asyncio.Task[WebhookDelivery]],
                     due: float | None) -> None:
@@ -148,7 +149,6 @@ class Outbox:
             if not task.done():
                 continue
             del in_flight[event_id]
-            del self._host_of[event_id]
             error = None if task.cancelled() else task.exception()
             if error is not None:
                 # A bug in one delivery must not stop every later webhook.
@@ -167,20 +167,31 @@ class Outbox:
                 await asyncio.wait({task})
         await self._client.aclose()
 
-    async def attempt(self, delivery: WebhookDelivery) -> WebhookDelivery:
-        """Send the delivery once (unless its URL is disabled), save the
-        outcome and return the delivery as saved."""
-        if await self._store.url_disabled(delivery.url):
-            outcome = replace(delivery, state=DeliveryState.DISABLED,
-                              last_error="not sent: the URL answered 410 Gone before")
-            log.warning("webhook.disabled_url", url=redact(delivery.url), event_id=delivery.event_id,
-                        call_id=delivery.call_id)
-        else:
-            outcome = await self._send(delivery)
+    async def attempt(self, delivery: WebhookDelivery, host: str | None = None) -> WebhookDelivery:
+        """Send the delivery once (unless its URL is disabled), free the slot
+        it took on ``host`` (if run() gave it one), save the outcome and
+        return the delivery as saved."""
+        try:
+            if await self._store.url_disabled(delivery.url):
+                outcome = replace(delivery, state=DeliveryState.DISABLED,
+                                  last_error="not sent: the URL answered 410 Gone before")
+                log.warning("webhook.disabled_url", url=redact(delivery.url),
+                            event_id=delivery.event_id, call_id=delivery.call_id)
+            else:
+                outcome = await self._send(delivery)
+        finally:
+            if host is not None:
+                self._answered(host)
         await self._store.update_delivery(outcome)
         if self._on_result is not None:
             self._on_result(outcome)
         return outcome
+
+    def _answered(self, host: str) -> None:
+        self._asking[host] -= 1
+        if not self._asking[host]:
+            del self._asking[host]
+        self._wake.set()  # its slot is free: the next due delivery to it may go
 
     async def _send(self, delivery: WebhookDelivery) -> WebhookDelivery:
         now = self._clock()

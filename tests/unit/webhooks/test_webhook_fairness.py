@@ -1,10 +1,12 @@
 """Fairness in the webhook outbox, with the real SQLite store and real
 loopback receivers: a dead receiver holds a few slots, never the others'
-webhooks, and fresh deliveries pass a backlog of retries."""
+webhooks; a slot is free once the receiver answers; and fresh deliveries pass
+a backlog of retries."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import replace
 
@@ -65,6 +67,32 @@ async def test_a_hanging_url_does_not_delay_another_urls_webhook(
         await hung.stop()  # the hung deliveries fail and are rescheduled, so stop() is quick
         await asyncio.wait_for(outbox.stop(), 10)
         await running
+
+
+async def test_a_hosts_slot_is_free_once_it_answers_before_the_outcome_is_saved(
+        store: SqliteStore, webhook_receiver: StartReceiver) -> None:
+    """Saving an outcome waits for a commit, which under load took as long as
+    the request: a slot held until then halved what one receiver could get."""
+    receiver = await webhook_receiver()
+    for n in range(3):
+        await enqueue(store, receiver.url, f"evt_{n}")
+    assert store._db is not None
+    disk_free = threading.Event()
+    store._db._disk.submit(disk_free.wait, 10)  # no commit ends: every outcome's save waits
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, concurrency=8, per_host=1)
+    running = asyncio.create_task(outbox.run())
+    try:
+        async with asyncio.timeout(5):
+            while len(receiver.webhook_ids) < 3:
+                await asyncio.sleep(0.01)
+        assert receiver.webhook_ids == ["evt_0", "evt_1", "evt_2"]
+        assert [d.state for d in await store.deliveries("call-evt_0")] == [DeliveryState.PENDING]
+    finally:
+        disk_free.set()
+        await asyncio.wait_for(outbox.stop(), 10)
+        await running
+    for n in range(3):
+        assert [d.state for d in await store.deliveries(f"call-evt_{n}")] == [DeliveryState.DELIVERED]
 
 
 async def test_fresh_deliveries_are_due_before_old_retries(store: SqliteStore) -> None:
