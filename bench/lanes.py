@@ -237,9 +237,14 @@ retry_base_seconds = 0.5
 unsigned = true  # the bench's own receiver on loopback does not verify
 """)
         self.log = (workdir / "daemon.log").open("ab")
+        # A session of its own, as systemd gives the daemon a cgroup of its own:
+        # in the bench's session it shared the bench client's scheduling group
+        # (autogroup), and the two split one group's CPU when the switch and
+        # the phones took the rest.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "controller", "--config", str(config), "--log-level", "warning",
-             "daemon"], stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+             "daemon"], stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO,
+            start_new_session=True)
         # Enough connections that the bench's own client never limits the offered rate.
         self.client = httpx.AsyncClient(base_url=self.url, timeout=10,
                                         limits=httpx.Limits(max_connections=2000),
