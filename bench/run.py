@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiohttp import web
 
 from controller.tts import WhisperRenderer
 
@@ -50,6 +49,7 @@ from .lanes import (
     Call,
     Capture,
     Daemon,
+    HookReceiver,
     Step,
     asterisk_pid,
     cpu_seconds,
@@ -97,12 +97,6 @@ class Bench:
     def rates(self, run: int) -> list[float]:
         return self.args.rates if run == 1 else [r for r in self.args.rates
                                                  if r >= self.args.fine_from]
-
-    async def webhook(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if body.get("type") == "call.completed":
-            self.webhooks[body["data"]["call_uuid"]] = (time.time(), body["data"])
-        return web.Response(status=204)
 
     async def drain(self, calls: list[Call], lane: str) -> None:
         deadline = time.monotonic() + 3 * self.args.talk + 40
@@ -302,12 +296,9 @@ class Bench:
         whisper = await WhisperRenderer(MEDIA).render(WHISPER)
         switch_whisper = "/var/lib/callconnect/media/" + whisper.path.stem
         await self.ami.connect()
-        app = web.Application()
-        app.router.add_post("/hook", self.webhook)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        hook_url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        receiver = HookReceiver(self.webhooks)
+        await receiver.start()
+        hook_url = receiver.url
         capture = Capture()
         sustained: dict[str, list[float]] = {"control": [], "controller": []}
         samples: list[tuple[int, int]] = []
@@ -329,7 +320,7 @@ class Bench:
             overload = await self.overload(workdir, hook_url, limit)
         finally:
             invites = await asyncio.to_thread(capture.invites)
-            await runner.cleanup()
+            await receiver.stop()
             self.ami.manager.close()
         self.gaps(invites)
         ready = [c.whisper_ready for c in self.calls
