@@ -39,7 +39,7 @@ import structlog
 
 from controller.outbound import redact
 from controller.outbound_client import outbound_client
-from controller.store import DeliveryState, Store, StoreError, WebhookDelivery
+from controller.store import DeliveryState, DueDelivery, Store, StoreError, WebhookDelivery
 from controller.webhooks.post import post_once
 from controller.webhooks.retry import Backoff
 from controller.webhooks.signing import Signer
@@ -98,7 +98,7 @@ class Outbox:
         they never end the loop."""
         self._run_task = asyncio.current_task()
         log.info("outbox.started")
-        in_flight: dict[str, asyncio.Task[WebhookDelivery]] = {}
+        in_flight: dict[str, asyncio.Task[WebhookDelivery | None]] = {}
         try:
             while not self._stopping:
                 try:
@@ -118,8 +118,8 @@ class Outbox:
                     task.cancel()
         log.info("outbox.stopped")
 
-    def _start_due(self, in_flight: dict[str, asyncio.Task[WebhookDelivery]],
-                   due: list[WebhookDelivery]) -> None:
+    def _start_due(self, in_flight: dict[str, asyncio.Task[WebhookDelivery | None]],
+                   due: list[DueDelivery]) -> None:
         for delivery in due:
             if len(in_flight) >= self._concurrency:
                 return
@@ -127,9 +127,22 @@ class Outbox:
             if delivery.event_id in in_flight or self._asking[host] >= self._per_host:
                 continue
             self._asking[host] += 1
-            in_flight[delivery.event_id] = asyncio.create_task(self.attempt(delivery, host))
+            in_flight[delivery.event_id] = asyncio.create_task(self._attempt_due(delivery, host))
 
-    async def _wait(self, in_flight: dict[str, asyncio.Task[WebhookDelivery]],
+    async def _attempt_due(self, due: DueDelivery, host: str) -> WebhookDelivery | None:
+        """Read the chosen delivery whole and attempt it; None, and its slot
+        freed, if it is no longer pending (delivered by a redelivery, pruned)."""
+        try:
+            delivery = await self._store.get_delivery(due.event_id)
+        except BaseException:
+            self._free_slot(host)
+            raise
+        if delivery is None or delivery.state is not DeliveryState.PENDING:
+            self._free_slot(host)
+            return None
+        return await self.attempt(delivery, host)
+
+    async def _wait(self, in_flight: dict[str, asyncio.Task[WebhookDelivery | None]],
                     due: float | None) -> None:
         """Until a delivery ends, wake() is called, or the next one is due."""
         if self._stopping:
@@ -144,7 +157,7 @@ class Outbox:
         # Cleared before the next look at the store, so a wake() during that look is not lost.
         self._wake.clear()
 
-    def _reap(self, in_flight: dict[str, asyncio.Task[WebhookDelivery]]) -> None:
+    def _reap(self, in_flight: dict[str, asyncio.Task[WebhookDelivery | None]]) -> None:
         for event_id, task in list(in_flight.items()):
             if not task.done():
                 continue
@@ -181,13 +194,13 @@ class Outbox:
                 outcome = await self._send(delivery)
         finally:
             if host is not None:
-                self._answered(host)
+                self._free_slot(host)
         await self._store.update_delivery(outcome)
         if self._on_result is not None:
             self._on_result(outcome)
         return outcome
 
-    def _answered(self, host: str) -> None:
+    def _free_slot(self, host: str) -> None:
         self._asking[host] -= 1
         if not self._asking[host]:
             del self._asking[host]

@@ -14,6 +14,7 @@ from controller.store import (
     DeliveryPage,
     DeliveryState,
     DisabledUrl,
+    DueDelivery,
     StoreError,
     WebhookDelivery,
     url_id_of,
@@ -59,16 +60,16 @@ class SqliteDeliveries(SqliteDatabase):
                 (call_id,))
         return [_delivery_from_row(row) for row in rows]
 
-    async def due_deliveries(self, now: float, limit: int) -> list[WebhookDelivery]:
+    async def due_deliveries(self, now: float, limit: int) -> list[DueDelivery]:
         """Deliveries not yet tried before retries, so a backlog of retries to a
         dead receiver does not hold up fresh webhooks; then oldest event
         first, so a backlog reaches a receiver in the order it happened."""
         async with self._use("reading due deliveries", write=False) as db:
             rows = await db.execute_fetchall(
-                f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = ? AND next_attempt_at <= ? "
+                "SELECT event_id, url FROM deliveries WHERE state = ? AND next_attempt_at <= ? "
                 "ORDER BY attempts > 0, created_at, rowid LIMIT ?",
                 (DeliveryState.PENDING.value, now, limit))
-        return [_delivery_from_row(row) for row in rows]
+        return [DueDelivery(row["event_id"], row["url"]) for row in rows]
 
     async def next_due_at(self) -> float | None:
         async with self._use("reading the next due delivery", write=False) as db:

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import replace
 
-from controller.store import DeliveryState, WebhookDelivery
+from controller.store import DeliveryState, DueDelivery
 from controller.store.sqlite import SqliteStore
 from controller.webhooks.outbox import Outbox
 from tests.conftest import StartReceiver
@@ -95,6 +95,24 @@ async def test_a_hosts_slot_is_free_once_it_answers_before_the_outcome_is_saved(
         assert [d.state for d in await store.deliveries(f"call-evt_{n}")] == [DeliveryState.DELIVERED]
 
 
+async def test_a_due_delivery_no_longer_pending_when_read_whole_is_not_sent(
+        store: SqliteStore, webhook_receiver: StartReceiver) -> None:
+    """The outbox chooses from ids and URLs, then reads each chosen delivery
+    whole: one delivered meanwhile (a redelivery's attempt) is left alone."""
+    receiver = await webhook_receiver()
+    delivery = await enqueue(store, receiver.url)
+    chosen = await store.due_deliveries(time.time(), 10)
+    await store.update_delivery(replace(delivery, state=DeliveryState.DELIVERED, attempts=1))
+    outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, per_host=1)
+    outbox._asking["127.0.0.1:80"] += 1  # the slot the loop takes as it chooses
+    try:
+        assert await outbox._attempt_due(chosen[0], "127.0.0.1:80") is None
+        assert receiver.webhook_ids == []
+        assert not outbox._asking  # its slot is free again
+    finally:
+        await outbox.stop()
+
+
 async def test_fresh_deliveries_are_due_before_old_retries(store: SqliteStore) -> None:
     now = time.time()
     old = [await enqueue(store, "http://dead.example.com/hook", f"evt_old_{n}", created_at=now - 600 + n)
@@ -103,6 +121,5 @@ async def test_fresh_deliveries_are_due_before_old_retries(store: SqliteStore) -
         await store.update_delivery(replace(delivery, attempts=5, last_error="HTTP 503",
                                             next_attempt_at=now - 1))
     fresh = await enqueue(store, "http://crm.example.com/hook", "evt_fresh", created_at=now)
-    due: list[WebhookDelivery] = await store.due_deliveries(now, 2)
-    assert [d.event_id for d in due] == ["evt_fresh", "evt_old_0"]
-    assert due[0] == fresh and due[0].state is DeliveryState.PENDING
+    due = await store.due_deliveries(now, 2)
+    assert due == [DueDelivery("evt_fresh", fresh.url), DueDelivery("evt_old_0", old[0].url)]
