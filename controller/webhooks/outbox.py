@@ -130,17 +130,28 @@ class Outbox:
             in_flight[delivery.event_id] = asyncio.create_task(self._attempt_due(delivery, host))
 
     async def _attempt_due(self, due: DueDelivery, host: str) -> WebhookDelivery | None:
-        """Read the chosen delivery whole and attempt it; None, and its slot
-        freed, if it is no longer pending (delivered by a redelivery, pruned)."""
+        """Read the chosen delivery whole and attempt it (None if it is no
+        longer pending: delivered by a redelivery, pruned). The slot _start_due
+        took on ``host`` is freed here, once: when the receiver has answered,
+        or when the attempt ends without asking it."""
+        freed = False
+
+        def free_slot() -> None:
+            nonlocal freed
+            if not freed:
+                freed = True
+                self._asking[host] -= 1
+                if not self._asking[host]:
+                    del self._asking[host]
+                self._wake.set()  # its slot is free: the next due delivery to it may go
+
         try:
             delivery = await self._store.get_delivery(due.event_id)
-        except BaseException:
-            self._free_slot(host)
-            raise
-        if delivery is None or delivery.state is not DeliveryState.PENDING:
-            self._free_slot(host)
-            return None
-        return await self.attempt(delivery, host)
+            if delivery is None or delivery.state is not DeliveryState.PENDING:
+                return None
+            return await self.attempt(delivery, answered=free_slot)
+        finally:
+            free_slot()
 
     async def _wait(self, in_flight: dict[str, asyncio.Task[WebhookDelivery | None]],
                     due: float | None) -> None:
@@ -180,10 +191,13 @@ class Outbox:
                 await asyncio.wait({task})
         await self._client.aclose()
 
-    async def attempt(self, delivery: WebhookDelivery, host: str | None = None) -> WebhookDelivery:
-        """Send the delivery once (unless its URL is disabled), free the slot
-        it took on ``host`` (if run() gave it one), save the outcome and
-        return the delivery as saved."""
+    async def attempt(self, delivery: WebhookDelivery,
+                      answered: Callable[[], None] | None = None) -> WebhookDelivery:
+        """Send the delivery once (unless its URL is disabled), call
+        ``answered`` once the receiver has answered (or the send has failed),
+        then save the outcome and return the delivery as saved. Under load the
+        save waits about as long as the POST took, and run() lets the next
+        delivery to the same receiver go without waiting for it."""
         try:
             if await self._store.url_disabled(delivery.url):
                 outcome = replace(delivery, state=DeliveryState.DISABLED,
@@ -193,18 +207,12 @@ class Outbox:
             else:
                 outcome = await self._send(delivery)
         finally:
-            if host is not None:
-                self._free_slot(host)
+            if answered is not None:
+                answered()
         await self._store.update_delivery(outcome)
         if self._on_result is not None:
             self._on_result(outcome)
         return outcome
-
-    def _free_slot(self, host: str) -> None:
-        self._asking[host] -= 1
-        if not self._asking[host]:
-            del self._asking[host]
-        self._wake.set()  # its slot is free: the next due delivery to it may go
 
     async def _send(self, delivery: WebhookDelivery) -> WebhookDelivery:
         now = self._clock()
