@@ -74,14 +74,16 @@ lint: $(VENV)/.installed
 # Then the components' CPU (bench.micro) and the daemon on a store of 1 M calls
 # (bench.store: docs/bench/store.json; its store is built once, ~12 GiB in
 # .bench/store/cache). Brings the lab down when it ends, as make test does.
-bench: install
+# `lab up asterisk` installs the Asterisk lab, all the bench drives (make
+# install would build the FreeSWITCH lab too: tens of minutes on a new machine).
+bench: $(VENV)/.installed
 	@$(LAB) up asterisk
 	@$(PY) -m bench.run && $(PY) -m bench.micro && $(PY) -m bench.store; status=$$?; \
 	  $(LAB) down asterisk; exit $$status
 
 # The soak run for longer than make test's 150 s: calls for 10 minutes, with an
 # Asterisk restart and a webhook outage in the middle; memory must stay flat.
-soak: install
+soak: $(VENV)/.installed
 	@$(LAB) up asterisk
 	CALLCONNECT_SOAK_SECONDS=600 $(PY) -m pytest -q -s tests/lab/test_soak.py
 
@@ -91,7 +93,7 @@ openapi: $(VENV)/.installed
 
 # The daemon on the lab, in the foreground (API on 127.0.0.1:8080, token "lab");
 # BACKEND=freeswitch drives the lab's FreeSWITCH.
-daemon: install
+daemon: $(VENV)/.installed
 	@$(LAB) up $(BACKEND)
 	CALLCONNECT_API_TOKENS=lab CALLCONNECT_STORE_PATH=.lab/callconnect.sqlite3 \
 	  $(VENV)/bin/callconnect --config $(CONFIG) --log-level info daemon
