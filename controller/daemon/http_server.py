@@ -36,10 +36,16 @@ from controller.errors import ConfigError, DaemonFailed
 
 log = structlog.get_logger(__name__)
 
-# Connections the kernel may queue, and asyncio accepts in one go before any
-# of them is counted: the open-file limit must leave room for them, and for
-# the store, the switch link, webhook and dial-whom requests and the logs.
-LISTEN_BACKLOG = 64
+# Connections the kernel queues until the daemon accepts them: a quarter of
+# the open-file limit, within these bounds. A burst of new connections past
+# the queue overflows it, and the kernel drops their SYNs: each such client
+# then waits for its SYN to be sent again (1 s, then 3 s, then 7 s). At 64, a
+# bench at 75 calls/s overflowed it 636 times in 15 s. asyncio accepts the
+# whole queue in one go before any connection is counted, so the open-file
+# limit must leave room for it, and for the store, the switch link, webhook
+# and dial-whom requests and the logs (OTHER_FILES).
+MIN_LISTEN_BACKLOG = 64
+MAX_LISTEN_BACKLOG = 1024
 OTHER_FILES = 128
 MIN_CONNECTIONS = 16
 # A request's head (request line and header fields): h11's bound, which the
@@ -72,7 +78,7 @@ class ApiServer(uvicorn.Server):
             self.on_serving()
 
 
-def listen(settings: ApiConfig) -> list[socket.socket]:
+def listen(settings: ApiConfig, backlog: int) -> list[socket.socket]:
     """Bind and listen on api.host and api.port (every address the host
     resolves to, as asyncio would) before the server starts, so a taken
     address is a clear error here rather than a log line of uvicorn's."""
@@ -93,7 +99,7 @@ def listen(settings: ApiConfig) -> list[socket.socket]:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(sockaddr)
-            sock.listen(LISTEN_BACKLOG)
+            sock.listen(backlog)
     except OSError as exc:
         for sock in sockets:
             sock.close()
@@ -258,14 +264,19 @@ def raise_open_file_limit() -> int:
     return int(soft)
 
 
+def listen_backlog(open_file_limit: int) -> int:
+    """The listening sockets' backlog under this open-file limit."""
+    return max(MIN_LISTEN_BACKLOG, min(MAX_LISTEN_BACKLOG, open_file_limit // 4))
+
+
 def connection_cap(wanted: int, open_file_limit: int) -> int:
     """api.max_connections, lowered to what the open-file limit leaves room for."""
-    room = open_file_limit - LISTEN_BACKLOG - OTHER_FILES
+    room = open_file_limit - listen_backlog(open_file_limit) - OTHER_FILES
     if room < MIN_CONNECTIONS:
         raise ConfigError(
             f"the open-file limit ({open_file_limit}) leaves no room for API connections: raise "
-            f"it to at least {LISTEN_BACKLOG + OTHER_FILES + MIN_CONNECTIONS} (LimitNOFILE= in the "
-            "systemd unit, ulimit -n in a shell)", setting="api.max_connections")
+            f"it to at least {MIN_LISTEN_BACKLOG + OTHER_FILES + MIN_CONNECTIONS} (LimitNOFILE= "
+            "in the systemd unit, ulimit -n in a shell)", setting="api.max_connections")
     if room < wanted:
         log.warning("api.max_connections_lowered", wanted=wanted, max_connections=room,
                     open_file_limit=open_file_limit)
@@ -273,11 +284,12 @@ def connection_cap(wanted: int, open_file_limit: int) -> int:
 
 
 def api_server(app: FastAPI, settings: ApiConfig) -> ApiServer:
+    open_file_limit = raise_open_file_limit()
     guard = ConnectionGuard(settings.header_timeout, settings.body_timeout,
-                            connection_cap(settings.max_connections, raise_open_file_limit()))
+                            connection_cap(settings.max_connections, open_file_limit))
     protocol = cast("type[asyncio.Protocol]", functools.partial(GuardedProtocol, guard=guard))
     # ws="none": the API has no WebSocket routes, and an upgraded connection
     # would leave the guard.
     return ApiServer(uvicorn.Config(
         app, host=settings.host, port=settings.port, http=protocol, ws="none",
-        backlog=LISTEN_BACKLOG, log_config=None, access_log=False, lifespan="off"))
+        backlog=listen_backlog(open_file_limit), log_config=None, access_log=False, lifespan="off"))

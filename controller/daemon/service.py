@@ -158,7 +158,7 @@ class Daemon:
         self.inbound.attach()  # numbers known: calls may arrive once the switch is connected
         api = self.config.api
         server = api_server(create_app(self, api), api)
-        sockets = listen(api)
+        sockets = listen(api, server.config.backlog)
         server.on_serving = self._serving
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -3,6 +3,8 @@ clients, on the real daemon process (its switch unreachable, so no lab):
 
 * 1,000 idle sockets do not keep /status or POST /v1/calls from answering,
   also under a low open-file limit;
+* a burst of 500 new connections while the daemon accepts none waits for it,
+  none dropped;
 * a half-sent head or body is closed within its timeout, however slowly the
   client trickles bytes;
 * a head over 16 KiB or 100 header fields gets 431 and the connection
@@ -15,9 +17,12 @@ clients, on the real daemon process (its switch unreachable, so no lab):
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import select
+import selectors
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -155,6 +160,49 @@ def test_status_and_calls_answer_with_1000_idle_sockets_open(
             assert held < open_files, "the oldest idle sockets were closed to make room"
     finally:
         for sock in idle:
+            sock.close()
+        daemon.stop()
+
+
+def test_a_burst_of_new_connections_waits_for_a_busy_daemon_none_dropped(tmp_path: Path) -> None:
+    # Past its listen backlog the kernel drops a new connection's SYN, and the
+    # client waits for it to be sent again (1 s, then 3 s, then 7 s). Under
+    # 4,096 open files the backlog is 1,024.
+    burst_size = 500
+    raise_own_file_limit(4096)
+    daemon = started(tmp_path, 4096)
+    burst: list[socket.socket] = []
+    try:
+        with selectors.DefaultSelector() as waiting:
+            os.kill(daemon.pid, signal.SIGSTOP)  # as busy as can be: it accepts nothing
+            try:
+                for _ in range(burst_size):
+                    sock = socket.socket()
+                    sock.setblocking(False)
+                    burst.append(sock)
+                    sock.connect_ex(("127.0.0.1", daemon.port))
+                    waiting.register(sock, selectors.EVENT_WRITE)
+                connected = 0
+                deadline = time.monotonic() + 3  # past the first SYN's resend
+                while connected < burst_size and time.monotonic() < deadline:
+                    for key, _ in waiting.select(timeout=0.2):
+                        waiting.unregister(key.fileobj)
+                        connected += key.fileobj.getsockopt(  # type: ignore[union-attr]
+                            socket.SOL_SOCKET, socket.SO_ERROR) == 0
+            finally:
+                os.kill(daemon.pid, signal.SIGCONT)
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert connected == burst_size, (
+            f"{connected} of {burst_size} connections got through while the daemon was busy: "
+            "the kernel dropped the rest (a listen backlog too small; the kernel caps it at "
+            f"net.core.somaxconn, {somaxconn} here)")
+        last = burst[-1]
+        last.setblocking(True)
+        last.settimeout(10)
+        last.sendall(b"GET /status HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert last.recv(65536).startswith(b"HTTP/1.1 503"), "served once the daemon runs again"
+    finally:
+        for sock in burst:
             sock.close()
         daemon.stop()
 
