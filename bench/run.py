@@ -157,18 +157,16 @@ class Bench:
                 async def place() -> Call | None:
                     b = self.b_number()
                     placed = time.time()
-                    try:
-                        response = await daemon.client.post("/v1/calls", json={
-                            "leg_a": LEG_A, "leg_b": b, "whisper": WHISPER,
-                            "webhook_url": hook_url})
-                    except httpx.TransportError:
+                    answer = await daemon.place({"leg_a": LEG_A, "leg_b": b, "whisper": WHISPER,
+                                                 "webhook_url": hook_url})
+                    if answer is None:
                         # Unanswered within the timeout: the step is past what the
                         # controller sustains, which the ramp is there to find.
                         return Call("controller", f"unanswered-{b}", b, placed, ended=True,
                                     status="unanswered")
-                    if response.status_code != 202:
-                        raise refused("controller", response)
-                    return Call("controller", response.json()["call_uuid"], b, placed)
+                    if answer.status != 202:
+                        raise refused("controller", answer)
+                    return Call("controller", answer.json()["call_uuid"], b, placed)
                 cpu0, wall0, lag0 = daemon.cpu_seconds(), time.monotonic(), await daemon.lag_buckets()
                 switch0 = cpu_seconds(self.switch_pid)
                 calls = await self.offer(rate, place)
@@ -211,18 +209,16 @@ class Bench:
                 nonlocal unanswered
                 b = self.b_number()
                 started = time.perf_counter()
-                try:
-                    response = await daemon.client.post("/v1/calls", json={
-                        "leg_a": LEG_A, "leg_b": b, "whisper": WHISPER, "webhook_url": hook_url})
-                except httpx.TransportError:
+                answer = await daemon.place({"leg_a": LEG_A, "leg_b": b, "whisper": WHISPER,
+                                             "webhook_url": hook_url})
+                if answer is None:
                     unanswered += 1
-                    return
-                if response.status_code == 429:
+                elif answer.status == 429:
                     refused_ms.append((time.perf_counter() - started) * 1000)
-                elif response.status_code == 202:
-                    admitted.append(Call("overload", response.json()["call_uuid"], b, time.time()))
+                elif answer.status == 202:
+                    admitted.append(Call("overload", answer.json()["call_uuid"], b, time.time()))
                 else:
-                    raise refused("overload", response)
+                    raise refused("overload", answer)
             await self.offer(rate * 1.5, place)
             await self.drain(admitted, "controller")
         finally:
