@@ -308,7 +308,7 @@ unsigned = true  # the bench's own receiver on loopback does not verify
         # fifth of httpx's CPU a request (1.8 against 9.1 s for 1,125 POSTs at
         # 75 a second), and the bench's own event loop lag counts in every
         # answer time it measures. With httpx that loop ran up to 3.7 s late
-        # (p99 1.1 s) in the overload lane; with aiohttp, p99 0.1 s.
+        # (p99 0.46-1.25 s) in the overload lane; with aiohttp, p99 0.10-0.16 s.
         self.placing = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=2.0),
             timeout=aiohttp.ClientTimeout(total=10),
