@@ -70,7 +70,8 @@ lint: $(VENV)/.installed
 
 # Load benchmark on the lab: the controller next to a bare-AMI control lane,
 # every figure with its goal; writes docs/bench/latest.json, latest.png and
-# latest-inbound.png. ~30 minutes (3 runs of both lanes, then the inbound lanes).
+# latest-inbound.png. ~30 minutes (3 runs of both lanes, a step with the daemon's
+# CPU counted by part, the overload step, then the inbound lanes).
 # Then the components' CPU (bench.micro) and the daemon on a store of 1 M calls
 # (bench.store: docs/bench/store.json; its store is built once, ~12 GiB in
 # .bench/store/cache). Brings the lab down when it ends, as make test does.

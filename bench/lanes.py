@@ -22,7 +22,7 @@ import httpx
 from panoramisk import Manager
 from panoramisk.message import Message
 
-from . import common
+from . import common, cpu_parts
 from .common import BenchRefused, connect_watching, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,8 +254,12 @@ class HookReceiver:
 
 
 class Daemon:
-    def __init__(self, workdir: Path, talk: int, max_rate: float = 0.0) -> None:
+    def __init__(self, workdir: Path, talk: int, max_rate: float = 0.0, *,
+                 counted: Path | None = None) -> None:
+        """``counted``: run the daemon with its CPU counted by part
+        (bench.cpu_parts), which writes its counts there."""
         self.port = free_port()
+        self.counted = counted
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "bench.toml"
         config.write_text(f"""
@@ -292,9 +296,10 @@ unsigned = true  # the bench's own receiver on loopback does not verify
         # (autogroup), and the two split one group's CPU when the switch and
         # the phones took the rest.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "controller", "--config", str(config), "--log-level", "warning",
-             "daemon"], stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO,
-            start_new_session=True)
+            [sys.executable, "-m", "bench.cpu_parts" if counted else "controller",
+             "--config", str(config), "--log-level", "warning", "daemon"],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+            env={**os.environ, cpu_parts.ENV: str(counted)} if counted else None)
         # Enough connections that the bench's own client never limits the offered
         # rate; each let go well before the daemon closes it after 5 s idle
         # (uvicorn's keep-alive). At httpx's own 5 s, a POST sent on a
@@ -335,6 +340,11 @@ unsigned = true  # the bench's own receiver on loopback does not verify
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.process.pid)
+
+    async def cpu_counts(self) -> dict[str, Any]:
+        """The counted daemon's CPU by part so far (bench.cpu_parts)."""
+        assert self.counted is not None, "the daemon was not started counted"
+        return await cpu_parts.read_snapshot(self.process.pid, self.counted)
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():

@@ -47,6 +47,7 @@ class Report:
     whisper_gap_steps: list[WhisperGapStep] = field(default_factory=list)
     sustained: dict[str, list[float]] = field(default_factory=dict)  # lane -> each run's rate
     inbound_steps: list[InboundStep] = field(default_factory=list)
+    cpu_parts: dict[str, Any] = field(default_factory=dict)  # see Bench.cpu_by_part
 
     def figure(self, name: str, value: Any, goal: str, met: bool | None, unit: str = "") -> None:
         self.figures.append({"figure": name, "value": value, "unit": unit, "goal": goal,
@@ -94,9 +95,15 @@ def add_figures(report: Report, samples: list[tuple[int, int]], overload: dict[s
                   "<= 5 ms", excess is not None and excess <= 5, "ms")
     cpu = at_peak.cpu_ms_per_call if at_peak else None
     report.figure(f"controller CPU per call at {at_peak.rate if at_peak else '?'} calls/s "
-                  "(control's peak; by component: python -m bench.micro)",
+                  "(control's peak; each component alone: python -m bench.micro)",
                   cpu and round(cpu, 2), f"<= {CPU_PER_CALL_GOAL_MS} ms",
                   cpu is not None and cpu <= CPU_PER_CALL_GOAL_MS, "ms")
+    parts = report.cpu_parts
+    if parts:
+        report.figure(f"  by part, at {parts['rate']:g} calls/s on asyncio's own loop "
+                      "(bench.cpu_parts)", parts["total_ms"], "-", None,
+                      "ms: " + ", ".join(f"{part} {ms:.2f}"
+                                         for part, ms in parts["ms_per_call"].items()))
     ours = at_peak.switch_cpu_ms_per_call if at_peak else None
     bare_switch = control_peak.switch_cpu_ms_per_call if control_peak else None
     report.figure("  Asterisk's CPU per call there, controller lane / control lane",

@@ -9,8 +9,9 @@ B, bridge, a fixed talk time) at a rising rate until success falls under 99.9 %:
 
 Both lanes run ``--runs`` times (the first over the whole ramp, the others
 from ``--fine-from`` calls/s, where the steps are 5 calls/s apart) and the
-sustained ratio is the median of the runs'; then 1.5x the sustained rate is
-offered to a daemon limited to it. Then the inbound lanes (bench/inbound.py):
+sustained ratio is the median of the runs'; then one step (``--parts-rate``)
+with the daemon's CPU counted by part (bench/cpu_parts.py), and 1.5x the
+sustained rate offered to a daemon limited to it. Then the inbound lanes (bench/inbound.py):
 callers calling a number the dialplan alone answers, and one set on the
 daemon, with the same first action. Every controller figure is reported next
 to its goal, and as a ratio to the control lane where the issue asks for one,
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ import httpx
 from controller.tts import WhisperRenderer
 
 from .common import BenchRefused, percentile
+from .cpu_parts import parts_per_call
 from .inbound import InboundLanes
 from .lanes import (
     B_PREFIX,
@@ -152,21 +155,9 @@ class Bench:
         sampling = asyncio.create_task(self.sample(daemon, samples))
         idle, switch_idle = await asyncio.gather(idle_cpu_rate(daemon.process.pid),
                                                  idle_cpu_rate(self.switch_pid))
+        place = self.placer(daemon, hook_url)
         try:
             for rate in self.rates(run):
-                async def place() -> Call | None:
-                    b = self.b_number()
-                    placed = time.time()
-                    answer = await daemon.place({"leg_a": LEG_A, "leg_b": b, "whisper": WHISPER,
-                                                 "webhook_url": hook_url})
-                    if answer is None:
-                        # Unanswered within the timeout: the step is past what the
-                        # controller sustains, which the ramp is there to find.
-                        return Call("controller", f"unanswered-{b}", b, placed, ended=True,
-                                    status="unanswered")
-                    if answer.status != 202:
-                        raise refused("controller", answer)
-                    return Call("controller", answer.json()["call_uuid"], b, placed)
                 cpu0, wall0, lag0 = daemon.cpu_seconds(), time.monotonic(), await daemon.lag_buckets()
                 switch0 = cpu_seconds(self.switch_pid)
                 calls = await self.offer(rate, place)
@@ -187,6 +178,45 @@ class Bench:
             sampling.cancel()
             await daemon.stop()
         return sustained
+
+    def placer(self, daemon: Daemon, hook_url: str) -> Callable[[], Awaitable[Call]]:
+        """What places one call of the controller lane through ``daemon``."""
+        async def place() -> Call:
+            b = self.b_number()
+            placed = time.time()
+            answer = await daemon.place({"leg_a": LEG_A, "leg_b": b, "whisper": WHISPER,
+                                         "webhook_url": hook_url})
+            if answer is None:
+                # Unanswered within the timeout: the step is past what the
+                # controller sustains, which the ramp is there to find.
+                return Call("controller", f"unanswered-{b}", b, placed, ended=True,
+                            status="unanswered")
+            if answer.status != 202:
+                raise refused("controller", answer)
+            return Call("controller", answer.json()["call_uuid"], b, placed)
+        return place
+
+    async def cpu_by_part(self, workdir: Path, hook_url: str, rate: float) -> dict[str, Any]:
+        """One step of the controller lane with the daemon's CPU counted by
+        part (bench.cpu_parts): what each part costs a call, adding up to
+        the whole."""
+        daemon = Daemon(workdir, self.args.talk, counted=workdir / "cpu-parts.json")
+        await daemon.ready()
+        try:
+            before = await daemon.cpu_counts()
+            calls = await self.offer(rate, self.placer(daemon, hook_url))
+            await self.drain(calls, "controller")
+            after = await daemon.cpu_counts()
+        finally:
+            await daemon.stop()
+        completed = sum(1 for c in calls if c.key in self.webhooks)
+        parts = parts_per_call(before, after, len(calls))
+        total = round(sum(parts.values()), 3)
+        say(f"CPU by part at {rate:g} calls/s, {completed}/{len(calls)} completed, asyncio's "
+            f"own loop: {total} ms a call = "
+            + ", ".join(f"{part} {ms:.2f}" for part, ms in parts.items()))
+        return {"rate": rate, "calls": len(calls), "completed": completed,
+                "ms_per_call": parts, "total_ms": total}
 
     async def sample(self, daemon: Daemon, samples: list[tuple[int, int]]) -> None:
         while True:
@@ -309,6 +339,9 @@ class Bench:
                     await self.controller_lane(run, workdir, hook_url, samples))
                 say(f"controller lane sustained {sustained['controller'][-1]:g} calls/s")
             self.report.sustained = sustained
+            parts_rate = self.args.rates[0] if self.args.smoke else self.args.parts_rate
+            say(f"CPU by part: {parts_rate:g} calls/s, the daemon counted by part")
+            self.report.cpu_parts = await self.cpu_by_part(workdir, hook_url, parts_rate)
             if self.args.smoke:
                 return
             limit = self.report.common_rate() or 1.0
@@ -338,6 +371,8 @@ def main() -> int:
     parser.add_argument("--talk", type=int, default=4, help="seconds each call talks")
     parser.add_argument("--inbound-rates", type=float, nargs="+", default=[1, 2, 5, 10, 15, 20],
                         help="the inbound lanes' steps (calls/s)")
+    parser.add_argument("--parts-rate", type=float, default=20.0,
+                        help="the rate of the step that counts the daemon's CPU by part")
     parser.add_argument("--only", choices=["outbound", "inbound"],
                         help="run only these lanes; prints the figures and writes no report files")
     parser.add_argument("--smoke", action="store_true",

@@ -2,7 +2,7 @@
 bare AMI loop and the daemon's API) and both inbound lanes (callers to a
 number the dialplan alone answers, and to one set on the daemon), so a bench
 that can no longer place calls fails here rather than reporting a sustained
-rate of 0."""
+rate of 0; and the step that counts the daemon's CPU by part."""
 
 from __future__ import annotations
 
@@ -25,3 +25,14 @@ def test_bench_smoke_places_and_completes_calls_in_every_lane(lab: None) -> None
         # Every call answered and its first action timed on the switch's clock.
         assert re.search(rf"\[bench\] inbound {lane:<10}   1.0 calls/s: 3/3 completed .*"
                          r"answer -> first action p50 / p99 [0-9.]+ / [0-9.]+ ms", output), output
+    # The daemon counted by part: every part of a call's life did some work,
+    # and the parts add up to the whole the line gives.
+    counted = re.search(r"\[bench\] CPU by part at 1 calls/s, 3/3 completed, asyncio's own "
+                        r"loop: ([0-9.]+) ms a call = (.*)", output)
+    assert counted, output
+    parts = {name: float(ms) for name, ms in re.findall(r"([a-z ]+) ([0-9.]+)(?:, |$)",
+                                                        counted.group(2))}
+    assert set(parts) == {"api", "switch events", "call flow", "store", "webhooks",
+                          "event loop and the rest"}, counted.group(0)
+    assert all(ms > 0 for ms in parts.values()), counted.group(0)
+    assert abs(sum(parts.values()) - float(counted.group(1))) < 0.05, counted.group(0)
