@@ -28,10 +28,13 @@ from controller.store.sqlite.link import SqliteLink
 
 ENDED = "ended"
 SCHEDULED = "scheduled"  # waiting for its calling window; nothing dialed yet
-# The calls still open, in the words of the calls_open partial index (schema
-# v6): literals, since SQLite uses a partial index only for a query whose own
-# terms imply its WHERE, which a bound parameter never does.
+# The calls still open, scheduled and ended, in the words of the partial
+# indexes calls_open (schema v6), calls_scheduled and calls_ended (v7):
+# literals, since SQLite uses a partial index only for a query whose own terms
+# imply its WHERE, which a bound parameter never does.
 _OPEN = f"state NOT IN ('{ENDED}', '{SCHEDULED}')"
+_IS_SCHEDULED = f"state = '{SCHEDULED}'"
+_IS_ENDED = f"state = '{ENDED}'"
 
 CALL_COLUMNS = ("call_id, created_at, updated_at, state, status, request, snapshot, result, "
                 "idempotency_key, idempotency_scope, request_hash")
@@ -81,6 +84,11 @@ class _Entries:
 
 _UPDATE_CALL = ("UPDATE calls SET updated_at = ?, state = ?, status = ?, request = ?, snapshot = ?, "
                 "result = ? WHERE call_id = ?")
+# A call in progress has no status yet. Left out of the SET, it is left out of
+# calls_by_status too: SQLite rewrites the index entries of every column a
+# statement sets, changed or not.
+_UPDATE_OPEN_CALL = ("UPDATE calls SET updated_at = ?, state = ?, request = ?, snapshot = ?, "
+                     "result = ? WHERE call_id = ?")
 
 
 @dataclass
@@ -88,6 +96,7 @@ class _QueuedSave:
     """One call's change, waiting to be written with the others of its turn."""
 
     call_id: str
+    statement: str  # _UPDATE_CALL or _UPDATE_OPEN_CALL
     params: tuple[Any, ...]
     entries: _Entries
     done: asyncio.Future[None] = field(
@@ -154,8 +163,7 @@ class SqliteCalls(SqliteDatabase):
         if status == "active":
             conditions.append(_OPEN)
         elif status == SCHEDULED:
-            conditions.append("state = ?")
-            params.append(SCHEDULED)
+            conditions.append(_IS_SCHEDULED)
         elif status is not None:
             conditions.append("status = ?")
             params.append(status)
@@ -197,10 +205,12 @@ class SqliteCalls(SqliteDatabase):
                         deliveries: list[WebhookDelivery]) -> None:
         # Encoded before the transaction, so a value JSON cannot take fails without touching the file.
         # The idempotency key is the one the call was created with: never changed here.
-        call_params = (call.updated_at, call.state, call.status, dump_json(call.request),
+        status = () if call.status is None else (call.status,)
+        call_params = (call.updated_at, call.state, *status, dump_json(call.request),
                        dump_json(call.snapshot), None if call.result is None else dump_json(call.result),
                        call.call_id)
-        save = _QueuedSave(call.call_id, call_params, _Entries(timeline, deliveries))
+        save = _QueuedSave(call.call_id, _UPDATE_CALL if status else _UPDATE_OPEN_CALL, call_params,
+                           _Entries(timeline, deliveries))
         self._queued_saves.append(save)
         if self._saver is None:
             # It runs after this turn: every call's change made in it joins.
@@ -213,15 +223,20 @@ class SqliteCalls(SqliteDatabase):
         return saves
 
     async def _save_queued(self) -> None:
-        """The queued changes in one write: three statements for all of them.
+        """The queued changes in one write: a statement per table for all of
+        them (two for calls: those in progress, and those with a status).
         If any of them fails, each is written alone, so that one call's
         failure (say, it is not in the store) is its own."""
         saves: list[_QueuedSave] = []
         try:
             async with self._use("saving calls", write=True) as db:
                 saves = self._take_queued()  # taken late, so changes queued meanwhile join
-                updated = await db.executemany(_UPDATE_CALL, [s.params for s in saves])
-                if updated.rowcount != len(saves):
+                updated = 0
+                for statement in (_UPDATE_OPEN_CALL, _UPDATE_CALL):
+                    rows = [s.params for s in saves if s.statement == statement]
+                    if rows:
+                        updated += (await db.executemany(statement, rows)).rowcount
+                if updated != len(saves):
                     raise StoreError("a call to save is not in the store", path=str(self.path),
                                      action="saving calls")
                 await _Entries.insert_all(db, [s.entries for s in saves])
@@ -246,7 +261,7 @@ class SqliteCalls(SqliteDatabase):
 
     async def _save_one(self, save: _QueuedSave) -> None:
         async with self._use("saving a call", write=True) as db:
-            updated = await db.execute(_UPDATE_CALL, save.params)
+            updated = await db.execute(save.statement, save.params)
             if updated.rowcount != 1:
                 raise StoreError(f"call {save.call_id} is not in {self.path}; create it first",
                                  path=str(self.path), action="saving a call")
@@ -265,8 +280,8 @@ class SqliteCalls(SqliteDatabase):
         """Calls waiting for their calling window, the one due first first."""
         async with self._use("reading scheduled calls", write=False) as db:
             rows = await db.execute_fetchall(
-                f"SELECT {CALL_COLUMNS} FROM calls WHERE state = ? "
-                "ORDER BY json_extract(snapshot, '$.scheduled_for'), call_id", (SCHEDULED,))
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE {_IS_SCHEDULED} "
+                "ORDER BY json_extract(snapshot, '$.scheduled_for'), call_id")
         return [_call_from_row(row) for row in rows]
 
     async def save_scheduled(self, call: StoredCall, timeline: list[TimelineEntry],
@@ -292,6 +307,6 @@ class SqliteCalls(SqliteDatabase):
         return await self._delete_in_batches(
             "pruning calls",
             "DELETE FROM calls WHERE call_id IN (SELECT call_id FROM calls "
-            "WHERE state = ? AND created_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries "
+            f"WHERE {_IS_ENDED} AND created_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries "
             "WHERE deliveries.call_id = calls.call_id AND deliveries.state = ?) LIMIT ?)",
-            (ENDED, before, DeliveryState.PENDING.value))
+            (before, DeliveryState.PENDING.value))

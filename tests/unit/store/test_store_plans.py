@@ -3,11 +3,13 @@ list page, the start's pick-up of open calls, the do-not-call look-up and
 the prunes is planned by SQLite on an index, never as a scan of every call
 (or delivery), and never sorts what it found. The plans are SQLite's own
 (EXPLAIN QUERY PLAN of the statement the store sent, with its parameters).
-A file of schema version 5 gains the indexes of version 6 and keeps every row."""
+A file of schema version 5 gains the indexes of versions 6 and 7 and keeps
+every row; a live call's change of state moves it in no index."""
 
 from __future__ import annotations
 
 import sqlite3
+import struct
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -92,6 +94,7 @@ async def a_cursor(store: SqliteStore, **filters: Any) -> str:
     (lambda s: s.list_calls(status="busy", created_after=900.0, created_before=1100.0), None),
     (lambda s: s.list_calls(created_after=1001.0, created_before=1004.0), None),
     (lambda s: s.list_calls(status="active"), "calls_open"),
+    (lambda s: s.list_calls(status="scheduled"), "calls_scheduled"),
     (lambda s: s.open_calls(), "calls_open"),
     (lambda s: s.dnc_entries(["+27115550909", "+27115550908"]), None),
     (lambda s: s.prune_calls(1002.0), None),
@@ -100,7 +103,7 @@ async def a_cursor(store: SqliteStore, **filters: Any) -> str:
     (lambda s: s.agent_states(["agent:7", "agent:8"]), None),
     # The first page walks the creation-time index from its newest end, for one page.
     (lambda s: s.list_calls(limit=2), "calls_by_created_at"),
-], ids=["status", "status-and-window", "window", "active", "open-calls", "do-not-call",
+], ids=["status", "status-and-window", "window", "active", "scheduled", "open-calls", "do-not-call",
         "prune-calls", "prune-deliveries", "agent-busy", "agent-states", "first-page"])
 async def test_a_query_on_many_calls_reads_an_index(store: SqliteStore, statements: Statements,
                                                     operation: Operation,
@@ -148,6 +151,35 @@ async def test_a_page_reads_its_rows_in_the_tables_order(
     assert plan[1] == "LIST SUBQUERY 1", (sql, plan)
     assert len(plan) == 3 and f" USING {picked_by}" in plan[2], (sql, plan)
     assert sql.rstrip().endswith("ORDER BY rowid"), sql
+
+
+def written_trees(path: Path) -> set[str]:
+    """The tables and indexes whose pages the WAL holds."""
+    wal = Path(f"{path}-wal").read_bytes()
+    with closing(sqlite3.connect(path)) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        owners = dict(db.execute("SELECT pageno, name FROM dbstat"))
+    # The WAL's header is 32 bytes, then each frame: 24 bytes (its page number first), a page.
+    frames = range(32, len(wal), 24 + page_size)
+    return {owners[struct.unpack(">I", wal[at:at + 4])[0]] for at in frames}
+
+
+async def test_a_live_call_s_change_of_state_rewrites_its_row_and_calls_open_alone(
+        store: SqliteStore) -> None:
+    """Only the states a call rests in (scheduled, ended) have an index of
+    their own, and a call in progress sets no status: its transitions write
+    its row and its entry in calls_open, no other index of calls."""
+    await filled(store)
+    await store.create_call(make_call("call-live", 1010.0, state="dialing-a"))
+    with closing(sqlite3.connect(store.path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    await store.save_call(make_call("call-live", 1010.0, state="ringing-a"), [], [])
+    assert written_trees(store.path) == {"calls", "calls_open"}
+    await store.save_call(make_call("call-live", 1010.0, state="ended", status="completed"),
+                          [], [])
+    # Its end moves it to the ended and by-status indexes, out of the open calls'.
+    assert written_trees(store.path) == {"calls", "calls_open", "calls_ended", "calls_by_status"}
+    assert "call-live" not in [c.call_id for c in await store.open_calls()]
 
 
 TABLES = ("calls", "timeline", "deliveries", "disabled_urls", "agent_groups", "agents",
@@ -203,5 +235,6 @@ async def test_a_version_5_file_keeps_every_row_and_gains_the_indexes(tmp_path: 
         assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
         indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = "
                                                   "'index'")}
-        assert {"calls_open", "calls_by_status", "calls_by_state",
+        assert {"calls_open", "calls_by_status", "calls_scheduled", "calls_ended",
                 "deliveries_by_created_at"} <= indexes
+        assert "calls_by_state" not in indexes
