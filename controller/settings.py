@@ -57,6 +57,7 @@ OTHER_VARIABLES = {
     "CALLCONNECT_FREESWITCH_SOURCES": "sip-lab/freeswitch-build: where the FreeSWITCH source tarballs are",
     "CALLCONNECT_LAB_CACHE": "sip-lab/freeswitch-build: the folder its builds are cached in",
     "CALLCONNECT_SOAK_SECONDS": "tests/lab/test_soak.py: how long the soak runs",
+    "CALLCONNECT_BENCH_CPU_PARTS": "bench/cpu_parts.py: where the counted daemon writes its CPU by part",
 }
 _PATH_SUFFIXES = ("_dir", "_file")
 _SHOWN_VALUE_CHARS = 60
