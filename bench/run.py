@@ -78,6 +78,11 @@ OUT = REPO / "docs" / "bench"
 WHISPER = "Connecting you to a caller from the benchmark"
 
 
+def call_connect(leg_b: str, hook_url: str) -> dict[str, Any]:
+    """The request the controller lane and the overload lane place."""
+    return {"leg_a": LEG_A, "leg_b": leg_b, "whisper": WHISPER, "webhook_url": hook_url}
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -184,8 +189,7 @@ class Bench:
         async def place() -> Call:
             b = self.b_number()
             placed = time.time()
-            answer = await daemon.place({"leg_a": LEG_A, "leg_b": b, "whisper": WHISPER,
-                                         "webhook_url": hook_url})
+            answer = await daemon.place(call_connect(b, hook_url))
             if answer is None:
                 # Unanswered within the timeout: the step is past what the
                 # controller sustains, which the ramp is there to find.
@@ -239,8 +243,7 @@ class Bench:
                 nonlocal unanswered
                 b = self.b_number()
                 started = time.perf_counter()
-                answer = await daemon.place({"leg_a": LEG_A, "leg_b": b, "whisper": WHISPER,
-                                             "webhook_url": hook_url})
+                answer = await daemon.place(call_connect(b, hook_url))
                 if answer is None:
                     unanswered += 1
                 elif answer.status == 429:
