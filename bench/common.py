@@ -8,6 +8,7 @@ import asyncio
 import os
 import platform
 import socket
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,12 +35,14 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 
 
 def machine() -> dict[str, str]:
-    """The machine and Python a run was made on, and when."""
+    """The machine and Python a run was made on, and when. The Python names
+    its installation: builds of one version differ in speed (Debian's is
+    built with PGO and LTO, pyenv's by default without)."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": str(round(
         os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)),
-        "kernel": platform.release(), "python": platform.python_version(),
+        "kernel": platform.release(), "python": f"{platform.python_version()} ({sys.base_prefix})",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
