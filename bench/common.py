@@ -26,6 +26,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# The bench's daemons log as packaging/callconnect.service has a host's log
+# (JSON, info: a dozen lines a call), so their CPU counts those lines.
+DAEMON_LOG_ARGS = ("--json-logs", "--log-level", "info")
+
 def percentile(values: Iterable[float], q: float) -> float | None:
     data = sorted(values)
     if not data:

@@ -297,7 +297,7 @@ unsigned = true  # the bench's own receiver on loopback does not verify
         # the phones took the rest.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.cpu_parts" if counted else "controller",
-             "--config", str(config), "--log-level", "warning", "daemon"],
+             "--config", str(config), *common.DAEMON_LOG_ARGS, "daemon"],
             stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
             env={**os.environ, cpu_parts.ENV: str(counted)} if counted else None)
         # Enough connections that the bench's own client never limits the offered

@@ -23,7 +23,9 @@
   another process on loopback;
 * not in the total, for calls routed by one: a dial-whom URL asked through
   the live calls' outbound client (the [outbound] checks, the GET, the
-  bounded read, the answer parsed), the URL another process on loopback.
+  bounded read, the answer parsed), the URL another process on loopback;
+* not in the total, one log line as a host's daemon writes it (JSON, at
+  info: a dozen a call), through the daemon's own log set-up.
 
 CPU is the process's (all threads: the store's commits count). The
 components run on the daemon's event loop, uvloop. Figures drift between runs
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 import tempfile
@@ -41,6 +44,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
+import structlog
 import uvloop
 from panoramisk.message import Message
 
@@ -393,6 +397,19 @@ def webhooks_per_call(core: CallConnect) -> float:
     return (time.process_time() - started) / CALLS
 
 
+def log_line_seconds(lines: int = 20_000) -> float:
+    with open(os.devnull, "w") as sink:
+        setup_logs("info", json=True, stream=sink)
+        log = structlog.get_logger("controller.calls.runner")
+        started = time.process_time()
+        for _ in range(lines):
+            log.info("call.transition", call_id="3f1c2b9e-5a7d-4c1e-8f2a-6b9d0e4c7a15",
+                     to="bridged", reason="leg B answered; bridged")
+        seconds = (time.process_time() - started) / lines
+    setup_logs("warning")
+    return seconds
+
+
 async def components() -> tuple[dict[str, float], dict[str, float]]:
     """The figures of the components every call uses, and the others'."""
     core = a_finished_call()
@@ -418,6 +435,7 @@ async def components() -> tuple[dict[str, float], dict[str, float]]:
             await store.close()
     others["completion webhook POSTed"] = await webhook_post_per_call(core)
     others["dial-whom URL asked (calls routed by one)"] = await dial_whom_per_ask()
+    others["a log line (JSON, info, as a host's daemon)"] = log_line_seconds()
     return figures, others
 
 

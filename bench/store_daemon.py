@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from aiohttp import web
 
-from bench.common import free_port
+from bench.common import DAEMON_LOG_ARGS, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "bench-store"
@@ -140,7 +140,7 @@ unsigned = true  # the bench's own receiver does not verify
             started = time.perf_counter()
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "controller", "--config", str(self.config),
-                 "--log-level", "warning", "daemon"],
+                 *DAEMON_LOG_ARGS, "daemon"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                 env={**os.environ, "PYTHONPATH": str(REPO)})
         deadline = started + timeout

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import DAEMON_LOG_ARGS
 from controller.config import Config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -84,6 +85,8 @@ def test_the_daemon_is_notify_typed_watched_and_runs_from_the_venv() -> None:
     assert unit["WatchdogSec"] == ["30"]
     assert unit["ExecStart"][0].startswith("/opt/callconnect/bin/callconnect ")
     assert unit["User"] == ["callconnect"]
+    # make bench measures a daemon that logs as this one does.
+    assert " ".join(DAEMON_LOG_ARGS) in unit["ExecStart"][0]
     # What the daemon needs through the sandbox: TCP and the notify socket,
     # setrlimit (LimitNOFILE), and fork+exec of espeak-ng and sox.
     assert set(unit["RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
