@@ -28,6 +28,9 @@ SECRET_KEYS = ("secret", "password", "token", "authorization", "api_key")
 OWN_LOGGERS = "controller"
 OTHERS_LEVEL = logging.WARNING
 
+# What a line keeps of an event that could not be written whole.
+_KEPT_WHEN_UNWRITABLE = ("event", "level", "logger", "timestamp")
+
 
 @functools.lru_cache(maxsize=1024)  # events use a few dozen keys, over and over
 def _is_secret(key: str) -> bool:
@@ -46,20 +49,40 @@ def _json_line(event: Any, default: Callable[[Any], Any]) -> str:
     """``event`` as one line of JSON, through orjson. What orjson refuses (an
     integer beyond 64 bits, text with a lone surrogate) goes through the
     standard library; a value JSON has no form for is written as structlog
-    writes it (``default``: its ``__structlog__()`` or its ``repr``)."""
+    writes it (``default``: its ``__structlog__()`` or its ``repr``). An
+    event neither can write (a value that contains itself) becomes a line
+    that says so, since a log call never fails the work that made it."""
     try:
         return orjson.dumps(event, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:
+        pass
+    try:
         return json.dumps(event, default=default)
+    except (TypeError, ValueError) as exc:
+        return json.dumps({key: event.get(key) for key in _KEPT_WHEN_UNWRITABLE}
+                          | {"log_error": f"{type(exc).__name__}: {exc}"}, default=repr)
+
 
 
 class _Writer(structlog.WriteLogger):
     """structlog's writer with the name of the logger it serves, which
-    ``add_logger_name`` reads (``structlog.get_logger(__name__)``)."""
+    ``add_logger_name`` reads (``structlog.get_logger(__name__)``). A stream
+    that cannot be written (closed, or a full disk, or journald gone) loses
+    the line, never the caller's work, as the standard library's handlers
+    do."""
 
     def __init__(self, file: TextIO, name: str = "") -> None:
         super().__init__(file)
         self.name = name
+
+    def msg(self, message: str) -> None:
+        try:
+            super().msg(message)
+        except (OSError, ValueError):  # ValueError: the file is closed
+            return
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
 
 
 class _Handler(logging.Handler):

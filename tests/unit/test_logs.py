@@ -78,6 +78,28 @@ def test_values_orjson_refuses_or_json_cannot_hold_are_still_written(
     assert opaque["value"] == "<Opaque>"
 
 
+def test_an_event_that_cannot_be_written_is_a_line_that_says_so(stream: io.StringIO) -> None:
+    logs.setup("info", json=True, stream=stream)
+    loop: list[Any] = []
+    loop.append(loop)
+    structlog.get_logger("controller.x").info("odd", value=loop)
+    [line] = lines(stream)
+    assert (line["event"], line["level"], line["logger"]) == ("odd", "info", "controller.x")
+    assert "Circular reference" in line["log_error"]
+
+
+def test_a_stream_that_cannot_be_written_never_fails_the_caller() -> None:
+    closed = io.StringIO()
+    logs.setup("info", json=True, stream=closed)
+    closed.close()
+    try:
+        structlog.get_logger("controller.calls.runner").info("call.transition", to="bridged")
+        structlog.get_logger("controller.calls.runner").error("call.failed")
+        logging.getLogger("asyncio").warning("foreign")
+    finally:
+        logs.setup("warning", json=True)
+
+
 def test_an_exception_is_a_field_with_its_traceback(stream: io.StringIO) -> None:
     logs.setup("info", json=True, stream=stream)
     try:
