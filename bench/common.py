@@ -30,6 +30,7 @@ def free_port() -> int:
 # (JSON, info: a dozen lines a call), so their CPU counts those lines.
 DAEMON_LOG_ARGS = ("--json-logs", "--log-level", "info")
 
+
 def percentile(values: Iterable[float], q: float) -> float | None:
     data = sorted(values)
     if not data:

@@ -10,6 +10,7 @@ still is."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,17 +18,18 @@ import orjson
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
-def dumps(value: Any) -> bytes:
-    """``value`` as compact UTF-8 JSON. TypeError or ValueError for a value
-    JSON cannot hold."""
+def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """``value`` as compact UTF-8 JSON; ``default`` gives a value JSON has
+    no form for one it has, as in :func:`json.dumps`. TypeError or
+    ValueError for a value JSON cannot hold."""
     try:
-        return orjson.dumps(value, option=_OPTIONS)
+        return orjson.dumps(value, default=default, option=_OPTIONS)
     except orjson.JSONEncodeError:
-        return json.dumps(value, separators=(",", ":")).encode()
+        return json.dumps(value, separators=(",", ":"), default=default).encode()
 
 
-def dumps_text(value: Any) -> str:
-    return dumps(value).decode()
+def dumps_text(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+    return dumps(value, default).decode()
 
 
 def loads(text: str | bytes) -> Any:

@@ -14,14 +14,14 @@ stream is one JSON object, whoever logged it and from whichever thread."""
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
-import orjson
 import structlog
+
+from controller.jsonio import dumps_text
 
 SECRET_KEYS = ("secret", "password", "token", "authorization", "api_key")
 # The loggers of this package; every other logger is kept to its warnings.
@@ -46,22 +46,17 @@ def _drop_secrets(logger: Any, method: str,
 
 
 def _json_line(event: Any, default: Callable[[Any], Any]) -> str:
-    """``event`` as one line of JSON, through orjson. What orjson refuses (an
-    integer beyond 64 bits, text with a lone surrogate) goes through the
-    standard library; a value JSON has no form for is written as structlog
-    writes it (``default``: its ``__structlog__()`` or its ``repr``). An
-    event neither can write (a value that contains itself) becomes a line
-    that says so, since a log call never fails the work that made it."""
+    """``event`` as one line of JSON (controller.jsonio: orjson, and the
+    standard library for what orjson refuses); a value JSON has no form for
+    is written as structlog writes it (``default``: its ``__structlog__()``
+    or its ``repr``). An event neither can write (a value that contains
+    itself) becomes a line that says so, since a log call never fails the
+    work that made it."""
     try:
-        return orjson.dumps(event, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
-    except orjson.JSONEncodeError:
-        pass
-    try:
-        return json.dumps(event, default=default)
+        return dumps_text(event, default)
     except (TypeError, ValueError) as exc:
-        return json.dumps({key: event.get(key) for key in _KEPT_WHEN_UNWRITABLE}
-                          | {"log_error": f"{type(exc).__name__}: {exc}"}, default=repr)
-
+        return dumps_text({key: event.get(key) for key in _KEPT_WHEN_UNWRITABLE}
+                          | {"log_error": f"{type(exc).__name__}: {exc}"}, repr)
 
 
 class _Writer(structlog.WriteLogger):
