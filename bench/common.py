@@ -28,6 +28,7 @@ def free_port() -> int:
 
 # The bench's daemons log as packaging/callconnect.service has a host's log
 # (JSON, info: a dozen lines a call), so their CPU counts those lines.
+REPO = Path(__file__).resolve().parents[1]
 DAEMON_LOG_ARGS = ("--json-logs", "--log-level", "info")
 
 

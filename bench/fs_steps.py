@@ -19,8 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
+from bench.common import REPO
 from controller.backends.base import IncomingCall
 from controller.backends.freeswitch.backend import FreeswitchBackend
 from controller.config import FreeswitchConfig
@@ -28,7 +28,6 @@ from controller.core.commands import HangupLegs, PlayToLegA
 from controller.core.events import Event, LegEnded, PlayFinished
 from controller.core.outcomes import Leg
 
-REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-steps-secret"
 NUMBER = "+27115550900"
 

@@ -6,7 +6,8 @@ slowed the answers that free the daemon's slots for its next webhooks.
 
 It answers every POST 204 at once. Its first line out is its port; then one
 JSON line per completion webhook: when it arrived, and the event's data. It
-stops when its stdin closes."""
+stops when its stdin closes. :class:`HookReceiver` runs it, for bench.run's
+lanes and bench.store's daemons alike."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 
 from aiohttp import web
+
+from bench.common import REPO
 
 
 async def hook(request: web.Request) -> web.Response:
@@ -37,6 +41,42 @@ async def main() -> None:
     print(runner.addresses[0][1], flush=True)
     await asyncio.to_thread(sys.stdin.read)
     await runner.cleanup()
+
+
+class HookReceiver:
+    """The webhook receiver's process (bench/hook_receiver.py); the completion
+    webhooks it reports land in ``webhooks``: call id -> (arrival, data)."""
+
+    def __init__(self, webhooks: dict[str, tuple[float, dict[str, Any]]]) -> None:
+        self.webhooks = webhooks
+        self.url = ""
+        self._process: asyncio.subprocess.Process | None = None
+        self._reading: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.hook_receiver", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, cwd=REPO, start_new_session=True, limit=2**20)
+        assert self._process.stdout is not None
+        port = await asyncio.wait_for(self._process.stdout.readline(), 30)
+        if not port.strip().isdigit():
+            raise RuntimeError("the bench's webhook receiver did not start; see its error above")
+        self.url = f"http://127.0.0.1:{int(port)}/hook"
+        self._reading = asyncio.create_task(self._read(self._process.stdout))
+
+    async def _read(self, out: asyncio.StreamReader) -> None:
+        while line := await out.readline():
+            event = json.loads(line)
+            self.webhooks[event["data"]["call_uuid"]] = (event["at"], event["data"])
+
+    async def stop(self) -> None:
+        if self._process is None:
+            return
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        await asyncio.wait_for(self._process.wait(), 10)
+        if self._reading is not None:
+            await self._reading
 
 
 if __name__ == "__main__":

@@ -32,13 +32,12 @@ from panoramisk.message import Message
 
 from controller.tts import WhisperRenderer
 
-from .common import BenchRefused, connect_watching
+from .common import REPO, BenchRefused, connect_watching
 from .inbound_calls import CallerChannel, ChannelLog, InboundStep, inbound_step
 from .lanes import (
     ACTIONS,
     LAB,
     MEDIA,
-    REPO,
     Daemon,
     cpu_seconds,
     idle_cpu_rate,

@@ -23,9 +23,8 @@ from panoramisk import Manager
 from panoramisk.message import Message
 
 from . import common, cpu_parts
-from .common import BenchRefused, connect_watching, free_port
+from .common import REPO, BenchRefused, connect_watching, free_port
 
-REPO = Path(__file__).resolve().parents[1]
 LAB = REPO / "sip-lab" / "lab"
 LAB_DIR = Path(os.environ.get("CALLCONNECT_LAB_DIR", REPO / ".lab"))
 MEDIA = LAB_DIR / "root/var/lib/callconnect/media"
@@ -215,42 +214,6 @@ class AmiObserver:
             as_list=False), 10)
         if not response.success:
             raise BenchRefused(f"control lane: AMI Originate refused: {response.get('Message')}")
-
-
-class HookReceiver:
-    """The webhook receiver's process (bench/hook_receiver.py); the completion
-    webhooks it reports land in ``webhooks``: call id -> (arrival, data)."""
-
-    def __init__(self, webhooks: dict[str, tuple[float, dict[str, Any]]]) -> None:
-        self.webhooks = webhooks
-        self.url = ""
-        self._process: asyncio.subprocess.Process | None = None
-        self._reading: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.hook_receiver", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, cwd=REPO, start_new_session=True, limit=2**20)
-        assert self._process.stdout is not None
-        port = await asyncio.wait_for(self._process.stdout.readline(), 30)
-        if not port.strip().isdigit():
-            raise RuntimeError("the bench's webhook receiver did not start; see its error above")
-        self.url = f"http://127.0.0.1:{int(port)}/hook"
-        self._reading = asyncio.create_task(self._read(self._process.stdout))
-
-    async def _read(self, out: asyncio.StreamReader) -> None:
-        while line := await out.readline():
-            event = json.loads(line)
-            self.webhooks[event["data"]["call_uuid"]] = (event["at"], event["data"])
-
-    async def stop(self) -> None:
-        if self._process is None:
-            return
-        assert self._process.stdin is not None
-        self._process.stdin.close()
-        await asyncio.wait_for(self._process.wait(), 10)
-        if self._reading is not None:
-            await self._reading
 
 
 class Daemon:

@@ -39,20 +39,19 @@ import httpx
 
 from controller.tts import WhisperRenderer
 
-from .common import BenchRefused, percentile
+from .common import REPO, BenchRefused, percentile
 from .cpu_parts import parts_per_call
+from .hook_receiver import HookReceiver
 from .inbound import InboundLanes
 from .lanes import (
     B_PREFIX,
     LAB,
     LEG_A,
     MEDIA,
-    REPO,
     AmiObserver,
     Call,
     Capture,
     Daemon,
-    HookReceiver,
     Step,
     asterisk_pid,
     cpu_seconds,

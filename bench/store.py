@@ -43,8 +43,9 @@ import httpx
 
 from bench import common
 from bench.common import BenchRefused, percentile
+from bench.hook_receiver import HookReceiver
 from bench.store_build import PLACED_NUMBERS, build, dnc_number, placed_number, say
-from bench.store_daemon import LEG_A, REPO, WHISPER, Peer, StoreDaemon, WebhookReceiver
+from bench.store_daemon import LEG_A, REPO, WHISPER, Peer, StoreDaemon
 from controller.store.sqlite.cursor import encode_cursor
 
 OUT = REPO / "docs" / "bench" / "store.json"
@@ -276,7 +277,7 @@ async def run(workdir: Path, calls: int) -> Report:
     report = Report(machine(), {"calls": calls, "rate_per_daemon": RATE, "dnc_every": DNC_EVERY,
                                 "starts": STARTS, "page_repeats": PAGE_REPEATS,
                                 "big_store_bytes": big_store.stat().st_size})
-    peer, receiver = Peer(), WebhookReceiver()
+    peer, receiver = Peer(), HookReceiver({})
     peer.start()
     await receiver.start()
     lanes: list[Lane] = []

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.store_daemon import LEG_A, WHISPER, Peer, StoreDaemon, WebhookReceiver
+from bench.hook_receiver import HookReceiver
+from bench.store_daemon import LEG_A, WHISPER, Peer, StoreDaemon
 from controller.store.sqlite.schema import SCHEMA_VERSION
 
 CALLS = 1_000_000
@@ -76,7 +77,7 @@ def schema_version(path: Path) -> int | None:
 
 async def seed(path: Path, workdir: Path, peer: Peer) -> None:
     """The daemon's own rows: one call per final status, and one do-not-call number."""
-    receiver = WebhookReceiver()
+    receiver = HookReceiver({})
     await receiver.start()
     daemon = StoreDaemon(path, workdir, peer.port)
     try:
@@ -96,7 +97,7 @@ async def seed(path: Path, workdir: Path, peer: Peer) -> None:
             call_ids.append(answer.json()["call_uuid"])
         await daemon.wait_ended(call_ids)
         deadline = time.monotonic() + 30
-        while not receiver.completed.issuperset(call_ids):  # their deliveries are delivered
+        while not receiver.webhooks.keys() >= set(call_ids):  # their deliveries are delivered
             if time.monotonic() > deadline:
                 raise RuntimeError("the seed calls' completion webhooks did not arrive in 30 s")
             await asyncio.sleep(0.1)

@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 
 import httpx
-from aiohttp import web
 
-from bench.common import DAEMON_LOG_ARGS, free_port
+from bench.common import DAEMON_LOG_ARGS, REPO, free_port
 
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "bench-store"
 PEER_PASSWORD = "bench-store-secret"
 WHISPER = "Connecting you to a caller from the benchmark"
@@ -69,33 +67,6 @@ class Peer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
-
-
-class WebhookReceiver:
-    """Completion webhooks on loopback, answered 200 at once."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.completed: set[str] = set()
-        self._runner: web.AppRunner | None = None
-
-    async def _hook(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if body.get("type") == "call.completed":
-            self.completed.add(body["data"]["call_uuid"])
-        return web.Response(status=200)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self._hook)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 class StoreDaemon:
