@@ -26,9 +26,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+REPO = Path(__file__).resolve().parents[1]
 # The bench's daemons log as packaging/callconnect.service has a host's log
 # (JSON, info: a dozen lines a call), so their CPU counts those lines.
-REPO = Path(__file__).resolve().parents[1]
 DAEMON_LOG_ARGS = ("--json-logs", "--log-level", "info")
 
 

@@ -42,10 +42,10 @@ from typing import Any
 import httpx
 
 from bench import common
-from bench.common import BenchRefused, percentile
+from bench.common import REPO, BenchRefused, percentile
 from bench.hook_receiver import HookReceiver
 from bench.store_build import PLACED_NUMBERS, build, dnc_number, placed_number, say
-from bench.store_daemon import LEG_A, REPO, WHISPER, Peer, StoreDaemon
+from bench.store_daemon import LEG_A, WHISPER, Peer, StoreDaemon
 from controller.store.sqlite.cursor import encode_cursor
 
 OUT = REPO / "docs" / "bench" / "store.json"
