@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,6 +97,8 @@ class Bench:
         self.lag_mark = 0
         self.step_calls: dict[int, list[Call]] = {}  # id(step) -> its calls
         self.switch_pid = asterisk_pid()
+        # The daemons' stores and logs: removed when the run ends well, kept when it does not.
+        self.workdir = Path(tempfile.mkdtemp(prefix="callconnect-bench-"))
 
     def b_number(self) -> str:
         self.serial += 1
@@ -309,7 +312,7 @@ class Bench:
             step.gap_p99_ms = percentile(step_gaps, 0.99)
 
     async def run(self) -> Report:
-        workdir = Path(tempfile.mkdtemp(prefix="callconnect-bench-"))
+        workdir = self.workdir
         if self.args.only != "inbound":
             await self.outbound(workdir)
         if self.args.only != "outbound":
@@ -390,11 +393,21 @@ def main() -> int:
         print("make bench drives the lab (chroot, tcpdump): run it as root", file=sys.stderr)
         return 2
     subprocess.run([LAB, "up", "asterisk"], check=True)  # the bench measures Asterisk alone
+    bench = Bench(args)
     try:
-        report = asyncio.run(Bench(args).run())
+        code = finish(args, asyncio.run(bench.run()))
     except BenchRefused as exc:
         print(f"[bench] stopped: {exc}", file=sys.stderr)
-        return 1
+        code = 1
+    if code == 0:
+        shutil.rmtree(bench.workdir)
+    else:
+        print(f"[bench] the daemons' stores and logs are kept in {bench.workdir}", file=sys.stderr)
+    return code
+
+
+def finish(args: argparse.Namespace, report: Report) -> int:
+    """The smoke's verdict, or the figures printed (and written, for a whole run)."""
     if args.smoke:
         short = ([s for s in report.steps if s.success < 1.0]
                  + [s for s in report.inbound_steps if s.success < 1.0])

@@ -9,16 +9,21 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_bench_smoke_places_and_completes_calls_in_every_lane(lab: None) -> None:
+    workdirs = Path(tempfile.gettempdir()).glob
+    before = set(workdirs("callconnect-bench-*"))
     run = subprocess.run([sys.executable, "-m", "bench.run", "--smoke"], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
+    # Its daemons' stores and logs are removed when it ends well.
+    assert set(workdirs("callconnect-bench-*")) <= before, output
     assert "[bench] control      1.0 calls/s: 3/3 completed" in output, output
     assert "[bench] controller   1.0 calls/s: 3/3 completed" in output, output
     for lane in ("control", "controller"):
