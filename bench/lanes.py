@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,11 @@ LEG_A = "+27115550101"
 B_PREFIX = "+2711556"  # each call gets its own leg B number: +27 11 556 NNNN
 B_PORT = 5072  # lab-answer-b
 TOKEN = "bench"
+# Reasons a step lists for its calls that did not complete, the most frequent
+# first; the rest are counted together.
+LISTED_REASONS = 5
+# Numbers and ids in a reason, masked so that the calls it befell count as one.
+_VARYING = re.compile(r"\+?[0-9][0-9a-f-]{3,}")
 
 
 @dataclass
@@ -67,6 +74,15 @@ class Call:
     ended_at: float | None = None
     webhook_at: float | None = None
     whisper_ready: bool | None = None
+    why: str | None = None  # why it did not complete, when known
+
+    def failure(self) -> str:
+        """Why the call did not complete, as a step counts it."""
+        if self.why is not None:
+            return _VARYING.sub("N", self.why)
+        if self.lane == "control":
+            return "no Hangup by the end of the step's drain"
+        return "no completion webhook by the end of the step's drain"
 
     @property
     def webhook_ms(self) -> float | None:
@@ -91,6 +107,19 @@ class Step:
     event_lag_p99_ms: float | None = None
     observer_lag_p99_ms: float | None = None  # a bare AMI client's lag: Asterisk's own delay
     webhook_ms: dict[str, float | None] | None = None  # p50, p90, p99 (controller lane)
+    # The calls that did not complete, by why (not_completed).
+    not_completed: dict[str, int] | None = None
+
+
+def not_completed(calls: list[Call]) -> dict[str, int] | None:
+    """The calls that did not complete, counted by why, the most frequent
+    first (LISTED_REASONS of them, then the others together); None if all did."""
+    counts = Counter(call.failure() for call in calls if call.status != "completed").most_common()
+    if not counts:
+        return None
+    listed = dict(counts[:LISTED_REASONS])
+    others = sum(count for _, count in counts[LISTED_REASONS:])
+    return listed | ({"other reasons": others} if others else {})
 
 
 def say(text: str) -> None:
@@ -193,15 +222,20 @@ class AmiObserver:
         call = self.calls.get(uniqueid)
         if call is None:
             return
-        if name == "DialEnd" and event.get("DialStatus") == "ANSWER" and event.get("DestUniqueid") \
-                and event.get("DestUniqueid") != uniqueid:
-            call.answered_b = True
+        if name == "DialEnd" and event.get("DestUniqueid") and event.get("DestUniqueid") != uniqueid:
+            if event.get("DialStatus") == "ANSWER":
+                call.answered_b = True
+            else:
+                call.why = f"leg B's Dial ended {event.get('DialStatus')}"
         elif name == "OriginateResponse" and event.get("Response") == "Failure":
             call.ended, call.status = True, "failed"
+            call.why = f"leg A's Originate failed (Reason {event.get('Reason')})"
         elif name == "Hangup":
             call.ended = True
             call.ended_at = float(event.get("Timestamp", time.time()))
             call.status = "completed" if call.answered_b else "failed"
+            if not call.answered_b and call.why is None:
+                call.why = f"leg A hung up before B was dialed ({event.get('Cause-txt')})"
 
     async def originate(self, call: Call, whisper: str, talk: int) -> None:
         response = await asyncio.wait_for(self.manager.send_action({

@@ -59,6 +59,7 @@ from .lanes import (
     idle_cpu_rate,
     lag_p99_ms,
     machine,
+    not_completed,
     per_call,
     refused,
     say,
@@ -71,6 +72,7 @@ from .report import (
     chart,
     inbound_chart,
     print_table,
+    reasons,
     webhook_percentiles,
 )
 
@@ -154,9 +156,9 @@ class Bench:
             sustained = rate
         return sustained
 
-    async def controller_lane(self, run: int, workdir: Path, hook_url: str,
+    async def controller_lane(self, run: int, hook_url: str,
                               samples: list[tuple[int, int]]) -> float:
-        daemon = Daemon(workdir, self.args.talk)
+        daemon = Daemon(self.workdir, self.args.talk)
         await daemon.ready()
         sustained = 0.0
         sampling = asyncio.create_task(self.sample(daemon, samples))
@@ -196,17 +198,17 @@ class Bench:
                 # Unanswered within the timeout: the step is past what the
                 # controller sustains, which the ramp is there to find.
                 return Call("controller", f"unanswered-{b}", b, placed, ended=True,
-                            status="unanswered")
+                            status="unanswered", why="POST /v1/calls not answered within 10 s")
             if answer.status != 202:
                 raise refused("controller", answer)
             return Call("controller", answer.json()["call_uuid"], b, placed)
         return place
 
-    async def cpu_by_part(self, workdir: Path, hook_url: str, rate: float) -> dict[str, Any]:
+    async def cpu_by_part(self, hook_url: str, rate: float) -> dict[str, Any]:
         """One step of the controller lane with the daemon's CPU counted by
         part (bench.cpu_parts): what each part costs a call, adding up to
         the whole."""
-        daemon = Daemon(workdir, self.args.talk, counted=workdir / "cpu-parts.json")
+        daemon = Daemon(self.workdir, self.args.talk, counted=self.workdir / "cpu-parts.json")
         await daemon.ready()
         try:
             before = await daemon.cpu_counts()
@@ -233,9 +235,9 @@ class Bench:
                 pass
             await asyncio.sleep(0.5)
 
-    async def overload(self, workdir: Path, hook_url: str, rate: float) -> dict[str, Any]:
+    async def overload(self, hook_url: str, rate: float) -> dict[str, Any]:
         """1.5x the sustained rate against a daemon limited to the sustained rate."""
-        daemon = Daemon(workdir, self.args.talk, max_rate=rate)
+        daemon = Daemon(self.workdir, self.args.talk, max_rate=rate)
         await daemon.ready()
         refused_ms: list[float] = []
         admitted: list[Call] = []
@@ -258,26 +260,33 @@ class Bench:
             await self.drain(admitted, "controller")
         finally:
             await daemon.stop()
-        completed = sum(1 for c in admitted if self.webhooks.get(c.key, (0, {}))[1].get("status")
-                        == "completed")
+        for call in admitted:
+            self.read_webhook(call)
         return {"offered_rate": rate * 1.5, "admitted": len(admitted), "refused": len(refused_ms),
                 "unanswered": unanswered,
-                "admitted_completed": completed,
+                "admitted_completed": sum(1 for c in admitted if c.status == "completed"),
+                "admitted_not_completed": not_completed(admitted),
                 "refusal_p99_ms": percentile(refused_ms, 0.99)}
+
+    def read_webhook(self, call: Call) -> None:
+        """A controller call's outcome, from its completion webhook if it came."""
+        arrived = self.webhooks.get(call.key)
+        if not arrived:
+            return
+        at, data = arrived
+        call.status, call.ended_at, call.webhook_at = data["status"], data["ended_at"], at
+        if call.status != "completed":
+            call.why = f"{call.status}: {data.get('reason')}"
+        whisper = data.get("whisper") or {}
+        answered = data.get("leg_a_answered_at")
+        if answered is not None:  # only calls whose leg A answered count
+            call.whisper_ready = bool(whisper.get("ready_at") and whisper["ready_at"] <= answered)
 
     def record_step(self, run: int, lane: str, rate: float, calls: list[Call],
                     cpu: float | None = None, lag: float | None = None) -> Step:
         if lane == "controller":
             for call in calls:
-                arrived = self.webhooks.get(call.key)
-                if arrived:
-                    at, data = arrived
-                    call.status, call.ended_at, call.webhook_at = data["status"], data["ended_at"], at
-                    whisper = data.get("whisper") or {}
-                    answered = data.get("leg_a_answered_at")
-                    if answered is not None:  # only calls whose leg A answered count
-                        call.whisper_ready = bool(whisper.get("ready_at")
-                                                  and whisper["ready_at"] <= answered)
+                self.read_webhook(call)
         self.calls += calls
         completed = sum(1 for c in calls if c.status == "completed")
         success = completed / len(calls) if calls else 0.0
@@ -285,7 +294,8 @@ class Bench:
         self.lag_mark = len(self.ami.lags_ms)
         step = Step(run, lane, rate, len(calls), completed, round(success, 4), cpu_percent=cpu,
                     event_lag_p99_ms=lag, observer_lag_p99_ms=observer and round(observer, 2),
-                    webhook_ms=webhook_percentiles(calls) if lane == "controller" else None)
+                    webhook_ms=webhook_percentiles(calls) if lane == "controller" else None,
+                    not_completed=not_completed(calls))
         self.step_calls[id(step)] = calls
         self.report.steps.append(step)
         p99 = (step.webhook_ms or {}).get("p99")
@@ -293,7 +303,8 @@ class Bench:
             f"({100 * success:.1f} %)" + (f", controller CPU {cpu:.0f} %" if cpu is not None else "")
             + (f", event lag p99 {lag:.1f} ms" if lag is not None else "")
             + (f", bare AMI client lag p99 {observer:.1f} ms" if observer is not None else "")
-            + (f", webhook p99 {p99:.0f} ms" if p99 is not None else ""))
+            + (f", webhook p99 {p99:.0f} ms" if p99 is not None else "")
+            + reasons(step.not_completed))
         return step
 
     def gaps(self, invites: dict[str, list[float]]) -> None:
@@ -312,18 +323,17 @@ class Bench:
             step.gap_p99_ms = percentile(step_gaps, 0.99)
 
     async def run(self) -> Report:
-        workdir = self.workdir
         if self.args.only != "inbound":
-            await self.outbound(workdir)
+            await self.outbound()
         if self.args.only != "outbound":
             say(f"inbound lanes: from {self.args.inbound_rates[0]:g} calls/s")
             await InboundLanes(self.report, self.args.inbound_rates, self.args.step_seconds,
-                               self.switch_pid, workdir).run(self.args.talk)
+                               self.switch_pid, self.workdir).run(self.args.talk)
             if not self.args.smoke:
                 add_inbound_figures(self.report)
         return self.report
 
-    async def outbound(self, workdir: Path) -> None:
+    async def outbound(self) -> None:
         whisper = await WhisperRenderer(MEDIA).render(WHISPER)
         switch_whisper = "/var/lib/callconnect/media/" + whisper.path.stem
         await self.ami.connect()
@@ -341,17 +351,17 @@ class Bench:
                 say(f"control lane sustained {sustained['control'][-1]:g} calls/s; "
                     "controller lane: the daemon's API")
                 sustained["controller"].append(
-                    await self.controller_lane(run, workdir, hook_url, samples))
+                    await self.controller_lane(run, hook_url, samples))
                 say(f"controller lane sustained {sustained['controller'][-1]:g} calls/s")
             self.report.sustained = sustained
             parts_rate = self.args.rates[0] if self.args.smoke else self.args.parts_rate
             say(f"CPU by part: {parts_rate:g} calls/s, the daemon counted by part")
-            self.report.cpu_parts = await self.cpu_by_part(workdir, hook_url, parts_rate)
+            self.report.cpu_parts = await self.cpu_by_part(hook_url, parts_rate)
             if self.args.smoke:
                 return
             limit = self.report.common_rate() or 1.0
             say(f"overload: 1.5x at a limit of {limit:g}/s")
-            overload = await self.overload(workdir, hook_url, limit)
+            overload = await self.overload(hook_url, limit)
         finally:
             invites = await asyncio.to_thread(capture.invites)
             await receiver.stop()

@@ -1,9 +1,10 @@
 """Markdown tables of the latest bench run, for the README:
-python -m bench.table"""
+python -m bench.table [REPORT.json] (docs/bench/latest.json by default)"""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 LATEST = Path(__file__).resolve().parents[1] / "docs" / "bench" / "latest.json"
@@ -13,8 +14,9 @@ def cell(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def main() -> None:
-    report = json.loads(LATEST.read_text())
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    report = json.loads(Path(args[0] if args else LATEST).read_text())
     machine = report["machine"]
     print(f"Run of {machine['date']} on {machine['cores']} cores ({machine['cpu']}), "
           f"{machine['memory_gib']} GiB; {machine['asterisk']}; SIPp {machine['sipp']}; "
@@ -39,6 +41,14 @@ def main() -> None:
               f"| {cell(step['switch_cpu_ms_per_call'], 2)} | {latency} "
               f"| {cell(step['gap_p99_ms'])} | {cell(step['event_lag_p99_ms'])} "
               f"| {cell(step['observer_lag_p99_ms'])} |")
+    failed = [step for step in report["steps"] if step.get("not_completed")]
+    if failed:
+        print("\nThe calls that did not complete, by why:\n\n"
+              "| run | lane | calls/s | not completed | why |\n| --- | --- | --- | --- | --- |")
+        for step in failed:
+            whys = step["not_completed"]
+            print(f"| {step['run']} | {step['lane']} | {step['rate']:g} | {sum(whys.values())} "
+                  f"| {'; '.join(f'{count}: {why}' for why, count in whys.items())} |")
     inbound = report.get("inbound_steps") or []
     if inbound:
         print("\n| lane (inbound) | calls/s | completed | answer -> first action p50 / p99 ms "

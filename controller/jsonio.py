@@ -19,8 +19,8 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
-    """``value`` as compact UTF-8 JSON; ``default`` gives a value JSON has
-    no form for one it has, as in :func:`json.dumps`. TypeError or
+    """``value`` as compact UTF-8 JSON. ``default``, as in :func:`json.dumps`,
+    turns a value JSON has no form for into one it has. TypeError or
     ValueError for a value JSON cannot hold."""
     try:
         return orjson.dumps(value, default=default, option=_OPTIONS)

@@ -1,7 +1,7 @@
 """The bench's figures from its steps (bench/report.py): the median of the
 runs' sustained ratios, CPU per call at the control lane's peak, the worst
 sustained step's webhook p99, whisper end -> leg B's INVITE judged step by
-step; and the charts."""
+step, and why calls did not complete; the charts and the README's tables."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bench import table
 from bench.inbound_calls import InboundStep
-from bench.lanes import Call, Step, idle_cpu_rate
+from bench.lanes import LISTED_REASONS, Call, Step, idle_cpu_rate, not_completed
 from bench.report import (
     Report,
     add_figures,
@@ -70,6 +71,57 @@ def test_webhook_percentiles_skip_calls_without_a_webhook() -> None:
     shown = webhook_percentiles(calls)
     assert shown["p50"] is not None and abs(shown["p50"] - 50.0) < 1.5
     assert shown["p99"] is not None and abs(shown["p99"] - 99.0) < 1.5
+
+
+def test_calls_not_completed_are_counted_by_why_with_their_numbers_masked() -> None:
+    calls = [Call("controller", "ok", "+27115560001", 0.0, status="completed"),
+             Call("controller", "a", "+27115560002", 0.0, status="failed",
+                  why="failed: leg A +27115550101 did not answer within 30 s"),
+             Call("controller", "b", "+27115560003", 0.0, status="failed",
+                  why="failed: leg A +27115550199 did not answer within 30 s"),
+             Call("controller", "c", "+27115560004", 0.0, status="failed",
+                  why="failed: leg B busy (SIP 486)"),
+             Call("controller", "d", "+27115560005", 0.0),  # no webhook came
+             Call("control", "e", "+27115560006", 0.0)]  # no Hangup came
+    assert not_completed(calls) == {
+        "failed: leg A N did not answer within 30 s": 2,
+        "failed: leg B busy (SIP 486)": 1,
+        "no completion webhook by the end of the step's drain": 1,
+        "no Hangup by the end of the step's drain": 1}
+    assert not_completed(calls[:1]) is None
+
+
+def test_reasons_past_the_listed_ones_are_counted_together() -> None:
+    calls = [Call("controller", str(n), "", 0.0, status="failed", why=f"failed: reason {chr(97 + n)}")
+             for n in range(LISTED_REASONS + 2)]
+    counted = not_completed(calls)
+    assert counted is not None and len(counted) == LISTED_REASONS + 1
+    assert counted["other reasons"] == 2
+
+
+def test_the_overload_figure_says_why_admitted_calls_did_not_complete() -> None:
+    overload = {**OVERLOAD, "admitted_completed": 58,
+                "admitted_not_completed": {"failed: leg A N did not answer within 30 s": 2}}
+    bench = report()
+    add_figures(bench, [(1, 1000), (2, 1030), (3, 1060)], overload, [True, True])
+    [admitted] = [f for f in bench.figures if str(f["figure"]).startswith("at 1.5x: admitted")]
+    assert admitted["met"] is False
+    assert "not completed: 2 failed: leg A N did not answer within 30 s" in str(admitted["unit"])
+
+
+def test_the_readmes_tables_list_the_calls_not_completed_by_why(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = report()
+    bench.machine = {"date": "today", "cores": "2", "cpu": "a CPU", "memory_gib": "24",
+                     "asterisk": "Asterisk 22", "sipp": "v3.6.1", "python": "3.11"}
+    figures(bench)
+    bench.steps[-1].not_completed = {"no completion webhook by the end of the step's drain": 5}
+    latest = tmp_path / "latest.json"
+    latest.write_text(json.dumps(asdict(bench)))
+    table.main([str(latest)])
+    printed = capsys.readouterr().out
+    assert "| 1 | controller | 45 | 5 | 5: no completion webhook by the end of the step's drain |" \
+        in printed, printed
 
 
 def test_the_charts_are_drawn(tmp_path: Path) -> None:
