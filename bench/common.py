@@ -16,8 +16,9 @@ from typing import Any
 
 
 class BenchRefused(RuntimeError):
-    """A request the bench meant to succeed was refused (not a 429 it
-    measures): its setup is wrong, and every figure after it would be too."""
+    """The bench cannot go on: a request it meant to succeed was refused (not
+    a 429 it measures), or a daemon it runs did not start. Its setup is
+    wrong, and every figure after it would be too."""
 
 
 def free_port() -> int:

@@ -45,10 +45,11 @@ async def main() -> None:
 
 class HookReceiver:
     """The webhook receiver's process (bench/hook_receiver.py); the completion
-    webhooks it reports land in ``webhooks``: call id -> (arrival, data)."""
+    webhooks it reports land in ``webhooks`` (call id -> (arrival, data)),
+    a dict of its own unless one is given."""
 
-    def __init__(self, webhooks: dict[str, tuple[float, dict[str, Any]]]) -> None:
-        self.webhooks = webhooks
+    def __init__(self, webhooks: dict[str, tuple[float, dict[str, Any]]] | None = None) -> None:
+        self.webhooks = {} if webhooks is None else webhooks
         self.url = ""
         self._process: asyncio.subprocess.Process | None = None
         self._reading: asyncio.Task[None] | None = None

@@ -44,7 +44,7 @@ from .lanes import (
     per_call,
     say,
 )
-from .report import SUCCESS_GOAL, Report
+from .report import SUCCESS_GOAL, Report, reasons
 
 CONTROL_NUMBER = "+27115550950"  # the lab's dialplan sends it to [bench-inbound-control]
 CONTROLLER_NUMBER = "+27115550951"  # set on the daemon by the bench
@@ -235,6 +235,5 @@ def describe(step: InboundStep) -> str:
                if step.cpu_ms_per_call is not None else "")
             + (f", Asterisk CPU {step.switch_cpu_ms_per_call:.2f} ms/call"
                if step.switch_cpu_ms_per_call is not None else "")
-            + ("; not completed: " + ", ".join(f"{n} {how}" for how, n in step.failures.items())
-               if step.failures else ""))
+            + reasons(step.failures))
 

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,11 @@ LEG_A = "+27115550101"
 B_PREFIX = "+2711556"  # each call gets its own leg B number: +27 11 556 NNNN
 B_PORT = 5072  # lab-answer-b
 TOKEN = "bench"
+# OriginateResponse's Reason: the last control frame leg A's channel got.
+ORIGINATE_REASONS = {"0": "no channel", "1": "hung up", "3": "rang, not answered in time",
+                     "5": "busy", "8": "congestion"}
+READY_SECONDS = 30  # for a daemon to answer GET /status once started
+LAST_WORDS = 1000  # characters of its log's last line a failed daemon's error shows
 # Reasons a step lists for its calls that did not complete, the most frequent
 # first; the rest are counted together.
 LISTED_REASONS = 5
@@ -107,16 +112,15 @@ class Step:
     event_lag_p99_ms: float | None = None
     observer_lag_p99_ms: float | None = None  # a bare AMI client's lag: Asterisk's own delay
     webhook_ms: dict[str, float | None] | None = None  # p50, p90, p99 (controller lane)
-    # The calls that did not complete, by why (not_completed).
-    not_completed: dict[str, int] | None = None
+    # How the calls that did not complete ended -> calls (failures_of), as
+    # the inbound lanes' steps count theirs.
+    failures: dict[str, int] = field(default_factory=dict)
 
 
-def not_completed(calls: list[Call]) -> dict[str, int] | None:
+def failures_of(calls: list[Call]) -> dict[str, int]:
     """The calls that did not complete, counted by why, the most frequent
-    first (LISTED_REASONS of them, then the others together); None if all did."""
+    first (LISTED_REASONS of them, then the others together)."""
     counts = Counter(call.failure() for call in calls if call.status != "completed").most_common()
-    if not counts:
-        return None
     listed = dict(counts[:LISTED_REASONS])
     others = sum(count for _, count in counts[LISTED_REASONS:])
     return listed | ({"other reasons": others} if others else {})
@@ -229,7 +233,8 @@ class AmiObserver:
                 call.why = f"leg B's Dial ended {event.get('DialStatus')}"
         elif name == "OriginateResponse" and event.get("Response") == "Failure":
             call.ended, call.status = True, "failed"
-            call.why = f"leg A's Originate failed (Reason {event.get('Reason')})"
+            reason = event.get("Reason", "")
+            call.why = f"leg A's Originate failed: {ORIGINATE_REASONS.get(reason, '?')} (Reason {reason})"
         elif name == "Hangup":
             call.ended = True
             call.ended_at = float(event.get("Timestamp", time.time()))
@@ -325,15 +330,26 @@ unsigned = true  # the bench's own receiver on loopback does not verify
             return None
 
     async def ready(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + READY_SECONDS
         while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                raise BenchRefused(f"the bench's daemon exited ({code}) before it was ready: "
+                                   f"{self.last_words()}")
             try:
                 if (await self.client.get("/status")).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.2)
-        raise RuntimeError("the daemon did not become ready; see the bench's daemon.log")
+        raise BenchRefused(f"the bench's daemon was not ready within {READY_SECONDS} s: "
+                           f"{self.last_words()}")
+
+    def last_words(self) -> str:
+        """The end of the daemon's log, where it says why it stopped."""
+        self.log.flush()
+        lines = Path(self.log.name).read_text(errors="replace").strip().splitlines()
+        return (lines[-1][-LAST_WORDS:] if lines else "it logged nothing") + f" (log: {self.log.name})"
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.process.pid)

@@ -69,11 +69,11 @@ def webhook_percentiles(calls: list[Call]) -> dict[str, float | None]:
                                                           ("p99", 0.99))}
 
 
-def reasons(not_completed: dict[str, int] | None) -> str:
-    """Why admitted calls did not complete, for a figure's note."""
-    if not not_completed:
+def reasons(failures: dict[str, int]) -> str:
+    """How the calls that did not complete ended, for a step's line or a figure's note."""
+    if not failures:
         return ""
-    return "; not completed: " + ", ".join(f"{count} {why}" for why, count in not_completed.items())
+    return "; not completed: " + ", ".join(f"{count} {why}" for why, count in failures.items())
 
 
 def add_figures(report: Report, samples: list[tuple[int, int]], overload: dict[str, Any],
@@ -140,7 +140,7 @@ def add_figures(report: Report, samples: list[tuple[int, int]], overload: dict[s
                   admitted_ok == 1.0, f"({overload['admitted_completed']}/{overload['admitted']}, "
                                       f"{overload['refused']} refused, "
                                       f"{overload['unanswered']} unanswered in 10 s"
-                                      f"{reasons(overload.get('admitted_not_completed'))})")
+                                      f"{reasons(overload.get('admitted_failures', {}))})")
     refusal = overload["refusal_p99_ms"]
     report.figure("at 1.5x: 429 answer time p99", refusal and round(refusal, 2), "<= 10 ms",
                   refusal is not None and refusal <= 10, "ms")

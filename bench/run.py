@@ -56,10 +56,10 @@ from .lanes import (
     Step,
     asterisk_pid,
     cpu_seconds,
+    failures_of,
     idle_cpu_rate,
     lag_p99_ms,
     machine,
-    not_completed,
     per_call,
     refused,
     say,
@@ -265,7 +265,7 @@ class Bench:
         return {"offered_rate": rate * 1.5, "admitted": len(admitted), "refused": len(refused_ms),
                 "unanswered": unanswered,
                 "admitted_completed": sum(1 for c in admitted if c.status == "completed"),
-                "admitted_not_completed": not_completed(admitted),
+                "admitted_failures": failures_of(admitted),
                 "refusal_p99_ms": percentile(refused_ms, 0.99)}
 
     def read_webhook(self, call: Call) -> None:
@@ -276,7 +276,10 @@ class Bench:
         at, data = arrived
         call.status, call.ended_at, call.webhook_at = data["status"], data["ended_at"], at
         if call.status != "completed":
-            call.why = f"{call.status}: {data.get('reason')}"
+            # How each leg's channel ended tells the switch's part from the phones'.
+            causes = ", ".join(f"{leg} {ended}" for leg in ("leg_a", "leg_b")
+                               if (ended := (data.get(leg) or {}).get("hangup_cause_text")))
+            call.why = f"{call.status}: {data.get('reason')}" + (f" ({causes})" if causes else "")
         whisper = data.get("whisper") or {}
         answered = data.get("leg_a_answered_at")
         if answered is not None:  # only calls whose leg A answered count
@@ -295,7 +298,7 @@ class Bench:
         step = Step(run, lane, rate, len(calls), completed, round(success, 4), cpu_percent=cpu,
                     event_lag_p99_ms=lag, observer_lag_p99_ms=observer and round(observer, 2),
                     webhook_ms=webhook_percentiles(calls) if lane == "controller" else None,
-                    not_completed=not_completed(calls))
+                    failures=failures_of(calls))
         self.step_calls[id(step)] = calls
         self.report.steps.append(step)
         p99 = (step.webhook_ms or {}).get("p99")
@@ -304,7 +307,7 @@ class Bench:
             + (f", event lag p99 {lag:.1f} ms" if lag is not None else "")
             + (f", bare AMI client lag p99 {observer:.1f} ms" if observer is not None else "")
             + (f", webhook p99 {p99:.0f} ms" if p99 is not None else "")
-            + reasons(step.not_completed))
+            + reasons(step.failures))
         return step
 
     def gaps(self, invites: dict[str, list[float]]) -> None:
@@ -404,15 +407,17 @@ def main() -> int:
         return 2
     subprocess.run([LAB, "up", "asterisk"], check=True)  # the bench measures Asterisk alone
     bench = Bench(args)
+    code = 1
     try:
         code = finish(args, asyncio.run(bench.run()))
     except BenchRefused as exc:
         print(f"[bench] stopped: {exc}", file=sys.stderr)
-        code = 1
-    if code == 0:
-        shutil.rmtree(bench.workdir)
-    else:
-        print(f"[bench] the daemons' stores and logs are kept in {bench.workdir}", file=sys.stderr)
+    finally:  # any other error too keeps what explains it
+        if code == 0:
+            shutil.rmtree(bench.workdir)
+        else:
+            print(f"[bench] the daemons' stores and logs are kept in {bench.workdir}",
+                  file=sys.stderr)
     return code
 
 

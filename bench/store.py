@@ -277,7 +277,7 @@ async def run(workdir: Path, calls: int) -> Report:
     report = Report(machine(), {"calls": calls, "rate_per_daemon": RATE, "dnc_every": DNC_EVERY,
                                 "starts": STARTS, "page_repeats": PAGE_REPEATS,
                                 "big_store_bytes": big_store.stat().st_size})
-    peer, receiver = Peer(), HookReceiver({})
+    peer, receiver = Peer(), HookReceiver()
     peer.start()
     await receiver.start()
     lanes: list[Lane] = []

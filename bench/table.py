@@ -41,14 +41,16 @@ def main(argv: list[str] | None = None) -> None:
               f"| {cell(step['switch_cpu_ms_per_call'], 2)} | {latency} "
               f"| {cell(step['gap_p99_ms'])} | {cell(step['event_lag_p99_ms'])} "
               f"| {cell(step['observer_lag_p99_ms'])} |")
-    failed = [step for step in report["steps"] if step.get("not_completed")]
+    failed = ([(step["run"], step["lane"], step) for step in report["steps"]]
+              + [("-", f"inbound {step['lane']}", step) for step in report.get("inbound_steps", [])])
+    failed = [(run, lane, step) for run, lane, step in failed if step.get("failures")]
     if failed:
-        print("\nThe calls that did not complete, by why:\n\n"
-              "| run | lane | calls/s | not completed | why |\n| --- | --- | --- | --- | --- |")
-        for step in failed:
-            whys = step["not_completed"]
-            print(f"| {step['run']} | {step['lane']} | {step['rate']:g} | {sum(whys.values())} "
-                  f"| {'; '.join(f'{count}: {why}' for why, count in whys.items())} |")
+        print("\nThe calls that did not complete, by how they ended:\n\n"
+              "| run | lane | calls/s | not completed | how (calls) |\n| --- | --- | --- | --- | --- |")
+        for run, lane, step in failed:
+            whys = step["failures"]
+            print(f"| {run} | {lane} | {step['rate']:g} | {sum(whys.values())} "
+                  f"| {'; '.join(f'{why} ({count})' for why, count in whys.items())} |")
     inbound = report.get("inbound_steps") or []
     if inbound:
         print("\n| lane (inbound) | calls/s | completed | answer -> first action p50 / p99 ms "

@@ -6,7 +6,9 @@ rate of 0; and the step that counts the daemon's CPU by part."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,3 +43,19 @@ def test_bench_smoke_places_and_completes_calls_in_every_lane(lab: None) -> None
                           "event loop and the rest"}, counted.group(0)
     assert all(ms > 0 for ms in parts.values()), counted.group(0)
     assert abs(sum(parts.values()) - float(counted.group(1))) < 0.05, counted.group(0)
+
+
+def test_a_bench_that_fails_says_why_and_keeps_its_daemons_logs(lab: None) -> None:
+    # A real failure: the environment overrides the secret in the bench's
+    # daemon config (CALLCONNECT_ASTERISK_SECRET), so Asterisk refuses its login.
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--only", "outbound"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "CALLCONNECT_ASTERISK_SECRET": "not-the-lab-secret"})
+    output = run.stdout + run.stderr
+    kept = re.search(r"\[bench\] the daemons' stores and logs are kept in (\S+)", run.stderr)
+    assert run.returncode == 1 and kept, output
+    try:
+        assert re.search(r"\[bench\] stopped: the bench's daemon .*refused login", run.stderr), output
+        assert "refused login" in (Path(kept.group(1)) / "daemon.log").read_text(), output
+    finally:
+        shutil.rmtree(kept.group(1), ignore_errors=True)

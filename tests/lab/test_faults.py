@@ -1,6 +1,7 @@
 """Faults survived, on the real lab: Asterisk restarted (idle and mid-call, shut
-down or killed), an AMI link that goes silent without a FIN, malformed and
-split AMI frames, an Originate Asterisk refuses, and a full disk under the store."""
+down or killed), an AMI link that goes silent without a FIN, an action Asterisk
+does not answer in time, malformed and split AMI frames, an Originate Asterisk
+refuses, and a full disk under the store."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from typing import Any
 
 import pytest
 
+from controller.app import make_backend
+from controller.config import load_config
+from controller.errors import SwitchActionFailed
 from tests.conftest import StartReceiver, WebhookReceiver
 from tests.lab.ami_proxy import AmiProxy
-from tests.lab.conftest import LAB, DaemonProcess, api, log_events, wait_for_state
+from tests.lab.conftest import LAB, LAB_CONFIG, DaemonProcess, api, log_events, wait_for_state
 
 pytestmark = pytest.mark.lab
 
@@ -148,6 +152,24 @@ async def test_a_silent_link_is_dropped_by_the_heartbeat_and_the_call_goes_on(
     assert ended["result"]["hangup_by"] == "time_limit", "followed to its real end"
     assert ended["result"]["talk_seconds"] == pytest.approx(10, abs=1.5)
     assert len(await completions(receiver, call_id)) == 1
+
+
+async def test_an_action_unanswered_in_time_names_the_setting_that_bounds_it(lab: None) -> None:
+    proxy = AmiProxy()
+    port = await proxy.start()
+    config = load_config(LAB_CONFIG, environ={"CALLCONNECT_ASTERISK_PORT": str(port),
+                                              "CALLCONNECT_ASTERISK_ACTION_TIMEOUT": "0.5"})
+    backend = make_backend(config)
+    try:
+        await backend.connect()
+        proxy.go_silent()
+        with pytest.raises(SwitchActionFailed) as caught:
+            await backend.active_channels()
+    finally:
+        await backend.close()
+        await proxy.close()
+    assert caught.value.message == ("Asterisk did not answer CoreShowChannels within 0.5 s "
+                                    "([asterisk] action_timeout)")
 
 
 async def test_malformed_and_split_frames_are_skipped(

@@ -15,7 +15,7 @@ import pytest
 
 from bench import table
 from bench.inbound_calls import InboundStep
-from bench.lanes import LISTED_REASONS, Call, Step, idle_cpu_rate, not_completed
+from bench.lanes import LISTED_REASONS, Call, Step, failures_of, idle_cpu_rate
 from bench.report import (
     Report,
     add_figures,
@@ -83,25 +83,25 @@ def test_calls_not_completed_are_counted_by_why_with_their_numbers_masked() -> N
                   why="failed: leg B busy (SIP 486)"),
              Call("controller", "d", "+27115560005", 0.0),  # no webhook came
              Call("control", "e", "+27115560006", 0.0)]  # no Hangup came
-    assert not_completed(calls) == {
+    assert failures_of(calls) == {
         "failed: leg A N did not answer within 30 s": 2,
         "failed: leg B busy (SIP 486)": 1,
         "no completion webhook by the end of the step's drain": 1,
         "no Hangup by the end of the step's drain": 1}
-    assert not_completed(calls[:1]) is None
+    assert failures_of(calls[:1]) == {}
 
 
 def test_reasons_past_the_listed_ones_are_counted_together() -> None:
     calls = [Call("controller", str(n), "", 0.0, status="failed", why=f"failed: reason {chr(97 + n)}")
              for n in range(LISTED_REASONS + 2)]
-    counted = not_completed(calls)
-    assert counted is not None and len(counted) == LISTED_REASONS + 1
+    counted = failures_of(calls)
+    assert len(counted) == LISTED_REASONS + 1
     assert counted["other reasons"] == 2
 
 
 def test_the_overload_figure_says_why_admitted_calls_did_not_complete() -> None:
     overload = {**OVERLOAD, "admitted_completed": 58,
-                "admitted_not_completed": {"failed: leg A N did not answer within 30 s": 2}}
+                "admitted_failures": {"failed: leg A N did not answer within 30 s": 2}}
     bench = report()
     add_figures(bench, [(1, 1000), (2, 1030), (3, 1060)], overload, [True, True])
     [admitted] = [f for f in bench.figures if str(f["figure"]).startswith("at 1.5x: admitted")]
@@ -115,12 +115,12 @@ def test_the_readmes_tables_list_the_calls_not_completed_by_why(
     bench.machine = {"date": "today", "cores": "2", "cpu": "a CPU", "memory_gib": "24",
                      "asterisk": "Asterisk 22", "sipp": "v3.6.1", "python": "3.11"}
     figures(bench)
-    bench.steps[-1].not_completed = {"no completion webhook by the end of the step's drain": 5}
+    bench.steps[-1].failures = {"no completion webhook by the end of the step's drain": 5}
     latest = tmp_path / "latest.json"
     latest.write_text(json.dumps(asdict(bench)))
     table.main([str(latest)])
     printed = capsys.readouterr().out
-    assert "| 1 | controller | 45 | 5 | 5: no completion webhook by the end of the step's drain |" \
+    assert "| 1 | controller | 45 | 5 | no completion webhook by the end of the step's drain (5) |" \
         in printed, printed
 
 

@@ -385,8 +385,10 @@ class AsteriskBackend:
         try:
             return await asyncio.wait_for(answer, timeout)
         except TimeoutError as exc:
+            # Under load Asterisk answers late: the setting is the user's lever.
             raise SwitchActionFailed(
-                f"Asterisk did not answer {action['Action']} within {timeout:g} s",
+                f"Asterisk did not answer {action['Action']} within {timeout:g} s "
+                "([asterisk] action_timeout)",
                 action=action["Action"],
             ) from exc
         except ConnectionResetError as exc:
