@@ -330,20 +330,25 @@ unsigned = true  # the bench's own receiver on loopback does not verify
             return None
 
     async def ready(self) -> None:
+        """Once the daemon answers GET /status. If it exits first or does not
+        answer in time, it is stopped (a daemon left behind would hold the
+        lab's AMI and its port), and BenchRefused says why."""
         deadline = time.monotonic() + READY_SECONDS
+        problem = f"was not ready within {READY_SECONDS} s"
         while time.monotonic() < deadline:
             code = self.process.poll()
             if code is not None:
-                raise BenchRefused(f"the bench's daemon exited ({code}) before it was ready: "
-                                   f"{self.last_words()}")
+                problem = f"exited ({code}) before it was ready"
+                break
             try:
                 if (await self.client.get("/status")).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.2)
-        raise BenchRefused(f"the bench's daemon was not ready within {READY_SECONDS} s: "
-                           f"{self.last_words()}")
+        words = self.last_words()
+        await self.stop()
+        raise BenchRefused(f"the bench's daemon {problem}: {words}")
 
     def last_words(self) -> str:
         """The end of the daemon's log, where it says why it stopped."""

@@ -57,5 +57,20 @@ def test_a_bench_that_fails_says_why_and_keeps_its_daemons_logs(lab: None) -> No
     try:
         assert re.search(r"\[bench\] stopped: the bench's daemon .*refused login", run.stderr), output
         assert "refused login" in (Path(kept.group(1)) / "daemon.log").read_text(), output
+        # The daemon that never became ready was stopped, not left running.
+        assert not processes_naming(kept.group(1)), output
     finally:
         shutil.rmtree(kept.group(1), ignore_errors=True)
+
+
+def processes_naming(text: str) -> list[str]:
+    """The command lines of the running processes that contain ``text``."""
+    found = []
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # it ended meanwhile
+            continue
+        if text in command:
+            found.append(command)
+    return found
