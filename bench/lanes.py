@@ -351,9 +351,14 @@ unsigned = true  # the bench's own receiver on loopback does not verify
         raise BenchRefused(f"the bench's daemon {problem}: {words}")
 
     def last_words(self) -> str:
-        """The end of the daemon's log, where it says why it stopped."""
+        """The end of the daemon's log, where it says why it stopped. Only its
+        tail is read: the log is shared by a run's daemons and grows with every
+        call they place."""
         self.log.flush()
-        lines = Path(self.log.name).read_text(errors="replace").strip().splitlines()
+        with open(self.log.name, "rb") as log:
+            # Enough bytes for LAST_WORDS characters of UTF-8.
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 4 * LAST_WORDS))
+            lines = log.read().decode(errors="replace").strip().splitlines()
         return (lines[-1][-LAST_WORDS:] if lines else "it logged nothing") + f" (log: {self.log.name})"
 
     def cpu_seconds(self) -> float:
