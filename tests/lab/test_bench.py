@@ -2,7 +2,8 @@
 bare AMI loop and the daemon's API) and both inbound lanes (callers to a
 number the dialplan alone answers, and to one set on the daemon), so a bench
 that can no longer place calls fails here rather than reporting a sustained
-rate of 0; and the step that counts the daemon's CPU by part."""
+rate of 0; the step that counts the daemon's CPU by part; and the count of
+calls Asterisk loses to a Redirect sent the moment leg A reports its answer."""
 
 from __future__ import annotations
 
@@ -61,6 +62,17 @@ def test_a_bench_that_fails_says_why_and_keeps_its_daemons_logs(lab: None) -> No
         assert not processes_naming(kept.group(1)), output
     finally:
         shutil.rmtree(kept.group(1), ignore_errors=True)
+
+
+def test_the_redirect_race_accounts_for_every_call_it_places(lab: None) -> None:
+    run = subprocess.run([sys.executable, "-m", "bench.redirect_race", "--calls", "10",
+                          "--rate", "5"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    ended = re.search(r"10 calls at 5/s: 10 answered; ended normally \(cause 16\) (\d+), "
+                      r"fell through \(cause 0\) (\d+), otherwise 0 .*; not ended in time 0$",
+                      run.stdout.strip())
+    assert ended and int(ended[1]) + int(ended[2]) == 10, output
 
 
 def processes_naming(text: str) -> list[str]:
