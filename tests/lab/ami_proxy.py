@@ -2,7 +2,8 @@
 it can cut Asterisk's stream into small reads, slip malformed frames between
 real ones, go silent without closing (a link that dies with no FIN), and
 answer Redirects itself as Asterisk does while the channel's last Redirect is
-still being carried out."""
+still being carried out, and hold back events of a kind, as an AMI account
+whose eventfilter does not pass them."""
 
 from __future__ import annotations
 
@@ -33,12 +34,15 @@ JUNK_FRAMES = (
 
 class AmiProxy:
     def __init__(self, chunk: int = 0, junk: bool = False, seed: int = 7,
-                 redirects_refused: int = 0) -> None:
+                 redirects_refused: int = 0, withheld: tuple[str, ...] = ()) -> None:
         self.chunk = chunk  # > 0: pass Asterisk's bytes on in reads of 1..chunk bytes
         self.junk = junk  # slip a JUNK_FRAME in after every real frame
         # Each Redirect is refused this many times before it reaches Asterisk.
         self.redirects_refused = redirects_refused
         self.refusals = 0
+        # Events of these names never reach the controller.
+        self.withheld = {f"Event: {name}".encode() for name in withheld}
+        self.withheld_count = 0
         self.random = random.Random(seed)
         self.connections = 0
         self.junk_sent = 0
@@ -123,6 +127,9 @@ class AmiProxy:
             out = b""
             while FRAME_END in pending:
                 frame, _, pending = pending.partition(FRAME_END)
+                if frame.split(b"\r\n", 1)[0] in self.withheld:
+                    self.withheld_count += 1
+                    continue
                 out += frame + FRAME_END
                 if self.junk and not frame.startswith(b"Asterisk Call Manager"):
                     out += self.random.choice(JUNK_FRAMES)

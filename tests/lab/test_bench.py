@@ -64,15 +64,16 @@ def test_a_bench_that_fails_says_why_and_keeps_its_daemons_logs(lab: None) -> No
         shutil.rmtree(kept.group(1), ignore_errors=True)
 
 
-def test_the_redirect_race_accounts_for_every_call_it_places(lab: None) -> None:
+def test_the_redirect_race_accounts_for_every_call_it_places_in_both_lanes(lab: None) -> None:
     run = subprocess.run([sys.executable, "-m", "bench.redirect_race", "--calls", "10",
-                          "--rate", "5"], cwd=REPO, capture_output=True, text=True, timeout=120)
+                          "--rate", "5"], cwd=REPO, capture_output=True, text=True, timeout=180)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
-    ended = re.search(r"10 calls at 5/s: 10 answered; ended normally \(cause 16\) (\d+), "
-                      r"fell through \(cause 0\) (\d+), otherwise 0 .*; not ended in time 0$",
-                      run.stdout.strip())
-    assert ended and int(ended[1]) + int(ended[2]) == 10, output
+    lanes = re.findall(r"\[race\] (\S+): 10 calls at 5/s: 10 answered; ended normally "
+                       r"\(cause 16\) (\d+), lost (\d+) .*, otherwise 0 .*; not ended in time 0$",
+                       run.stdout, re.MULTILINE)
+    assert [lane for lane, _, _ in lanes] == ["at-report", "in-wait"], output
+    assert all(int(normal) + int(lost) == 10 for _, normal, lost in lanes), output
 
 
 def processes_naming(text: str) -> list[str]:

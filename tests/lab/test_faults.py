@@ -269,3 +269,38 @@ async def test_a_full_disk_refuses_new_calls_and_loses_nothing_accepted(
     assert ended["status"] == "completed" and ended["result"]["hangup_by"] == "time_limit"
     assert timeline[-2:] == ["ending", "ended"], "every transition was kept"
     assert len(await completions(receiver, accepted)) == 1
+
+
+def entered(call: dict[str, Any], state: str) -> float:
+    return float(next(t["at"] for t in call["timeline"]
+                      if t["kind"] == "transition" and t["data"]["to"] == state))
+
+
+async def test_an_account_that_passes_no_newexten_still_connects_and_says_what_to_add(
+        start_daemon: Callable[..., DaemonProcess]) -> None:
+    """An AMI account set up before the Newexten filter: the first Redirect
+    waits the action timeout for a wait Asterisk never tells of, the log says
+    what to add, and from then on Redirects go at once; both calls connect."""
+    proxy = AmiProxy(withheld=("Newexten",))
+    port = await proxy.start()
+    daemon = start_daemon(CALLCONNECT_ASTERISK_PORT=str(port),
+                          CALLCONNECT_ASTERISK_ACTION_TIMEOUT="2")
+    calls = []
+    try:
+        await daemon.ready()
+        async with api(daemon) as client:
+            for _ in range(2):
+                call_id = (await client.post("/v1/calls", json={
+                    **BRIDGED_CALL, "whisper": "Connecting you now", "time_limit": 1})
+                           ).json()["call_uuid"]
+                calls.append(await wait_for_state(client, call_id, "ended", timeout=40))
+    finally:
+        await proxy.close()
+    assert proxy.withheld_count > 0, "Asterisk sent Newexten events the proxy held back"
+    assert [call["status"] for call in calls] == ["completed", "completed"], calls
+    [missing] = log_events(daemon, "ami.redirect.no_wait_events")
+    assert "manager_callconnect.conf" in missing["reason"] and "dialplan" in missing["reason"]
+    # From A's answer to B's dial: the whisper's length, plus the first call's
+    # Redirect held the action timeout (2 s) before it went.
+    whisper_to_dial = [entered(call, "dialing-b") - entered(call, "whispering") for call in calls]
+    assert whisper_to_dial[0] - whisper_to_dial[1] == pytest.approx(2.0, abs=0.6), whisper_to_dial

@@ -38,13 +38,15 @@ from .actions import claim_actions, dial_string, dial_strings, encode, refuse_ac
 from .events import AmiEventTranslator, Routed, leg_a_channel_id
 from .forget import FORGET_EVERY, forget_action, forget_batches, is_call_id
 from .protocol import AmiManager, AmiProtocol
+from .redirects import RedirectGate
 
 log = structlog.get_logger(__name__)
 
-# Only the event classes the translator reads: Asterisk sends nothing else. The
+# Only the event classes the backend reads: Asterisk sends nothing else. The
 # AMI account's eventfilter (dialplans/asterisk/manager_callconnect.conf) narrows
 # them to the events it reads; the Filter action would need the `system` class.
-EVENT_CLASSES = "call,user"
+# `dialplan`: the Newexten of a wait, which tells that a Redirect is safe (transit.py).
+EVENT_CLASSES = "call,user,dialplan"
 # AstDB family where the dialplan keeps each call's outcome (callconnect-outcome).
 OUTCOME_FAMILY = "callconnect"
 # Asterisk's answer to a Redirect while the channel is still leaving for the
@@ -89,6 +91,7 @@ class AsteriskBackend:
         self._config = config
         self._lab = lab
         self._translator = AmiEventTranslator()
+        self._redirects = RedirectGate(config.action_timeout)
         self._sinks: dict[str, EventSink] = {}
         self._manager: Manager | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -191,6 +194,7 @@ class AsteriskBackend:
         for pending in list(self._in_flight):
             if not pending.done():
                 pending.set_exception(ConnectionResetError("the AMI connection was lost"))
+        self._redirects.reset()
         log.warning("ami.disconnected", address=self.address, error=str(exc) if exc else None)
         if not self._closing and (self._reconnecting is None or self._reconnecting.done()):
             self._reconnecting = asyncio.ensure_future(self._reconnect())
@@ -350,11 +354,9 @@ class AsteriskBackend:
                    hangup: bool = False) -> None:
         """Send the actions in order; SwitchActionFailed at the first refused."""
         for action in actions:
-            response = await self._send(action)
-            for delay in REDIRECT_RETRY_DELAYS:
-                if response.success or response.get("Message") != REDIRECT_PENDING:
-                    break
-                await asyncio.sleep(delay)
+            if action["Action"] == "Redirect":
+                response = await self._redirect(action)
+            else:
                 response = await self._send(action)
             if response.success:
                 continue
@@ -368,6 +370,26 @@ class AsteriskBackend:
                 f"Asterisk refused {action['Action']}: {message}",
                 action=action["Action"], call_id=call_id,
             )
+
+    async def _redirect(self, action: dict[str, str]) -> Any:
+        """A Redirect once its channel is in a wait (see transit.py), sent again
+        while Asterisk is still carrying out the channel's last one."""
+        channel = action["Channel"]
+        await self._redirects.until_settled(channel)
+        self._redirects.sent(channel)
+        try:
+            response = await self._send(action)
+            for delay in REDIRECT_RETRY_DELAYS:
+                if response.success or response.get("Message") != REDIRECT_PENDING:
+                    break
+                await asyncio.sleep(delay)
+                response = await self._send(action)
+        except BaseException:
+            self._redirects.refused(channel)
+            raise
+        if not response.success:
+            self._redirects.refused(channel)
+        return response
 
     async def active_channels(self) -> list[str]:
         return [m["Channel"] for m in await self._channels()]
@@ -408,6 +430,7 @@ class AsteriskBackend:
 
     def _route_event(self, message: Message) -> None:
         now = time.time()
+        self._redirects.observe(message)
         if self.observe_event_lag is not None and "Timestamp" in message:
             # A list (the header twice) or a non-number: the translator uses its own clock.
             with contextlib.suppress(ValueError, TypeError):
