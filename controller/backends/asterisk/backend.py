@@ -372,23 +372,17 @@ class AsteriskBackend:
             )
 
     async def _redirect(self, action: dict[str, str]) -> Any:
-        """A Redirect once its channel is in a wait (see transit.py), sent again
-        while Asterisk is still carrying out the channel's last one."""
-        channel = action["Channel"]
-        await self._redirects.until_settled(channel)
-        self._redirects.sent(channel)
-        try:
+        """A Redirect once its channel is in a wait (see redirects.py)."""
+        return await self._redirects.send(action["Channel"], lambda: self._send_redirect(action))
+
+    async def _send_redirect(self, action: dict[str, str]) -> Any:
+        """Sent again while Asterisk is still carrying out the channel's last one."""
+        response = await self._send(action)
+        for delay in REDIRECT_RETRY_DELAYS:
+            if response.success or response.get("Message") != REDIRECT_PENDING:
+                break
+            await asyncio.sleep(delay)
             response = await self._send(action)
-            for delay in REDIRECT_RETRY_DELAYS:
-                if response.success or response.get("Message") != REDIRECT_PENDING:
-                    break
-                await asyncio.sleep(delay)
-                response = await self._send(action)
-        except BaseException:
-            self._redirects.refused(channel)
-            raise
-        if not response.success:
-            self._redirects.refused(channel)
         return response
 
     async def active_channels(self) -> list[str]:

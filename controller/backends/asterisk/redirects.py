@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import structlog
 
@@ -30,7 +31,22 @@ class RedirectGate:
             if waiting is not None and not waiting.done():
                 waiting.set_result(None)
 
-    async def until_settled(self, channel: str) -> None:
+    async def send(self, channel: str, redirect: Callable[[], Awaitable[Any]]) -> Any:
+        """Await ``redirect()`` (its AMI answer) once the channel is out of
+        transit. The channel is in transit from then on, unless Asterisk
+        refused the Redirect or gave no answer."""
+        await self._until_settled(channel)
+        self._transit.redirected(channel)
+        try:
+            response = await redirect()
+        except BaseException:
+            self._transit.not_redirected(channel)
+            raise
+        if not response.success:
+            self._transit.not_redirected(channel)
+        return response
+
+    async def _until_settled(self, channel: str) -> None:
         """Until the channel is out of transit, or the timeout."""
         if not self._transit.in_transit(channel) \
                 or (self._wait_events_missing and not self._transit.waits_seen):
@@ -54,12 +70,6 @@ class RedirectGate:
                          "add `dialplan` to its read classes and the Newexten eventfilter "
                          "of dialplans/asterisk/manager_callconnect.conf, then run "
                          "`asterisk -rx 'manager reload'`")
-
-    def sent(self, channel: str) -> None:
-        self._transit.redirected(channel)
-
-    def refused(self, channel: str) -> None:
-        self._transit.not_redirected(channel)
 
     def reset(self) -> None:
         """The link was lost: where channels are is not known; nothing waits."""
