@@ -20,6 +20,7 @@ from controller.errors import SwitchActionFailed
 from tests.conftest import StartReceiver, WebhookReceiver
 from tests.lab.ami_proxy import AmiProxy
 from tests.lab.conftest import LAB, LAB_CONFIG, DaemonProcess, api, log_events, wait_for_state
+from tests.lab.live_parts import entered
 
 pytestmark = pytest.mark.lab
 
@@ -271,11 +272,6 @@ async def test_a_full_disk_refuses_new_calls_and_loses_nothing_accepted(
     assert len(await completions(receiver, accepted)) == 1
 
 
-def entered(call: dict[str, Any], state: str) -> float:
-    return float(next(t["at"] for t in call["timeline"]
-                      if t["kind"] == "transition" and t["data"]["to"] == state))
-
-
 async def test_an_account_that_passes_no_newexten_still_connects_and_says_what_to_add(
         start_daemon: Callable[..., DaemonProcess]) -> None:
     """An AMI account set up before the Newexten filter: the first Redirect
@@ -302,5 +298,6 @@ async def test_an_account_that_passes_no_newexten_still_connects_and_says_what_t
     assert "manager_callconnect.conf" in missing["reason"] and "dialplan" in missing["reason"]
     # From A's answer to B's dial: the whisper's length, plus the first call's
     # Redirect held the action timeout (2 s) before it went.
-    whisper_to_dial = [entered(call, "dialing-b") - entered(call, "whispering") for call in calls]
+    whisper_to_dial = [entered(call["result"], "dialing-b") - entered(call["result"], "whispering")
+                       for call in calls]
     assert whisper_to_dial[0] - whisper_to_dial[1] == pytest.approx(2.0, abs=0.6), whisper_to_dial

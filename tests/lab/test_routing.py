@@ -24,6 +24,7 @@ from panoramisk import Manager
 from controller.config import Config
 from tests.conftest import Serve
 from tests.lab.conftest import OBSERVER_SECRET, OBSERVER_USERNAME, DaemonProcess, api, wait_for_state
+from tests.lab.live_parts import entered
 
 REPO = Path(__file__).resolve().parents[2]
 PHONES = REPO / "sip-lab" / "phones"
@@ -128,10 +129,6 @@ async def connect(daemon: DaemonProcess, body: dict[str, Any]) -> dict[str, Any]
 
 def states(result: dict[str, Any]) -> list[str]:
     return [step["to"] for step in result["timeline"]]
-
-
-def entered(result: dict[str, Any], state: str) -> float:
-    return next(step["at"] for step in result["timeline"] if step["to"] == state)
 
 
 # ---------------------------------------------------------------- ring strategies
