@@ -76,7 +76,10 @@ Where each shape comes from (FreeSWITCH 1.10 source and documentation):
   unless continue_on_fail=true, and hangs it up
   after a bridge when hangup_after_bridge=true; ``sched_hangup +N <cause>``;
   applications sent with ``sendmsg`` while the channel is parked run one after
-  the other.
+  the other. An originated channel answers HANDOVER_SECONDS before it runs
+  its application, and a ``playback`` sent to it meanwhile fails at once
+  (``PLAYBACK ERROR``, no PLAYBACK_START/STOP), as seen on FreeSWITCH
+  1.10.12 in the lab.
 * Dialing, switch_ivr_originate.c switch_ivr_originate(): ``{vars}`` for
   every leg, then targets, ``|`` one after the other (a timeout stops the
   list unless originate_continue_on_timeout), ``,`` all at once, each with
@@ -242,6 +245,13 @@ STATE_NUMBERS = {"CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 
                  "CS_EXECUTE": 4, "CS_EXCHANGE_MEDIA": 5, "CS_PARK": 6, "CS_CONSUME_MEDIA": 7,
                  "CS_HIBERNATE": 8, "CS_RESET": 9, "CS_HANGUP": 10, "CS_REPORTING": 11,
                  "CS_DESTROY": 12}
+# How long an originated channel stays answered before originate() hands it
+# to its application (mod_commands sets CS_EXECUTE once switch_ivr_originate()
+# returns). A playback sent to it meanwhile runs in that state and fails with
+# PLAYBACK ERROR and no PLAYBACK_START/STOP: seen in 1 of 30 broadcasts sent on
+# CHANNEL_ANSWER to FreeSWITCH 1.10.12 in the lab, none of 30 sent on
+# CHANNEL_PARK. The peer makes the gap wide enough to hit every time.
+HANDOVER_SECONDS = 0.05
 DISCONNECT_TEXT = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 _URL_UNSAFE = set('\r\n #%&+:;<=>?@[\\]^`{|}"')
 
@@ -499,6 +509,7 @@ class Channel:
     phone_task: asyncio.Task[Any] | None = None
     phone: Phone | None = None
     dtmf: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    handing_over: bool = False  # answered, not yet running its originate's application
     winner: bool = False  # group_confirm: it confirmed (CF_WINNER)
     tagged: bool = False  # group_confirm: answered, confirming (CF_TAGGED)
     displacing: set[str] = field(default_factory=set)  # uuid_displace / displace_session files
@@ -995,6 +1006,9 @@ class EslPeer:
             return f"-ERR {outcome}\n"
         match = re.fullmatch(r"&([a-z_]+)\((.*)\)", argv[1])
         app, data = (match.group(1), match.group(2)) if match else ("park", "")
+        channel.handing_over = True
+        await asyncio.sleep(HANDOVER_SECONDS)
+        channel.handing_over = False
         self.spawn(self._run_app_then_hangup(channel, app, data), channel)
         return f"+OK {channel.uuid}\n"
 
@@ -1014,6 +1028,9 @@ class EslPeer:
                 cause = (cause or "normal_clearing").upper()
         else:
             app, data = "playback", path
+        if channel.handing_over and app == "playback":
+            self._playback_cut_short(channel, data)
+            return "+OK Message sent\n"
         channel.apps.put_nowait((app, data, True))  # switch_ivr_broadcast: event-lock
         if cause:
             channel.apps.put_nowait(("hangup", cause, True))
@@ -1201,7 +1218,10 @@ class EslPeer:
         if channel is None:
             return f"-ERR invalid session id [{channel_uuid}]"
         command = headers.get("call-command", "")
-        if command == "execute":
+        if (command == "execute" and channel.handing_over
+                and headers.get("execute-app-name") == "playback"):
+            self._playback_cut_short(channel, headers.get("execute-app-arg", ""))
+        elif command == "execute":
             channel.apps.put_nowait((headers.get("execute-app-name", ""),
                                      headers.get("execute-app-arg", ""),
                                      headers.get("event-lock", "") == "true"))
@@ -1518,6 +1538,12 @@ class EslPeer:
                                             ("Record-Completion-Cause", "success")])
 
     # ------------------------------------------------------------ applications
+
+    def _playback_cut_short(self, ch: Channel, path: str) -> None:
+        """A playback that reached the channel before its originate handed
+        it over (see HANDOVER_SECONDS)."""
+        self._execute_event("CHANNEL_EXECUTE", ch, "playback", path)
+        self._execute_event("CHANNEL_EXECUTE_COMPLETE", ch, "playback", path, "PLAYBACK ERROR")
 
     async def _run_app_then_hangup(self, ch: Channel, app: str, data: str) -> None:
         await self._execute(ch, app, data)

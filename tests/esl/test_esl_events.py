@@ -274,10 +274,42 @@ def ev(name: str, channel: str, **headers: str) -> dict[str, str]:
 
 def test_event_time_is_the_switch_timestamp() -> None:
     [event] = translated({"Event-Name": "CHANNEL_ANSWER", "Unique-ID": A,
-                          "Event-Date-Timestamp": "1795260166633697"})
+                          "Event-Date-Timestamp": "1795260166633697"},
+                         {"Event-Name": "CHANNEL_PARK", "Unique-ID": A,
+                          "Event-Date-Timestamp": "1795260166671000"})
     assert event == LegAnswered(1795260166.633697, Leg.A, A)
     [event] = translated({"Event-Name": "CHANNEL_CREATE", "Unique-ID": B})
     assert event == LegCreated(5.0, Leg.B, B)
+
+
+def test_leg_a_we_originate_is_answered_once_it_is_parked() -> None:
+    # Between its answer and park() an application sent to it would be cut
+    # short, so its next step waits for CHANNEL_PARK; its time stays the answer's.
+    translator = FsEventTranslator()
+    translator.watch(CALL)
+    assert translated(ev("CHANNEL_ANSWER", A), translator=translator) == []
+    assert translator.a_answered(CALL)
+    assert translated(ev("CHANNEL_PARK", A), translator=translator) == [LegAnswered(5.0, Leg.A, A)]
+    # Back in park() after a failed bridge: nothing new.
+    assert translated(ev("CHANNEL_PARK", A), translator=translator) == []
+
+
+def test_leg_a_hanging_up_before_it_is_parked_was_still_answered() -> None:
+    events = translated(
+        ev("CHANNEL_ANSWER", A),
+        ev("CHANNEL_HANGUP", A, Hangup_Cause="NORMAL_CLEARING",
+           variable_sip_hangup_disposition="recv_bye"),
+        ev("CHANNEL_HANGUP_COMPLETE", A, Hangup_Cause="NORMAL_CLEARING",
+           variable_hangup_cause_q850="16", variable_sip_hangup_disposition="recv_bye"))
+    assert events == [LegAnswered(5.0, Leg.A, A), LegHungUp(5.0, Leg.A, 16, A),
+                      LegEnded(5.0, Leg.A, 16, "NORMAL_CLEARING", A)]
+
+
+def test_a_claimed_incoming_leg_a_is_answered_at_once() -> None:
+    incoming = "3f1c7d52-0000-4000-8000-00000000000a"
+    assert translated(ev("CHANNEL_ANSWER", incoming),
+                      setup=lambda t: t.claim(CALL, incoming)) == [
+        LegAnswered(5.0, Leg.A, incoming)]
 
 
 def test_channels_we_did_not_dial_are_not_ours() -> None:

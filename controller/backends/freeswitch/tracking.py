@@ -85,6 +85,8 @@ class FollowedCall:
     b_legs: list[str] = field(default_factory=list)  # every Leg B channel, every attempt
     a_channel: str | None = None  # a claimed incoming channel (else leg A's id is ours)
     a_answered: bool = False
+    # Leg A answered (its time) and is not parked yet: see _CHANNEL_PARK.
+    a_answer_unreported: float | None = None
     step: LiveStep | None = None
     idle: bool = False  # waiting for actions: the switch's hangup is the idle timeout
 

@@ -127,6 +127,9 @@ class FsEventTranslator(LiveEvents):
         a = self._a_owner(e)
         if a is not None:
             a[1].a_answered = True
+            if a[1].a_channel is None:
+                a[1].a_answer_unreported = at  # reported once it is parked
+                return []
             return [Routed(a[0], LegAnswered(at, Leg.A, e["Unique-ID"]))]
         b = self._b_owner(e)
         if b is None:
@@ -147,6 +150,23 @@ class FsEventTranslator(LiveEvents):
             dial.waiting = True
             routed.append(Routed(call_id, WaitForKey(at, channel, dial.steps.timeout)))
         return routed
+
+    def _CHANNEL_PARK(self, e: Mapping[str, str], at: float) -> list[Routed]:
+        # The leg A we originate answers before originate() hands it to
+        # park(). An application sent to it in between runs in that state and
+        # is cut short when park() starts (switch_channel_ready() is false
+        # while a state change is pending), so its next step waits for this.
+        a = self._a_owner(e)
+        if a is None:
+            return []
+        return self._a_answer_reported(a[0], a[1], e)
+
+    def _a_answer_reported(self, call_id: str, call: FollowedCall,
+                           e: Mapping[str, str]) -> list[Routed]:
+        answered_at, call.a_answer_unreported = call.a_answer_unreported, None
+        if answered_at is None:
+            return []
+        return [Routed(call_id, LegAnswered(answered_at, Leg.A, e["Unique-ID"]))]
 
     def _CHANNEL_BRIDGE(self, e: Mapping[str, str], at: float) -> list[Routed]:
         a = self._a_owner(e)
@@ -175,9 +195,10 @@ class FsEventTranslator(LiveEvents):
     def _CHANNEL_HANGUP(self, e: Mapping[str, str], at: float) -> list[Routed]:
         a = self._a_owner(e)
         if a is not None:
+            answered = self._a_answer_reported(a[0], a[1], e)  # hung up before park()
             idle = self._idle_over(a[0], a[1], e, at)
             a[1].a_going = True
-            return idle + self._a_hung_up(a[0], a[1], e, at)
+            return answered + idle + self._a_hung_up(a[0], a[1], e, at)
         b = self._b_owner(e)
         if b is None:
             return []
@@ -192,7 +213,8 @@ class FsEventTranslator(LiveEvents):
             call_id, call = a
             if call.a_ended:
                 return []
-            routed = self._idle_over(call_id, call, e, at)
+            routed = self._a_answer_reported(call_id, call, e)
+            routed += self._idle_over(call_id, call, e, at)
             call.a_going = True
             routed += self._a_hung_up(call_id, call, e, at)
             call.a_ended = True
