@@ -21,8 +21,10 @@ from controller.store import DeliveryBacklog, DeliveryState, WebhookDelivery
 SETUP_BUCKETS = (0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 120)
 # What retention deletes (controller.daemon.retention).
 PRUNED_KINDS = ("calls", "deliveries", "recordings", "whispers")
+# Up to 30 s: a switch past what its host carries delivers events seconds
+# late, and a p99 past the last bound reads as +Inf, which says not how late.
 LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
-               0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+               0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 
 
 class Metrics:
