@@ -248,9 +248,10 @@ STATE_NUMBERS = {"CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 
 # How long an originated channel stays answered before originate() hands it
 # to its application (mod_commands sets CS_EXECUTE once switch_ivr_originate()
 # returns). A playback sent to it meanwhile runs in that state and fails with
-# PLAYBACK ERROR and no PLAYBACK_START/STOP: seen in 1 of 30 broadcasts sent on
-# CHANNEL_ANSWER to FreeSWITCH 1.10.12 in the lab, none of 30 sent on
-# CHANNEL_PARK. The peer makes the gap wide enough to hit every time.
+# PLAYBACK ERROR and no PLAYBACK_START/STOP: 15 of 160 broadcasts sent on
+# CHANNEL_ANSWER to FreeSWITCH 1.10.12 in the lab, none of 160 sent on
+# CHANNEL_PARK (python -m bench.fs_answer_race). The peer makes the gap wide
+# enough to hit every time.
 HANDOVER_SECONDS = 0.05
 DISCONNECT_TEXT = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 _URL_UNSAFE = set('\r\n #%&+:;<=>?@[\\]^`{|}"')
@@ -853,6 +854,7 @@ class EslPeer:
         self.reject_delay = reject_delay
         self.hangup_after = hangup_after
         self.acl_reject = False
+        self.handover_seconds = HANDOVER_SECONDS
         self.split_writes = False
         self.stall: dict[str, float] = {}  # api command -> seconds before it answers
         self.refuse: dict[str, str] = {}  # api command (or "bgapi <cmd>") -> reply
@@ -1007,7 +1009,7 @@ class EslPeer:
         match = re.fullmatch(r"&([a-z_]+)\((.*)\)", argv[1])
         app, data = (match.group(1), match.group(2)) if match else ("park", "")
         channel.handing_over = True
-        await asyncio.sleep(HANDOVER_SECONDS)
+        await asyncio.sleep(self.handover_seconds)
         channel.handing_over = False
         self.spawn(self._run_app_then_hangup(channel, app, data), channel)
         return f"+OK {channel.uuid}\n"

@@ -22,6 +22,7 @@ from controller.backends.freeswitch.ids import leg_uuid
 from controller.backends.freeswitch.link import THREAD_NAME
 from controller.calls.request import CallRequest
 from controller.calls.runner import ActiveCall
+from controller.config import Config
 from controller.core.commands import DialLegB, HangupLegs, OriginateLegA, PlayWhisper
 from controller.core.events import EndedWhileAway, Event, LegAnswered, LegCreated, LegEnded, WhisperFinished
 from controller.core.outcomes import Leg
@@ -326,22 +327,53 @@ async def test_reattach_while_the_whisper_plays(make_config: MakeConfig, peer: E
         await second.close()
 
 
-async def test_reattach_when_leg_a_answered_meanwhile(make_config: MakeConfig,
-                                                      peer: EslPeer) -> None:
-    config = make_config()
-    call_id = "7e57ca11-0000-4000-8000-00000000000c"
+async def originate_leg_a_then_stop(config: Config, call_id: str) -> None:
+    """A controller originates leg A and goes away before it answers."""
     first = FreeswitchBackend(config.freeswitch)
     await first.connect()
     first.watch(call_id, lambda event: None)
     await first.execute(call_id, OriginateLegA("+27115550101", 30, None))
     await first.close()
-    await wait_until(lambda: leg_uuid(call_id, Leg.A) in peer.channels
-                     and peer.channels[leg_uuid(call_id, Leg.A)].answered.is_set())
+
+
+async def test_reattach_when_leg_a_answered_meanwhile(make_config: MakeConfig,
+                                                      peer: EslPeer) -> None:
+    config = make_config()
+    call_id = "7e57ca11-0000-4000-8000-00000000000c"
+    await originate_leg_a_then_stop(config, call_id)
+    a = leg_uuid(call_id, Leg.A)
+    await wait_until(lambda: a in peer.channels
+                     and peer.channels[a].variables.get("current_application") == "park")
     second = FreeswitchBackend(config.freeswitch)
     await second.connect()
     try:
         missed = await second.reattach(call_id, "ringing-a", lambda event: None)
         assert [type(e) for e in missed] == [LegCreated, LegAnswered]
+        await second.execute(call_id, HangupLegs((Leg.A,)))
+    finally:
+        await second.close()
+
+
+async def test_reattach_when_leg_a_answered_but_is_not_parked_yet(make_config: MakeConfig,
+                                                                  peer: EslPeer) -> None:
+    # A whisper sent before park() would be cut short: the answer is
+    # reported once A is parked, with the answer's time.
+    peer.handover_seconds = 3.0
+    config = make_config()
+    call_id = "7e57ca11-0000-4000-8000-00000000000d"
+    await originate_leg_a_then_stop(config, call_id)
+    a = leg_uuid(call_id, Leg.A)
+    await wait_until(lambda: a in peer.channels and peer.channels[a].answered.is_set())
+    answered_at = peer.channels[a].answered_at / 1e6
+    later: list[object] = []
+    second = FreeswitchBackend(config.freeswitch)
+    await second.connect()
+    try:
+        missed = await second.reattach(call_id, "ringing-a", later.append)
+        assert [type(e) for e in missed] == [LegCreated]
+        assert peer.channels[a].variables.get("current_application") != "park"
+        await wait_until(lambda: bool(later), within=10)
+        assert later == [LegAnswered(answered_at, Leg.A, a)]
         await second.execute(call_id, HangupLegs((Leg.A,)))
     finally:
         await second.close()

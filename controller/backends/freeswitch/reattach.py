@@ -117,7 +117,11 @@ def missed_events(translator: FsEventTranslator, call_id: str, state: CallState,
     ringing_a = state in (CallState.DIALING_A, CallState.RINGING_A)
     if ringing_a:
         events.append(LegCreated(now, Leg.A, a_channel))
-    if a_answered and (ringing_a or translator.a_channel(call_id) is not None):
+    if a_answered and ringing_a and translator.a_channel(call_id) is None and running != "park":
+        # Answered, and originate has not handed it to park() yet: its next
+        # step waits for CHANNEL_PARK, as it does without a restart.
+        translator.answered_before_park(call_id, answered_at(a, now))
+    elif a_answered and (ringing_a or translator.a_channel(call_id) is not None):
         # Also a claimed incoming call answered by a step or the bridge, maybe
         # while we were away: the core keeps the answer it already had.
         events.append(LegAnswered(answered_at(a, now), Leg.A, a_channel))

@@ -151,6 +151,14 @@ class CallTracker:
         call = self._calls.get(call_id)
         return call is not None and call.a_answered
 
+    def answered_before_park(self, call_id: str, at: float) -> None:
+        """After a restart: leg A, which we originated, answered at ``at`` and
+        is not in park() yet; it is reported answered once it is."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.a_answered = True
+            call.a_answer_unreported = at
+
     def resume_live(self, call_id: str, answered: bool, idle: bool) -> None:
         """After a restart: leg A of a live call is answered or not, and
         waits for actions or runs a step."""
