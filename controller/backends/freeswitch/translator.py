@@ -153,9 +153,9 @@ class FsEventTranslator(LiveEvents):
 
     def _CHANNEL_PARK(self, e: Mapping[str, str], at: float) -> list[Routed]:
         # The leg A we originate answers before originate() hands it to
-        # park(). An application sent to it in between runs in that state and
-        # is cut short when park() starts (switch_channel_ready() is false
-        # while a state change is pending), so its next step waits for this.
+        # park(). A playback sent to it in between runs in that state and can
+        # end at once with PLAYBACK ERROR (python -m bench.fs_answer_race),
+        # so its next step waits for this.
         a = self._a_owner(e)
         if a is None:
             return []
