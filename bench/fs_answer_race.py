@@ -29,9 +29,9 @@ import uuid
 import wave
 from collections import Counter
 from pathlib import Path
-from urllib.parse import unquote
 
 from bench.common import REPO
+from controller.backends.freeswitch.wire import EslFramer, Reply, decode_event
 
 ESL = ("127.0.0.1", 8021, "callconnect-lab")  # sip-lab/lab-freeswitch.sh
 LEG_A = "sofia/gateway/lab-answer-a/+27115550101"
@@ -41,7 +41,7 @@ EVENTS = ("CHANNEL_ANSWER CHANNEL_PARK PLAYBACK_START PLAYBACK_STOP CHANNEL_EXEC
           "CHANNEL_HANGUP_COMPLETE")
 CALL_SECONDS = 15.0  # a call's whole life here: answer, a half-second tone, hang-up
 READ_SECONDS = 10.0
-MAX_FRAME = 1 << 20
+READ_SIZE = 65536
 
 
 def write_tone(path: Path, seconds: float = 0.5, rate: int = 8000) -> None:
@@ -56,8 +56,10 @@ def write_tone(path: Path, seconds: float = 0.5, rate: int = 8000) -> None:
 
 
 class EventSocket:
-    """One Event Socket connection: replies and events kept apart, so that
-    no event is lost while a command waits for its reply."""
+    """One Event Socket connection, read with the controller's own framer and
+    event decoder (``controller.backends.freeswitch.wire``): replies and
+    events kept apart, so that no event is lost while a command waits for its
+    reply."""
 
     def __init__(self) -> None:
         self.replies: asyncio.Queue[str] = asyncio.Queue()
@@ -79,34 +81,15 @@ class EventSocket:
         if not reply.startswith("+OK"):
             raise SystemExit(f"the lab's FreeSWITCH refused the password: {reply}")
 
-    async def _frame(self) -> tuple[dict[str, str], str]:
-        assert self._reader is not None
-        headers: dict[str, str] = {}
-        while True:
-            line = (await self._reader.readline()).decode()
-            if not line:
-                raise ConnectionError("FreeSWITCH closed the Event Socket")
-            if line == "\n":
-                if headers:
-                    break
-                continue
-            name, _, value = line.rstrip("\n").partition(": ")
-            headers[name] = unquote(value)
-        length = int(headers.get("Content-Length", "0"))
-        if length > MAX_FRAME:
-            raise ConnectionError(f"a frame of {length} bytes from the Event Socket")
-        return headers, (await self._reader.readexactly(length)).decode()
-
     async def _read(self) -> None:
-        while True:
-            headers, body = await self._frame()
-            kind = headers.get("Content-Type")
-            if kind in ("command/reply", "api/response"):
-                self.replies.put_nowait(headers.get("Reply-Text", body))
-            elif kind == "text/event-plain":
-                head = body.partition("\n\n")[0]
-                self.events.put_nowait({name: unquote(value) for name, _, value in
-                                        (line.partition(": ") for line in head.splitlines())})
+        assert self._reader is not None
+        framer = EslFramer()
+        while data := await self._reader.read(READ_SIZE):
+            for frame in framer.feed(data):
+                if frame.content_type in ("command/reply", "api/response"):
+                    self.replies.put_nowait(Reply(dict(frame.headers), frame.body).text)
+                elif (event := decode_event(frame)) is not None:
+                    self.events.put_nowait(event)
 
     async def send(self, command: str) -> str:
         assert self._writer is not None
