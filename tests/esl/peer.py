@@ -1030,12 +1030,10 @@ class EslPeer:
                 cause = (cause or "normal_clearing").upper()
         else:
             app, data = "playback", path
-        if channel.handing_over and app == "playback":
-            self._playback_cut_short(channel, data)
+        if not self._send_app(channel, app, data, True):  # switch_ivr_broadcast: event-lock
             return "+OK Message sent\n"
-        channel.apps.put_nowait((app, data, True))  # switch_ivr_broadcast: event-lock
         if cause:
-            channel.apps.put_nowait(("hangup", cause, True))
+            self._send_app(channel, "hangup", cause, True)
         return "+OK Message sent\n"
 
     async def _api_uuid_kill(self, args: str) -> str:
@@ -1220,13 +1218,10 @@ class EslPeer:
         if channel is None:
             return f"-ERR invalid session id [{channel_uuid}]"
         command = headers.get("call-command", "")
-        if (command == "execute" and channel.handing_over
-                and headers.get("execute-app-name") == "playback"):
-            self._playback_cut_short(channel, headers.get("execute-app-arg", ""))
-        elif command == "execute":
-            channel.apps.put_nowait((headers.get("execute-app-name", ""),
-                                     headers.get("execute-app-arg", ""),
-                                     headers.get("event-lock", "") == "true"))
+        if command == "execute":
+            self._send_app(channel, headers.get("execute-app-name", ""),
+                           headers.get("execute-app-arg", ""),
+                           headers.get("event-lock", "") == "true")
         elif command == "hangup":
             self.hangup(channel, headers.get("hangup-cause", "NORMAL_CLEARING").upper())
         return "+OK"
@@ -1541,11 +1536,16 @@ class EslPeer:
 
     # ------------------------------------------------------------ applications
 
-    def _playback_cut_short(self, ch: Channel, path: str) -> None:
-        """A playback that reached the channel before its originate handed
-        it over (see HANDOVER_SECONDS)."""
-        self._execute_event("CHANNEL_EXECUTE", ch, "playback", path)
-        self._execute_event("CHANNEL_EXECUTE_COMPLETE", ch, "playback", path, "PLAYBACK ERROR")
+    def _send_app(self, ch: Channel, app: str, data: str, locked: bool) -> bool:
+        """An application sent to the channel, queued to run in order; False
+        if it ran at once instead: a playback that reached the channel before
+        its originate handed it over fails there (see HANDOVER_SECONDS)."""
+        if ch.handing_over and app == "playback":
+            self._execute_event("CHANNEL_EXECUTE", ch, app, data)
+            self._execute_event("CHANNEL_EXECUTE_COMPLETE", ch, app, data, "PLAYBACK ERROR")
+            return False
+        ch.apps.put_nowait((app, data, locked))
+        return True
 
     async def _run_app_then_hangup(self, ch: Channel, app: str, data: str) -> None:
         await self._execute(ch, app, data)
