@@ -152,8 +152,9 @@ class CallTracker:
         return call is not None and call.a_answered
 
     def answered_before_park(self, call_id: str, at: float) -> None:
-        """After a restart: leg A, which we originated, answered at ``at`` and
-        is not in park() yet; it is reported answered once it is."""
+        """Leg A, which we originated, answered at ``at`` and is not in park()
+        yet (its CHANNEL_ANSWER, or a restart's ``uuid_dump``); it is
+        reported answered once it is (CHANNEL_PARK)."""
         call = self._calls.get(call_id)
         if call is not None:
             call.a_answered = True

@@ -126,10 +126,10 @@ class FsEventTranslator(LiveEvents):
     def _CHANNEL_ANSWER(self, e: Mapping[str, str], at: float) -> list[Routed]:
         a = self._a_owner(e)
         if a is not None:
-            a[1].a_answered = True
             if a[1].a_channel is None:
-                a[1].a_answer_unreported = at  # reported once it is parked
+                self.answered_before_park(a[0], at)
                 return []
+            a[1].a_answered = True
             return [Routed(a[0], LegAnswered(at, Leg.A, e["Unique-ID"]))]
         b = self._b_owner(e)
         if b is None:
