@@ -2,7 +2,7 @@
 Socket peer (python -m bench.fs_steps [calls] [steps per call]; no lab, no
 root).
 
-The peer (tests/esl/peer.py) runs in a process of its own and takes the
+The peer (tests/esl/peer/) runs in a process of its own and takes the
 calls: each is claimed by the backend, plays a 20 ms file ``steps`` times
 (each step sent once the one before has ended, as the live-call runner
 does), and is hung up. Reported: this process's CPU (the asyncio and the

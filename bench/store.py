@@ -1,7 +1,7 @@
 """The daemon on a big store (python -m bench.store; make bench runs it after
 bench.micro): 1,000,000 ended calls and 100,000 do-not-call numbers, next to
 an empty store. No lab and no root: the switch is the Event Socket peer of
-tests/esl/peer.py, a fake FreeSWITCH speaking the real wire protocol, run in a
+tests/esl/peer/, a fake FreeSWITCH speaking the real wire protocol, run in a
 process of its own; the daemon is the real one (``python -m controller
 daemon``), a process on each store.
 

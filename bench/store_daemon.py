@@ -1,5 +1,5 @@
 """The parts the store bench runs as processes: the Event Socket peer
-(tests/esl/peer.py, a fake FreeSWITCH speaking the real wire protocol) and
+(tests/esl/peer/, a fake FreeSWITCH speaking the real wire protocol) and
 the daemon itself (``python -m controller daemon``) on a given store file,
 driving that peer. Neither needs the lab nor root."""
 
@@ -54,7 +54,7 @@ class Peer:
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
         if not line.isdigit():
-            raise RuntimeError(f"the Event Socket peer (tests/esl/peer.py) did not start: {line!r}")
+            raise RuntimeError(f"the Event Socket peer (tests/esl/peer/) did not start: {line!r}")
         self.port = int(line)
 
     def stop(self) -> None:

@@ -1,5 +1,5 @@
 """Fixtures for the FreeSWITCH backend's tests: an Event Socket peer on
-loopback (tests/esl/peer.py) and controller configs pointing at it. After
+loopback (tests/esl/peer/) and controller configs pointing at it. After
 every test that used a peer, the peer must have no channels left."""
 
 from __future__ import annotations
