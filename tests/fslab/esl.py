@@ -1,16 +1,19 @@
-"""A small Event Socket client of the tests' own, to watch the lab's real
-FreeSWITCH independently of the backend under test: ``api`` commands (``show
-channels as json``) and the events of chosen channels."""
+"""A small Event Socket client of the tests' own, to ask the lab's real
+FreeSWITCH (or the Event Socket peer of tests/esl) API commands, apart from
+the backend under test: ``show channels as json``, ``originate``, ``hupall``.
+The byte stream is cut into frames by the controller's own framer
+(controller/backends/freeswitch/wire.py); the client subscribes to no events."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from urllib.parse import unquote
+from collections import deque
+
+from controller.backends.freeswitch import wire
 
 HOST, PORT, PASSWORD = "127.0.0.1", 8021, "callconnect-lab"  # sip-lab/lab-freeswitch.sh
 TIMEOUT = 10.0
-MAX_BODY = 4 * 1024 * 1024
+READ_SIZE = 65536
 
 
 class EslClient:
@@ -21,70 +24,47 @@ class EslClient:
         self._address = (host, port, password)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._framer = wire.EslFramer()
+        self._frames: deque[wire.Frame] = deque()
 
     async def __aenter__(self) -> EslClient:
+        host, port, password = self._address
         self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(*self._address[:2]), TIMEOUT)
-        headers, _ = await self._frame()
-        assert headers.get("Content-Type") == "auth/request", headers
-        reply = await self.command(f"auth {self._address[2]}")
-        host, port, _ = self._address
-        assert reply.startswith("+OK"), f"the switch at {host}:{port} refused the password: {reply}"
+            asyncio.open_connection(host, port), TIMEOUT)
+        greeting = await self._frame()
+        assert greeting.content_type == "auth/request", greeting.headers
+        reply = await self._answer(f"auth {password}", "command/reply")
+        assert reply.ok, f"the switch at {host}:{port} refused the password: {reply.text}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._writer is not None
         self._writer.close()
 
-    async def _frame(self) -> tuple[dict[str, str], str]:
-        assert self._reader is not None
-        headers: dict[str, str] = {}
-        while True:
-            line = (await asyncio.wait_for(self._reader.readline(), TIMEOUT)).decode().rstrip("\n")
-            if not line:
-                if headers:
-                    break
-                continue
-            name, _, value = line.partition(": ")
-            headers[name] = unquote(value)
-        length = int(headers.get("Content-Length", "0"))
-        assert length <= MAX_BODY
-        body = (await asyncio.wait_for(self._reader.readexactly(length), TIMEOUT)).decode()
-        return headers, body
-
-    async def _send(self, text: str) -> None:
-        assert self._writer is not None
-        self._writer.write(f"{text}\n\n".encode())
-        await self._writer.drain()
-
-    async def command(self, text: str) -> str:
-        """A command whose answer is a command/reply: its Reply-Text."""
-        await self._send(text)
-        while True:
-            headers, _ = await self._frame()
-            if headers.get("Content-Type") == "command/reply":
-                return headers.get("Reply-Text", "")
-
     async def api(self, text: str) -> str:
-        await self._send(f"api {text}")
-        while True:
-            headers, body = await self._frame()
-            if headers.get("Content-Type") == "api/response":
-                return body
+        """The body of the command's api/response, stripped."""
+        return (await self._answer(f"api {text}", "api/response")).text
 
-    async def event(self) -> dict[str, str]:
-        """The next event (after ``command('event plain ...')``), its headers
-        and, under ``_body``, its body."""
+    async def _answer(self, command: str, content_type: str) -> wire.Reply:
+        assert self._writer is not None
+        self._writer.write(f"{command}\n\n".encode())
+        await asyncio.wait_for(self._writer.drain(), TIMEOUT)
         while True:
-            headers, body = await self._frame()
-            if headers.get("Content-Type") == "text/event-plain":
-                event: dict[str, str] = {}
-                head, _, event_body = body.partition("\n\n")
-                for line in head.splitlines():
-                    name, _, value = line.partition(": ")
-                    event[name] = unquote(value)
-                event["_body"] = event_body
-                return event
+            frame = await self._frame()
+            if frame.content_type == content_type:
+                return wire.Reply(dict(frame.headers), frame.body)
+            host, port, _ = self._address
+            assert frame.content_type != "text/disconnect-notice", (
+                f"the switch at {host}:{port} hung up on `{command.split()[0]}`: {frame.body}")
+
+    async def _frame(self) -> wire.Frame:
+        assert self._reader is not None
+        while not self._frames:
+            data = await asyncio.wait_for(self._reader.read(READ_SIZE), TIMEOUT)
+            host, port, _ = self._address
+            assert data, f"the switch at {host}:{port} closed the Event Socket connection"
+            self._frames.extend(self._framer.feed(data))
+        return self._frames.popleft()
 
 
 async def fs_api(text: str) -> str:
@@ -93,5 +73,4 @@ async def fs_api(text: str) -> str:
 
 
 async def channel_rows() -> list[dict[str, str]]:
-    answer = json.loads(await fs_api("show channels as json"))
-    return list(answer.get("rows", []))
+    return wire.channel_rows(await fs_api("show channels as json"))
