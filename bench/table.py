@@ -3,8 +3,8 @@ python -m bench.table [REPORT.json] (docs/bench/latest.json by default)"""
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 LATEST = Path(__file__).resolve().parents[1] / "docs" / "bench" / "latest.json"
@@ -15,8 +15,14 @@ def cell(value: float | None, digits: int = 1) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    report = json.loads(Path(args[0] if args else LATEST).read_text())
+    parser = argparse.ArgumentParser(prog="python -m bench.table", description=__doc__)
+    parser.add_argument("report", nargs="?", type=Path, default=LATEST,
+                        help="a make bench report (default: docs/bench/latest.json)")
+    path = parser.parse_args(argv).report
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        parser.error(f"cannot read the report {path}: {exc}")
     machine = report["machine"]
     print(f"Run of {machine['date']} on {machine['cores']} cores ({machine['cpu']}), "
           f"{machine['memory_gib']} GiB; {machine['asterisk']}; SIPp {machine['sipp']}; "
