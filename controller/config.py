@@ -46,6 +46,8 @@ BACKENDS: tuple[Backend, ...] = ("asterisk", "freeswitch")
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]  # a timeout or an interval
 AtLeastOne = Annotated[int, Field(ge=1)]
+# The most webhook deliveries the daemon's outbox may have in flight ([webhook] concurrency).
+MAX_WEBHOOK_CONCURRENCY = 250
 Count = Annotated[int, Field(ge=0)]  # 0 = no limit
 Rate = Annotated[float, Field(ge=0)]  # per second; 0 = no limit
 Hours = Annotated[float, Field(gt=0)]
@@ -200,7 +202,7 @@ class WebhookConfig(Section):
     retry_base_seconds: Seconds = 5.0  # first retry delay; doubles, with jitter
     # The daemon's outbox: deliveries in flight at once, and at most so many to one host
     # (name and port), so a slow or dead receiver cannot hold up the others.
-    concurrency: AtLeastOne = 16
+    concurrency: Annotated[int, Field(ge=1, le=MAX_WEBHOOK_CONCURRENCY)] = 16
     per_host_concurrency: AtLeastOne = 4
 
     @field_validator("url")

@@ -194,7 +194,7 @@ class StoreListener:
                                                          name="store-retry")
                 return
         if deliveries:
-            self.outbox.wake()  # written first, sent now
+            self.outbox.enqueued(deliveries)  # committed first, sent now
 
     async def _retry_unsaved(self) -> None:
         while self.unsaved:
@@ -215,7 +215,7 @@ class StoreListener:
                         self._saving.pop(call_id, None)
                 log.info("store.save_caught_up", call_id=call_id, state=pending.record.state)
                 if pending.deliveries:
-                    self.outbox.wake()
+                    self.outbox.enqueued(pending.deliveries)
 
     async def flush(self) -> None:
         """At shutdown: one last try at what the store refused."""

@@ -93,9 +93,10 @@ class DueDelivery:
     """A due delivery as the outbox chooses it: by its receiver's host. The
     outbox reads the chosen ones whole (:meth:`DeliveryStore.get_delivery`):
     reading a window of 500 whole, their bodies decoded, took about 5 ms at
-    every look, and under a backlog it looks at every answer."""
+    every look. ``retry``: tried before, and due again."""
     event_id: str
     url: str
+    retry: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,9 @@ class DeliveryStore(Protocol):
         """Pending deliveries whose next_attempt_at has come: those not yet
         tried first, then oldest first."""
 
-    async def next_due_at(self) -> float | None:
-        """When the earliest pending delivery is due; None if there is none."""
+    async def next_due_at(self, after: float | None = None) -> float | None:
+        """When the earliest pending delivery is due (of those due later than
+        ``after``, if given); None if there is none."""
 
     async def delivery_backlog(self) -> DeliveryBacklog:
         """How many deliveries are pending, and since when the oldest is."""

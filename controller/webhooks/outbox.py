@@ -23,6 +23,14 @@ tried are taken before retries (the store's due order), so fresh webhooks pass
 an old backlog. A host's slot is free again once it has answered: saving the
 outcome asks nothing of it, and under load that save waits for its commit
 about as long as the request took.
+
+The outbox keeps the due deliveries it knows of in memory, in that order, and
+looks at the store only when it may hold others: at start, when wake() asks
+(a redelivery, a change saved late), when a retry falls due, and when the
+window it read was full. A delivery just committed with its call's change is
+handed over by enqueued(). It used to look at the store every time a
+receiver answered: under a backlog, each answer read and sorted the whole
+backlog again, and the outbox fell further behind the faster it was needed.
 """
 
 from __future__ import annotations
@@ -30,13 +38,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import structlog
 
+from controller.config import MAX_WEBHOOK_CONCURRENCY
 from controller.outbound import redact
 from controller.outbound_client import outbound_client
 from controller.store import DeliveryState, DueDelivery, Store, StoreError, WebhookDelivery
@@ -56,8 +65,11 @@ STORE_RETRY_SECONDS = 5.0
 # Never retried sooner than this, whatever Retry-After asks.
 MIN_RETRY_DELAY = 1.0
 # How many due deliveries one look at the store reads, to find some for hosts
-# with a free slot past those waiting for a busy host.
-DUE_WINDOW = 500
+# with a free slot past those waiting for a busy host. Twice the most that may
+# be in flight, so a full window always holds some not in flight yet.
+DUE_WINDOW = 2 * MAX_WEBHOOK_CONCURRENCY
+# The least time between two looks for what a full window left in the store.
+MORE_LOOK_SECONDS = 0.1
 
 
 class Outbox:
@@ -78,6 +90,19 @@ class Outbox:
         # Redirects are not followed: a 3xx is a final answer, as the README promises.
         self._client = outbound_client(outbound, timeout, max_connections=self._concurrency)
         self._asking: Counter[str] = Counter()  # host -> requests waiting for its answer
+        # The due deliveries known, not yet started, each oldest first, with
+        # their host: those never tried go before retries. At most DUE_WINDOW each.
+        self._untried: dict[str, tuple[DueDelivery, str]] = {}
+        self._retries: dict[str, tuple[DueDelivery, str]] = {}
+        # When to read the store again: asked to (wake()); when the next retry
+        # falls due; and once those known of a kind are worked off, if the
+        # store may hold more of that kind than the last look's window did.
+        self._look_now = True
+        self._next_look: float | None = None
+        self._more_untried = False
+        self._more_retries = False
+        self._last_look = float("-inf")
+        self._arrived: list[DueDelivery] | None = None  # enqueued() while a look reads
         self._wake = asyncio.Event()
         self._stopping = False
         self._run_task: asyncio.Task[None] | None = None
@@ -88,7 +113,24 @@ class Outbox:
         return self._run_task is not None and not self._run_task.done()
 
     def wake(self) -> None:
-        """Look at the store now: new deliveries were enqueued."""
+        """Look at the store now: deliveries may be due that enqueued() did not hand over."""
+        self._look_now = True
+        self._wake.set()
+
+    def enqueued(self, deliveries: Iterable[WebhookDelivery]) -> None:
+        """Deliveries just committed: those due now go without a look at the store."""
+        now = self._clock()
+        for delivery in deliveries:
+            if delivery.next_attempt_at > now:
+                self._look_at(delivery.next_attempt_at)
+                continue
+            due = DueDelivery(delivery.event_id, delivery.url)
+            if self._arrived is not None:
+                self._arrived.append(due)
+            if len(self._untried) >= DUE_WINDOW:
+                self._more_untried = True  # read once those known are worked off
+            else:
+                self._untried[due.event_id] = (due, _host_key(due.url))
         self._wake.set()
 
     async def run(self) -> None:
@@ -101,15 +143,10 @@ class Outbox:
         in_flight: dict[str, asyncio.Task[WebhookDelivery | None]] = {}
         try:
             while not self._stopping:
-                try:
-                    if len(in_flight) < self._concurrency:
-                        self._start_due(in_flight, await self._store.due_deliveries(
-                            self._clock(), DUE_WINDOW))
-                    next_due = await self._store.next_due_at()
-                except StoreError as exc:
-                    log.error("outbox.store_failed", error_id=exc.error_id, error=exc.message)
-                    next_due = self._clock() + STORE_RETRY_SECONDS
-                await self._wait(in_flight, next_due)
+                if self._should_look():
+                    await self._look(in_flight)
+                self._start_due(in_flight)
+                await self._wait(in_flight)
                 self._reap(in_flight)
         finally:
             if in_flight:
@@ -118,16 +155,60 @@ class Outbox:
                     task.cancel()
         log.info("outbox.stopped")
 
-    def _start_due(self, in_flight: dict[str, asyncio.Task[WebhookDelivery | None]],
-                   due: list[DueDelivery]) -> None:
-        for delivery in due:
-            if len(in_flight) >= self._concurrency:
-                return
-            host = _host_key(delivery.url)
-            if delivery.event_id in in_flight or self._asking[host] >= self._per_host:
-                continue
-            self._asking[host] += 1
-            in_flight[delivery.event_id] = asyncio.create_task(self._attempt_due(delivery, host))
+    def _should_look(self) -> bool:
+        if self._look_now:
+            return True
+        at = self._look_due_at()
+        return at is not None and at <= self._clock()
+
+    def _look_due_at(self) -> float | None:
+        """When to look at the store next (None: only when asked to)."""
+        at = self._next_look
+        if (self._more_untried and not self._untried) or (self._more_retries and not self._retries):
+            more = self._last_look + MORE_LOOK_SECONDS
+            at = more if at is None else min(at, more)
+        return at
+
+    def _look_at(self, at: float) -> None:
+        """Read the store again at ``at`` at the latest (a retry falls due then)."""
+        if self._next_look is None or at < self._next_look:
+            self._next_look = at
+
+    async def _look(self, in_flight: dict[str, asyncio.Task[WebhookDelivery | None]]) -> None:
+        """The due deliveries known become the store's, plus those enqueued
+        meanwhile (the read may predate their commit)."""
+        self._look_now = False
+        self._arrived = []
+        now = self._last_look = self._clock()
+        try:
+            due = await self._store.due_deliveries(now, DUE_WINDOW)
+            self._next_look = await self._store.next_due_at(after=now)
+        except StoreError as exc:
+            log.error("outbox.store_failed", error_id=exc.error_id, error=exc.message)
+            self._next_look = now + STORE_RETRY_SECONDS
+            return
+        finally:
+            arrived, self._arrived = self._arrived, None
+        # Those never tried come first: a full window that ends on one may
+        # leave more of them, one that ends on a retry only more retries.
+        full = len(due) >= DUE_WINDOW
+        self._more_untried = full and not due[-1].retry
+        self._more_retries = full and due[-1].retry
+        self._untried = {d.event_id: (d, _host_key(d.url)) for d in [*due, *arrived]
+                         if not d.retry and d.event_id not in in_flight}
+        self._retries = {d.event_id: (d, _host_key(d.url)) for d in due
+                         if d.retry and d.event_id not in in_flight}
+
+    def _start_due(self, in_flight: dict[str, asyncio.Task[WebhookDelivery | None]]) -> None:
+        for queue in (self._untried, self._retries):
+            for event_id, (delivery, host) in list(queue.items()):
+                if len(in_flight) >= self._concurrency:
+                    return
+                if event_id in in_flight or self._asking[host] >= self._per_host:
+                    continue
+                del queue[event_id]
+                self._asking[host] += 1
+                in_flight[event_id] = asyncio.create_task(self._attempt_due(delivery, host))
 
     async def _attempt_due(self, due: DueDelivery, host: str) -> WebhookDelivery | None:
         """Read the chosen delivery whole and attempt it (None if it is no
@@ -147,26 +228,30 @@ class Outbox:
 
         try:
             delivery = await self._store.get_delivery(due.event_id)
-            if delivery is None or delivery.state is not DeliveryState.PENDING:
-                return None
+            if delivery is None or delivery.state is not DeliveryState.PENDING \
+                    or delivery.next_attempt_at > self._clock():
+                return None  # a look older than its last outcome's commit found it
             return await self.attempt(delivery, answered=free_slot)
         finally:
             free_slot()
 
-    async def _wait(self, in_flight: dict[str, asyncio.Task[WebhookDelivery | None]],
-                    due: float | None) -> None:
-        """Until a delivery ends, wake() is called, or the next one is due."""
-        if self._stopping:
+    async def _wait(self, in_flight: dict[str, asyncio.Task[WebhookDelivery | None]]) -> None:
+        """Until a delivery ends, a slot is freed, enqueued() or wake() is
+        called, or it is time to look at the store."""
+        if self._stopping or self._should_look():
             return
-        delay = MAX_IDLE_SECONDS if due is None else min(MAX_IDLE_SECONDS, max(0.0, due - self._clock()))
-        if delay == 0.0 and in_flight:
-            delay = MAX_IDLE_SECONDS  # what is due is being sent: wait for a slot
+        delay = MAX_IDLE_SECONDS
+        at = self._look_due_at()
+        if at is not None:
+            delay = min(delay, max(0.0, at - self._clock()))
         woken = asyncio.ensure_future(self._wake.wait())
-        await asyncio.wait({woken, *in_flight.values()}, timeout=delay,
-                           return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({woken, *in_flight.values()}, timeout=delay,
+                                     return_when=asyncio.FIRST_COMPLETED)
         woken.cancel()
-        # Cleared before the next look at the store, so a wake() during that look is not lost.
+        # Cleared before the next choice, so an enqueued() or wake() during it is not lost.
         self._wake.clear()
+        if not done:
+            self._look_now = True  # a retry is due, or in case a wake() was missed
 
     def _reap(self, in_flight: dict[str, asyncio.Task[WebhookDelivery | None]]) -> None:
         for event_id, task in list(in_flight.items()):
@@ -175,8 +260,10 @@ class Outbox:
             del in_flight[event_id]
             error = None if task.cancelled() else task.exception()
             if error is not None:
-                # A bug in one delivery must not stop every later webhook.
+                # A bug in one delivery must not stop every later webhook; it
+                # is still pending (its outcome unsaved): found again by a look.
                 log.error("outbox.delivery_failed", event_id=event_id, error=repr(error))
+                self._look_at(self._clock() + STORE_RETRY_SECONDS)
 
     async def stop(self) -> None:
         """End run() once the deliveries in flight are done (cancelled if they
@@ -210,6 +297,8 @@ class Outbox:
             if answered is not None:
                 answered()
         await self._store.update_delivery(outcome)
+        if outcome.state is DeliveryState.PENDING:
+            self._look_at(outcome.next_attempt_at)
         if self._on_result is not None:
             self._on_result(outcome)
         return outcome

@@ -355,6 +355,13 @@ def test_ring_timeout_bounds_accepted(tmp_path: Path, ring_timeout: int) -> None
     assert load_config(path, environ=NO_ENV).calls.ring_timeout == ring_timeout
 
 
+@pytest.mark.parametrize(("concurrency", "bound"), [(0, "at least 1"), (251, "at most 250")])
+def test_webhook_concurrency_out_of_range(tmp_path: Path, concurrency: int, bound: str) -> None:
+    path = write_toml(tmp_path, f"[webhook]\nconcurrency = {concurrency}\n")
+    error = config_error(path)
+    assert error.message == f"webhook.concurrency = {concurrency} in {path}: must be {bound}"
+
+
 def test_time_limit_must_be_positive(tmp_path: Path) -> None:
     error = config_error(write_toml(tmp_path, "[calls]\ntime_limit = 0\n"))
     assert error.details["setting"] == "calls.time_limit"

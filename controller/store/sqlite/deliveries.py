@@ -4,6 +4,7 @@ through :func:`insert_deliveries`."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from typing import Any
 
@@ -66,16 +67,17 @@ class SqliteDeliveries(SqliteDatabase):
         first, so a backlog reaches a receiver in the order it happened."""
         async with self._use("reading due deliveries", write=False) as db:
             rows = await db.execute_fetchall(
-                "SELECT event_id, url FROM deliveries WHERE state = ? AND next_attempt_at <= ? "
+                "SELECT event_id, url, attempts > 0 AS retry FROM deliveries "
+                "WHERE state = ? AND next_attempt_at <= ? "
                 "ORDER BY attempts > 0, created_at, rowid LIMIT ?",
                 (DeliveryState.PENDING.value, now, limit))
-        return [DueDelivery(row["event_id"], row["url"]) for row in rows]
+        return [DueDelivery(row["event_id"], row["url"], bool(row["retry"])) for row in rows]
 
-    async def next_due_at(self) -> float | None:
+    async def next_due_at(self, after: float | None = None) -> float | None:
         async with self._use("reading the next due delivery", write=False) as db:
             [(due,)] = await db.execute_fetchall(
-                "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = ?",
-                (DeliveryState.PENDING.value,))
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = ? AND next_attempt_at > ?",
+                (DeliveryState.PENDING.value, -math.inf if after is None else after))
         return None if due is None else float(due)
 
     async def delivery_backlog(self) -> DeliveryBacklog:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,13 +109,16 @@ class Disk(SqliteStore):
         self.saves += 1
 
 
-class Wakes(Outbox):
-    """An outbox that is never run: it counts the times it is told deliveries were written."""
+class HandedOver(Outbox):
+    """An outbox that is never run: it keeps the ids of the deliveries it is
+    handed once they are written, one list per handover."""
 
-    woken = 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handed: list[list[str]] = []
 
-    def wake(self) -> None:
-        self.woken += 1
+    def enqueued(self, deliveries: Iterable[WebhookDelivery]) -> None:
+        self.handed.append([d.event_id for d in deliveries])
 
 
 @pytest.fixture
@@ -126,14 +130,14 @@ async def disk(tmp_path: Path) -> AsyncIterator[Disk]:
 
 
 @pytest.fixture
-async def outbox(disk: Disk) -> AsyncIterator[Wakes]:
-    outbox = Wakes(disk, None, outbound=OutboundConfig())
+async def outbox(disk: Disk) -> AsyncIterator[HandedOver]:
+    outbox = HandedOver(disk, None, outbound=OutboundConfig())
     yield outbox
     await outbox.stop()
 
 
 @pytest.fixture
-async def listener(disk: Disk, outbox: Wakes) -> AsyncIterator[StoreListener]:
+async def listener(disk: Disk, outbox: HandedOver) -> AsyncIterator[StoreListener]:
     listener = StoreListener(Config(), disk, outbox, Metrics("asterisk"))
     yield listener
     await listener.flush()  # stops its retries
@@ -186,7 +190,7 @@ def active_calls(listener: StoreListener) -> float | None:
 
 
 async def test_a_call_is_saved_at_every_change_with_its_timeline_and_webhooks(
-        listener: StoreListener, disk: Disk, outbox: Wakes) -> None:
+        listener: StoreListener, disk: Disk, outbox: HandedOver) -> None:
     call = new_call("c1")
     await listener.call_created(call)
     stored = await disk.get_call("c1")
@@ -215,8 +219,11 @@ async def test_a_call_is_saved_at_every_change_with_its_timeline_and_webhooks(
     document = OpenApiDocument()  # status callbacks as the API document specifies them
     for delivery in deliveries[:-1]:
         document.webhook(delivery.payload)
-    # Told after every write that enqueued deliveries, none of the others (ending).
-    assert outbox.woken == 6
+    # Handed every delivery once written, after each write that enqueued some,
+    # none of the others (ending).
+    assert len(outbox.handed) == 6
+    assert [event_id for handed in outbox.handed for event_id in handed] == \
+        [d.event_id for d in deliveries]
     assert active_calls(listener) == 0
     assert listener.metrics.registry.get_sample_value(
         "callconnect_calls_total", {"status": "completed"}) == 1
@@ -254,7 +261,7 @@ async def test_the_end_is_saved_once_with_its_result(listener: StoreListener, di
     (ALL_EVENTS, None, "", []),
 ])
 async def test_the_webhooks_are_the_events_asked_for(
-        disk: Disk, outbox: Wakes, events: tuple[str, ...], request_url: str | None, config_url: str,
+        disk: Disk, outbox: HandedOver, events: tuple[str, ...], request_url: str | None, config_url: str,
         expected: list[tuple[str, str | None]]) -> None:
     config = Config()
     config.webhook.url = config_url
@@ -269,11 +276,11 @@ async def test_the_webhooks_are_the_events_asked_for(
 
 @pytest.mark.usefixtures("fast_retries")
 async def test_refused_changes_wait_merged_and_are_written_once_the_store_takes_them(
-        listener: StoreListener, disk: Disk, outbox: Wakes) -> None:
+        listener: StoreListener, disk: Disk, outbox: HandedOver) -> None:
     call = new_call("c1")
     await start(listener, call)
     await send(listener, call, RING_A)
-    woken = outbox.woken
+    handovers = len(outbox.handed)
 
     disk.full = True
     await send(listener, call, ANSWER_A, RING_B)
@@ -286,7 +293,7 @@ async def test_refused_changes_wait_merged_and_are_written_once_the_store_takes_
     stored = await disk.get_call("c1")
     assert stored is not None and stored.state == "ringing-a"
     assert await transitions(disk, "c1") == TRANSITIONS[:2]
-    assert outbox.woken == woken
+    assert len(outbox.handed) == handovers
     await asyncio.sleep(0.05)  # retries go on failing while the disk is full
     assert listener.unsaved["c1"].record.state == "ringing-b"
 
@@ -296,7 +303,7 @@ async def test_refused_changes_wait_merged_and_are_written_once_the_store_takes_
     assert stored is not None and stored.state == "ringing-b"
     assert await transitions(disk, "c1") == TRANSITIONS[:4]
     assert await webhooks(disk, "c1") == WEBHOOKS[:4]
-    assert outbox.woken == woken + 1
+    assert len(outbox.handed) == handovers + 1
 
     await send(listener, call, ANSWER_B, HANG_UP)
     assert await transitions(disk, "c1") == TRANSITIONS
@@ -304,7 +311,7 @@ async def test_refused_changes_wait_merged_and_are_written_once_the_store_takes_
 
 
 async def test_a_change_after_the_store_recovers_brings_the_waiting_ones_with_it(
-        listener: StoreListener, disk: Disk, outbox: Wakes) -> None:
+        listener: StoreListener, disk: Disk, outbox: HandedOver) -> None:
     # Retries are a second apart: the next change reaches the store first.
     call = new_call("c1")
     await start(listener, call)

@@ -22,6 +22,10 @@ async def test_due_deliveries_oldest_first_up_to_the_limit(store: SqliteStore) -
     assert [d.event_id for d in await store.due_deliveries(200.0, 2)] == ["old", "middle"]
     assert [d.event_id for d in await store.due_deliveries(120.0, 10)] == ["middle", "late"]
     assert await store.next_due_at() == 50.0
+    # The next due after a moment: what the outbox's look has not read yet.
+    assert await store.next_due_at(after=50.0) == 100.0
+    assert await store.next_due_at(after=150.0) == 500.0
+    assert await store.next_due_at(after=500.0) is None
 
     [middle] = [d for d in await store.deliveries("c1") if d.event_id == "middle"]
     middle.state = DeliveryState.DELIVERED
@@ -29,6 +33,13 @@ async def test_due_deliveries_oldest_first_up_to_the_limit(store: SqliteStore) -
     middle.delivered_at = 60.0
     await store.update_delivery(middle)
     assert [d.event_id for d in await store.due_deliveries(200.0, 10)] == ["old", "late"]
+    # A retry (tried before) is marked so, and goes after those never tried.
+    middle.state, middle.next_attempt_at = DeliveryState.PENDING, 110.0
+    await store.update_delivery(middle)
+    assert [(d.event_id, d.retry) for d in await store.due_deliveries(200.0, 10)] == [
+        ("old", False), ("late", False), ("middle", True)]
+    middle.state, middle.next_attempt_at = DeliveryState.DELIVERED, 50.0
+    await store.update_delivery(middle)
     assert await store.next_due_at() == 100.0
     assert [d for d in await store.deliveries("c1") if d.event_id == "middle"] == [middle]
 

@@ -122,4 +122,4 @@ async def test_fresh_deliveries_are_due_before_old_retries(store: SqliteStore) -
                                             next_attempt_at=now - 1))
     fresh = await enqueue(store, "http://crm.example.com/hook", "evt_fresh", created_at=now)
     due = await store.due_deliveries(now, 2)
-    assert due == [DueDelivery("evt_fresh", fresh.url), DueDelivery("evt_old_0", old[0].url)]
+    assert due == [DueDelivery("evt_fresh", fresh.url), DueDelivery("evt_old_0", old[0].url, retry=True)]
