@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,16 +56,26 @@ async def store(tmp_path: Path) -> AsyncIterator[CountedLooks]:
     await store.close()
 
 
-async def received(receiver: WebhookReceiver, count: int, within: float = WAIT) -> list[str]:
+async def until(condition: Callable[[], bool], within: float = WAIT) -> None:
     async with asyncio.timeout(within):
-        while len(receiver.webhook_ids) < count:
+        while not condition():
             await asyncio.sleep(0.01)
+
+
+async def received(receiver: WebhookReceiver, count: int, within: float = WAIT) -> list[str]:
+    await until(lambda: len(receiver.webhook_ids) >= count, within)
     return receiver.webhook_ids
 
 
-async def stopped(outbox: Outbox, running: asyncio.Task[None]) -> None:
-    await asyncio.wait_for(outbox.stop(), WAIT)
-    await running
+@asynccontextmanager
+async def running(outbox: Outbox) -> AsyncIterator[None]:
+    """The outbox's loop, from the block's start until it is stopped at its end."""
+    loop = asyncio.create_task(outbox.run())
+    try:
+        yield
+    finally:
+        await asyncio.wait_for(outbox.stop(), WAIT)
+        await loop
 
 
 async def test_a_backlog_goes_oldest_first_after_one_look(
@@ -76,38 +87,29 @@ async def test_a_backlog_goes_oldest_first_after_one_look(
         await enqueue(store, receiver.url, event_id, created_at=start - BACKLOG + n)
     # One at a time: every answer frees the only slot, and it once meant a look each.
     outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, per_host=1)
-    running = asyncio.create_task(outbox.run())
-    try:
+    async with running(outbox):
         assert await received(receiver, BACKLOG, within=4 * WAIT) == ids
         assert store.looks == 1
-    finally:
-        await stopped(outbox, running)
 
 
 async def test_deliveries_handed_over_once_committed_go_without_a_look(
         store: CountedLooks, webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver()
     outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED)
-    running = asyncio.create_task(outbox.run())
-    try:
-        async with asyncio.timeout(WAIT):
-            while store.looks < 1:  # the look at start
-                await asyncio.sleep(0.01)
+    async with running(outbox):
+        await until(lambda: store.looks >= 1)  # the look at start
         ids = [f"evt_{n}" for n in range(5)]
         for event_id in ids:
             outbox.enqueued([await enqueue(store, receiver.url, event_id)])
         assert await received(receiver, len(ids)) == ids
         assert store.looks == 1
-    finally:
-        await stopped(outbox, running)
 
 
 async def test_a_retry_is_sent_when_it_falls_due(
         store: CountedLooks, webhook_receiver: StartReceiver) -> None:
     receiver = await webhook_receiver([503])
     outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, base_delay=0.1, max_delay=0.1)
-    running = asyncio.create_task(outbox.run())
-    try:
+    async with running(outbox):
         outbox.enqueued([await enqueue(store, receiver.url, "evt_1")])
         # The retry is due about a second later (the shortest delay); the outbox
         # would otherwise look at the store again only after a minute idle.
@@ -117,8 +119,6 @@ async def test_a_retry_is_sent_when_it_falls_due(
                 await asyncio.sleep(0.01)
         [delivery] = await store.deliveries("call-evt_1")
         assert delivery.attempts == 2
-    finally:
-        await stopped(outbox, running)
 
 
 async def test_a_delivery_handed_over_while_a_look_reads_is_sent(
@@ -126,8 +126,7 @@ async def test_a_delivery_handed_over_while_a_look_reads_is_sent(
     receiver = await webhook_receiver()
     store.hold = True
     outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED)
-    running = asyncio.create_task(outbox.run())
-    try:
+    async with running(outbox):
         await asyncio.wait_for(store.reading.wait(), WAIT)  # the look at start read nothing
         # Made before the look began and committed after its read, as a call's
         # change under load: neither that read nor the next retry time finds it.
@@ -135,8 +134,6 @@ async def test_a_delivery_handed_over_while_a_look_reads_is_sent(
         store.hold = False
         store.release.set()
         assert await received(receiver, 1) == ["evt_1"]
-    finally:
-        await stopped(outbox, running)
 
 
 WINDOW = 20  # the outbox's window of a look, made small here
@@ -151,12 +148,9 @@ async def test_a_backlog_beyond_one_window_is_read_once_the_window_is_worked_off
     for n, event_id in enumerate(ids):
         await enqueue(store, receiver.url, event_id, created_at=start - len(ids) + n)
     outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, per_host=2)
-    running = asyncio.create_task(outbox.run())
-    try:
+    async with running(outbox):
         assert await received(receiver, len(ids), within=4 * WAIT) == ids
         assert store.looks == 3
-    finally:
-        await stopped(outbox, running)
 
 
 async def test_a_fresh_delivery_passes_a_full_window_of_retries_to_a_hung_receiver(
@@ -171,17 +165,14 @@ async def test_a_fresh_delivery_passes_a_full_window_of_retries_to_a_hung_receiv
         await store.update_delivery(replace(delivery, attempts=3, last_error="HTTP 503",
                                             next_attempt_at=now - 1))
     outbox = Outbox(store, None, outbound=LOOPBACK_ALLOWED, timeout=30, per_host=2)
-    running = asyncio.create_task(outbox.run())
-    try:
-        async with asyncio.timeout(WAIT):
-            while hung.connections < 2:  # the hung receiver holds its slots
-                await asyncio.sleep(0.01)
-        # Two new ones to the hung receiver wait for its slots beside the
-        # retries known: those retries leave room for every fresh delivery.
-        for n in range(2):
-            outbox.enqueued([await enqueue(store, hung.url, f"evt_hung_new_{n}")])
-        outbox.enqueued([await enqueue(store, healthy.url, "evt_fresh")])
-        assert await received(healthy, 1, within=ONE_SECOND) == ["evt_fresh"]
-    finally:
-        await hung.stop()
-        await stopped(outbox, running)
+    async with running(outbox):
+        try:
+            await until(lambda: hung.connections >= 2)  # the hung receiver holds its slots
+            # Two new ones to the hung receiver wait for its slots beside the
+            # retries known: those retries leave room for every fresh delivery.
+            for n in range(2):
+                outbox.enqueued([await enqueue(store, hung.url, f"evt_hung_new_{n}")])
+            outbox.enqueued([await enqueue(store, healthy.url, "evt_fresh")])
+            assert await received(healthy, 1, within=ONE_SECOND) == ["evt_fresh"]
+        finally:
+            await hung.stop()  # first: its slots are freed, so the outbox stops at once
