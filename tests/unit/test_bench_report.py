@@ -225,10 +225,12 @@ def test_the_inbound_chart_is_drawn(tmp_path: Path) -> None:
 async def test_the_idle_cpu_rate_leaves_out_work_left_from_the_start() -> None:
     # A process busy for its first second (as the daemon is, reading its
     # recordings folder), then idle: one window spanning both would call it
-    # busy a third of the time.
+    # busy a third of the time. Busy for a second of the clock, not of CPU: on
+    # a busy machine a second of CPU took longer than the windows, and no
+    # window was idle.
     process = subprocess.Popen([sys.executable, "-c", (
-        "import time\nstart = time.process_time()\n"
-        "while time.process_time() - start < 1.0: pass\ntime.sleep(30)")])
+        "import time\nstart = time.monotonic()\n"
+        "while time.monotonic() - start < 1.0: pass\ntime.sleep(30)")])
     try:
         rate = await idle_cpu_rate(process.pid, windows=3, seconds=1.0)
     finally:
