@@ -107,6 +107,9 @@ class Step:
     success: float
     gap_p99_ms: float | None = None
     cpu_percent: float | None = None  # the controller's, while the step's calls were offered
+    # The daemon's event loop over the same time: % of it spent waiting,
+    # runnable, for a CPU (the scheduler gave the cores to others).
+    loop_wait_percent: float | None = None
     cpu_ms_per_call: float | None = None  # the controller's, from the step's start to its drain
     switch_cpu_ms_per_call: float | None = None  # Asterisk's, over the same time
     event_lag_p99_ms: float | None = None
@@ -134,6 +137,13 @@ def cpu_seconds(pid: int) -> float:
     """The process's user and system CPU so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scheduled_seconds(pid: int) -> tuple[float, float]:
+    """Seconds the process's main thread (the daemon's event loop) has run
+    on a CPU, and waited runnable for one (/proc/PID/task/PID/schedstat)."""
+    ran, waited, _ = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+    return int(ran) / 1e9, int(waited) / 1e9
 
 
 async def idle_cpu_rate(pid: int, windows: int = 4, seconds: float = 2.0) -> float:
@@ -363,6 +373,9 @@ unsigned = true  # the bench's own receiver on loopback does not verify
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.process.pid)
+
+    def loop_waited_seconds(self) -> float:
+        return scheduled_seconds(self.process.pid)[1]
 
     async def cpu_counts(self) -> dict[str, Any]:
         """The counted daemon's CPU by part so far (bench.cpu_parts)."""

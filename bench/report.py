@@ -105,6 +105,9 @@ def add_figures(report: Report, samples: list[tuple[int, int]], overload: dict[s
                   "(control's peak; each component alone: python -m bench.micro)",
                   cpu and round(cpu, 2), f"<= {CPU_PER_CALL_GOAL_MS} ms",
                   cpu is not None and cpu <= CPU_PER_CALL_GOAL_MS, "ms")
+    waited = at_peak.loop_wait_percent if at_peak else None
+    report.figure("  the daemon's event loop there, waiting (runnable) for a CPU", waited, "-", None,
+                  "% of the step's time")
     parts = report.cpu_parts
     if parts:
         report.figure(f"  by part, at {parts['rate']:g} calls/s on asyncio's own loop "

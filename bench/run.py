@@ -168,14 +168,16 @@ class Bench:
         try:
             for rate in self.rates(run):
                 cpu0, wall0, lag0 = daemon.cpu_seconds(), time.monotonic(), await daemon.lag_buckets()
-                switch0 = cpu_seconds(self.switch_pid)
+                switch0, waited0 = cpu_seconds(self.switch_pid), daemon.loop_waited_seconds()
                 calls = await self.offer(rate, place)
                 cpu1, wall1 = daemon.cpu_seconds(), time.monotonic()
+                waited1 = daemon.loop_waited_seconds()
                 await self.drain(calls, "controller")
                 lag1 = await daemon.lag_buckets()
                 step = self.record_step(run, "controller", rate, calls,
                                         cpu=100 * (cpu1 - cpu0) / (wall1 - wall0),
-                                        lag=lag_p99_ms(lag0, lag1))
+                                        lag=lag_p99_ms(lag0, lag1),
+                                        loop_wait=100 * (waited1 - waited0) / (wall1 - wall0))
                 step.cpu_ms_per_call = per_call(daemon.cpu_seconds() - cpu0, idle, wall0,
                                                 len(calls))
                 step.switch_cpu_ms_per_call = per_call(
@@ -286,7 +288,8 @@ class Bench:
             call.whisper_ready = bool(whisper.get("ready_at") and whisper["ready_at"] <= answered)
 
     def record_step(self, run: int, lane: str, rate: float, calls: list[Call],
-                    cpu: float | None = None, lag: float | None = None) -> Step:
+                    cpu: float | None = None, lag: float | None = None,
+                    loop_wait: float | None = None) -> Step:
         if lane == "controller":
             for call in calls:
                 self.read_webhook(call)
@@ -296,6 +299,7 @@ class Bench:
         observer = percentile(self.ami.lags_ms[self.lag_mark:], 0.99)
         self.lag_mark = len(self.ami.lags_ms)
         step = Step(run, lane, rate, len(calls), completed, round(success, 4), cpu_percent=cpu,
+                    loop_wait_percent=loop_wait and round(loop_wait, 1),
                     event_lag_p99_ms=lag, observer_lag_p99_ms=observer and round(observer, 2),
                     webhook_ms=webhook_percentiles(calls) if lane == "controller" else None,
                     failures=failures_of(calls))
@@ -304,6 +308,8 @@ class Bench:
         p99 = (step.webhook_ms or {}).get("p99")
         say(f"{lane:<10} {rate:5.1f} calls/s: {completed}/{len(calls)} completed "
             f"({100 * success:.1f} %)" + (f", controller CPU {cpu:.0f} %" if cpu is not None else "")
+            + (f" (its event loop waited for a CPU {loop_wait:.0f} % of the time)"
+               if loop_wait is not None else "")
             + (f", event lag p99 {lag:.1f} ms" if lag is not None else "")
             + (f", bare AMI client lag p99 {observer:.1f} ms" if observer is not None else "")
             + (f", webhook p99 {p99:.0f} ms" if p99 is not None else "")

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {figure['figure'].strip()} | {shown} {figure['unit']} | {figure['goal']} | {met} |")
     print("\n| run | lane | calls/s | completed | controller CPU ms/call | Asterisk CPU ms/call "
           "| webhook p50 / p99 ms | whisper->INVITE p99 ms | event lag p99 ms (bucket) "
-          "| bare AMI client lag p99 ms |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| bare AMI client lag p99 ms | event loop waiting for a CPU % |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for step in report["steps"]:
         webhook = step.get("webhook_ms") or {}
         latency = (f"{cell(webhook.get('p50'), 0)} / {cell(webhook.get('p99'), 0)}"
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
               f"| {100 * step['success']:.1f} % | {cell(step['cpu_ms_per_call'], 2)} "
               f"| {cell(step['switch_cpu_ms_per_call'], 2)} | {latency} "
               f"| {cell(step['gap_p99_ms'])} | {cell(step['event_lag_p99_ms'])} "
-              f"| {cell(step['observer_lag_p99_ms'])} |")
+              f"| {cell(step['observer_lag_p99_ms'])} | {cell(step.get('loop_wait_percent'), 0)} |")
     failed = ([(step["run"], step["lane"], step) for step in report["steps"]]
               + [("-", f"inbound {step['lane']}", step) for step in report.get("inbound_steps", [])])
     failed = [(run, lane, step) for run, lane, step in failed if step.get("failures")]

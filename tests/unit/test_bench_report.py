@@ -6,8 +6,10 @@ step, and why calls did not complete; the charts and the README's tables."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 from bench import table
 from bench.inbound_calls import InboundStep
-from bench.lanes import LISTED_REASONS, Call, Step, failures_of, idle_cpu_rate
+from bench.lanes import LISTED_REASONS, Call, Step, failures_of, idle_cpu_rate, scheduled_seconds
 from bench.report import (
     Report,
     add_figures,
@@ -36,7 +38,7 @@ def report() -> Report:
         bench.steps.append(Step(1, "control", rate, 10, 10, 1.0, switch_cpu_ms_per_call=4.0))
         bench.steps.append(Step(1, "controller", rate, 10, 10 if rate < 45 else 5,
                                 1.0 if rate < 45 else 0.5, cpu_ms_per_call=cpu,
-                                switch_cpu_ms_per_call=5.0,
+                                switch_cpu_ms_per_call=5.0, loop_wait_percent=rate / 2,
                                 webhook_ms={"p50": 10.0, "p90": 20.0, "p99": p99}))
     return bench
 
@@ -57,6 +59,7 @@ def test_cpu_per_call_is_read_at_the_control_lanes_peak() -> None:
     cpu = found["controller CPU per call at 40.0 calls/s"]
     assert (cpu["value"], cpu["met"]) == (2.2, True)
     assert found["Asterisk's CPU per call there"]["value"] == 1.25
+    assert found["the daemon's event loop there"]["value"] == 20.0
 
 
 def test_the_webhook_figure_is_the_worst_sustained_step() -> None:
@@ -122,6 +125,8 @@ def test_the_readmes_tables_list_the_calls_not_completed_by_why(
     printed = capsys.readouterr().out
     assert "| 1 | controller | 45 | 5 | no completion webhook by the end of the step's drain (5) |" \
         in printed, printed
+    # Each controller step's row ends with its event loop's wait for a CPU.
+    assert "| 1 | controller | 40 | 100.0 % | 2.20 | 5.00 | 10 / 45 | - | - | - | 20 |" in printed, printed
 
 
 def test_the_charts_are_drawn(tmp_path: Path) -> None:
@@ -220,6 +225,24 @@ def test_the_inbound_chart_is_drawn(tmp_path: Path) -> None:
     inbound_chart(bench, tmp_path / "latest-inbound.png")
     drawn = (tmp_path / "latest-inbound.png").read_bytes()
     assert drawn[:8] == b"\x89PNG\r\n\x1a\n" and len(drawn) > 10_000
+
+
+def test_scheduled_seconds_tell_running_from_waiting_for_a_cpu() -> None:
+    # Three busy processes on one CPU: each runs about a third of the time
+    # and waits, runnable, for the rest.
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
+    try:
+        for process in busy:
+            os.sched_setaffinity(process.pid, {0})
+        before = [scheduled_seconds(process.pid) for process in busy]
+        time.sleep(1.5)
+        after = [scheduled_seconds(process.pid) for process in busy]
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    for (ran0, waited0), (ran1, waited1) in zip(before, after, strict=True):
+        assert ran1 - ran0 < 1.0 and waited1 - waited0 > 0.6, (ran1 - ran0, waited1 - waited0)
 
 
 async def test_the_idle_cpu_rate_leaves_out_work_left_from_the_start() -> None:
