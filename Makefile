@@ -79,14 +79,14 @@ lint: $(VENV)/.installed
 # every figure with its goal; writes docs/bench/latest.json, latest.png and
 # latest-inbound.png. ~30 minutes (3 runs of both lanes, a step with the daemon's
 # CPU counted by part, the overload step, then the inbound lanes).
-# Then the components' CPU (bench.micro) and the daemon on a store of 1 M calls
-# (bench.store: docs/bench/store.json; its store is built once, ~12 GiB in
-# .bench/store/cache). Brings the lab down when it ends, as make test does.
+# Then the components' CPU (bench.micro), hot and cold (bench.cold), and the
+# daemon on a store of 1 M calls (bench.store: docs/bench/store.json; its store
+# is built once, ~12 GiB in .bench/store/cache). Brings the lab down when it ends, as make test does.
 # `lab up asterisk` installs the Asterisk lab, all the bench drives (make
 # install would build the FreeSWITCH lab too: tens of minutes on a new machine).
 bench: $(VENV)/.installed
 	@$(LAB) up asterisk
-	@$(PY) -m bench.run && $(PY) -m bench.micro && $(PY) -m bench.store; status=$$?; \
+	@$(PY) -m bench.run && $(PY) -m bench.micro && $(PY) -m bench.cold && $(PY) -m bench.store; status=$$?; \
 	  $(LAB) down asterisk; exit $$status
 
 # The soak run for longer than make test's 150 s: calls for 10 minutes, with an

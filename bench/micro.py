@@ -40,7 +40,8 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import cast
 
@@ -132,10 +133,10 @@ def parse_only(recorded: list[tuple[str, bytes]]) -> tuple[int, float]:
     return sink.count, time.perf_counter() - started
 
 
-def full_path(recorded: list[tuple[str, bytes]]) -> tuple[int, float]:
+def full_path(recorded: list[tuple[str, bytes]], rounds: int = ROUNDS) -> tuple[int, float]:
     handled = 0
     started = time.perf_counter()
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for call_id, wire in recorded:
             translator = AmiEventTranslator()
             translator.watch(call_id)
@@ -199,7 +200,8 @@ class PlacingOperations:
 # Sends the requests from another process, so only the server's CPU is counted.
 CLIENT = """
 import http.client, json, sys
-port, count, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+import time
+port, count, token, pause = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 body = json.dumps(json.loads(sys.stdin.read()))
 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 for _ in range(count):
@@ -209,32 +211,50 @@ for _ in range(count):
     answer.read()
     if answer.status != 202:
         sys.exit(f"POST /v1/calls answered {answer.status}")
+    if pause:
+        time.sleep(pause)
 """
 
 
-async def http_per_call(answer: StoredCall) -> float:
+def placed_call(core: CallConnect) -> StoredCall:
+    """What PlacingOperations answers: the call just placed."""
+    return StoredCall("micro-answer", time.time(), time.time(), str(CallState.DIALING_A), None,
+                      REQUEST, core.snapshot())
+
+
+@asynccontextmanager
+async def placing_server(answer: StoredCall) -> AsyncIterator[int]:
     """The daemon's own HTTP server (uvicorn with its httptools protocol, the
-    socket, FastAPI) answering POST /v1/calls on loopback."""
+    socket, FastAPI) answering POST /v1/calls on loopback, warmed; its port."""
     settings = ApiConfig(host="127.0.0.1", port=free_port(), tokens=[TOKEN])
     server = api_server(create_app(cast(Operations, PlacingOperations(answer)), settings), settings)
     serving = asyncio.create_task(server.serve())
     try:
         while not server.started:
             await asyncio.sleep(0.01)
-        await send_requests(settings.port, 20)  # warm
-        started = time.process_time()
-        await send_requests(settings.port, CALLS)
-        return (time.process_time() - started) / CALLS
+        await send_requests(settings.port, 20)
+        yield settings.port
     finally:
         server.should_exit = True
         await serving
 
 
-async def send_requests(port: int, count: int) -> None:
+async def http_per_call(answer: StoredCall) -> float:
+    async with placing_server(answer) as port:
+        started = time.process_time()
+        await send_requests(port, CALLS)
+        return (time.process_time() - started) / CALLS
+
+
+async def send_requests(port: int, count: int, pause: float = 0.0) -> None:
+    """``count`` POSTs from another process, each after the last one's answer
+    and ``pause`` seconds."""
     client = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CLIENT, str(port), str(count), TOKEN, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    _, err = await asyncio.wait_for(client.communicate(json.dumps(REQUEST).encode()), 120)
+        sys.executable, "-c", CLIENT, str(port), str(count), TOKEN, str(pause),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(client.communicate(json.dumps(REQUEST).encode()),
+                                    120 + count * pause)
     if client.returncode != 0:
         raise RuntimeError(f"the HTTP client failed: {err.decode()[-500:]}")
 
@@ -417,8 +437,7 @@ async def components() -> tuple[dict[str, float], dict[str, float]]:
     started = time.process_time()
     full_path(recorded)
     events = (time.process_time() - started) / (ROUNDS * len(recorded))
-    answer = StoredCall("micro-answer", time.time(), time.time(), str(CallState.DIALING_A), None,
-                        REQUEST, core.snapshot())
+    answer = placed_call(core)
     with tempfile.TemporaryDirectory(prefix="callconnect-micro-") as workdir:
         store = SqliteStore(Path(workdir) / "micro.sqlite3")
         await store.open()
