@@ -81,7 +81,8 @@ lint: $(VENV)/.installed
 # CPU counted by part, the overload step, then the inbound lanes).
 # Then the components' CPU (bench.micro), hot and cold (bench.cold), and the
 # daemon on a store of 1 M calls (bench.store: docs/bench/store.json; its store
-# is built once, ~12 GiB in .bench/store/cache). Brings the lab down when it ends, as make test does.
+# is built once, ~12 GiB in .bench/store/cache). Brings the lab down when it
+# ends, as make test does.
 # `lab up asterisk` installs the Asterisk lab, all the bench drives (make
 # install would build the FreeSWITCH lab too: tens of minutes on a new machine).
 bench: $(VENV)/.installed
