@@ -1,11 +1,10 @@
 """What a call's work costs cold, against hot in a loop (python -m bench.cold,
 no lab, no root).
 
-``bench.micro`` times each component hot: the same work back to back, so the
-CPU's caches and branch predictors hold what it runs. The daemon does a
-call's work in a few dozen wake-ups spread over the call's life, with
-Asterisk, the phones and its other calls running in between. This times two
-of ``bench.micro``'s components both ways:
+``bench.micro`` times each component hot: the same work back to back. The
+daemon does a call's work in a few dozen wake-ups spread over the call's
+life, with Asterisk, the phones and its other calls running in between. This
+times two of ``bench.micro``'s components both ways:
 
 * switch events: one recorded call's AMI stream through the daemon's reader,
   the translator and the call core, timed alone, back to back; then with the
