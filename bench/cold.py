@@ -41,11 +41,14 @@ def spin(seconds: float) -> None:
         pass
 
 
-def switch_events_per_call(calls: int, pause: float = 0.0,
+def label(state: str, pause: float) -> str:
+    return f"{state} {pause * 1000:g} ms:"
+
+
+def switch_events_per_call(recorded: list[tuple[str, bytes]], calls: int, pause: float = 0.0,
                            between: Callable[[float], None] = time.sleep) -> float:
-    """CPU seconds a recorded call's AMI events take, with ``between(pause)``
-    after each call (not counted)."""
-    recorded = micro.streams()
+    """CPU seconds one of the ``recorded`` calls' AMI events take, with
+    ``between(pause)`` after each call (not counted)."""
     spent = 0.0
     for number in range(calls):
         started = time.process_time()
@@ -87,17 +90,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.calls < 1:
         parser.error("--calls must be at least 1")
     setup_logs("warning")
-    switch_events_per_call(args.calls)  # warm
-    hot = switch_events_per_call(args.calls)
+    recorded = micro.streams()
+    switch_events_per_call(recorded, args.calls)  # warm
+    hot = switch_events_per_call(recorded, args.calls)
     pauses = {}
     for pause in PAUSES:
-        pauses[f"asleep {pause * 1000:g} ms:"] = switch_events_per_call(args.calls, pause)
-        pauses[f"busy {pause * 1000:g} ms:"] = switch_events_per_call(args.calls, pause, spin)
+        pauses[label("asleep", pause)] = switch_events_per_call(recorded, args.calls, pause)
+        pauses[label("busy", pause)] = switch_events_per_call(recorded, args.calls, pause, spin)
     http = uvloop.run(http_per_call(max(1, args.calls // 3), PAUSES))
     print("[cold] CPU a call, hot (back to back) and with a pause between calls:")
     print(line("switch events", hot, pauses))
     print(line("HTTP (POST /v1/calls)", http[0.0],
-               {f"asleep {pause * 1000:g} ms:": http[pause] for pause in PAUSES}))
+               {label("asleep", pause): http[pause] for pause in PAUSES}))
 
 
 if __name__ == "__main__":
